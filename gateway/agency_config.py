@@ -1,0 +1,178 @@
+"""One TOML file per contracted agency in ``config/agencies/``, validated at startup.
+
+``agency-gateway check-config`` loads every file and reports each problem as
+``file: key: reason``; the process refuses to start on any of them.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.errors import ConfigError
+from gateway.secret_refs import SecretRef
+from gateway.settings import format_validation_error, read_toml
+
+DEBTOR_FIELDS = frozenset(
+    {"debtor.name", "debtor.national_id", "debtor.phones", "debtor.address", "debtor.region"}
+)
+"""Personal fields an agency may be allowed to receive. Anything else is never sent."""
+
+BUCKETS = ("M1", "M2", "M3", "M4-6", "M6+", "LEGAL")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EndpointSection(_Section):
+    url: str = Field(pattern=r"^https?://")
+    timeout_seconds: float = Field(default=15, gt=0, le=120)
+    connect_timeout_seconds: float = Field(default=5, gt=0, le=60)
+    allow_plain_http: bool = Field(
+        default=False, description="Permit http:// (loopback sandboxes only)"
+    )
+
+    @model_validator(mode="after")
+    def _https(self) -> "EndpointSection":
+        if self.url.startswith("http://") and not self.allow_plain_http:
+            raise ValueError("endpoint must be https:// (set allow_plain_http only for a sandbox)")
+        return self
+
+
+class SigningSection(_Section):
+    """Outbound: how we sign packets to this agency. Several keys sign during rotation."""
+
+    scheme: Literal["v1", "v1a"] = "v1"
+    keys: tuple[SecretRef, ...] = Field(min_length=1, max_length=4)
+
+
+class InboundSection(_Section):
+    """Inbound: the keys this agency signs its events with (our trust list)."""
+
+    scheme: Literal["v1", "v1a"] = "v1"
+    keys: tuple[SecretRef, ...] = Field(min_length=1, max_length=4)
+    tolerance_seconds: int | None = Field(default=None, ge=1, le=86_400)
+
+
+class EligibilitySection(_Section):
+    buckets: tuple[str, ...] = Field(min_length=1)
+    min_balance_minor: int = Field(default=0, ge=0)
+    max_balance_minor: int | None = Field(default=None, ge=0)
+    regions: tuple[str, ...] = ()
+    currencies: tuple[str, ...] = ("CNY",)
+
+    @model_validator(mode="after")
+    def _known_buckets(self) -> "EligibilitySection":
+        unknown = [b for b in self.buckets if b not in BUCKETS]
+        if unknown:
+            raise ValueError(f"unknown bucket(s) {unknown}; known: {list(BUCKETS)}")
+        return self
+
+
+class CapacitySection(_Section):
+    max_open_placements: int = Field(ge=0)
+    weight: float = Field(default=1.0, gt=0)
+
+
+class RetrySection(_Section):
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    base_seconds: float = Field(default=5, gt=0)
+    cap_seconds: float = Field(default=3600, gt=0)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_reset_seconds: float = Field(default=30, gt=0)
+    max_retry_after_seconds: float = Field(default=3600, gt=0)
+
+
+class SlaSection(_Section):
+    ack_hours: float = Field(default=24, gt=0)
+    first_activity_hours: float = Field(default=72, gt=0)
+
+
+class AgencyConfig(_Section):
+    """A contracted agency or law firm, as ops configure it."""
+
+    id: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
+    name: str = Field(min_length=1)
+    channel: Literal["webhook"]
+    enabled: bool = True
+    endpoint: EndpointSection
+    signing: SigningSection
+    inbound: InboundSection
+    fields: tuple[str, ...] = ()
+    eligibility: EligibilitySection
+    capacity: CapacitySection
+    retry: RetrySection = RetrySection()
+    sla: SlaSection = SlaSection()
+    source: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> "AgencyConfig":
+        unknown = sorted(set(self.fields) - DEBTOR_FIELDS)
+        if unknown:
+            raise ValueError(f"fields: unknown field(s) {unknown}; allowed: {sorted(DEBTOR_FIELDS)}")
+        return self
+
+
+def load_agency(path: Path) -> AgencyConfig:
+    raw = read_toml(path)
+    raw["source"] = str(path)
+    try:
+        return AgencyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None
+
+
+def load_agencies(directory: Path) -> dict[str, AgencyConfig]:
+    """Load every ``*.toml`` in the directory; collect all problems before raising."""
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: agencies directory not found")
+    agencies: dict[str, AgencyConfig] = {}
+    problems: list[str] = []
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            agency = load_agency(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        if agency.id in agencies:
+            problems.append(
+                f"{path}: id: agency {agency.id} is already defined in {agencies[agency.id].source}"
+            )
+            continue
+        agencies[agency.id] = agency
+    if not agencies and not problems:
+        problems.append(f"{directory}: no agency files (*.toml)")
+    if problems:
+        raise ConfigError(problems)
+    return agencies
+
+
+def check_secrets(
+    agency: AgencyConfig, base_dir: Path, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Resolve every key the agency needs and check its format; return problems."""
+    from gateway.signing import parse_signing_key, parse_verifying_key
+
+    problems: list[str] = []
+    for section, parse in (("signing", parse_signing_key), ("inbound", parse_verifying_key)):
+        sect: SigningSection | InboundSection = getattr(agency, section)
+        for i, ref in enumerate(sect.keys):
+            where = f"{agency.source}: {section}.keys[{i}] ({ref.describe()})"
+            try:
+                parse(sect.scheme, ref.resolve(base_dir, environ))
+            except ConfigError as exc:
+                problems.append(f"{where}: {exc}")
+    return problems
+
+
+__all__ = [
+    "BUCKETS",
+    "DEBTOR_FIELDS",
+    "AgencyConfig",
+    "check_secrets",
+    "load_agencies",
+    "load_agency",
+]

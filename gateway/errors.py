@@ -1,0 +1,205 @@
+"""The one error tree of the gateway core.
+
+::
+
+    GatewayError
+    ├── ConfigError               a settings or agency file is wrong (file, key, reason)
+    ├── IntakeError               an intake row failed validation (file, line, field)
+    ├── InboundError              an inbound message is refused; carries the HTTP status
+    │   ├── UnknownAgency             404  no agency with that id on that channel
+    │   ├── SignatureInvalid          401  no signature matched a trusted key
+    │   ├── TimestampOutOfTolerance   401  webhook-timestamp outside the window
+    │   ├── MissingHeaders            400  a webhook-* header is missing or malformed
+    │   ├── PayloadTooLarge           413  body over the configured limit
+    │   ├── MalformedPayload          400  body is not JSON
+    │   ├── SchemaViolation           422  JSON does not match the event schema
+    │   ├── ConflictingDuplicate      409  same webhook-id, different bytes
+    │   └── ForeignPlacement          403  the event names a placement the agency does not hold
+    ├── DeliveryError             a send to an agency failed; carries agency_id
+    │   ├── TransientDeliveryError    worth retrying (timeouts, 5xx, 429, connection loss)
+    │   │   └── ThrottledError            the agency asked us to slow down (429/503, Retry-After)
+    │   ├── PermanentDeliveryError    never retried (4xx, redirects, rejected payload)
+    │   │   └── EndpointGone              410: the endpoint is disabled until ops re-enables it
+    │   └── OutcomeUnknown            the bytes may have left; resend only by the channel's rule
+    ├── LeaseLost                 our claim on an outbox item was taken over (fencing)
+    ├── NotFound                  a case, placement or mismatch id does not exist
+    └── EvidenceError             the evidence log does not verify
+
+Each class's docstring is its default message. Transient vs permanent is a type, not a flag:
+the dispatcher retries ``TransientDeliveryError`` only.
+"""
+
+
+class GatewayError(Exception):
+    """The gateway failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class IntakeError(GatewayError):
+    """An intake row is invalid."""
+
+
+class InboundError(GatewayError):
+    """The inbound message was refused."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class UnknownAgency(InboundError):
+    """No agency with that id receives events on this channel."""
+
+    status = 404
+    slug = "unknown-agency"
+    title = "Unknown agency"
+
+
+class SignatureInvalid(InboundError):
+    """No webhook-signature matched a key this agency is trusted with."""
+
+    status = 401
+    slug = "invalid-signature"
+    title = "Invalid signature"
+
+
+class TimestampOutOfTolerance(InboundError):
+    """The webhook-timestamp is outside the accepted window."""
+
+    status = 401
+    slug = "stale-timestamp"
+    title = "Timestamp outside tolerance"
+
+
+class MissingHeaders(InboundError):
+    """A webhook-id, webhook-timestamp or webhook-signature header is missing or malformed."""
+
+    status = 400
+    slug = "missing-headers"
+    title = "Missing or malformed webhook headers"
+
+
+class PayloadTooLarge(InboundError):
+    """The request body is larger than the configured limit."""
+
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class MalformedPayload(InboundError):
+    """The request body is not valid UTF-8 JSON."""
+
+    status = 400
+    slug = "malformed-json"
+    title = "Malformed JSON"
+
+
+class SchemaViolation(InboundError):
+    """The event does not match its schema."""
+
+    status = 422
+    slug = "schema-violation"
+    title = "Event does not match its schema"
+
+    def __init__(self, message: str | None = None, errors: list[dict[str, str]] | None = None):
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class ConflictingDuplicate(InboundError):
+    """This webhook-id was already received with different content."""
+
+    status = 409
+    slug = "conflicting-duplicate"
+    title = "Conflicting duplicate"
+
+
+class ForeignPlacement(InboundError):
+    """The event names a placement that this agency does not hold."""
+
+    status = 403
+    slug = "foreign-placement"
+    title = "Placement not held by this agency"
+
+
+class DeliveryError(GatewayError):
+    """Sending to the agency failed."""
+
+    def __init__(self, message: str | None = None, *, agency_id: str = "") -> None:
+        super().__init__(message)
+        self.agency_id = agency_id
+
+
+class TransientDeliveryError(DeliveryError):
+    """Sending failed for a reason that may pass; it will be retried."""
+
+    def __init__(
+        self, message: str | None = None, *, agency_id: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, agency_id=agency_id)
+        self.retry_after = retry_after
+
+
+class ThrottledError(TransientDeliveryError):
+    """The agency asked us to slow down."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The agency refused the packet; retrying will not help."""
+
+
+class EndpointGone(PermanentDeliveryError):
+    """The agency endpoint answered 410 Gone; it stays disabled until ops re-enables it."""
+
+
+class OutcomeUnknown(DeliveryError):
+    """The packet may have reached the agency; the outcome is unknown."""
+
+
+class LeaseLost(GatewayError):
+    """Another worker took over this outbox item; our result was discarded."""
+
+
+class NotFound(GatewayError):
+    """No such record."""
+
+
+class EvidenceError(GatewayError):
+    """The evidence log does not verify."""
+
+
+__all__ = [
+    "ConfigError",
+    "ConflictingDuplicate",
+    "DeliveryError",
+    "EndpointGone",
+    "EvidenceError",
+    "ForeignPlacement",
+    "GatewayError",
+    "InboundError",
+    "IntakeError",
+    "LeaseLost",
+    "MalformedPayload",
+    "MissingHeaders",
+    "NotFound",
+    "OutcomeUnknown",
+    "PayloadTooLarge",
+    "PermanentDeliveryError",
+    "SchemaViolation",
+    "SignatureInvalid",
+    "ThrottledError",
+    "TimestampOutOfTolerance",
+    "TransientDeliveryError",
+    "UnknownAgency",
+]

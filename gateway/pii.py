@@ -1,0 +1,96 @@
+"""Encryption of personal data at rest: AES-256-GCM under a key ring with rotation.
+
+The key ring is text, one key per line: ``<key id>:<base64 of 32 bytes>``. The first line is
+the current key (used to encrypt); the others still decrypt older rows. A blob is
+``0x01 | len(kid) | kid | nonce(12) | ciphertext+tag``; the case id is bound in as associated
+data, so a blob copied onto another case does not decrypt.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gateway.errors import ConfigError, GatewayError
+
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PiiKeyRing:
+    """Current key first; older keys decrypt only."""
+
+    keys: tuple[tuple[str, bytes], ...]
+
+    def __repr__(self) -> str:
+        return f"PiiKeyRing(ids={[kid for kid, _ in self.keys]})"
+
+    @classmethod
+    def parse(cls, text: str) -> "PiiKeyRing":
+        keys: list[tuple[str, bytes]] = []
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            kid, sep, b64 = line.partition(":")
+            if not sep or not kid or len(kid) > 32:
+                raise ConfigError(f"PII key ring line {n}: expected '<key id>:<base64 key>'")
+            try:
+                key = base64.b64decode(b64, validate=True)
+            except binascii.Error:
+                raise ConfigError(f"PII key ring line {n}: key is not base64") from None
+            if len(key) != 32:
+                raise ConfigError(f"PII key ring line {n}: key must be 32 bytes, got {len(key)}")
+            keys.append((kid, key))
+        if not keys:
+            raise ConfigError("PII key ring is empty")
+        return cls(tuple(keys))
+
+    @staticmethod
+    def generate_line(kid: str) -> str:
+        return f"{kid}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+
+    @property
+    def current(self) -> tuple[str, bytes]:
+        return self.keys[0]
+
+    def encrypt(self, record: Mapping[str, object], *, bound_to: str) -> bytes:
+        kid, key = self.current
+        nonce = secrets.token_bytes(12)
+        plaintext = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
+        sealed = AESGCM(key).encrypt(nonce, plaintext, bound_to.encode())
+        kid_b = kid.encode()
+        return bytes([_VERSION, len(kid_b)]) + kid_b + nonce + sealed
+
+    def decrypt(self, blob: bytes, *, bound_to: str) -> dict[str, object]:
+        if len(blob) < 2 or blob[0] != _VERSION:
+            raise GatewayError("PII blob has an unknown format")
+        kid_len = blob[1]
+        kid = blob[2 : 2 + kid_len].decode()
+        nonce = blob[2 + kid_len : 14 + kid_len]
+        sealed = blob[14 + kid_len :]
+        for candidate, key in self.keys:
+            if candidate == kid:
+                try:
+                    plaintext = AESGCM(key).decrypt(nonce, sealed, bound_to.encode())
+                except InvalidTag:
+                    raise GatewayError(f"PII blob for {bound_to} failed authentication") from None
+                result: dict[str, object] = json.loads(plaintext)
+                return result
+        raise GatewayError(f"PII key {kid!r} is not in the key ring (was it removed too early?)")
+
+    def mac(self, data: bytes) -> str:
+        """A keyed hash: detects changed rows without a guessable hash of personal data."""
+        _kid, key = self.current
+        mac_key = hashlib.sha256(b"agency-gateway/pii-mac\x00" + key).digest()
+        return hmac.new(mac_key, data, hashlib.sha256).hexdigest()
+
+
+__all__ = ["PiiKeyRing"]

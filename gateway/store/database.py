@@ -1,0 +1,111 @@
+"""Engines and transactions for SQLite (embedded default) and PostgreSQL (scale-out).
+
+SQLite runs in WAL mode with ``synchronous=FULL`` so that whatever we acknowledge survives a
+power cut, and every transaction starts with ``BEGIN IMMEDIATE``: one writer at a time, taken
+up front, so two processes never deadlock upgrading a read lock. PostgreSQL uses asyncpg and
+``FOR UPDATE SKIP LOCKED`` for outbox claims (see gateway/outbox.py).
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from gateway.errors import ConfigError
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def normalise_url(url: str, base_dir: Path) -> str:
+    """Pick async drivers and anchor a relative SQLite path at ``base_dir``."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+        db = parsed.database
+        if db and db != ":memory:" and not Path(db).is_absolute():
+            parsed = parsed.set(database=str(base_dir / db))
+    elif backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        raise ConfigError(f"database.url: unsupported database {backend!r}; use sqlite or postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Database:
+    """An async engine plus the transaction discipline the gateway relies on."""
+
+    def __init__(self, url: str, *, base_dir: Path = Path("."), pool_size: int = 5, echo: bool = False):
+        self.url = normalise_url(url, base_dir)
+        self.dialect = make_url(self.url).get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # One connection per checkout keeps SQLite locking simple across tasks.
+            kwargs["poolclass"] = NullPool
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            _install_sqlite_hooks(self.engine)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One unit of work: commits on success, rolls back on any exception."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def redacted_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take over transaction control from the driver so we can say BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+__all__ = ["Database", "normalise_url"]

@@ -1,0 +1,69 @@
+"""Building blocks shared by every wire model: strict frozen models, money, identifiers."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1"
+"""Major version of the wire contract. Breaking changes get a new major and a new route."""
+
+
+class StrictModel(BaseModel):
+    """A frozen wire model that rejects unknown fields, so a typo never passes silently."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a UTC offset, e.g. 2026-01-15T08:30:00Z")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
+"""An ISO-8601 timestamp with an explicit offset, normalised to UTC."""
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+"""An opaque ASCII identifier (case, placement, agency, payment ids)."""
+
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 alphabetic code")]
+
+
+class Money(StrictModel):
+    """An amount of money: integer minor units (fen, cents) plus an ISO 4217 code. Never a float."""
+
+    amount_minor: int = Field(description="Amount in minor units, e.g. 12345 = CNY 123.45")
+    currency: CurrencyCode
+
+    def __str__(self) -> str:
+        sign = "-" if self.amount_minor < 0 else ""
+        whole, minor = divmod(abs(self.amount_minor), 100)
+        return f"{self.currency} {sign}{whole:,}.{minor:02d}"
+
+
+def _non_negative(m: Money) -> Money:
+    if m.amount_minor < 0:
+        raise ValueError("amount must not be negative")
+    return m
+
+
+def _positive(m: Money) -> Money:
+    if m.amount_minor <= 0:
+        raise ValueError("amount must be greater than zero")
+    return m
+
+
+NonNegativeMoney = Annotated[Money, AfterValidator(_non_negative)]
+PositiveMoney = Annotated[Money, AfterValidator(_positive)]
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CurrencyCode",
+    "Identifier",
+    "Money",
+    "NonNegativeMoney",
+    "PositiveMoney",
+    "StrictModel",
+    "UtcDatetime",
+]

@@ -1,0 +1,261 @@
+"""Inbound agency events: what agencies report back, on any channel.
+
+Webhook agencies POST one event per request to ``/v1/agencies/{agency_id}/events``::
+
+    {"type": "payment.reported", "timestamp": "2026-01-16T09:00:00Z", "data": {...}}
+
+SFTP result files and law-firm replies are parsed into the same models.
+"""
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from schemas.base import Identifier, NonNegativeMoney, PositiveMoney, StrictModel, UtcDatetime
+
+ContactChannel = Literal["call", "sms", "visit", "letter", "email", "app"]
+ContactOutcome = Literal["reached", "no_answer", "wrong_number", "refused", "left_message"]
+LegalAction = Literal["lawyer_letter", "suit_filed", "judgment", "enforcement", "settlement"]
+ReturnReason = Literal[
+    "uncollectable", "deceased", "bankrupt", "disputed", "contract_end", "recalled", "other"
+]
+CloseReason = Literal["paid_in_full", "settled", "recalled", "written_off"]
+StatementStatus = Literal["active", "disputed", "legal", "closed", "returned"]
+
+
+class PlacementAcknowledgedData(StrictModel):
+    placement_id: Identifier
+    agency_case_ref: str = Field(min_length=1, max_length=64)
+    balance: NonNegativeMoney = Field(description="Balance the agency loaded; must equal what we sent")
+
+
+class PlacementRejectedData(StrictModel):
+    placement_id: Identifier
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ContactAttemptedData(StrictModel):
+    placement_id: Identifier
+    channel: ContactChannel
+    outcome: ContactOutcome
+    attempted_at: UtcDatetime
+    effective: bool = Field(description="True when the debtor was actually spoken to")
+
+
+class PromiseMadeData(StrictModel):
+    placement_id: Identifier
+    promise_id: Identifier
+    amount: PositiveMoney
+    promised_date: date
+
+
+class PaymentReportedData(StrictModel):
+    placement_id: Identifier
+    payment_id: Identifier = Field(description="Agency's payment reference, unique per agency")
+    amount: PositiveMoney
+    paid_at: UtcDatetime
+
+
+class PaymentReversedData(StrictModel):
+    placement_id: Identifier
+    payment_id: Identifier = Field(description="The payment being reversed")
+    amount: PositiveMoney
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class DisputeOpenedData(StrictModel):
+    placement_id: Identifier
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class LegalActionData(StrictModel):
+    placement_id: Identifier
+    action: LegalAction
+    occurred_at: UtcDatetime
+    court: str | None = Field(default=None, max_length=200)
+    court_case_number: str | None = Field(default=None, max_length=64)
+
+
+class CaseReturnedData(StrictModel):
+    placement_id: Identifier
+    reason: ReturnReason
+    balance: NonNegativeMoney
+
+
+class CaseClosedData(StrictModel):
+    placement_id: Identifier
+    reason: CloseReason
+
+
+class ComplaintReceivedData(StrictModel):
+    placement_id: Identifier
+    channel: str = Field(min_length=1, max_length=32)
+    summary: str = Field(min_length=1, max_length=1000)
+
+
+class StatementItem(StrictModel):
+    placement_id: Identifier
+    balance: NonNegativeMoney
+    status: StatementStatus
+
+
+class StatementSubmittedData(StrictModel):
+    statement_id: Identifier
+    period_start: date
+    period_end: date
+    items: tuple[StatementItem, ...] = Field(max_length=100_000)
+
+
+class _Event(StrictModel):
+    timestamp: UtcDatetime
+
+
+class PlacementAcknowledged(_Event):
+    """The agency loaded the case; carries its own case reference and the balance it loaded."""
+
+    type: Literal["placement.acknowledged"]
+    data: PlacementAcknowledgedData
+
+
+class PlacementRejected(_Event):
+    """The agency refuses the case."""
+
+    type: Literal["placement.rejected"]
+    data: PlacementRejectedData
+
+
+class ContactAttempted(_Event):
+    """A call, message or visit to the debtor."""
+
+    type: Literal["contact.attempted"]
+    data: ContactAttemptedData
+
+
+class PromiseMade(_Event):
+    """The debtor promised to pay an amount by a date."""
+
+    type: Literal["promise.made"]
+    data: PromiseMadeData
+
+
+class PaymentReported(_Event):
+    """The agency collected money on the case."""
+
+    type: Literal["payment.reported"]
+    data: PaymentReportedData
+
+
+class PaymentReversed(_Event):
+    """A previously reported payment bounced or was refunded."""
+
+    type: Literal["payment.reversed"]
+    data: PaymentReversedData
+
+
+class DisputeOpened(_Event):
+    """The debtor disputes the debt; collection pauses."""
+
+    type: Literal["dispute.opened"]
+    data: DisputeOpenedData
+
+
+class LegalActionTaken(_Event):
+    """A lawyer's letter, suit, judgment or enforcement step."""
+
+    type: Literal["legal.action"]
+    data: LegalActionData
+
+
+class CaseReturned(_Event):
+    """The agency hands the case back."""
+
+    type: Literal["case.returned"]
+    data: CaseReturnedData
+
+
+class CaseClosed(_Event):
+    """The case is finished at the agency."""
+
+    type: Literal["case.closed"]
+    data: CaseClosedData
+
+
+class ComplaintReceived(_Event):
+    """The debtor complained about the agency's conduct."""
+
+    type: Literal["complaint.received"]
+    data: ComplaintReceivedData
+
+
+class StatementSubmitted(_Event):
+    """The agency's inventory of the placements it holds, for a period."""
+
+    type: Literal["statement.submitted"]
+    data: StatementSubmittedData
+
+
+AgencyEvent = Annotated[
+    PlacementAcknowledged
+    | PlacementRejected
+    | ContactAttempted
+    | PromiseMade
+    | PaymentReported
+    | PaymentReversed
+    | DisputeOpened
+    | LegalActionTaken
+    | CaseReturned
+    | CaseClosed
+    | ComplaintReceived
+    | StatementSubmitted,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: tuple[str, ...] = (
+    "placement.acknowledged",
+    "placement.rejected",
+    "contact.attempted",
+    "promise.made",
+    "payment.reported",
+    "payment.reversed",
+    "dispute.opened",
+    "legal.action",
+    "case.returned",
+    "case.closed",
+    "complaint.received",
+    "statement.submitted",
+)
+
+AGENCY_EVENT_ADAPTER: TypeAdapter[AgencyEvent] = TypeAdapter(AgencyEvent)
+"""Validates raw JSON bytes into the right event model: ``AGENCY_EVENT_ADAPTER.validate_json(body)``."""
+
+__all__ = [
+    "AGENCY_EVENT_ADAPTER",
+    "EVENT_TYPES",
+    "AgencyEvent",
+    "CaseClosed",
+    "CaseClosedData",
+    "CaseReturned",
+    "CaseReturnedData",
+    "ComplaintReceived",
+    "ComplaintReceivedData",
+    "ContactAttempted",
+    "ContactAttemptedData",
+    "DisputeOpened",
+    "DisputeOpenedData",
+    "LegalActionData",
+    "LegalActionTaken",
+    "PaymentReported",
+    "PaymentReportedData",
+    "PaymentReversed",
+    "PaymentReversedData",
+    "PlacementAcknowledged",
+    "PlacementAcknowledgedData",
+    "PlacementRejected",
+    "PlacementRejectedData",
+    "PromiseMade",
+    "PromiseMadeData",
+    "StatementItem",
+    "StatementSubmitted",
+    "StatementSubmittedData",
+]

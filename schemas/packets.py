@@ -1,0 +1,131 @@
+"""Outbound case packets: what the gateway sends to an agency.
+
+Every packet travels in the same envelope as inbound events::
+
+    {"type": "placement.created", "timestamp": "2026-01-15T08:30:00Z", "data": {...}}
+
+The ``webhook-id`` header (and the ``packet_id`` field) is stable across retries; agencies
+deduplicate on it. Debtor fields appear only when the agency's contract allows them.
+"""
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from schemas.base import Identifier, NonNegativeMoney, PositiveMoney, StrictModel, UtcDatetime
+
+Bucket = Literal["M1", "M2", "M3", "M4-6", "M6+", "LEGAL"]
+
+
+class Debtor(StrictModel):
+    """Debtor details, each present only if the agency's field allowlist names it."""
+
+    debtor_id: Identifier
+    name: str | None = None
+    national_id: str | None = None
+    phones: tuple[str, ...] | None = None
+    address: str | None = None
+    region: str | None = None
+
+
+class PlacementCreatedData(StrictModel):
+    packet_id: Identifier = Field(description="Stable id of this packet; equals the webhook-id")
+    placement_id: Identifier
+    case_id: Identifier = Field(description="The lender's account number")
+    bucket: Bucket
+    dpd: int = Field(ge=0)
+    balance: NonNegativeMoney
+    principal: NonNegativeMoney
+    due_date: date
+    product: str
+    credit_grade: str
+    debtor: Debtor
+    placed_at: UtcDatetime
+    return_by: date = Field(description="Date the placement ends unless renewed")
+
+
+class PlacementAmendedData(StrictModel):
+    packet_id: Identifier
+    placement_id: Identifier
+    case_id: Identifier
+    version: int = Field(ge=2, description="Placement version this amendment brings the agency to")
+    balance: NonNegativeMoney
+    previous_balance: NonNegativeMoney
+    reason: str = Field(max_length=200)
+
+
+class PlacementRecalledData(StrictModel):
+    packet_id: Identifier
+    placement_id: Identifier
+    case_id: Identifier
+    reason_code: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
+    recalled_at: UtcDatetime
+
+
+class PaymentDirectData(StrictModel):
+    packet_id: Identifier
+    placement_id: Identifier
+    case_id: Identifier
+    payment_id: Identifier
+    amount: PositiveMoney
+    paid_at: UtcDatetime
+
+
+class PlacementCreated(StrictModel):
+    """A new case handed to the agency."""
+
+    type: Literal["placement.created"] = "placement.created"
+    timestamp: UtcDatetime
+    data: PlacementCreatedData
+
+
+class PlacementAmended(StrictModel):
+    """The balance of a placed case changed at the lender."""
+
+    type: Literal["placement.amended"] = "placement.amended"
+    timestamp: UtcDatetime
+    data: PlacementAmendedData
+
+
+class PlacementRecalled(StrictModel):
+    """The lender takes the case back; the agency must stop all activity."""
+
+    type: Literal["placement.recalled"] = "placement.recalled"
+    timestamp: UtcDatetime
+    data: PlacementRecalledData
+
+
+class PaymentDirect(StrictModel):
+    """The debtor paid the lender directly; the agency should credit the case."""
+
+    type: Literal["payment.direct"] = "payment.direct"
+    timestamp: UtcDatetime
+    data: PaymentDirectData
+
+
+CasePacket = Annotated[
+    PlacementCreated | PlacementAmended | PlacementRecalled | PaymentDirect,
+    Field(discriminator="type"),
+]
+PACKET_TYPES: tuple[str, ...] = (
+    "placement.created",
+    "placement.amended",
+    "placement.recalled",
+    "payment.direct",
+)
+
+__all__ = [
+    "PACKET_TYPES",
+    "Bucket",
+    "CasePacket",
+    "Debtor",
+    "PaymentDirect",
+    "PaymentDirectData",
+    "PlacementAmended",
+    "PlacementAmendedData",
+    "PlacementCreated",
+    "PlacementCreatedData",
+    "PlacementRecalled",
+    "PlacementRecalledData",
+]
