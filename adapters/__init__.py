@@ -1,0 +1,3 @@
+"""Channel adapters, one module per agency protocol."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""The record of what was sent and received: tables, engines, migrations."""
+
+__all__: list[str] = []

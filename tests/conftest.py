@@ -1,0 +1,1 @@
+"""Shared fixtures: real SQLite files in tmp dirs, real PostgreSQL when a URL is given."""
