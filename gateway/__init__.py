@@ -1,4 +1,4 @@
-"""agency-gateway: hand overdue loan cases to agencies, prove what was sent, reconcile what comes back."""
+"""agency-gateway: hand overdue cases to agencies, prove what was sent, reconcile what returns."""
 
 __version__ = "0.1.0"
 

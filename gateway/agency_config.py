@@ -112,7 +112,9 @@ class AgencyConfig(_Section):
     def _known_fields(self) -> "AgencyConfig":
         unknown = sorted(set(self.fields) - DEBTOR_FIELDS)
         if unknown:
-            raise ValueError(f"fields: unknown field(s) {unknown}; allowed: {sorted(DEBTOR_FIELDS)}")
+            raise ValueError(
+                f"fields: unknown field(s) {unknown}; allowed: {sorted(DEBTOR_FIELDS)}"
+            )
         return self
 
 

@@ -14,7 +14,8 @@
     │   ├── MalformedPayload          400  body is not JSON
     │   ├── SchemaViolation           422  JSON does not match the event schema
     │   ├── ConflictingDuplicate      409  same webhook-id, different bytes
-    │   └── ForeignPlacement          403  the event names a placement the agency does not hold
+    │   ├── ForeignPlacement          403  the event names a placement the agency does not hold
+    │   └── StoreUnavailable          503  the database is unavailable; retry later
     ├── DeliveryError             a send to an agency failed; carries agency_id
     │   ├── TransientDeliveryError    worth retrying (timeouts, 5xx, 429, connection loss)
     │   │   └── ThrottledError            the agency asked us to slow down (429/503, Retry-After)
@@ -133,21 +134,37 @@ class ForeignPlacement(InboundError):
     title = "Placement not held by this agency"
 
 
+class StoreUnavailable(InboundError):
+    """The gateway could not store the message; retry later."""
+
+    status = 503
+    slug = "store-unavailable"
+    title = "Temporarily unable to store"
+
+
 class DeliveryError(GatewayError):
     """Sending to the agency failed."""
 
-    def __init__(self, message: str | None = None, *, agency_id: str = "") -> None:
+    def __init__(
+        self, message: str | None = None, *, agency_id: str = "", status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.agency_id = agency_id
+        self.status = status
 
 
 class TransientDeliveryError(DeliveryError):
     """Sending failed for a reason that may pass; it will be retried."""
 
     def __init__(
-        self, message: str | None = None, *, agency_id: str = "", retry_after: float | None = None
+        self,
+        message: str | None = None,
+        *,
+        agency_id: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, agency_id=agency_id)
+        super().__init__(message, agency_id=agency_id, status=status)
         self.retry_after = retry_after
 
 
@@ -198,6 +215,7 @@ __all__ = [
     "PermanentDeliveryError",
     "SchemaViolation",
     "SignatureInvalid",
+    "StoreUnavailable",
     "ThrottledError",
     "TimestampOutOfTolerance",
     "TransientDeliveryError",

@@ -59,6 +59,10 @@ class ChannelAdapter(Protocol):
     the agency and says what happened; transient errors may carry ``retry_after`` seconds.
     """
 
+    idempotent_receiver: bool
+    """True when the receiver deduplicates on ``dedupe_key``, so resending after an unknown
+    outcome is safe (webhooks). False for channels where a resend may be a visible duplicate."""
+
     async def send(self, packet: OutboundPacket) -> Receipt: ...
 
     async def aclose(self) -> None: ...

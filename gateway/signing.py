@@ -156,7 +156,9 @@ class WebhookHeaders:
 def read_headers(headers: "Iterable[tuple[str, str]]") -> WebhookHeaders:
     """Pick the three webhook-* headers (case-insensitive); raise MissingHeaders naming any gap."""
     found = {k.lower(): v for k, v in headers if k.lower().startswith("webhook-")}
-    missing = [h for h in ("webhook-id", "webhook-timestamp", "webhook-signature") if h not in found]
+    missing = [
+        h for h in ("webhook-id", "webhook-timestamp", "webhook-signature") if h not in found
+    ]
     if missing:
         raise MissingHeaders(f"missing header(s): {', '.join(missing)}")
     msg_id = found["webhook-id"].strip()

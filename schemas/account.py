@@ -17,12 +17,16 @@ class IntakeAccount(StrictModel):
     """
 
     account_id: Identifier = Field(description="The lender's account number; the case key")
-    debtor_id: Identifier = Field(description="The lender's customer id; accounts of one debtor stay together")
+    debtor_id: Identifier = Field(
+        description="The lender's customer id; accounts of one debtor stay together"
+    )
     name: str = Field(min_length=1, max_length=200)
     national_id: str = Field(min_length=6, max_length=32)
     phones: tuple[Phone, ...] = Field(min_length=1, max_length=8)
     address: str = Field(min_length=1, max_length=500)
-    region: str = Field(min_length=2, max_length=16, description="Province or state code, e.g. CN-31")
+    region: str = Field(
+        min_length=2, max_length=16, description="Province or state code, e.g. CN-31"
+    )
     product: str = Field(min_length=1, max_length=64)
     currency: CurrencyCode
     principal_minor: int = Field(ge=0, description="Original principal in minor units")

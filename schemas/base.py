@@ -24,7 +24,9 @@ def _aware_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
 """An ISO-8601 timestamp with an explicit offset, normalised to UTC."""
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+]
 """An opaque ASCII identifier (case, placement, agency, payment ids)."""
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 alphabetic code")]

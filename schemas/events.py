@@ -27,7 +27,9 @@ StatementStatus = Literal["active", "disputed", "legal", "closed", "returned"]
 class PlacementAcknowledgedData(StrictModel):
     placement_id: Identifier
     agency_case_ref: str = Field(min_length=1, max_length=64)
-    balance: NonNegativeMoney = Field(description="Balance the agency loaded; must equal what we sent")
+    balance: NonNegativeMoney = Field(
+        description="Balance the agency loaded; must equal what we sent"
+    )
 
 
 class PlacementRejectedData(StrictModel):
@@ -227,7 +229,7 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 AGENCY_EVENT_ADAPTER: TypeAdapter[AgencyEvent] = TypeAdapter(AgencyEvent)
-"""Validates raw JSON bytes into the right event model: ``AGENCY_EVENT_ADAPTER.validate_json(body)``."""
+"""Validates raw JSON into the right event model: ``AGENCY_EVENT_ADAPTER.validate_json(body)``."""
 
 __all__ = [
     "AGENCY_EVENT_ADAPTER",

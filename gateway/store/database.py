@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from gateway.errors import ConfigError
 
@@ -39,14 +38,18 @@ def normalise_url(url: str, base_dir: Path) -> str:
     elif backend == "postgresql":
         parsed = parsed.set(drivername="postgresql+asyncpg")
     else:
-        raise ConfigError(f"database.url: unsupported database {backend!r}; use sqlite or postgresql")
+        raise ConfigError(
+            f"database.url: unsupported database {backend!r}; use sqlite or postgresql"
+        )
     return parsed.render_as_string(hide_password=False)
 
 
 class Database:
     """An async engine plus the transaction discipline the gateway relies on."""
 
-    def __init__(self, url: str, *, base_dir: Path = Path("."), pool_size: int = 5, echo: bool = False):
+    def __init__(
+        self, url: str, *, base_dir: Path = Path("."), pool_size: int = 5, echo: bool = False
+    ):
         self.url = normalise_url(url, base_dir)
         self.dialect = make_url(self.url).get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
@@ -54,8 +57,8 @@ class Database:
             database = make_url(self.url).database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            # One connection per checkout keeps SQLite locking simple across tasks.
-            kwargs["poolclass"] = NullPool
+            # Pooled connections: opening one (and its PRAGMAs) costs more than a commit.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)

@@ -132,7 +132,7 @@ class InboundMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     agency_id: str = Field(max_length=32)
     channel: str = Field(max_length=16)
-    external_id: str = Field(max_length=255)
+    external_id: str = Field(max_length=300)
     body: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
     body_sha256: str = Field(max_length=64)
     signature_scheme: str = Field(max_length=8)
@@ -159,6 +159,7 @@ class AgencyEventRow(SQLModel, table=True):
     amount_minor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     currency: str | None = Field(default=None, max_length=3)
     data: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    applied: bool = Field(description="False when reconciliation refused to apply it")
     received_at: datetime = Field(sa_column=_ts())
 
 

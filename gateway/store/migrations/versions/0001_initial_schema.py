@@ -96,7 +96,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('agency_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-    sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
     sa.Column('body_sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('signature_scheme', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
@@ -173,6 +173,7 @@ def upgrade() -> None:
     sa.Column('amount_minor', sa.BigInteger(), nullable=True),
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=True),
     sa.Column('data', sa.Text(), nullable=False),
+    sa.Column('applied', sa.Boolean(), nullable=False),
     sa.Column('received_at', gateway.store.types.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['inbound_id'], ['inbound_messages.id'], ),
     sa.PrimaryKeyConstraint('id')

@@ -1,0 +1,170 @@
+"""The composition root: the one place that reads secrets, builds engines, sessions, adapters
+and services from configuration. Nothing else opens a connection or reads a key.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from adapters import ADAPTERS
+from gateway.agency_config import AgencyConfig, check_secrets, load_agencies
+from gateway.clock import SystemClock
+from gateway.dispatcher import Dispatcher
+from gateway.errors import ConfigError
+from gateway.evidence import EvidenceLog
+from gateway.inbound import InboundService, InboundTrust
+from gateway.metrics import Metrics
+from gateway.pii import PiiKeyRing
+from gateway.placements import PlacementService
+from gateway.ports import ChannelAdapter, Clock
+from gateway.reconciler import ReconciliationHooks
+from gateway.settings import GatewaySettings, load_settings
+from gateway.signed_note import NoteSigner, NoteVerifier
+from gateway.signing import parse_signing_key, parse_verifying_key
+from gateway.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    """Every long-lived object of one gateway process."""
+
+    settings: GatewaySettings
+    agencies: dict[str, AgencyConfig]
+    db: Database
+    clock: Clock
+    metrics: Metrics
+    pii: PiiKeyRing
+    evidence: EvidenceLog
+    note_verifier: NoteVerifier
+    placements: PlacementService
+    inbound: InboundService
+    _dispatcher: Dispatcher | None = None
+    _session: aiohttp.ClientSession | None = None
+    _adapters: dict[str, ChannelAdapter] = field(default_factory=dict)
+
+    async def dispatcher(self) -> Dispatcher:
+        """The dispatcher, with its HTTP session and adapters built on first use."""
+        if self._dispatcher is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64)
+            )
+            for agency in self.agencies.values():
+                keys = [
+                    parse_signing_key(agency.signing.scheme, ref.resolve(self.settings.base_dir))
+                    for ref in agency.signing.keys
+                ]
+                adapter_class = ADAPTERS[agency.channel]
+                self._adapters[agency.id] = adapter_class(
+                    agency=agency, keys=keys, session=self._session, clock=self.clock.now
+                )
+            self._dispatcher = Dispatcher(
+                db=self.db,
+                adapters=self._adapters,
+                agencies=self.agencies,
+                hooks=ReconciliationHooks(agencies=self.agencies),
+                clock=self.clock,
+                batch_size=self.settings.dispatch.batch_size,
+                lease_seconds=self.settings.dispatch.lease_seconds,
+            )
+        return self._dispatcher
+
+    async def aclose(self) -> None:
+        await self.inbound.aclose()
+        for adapter in self._adapters.values():
+            await adapter.aclose()
+        if self._session is not None:
+            await self._session.close()
+        await self.db.dispose()
+
+
+def load_config(
+    config_path: Path, *, base_dir: Path | None = None
+) -> tuple[GatewaySettings, dict[str, AgencyConfig]]:
+    """Read gateway.toml and every agency file; raise ConfigError listing all problems."""
+    settings = load_settings(config_path, base_dir=base_dir)
+    agencies = load_agencies(settings.agencies_path())
+    return settings, agencies
+
+
+def check_all_secrets(settings: GatewaySettings, agencies: dict[str, AgencyConfig]) -> list[str]:
+    """Resolve and parse every key the gateway needs; return the problems found."""
+    problems: list[str] = []
+    source = str(settings.config_path or "gateway.toml")
+    checks = (
+        ("secrets.pii_keys", settings.secrets.pii_keys, PiiKeyRing.parse),
+        (
+            "secrets.evidence_signing_key",
+            settings.secrets.evidence_signing_key,
+            NoteSigner.from_text,
+        ),
+    )
+    for key, ref, parse in checks:
+        try:
+            parse(ref.resolve(settings.base_dir))  # type: ignore[operator]
+        except ConfigError as exc:
+            problems.append(f"{source}: {key} ({ref.describe()}): {exc}")
+    for agency in agencies.values():
+        problems.extend(check_secrets(agency, settings.base_dir))
+    return problems
+
+
+def build(
+    settings: GatewaySettings,
+    agencies: dict[str, AgencyConfig],
+    *,
+    clock: Clock | None = None,
+) -> Gateway:
+    """Build a gateway from validated config. Raises ConfigError if a secret is unusable."""
+    problems = check_all_secrets(settings, agencies)
+    if problems:
+        raise ConfigError(problems)
+    base = settings.base_dir
+    clock = clock or SystemClock()
+    db = Database(
+        settings.database.url,
+        base_dir=base,
+        pool_size=settings.database.pool_size,
+        echo=settings.database.echo,
+    )
+    signer = NoteSigner.from_text(settings.secrets.evidence_signing_key.resolve(base))
+    metrics = Metrics()
+    pii = PiiKeyRing.parse(settings.secrets.pii_keys.resolve(base))
+    trust = {
+        a.id: InboundTrust(
+            agency_id=a.id,
+            keys=tuple(
+                parse_verifying_key(a.inbound.scheme, ref.resolve(base)) for ref in a.inbound.keys
+            ),
+            tolerance_seconds=a.inbound.tolerance_seconds
+            or settings.server.signature_tolerance_seconds,
+        )
+        for a in agencies.values()
+        if a.channel == "webhook"
+    }
+    return Gateway(
+        settings=settings,
+        agencies=agencies,
+        db=db,
+        clock=clock,
+        metrics=metrics,
+        pii=pii,
+        evidence=EvidenceLog(db, signer, settings.secrets.evidence_origin),
+        note_verifier=signer.verifier(),
+        placements=PlacementService(
+            db=db, agencies=agencies, pii=pii, settings=settings.allocation, clock=clock
+        ),
+        inbound=InboundService(
+            db=db,
+            trust=trust,
+            clock=clock,
+            metrics=metrics,
+            max_body_bytes=settings.server.max_body_bytes,
+        ),
+    )
+
+
+__all__ = ["Gateway", "build", "check_all_secrets", "load_config"]

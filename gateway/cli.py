@@ -1,0 +1,626 @@
+"""The ``agency-gateway`` command line: one entry point for every operation.
+
+Every command reads ``--config`` (default ``config/gateway.toml``, or ``$GATEWAY_CONFIG``).
+Listings print tables, or JSON with ``--json``. Errors say what, where and what to do, and
+exit non-zero: 2 for configuration problems, 1 for everything else.
+"""
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+import sqlalchemy as sa
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gateway import __version__
+from gateway.bootstrap import Gateway, build, check_all_secrets, load_config
+from gateway.clock import to_datetime
+from gateway.errors import ConfigError, GatewayError
+from gateway.logs import configure_logging
+from gateway.store.migrate import current_revision, upgrade
+from gateway.store.tables import Mismatch
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+class GatewayGroup(click.Group):
+    """Turns gateway errors into a clear message and an exit code instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            err_console.print("[bold red]configuration problem(s):[/]")
+            for problem in exc.problems:
+                err_console.print(f"  • {problem}", markup=False, highlight=False)
+            ctx.exit(2)
+        except GatewayError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            ctx.exit(1)
+
+
+def _config_path(ctx: click.Context) -> Path:
+    path: Path = ctx.obj["config"]
+    return path
+
+
+async def _gateway(ctx: click.Context, *, migrate: bool = True) -> Gateway:
+    settings, agencies = load_config(_config_path(ctx))
+    gateway = build(settings, agencies)
+    if migrate:
+        await upgrade(gateway.db)
+    return gateway
+
+
+@click.group(cls=GatewayGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="agency-gateway")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    default=Path("config/gateway.toml"),
+    envvar="GATEWAY_CONFIG",
+    show_default=True,
+    help="Gateway settings file; agency files are found through its agencies_dir.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="How much to log (to stderr).",
+)
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
+@click.pass_context
+def main(ctx: click.Context, config: Path, log_level: str, log_json: bool) -> None:
+    """agency-gateway: hand overdue loan cases to collection agencies, prove what was
+    sent, and reconcile what comes back.
+
+    \b
+    Typical flow:
+      agency-gateway keys generate        create missing key files
+      agency-gateway check-config         validate settings, agencies and keys
+      agency-gateway db upgrade           create or migrate the database
+      agency-gateway intake accounts.csv  import overdue accounts
+      agency-gateway allocate             place cases with agencies
+      agency-gateway dispatch             send queued packets once
+      agency-gateway serve                inbound API, workers and schedulers
+      agency-gateway reconcile            run the SLA checks
+      agency-gateway mismatches list      see what disagrees
+      agency-gateway demo                 all of the above against sandbox agencies
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+    configure_logging(log_level, as_json=log_json)
+
+
+@main.command("check-config")
+@click.pass_context
+def check_config(ctx: click.Context) -> None:
+    """Validate gateway.toml, every agency file and every key they reference.
+
+    Reports each problem as `file: key: reason` and exits 2 if there is any.
+    """
+    settings, agencies = load_config(_config_path(ctx))
+    problems = check_all_secrets(settings, agencies)
+    if problems:
+        raise ConfigError(problems)
+    table = Table("agency", "name", "channel", "buckets", "capacity", "signing", "inbound")
+    for a in agencies.values():
+        table.add_row(
+            a.id,
+            a.name,
+            a.channel,
+            ",".join(a.eligibility.buckets),
+            str(a.capacity.max_open_placements),
+            f"{a.signing.scheme} x{len(a.signing.keys)}",
+            f"{a.inbound.scheme} x{len(a.inbound.keys)}",
+        )
+    console.print(table)
+    console.print(
+        f"[green]configuration OK[/]: {len(agencies)} agencies, database {settings.database.url}"
+    )
+
+
+@main.group()
+def keys() -> None:
+    """Key material for PII encryption, evidence checkpoints and agency signatures."""
+
+
+@keys.command("generate")
+@click.pass_context
+def keys_generate(ctx: click.Context) -> None:
+    """Create every missing key file the config names (never overwrites).
+
+    Files are written with mode 0600. Keys configured as environment variables are listed
+    so you can set them yourself.
+    """
+    from gateway.keygen import generate_missing
+
+    settings, agencies = load_config(_config_path(ctx))
+    table = Table("key", "file", "result")
+    for action in generate_missing(settings, agencies):
+        table.add_row(action.what, action.path, action.done)
+    console.print(table)
+
+
+@main.group()
+def db() -> None:
+    """Database schema management (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.pass_context
+@run_async
+async def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Create the schema or migrate it to the newest revision."""
+    gateway = await _gateway(ctx, migrate=False)
+    try:
+        await upgrade(gateway.db, revision)
+        console.print(
+            f"database {gateway.db.redacted_url()} at revision {await current_revision(gateway.db)}"
+        )
+    finally:
+        await gateway.aclose()
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--strict", is_flag=True, help="Refuse the whole file if any row is bad.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@run_async
+async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) -> None:
+    """Import overdue accounts from FILE (CSV or JSON Lines), streaming.
+
+    Bad rows are reported with file, line and field and skipped (unless --strict).
+    Importing the same file again changes nothing; a changed balance of a placed case
+    queues a placement.amended packet to its agency.
+    """
+    from gateway.intake import import_file
+
+    gateway = await _gateway(ctx)
+    try:
+        with Progress(
+            TextColumn("[bold]intake[/] {task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=as_json or not err_console.is_terminal,
+        ) as progress:
+            size = file.stat().st_size  # noqa: ASYNC240  (one stat before streaming)
+            task = progress.add_task(file.name, total=size)
+            report = await import_file(
+                file,
+                db=gateway.db,
+                pii=gateway.pii,
+                placements=gateway.placements,
+                allocation=gateway.settings.allocation,
+                clock=gateway.clock,
+                strict=strict,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    finally:
+        await gateway.aclose()
+    summary = {
+        "file": str(file),
+        "rows": report.rows,
+        "inserted": report.inserted,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "amended": report.amended,
+        "rejected": report.rejected,
+        "sha256": report.sha256,
+        "errors": [str(e) for e in report.errors[:100]],
+    }
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        return
+    for error in report.errors[:20]:
+        err_console.print(f"  [yellow]rejected[/] {error}", highlight=False)
+    if report.rejected > 20:
+        err_console.print(f"  … and {report.rejected - 20} more rejected rows")
+    console.print(
+        f"{report.rows} rows: {report.inserted} new, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.amended} amendments queued, "
+        f"{report.rejected} rejected"
+    )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@run_async
+async def allocate(ctx: click.Context, as_json: bool) -> None:
+    """Place every open case with an eligible agency that has capacity.
+
+    Each placement is written with its placement.created packet and evidence leaf in one
+    transaction. The result is deterministic for the same cases and allocation seed.
+    """
+    gateway = await _gateway(ctx)
+    try:
+        report = await gateway.placements.allocate()
+    finally:
+        await gateway.aclose()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "placed": report.placed,
+                    "unallocated": report.unallocated,
+                    "by_agency": dict(report.by_agency),
+                    "reasons": dict(report.reasons),
+                },
+                indent=2,
+            )
+        )
+        return
+    table = Table("agency", "placed")
+    for agency_id, n in sorted(report.by_agency.items()):
+        table.add_row(agency_id, str(n))
+    console.print(table)
+    console.print(f"placed {report.placed}, unallocated {report.unallocated}")
+    for reason, n in report.reasons.items():
+        console.print(f"  {n} unallocated: {reason}")
+
+
+@main.command()
+@click.argument("case_id")
+@click.option(
+    "--reason", "reason", required=True, help="Recall reason code, e.g. DECEASED, PAID_DIRECT."
+)
+@click.pass_context
+@run_async
+async def recall(ctx: click.Context, case_id: str, reason: str) -> None:
+    """Recall CASE_ID from its agency: queues placement.recalled.
+
+    From then on any activity the agency reports on that placement is a mismatch.
+    """
+    gateway = await _gateway(ctx)
+    try:
+        placement_id = await gateway.placements.recall(case_id, reason.upper())
+    finally:
+        await gateway.aclose()
+    console.print(f"recalled {placement_id}; placement.recalled queued (run `dispatch` or `serve`)")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@run_async
+async def dispatch(ctx: click.Context, as_json: bool) -> None:
+    """Send every due outbox item once, then exit.
+
+    Retries are scheduled in the outbox (capped, jittered backoff per agency), not slept
+    here; run `serve` to keep sending.
+    """
+    gateway = await _gateway(ctx)
+    try:
+        stats = await (await gateway.dispatcher()).drain_once()
+        await gateway.evidence.checkpoint(now=to_datetime(gateway.clock.now()))
+    finally:
+        await gateway.aclose()
+    result = {
+        "claimed": stats.claimed,
+        "delivered": stats.delivered,
+        "retry_scheduled": stats.retried,
+        "dead": stats.dead,
+        "unknown": stats.unknown,
+        "lease_lost": stats.lease_lost,
+        "reaped": stats.reaped,
+        "delivered_by_agency": stats.by_agency,
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            console.print(f"{key:>20}: {value}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (default from config).")
+@click.option("--port", type=int, default=None, help="Listen port (default from config).")
+@click.pass_context
+@run_async
+async def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the inbound API, the dispatcher and the schedulers until interrupted."""
+    import signal
+
+    from gateway.runtime import run_workers, web_server
+
+    gateway = await _gateway(ctx)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = gateway.settings.server
+    try:
+        async with web_server(
+            gateway, host or server.host, server.port if port is None else port
+        ) as url:
+            console.print(
+                f"serving on {url} (inbound: {url}/v1/agencies/<agency_id>/events); Ctrl-C stops"
+            )
+            await run_workers(gateway, stop)
+    finally:
+        await gateway.aclose()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@run_async
+async def reconcile(ctx: click.Context, as_json: bool) -> None:
+    """Run the SLA checks: overdue acknowledgements, first activity and broken promises
+    become mismatches. (Events are reconciled as they arrive.)"""
+    from gateway.runtime import sla_checks
+
+    gateway = await _gateway(ctx)
+    try:
+        counts = await sla_checks(gateway)
+    finally:
+        await gateway.aclose()
+    if as_json:
+        click.echo(json.dumps({"breaches": counts}, indent=2))
+    else:
+        console.print(f"SLA breaches raised: {sum(counts.values())} {dict(counts) or ''}")
+
+
+@main.group()
+def mismatches() -> None:
+    """The queue of disagreements between our record and the agencies' reports."""
+
+
+@mismatches.command("list")
+@click.option("--kind", multiple=True, help="Only these kinds (repeatable).")
+@click.option("--agency", multiple=True, help="Only these agencies (repeatable).")
+@click.option(
+    "--state",
+    multiple=True,
+    default=("open", "investigating"),
+    show_default=True,
+    help="Only these states (repeatable).",
+)
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_context
+@run_async
+async def mismatches_list(
+    ctx: click.Context,
+    kind: tuple[str, ...],
+    agency: tuple[str, ...],
+    state: tuple[str, ...],
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List mismatches, newest first."""
+    table_ = Mismatch.__table__  # type: ignore[attr-defined]
+    m = table_.c
+    gateway = await _gateway(ctx)
+    try:
+        query = sa.select(table_).order_by(m.id.desc()).limit(limit)
+        if kind:
+            query = query.where(m.kind.in_(kind))
+        if agency:
+            query = query.where(m.agency_id.in_(agency))
+        if state:
+            query = query.where(m.state.in_(state))
+        async with gateway.db.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+            total = (
+                await conn.execute(
+                    sa.select(sa.func.count()).select_from(table_).where(m.state.in_(state))
+                )
+            ).scalar_one()
+    finally:
+        await gateway.aclose()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        **{k: v for k, v in r.items() if k not in ("ours", "theirs")},
+                        "ours": json.loads(r["ours"]),
+                        "theirs": json.loads(r["theirs"]),
+                    }
+                    for r in rows
+                ],
+                default=str,
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    table = Table("id", "kind", "sev", "state", "agency", "placement", "delta", "detail")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["kind"],
+            r["severity"],
+            r["state"],
+            r["agency_id"],
+            r["placement_id"] or "-",
+            "" if r["delta_minor"] is None else str(r["delta_minor"]),
+            r["detail"],
+        )
+    console.print(table)
+    console.print(f"showing {len(rows)} of {total} in state(s) {', '.join(state)}")
+
+
+@main.group()
+def evidence() -> None:
+    """The tamper-evident log of every packet, receipt and inbound message."""
+
+
+@evidence.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@run_async
+async def evidence_verify(ctx: click.Context, as_json: bool) -> None:
+    """Recompute the Merkle tree, check every checkpoint signature and every attested row.
+
+    Exits 1 on any tampering, naming the leaf, checkpoint or row.
+    """
+    gateway = await _gateway(ctx)
+    try:
+        report = await gateway.evidence.verify([gateway.note_verifier])
+    finally:
+        await gateway.aclose()
+    problems = [str(p) for p in report.problems]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "leaves": report.leaves_checked,
+                    "checkpoints": report.checkpoints_checked,
+                    "problems": problems,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for p in problems[:50]:
+            err_console.print(f"  [red]✗[/] {p}", highlight=False)
+        verdict = (
+            "[green]evidence log verifies[/]"
+            if report.ok
+            else "[red]evidence log does NOT verify[/]"
+        )
+        console.print(
+            f"{verdict}: {report.leaves_checked} leaves, "
+            f"{report.checkpoints_checked} checkpoints, {len(problems)} problems"
+        )
+    if not report.ok:
+        ctx.exit(1)
+
+
+@evidence.command("checkpoint")
+@click.pass_context
+@run_async
+async def evidence_checkpoint(ctx: click.Context) -> None:
+    """Sign a checkpoint over the current tree (if it grew) and print it."""
+    gateway = await _gateway(ctx)
+    try:
+        row = await gateway.evidence.checkpoint(now=to_datetime(gateway.clock.now()))
+    finally:
+        await gateway.aclose()
+    console.print(
+        row.note if row is not None else "tree unchanged since the last checkpoint", highlight=False
+    )
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run the whole flow once, print the summary, exit.")
+@click.option("--accounts", type=int, default=1200, show_default=True, help="Accounts to generate.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed for data and sandbox.")
+@click.option(
+    "--fault-rate",
+    type=float,
+    default=0.06,
+    show_default=True,
+    help="Share of faulty agency events.",
+)
+@click.option(
+    "--fresh/--keep", default=True, show_default=True, help="Start from an empty database."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+@run_async
+async def demo(
+    ctx: click.Context,
+    once: bool,
+    accounts: int,
+    seed: int,
+    fault_rate: float,
+    fresh: bool,
+    as_json: bool,
+) -> None:
+    """End-to-end demo on the embedded SQLite database with sandbox webhook agencies.
+
+    Generates overdue accounts, starts the sandbox agencies on loopback, imports, allocates,
+    dispatches signed packets, receives signed outcome events, reconciles them and prints a
+    summary. Without --once it then keeps serving and prints where.
+    """
+    from gateway.demo import DemoOptions, run_demo
+
+    await run_demo(
+        _config_path(ctx),
+        DemoOptions(
+            once=once,
+            accounts=accounts,
+            seed=seed,
+            fault_rate=fault_rate,
+            fresh=fresh,
+            as_json=as_json,
+        ),
+        console=console,
+    )
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that report a ratio against a baseline measured in the same run."""
+
+
+@bench.command("webhook-in")
+@click.option("--requests", "count", type=int, default=4000, show_default=True)
+@click.option("--concurrency", type=int, default=32, show_default=True)
+@run_async
+async def bench_webhook_in(count: int, concurrency: int) -> None:
+    """Inbound: verified + durably stored events/s vs a bare aiohttp handler (JSON)."""
+    from gateway.bench.webhook_in import run
+
+    click.echo(json.dumps(await run(count=count, concurrency=concurrency), indent=2))
+
+
+@bench.command("webhook-out")
+@click.option("--packets", "count", type=int, default=4000, show_default=True)
+@click.option("--concurrency", type=int, default=32, show_default=True)
+@run_async
+async def bench_webhook_out(count: int, concurrency: int) -> None:
+    """Outbound: delivered + recorded packets/s vs a raw aiohttp client loop (JSON)."""
+    from gateway.bench.webhook_out import run
+
+    click.echo(json.dumps(await run(count=count, concurrency=concurrency), indent=2))
+
+
+@main.group()
+def schemas() -> None:
+    """The wire contracts: JSON Schemas and the OpenAPI document."""
+
+
+@schemas.command("export")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("."), show_default=True)
+def schemas_export(root: Path) -> None:
+    """Regenerate schemas/json/*.json and schemas/openapi.json from the code."""
+    from gateway.schema_export import export
+
+    for path in export(root):
+        console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+__all__ = ["main"]

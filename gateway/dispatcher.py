@@ -1,0 +1,378 @@
+"""The dispatcher: drains the outbox through channel adapters, records every attempt.
+
+One cycle: reap expired leases → claim a batch (skipping agencies whose circuit is open or
+whose endpoint is disabled) → send every item concurrently, at most ``concurrency`` at a time
+per agency → record all outcomes in ONE transaction: attempts with receipts, evidence leaves,
+state changes (fenced by lease token) and the domain hooks (expectations, dead deliveries).
+
+Failure handling is by error type (gateway.errors): transient → back to ``pending`` after a
+jittered backoff (gateway.retry), or ``dead`` when attempts run out; permanent → ``dead``;
+410 → the agency's endpoint is disabled and the item waits; unknown outcome → resent with the
+same dedupe key when the receiver deduplicates, else parked in ``unknown`` for ops.
+"""
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway import outbox
+from gateway.agency_config import AgencyConfig
+from gateway.circuit import CircuitBreaker
+from gateway.clock import to_datetime
+from gateway.errors import (
+    DeliveryError,
+    EndpointGone,
+    OutcomeUnknown,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from gateway.evidence import LeafInput, append_leaves
+from gateway.outbox import ClaimedItem
+from gateway.ports import ChannelAdapter, Clock, OutboundPacket, Receipt
+from gateway.retry import RetryPolicy
+from gateway.store.database import Database
+from gateway.store.tables import AgencyStatus, DeliveryAttempt
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
+AGENCY_STATUS = AgencyStatus.__table__  # type: ignore[attr-defined]
+
+
+class DeliveryHooks(Protocol):
+    """Domain effects of delivery outcomes, run inside the recording transaction."""
+
+    async def on_delivered(
+        self, conn: AsyncConnection, items: Sequence[ClaimedItem], *, now: datetime
+    ) -> None: ...
+
+    async def on_dead(
+        self, conn: AsyncConnection, items: Sequence[tuple[ClaimedItem, str]], *, now: datetime
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class SendOutcome:
+    item: ClaimedItem
+    outcome: str
+    started_at: datetime
+    duration_ms: int
+    request_timestamp: int
+    receipt: Receipt | None = None
+    error: DeliveryError | None = None
+
+
+@dataclass(slots=True)
+class DrainStats:
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    unknown: int = 0
+    lease_lost: int = 0
+    reaped: int = 0
+    by_agency: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: "DrainStats") -> None:
+        for name in ("claimed", "delivered", "retried", "dead", "unknown", "lease_lost", "reaped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for agency, n in other.by_agency.items():
+            self.by_agency[agency] = self.by_agency.get(agency, 0) + n
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Dispatcher:
+    """Drains the outbox. Build one per process in the composition root.
+
+    Args:
+        db: the database.
+        adapters: one channel adapter per agency id.
+        agencies: agency configs (retry policy, concurrency, circuit settings).
+        hooks: domain effects of delivery (expectations, dead-delivery mismatches).
+        clock: time source.
+        batch_size: items per claim.
+        lease_seconds: how long a claim is ours before the reaper may take it back.
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        adapters: Mapping[str, ChannelAdapter],
+        agencies: Mapping[str, AgencyConfig],
+        hooks: DeliveryHooks,
+        clock: Clock,
+        batch_size: int = 50,
+        lease_seconds: float = 60,
+        worker_id: str | None = None,
+    ) -> None:
+        self._db = db
+        self._adapters = adapters
+        self._agencies = agencies
+        self._hooks = hooks
+        self._clock = clock
+        self._batch_size = batch_size
+        self._lease_seconds = lease_seconds
+        self.worker_id = worker_id or default_worker_id()
+        self._policies = {a.id: RetryPolicy.from_config(a.retry) for a in agencies.values()}
+        self._limits = {a.id: asyncio.Semaphore(a.retry.concurrency) for a in agencies.values()}
+        self.circuits = {
+            a.id: CircuitBreaker(a.retry.circuit_failure_threshold, a.retry.circuit_reset_seconds)
+            for a in agencies.values()
+        }
+        self._disabled: set[str] = set()
+
+    def _now(self) -> datetime:
+        return to_datetime(self._clock.now())
+
+    async def _load_disabled(self, conn: AsyncConnection) -> None:
+        rows = await conn.execute(
+            sa.select(AGENCY_STATUS.c.agency_id).where(AGENCY_STATUS.c.endpoint_disabled)
+        )
+        self._disabled = set(rows.scalars().all())
+
+    def _excluded(self) -> set[str]:
+        now = self._clock.now()
+        blocked = {a for a, c in self.circuits.items() if not c.allows(now)}
+        unknown = {a for a in self._agencies if a not in self._adapters}
+        return blocked | self._disabled | unknown
+
+    async def drain_once(self, *, max_batches: int | None = None) -> DrainStats:
+        """Send everything that is due now; return what happened."""
+        total = DrainStats()
+        async with self._db.transaction() as conn:
+            total.reaped = await outbox.reap(conn, now=self._now())
+            await self._load_disabled(conn)
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            stats = await self.run_batch()
+            if stats is None:
+                break
+            total.add(stats)
+            batches += 1
+        return total
+
+    async def run_batch(self) -> DrainStats | None:
+        """Claim, send and record one batch; None when nothing was due."""
+        async with self._db.transaction() as conn:
+            items = await outbox.claim(
+                conn,
+                worker=self.worker_id,
+                limit=self._batch_size,
+                lease_seconds=self._lease_seconds,
+                now=self._now(),
+                exclude_agencies=self._excluded(),
+            )
+        if not items:
+            return None
+        outcomes = await self._send_all(items)
+        return await self._record(outcomes)
+
+    async def _send_all(self, items: Sequence[ClaimedItem]) -> list[SendOutcome]:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(self._send_one(item)) for item in items]
+        return [t.result() for t in tasks]
+
+    async def _send_one(self, item: ClaimedItem) -> SendOutcome:
+        adapter = self._adapters[item.agency_id]
+        packet = OutboundPacket(
+            outbox_id=item.id,
+            dedupe_key=item.dedupe_key,
+            agency_id=item.agency_id,
+            packet_type=item.packet_type,
+            payload=item.payload,
+            attempt_no=item.attempts,
+        )
+        async with self._limits[item.agency_id]:
+            started = self._now()
+            request_ts = int(self._clock.now())
+            t0 = time.perf_counter()
+            try:
+                receipt = await adapter.send(packet)
+            except OutcomeUnknown as exc:
+                outcome = SendOutcome(item, "unknown", started, 0, request_ts, error=exc)
+            except TransientDeliveryError as exc:
+                outcome = SendOutcome(item, "transient", started, 0, request_ts, error=exc)
+            except PermanentDeliveryError as exc:
+                outcome = SendOutcome(item, "permanent", started, 0, request_ts, error=exc)
+            else:
+                outcome = SendOutcome(
+                    item, "delivered", started, 0, receipt.request_timestamp, receipt=receipt
+                )
+            outcome.duration_ms = int((time.perf_counter() - t0) * 1000)
+        circuit = self.circuits[item.agency_id]
+        if outcome.outcome == "delivered":
+            circuit.record_success()
+        elif outcome.outcome in ("transient", "unknown"):
+            circuit.record_failure(self._clock.now())
+        return outcome
+
+    async def _record(self, outcomes: Sequence[SendOutcome]) -> DrainStats:
+        stats = DrainStats(claimed=len(outcomes))
+        now = self._now()
+        async with self._db.transaction() as conn:
+            attempt_ids = await self._insert_attempts(conn, outcomes)
+            await append_leaves(
+                conn,
+                [
+                    LeafInput(
+                        kind="receipt",
+                        ref=f"attempt:{attempt_id}",
+                        fields={
+                            "attempt_id": attempt_id,
+                            "outbox_id": o.item.id,
+                            "dedupe_key": o.item.dedupe_key,
+                            "agency_id": o.item.agency_id,
+                            "outcome": o.outcome,
+                            "http_status": o.receipt.status if o.receipt else _status_of(o.error),
+                            "response_sha256": o.receipt.response_sha256 if o.receipt else None,
+                            "request_timestamp": o.request_timestamp,
+                        },
+                    )
+                    for o, attempt_id in zip(outcomes, attempt_ids, strict=True)
+                ],
+                now=now,
+            )
+            delivered = [o for o in outcomes if o.outcome == "delivered"]
+            held = await outbox.mark_delivered(
+                conn, [(o.item.id, o.item.lease_token) for o in delivered], now=now
+            )
+            stats.delivered = len(held)
+            stats.lease_lost += len(delivered) - len(held)
+            if held:
+                await self._hooks.on_delivered(
+                    conn, [o.item for o in delivered if o.item.id in held], now=now
+                )
+            dead: list[tuple[ClaimedItem, str]] = []
+            for o in outcomes:
+                if o.outcome == "delivered":
+                    stats.by_agency[o.item.agency_id] = stats.by_agency.get(o.item.agency_id, 0) + 1
+                    continue
+                state, run_at = self._after_failure(o)
+                error = str(o.error)
+                if not await outbox.mark_failed(
+                    conn,
+                    item_id=o.item.id,
+                    lease_token=o.item.lease_token,
+                    state=state,
+                    error=error,
+                    run_at=run_at,
+                ):
+                    stats.lease_lost += 1
+                    continue
+                if state == "dead":
+                    stats.dead += 1
+                    dead.append((o.item, error))
+                elif state == "unknown":
+                    stats.unknown += 1
+                else:
+                    stats.retried += 1
+                if isinstance(o.error, EndpointGone):
+                    await self._disable_endpoint(conn, o.item.agency_id, error, now)
+            if dead:
+                await self._hooks.on_dead(conn, dead, now=now)
+        for o in outcomes:
+            if o.error is not None:
+                log.warning(
+                    "delivery %s of outbox item %d to %s failed: %s",
+                    o.outcome,
+                    o.item.id,
+                    o.item.agency_id,
+                    o.error,
+                )
+        return stats
+
+    def _after_failure(self, o: SendOutcome) -> tuple[str, datetime | None]:
+        policy = self._policies[o.item.agency_id]
+        if isinstance(o.error, EndpointGone):
+            # Not the packet's fault: it waits for ops to re-enable the endpoint.
+            return "pending", self._now()
+        if o.outcome == "permanent":
+            return "dead", None
+        if o.outcome == "unknown" and not self._adapters[o.item.agency_id].idempotent_receiver:
+            return "unknown", None
+        if policy.exhausted(o.item.attempts):
+            return "dead", None
+        retry_after = o.error.retry_after if isinstance(o.error, TransientDeliveryError) else None
+        delay = policy.delay(o.item.attempts, retry_after)
+        return "pending", self._now() + timedelta(seconds=delay)
+
+    async def _insert_attempts(
+        self, conn: AsyncConnection, outcomes: Sequence[SendOutcome]
+    ) -> list[int]:
+        rows = [
+            {
+                "outbox_id": o.item.id,
+                "agency_id": o.item.agency_id,
+                "attempt_no": o.item.attempts,
+                "lease_token": o.item.lease_token,
+                "outcome": o.outcome,
+                "started_at": o.started_at,
+                "duration_ms": o.duration_ms,
+                "request_timestamp": o.request_timestamp,
+                "http_status": o.receipt.status if o.receipt else _status_of(o.error),
+                "response_sha256": o.receipt.response_sha256 if o.receipt else None,
+                "response_excerpt": o.receipt.response_excerpt if o.receipt else None,
+                "error": str(o.error)[:2000] if o.error else None,
+            }
+            for o in outcomes
+        ]
+        result = await conn.execute(
+            ATTEMPTS.insert().returning(ATTEMPTS.c.id, sort_by_parameter_order=True), rows
+        )
+        return list(result.scalars().all())
+
+    async def _disable_endpoint(
+        self, conn: AsyncConnection, agency_id: str, reason: str, now: datetime
+    ) -> None:
+        self._disabled.add(agency_id)
+        updated = await conn.execute(
+            AGENCY_STATUS.update()
+            .where(AGENCY_STATUS.c.agency_id == agency_id)
+            .values(endpoint_disabled=True, disabled_reason=reason[:500], updated_at=now)
+        )
+        if updated.rowcount == 0:
+            await conn.execute(
+                AGENCY_STATUS.insert().values(
+                    agency_id=agency_id,
+                    endpoint_disabled=True,
+                    disabled_reason=reason[:500],
+                    updated_at=now,
+                )
+            )
+        log.error("endpoint of %s disabled: %s", agency_id, reason)
+
+    async def run(self, stop: asyncio.Event, *, poll_interval: float = 0.5) -> None:
+        """Drain continuously until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                stats = await self.drain_once()
+            except Exception:
+                # The worker's top loop is the one place that may catch everything.
+                log.exception("dispatch cycle failed; retrying after %.1f s", poll_interval)
+                stats = DrainStats()
+            if stats.claimed == 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=poll_interval)
+                except TimeoutError:
+                    pass
+
+
+def _status_of(error: DeliveryError | None) -> int | None:
+    return error.status if error is not None else None
+
+
+__all__ = ["DeliveryHooks", "Dispatcher", "DrainStats", "SendOutcome", "default_worker_id"]

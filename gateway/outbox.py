@@ -1,0 +1,233 @@
+"""Transactional outbox: enqueue with the business row, claim in batches, complete with fencing.
+
+Rules
+-----
+* Enqueue happens in the caller's transaction, together with the placement and its evidence
+  leaf; a duplicate ``dedupe_key`` is ignored (``ON CONFLICT DO NOTHING``), so re-running a
+  command never queues a packet twice.
+* A claim takes up to ``limit`` due ``pending`` items in ``(run_at, id)`` order, which is
+  exactly the order of the partial index ``ix_outbox_due``; it increments ``lease_token`` and
+  ``attempts`` and sets a lease expiry. On PostgreSQL the inner SELECT uses
+  ``FOR UPDATE SKIP LOCKED`` so concurrent workers take disjoint batches; on SQLite the
+  ``BEGIN IMMEDIATE`` writer lock does the same.
+* Every completion says ``WHERE id = ? AND lease_token = ?``: a worker whose lease expired
+  and was re-claimed cannot overwrite the newer worker's result (fencing).
+* The reaper returns expired leases to ``pending``; the next claim bumps the token.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.packets import RenderedPacket
+from gateway.store.tables import OutboxItem
+
+OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
+OC = OUTBOX.c
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    agency_id: str
+    placement_id: str
+    packet: RenderedPacket
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedItem:
+    id: int
+    dedupe_key: str
+    agency_id: str
+    placement_id: str
+    packet_type: str
+    packet_version: int
+    payload: bytes
+    attempts: int
+    max_attempts: int
+    lease_token: int
+
+
+def _insert(conn: AsyncConnection) -> "sqlite.Insert | postgresql.Insert":
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    return dialect.insert(OUTBOX)
+
+
+async def enqueue(
+    conn: AsyncConnection, items: Sequence[NewItem], *, now: datetime
+) -> dict[str, int]:
+    """Queue packets in the caller's transaction. Returns dedupe_key → id of newly queued items."""
+    if not items:
+        return {}
+    rows = [
+        {
+            "dedupe_key": i.packet.dedupe_key,
+            "agency_id": i.agency_id,
+            "placement_id": i.placement_id,
+            "packet_type": i.packet.packet_type,
+            "packet_version": i.packet.packet_version,
+            "payload": i.packet.payload,
+            "payload_sha256": i.packet.sha256,
+            "state": "pending",
+            "attempts": 0,
+            "max_attempts": i.max_attempts,
+            "run_at": now,
+            "lease_token": 0,
+            "created_at": now,
+        }
+        for i in items
+    ]
+    stmt = (
+        _insert(conn)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(OC.id, OC.dedupe_key)
+    )
+    result = await conn.execute(stmt, rows)
+    return {key: id_ for id_, key in result.all()}
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    worker: str,
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+    exclude_agencies: Iterable[str] = (),
+) -> list[ClaimedItem]:
+    """Lease up to ``limit`` due items (see module rules)."""
+    due = (
+        sa.select(OC.id)
+        .where(OC.state == "pending", OC.run_at <= now)
+        .order_by(OC.run_at, OC.id)
+        .limit(limit)
+    )
+    excluded = list(exclude_agencies)
+    if excluded:
+        due = due.where(OC.agency_id.not_in(excluded))
+    if conn.dialect.name != "sqlite":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        OUTBOX.update()
+        .where(OC.id.in_(due.scalar_subquery()))
+        .values(
+            state="leased",
+            lease_owner=worker,
+            lease_token=OC.lease_token + 1,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=OC.attempts + 1,
+        )
+        .returning(
+            OC.id,
+            OC.dedupe_key,
+            OC.agency_id,
+            OC.placement_id,
+            OC.packet_type,
+            OC.packet_version,
+            OC.payload,
+            OC.attempts,
+            OC.max_attempts,
+            OC.lease_token,
+        )
+    )
+    result = await conn.execute(stmt)
+    items = [ClaimedItem(*row) for row in result.all()]
+    items.sort(key=lambda i: i.id)
+    return items
+
+
+async def mark_delivered(
+    conn: AsyncConnection, leases: Sequence[tuple[int, int]], *, now: datetime
+) -> set[int]:
+    """Complete (id, lease_token) pairs; return the ids whose lease still held."""
+    if not leases:
+        return set()
+    stmt = (
+        OUTBOX.update()
+        .where(sa.tuple_(OC.id, OC.lease_token).in_(list(leases)), OC.state == "leased")
+        .values(
+            state="delivered",
+            delivered_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error=None,
+        )
+        .returning(OC.id)
+    )
+    return set((await conn.execute(stmt)).scalars().all())
+
+
+async def mark_failed(
+    conn: AsyncConnection,
+    *,
+    item_id: int,
+    lease_token: int,
+    state: str,
+    error: str,
+    run_at: datetime | None = None,
+) -> bool:
+    """Move a leased item to ``pending`` (with ``run_at``), ``dead`` or ``unknown``."""
+    values: dict[str, object] = {
+        "state": state,
+        "last_error": error[:2000],
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    if run_at is not None:
+        values["run_at"] = run_at
+    stmt = (
+        OUTBOX.update()
+        .where(OC.id == item_id, OC.lease_token == lease_token, OC.state == "leased")
+        .values(**values)
+    )
+    return (await conn.execute(stmt)).rowcount == 1
+
+
+async def reap(conn: AsyncConnection, *, now: datetime) -> int:
+    """Return expired leases to ``pending``; return how many."""
+    stmt = (
+        OUTBOX.update()
+        .where(OC.state == "leased", OC.lease_expires_at < now)
+        .values(state="pending", lease_owner=None, lease_expires_at=None, run_at=now)
+    )
+    return (await conn.execute(stmt)).rowcount
+
+
+async def requeue(conn: AsyncConnection, item_ids: Sequence[int], *, now: datetime) -> int:
+    """Ops resend: put ``dead`` or ``unknown`` items back to ``pending`` (same dedupe key)."""
+    stmt = (
+        OUTBOX.update()
+        .where(OC.id.in_(list(item_ids)), OC.state.in_(["dead", "unknown"]))
+        .values(state="pending", run_at=now, attempts=0, last_error=None)
+    )
+    return (await conn.execute(stmt)).rowcount
+
+
+async def next_due(conn: AsyncConnection) -> datetime | None:
+    return (
+        await conn.execute(sa.select(sa.func.min(OC.run_at)).where(OC.state == "pending"))
+    ).scalar_one_or_none()
+
+
+async def counts_by_state(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(sa.select(OC.state, sa.func.count()).group_by(OC.state))
+    return {state: n for state, n in rows.all()}
+
+
+__all__ = [
+    "OUTBOX",
+    "ClaimedItem",
+    "NewItem",
+    "claim",
+    "counts_by_state",
+    "enqueue",
+    "mark_delivered",
+    "mark_failed",
+    "next_due",
+    "reap",
+    "requeue",
+]

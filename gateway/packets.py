@@ -1,0 +1,199 @@
+"""Rendering case packets: wire model → exact bytes, with the agency's field allowlist (pure).
+
+The bytes rendered here are the bytes stored in the outbox, hashed into the evidence log and
+put on the wire; nothing re-serialises them later.
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from pydantic import BaseModel
+
+from schemas.base import Money
+from schemas.packets import (
+    Bucket,
+    Debtor,
+    PaymentDirect,
+    PaymentDirectData,
+    PlacementAmended,
+    PlacementAmendedData,
+    PlacementCreated,
+    PlacementCreatedData,
+    PlacementRecalled,
+    PlacementRecalledData,
+)
+
+
+def canonical_json(value: object) -> bytes:
+    """Sorted keys, no insignificant whitespace, UTF-8 (Chinese stays readable)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
+def packet_bytes(packet: BaseModel) -> bytes:
+    return canonical_json(packet.model_dump(mode="json", exclude_none=True))
+
+
+def dedupe_key(agency_id: str, placement_id: str, packet_type: str, discriminator: str) -> str:
+    """Stable id of one packet: the outbox unique key and the ``webhook-id`` the agency sees."""
+    digest = hashlib.sha256(f"{agency_id}|{placement_id}|{packet_type}|{discriminator}".encode())
+    return "pkt_" + digest.hexdigest()[:40]
+
+
+def placement_id_for(case_id: str, ordinal: int) -> str:
+    return f"PL-{case_id}-{ordinal}"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPacket:
+    dedupe_key: str
+    packet_type: str
+    packet_version: int
+    payload: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.payload).hexdigest()
+
+
+def render_created(
+    *,
+    agency_id: str,
+    placement_id: str,
+    case_id: str,
+    bucket: Bucket,
+    dpd: int,
+    balance_minor: int,
+    principal_minor: int,
+    currency: str,
+    due_date: date,
+    product: str,
+    credit_grade: str,
+    debtor_id: str,
+    region: str,
+    pii: Mapping[str, object],
+    allowed_fields: frozenset[str],
+    placed_at: datetime,
+    return_by: date,
+) -> RenderedPacket:
+    """Render ``placement.created``; personal fields only where the allowlist names them."""
+
+    def allowed(name: str) -> object:
+        return pii.get(name) if f"debtor.{name}" in allowed_fields else None
+
+    phones = allowed("phones")
+    debtor = Debtor(
+        debtor_id=debtor_id,
+        name=allowed("name"),  # type: ignore[arg-type]
+        national_id=allowed("national_id"),  # type: ignore[arg-type]
+        phones=tuple(phones) if isinstance(phones, list | tuple) else None,
+        address=allowed("address"),  # type: ignore[arg-type]
+        region=region if "debtor.region" in allowed_fields else None,
+    )
+    key = dedupe_key(agency_id, placement_id, "placement.created", "1")
+    packet = PlacementCreated(
+        timestamp=placed_at,
+        data=PlacementCreatedData(
+            packet_id=key,
+            placement_id=placement_id,
+            case_id=case_id,
+            bucket=bucket,
+            dpd=dpd,
+            balance=Money(amount_minor=balance_minor, currency=currency),
+            principal=Money(amount_minor=principal_minor, currency=currency),
+            due_date=due_date,
+            product=product,
+            credit_grade=credit_grade,
+            debtor=debtor,
+            placed_at=placed_at,
+            return_by=return_by,
+        ),
+    )
+    return RenderedPacket(key, "placement.created", 1, packet_bytes(packet))
+
+
+def render_amended(
+    *,
+    agency_id: str,
+    placement_id: str,
+    case_id: str,
+    version: int,
+    balance_minor: int,
+    previous_balance_minor: int,
+    currency: str,
+    reason: str,
+    at: datetime,
+) -> RenderedPacket:
+    key = dedupe_key(agency_id, placement_id, "placement.amended", str(version))
+    packet = PlacementAmended(
+        timestamp=at,
+        data=PlacementAmendedData(
+            packet_id=key,
+            placement_id=placement_id,
+            case_id=case_id,
+            version=version,
+            balance=Money(amount_minor=balance_minor, currency=currency),
+            previous_balance=Money(amount_minor=previous_balance_minor, currency=currency),
+            reason=reason,
+        ),
+    )
+    return RenderedPacket(key, "placement.amended", version, packet_bytes(packet))
+
+
+def render_recalled(
+    *, agency_id: str, placement_id: str, case_id: str, version: int, reason_code: str, at: datetime
+) -> RenderedPacket:
+    key = dedupe_key(agency_id, placement_id, "placement.recalled", "1")
+    packet = PlacementRecalled(
+        timestamp=at,
+        data=PlacementRecalledData(
+            packet_id=key,
+            placement_id=placement_id,
+            case_id=case_id,
+            reason_code=reason_code,
+            recalled_at=at,
+        ),
+    )
+    return RenderedPacket(key, "placement.recalled", version, packet_bytes(packet))
+
+
+def render_direct_payment(
+    *,
+    agency_id: str,
+    placement_id: str,
+    case_id: str,
+    version: int,
+    payment_id: str,
+    amount_minor: int,
+    currency: str,
+    paid_at: datetime,
+    at: datetime,
+) -> RenderedPacket:
+    key = dedupe_key(agency_id, placement_id, "payment.direct", payment_id)
+    packet = PaymentDirect(
+        timestamp=at,
+        data=PaymentDirectData(
+            packet_id=key,
+            placement_id=placement_id,
+            case_id=case_id,
+            payment_id=payment_id,
+            amount=Money(amount_minor=amount_minor, currency=currency),
+            paid_at=paid_at,
+        ),
+    )
+    return RenderedPacket(key, "payment.direct", version, packet_bytes(packet))
+
+
+__all__ = [
+    "RenderedPacket",
+    "canonical_json",
+    "dedupe_key",
+    "packet_bytes",
+    "placement_id_for",
+    "render_amended",
+    "render_created",
+    "render_direct_payment",
+    "render_recalled",
+]

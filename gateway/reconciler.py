@@ -1,0 +1,407 @@
+"""Reconciliation against the store: applies rule decisions, keeps expectations, raises
+mismatches, and runs the SLA checks. The rules themselves are in gateway.reconciliation.
+"""
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.agency_config import AgencyConfig
+from gateway.lifecycle import ACTIVITY_EVENTS
+from gateway.outbox import ClaimedItem
+from gateway.reconciliation import (
+    RULE_VERSION,
+    SEVERITY,
+    MismatchDraft,
+    NewExpectation,
+    PlacementView,
+    assess,
+    event_money,
+    event_placement_id,
+)
+from gateway.store.tables import AgencyEventRow, Expectation, Mismatch, Placement
+from schemas.events import AgencyEvent, PaymentReported, PaymentReversed, PromiseMade
+
+PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
+EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
+EXPECTATIONS = Expectation.__table__  # type: ignore[attr-defined]
+MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
+P, E, X, M = PLACEMENTS.c, EVENTS.c, EXPECTATIONS.c, MISMATCHES.c
+
+SLA_KINDS = {
+    "ack": "missing_ack",
+    "first_activity": "missing_activity",
+    "promise_payment": "broken_promise",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    agency_id: str
+    inbound_id: int
+    event: AgencyEvent
+    received_at: datetime
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> "sqlite.Insert | postgresql.Insert":
+    return (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(table)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+async def insert_mismatches(
+    conn: AsyncConnection,
+    drafts: Iterable[tuple[str, MismatchDraft, str, int | None, int | None]],
+    *,
+    now: datetime,
+) -> int:
+    """Insert (dedupe key, draft, agency, event id, outbox id); a known dedupe key is skipped."""
+    rows = [
+        {
+            "dedupe_key": key[:128],
+            "kind": d.kind,
+            "severity": d.severity,
+            "state": "open",
+            "agency_id": agency_id,
+            "placement_id": d.placement_id,
+            "event_id": event_id,
+            "outbox_id": outbox_id,
+            "rule": d.kind,
+            "rule_version": RULE_VERSION,
+            "ours": _dumps(d.ours),
+            "theirs": _dumps(d.theirs),
+            "delta_minor": d.delta_minor,
+            "detail": d.detail[:1000],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, d, agency_id, event_id, outbox_id in drafts
+    ]
+    if not rows:
+        return 0
+    stmt = _insert(conn, MISMATCHES).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    result = await conn.execute(stmt.returning(M.id), rows)
+    return len(result.all())
+
+
+async def load_views(
+    conn: AsyncConnection, placement_ids: Iterable[str]
+) -> dict[str, PlacementView]:
+    ids = sorted(set(placement_ids))
+    if not ids:
+        return {}
+    rows = (
+        await conn.execute(
+            sa.select(
+                P.id,
+                P.case_id,
+                P.agency_id,
+                P.state,
+                P.currency,
+                P.balance_minor,
+                P.collected_minor,
+                P.acked_balance_minor,
+                P.agency_case_ref,
+            ).where(P.id.in_(ids))
+        )
+    ).all()
+    payments: dict[str, dict[str, int]] = {}
+    pay_rows = await conn.execute(
+        sa.select(E.placement_id, E.event_type, E.ref, E.amount_minor)
+        .where(
+            E.placement_id.in_(ids),
+            E.applied,
+            E.event_type.in_(["payment.reported", "payment.reversed"]),
+        )
+        .order_by(E.id)
+    )
+    for pid, etype, ref, amount in pay_rows.all():
+        book = payments.setdefault(pid, {})
+        if etype == "payment.reported":
+            book[ref] = amount
+        else:
+            book.pop(ref, None)
+    return {
+        r.id: PlacementView(
+            id=r.id,
+            case_id=r.case_id,
+            agency_id=r.agency_id,
+            state=r.state,
+            currency=r.currency,
+            balance_minor=r.balance_minor,
+            collected_minor=r.collected_minor,
+            acked_balance_minor=r.acked_balance_minor,
+            agency_case_ref=r.agency_case_ref,
+            payments=tuple(payments.get(r.id, {}).items()),
+        )
+        for r in rows
+    }
+
+
+def _ref(event: AgencyEvent) -> str | None:
+    if isinstance(event, PaymentReported | PaymentReversed):
+        return event.data.payment_id
+    if isinstance(event, PromiseMade):
+        return event.data.promise_id
+    return None
+
+
+async def apply_events(
+    conn: AsyncConnection, incoming: Sequence[IncomingEvent], *, now: datetime
+) -> list[int]:
+    """Reconcile events in order and write everything in the caller's transaction.
+
+    Returns the new agency event ids, in input order.
+    """
+    views = await load_views(
+        conn, (pid for i in incoming if (pid := event_placement_id(i.event)) is not None)
+    )
+    original = dict(views)
+    event_rows = []
+    decisions = []
+    for item in incoming:
+        pid = event_placement_id(item.event)
+        decision = assess(item.event, item.agency_id, views.get(pid) if pid else None)
+        if decision.applied and decision.placement is not None:
+            views[decision.placement.id] = decision.placement
+        decisions.append(decision)
+        money = event_money(item.event)
+        event_rows.append(
+            {
+                "inbound_id": item.inbound_id,
+                "agency_id": item.agency_id,
+                "placement_id": pid,
+                "event_type": item.event.type,
+                "occurred_at": item.event.timestamp,
+                "ref": _ref(item.event),
+                "amount_minor": money.amount_minor if money else None,
+                "currency": money.currency if money else None,
+                "data": item.event.data.model_dump_json(),
+                "applied": decision.applied,
+                "received_at": item.received_at,
+            }
+        )
+    result = await conn.execute(
+        EVENTS.insert().returning(E.id, sort_by_parameter_order=True), event_rows
+    )
+    event_ids = list(result.scalars().all())
+
+    changed = [v for pid, v in views.items() if original.get(pid) != v]
+    if changed:
+        await conn.execute(
+            PLACEMENTS.update()
+            .where(P.id == sa.bindparam("pid"))
+            .values(
+                state=sa.bindparam("st"),
+                collected_minor=sa.bindparam("col"),
+                acked_balance_minor=sa.bindparam("ack"),
+                agency_case_ref=sa.bindparam("ref"),
+                updated_at=now,
+            ),
+            [
+                {
+                    "pid": v.id,
+                    "st": v.state,
+                    "col": v.collected_minor,
+                    "ack": v.acked_balance_minor,
+                    "ref": v.agency_case_ref,
+                }
+                for v in changed
+            ],
+        )
+    meets = []
+    new_expectations = []
+    mismatches = []
+    for item, decision, event_id in zip(incoming, decisions, event_ids, strict=True):
+        pid = event_placement_id(item.event)
+        for kind in decision.meets:
+            meets.append({"b_pid": pid, "b_kind": kind, "b_eid": event_id})
+        for exp in decision.new_expectations:
+            new_expectations.append(_expectation_row(pid or "", item.agency_id, exp, now))
+        for draft in decision.mismatches:
+            mismatches.append(
+                (f"{draft.kind}:event:{event_id}", draft, item.agency_id, event_id, None)
+            )
+    if meets:
+        await conn.execute(
+            EXPECTATIONS.update()
+            .where(
+                X.placement_id == sa.bindparam("b_pid"),
+                X.kind == sa.bindparam("b_kind"),
+                sa.or_(X.state == "open", X.state == "breached"),
+            )
+            .values(state="met", met_by_event_id=sa.bindparam("b_eid")),
+            meets,
+        )
+    if new_expectations:
+        await conn.execute(
+            _insert(conn, EXPECTATIONS).on_conflict_do_nothing(
+                index_elements=["placement_id", "kind", "ref"]
+            ),
+            new_expectations,
+        )
+    await insert_mismatches(conn, mismatches, now=now)
+    return event_ids
+
+
+def _expectation_row(
+    placement_id: str, agency_id: str, exp: NewExpectation, now: datetime
+) -> dict[str, object]:
+    return {
+        "placement_id": placement_id,
+        "agency_id": agency_id,
+        "kind": exp.kind,
+        "ref": exp.ref,
+        "due_at": exp.due_at,
+        "amount_minor": exp.amount_minor,
+        "state": "open",
+        "created_at": now,
+    }
+
+
+class ReconciliationHooks:
+    """Delivery hooks: a delivered placement creates its expectations; a dead one a mismatch."""
+
+    def __init__(self, *, agencies: Mapping[str, AgencyConfig]) -> None:
+        self._agencies = agencies
+
+    async def on_delivered(
+        self, conn: AsyncConnection, items: Sequence[ClaimedItem], *, now: datetime
+    ) -> None:
+        rows = []
+        for item in items:
+            if item.packet_type != "placement.created":
+                continue
+            sla = self._agencies[item.agency_id].sla
+            for kind, hours in (
+                ("ack", sla.ack_hours),
+                ("first_activity", sla.first_activity_hours),
+            ):
+                rows.append(
+                    _expectation_row(
+                        item.placement_id,
+                        item.agency_id,
+                        NewExpectation(kind, "", now + timedelta(hours=hours), None),
+                        now,
+                    )
+                )
+        if rows:
+            await conn.execute(
+                _insert(conn, EXPECTATIONS).on_conflict_do_nothing(
+                    index_elements=["placement_id", "kind", "ref"]
+                ),
+                rows,
+            )
+            # An agency may answer faster than we record the delivery: meet at once what
+            # already arrived.
+            placement_ids = sorted({r["placement_id"] for r in rows})
+            for kind, types in (
+                ("ack", ["placement.acknowledged"]),
+                ("first_activity", sorted(ACTIVITY_EVENTS)),
+            ):
+                arrived = (
+                    sa.select(E.id)
+                    .where(E.placement_id == X.placement_id, E.applied, E.event_type.in_(types))
+                    .limit(1)
+                    .scalar_subquery()
+                )
+                await conn.execute(
+                    EXPECTATIONS.update()
+                    .where(
+                        X.placement_id.in_(placement_ids),
+                        X.kind == kind,
+                        X.state == "open",
+                        arrived.is_not(None),
+                    )
+                    .values(state="met", met_by_event_id=arrived)
+                )
+
+    async def on_dead(
+        self, conn: AsyncConnection, items: Sequence[tuple[ClaimedItem, str]], *, now: datetime
+    ) -> None:
+        await insert_mismatches(
+            conn,
+            (
+                (
+                    f"dead_delivery:outbox:{item.id}",
+                    MismatchDraft(
+                        "dead_delivery",
+                        item.placement_id,
+                        f"{item.packet_type} to {item.agency_id} was given up after "
+                        f"{item.attempts} attempt(s): {error}",
+                        {"packet_type": item.packet_type, "dedupe_key": item.dedupe_key},
+                        {"last_error": error[:500]},
+                    ),
+                    item.agency_id,
+                    None,
+                    item.id,
+                )
+                for item, error in items
+            ),
+            now=now,
+        )
+
+
+async def run_sla_checks(conn: AsyncConnection, *, now: datetime) -> dict[str, int]:
+    """Breach every open expectation past due; raise one mismatch per breach."""
+    rows = (
+        await conn.execute(
+            sa.select(X.id, X.placement_id, X.agency_id, X.kind, X.ref, X.due_at, X.amount_minor)
+            .where(X.state == "open", X.due_at < now)
+            .order_by(X.id)
+        )
+    ).all()
+    if not rows:
+        return {}
+    await conn.execute(
+        EXPECTATIONS.update().where(X.id.in_([r.id for r in rows])).values(state="breached")
+    )
+    counts: dict[str, int] = {}
+    drafts = []
+    for r in rows:
+        kind = SLA_KINDS[r.kind]
+        counts[kind] = counts.get(kind, 0) + 1
+        what = {"ack": "acknowledgement", "first_activity": "first activity"}.get(
+            r.kind, f"payment promised under {r.ref}"
+        )
+        drafts.append(
+            (
+                f"{kind}:{r.placement_id}:{r.ref}",
+                MismatchDraft(
+                    kind,
+                    r.placement_id,
+                    f"{r.agency_id} sent no {what} for {r.placement_id} "
+                    f"by {r.due_at:%Y-%m-%d %H:%M} UTC",
+                    {
+                        "expected": r.kind,
+                        "due_at": r.due_at.isoformat(),
+                        "amount_minor": r.amount_minor,
+                    },
+                    {"received": None},
+                    r.amount_minor,
+                ),
+                r.agency_id,
+                None,
+                None,
+            )
+        )
+    await insert_mismatches(conn, drafts, now=now)
+    return counts
+
+
+__all__ = [
+    "SEVERITY",
+    "IncomingEvent",
+    "ReconciliationHooks",
+    "apply_events",
+    "insert_mismatches",
+    "load_views",
+    "run_sla_checks",
+]

@@ -1,0 +1,295 @@
+"""Reconciliation rules: one agency event against the record of what was sent (pure).
+
+Theory of operation
+-------------------
+``assess`` takes an event, the agency that sent it and our view of the placement it names,
+and returns a ``Decision``: whether the event may change the placement, the new state and
+figures, the expectations it meets or creates, and the mismatches it raises. Rules run in a
+fixed order, each with a name and a version recorded on every mismatch it raises:
+
+1. ``unknown_placement``: the placement does not exist. Nothing changes.
+2. ``wrong_agency``: the placement is held by another agency. Nothing changes.
+3. ``currency_mismatch``: an amount in another currency than the placement's. Nothing changes.
+4. ``activity_after_recall``: work reported on a recalled placement. Recorded, not applied.
+5. ``illegal_transition``: the event is not legal in the placement's state (see
+   gateway.lifecycle). Nothing changes.
+6. ``ack_balance_differs``: the agency loaded another balance than we sent. Applied.
+7. ``conflicting_duplicate``: a payment id reported again with another amount. Not applied.
+   The same payment id with the same amount is a harmless repeat and changes nothing.
+8. ``over_collection``: reported payments exceed the balance placed. Applied (money is money).
+
+The caller (gateway.reconciler) applies decisions in order inside the inbound transaction, so
+several events for one placement in one batch see each other's effects.
+"""
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time, timedelta
+
+from gateway.lifecycle import ACTIVITY_EVENTS, next_placement_state
+from schemas.base import Money
+from schemas.events import (
+    AgencyEvent,
+    PaymentReported,
+    PaymentReversed,
+    PlacementAcknowledged,
+    PromiseMade,
+    StatementSubmitted,
+)
+
+RULE_VERSION = 1
+PROMISE_GRACE = timedelta(days=2)
+
+SEVERITY = {
+    "unknown_placement": "high",
+    "wrong_agency": "high",
+    "currency_mismatch": "high",
+    "activity_after_recall": "high",
+    "illegal_transition": "medium",
+    "ack_balance_differs": "medium",
+    "conflicting_duplicate": "high",
+    "over_collection": "high",
+    "missing_ack": "medium",
+    "missing_activity": "low",
+    "broken_promise": "low",
+    "dead_delivery": "high",
+}
+MISMATCH_KINDS = tuple(SEVERITY)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementView:
+    """Our record of a placement, as reconciliation needs it."""
+
+    id: str
+    case_id: str
+    agency_id: str
+    state: str
+    currency: str
+    balance_minor: int
+    collected_minor: int
+    acked_balance_minor: int | None
+    agency_case_ref: str | None
+    payments: tuple[tuple[str, int], ...] = ()
+    """(payment id, amount) reported so far and not reversed."""
+
+
+@dataclass(frozen=True, slots=True)
+class MismatchDraft:
+    kind: str
+    placement_id: str | None
+    detail: str
+    ours: dict[str, object]
+    theirs: dict[str, object]
+    delta_minor: int | None = None
+
+    @property
+    def severity(self) -> str:
+        return SEVERITY[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class NewExpectation:
+    kind: str
+    ref: str
+    due_at: datetime
+    amount_minor: int | None
+
+
+@dataclass(slots=True)
+class Decision:
+    applied: bool
+    placement: PlacementView | None = None
+    mismatches: list[MismatchDraft] = field(default_factory=list)
+    meets: list[str] = field(default_factory=list)
+    new_expectations: list[NewExpectation] = field(default_factory=list)
+
+
+def event_money(event: AgencyEvent) -> Money | None:
+    data = event.data
+    for name in ("amount", "balance"):
+        value = getattr(data, name, None)
+        if isinstance(value, Money):
+            return value
+    return None
+
+
+def event_placement_id(event: AgencyEvent) -> str | None:
+    return None if isinstance(event, StatementSubmitted) else event.data.placement_id
+
+
+def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) -> Decision:
+    """Apply the rules in the module docstring to one event."""
+    if isinstance(event, StatementSubmitted):
+        return Decision(applied=True)
+    pid = event.data.placement_id
+    theirs: dict[str, object] = {"type": event.type, "placement_id": pid}
+    if placement is None:
+        return Decision(
+            applied=False,
+            mismatches=[
+                MismatchDraft(
+                    "unknown_placement",
+                    pid,
+                    f"{agency_id} reported {event.type} for placement {pid}, which we never placed",
+                    {"placement": None},
+                    theirs,
+                )
+            ],
+        )
+    ours: dict[str, object] = {
+        "agency_id": placement.agency_id,
+        "state": placement.state,
+        "balance": str(Money(amount_minor=placement.balance_minor, currency=placement.currency)),
+    }
+    if placement.agency_id != agency_id:
+        return Decision(
+            applied=False,
+            mismatches=[
+                MismatchDraft(
+                    "wrong_agency",
+                    pid,
+                    f"{agency_id} reported {event.type} for {pid}, which is held by "
+                    f"{placement.agency_id}",
+                    ours,
+                    {**theirs, "agency_id": agency_id},
+                )
+            ],
+        )
+    money = event_money(event)
+    if money is not None:
+        theirs["amount"] = str(money)
+        if money.currency != placement.currency:
+            return Decision(
+                applied=False,
+                mismatches=[
+                    MismatchDraft(
+                        "currency_mismatch",
+                        pid,
+                        f"{event.type} in {money.currency} on a {placement.currency} placement",
+                        ours,
+                        theirs,
+                    )
+                ],
+            )
+    if placement.state == "recalled" and event.type in ACTIVITY_EVENTS:
+        return Decision(
+            applied=False,
+            mismatches=[
+                MismatchDraft(
+                    "activity_after_recall",
+                    pid,
+                    f"{agency_id} reported {event.type} on {pid} after it was recalled",
+                    ours,
+                    theirs,
+                    money.amount_minor if money else None,
+                )
+            ],
+        )
+    new_state = next_placement_state(placement.state, event.type)
+    if new_state is None:
+        return Decision(
+            applied=False,
+            mismatches=[
+                MismatchDraft(
+                    "illegal_transition",
+                    pid,
+                    f"{event.type} is not allowed while {pid} is {placement.state}",
+                    ours,
+                    theirs,
+                )
+            ],
+        )
+    decision = Decision(applied=True)
+    updated = replace(placement, state=new_state)
+    if isinstance(event, PlacementAcknowledged):
+        decision.meets.append("ack")
+        acked = event.data.balance.amount_minor
+        updated = replace(
+            updated, acked_balance_minor=acked, agency_case_ref=event.data.agency_case_ref
+        )
+        if acked != placement.balance_minor:
+            decision.mismatches.append(
+                MismatchDraft(
+                    "ack_balance_differs",
+                    pid,
+                    f"{agency_id} loaded {event.data.balance}, we sent "
+                    f"{Money(amount_minor=placement.balance_minor, currency=placement.currency)}",
+                    ours,
+                    theirs,
+                    acked - placement.balance_minor,
+                )
+            )
+    if event.type in ACTIVITY_EVENTS:
+        decision.meets.append("first_activity")
+    if isinstance(event, PromiseMade):
+        due = datetime.combine(
+            event.data.promised_date, time(23, 59, 59), tzinfo=event.timestamp.tzinfo
+        )
+        decision.new_expectations.append(
+            NewExpectation(
+                "promise_payment",
+                event.data.promise_id,
+                due + PROMISE_GRACE,
+                event.data.amount.amount_minor,
+            )
+        )
+    if isinstance(event, PaymentReported):
+        payments = dict(placement.payments)
+        amount = event.data.amount.amount_minor
+        previous = payments.get(event.data.payment_id)
+        if previous == amount:
+            return Decision(applied=True, placement=placement)  # a harmless repeat
+        if previous is not None:
+            return Decision(
+                applied=False,
+                mismatches=[
+                    MismatchDraft(
+                        "conflicting_duplicate",
+                        pid,
+                        f"payment {event.data.payment_id} reported again with another amount",
+                        {**ours, "amount_minor": previous},
+                        theirs,
+                        amount - previous,
+                    )
+                ],
+            )
+        payments[event.data.payment_id] = amount
+        collected = placement.collected_minor + amount
+        updated = replace(updated, collected_minor=collected, payments=tuple(payments.items()))
+        decision.meets.append("promise_payment")
+        if collected > placement.balance_minor:
+            decision.mismatches.append(
+                MismatchDraft(
+                    "over_collection",
+                    pid,
+                    f"{agency_id} reports {collected} collected on a balance of "
+                    f"{placement.balance_minor} (minor units, {placement.currency})",
+                    {**ours, "collected_minor": placement.collected_minor},
+                    theirs,
+                    collected - placement.balance_minor,
+                )
+            )
+    if isinstance(event, PaymentReversed):
+        payments = dict(placement.payments)
+        if payments.pop(event.data.payment_id, None) is not None:
+            updated = replace(
+                updated,
+                collected_minor=placement.collected_minor - event.data.amount.amount_minor,
+                payments=tuple(payments.items()),
+            )
+    decision.placement = updated
+    return decision
+
+
+__all__ = [
+    "MISMATCH_KINDS",
+    "RULE_VERSION",
+    "SEVERITY",
+    "Decision",
+    "MismatchDraft",
+    "NewExpectation",
+    "PlacementView",
+    "assess",
+    "event_money",
+    "event_placement_id",
+]

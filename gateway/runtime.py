@@ -1,0 +1,95 @@
+"""The long-running process: the web app, the dispatcher and the schedulers, under one
+TaskGroup, stopped cleanly by one event.
+"""
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from gateway.bootstrap import Gateway
+from gateway.clock import to_datetime
+from gateway.errors import GatewayError
+from gateway.reconciler import run_sla_checks
+from gateway.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def web_server(gateway: Gateway, host: str, port: int) -> AsyncIterator[str]:
+    """Serve the app; yields its base URL (the real port when ``port`` is 0)."""
+    await gateway.inbound.start()
+    app = create_app(inbound=gateway.inbound, db=gateway.db, metrics_=gateway.metrics)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    real_port = sockets[0].getsockname()[1] if sockets else port
+    try:
+        yield f"http://{host}:{real_port}"
+    finally:
+        await runner.cleanup()
+
+
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket; binding it ourselves tells us the real port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+async def every(
+    seconds: float, stop: asyncio.Event, job: Callable[[], Awaitable[object]], name: str
+) -> None:
+    """Run ``job`` every ``seconds`` until ``stop``; a failing run is logged, not fatal."""
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception:
+            log.exception("scheduled job %s failed", name)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+
+async def checkpoint(gateway: Gateway) -> None:
+    await gateway.evidence.checkpoint(now=to_datetime(gateway.clock.now()))
+
+
+async def sla_checks(gateway: Gateway) -> dict[str, int]:
+    async with gateway.db.transaction() as conn:
+        return await run_sla_checks(conn, now=to_datetime(gateway.clock.now()))
+
+
+async def run_workers(gateway: Gateway, stop: asyncio.Event) -> None:
+    """Dispatcher plus schedulers until ``stop`` is set."""
+    schedules = gateway.settings.schedules
+    dispatcher = await gateway.dispatcher()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(
+            dispatcher.run(stop, poll_interval=gateway.settings.dispatch.poll_interval_seconds)
+        )
+        tg.create_task(
+            every(
+                schedules.checkpoint_every_seconds, stop, lambda: checkpoint(gateway), "checkpoint"
+            )
+        )
+        tg.create_task(
+            every(schedules.reconcile_every_seconds, stop, lambda: sla_checks(gateway), "sla")
+        )
+
+
+__all__ = ["bound_socket", "checkpoint", "every", "run_workers", "sla_checks", "web_server"]
