@@ -104,7 +104,7 @@ def check_all_secrets(settings: GatewaySettings, agencies: dict[str, AgencyConfi
     )
     for key, ref, parse in checks:
         try:
-            parse(ref.resolve(settings.base_dir))  # type: ignore[operator]
+            parse(ref.resolve(settings.base_dir))
         except ConfigError as exc:
             problems.append(f"{source}: {key} ({ref.describe()}): {exc}")
     for agency in agencies.values():
@@ -143,7 +143,6 @@ def build(
             or settings.server.signature_tolerance_seconds,
         )
         for a in agencies.values()
-        if a.channel == "webhook"
     }
     return Gateway(
         settings=settings,

@@ -101,7 +101,7 @@ async def _dispatch_until_settled(gateway: Gateway, sandboxes: list[SandboxWebho
 
 
 async def _counts(gateway: Gateway) -> dict[str, object]:
-    def by(column: sa.ColumnElement[str], table: sa.Table) -> sa.Select[tuple[str, int]]:
+    def by(column: sa.ColumnElement[str], table: sa.Table) -> sa.Select[str, int]:
         return (
             sa.select(column, sa.func.count()).select_from(table).group_by(column).order_by(column)
         )
@@ -115,7 +115,7 @@ async def _counts(gateway: Gateway) -> dict[str, object]:
     leaves = EvidenceLeaf.__table__  # type: ignore[attr-defined]
     async with gateway.db.connect() as conn:
 
-        async def grouped(query: sa.Select[tuple[str, int]]) -> dict[str, int]:
+        async def grouped(query: sa.Select[str, int]) -> dict[str, int]:
             return {str(k): int(v) for k, v in (await conn.execute(query)).all()}
 
         return {
@@ -175,8 +175,8 @@ async def run_demo(
     started = time.perf_counter()
     async with AsyncExitStack() as stack:
         sandboxes: list[SandboxWebhookAgency] = []
-        webhook_agencies = {a.id: a for a in agencies.values() if a.channel == "webhook"}
-        for agency_id, agency in webhook_agencies.items():
+        # Every configured agency speaks the webhook channel (the only one so far).
+        for agency_id, agency in list(agencies.items()):
             sandbox, updated = await _start_sandbox(agency, settings.base_dir, options, stack)
             if updated.endpoint.url != agency.endpoint.url:
                 notes.append(f"{agency_id}: port taken, sandbox moved to {updated.endpoint.url}")

@@ -6,10 +6,11 @@ Theory of operation
 * A leaf is canonical JSON ``{"kind", "ref", **fields}`` (sorted keys, no spaces, UTF-8).
   ``append_leaves`` writes leaves inside the caller's transaction, next to the packet,
   receipt, inbound message or action they attest, so both commit or neither does.
-* ``seq`` is the leaf index. It is ``max(seq) + 1`` read under the writer lock: SQLite's
-  ``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL. The lock
-  is held to commit, so seq order is commit order and committed leaves are always a
-  contiguous prefix ``0..n-1``. Triggers refuse UPDATE and DELETE on the leaf table.
+* ``seq`` is the leaf index, ``max(seq) + 1`` read under one writer lock: ``BEGIN
+  IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL. The lock is held
+  to commit, so seq order is commit order and committed leaves are always a contiguous
+  prefix ``0..n-1`` (append leaves late in a long transaction). Triggers refuse UPDATE and
+  DELETE on the leaf table.
 * ``EvidenceLog.checkpoint`` signs ``origin / size / root`` over every committed leaf. It
   folds stored leaf hashes into a compact range, resuming from the range it last signed,
   and refuses to sign when the stored prefix no longer hashes to the previous checkpoint.
@@ -21,7 +22,7 @@ Theory of operation
 import hashlib
 import json
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -68,6 +69,7 @@ CHECKPOINT_LOCK_KEY = 0x4556_4C4F_4701_0002
 RECEIPT_COLUMNS = ("outcome", "http_status", "response_sha256", "request_timestamp")
 _STREAM_BATCH = 10_000
 _VERIFY_BATCH = 500
+_REPORT_LINES = 50
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
@@ -93,8 +95,9 @@ class LeafInput:
 async def append_leaves(
     conn: AsyncConnection, leaves: Sequence[LeafInput], *, now: datetime
 ) -> list[int]:
-    """Write ``leaves`` in the caller's open transaction (never commits) and return their
-    consecutive ``seq`` numbers."""
+    """Write ``leaves`` in the caller's open transaction (never commits) with one batched
+    insert and return their consecutive ``seq`` numbers. On PostgreSQL this takes the
+    evidence advisory lock, which other appenders wait for until the caller commits."""
     if not leaves:
         return []
     rows: list[dict[str, Any]] = []
@@ -146,7 +149,13 @@ class ConsistencyProof:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One way the log or an attested row fails to verify, and where."""
+    """One way the log or an attested row fails to verify, and where.
+
+    Codes: ``seq_gap``, ``leaf_hash``, ``body`` (unparseable, or its kind/ref differ from the
+    columns), ``root_mismatch``, ``truncated`` (a checkpoint covers leaves that are gone),
+    ``signature``, ``origin``, ``note_mismatch`` (the signed note differs from its row),
+    ``row_missing`` and ``row_mismatch`` (an attested packet, inbound or receipt row).
+    """
 
     code: str
     detail: str
@@ -181,8 +190,11 @@ class VerificationReport:
     def raise_for_problems(self) -> None:
         """Fail closed: raise EvidenceError listing every problem."""
         if self.problems:
-            lines = "\n".join(f"  {problem}" for problem in self.problems)
-            raise EvidenceError(f"the evidence log does not verify:\n{lines}")
+            lines = [f"  {problem}" for problem in self.problems[:_REPORT_LINES]]
+            if len(self.problems) > _REPORT_LINES:
+                lines.append(f"  ... and {len(self.problems) - _REPORT_LINES} more")
+            summary = "\n".join(lines)
+            raise EvidenceError(f"the evidence log does not verify:\n{summary}")
 
 
 class EvidenceLog:
@@ -390,7 +402,9 @@ async def _resolve_size(conn: AsyncConnection, tree_size: int | None) -> tuple[i
     return tree_size, None if row is None else row.note
 
 
-async def _stream_hashes(conn: AsyncConnection, start: int, stop: int, sink: Any) -> None:
+async def _stream_hashes(
+    conn: AsyncConnection, start: int, stop: int, sink: Callable[[list[bytes]], None]
+) -> None:
     """Pass stored leaf hashes ``start..stop-1`` to ``sink`` in seq order, in batches."""
     if start >= stop:
         return

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.packets import RenderedPacket
+from gateway.store.database import dialect_insert
 from gateway.store.tables import OutboxItem
 
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
@@ -52,11 +52,6 @@ class ClaimedItem:
     lease_token: int
 
 
-def _insert(conn: AsyncConnection) -> "sqlite.Insert | postgresql.Insert":
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    return dialect.insert(OUTBOX)
-
-
 async def enqueue(
     conn: AsyncConnection, items: Sequence[NewItem], *, now: datetime
 ) -> dict[str, int]:
@@ -82,7 +77,7 @@ async def enqueue(
         for i in items
     ]
     stmt = (
-        _insert(conn)
+        dialect_insert(conn, OUTBOX)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(OC.id, OC.dedupe_key)
     )

@@ -46,6 +46,10 @@ def placement_id_for(case_id: str, ordinal: int) -> str:
     return f"PL-{case_id}-{ordinal}"
 
 
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedPacket:
     dedupe_key: str
@@ -86,10 +90,10 @@ def render_created(
     phones = allowed("phones")
     debtor = Debtor(
         debtor_id=debtor_id,
-        name=allowed("name"),  # type: ignore[arg-type]
-        national_id=allowed("national_id"),  # type: ignore[arg-type]
+        name=_text(allowed("name")),
+        national_id=_text(allowed("national_id")),
         phones=tuple(phones) if isinstance(phones, list | tuple) else None,
-        address=allowed("address"),  # type: ignore[arg-type]
+        address=_text(allowed("address")),
         region=region if "debtor.region" in allowed_fields else None,
     )
     key = dedupe_key(agency_id, placement_id, "placement.created", "1")

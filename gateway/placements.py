@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import outbox
@@ -139,7 +140,7 @@ class PlacementService:
                 return report
             history = (
                 await conn.execute(
-                    sa.select(P.case_id, P.agency_id, P.state, Case.debtor_id).join(CASES)
+                    sa.select(P.case_id, P.agency_id, P.state, C.debtor_id).join(CASES)
                 )
             ).all()
         excluded: dict[str, set[str]] = {}
@@ -191,7 +192,7 @@ class PlacementService:
     async def _write_placements(
         self,
         conn: AsyncConnection,
-        rows: Sequence[tuple[Mapping[str, object], str, int]],
+        rows: Sequence[tuple[RowMapping, str, int]],
         now: datetime,
     ) -> None:
         return_by = (now + timedelta(days=self._settings.placement_days)).date()
@@ -201,25 +202,21 @@ class PlacementService:
             agency = self._agencies[agency_id]
             case_id = str(case["id"])
             placement_id = placement_id_for(case_id, ordinal)
-            pii = (
-                self._pii.decrypt(bytes(case["pii"]), bound_to=case_id)  # type: ignore[arg-type]
-                if agency.fields
-                else {}
-            )
+            pii = self._pii.decrypt(case["pii"], bound_to=case_id) if agency.fields else {}
             packet = render_created(
                 agency_id=agency_id,
                 placement_id=placement_id,
                 case_id=case_id,
-                bucket=case["bucket"],  # type: ignore[arg-type]
-                dpd=int(case["dpd"]),  # type: ignore[call-overload]
-                balance_minor=int(case["balance_minor"]),  # type: ignore[call-overload]
-                principal_minor=int(case["principal_minor"]),  # type: ignore[call-overload]
-                currency=str(case["currency"]),
-                due_date=case["due_date"],  # type: ignore[arg-type]
-                product=str(case["product"]),
-                credit_grade=str(case["credit_grade"]),
-                debtor_id=str(case["debtor_id"]),
-                region=str(case["region"]),
+                bucket=case["bucket"],
+                dpd=case["dpd"],
+                balance_minor=case["balance_minor"],
+                principal_minor=case["principal_minor"],
+                currency=case["currency"],
+                due_date=case["due_date"],
+                product=case["product"],
+                credit_grade=case["credit_grade"],
+                debtor_id=case["debtor_id"],
+                region=case["region"],
                 pii=pii,
                 allowed_fields=frozenset(agency.fields),
                 placed_at=now,
@@ -303,7 +300,7 @@ class PlacementService:
                 now=now,
             )
         log.info("recalled %s from %s (%s)", placement_id, agency_id, reason_code)
-        return placement_id
+        return str(placement_id)
 
     async def amend_balances(
         self, conn: AsyncConnection, changes: Sequence[BalanceChange], *, now: datetime

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.agency_config import AgencyConfig
@@ -24,6 +23,7 @@ from gateway.reconciliation import (
     event_money,
     event_placement_id,
 )
+from gateway.store.database import dialect_insert
 from gateway.store.tables import AgencyEventRow, Expectation, Mismatch, Placement
 from schemas.events import AgencyEvent, PaymentReported, PaymentReversed, PromiseMade
 
@@ -46,10 +46,6 @@ class IncomingEvent:
     inbound_id: int
     event: AgencyEvent
     received_at: datetime
-
-
-def _insert(conn: AsyncConnection, table: sa.Table) -> "sqlite.Insert | postgresql.Insert":
-    return (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(table)
 
 
 def _dumps(value: object) -> str:
@@ -86,7 +82,7 @@ async def insert_mismatches(
     ]
     if not rows:
         return 0
-    stmt = _insert(conn, MISMATCHES).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    stmt = dialect_insert(conn, MISMATCHES).on_conflict_do_nothing(index_elements=["dedupe_key"])
     result = await conn.execute(stmt.returning(M.id), rows)
     return len(result.all())
 
@@ -242,7 +238,7 @@ async def apply_events(
         )
     if new_expectations:
         await conn.execute(
-            _insert(conn, EXPECTATIONS).on_conflict_do_nothing(
+            dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
                 index_elements=["placement_id", "kind", "ref"]
             ),
             new_expectations,
@@ -294,14 +290,14 @@ class ReconciliationHooks:
                 )
         if rows:
             await conn.execute(
-                _insert(conn, EXPECTATIONS).on_conflict_do_nothing(
+                dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
                     index_elements=["placement_id", "kind", "ref"]
                 ),
                 rows,
             )
             # An agency may answer faster than we record the delivery: meet at once what
             # already arrived.
-            placement_ids = sorted({r["placement_id"] for r in rows})
+            placement_ids = sorted({str(r["placement_id"]) for r in rows})
             for kind, types in (
                 ("ack", ["placement.acknowledged"]),
                 ("first_activity", sorted(ACTIVITY_EVENTS)),

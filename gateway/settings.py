@@ -22,7 +22,6 @@ class _Section(BaseModel):
 
 class GatewaySection(_Section):
     lender_id: str = Field(default="LENDER", pattern=r"^[A-Z0-9_]{2,32}$")
-    timezone: str = "Asia/Shanghai"
 
 
 class DatabaseSection(_Section):
@@ -36,7 +35,6 @@ class ServerSection(_Section):
     port: int = Field(default=8088, ge=0, le=65535)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     signature_tolerance_seconds: int = Field(default=300, ge=1, le=86_400)
-    public_base_url: str | None = None
 
 
 class SecretsSection(_Section):
@@ -61,7 +59,6 @@ class AllocationSection(_Section):
 class SchedulesSection(_Section):
     reconcile_every_seconds: float = Field(default=60, gt=0)
     checkpoint_every_seconds: float = Field(default=30, gt=0)
-    reap_every_seconds: float = Field(default=15, gt=0)
 
 
 class GatewaySettings(_Section):

@@ -658,27 +658,35 @@ class SandboxWebhookAgency:
     async def _work(self, session: aiohttp.ClientSession) -> None:
         while True:
             case = await self._ready.get()
-            # Render only once sending is possible, so a recall or an amendment that arrives
-            # while the gateway is still starting is reflected in what is sent.
-            await self._url_known.wait()
-            before = case.remaining
-            event = self.planner.next_event(case, to_datetime(self._clock.now()))
-            # An event in flight stays pending until it is settled below.
-            self._add_pending(case.remaining - before + (event is not None))
-            if event is not None:
-                try:
-                    await self._deliver(session, event)
-                except Exception:
-                    log.exception(
-                        "sandbox %s: sending event %s failed", self.agency_id, event.event_id
-                    )
-                    self.stats.events_refused["error"] += 1
-                finally:
-                    self._add_pending(-1)
-            if case.remaining:
-                self._ready.put_nowait(case)
-            else:
-                self._scheduled.discard(case.placement_id)
+            try:
+                await self._advance(session, case)
+            finally:
+                # Also on cancellation, so that a restarted pusher picks the case up again.
+                if case.remaining:
+                    self._ready.put_nowait(case)
+                else:
+                    self._scheduled.discard(case.placement_id)
+
+    async def _advance(self, session: aiohttp.ClientSession, case: CaseFile) -> None:
+        # Render only once sending is possible, so a recall or an amendment that arrives
+        # while the gateway is still starting is reflected in what is sent.
+        await self._url_known.wait()
+        before = case.remaining
+        event = self.planner.next_event(case, to_datetime(self._clock.now()))
+        # An event in flight stays pending until it is settled below.
+        self._add_pending(case.remaining - before + (event is not None))
+        if event is None:
+            return
+        try:
+            await self._deliver(session, event)
+        except asyncio.CancelledError:
+            self.stats.events_abandoned += 1
+            raise
+        except Exception:
+            log.exception("sandbox %s: sending event %s failed", self.agency_id, event.event_id)
+            self.stats.events_refused["error"] += 1
+        finally:
+            self._add_pending(-1)
 
     async def _deliver(self, session: aiohttp.ClientSession, event: PlannedEvent) -> None:
         for attempt in range(1, self._max_attempts + 1):

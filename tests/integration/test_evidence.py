@@ -413,16 +413,22 @@ async def test_edited_body_and_hash_are_caught_by_the_checkpoint_root(
 
 async def test_relabelled_leaf_columns_are_caught(sqlite_db: Database, keys: Keys) -> None:
     # kind/ref are lookup columns outside the hash; relabelling would hide a leaf from a
-    # case's evidence bundle, so verify compares them with the signed body.
+    # case's evidence bundle, so verify compares them with the signed body, and it picks
+    # the attested row from the body, so relabelling a packet does not skip its check.
     signer, verifier = keys
-    await seed_attested_rows(sqlite_db)
+    ids = await seed_attested_rows(sqlite_db)
     async with sqlite_db.transaction() as conn:
         await conn.exec_driver_sql("DROP TRIGGER evidence_leaves_no_update")
         await conn.execute(LEAVES.update().where(LEAVES.c.seq == 3).values(ref="placement:pl-2"))
+        await conn.execute(LEAVES.update().where(LEAVES.c.seq == 0).values(kind="action"))
+        await conn.execute(
+            OUTBOX.update().where(OUTBOX.c.id == ids["outbox"]).values(payload=b"{}")
+        )
     report = await EvidenceLog(sqlite_db, signer, ORIGIN).verify([verifier])
-    [problem] = report.problems
-    assert (problem.code, problem.seq) == ("body", 3)
-    assert "placement:pl-2" in problem.detail and "placement:pl-1" in problem.detail
+    found = sorted((p.seq, p.code) for p in report.problems)
+    assert found == [(0, "body"), (0, "row_mismatch"), (3, "body")]
+    relabelled = next(p for p in report.problems if p.seq == 3)
+    assert "placement:pl-2" in relabelled.detail and "placement:pl-1" in relabelled.detail
 
 
 async def test_deleted_leaf_is_caught(sqlite_db: Database, keys: Keys) -> None:

@@ -514,6 +514,21 @@ async def test_amendment_and_recall_before_sending_change_what_is_sent(
     assert events[paying][-1].type == "case.closed"
 
 
+async def test_the_pusher_can_be_stopped_and_started_by_hand(
+    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer
+) -> None:
+    agency, standin, client, gateway_key, _ = await run_agency(aiohttp_client, aiohttp_server)
+    await agency.aclose()
+    for i in range(4):
+        assert (await post_packet(client, created(f"PL-{i}"), gateway_key)).status == 200
+    assert not await agency.drain(0.2)
+    assert standin.events == []
+
+    await agency.start()
+    assert await agency.drain(30)
+    assert set(standin.by_placement()) == {f"PL-{i}" for i in range(4)}
+
+
 # -- the pure planner -------------------------------------------------------------------------
 
 
