@@ -12,7 +12,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel
 
-from schemas.base import Money
+from schemas.base import NonNegativeMoney, PositiveMoney
 from schemas.packets import (
     Bucket,
     Debtor,
@@ -98,6 +98,7 @@ def render_created(
     )
     key = dedupe_key(agency_id, placement_id, "placement.created", "1")
     packet = PlacementCreated(
+        type="placement.created",
         timestamp=placed_at,
         data=PlacementCreatedData(
             packet_id=key,
@@ -105,8 +106,8 @@ def render_created(
             case_id=case_id,
             bucket=bucket,
             dpd=dpd,
-            balance=Money(amount_minor=balance_minor, currency=currency),
-            principal=Money(amount_minor=principal_minor, currency=currency),
+            balance=NonNegativeMoney(amount_minor=balance_minor, currency=currency),
+            principal=NonNegativeMoney(amount_minor=principal_minor, currency=currency),
             due_date=due_date,
             product=product,
             credit_grade=credit_grade,
@@ -132,14 +133,15 @@ def render_amended(
 ) -> RenderedPacket:
     key = dedupe_key(agency_id, placement_id, "placement.amended", str(version))
     packet = PlacementAmended(
+        type="placement.amended",
         timestamp=at,
         data=PlacementAmendedData(
             packet_id=key,
             placement_id=placement_id,
             case_id=case_id,
             version=version,
-            balance=Money(amount_minor=balance_minor, currency=currency),
-            previous_balance=Money(amount_minor=previous_balance_minor, currency=currency),
+            balance=NonNegativeMoney(amount_minor=balance_minor, currency=currency),
+            previous_balance=NonNegativeMoney(amount_minor=previous_balance_minor, currency=currency),
             reason=reason,
         ),
     )
@@ -151,6 +153,7 @@ def render_recalled(
 ) -> RenderedPacket:
     key = dedupe_key(agency_id, placement_id, "placement.recalled", "1")
     packet = PlacementRecalled(
+        type="placement.recalled",
         timestamp=at,
         data=PlacementRecalledData(
             packet_id=key,
@@ -177,13 +180,14 @@ def render_direct_payment(
 ) -> RenderedPacket:
     key = dedupe_key(agency_id, placement_id, "payment.direct", payment_id)
     packet = PaymentDirect(
+        type="payment.direct",
         timestamp=at,
         data=PaymentDirectData(
             packet_id=key,
             placement_id=placement_id,
             case_id=case_id,
             payment_id=payment_id,
-            amount=Money(amount_minor=amount_minor, currency=currency),
+            amount=PositiveMoney(amount_minor=amount_minor, currency=currency),
             paid_at=paid_at,
         ),
     )

@@ -44,20 +44,17 @@ class Money(StrictModel):
         return f"{self.currency} {sign}{whole:,}.{minor:02d}"
 
 
-def _non_negative(m: Money) -> Money:
-    if m.amount_minor < 0:
-        raise ValueError("amount must not be negative")
-    return m
+class NonNegativeMoney(Money):
+    """Money that may be zero but never negative (balances)."""
+
+    amount_minor: int = Field(ge=0, description="Amount in minor units, zero or more")
 
 
-def _positive(m: Money) -> Money:
-    if m.amount_minor <= 0:
-        raise ValueError("amount must be greater than zero")
-    return m
+class PositiveMoney(Money):
+    """Money greater than zero (payments, promises, reversals)."""
 
+    amount_minor: int = Field(gt=0, description="Amount in minor units, greater than zero")
 
-NonNegativeMoney = Annotated[Money, AfterValidator(_non_negative)]
-PositiveMoney = Annotated[Money, AfterValidator(_positive)]
 
 __all__ = [
     "SCHEMA_VERSION",

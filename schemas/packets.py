@@ -75,7 +75,7 @@ class PaymentDirectData(StrictModel):
 class PlacementCreated(StrictModel):
     """A new case handed to the agency."""
 
-    type: Literal["placement.created"] = "placement.created"
+    type: Literal["placement.created"]
     timestamp: UtcDatetime
     data: PlacementCreatedData
 
@@ -83,7 +83,7 @@ class PlacementCreated(StrictModel):
 class PlacementAmended(StrictModel):
     """The balance of a placed case changed at the lender."""
 
-    type: Literal["placement.amended"] = "placement.amended"
+    type: Literal["placement.amended"]
     timestamp: UtcDatetime
     data: PlacementAmendedData
 
@@ -91,7 +91,7 @@ class PlacementAmended(StrictModel):
 class PlacementRecalled(StrictModel):
     """The lender takes the case back; the agency must stop all activity."""
 
-    type: Literal["placement.recalled"] = "placement.recalled"
+    type: Literal["placement.recalled"]
     timestamp: UtcDatetime
     data: PlacementRecalledData
 
@@ -99,7 +99,7 @@ class PlacementRecalled(StrictModel):
 class PaymentDirect(StrictModel):
     """The debtor paid the lender directly; the agency should credit the case."""
 
-    type: Literal["payment.direct"] = "payment.direct"
+    type: Literal["payment.direct"]
     timestamp: UtcDatetime
     data: PaymentDirectData
 

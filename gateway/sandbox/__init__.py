@@ -1,3 +1,21 @@
 """Simulated agencies on loopback, speaking the real protocols (demo, tests, onboarding)."""
 
-__all__: list[str] = []
+from gateway.sandbox.webhook_agency import (
+    PLACEMENT_FAULTS,
+    EventPlanner,
+    FaultKind,
+    InjectedFault,
+    PlannedEvent,
+    SandboxWebhookAgency,
+    plan_placement,
+)
+
+__all__ = [
+    "PLACEMENT_FAULTS",
+    "EventPlanner",
+    "FaultKind",
+    "InjectedFault",
+    "PlannedEvent",
+    "SandboxWebhookAgency",
+    "plan_placement",
+]

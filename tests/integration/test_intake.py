@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from gateway import demo_data
 from gateway.agency_config import AgencyConfig
 from gateway.clock import ManualClock
 from gateway.errors import IntakeError
@@ -376,6 +377,22 @@ async def test_personal_data_never_reaches_the_database_file_in_clear(tmp_path: 
     for secret in (SECRET_NAME, SECRET_ID, SECRET_PHONE, "Example Road"):
         assert secret.encode("utf-8") not in stored
         assert secret.encode("utf-16-le") not in stored
+
+
+async def test_demo_accounts_csv_then_same_accounts_as_jsonl_are_unchanged(
+    env: Env, tmp_path: Path
+) -> None:
+    # Change detection hashes the validated row, not the file bytes, so the format is moot.
+    accounts = list(demo_data.generate_accounts(1500, seed=11, as_of=date(2026, 1, 15)))
+    demo_data.write_csv(accounts, tmp_path / "demo.csv")
+    demo_data.write_jsonl(accounts, tmp_path / "demo.jsonl")
+
+    first = await env.run(tmp_path / "demo.csv", batch_size=400)
+    second = await env.run(tmp_path / "demo.jsonl", batch_size=400)
+
+    assert (first.inserted, first.rejected) == (1500, 0)
+    assert (second.unchanged, second.updated, second.inserted) == (1500, 0, 0)
+    assert second.sha256 != first.sha256
 
 
 def generated_rows(count: int, seed: int) -> Iterator[dict[str, object]]:
