@@ -141,7 +141,9 @@ def render_amended(
             case_id=case_id,
             version=version,
             balance=NonNegativeMoney(amount_minor=balance_minor, currency=currency),
-            previous_balance=NonNegativeMoney(amount_minor=previous_balance_minor, currency=currency),
+            previous_balance=NonNegativeMoney(
+                amount_minor=previous_balance_minor, currency=currency
+            ),
             reason=reason,
         ),
     )

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = "1"
 """Major version of the wire contract. Breaking changes get a new major and a new route."""
@@ -44,13 +44,21 @@ class Money(StrictModel):
         return f"{self.currency} {sign}{whole:,}.{minor:02d}"
 
 
-class NonNegativeMoney(Money):
+class _BoundedMoney(Money):
+    @model_validator(mode="before")
+    @classmethod
+    def _from_money(cls, value: object) -> object:
+        # A plain Money instance is accepted and checked against the bound.
+        return value.model_dump() if isinstance(value, Money) else value
+
+
+class NonNegativeMoney(_BoundedMoney):
     """Money that may be zero but never negative (balances)."""
 
     amount_minor: int = Field(ge=0, description="Amount in minor units, zero or more")
 
 
-class PositiveMoney(Money):
+class PositiveMoney(_BoundedMoney):
     """Money greater than zero (payments, promises, reversals)."""
 
     amount_minor: int = Field(gt=0, description="Amount in minor units, greater than zero")

@@ -1,21 +1,25 @@
 """Simulated agencies on loopback, speaking the real protocols (demo, tests, onboarding)."""
 
-from gateway.sandbox.webhook_agency import (
+from gateway.sandbox.agency_script import (
     PLACEMENT_FAULTS,
+    CaseFile,
     EventPlanner,
     FaultKind,
-    InjectedFault,
     PlannedEvent,
-    SandboxWebhookAgency,
+    Step,
     plan_placement,
 )
+from gateway.sandbox.webhook_agency import AgencyStats, InjectedFault, SandboxWebhookAgency
 
 __all__ = [
     "PLACEMENT_FAULTS",
+    "AgencyStats",
+    "CaseFile",
     "EventPlanner",
     "FaultKind",
     "InjectedFault",
     "PlannedEvent",
     "SandboxWebhookAgency",
+    "Step",
     "plan_placement",
 ]

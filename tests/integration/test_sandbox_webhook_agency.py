@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.errors import InboundError
-from gateway.sandbox.webhook_agency import (
+from gateway.sandbox import (
     PLACEMENT_FAULTS,
     EventPlanner,
     PlannedEvent,
@@ -85,7 +85,9 @@ def created(placement_id: str, **overrides: object) -> PlacementCreated:
         "return_by": date(2026, 6, 30),
     }
     fields.update(overrides)
-    return PlacementCreated(timestamp=NOW, data=PlacementCreatedData.model_validate(fields))
+    return PlacementCreated(
+        type="placement.created", timestamp=NOW, data=PlacementCreatedData.model_validate(fields)
+    )
 
 
 def recalled(placement_id: str) -> PlacementRecalled:
@@ -96,7 +98,7 @@ def recalled(placement_id: str) -> PlacementRecalled:
         reason_code="LENDER_RECALL",
         recalled_at=datetime.now(UTC),
     )
-    return PlacementRecalled(timestamp=datetime.now(UTC), data=data)
+    return PlacementRecalled(type="placement.recalled", timestamp=datetime.now(UTC), data=data)
 
 
 def amended(placement_id: str, balance: int, previous: int) -> PlacementAmended:
@@ -109,7 +111,7 @@ def amended(placement_id: str, balance: int, previous: int) -> PlacementAmended:
         previous_balance=Money(amount_minor=previous, currency="CNY"),
         reason="hardship settlement",
     )
-    return PlacementAmended(timestamp=NOW, data=data)
+    return PlacementAmended(type="placement.amended", timestamp=NOW, data=data)
 
 
 def body_of(packet: Packet) -> bytes:
@@ -563,6 +565,7 @@ def test_a_direct_payment_reduces_what_the_agency_collects() -> None:
     case = planner.on_packet(created(paying, balance=90_000))
     assert case is not None
     direct = PaymentDirect(
+        type="payment.direct",
         timestamp=NOW,
         data=PaymentDirectData(
             packet_id="pkt_direct",

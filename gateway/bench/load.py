@@ -1,0 +1,349 @@
+"""Benchmark machinery shared by every scenario: child processes, CPU pinning, the HTTP load
+generator, the bare aiohttp baseline app, peak RSS, and the round-by-round summary.
+
+Theory of operation
+-------------------
+A benchmark compares the gateway with a bare baseline doing the same job on the same load, in
+one run, measured interleaved (baseline, ours, baseline, ours...) so that machine noise hits
+both sides alike; the headline is the median of the per-round ratios (ours / baseline).
+
+Whatever is measured runs in its own ``spawn``-ed child process, so its peak RSS is its own
+(``ru_maxrss``) and it does not share an interpreter with the load generator. Parent and
+child talk through a pipe with the small message types below. On a machine with two or more
+usable CPUs the measured process and the load generator are pinned to different CPUs.
+"""
+
+import asyncio
+import multiprocessing
+import os
+import platform
+import resource
+import sqlite3
+import statistics
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+import aiohttp
+import psutil
+from aiohttp import web
+
+from gateway.errors import GatewayError
+
+HOST = "127.0.0.1"
+CHILD_TIMEOUT_SECONDS = 120.0
+"""How long a benchmark child may stay silent before the run is abandoned."""
+
+ChildMain = Callable[..., Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Child → parent: the child serves on ``port`` (0 when it serves nothing)."""
+
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Child → parent, last message: its peak RSS and whatever it measured itself."""
+
+    peak_rss_mb: float
+    result: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFailed:
+    """Child → parent: the child raised; ``detail`` is its traceback."""
+
+    detail: str
+
+
+STOP = "stop"
+"""Parent → child: stop serving, clean up, answer with ``Finished``."""
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of the calling process so far, in MB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def usable_cpus() -> list[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def cpu_plan() -> tuple[int | None, int | None]:
+    """(CPU for the measured process, CPU for the load side), or Nones on a single CPU."""
+    cpus = usable_cpus()
+    if len(cpus) < 2 or not hasattr(os, "sched_setaffinity"):
+        return None, None
+    return cpus[-1], cpus[0]
+
+
+def pin(cpu: int | None) -> None:
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+class Pinned:
+    """Pin the calling process to one CPU for a ``with`` block, then restore its affinity."""
+
+    def __init__(self, cpu: int | None) -> None:
+        self._cpu = cpu
+        self._saved: set[int] | None = None
+
+    def __enter__(self) -> None:
+        if self._cpu is not None and hasattr(os, "sched_setaffinity"):
+            self._saved = os.sched_getaffinity(0)
+            pin(self._cpu)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._saved is not None:
+            os.sched_setaffinity(0, self._saved)
+
+
+class ParentLink:
+    """The child's end of the pipe."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def send(self, message: object) -> None:
+        self._conn.send(message)
+
+    async def receive(self) -> object:
+        return await asyncio.to_thread(self._conn.recv)
+
+
+def _child_entry(conn: Connection, cpu: int | None, main: ChildMain, args: tuple[Any, ...]) -> None:
+    pin(cpu)
+    try:
+        asyncio.run(main(ParentLink(conn), *args))
+    except BaseException:
+        try:
+            conn.send(ChildFailed(traceback.format_exc(limit=20)))
+        except OSError:
+            pass
+        raise
+    finally:
+        conn.close()
+
+
+class Child:
+    """A spawned benchmark process running ``main(link, *args)`` in its own event loop."""
+
+    def __init__(self, name: str, main: ChildMain, *args: Any, cpu: int | None) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.name = name
+        self._conn, child_conn = ctx.Pipe()
+        self._process: SpawnProcess = ctx.Process(
+            target=_child_entry, args=(child_conn, cpu, main, args), name=name, daemon=True
+        )
+        self._process.start()
+        child_conn.close()
+        self._ps = psutil.Process(self._process.pid)
+
+    def send(self, message: object) -> None:
+        self._conn.send(message)
+
+    async def receive(self, timeout: float = CHILD_TIMEOUT_SECONDS) -> object:
+        """The child's next message; a child failure or silence raises GatewayError."""
+        if not await asyncio.to_thread(self._conn.poll, timeout):
+            raise GatewayError(f"benchmark process {self.name} sent nothing for {timeout:.0f} s")
+        try:
+            message: object = self._conn.recv()
+        except EOFError:
+            await asyncio.to_thread(self._process.join, 5)
+            raise GatewayError(
+                f"benchmark process {self.name} exited with code {self._process.exitcode}"
+            ) from None
+        if isinstance(message, ChildFailed):
+            raise GatewayError(f"benchmark process {self.name} failed:\n{message.detail}")
+        return message
+
+    async def expect[T](self, kind: type[T], timeout: float = CHILD_TIMEOUT_SECONDS) -> T:
+        message = await self.receive(timeout)
+        if not isinstance(message, kind):
+            raise GatewayError(
+                f"benchmark process {self.name} sent {message!r}, expected {kind.__name__}"
+            )
+        return message
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the child (all its threads) so far."""
+        times = self._ps.cpu_times()
+        return float(times.user + times.system)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._process.join, 10)
+        if self._process.is_alive():
+            self._process.terminate()
+            await asyncio.to_thread(self._process.join, 5)
+        self._conn.close()
+
+
+async def serve_app(link: ParentLink, app: web.Application) -> None:
+    """Child side: serve ``app`` on loopback, say ``Ready(port)``, run until told to stop."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, HOST, 0)
+        await site.start()
+        link.send(Ready(int(runner.addresses[0][1])))
+        while await link.receive() != STOP:
+            pass
+    finally:
+        await runner.cleanup()
+
+
+async def _accept(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(status=200)
+
+
+def bare_app() -> web.Application:
+    """The baseline server: read the body, answer 200, nothing else."""
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", _accept)
+    return app
+
+
+async def serve_bare(link: ParentLink) -> None:
+    """Child main: the bare baseline app until told to stop."""
+    await serve_app(link, bare_app())
+    link.send(Finished(peak_rss_mb()))
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A POST ready to go: signing and serialising happen before the clock starts."""
+
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    sent: int
+    statuses: Mapping[int, int]
+    seconds: float
+
+    @property
+    def ok(self) -> int:
+        return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
+
+
+def client_session(concurrency: int) -> aiohttp.ClientSession:
+    """A keep-alive session sized like the gateway's own (see gateway.bootstrap)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=max(256, concurrency), limit_per_host=max(64, concurrency)
+        ),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+
+
+async def post_all(
+    base_url: str, requests: Sequence[PreparedRequest], *, concurrency: int
+) -> LoadResult:
+    """POST every request with ``concurrency`` in flight on keep-alive connections."""
+    statuses: Counter[int] = Counter()
+    pending = iter(requests)
+    async with client_session(concurrency) as session:
+
+        async def worker() -> None:
+            for r in pending:
+                async with session.post(base_url + r.path, data=r.body, headers=r.headers) as resp:
+                    await resp.read()
+                    statuses[resp.status] += 1
+
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(concurrency):
+                tg.create_task(worker())
+        seconds = time.perf_counter() - started
+    return LoadResult(len(requests), dict(statuses), seconds)
+
+
+def rate(done: int, seconds: float) -> float:
+    return round(done / seconds, 1) if seconds > 0 else 0.0
+
+
+def summarise(
+    rounds: Sequence[Mapping[str, Any]], *, rate_key: str = "rate_per_s"
+) -> dict[str, Any]:
+    """Median ratio of per-round ours/baseline rates, median rates, max peak RSS per side."""
+    ratios = [r["ratio"] for r in rounds]
+    out: dict[str, Any] = {"ratio": round(statistics.median(ratios), 3)}
+    for side in ("ours", "baseline"):
+        out[side] = {
+            rate_key: round(statistics.median(r[side][rate_key] for r in rounds), 1),
+            "peak_rss_mb": max(r[side]["peak_rss_mb"] for r in rounds),
+            "seconds": [r[side]["seconds"] for r in rounds],
+        }
+    return out
+
+
+def context(*, database: str, pinning: Mapping[str, int | None]) -> dict[str, Any]:
+    """Where the numbers come from: interpreter, machine, libraries, database, CPU pinning."""
+    return {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": len(usable_cpus()),
+        "cpu_pinning": dict(pinning),
+        "aiohttp": aiohttp.__version__,
+        "sqlite": sqlite3.sqlite_version,
+        "database": database,
+    }
+
+
+class Progress:
+    """Progress lines on stderr, only when asked for: stdout carries the JSON alone."""
+
+    def __init__(self, enabled: bool, name: str) -> None:
+        self._enabled = enabled
+        self._name = name
+        self._t0 = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self._enabled:
+            elapsed = time.perf_counter() - self._t0
+            sys.stderr.write(f"[{self._name} {elapsed:6.1f}s] {message}\n")
+            sys.stderr.flush()
+
+
+__all__ = [
+    "HOST",
+    "STOP",
+    "Child",
+    "ChildFailed",
+    "Finished",
+    "LoadResult",
+    "ParentLink",
+    "Pinned",
+    "PreparedRequest",
+    "Progress",
+    "Ready",
+    "bare_app",
+    "client_session",
+    "context",
+    "cpu_plan",
+    "peak_rss_mb",
+    "pin",
+    "post_all",
+    "rate",
+    "serve_app",
+    "serve_bare",
+    "summarise",
+    "usable_cpus",
+]
