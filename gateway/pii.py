@@ -13,7 +13,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -28,6 +28,17 @@ class PiiKeyRing:
     """Current key first; older keys decrypt only."""
 
     keys: tuple[tuple[str, bytes], ...]
+    _ciphers: dict[str, AESGCM] = field(init=False, repr=False, compare=False)
+    _mac_key: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built once: constructing AESGCM and deriving the MAC key per row is measurable.
+        object.__setattr__(self, "_ciphers", {kid: AESGCM(key) for kid, key in self.keys})
+        object.__setattr__(
+            self,
+            "_mac_key",
+            hashlib.sha256(b"agency-gateway/pii-mac\x00" + self.keys[0][1]).digest(),
+        )
 
     def __repr__(self) -> str:
         return f"PiiKeyRing(ids={[kid for kid, _ in self.keys]})"
@@ -62,10 +73,10 @@ class PiiKeyRing:
         return self.keys[0]
 
     def encrypt(self, record: Mapping[str, object], *, bound_to: str) -> bytes:
-        kid, key = self.current
+        kid, _key = self.current
         nonce = secrets.token_bytes(12)
         plaintext = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
-        sealed = AESGCM(key).encrypt(nonce, plaintext, bound_to.encode())
+        sealed = self._ciphers[kid].encrypt(nonce, plaintext, bound_to.encode())
         kid_b = kid.encode()
         return bytes([_VERSION, len(kid_b)]) + kid_b + nonce + sealed
 
@@ -76,21 +87,19 @@ class PiiKeyRing:
         kid = blob[2 : 2 + kid_len].decode()
         nonce = blob[2 + kid_len : 14 + kid_len]
         sealed = blob[14 + kid_len :]
-        for candidate, key in self.keys:
-            if candidate == kid:
-                try:
-                    plaintext = AESGCM(key).decrypt(nonce, sealed, bound_to.encode())
-                except InvalidTag:
-                    raise GatewayError(f"PII blob for {bound_to} failed authentication") from None
-                result: dict[str, object] = json.loads(plaintext)
-                return result
-        raise GatewayError(f"PII key {kid!r} is not in the key ring (was it removed too early?)")
+        cipher = self._ciphers.get(kid)
+        if cipher is None:
+            raise GatewayError(f"PII key {kid!r} is not in the key ring (was it removed too early?)")
+        try:
+            plaintext = cipher.decrypt(nonce, sealed, bound_to.encode())
+        except InvalidTag:
+            raise GatewayError(f"PII blob for {bound_to} failed authentication") from None
+        result: dict[str, object] = json.loads(plaintext)
+        return result
 
     def mac(self, data: bytes) -> str:
         """A keyed hash: detects changed rows without a guessable hash of personal data."""
-        _kid, key = self.current
-        mac_key = hashlib.sha256(b"agency-gateway/pii-mac\x00" + key).digest()
-        return hmac.new(mac_key, data, hashlib.sha256).hexdigest()
+        return hmac.new(self._mac_key, data, hashlib.sha256).hexdigest()
 
 
 __all__ = ["PiiKeyRing"]

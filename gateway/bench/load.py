@@ -28,7 +28,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import psutil
@@ -41,6 +41,7 @@ CHILD_TIMEOUT_SECONDS = 120.0
 """How long a benchmark child may stay silent before the run is abandoned."""
 
 ChildMain = Callable[..., Coroutine[Any, Any, None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,7 @@ class Child:
             raise GatewayError(f"benchmark process {self.name} failed:\n{message.detail}")
         return message
 
-    async def expect[T](self, kind: type[T], timeout: float = CHILD_TIMEOUT_SECONDS) -> T:
+    async def expect(self, kind: type[T], timeout: float = CHILD_TIMEOUT_SECONDS) -> T:
         message = await self.receive(timeout)
         if not isinstance(message, kind):
             raise GatewayError(
