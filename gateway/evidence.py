@@ -256,7 +256,7 @@ class EvidenceLog:
     async def inclusion_proof(self, seq: int, tree_size: int | None = None) -> InclusionProof:
         """Prove leaf ``seq`` is in the tree of ``tree_size`` leaves (default: the latest
         checkpoint). Raise NotFound if the leaf or the tree does not exist."""
-        async with self._db.transaction() as conn:
+        async with self._db.snapshot() as conn:
             size, note = await _resolve_size(conn, tree_size)
             if not 0 <= seq < size:
                 raise NotFound(f"evidence leaf {seq} is not in the tree of size {size}")
@@ -278,7 +278,7 @@ class EvidenceLog:
     ) -> ConsistencyProof:
         """Prove the tree of ``old_size`` leaves is a prefix of the tree of ``new_size``
         leaves (default: the latest checkpoint)."""
-        async with self._db.transaction() as conn:
+        async with self._db.snapshot() as conn:
             size, _note = await _resolve_size(conn, new_size)
             if not 0 <= old_size <= size:
                 raise NotFound(f"tree size {old_size} is not a prefix of tree size {size}")
@@ -298,7 +298,7 @@ class EvidenceLog:
         """Recompute and check everything; see the module docstring. Never raises for a
         verification failure: every problem goes into the report."""
         report = VerificationReport()
-        async with self._db.transaction() as conn:
+        async with self._db.snapshot() as conn:
             checkpoints = list(
                 await conn.execute(
                     sa.select(CHECKPOINTS).order_by(CHECKPOINTS.c.tree_size, CHECKPOINTS.c.id)

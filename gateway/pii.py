@@ -89,7 +89,9 @@ class PiiKeyRing:
         sealed = blob[14 + kid_len :]
         cipher = self._ciphers.get(kid)
         if cipher is None:
-            raise GatewayError(f"PII key {kid!r} is not in the key ring (was it removed too early?)")
+            raise GatewayError(
+                f"PII key {kid!r} is not in the key ring (was it removed too early?)"
+            )
         try:
             plaintext = cipher.decrypt(nonce, sealed, bound_to.encode())
         except InvalidTag:

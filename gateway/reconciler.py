@@ -122,6 +122,8 @@ async def load_views(
         book = payments.setdefault(pid, {})
         if etype == "payment.reported":
             book[ref] = amount
+        elif book.get(ref, 0) > amount:
+            book[ref] -= amount  # a partial reversal
         else:
             book.pop(ref, None)
     return {

@@ -17,6 +17,8 @@ fixed order, each with a name and a version recorded on every mismatch it raises
 7. ``conflicting_duplicate``: a payment id reported again with another amount. Not applied.
    The same payment id with the same amount is a harmless repeat and changes nothing.
 8. ``over_collection``: reported payments exceed the balance placed. Applied (money is money).
+9. ``unmatched_reversal``: a reversal of a payment never reported, or of more than was paid.
+   Not applied. A partial reversal reduces the payment it names.
 
 The caller (gateway.reconciler) applies decisions in order inside the inbound transaction, so
 several events for one placement in one batch see each other's effects.
@@ -48,6 +50,7 @@ SEVERITY = {
     "ack_balance_differs": "medium",
     "conflicting_duplicate": "high",
     "over_collection": "high",
+    "unmatched_reversal": "medium",
     "missing_ack": "medium",
     "missing_activity": "low",
     "broken_promise": "low",
@@ -271,12 +274,32 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
             )
     if isinstance(event, PaymentReversed):
         payments = dict(placement.payments)
-        if payments.pop(event.data.payment_id, None) is not None:
-            updated = replace(
-                updated,
-                collected_minor=placement.collected_minor - event.data.amount.amount_minor,
-                payments=tuple(payments.items()),
+        paid = payments.get(event.data.payment_id)
+        amount = event.data.amount.amount_minor
+        if paid is None or amount > paid:
+            return Decision(
+                applied=False,
+                mismatches=[
+                    MismatchDraft(
+                        "unmatched_reversal",
+                        pid,
+                        f"reversal of payment {event.data.payment_id} "
+                        + ("which was never reported" if paid is None else f"exceeds its {paid}"),
+                        {**ours, "payment_minor": paid},
+                        theirs,
+                        amount - (paid or 0),
+                    )
+                ],
             )
+        if amount == paid:
+            del payments[event.data.payment_id]
+        else:
+            payments[event.data.payment_id] = paid - amount  # a partial reversal
+        updated = replace(
+            updated,
+            collected_minor=placement.collected_minor - amount,
+            payments=tuple(payments.items()),
+        )
     decision.placement = updated
     return decision
 

@@ -104,10 +104,9 @@ def build_gateway(setup: BenchSetup) -> Gateway:
 
 
 def check_concurrency(concurrency: int) -> None:
-    limit = RetrySection.model_fields["concurrency"].metadata
     if not 1 <= concurrency <= 256:
         raise GatewayError(
-            f"concurrency must be 1-256 (the agency setting retry.concurrency; {limit}), "
+            f"concurrency must be 1-256 (the range of an agency's retry.concurrency), "
             f"got {concurrency}"
         )
 

@@ -183,8 +183,10 @@ class Child:
         times = self._ps.cpu_times()
         return float(times.user + times.system)
 
-    async def close(self) -> None:
-        await asyncio.to_thread(self._process.join, 10)
+    async def close(self, *, grace: float = 10.0) -> None:
+        """Wait up to ``grace`` seconds for the child to exit, then terminate it."""
+        if grace > 0:
+            await asyncio.to_thread(self._process.join, grace)
         if self._process.is_alive():
             self._process.terminate()
             await asyncio.to_thread(self._process.join, 5)

@@ -78,9 +78,18 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncConnection]:
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction: a consistent view that never blocks writers.
+
+        On SQLite it starts with a plain (deferred) BEGIN instead of BEGIN IMMEDIATE, so long
+        reads (evidence verification, reports) leave the writer lock free.
+        """
         async with self.engine.connect() as conn:
-            yield conn
+            conn = await conn.execution_options(gateway_read_only=True)
+            async with conn.begin():
+                yield conn
+
+    connect = snapshot
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -116,7 +125,8 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get("gateway_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 __all__ = ["Database", "dialect_insert", "normalise_url"]

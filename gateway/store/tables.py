@@ -215,7 +215,14 @@ class EvidenceLeaf(SQLModel, table=True):
     __tablename__ = "evidence_leaves"
     __table_args__ = (sa.Index("ix_evidence_ref", "kind", "ref"),)
 
-    seq: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    # INTEGER on SQLite makes seq the rowid: leaves are stored in seq order, one index less.
+    seq: int = Field(
+        sa_column=sa.Column(
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        )
+    )
     kind: str = Field(max_length=32)
     ref: str = Field(max_length=160)
     body: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))

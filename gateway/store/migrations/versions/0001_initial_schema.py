@@ -64,7 +64,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_checkpoints_tree_size'), ['tree_size'], unique=False)
 
     op.create_table('evidence_leaves',
-    sa.Column('seq', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('ref', sqlmodel.sql.sqltypes.AutoString(length=160), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
