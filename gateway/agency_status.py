@@ -33,7 +33,7 @@ async def agency_overview(
     db: Database, agencies: Mapping[str, AgencyConfig]
 ) -> list[dict[str, object]]:
     async with db.connect() as conn:
-        open_counts = dict(
+        open_counts: dict[str, int] = dict(
             (
                 await conn.execute(
                     sa.select(PLACEMENTS.c.agency_id, sa.func.count())

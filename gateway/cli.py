@@ -8,67 +8,34 @@ exit non-zero: 2 for configuration problems, 1 for everything else.
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Coroutine
-from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
 
 import click
-import sqlalchemy as sa
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gateway import __version__
-from gateway.bootstrap import Gateway, build, check_all_secrets, load_config
+from gateway import (
+    __version__,
+    bench_commands,
+    console_commands,
+    mail_commands,
+    mismatch_commands,
+    reconcile_commands,
+    transfer_commands,
+)
+from gateway.bootstrap import check_all_secrets, load_config
+from gateway.cli_support import (
+    GatewayGroup,
+    config_path,
+    console,
+    err_console,
+    open_gateway,
+    run_async,
+)
 from gateway.clock import to_datetime
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import configure_logging
 from gateway.store.migrate import current_revision, upgrade
-from gateway.store.tables import Mismatch
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        return asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
-
-
-class GatewayGroup(click.Group):
-    """Turns gateway errors into a clear message and an exit code instead of a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ConfigError as exc:
-            err_console.print("[bold red]configuration problem(s):[/]")
-            for problem in exc.problems:
-                err_console.print(f"  • {problem}", markup=False, highlight=False)
-            ctx.exit(2)
-        except GatewayError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            ctx.exit(1)
-
-
-def _config_path(ctx: click.Context) -> Path:
-    path: Path = ctx.obj["config"]
-    return path
-
-
-async def _gateway(ctx: click.Context, *, migrate: bool = True) -> Gateway:
-    settings, agencies = load_config(_config_path(ctx))
-    gateway = build(settings, agencies)
-    if migrate:
-        await upgrade(gateway.db)
-    return gateway
 
 
 @click.group(cls=GatewayGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,7 +86,7 @@ def check_config(ctx: click.Context) -> None:
 
     Reports each problem as `file: key: reason` and exits 2 if there is any.
     """
-    settings, agencies = load_config(_config_path(ctx))
+    settings, agencies = load_config(config_path(ctx))
     problems = check_all_secrets(settings, agencies)
     if problems:
         raise ConfigError(problems)
@@ -155,7 +122,7 @@ def keys_generate(ctx: click.Context) -> None:
     """
     from gateway.keygen import generate_missing
 
-    settings, agencies = load_config(_config_path(ctx))
+    settings, agencies = load_config(config_path(ctx))
     table = Table("key", "file", "result")
     for action in generate_missing(settings, agencies):
         table.add_row(action.what, action.path, action.done)
@@ -173,7 +140,7 @@ def db() -> None:
 @run_async
 async def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Create the schema or migrate it to the newest revision."""
-    gateway = await _gateway(ctx, migrate=False)
+    gateway = await open_gateway(ctx, migrate=False)
     try:
         await upgrade(gateway.db, revision)
         console.print(
@@ -198,7 +165,7 @@ async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) ->
     """
     from gateway.intake import import_file
 
-    gateway = await _gateway(ctx)
+    gateway = await open_gateway(ctx)
     try:
         with Progress(
             TextColumn("[bold]intake[/] {task.description}"),
@@ -257,7 +224,7 @@ async def allocate(ctx: click.Context, as_json: bool) -> None:
     Each placement is written with its placement.created packet and evidence leaf in one
     transaction. The result is deterministic for the same cases and allocation seed.
     """
-    gateway = await _gateway(ctx)
+    gateway = await open_gateway(ctx)
     try:
         report = await gateway.placements.allocate()
     finally:
@@ -296,7 +263,7 @@ async def recall(ctx: click.Context, case_id: str, reason: str) -> None:
 
     From then on any activity the agency reports on that placement is a mismatch.
     """
-    gateway = await _gateway(ctx)
+    gateway = await open_gateway(ctx)
     try:
         placement_id = await gateway.placements.recall(case_id, reason.upper())
     finally:
@@ -314,7 +281,7 @@ async def dispatch(ctx: click.Context, as_json: bool) -> None:
     Retries are scheduled in the outbox (capped, jittered backoff per agency), not slept
     here; run `serve` to keep sending.
     """
-    gateway = await _gateway(ctx)
+    gateway = await open_gateway(ctx)
     try:
         stats = await (await gateway.dispatcher()).drain_once()
         await gateway.evidence.checkpoint(now=to_datetime(gateway.clock.now()))
@@ -348,7 +315,7 @@ async def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     from gateway.runtime import run_workers, web_server
 
-    gateway = await _gateway(ctx)
+    gateway = await open_gateway(ctx)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -366,26 +333,6 @@ async def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         await gateway.aclose()
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.pass_context
-@run_async
-async def reconcile(ctx: click.Context, as_json: bool) -> None:
-    """Run the SLA checks: overdue acknowledgements, first activity and broken promises
-    become mismatches. (Events are reconciled as they arrive.)"""
-    from gateway.runtime import sla_checks
-
-    gateway = await _gateway(ctx)
-    try:
-        counts = await sla_checks(gateway)
-    finally:
-        await gateway.aclose()
-    if as_json:
-        click.echo(json.dumps({"breaches": counts}, indent=2))
-    else:
-        console.print(f"SLA breaches raised: {sum(counts.values())} {dict(counts) or ''}")
-
-
 @main.group()
 def agencies() -> None:
     """Agency status: placements, backlog, disabled endpoints."""
@@ -399,7 +346,7 @@ async def agencies_list(ctx: click.Context, as_json: bool) -> None:
     """Each agency with its open placements, outbox backlog and endpoint status."""
     from gateway.agency_status import agency_overview
 
-    gateway = await _gateway(ctx)
+    gateway = await open_gateway(ctx)
     try:
         rows = await agency_overview(gateway.db, gateway.agencies)
     finally:
@@ -429,7 +376,7 @@ async def agencies_enable(ctx: click.Context, agency_id: str) -> None:
     """Re-enable AGENCY_ID's endpoint after it answered 410 Gone (or was disabled)."""
     from gateway.agency_status import set_endpoint_disabled
 
-    gateway = await _gateway(ctx)
+    gateway = await open_gateway(ctx)
     try:
         if agency_id not in gateway.agencies:
             raise GatewayError(f"no agency {agency_id!r} in {gateway.settings.agencies_dir}")
@@ -448,7 +395,7 @@ async def agencies_disable(ctx: click.Context, agency_id: str, reason: str) -> N
     """Stop sending to AGENCY_ID; packets stay queued until it is enabled again."""
     from gateway.agency_status import set_endpoint_disabled
 
-    gateway = await _gateway(ctx)
+    gateway = await open_gateway(ctx)
     try:
         if agency_id not in gateway.agencies:
             raise GatewayError(f"no agency {agency_id!r} in {gateway.settings.agencies_dir}")
@@ -456,87 +403,6 @@ async def agencies_disable(ctx: click.Context, agency_id: str, reason: str) -> N
     finally:
         await gateway.aclose()
     console.print(f"{agency_id}: endpoint disabled ({reason})")
-
-
-@main.group()
-def mismatches() -> None:
-    """The queue of disagreements between our record and the agencies' reports."""
-
-
-@mismatches.command("list")
-@click.option("--kind", multiple=True, help="Only these kinds (repeatable).")
-@click.option("--agency", multiple=True, help="Only these agencies (repeatable).")
-@click.option(
-    "--state",
-    multiple=True,
-    default=("open", "investigating"),
-    show_default=True,
-    help="Only these states (repeatable).",
-)
-@click.option("--limit", type=int, default=50, show_default=True, help="At most this many rows.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
-@click.pass_context
-@run_async
-async def mismatches_list(
-    ctx: click.Context,
-    kind: tuple[str, ...],
-    agency: tuple[str, ...],
-    state: tuple[str, ...],
-    limit: int,
-    as_json: bool,
-) -> None:
-    """List mismatches, newest first."""
-    table_ = Mismatch.__table__  # type: ignore[attr-defined]
-    m = table_.c
-    gateway = await _gateway(ctx)
-    try:
-        query = sa.select(table_).order_by(m.id.desc()).limit(limit)
-        if kind:
-            query = query.where(m.kind.in_(kind))
-        if agency:
-            query = query.where(m.agency_id.in_(agency))
-        if state:
-            query = query.where(m.state.in_(state))
-        async with gateway.db.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-            total = (
-                await conn.execute(
-                    sa.select(sa.func.count()).select_from(table_).where(m.state.in_(state))
-                )
-            ).scalar_one()
-    finally:
-        await gateway.aclose()
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        **{k: v for k, v in r.items() if k not in ("ours", "theirs")},
-                        "ours": json.loads(r["ours"]),
-                        "theirs": json.loads(r["theirs"]),
-                    }
-                    for r in rows
-                ],
-                default=str,
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
-        return
-    table = Table("id", "kind", "sev", "state", "agency", "placement", "delta", "detail")
-    for r in rows:
-        table.add_row(
-            str(r["id"]),
-            r["kind"],
-            r["severity"],
-            r["state"],
-            r["agency_id"],
-            r["placement_id"] or "-",
-            "" if r["delta_minor"] is None else str(r["delta_minor"]),
-            r["detail"],
-        )
-    console.print(table)
-    console.print(f"showing {len(rows)} of {total} in state(s) {', '.join(state)}")
 
 
 @main.group()
@@ -553,7 +419,7 @@ async def evidence_verify(ctx: click.Context, as_json: bool) -> None:
 
     Exits 1 on any tampering, naming the leaf, checkpoint or row.
     """
-    gateway = await _gateway(ctx)
+    gateway = await open_gateway(ctx)
     try:
         report = await gateway.evidence.verify([gateway.note_verifier])
     finally:
@@ -592,7 +458,7 @@ async def evidence_verify(ctx: click.Context, as_json: bool) -> None:
 @run_async
 async def evidence_checkpoint(ctx: click.Context) -> None:
     """Sign a checkpoint over the current tree (if it grew) and print it."""
-    gateway = await _gateway(ctx)
+    gateway = await open_gateway(ctx)
     try:
         row = await gateway.evidence.checkpoint(now=to_datetime(gateway.clock.now()))
     finally:
@@ -637,7 +503,7 @@ async def demo(
     from gateway.demo import DemoOptions, run_demo
 
     await run_demo(
-        _config_path(ctx),
+        config_path(ctx),
         DemoOptions(
             once=once,
             accounts=accounts,
@@ -648,33 +514,6 @@ async def demo(
         ),
         console=console,
     )
-
-
-@main.group()
-def bench() -> None:
-    """Benchmarks that report a ratio against a baseline measured in the same run."""
-
-
-@bench.command("webhook-in")
-@click.option("--requests", "count", type=int, default=4000, show_default=True)
-@click.option("--concurrency", type=int, default=32, show_default=True)
-@run_async
-async def bench_webhook_in(count: int, concurrency: int) -> None:
-    """Inbound: verified + durably stored events/s vs a bare aiohttp handler (JSON)."""
-    from gateway.bench.webhook_in import run
-
-    click.echo(json.dumps(await run(count=count, concurrency=concurrency), indent=2))
-
-
-@bench.command("webhook-out")
-@click.option("--packets", "count", type=int, default=4000, show_default=True)
-@click.option("--concurrency", type=int, default=32, show_default=True)
-@run_async
-async def bench_webhook_out(count: int, concurrency: int) -> None:
-    """Outbound: delivered + recorded packets/s vs a raw aiohttp client loop (JSON)."""
-    from gateway.bench.webhook_out import run
-
-    click.echo(json.dumps(await run(count=count, concurrency=concurrency), indent=2))
 
 
 @main.group()
@@ -690,6 +529,18 @@ def schemas_export(root: Path) -> None:
 
     for path in export(root):
         console.print(f"wrote {path}")
+
+
+for _module in (
+    bench_commands,
+    console_commands,
+    mail_commands,
+    mismatch_commands,
+    reconcile_commands,
+    transfer_commands,
+):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

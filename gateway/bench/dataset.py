@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -160,7 +161,7 @@ async def placements(db: Database) -> list[SeededPlacement]:
         return [SeededPlacement(*row) for row in rows.all()]
 
 
-async def counts(path: Path, queries: Mapping[str, sa.Select[tuple[int]]]) -> dict[str, int]:
+async def counts(path: Path, queries: Mapping[str, sa.Select[Any]]) -> dict[str, int]:
     """Run ``SELECT count(...)`` queries against a benchmark store; name → count."""
     db = Database(f"sqlite:///{path}")
     try:

@@ -24,14 +24,15 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from typing import Any, TypeVar
 
 import aiohttp
-import psutil
+import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
 from gateway.errors import GatewayError
@@ -138,6 +139,22 @@ def _child_entry(conn: Connection, cpu: int | None, main: ChildMain, args: tuple
         conn.close()
 
 
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Keep ``spawn`` from re-importing the parent's ``__main__`` (the CLI, pytest) in the
+    child: a child's peak RSS must be its own work's, not the parent's imports."""
+    main = sys.modules["__main__"]
+    saved: dict[str, Any] = {
+        k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
+    }
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+
+
 class Child:
     """A spawned benchmark process running ``main(link, *args)`` in its own event loop."""
 
@@ -148,17 +165,18 @@ class Child:
         self._process: SpawnProcess = ctx.Process(
             target=_child_entry, args=(child_conn, cpu, main, args), name=name, daemon=True
         )
-        self._process.start()
+        with _main_module_hidden():
+            self._process.start()
         child_conn.close()
         self._ps = psutil.Process(self._process.pid)
 
     def send(self, message: object) -> None:
         self._conn.send(message)
 
-    async def receive(self, timeout: float = CHILD_TIMEOUT_SECONDS) -> object:
+    async def receive(self, within: float = CHILD_TIMEOUT_SECONDS) -> object:
         """The child's next message; a child failure or silence raises GatewayError."""
-        if not await asyncio.to_thread(self._conn.poll, timeout):
-            raise GatewayError(f"benchmark process {self.name} sent nothing for {timeout:.0f} s")
+        if not await asyncio.to_thread(self._conn.poll, within):
+            raise GatewayError(f"benchmark process {self.name} sent nothing for {within:.0f} s")
         try:
             message: object = self._conn.recv()
         except EOFError:
@@ -170,8 +188,8 @@ class Child:
             raise GatewayError(f"benchmark process {self.name} failed:\n{message.detail}")
         return message
 
-    async def expect(self, kind: type[T], timeout: float = CHILD_TIMEOUT_SECONDS) -> T:
-        message = await self.receive(timeout)
+    async def expect(self, kind: type[T], within: float = CHILD_TIMEOUT_SECONDS) -> T:
+        message = await self.receive(within)
         if not isinstance(message, kind):
             raise GatewayError(
                 f"benchmark process {self.name} sent {message!r}, expected {kind.__name__}"
@@ -277,6 +295,36 @@ async def post_all(
     return LoadResult(len(requests), dict(statuses), seconds)
 
 
+async def post_payloads(
+    link: ParentLink, url: str, payloads: Sequence[bytes], concurrency: int
+) -> None:
+    """Child main, the outbound baseline: POST every payload with ``concurrency`` in flight
+    and record nothing; report the time from the first POST to the last answer."""
+    statuses: Counter[int] = Counter()
+    pending = iter(payloads)
+    headers = {"content-type": "application/json"}
+    async with client_session(concurrency) as session:
+
+        async def worker() -> None:
+            for body in pending:
+                async with session.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    statuses[resp.status] += 1
+
+        cpu0, started = time.process_time(), time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(concurrency):
+                tg.create_task(worker())
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    ok = sum(n for status, n in statuses.items() if 200 <= status < 300)
+    link.send(
+        Finished(
+            peak_rss_mb(),
+            {"seconds": seconds, "cpu_seconds": cpu, "delivered": ok, "statuses": dict(statuses)},
+        )
+    )
+
+
 def rate(done: int, seconds: float) -> float:
     return round(done / seconds, 1) if seconds > 0 else 0.0
 
@@ -296,8 +344,16 @@ def summarise(
     return out
 
 
-def context(*, database: str, pinning: Mapping[str, int | None]) -> dict[str, Any]:
-    """Where the numbers come from: interpreter, machine, libraries, database, CPU pinning."""
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: other work on the machine skews every number."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
+
+
+def context(
+    *, database: str, pinning: Mapping[str, int | None], load_at_start: Sequence[float]
+) -> dict[str, Any]:
+    """Where the numbers come from: interpreter, machine, libraries, database, CPU pinning,
+    and how busy the machine was."""
     return {
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
@@ -307,6 +363,8 @@ def context(*, database: str, pinning: Mapping[str, int | None]) -> dict[str, An
         "aiohttp": aiohttp.__version__,
         "sqlite": sqlite3.sqlite_version,
         "database": database,
+        "load_average_at_start": list(load_at_start),
+        "load_average_at_end": load_average(),
     }
 
 
@@ -341,9 +399,11 @@ __all__ = [
     "client_session",
     "context",
     "cpu_plan",
+    "load_average",
     "peak_rss_mb",
     "pin",
     "post_all",
+    "post_payloads",
     "rate",
     "serve_app",
     "serve_bare",

@@ -54,6 +54,7 @@ from gateway.bench.load import (
     Ready,
     context,
     cpu_plan,
+    load_average,
     peak_rss_mb,
     post_all,
     rate,
@@ -268,7 +269,7 @@ async def run(
         raise GatewayError("count and rounds must be at least 1")
     say = Progress(progress, "webhook-in")
     server_cpu, client_cpu = cpu_plan()
-    started = time.perf_counter()
+    started, load_at_start = time.perf_counter(), load_average()
     per_round: list[dict[str, Any]] = []
     with TemporaryDirectory(prefix="gateway-bench-in-") as tmp:
         workdir = Path(tmp)
@@ -333,6 +334,7 @@ async def run(
         },
         "context": context(
             database=DATABASE_KIND,
+            load_at_start=load_at_start,
             pinning={"server": server_cpu, "load_generator": client_cpu},
         ),
         "wall_seconds": round(time.perf_counter() - started, 1),

@@ -1,0 +1,68 @@
+"""What every CLI command module shares: consoles, the async bridge, error handling and
+opening the gateway from ``--config``."""
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+
+from gateway.bootstrap import Gateway, build, load_config
+from gateway.errors import ConfigError, GatewayError
+from gateway.store.migrate import upgrade
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+class GatewayGroup(click.Group):
+    """Turns gateway errors into a clear message and an exit code instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            err_console.print("[bold red]configuration problem(s):[/]")
+            for problem in exc.problems:
+                err_console.print(f"  • {problem}", markup=False, highlight=False)
+            ctx.exit(2)
+        except GatewayError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            ctx.exit(1)
+
+
+def config_path(ctx: click.Context) -> Path:
+    path: Path = ctx.obj["config"]
+    return path
+
+
+async def open_gateway(ctx: click.Context, *, migrate: bool = True) -> Gateway:
+    settings, agencies = load_config(config_path(ctx))
+    gateway = build(settings, agencies)
+    if migrate:
+        await upgrade(gateway.db)
+    return gateway
+
+
+__all__ = [
+    "GatewayGroup",
+    "config_path",
+    "console",
+    "err_console",
+    "open_gateway",
+    "run_async",
+]
