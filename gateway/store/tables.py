@@ -253,6 +253,15 @@ class AgencyStatus(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_ts())
 
 
+# Each feature keeps its tables in its own module; importing them here registers them in
+# the one metadata that migrations and tests use.
+from gateway.store import (  # noqa: E402
+    console_tables as console_tables,
+    mail_tables as mail_tables,
+    recon_tables as recon_tables,
+    transfer_tables as transfer_tables,
+)
+
 METADATA = SQLModel.metadata
 
 __all__ = [
