@@ -1,11 +1,17 @@
 """Channel adapters, one module per agency protocol.
 
-``ADAPTERS`` maps the ``channel`` of an agency's config to its adapter class; the composition
-root (``gateway.bootstrap``) is the only place that builds them.
+``ADAPTERS`` maps the ``channel`` of an agency's config to the factory that builds its adapter;
+the composition root (``gateway.bootstrap``) is the only caller.
 """
 
-from adapters.webhook import WebhookAdapter
+from collections.abc import Callable
 
-ADAPTERS: dict[str, type[WebhookAdapter]] = {"webhook": WebhookAdapter}
+from adapters.webhook import WebhookAdapter, build_webhook_adapter
+from gateway.agency_config import AgencyConfig
+from gateway.ports import AdapterContext, ChannelAdapter
 
-__all__ = ["ADAPTERS", "WebhookAdapter"]
+AdapterFactory = Callable[[AgencyConfig, AdapterContext], ChannelAdapter]
+
+ADAPTERS: dict[str, AdapterFactory] = {"webhook": build_webhook_adapter}
+
+__all__ = ["ADAPTERS", "AdapterFactory", "WebhookAdapter"]

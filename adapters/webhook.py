@@ -20,16 +20,17 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 
 from gateway import __version__
-from gateway.agency_config import AgencyConfig
+from gateway.agency_config import AgencyConfig, WebhookAgency
 from gateway.errors import (
+    ConfigError,
     EndpointGone,
     OutcomeUnknown,
     PermanentDeliveryError,
     ThrottledError,
     TransientDeliveryError,
 )
-from gateway.ports import OutboundPacket, Receipt
-from gateway.signing import SigningKey, sign
+from gateway.ports import AdapterContext, OutboundPacket, Receipt
+from gateway.signing import SigningKey, parse_signing_key, sign
 
 THROTTLE_STATUSES = frozenset({429, 502, 503, 504})
 RESPONSE_KEEP_BYTES = 64 * 1024
@@ -67,7 +68,7 @@ class WebhookAdapter:
     def __init__(
         self,
         *,
-        agency: AgencyConfig,
+        agency: WebhookAgency,
         keys: Sequence[SigningKey],
         session: aiohttp.ClientSession,
         clock: Callable[[], float],
@@ -146,4 +147,15 @@ class WebhookAdapter:
         await asyncio.sleep(0)
 
 
-__all__ = ["WebhookAdapter", "parse_retry_after"]
+def build_webhook_adapter(agency: AgencyConfig, context: AdapterContext) -> WebhookAdapter:
+    """The registry's factory: resolve the agency's signing keys and build its adapter."""
+    if not isinstance(agency, WebhookAgency):
+        raise ConfigError(f"{agency.id}: channel {agency.channel} has no webhook settings")
+    keys = [
+        parse_signing_key(agency.signing.scheme, ref.resolve(context.base_dir))
+        for ref in agency.signing.keys
+    ]
+    return WebhookAdapter(agency=agency, keys=keys, session=context.http, clock=context.clock)
+
+
+__all__ = ["WebhookAdapter", "build_webhook_adapter", "parse_retry_after"]

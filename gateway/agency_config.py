@@ -6,13 +6,15 @@
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from gateway.email_settings import EmailSection
 from gateway.errors import ConfigError
 from gateway.secret_refs import SecretRef
 from gateway.settings import format_validation_error, read_toml
+from gateway.sftp_settings import SftpSection
 
 DEBTOR_FIELDS = frozenset(
     {"debtor.name", "debtor.national_id", "debtor.phones", "debtor.address", "debtor.region"}
@@ -91,16 +93,12 @@ class SlaSection(_Section):
     first_activity_hours: float = Field(default=72, gt=0)
 
 
-class AgencyConfig(_Section):
-    """A contracted agency or law firm, as ops configure it."""
+class AgencyBase(_Section):
+    """What every contracted agency or law firm has, whatever its channel."""
 
     id: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
     name: str = Field(min_length=1)
-    channel: Literal["webhook"]
     enabled: bool = True
-    endpoint: EndpointSection
-    signing: SigningSection
-    inbound: InboundSection
     fields: tuple[str, ...] = ()
     eligibility: EligibilitySection
     capacity: CapacitySection
@@ -109,7 +107,7 @@ class AgencyConfig(_Section):
     source: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")
-    def _known_fields(self) -> "AgencyConfig":
+    def _known_fields(self) -> Self:
         unknown = sorted(set(self.fields) - DEBTOR_FIELDS)
         if unknown:
             raise ValueError(
@@ -118,13 +116,77 @@ class AgencyConfig(_Section):
         return self
 
 
+class WebhookAgency(AgencyBase):
+    """An agency reached by signed JSON webhooks, both ways."""
+
+    channel: Literal["webhook"]
+    endpoint: EndpointSection
+    signing: SigningSection
+    inbound: InboundSection
+
+
+class SftpAgency(AgencyBase):
+    """An agency that exchanges placement and result files on its SFTP server."""
+
+    channel: Literal["sftp"]
+    sftp: SftpSection
+
+
+class EmailAgency(AgencyBase):
+    """A law firm that receives referral mail and replies by email."""
+
+    channel: Literal["email"]
+    email: EmailSection
+
+
+AgencyConfig = Annotated[WebhookAgency | SftpAgency | EmailAgency, Field(discriminator="channel")]
+"""Any agency, by the ``channel`` key of its file."""
+
+AGENCY_ADAPTER: TypeAdapter[AgencyConfig] = TypeAdapter(AgencyConfig)
+
+
+def parse_agency(raw: Mapping[str, object]) -> AgencyConfig:
+    """Validate one agency's settings (raises pydantic's ValidationError)."""
+    return AGENCY_ADAPTER.validate_python(raw)
+
+
+CHANNELS: dict[str, type[AgencyBase]] = {
+    "webhook": WebhookAgency,
+    "sftp": SftpAgency,
+    "email": EmailAgency,
+}
+
+
+def _untagged_problems(path: Path, raw: Mapping[str, object]) -> list[str]:
+    """Without a valid ``channel`` pydantic cannot say more; we name the channel and any
+    key that no channel knows (a typo of ``channel`` is the usual cause)."""
+    channel = raw.get("channel")
+    choices = ", ".join(CHANNELS)
+    problems = [
+        f"{path}: channel: missing; use one of {choices}"
+        if channel is None
+        else f"{path}: channel: unknown channel {channel!r}; use one of {choices}"
+    ]
+    known = {name for model in CHANNELS.values() for name in model.model_fields}
+    problems += [
+        f"{path}: {key}: unknown key (check the spelling; see README 'Configuration')"
+        for key in raw
+        if key not in known
+    ]
+    return problems
+
+
 def load_agency(path: Path) -> AgencyConfig:
     raw = read_toml(path)
     raw["source"] = str(path)
+    if raw.get("channel") not in CHANNELS:
+        raise ConfigError(_untagged_problems(path, raw))
     try:
-        return AgencyConfig.model_validate(raw)
+        return parse_agency(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from None
+        raise ConfigError(
+            format_validation_error(str(path), exc, union_tag=raw.get("channel"))
+        ) from None
 
 
 def load_agencies(directory: Path) -> dict[str, AgencyConfig]:
@@ -159,6 +221,8 @@ def check_secrets(
     from gateway.signing import parse_signing_key, parse_verifying_key
 
     problems: list[str] = []
+    if not isinstance(agency, WebhookAgency):
+        return problems
     for section, parse in (("signing", parse_signing_key), ("inbound", parse_verifying_key)):
         sect: SigningSection | InboundSection = getattr(agency, section)
         for i, ref in enumerate(sect.keys):
@@ -171,10 +235,17 @@ def check_secrets(
 
 
 __all__ = [
+    "AGENCY_ADAPTER",
     "BUCKETS",
+    "CHANNELS",
     "DEBTOR_FIELDS",
+    "AgencyBase",
     "AgencyConfig",
+    "EmailAgency",
+    "SftpAgency",
+    "WebhookAgency",
     "check_secrets",
     "load_agencies",
     "load_agency",
+    "parse_agency",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from adapters import ADAPTERS
-from gateway.agency_config import AgencyConfig, check_secrets, load_agencies
+from gateway.agency_config import AgencyConfig, WebhookAgency, check_secrets, load_agencies
 from gateway.clock import SystemClock
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
@@ -18,11 +18,11 @@ from gateway.inbound import InboundService, InboundTrust
 from gateway.metrics import Metrics
 from gateway.pii import PiiKeyRing
 from gateway.placements import PlacementService
-from gateway.ports import ChannelAdapter, Clock
+from gateway.ports import AdapterContext, ChannelAdapter, Clock
 from gateway.reconciler import ReconciliationHooks
 from gateway.settings import GatewaySettings, load_settings
 from gateway.signed_note import NoteSigner, NoteVerifier
-from gateway.signing import parse_signing_key, parse_verifying_key
+from gateway.signing import parse_verifying_key
 from gateway.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,11 @@ class Gateway:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256, limit_per_host=64)
             )
+            context = AdapterContext(
+                base_dir=self.settings.base_dir, http=self._session, clock=self.clock.now
+            )
             for agency in self.agencies.values():
-                keys = [
-                    parse_signing_key(agency.signing.scheme, ref.resolve(self.settings.base_dir))
-                    for ref in agency.signing.keys
-                ]
-                adapter_class = ADAPTERS[agency.channel]
-                self._adapters[agency.id] = adapter_class(
-                    agency=agency, keys=keys, session=self._session, clock=self.clock.now
-                )
+                self._adapters[agency.id] = ADAPTERS[agency.channel](agency, context)
             self._dispatcher = Dispatcher(
                 db=self.db,
                 adapters=self._adapters,
@@ -143,6 +139,7 @@ def build(
             or settings.server.signature_tolerance_seconds,
         )
         for a in agencies.values()
+        if isinstance(a, WebhookAgency)
     }
     return Gateway(
         settings=settings,

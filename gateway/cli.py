@@ -23,6 +23,7 @@ from gateway import (
     reconcile_commands,
     transfer_commands,
 )
+from gateway.agency_config import WebhookAgency
 from gateway.bootstrap import check_all_secrets, load_config
 from gateway.cli_support import (
     GatewayGroup,
@@ -90,7 +91,7 @@ def check_config(ctx: click.Context) -> None:
     problems = check_all_secrets(settings, agencies)
     if problems:
         raise ConfigError(problems)
-    table = Table("agency", "name", "channel", "buckets", "capacity", "signing", "inbound")
+    table = Table("agency", "name", "channel", "buckets", "capacity", "keys")
     for a in agencies.values():
         table.add_row(
             a.id,
@@ -98,8 +99,12 @@ def check_config(ctx: click.Context) -> None:
             a.channel,
             ",".join(a.eligibility.buckets),
             str(a.capacity.max_open_placements),
-            f"{a.signing.scheme} x{len(a.signing.keys)}",
-            f"{a.inbound.scheme} x{len(a.inbound.keys)}",
+            (
+                f"out {a.signing.scheme} x{len(a.signing.keys)}, "
+                f"in {a.inbound.scheme} x{len(a.inbound.keys)}"
+                if isinstance(a, WebhookAgency)
+                else "-"
+            ),
         )
     console.print(table)
     console.print(

@@ -21,7 +21,7 @@ from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
-from gateway.agency_config import AgencyConfig
+from gateway.agency_config import WebhookAgency
 from gateway.bootstrap import Gateway, build, load_config
 from gateway.clock import to_datetime
 from gateway.demo_data import generate_accounts, write_csv
@@ -56,8 +56,8 @@ class DemoOptions:
 
 
 async def _start_sandbox(
-    agency: AgencyConfig, base_dir: Path, options: DemoOptions, stack: AsyncExitStack
-) -> tuple[SandboxWebhookAgency, AgencyConfig]:
+    agency: WebhookAgency, base_dir: Path, options: DemoOptions, stack: AsyncExitStack
+) -> tuple[SandboxWebhookAgency, WebhookAgency]:
     verify, sign = sandbox_keys(agency, base_dir)
     sandbox = SandboxWebhookAgency(
         agency_id=agency.id,
@@ -175,8 +175,9 @@ async def run_demo(
     started = time.perf_counter()
     async with AsyncExitStack() as stack:
         sandboxes: list[SandboxWebhookAgency] = []
-        # Every configured agency speaks the webhook channel (the only one so far).
         for agency_id, agency in list(agencies.items()):
+            if not isinstance(agency, WebhookAgency):
+                continue
             sandbox, updated = await _start_sandbox(agency, settings.base_dir, options, stack)
             if updated.endpoint.url != agency.endpoint.url:
                 notes.append(f"{agency_id}: port taken, sandbox moved to {updated.endpoint.url}")
@@ -274,7 +275,9 @@ async def run_demo(
             console.print(
                 f"\n[bold]serving[/]: gateway {url} (inbound {url}/v1/agencies/<id>/events, "
                 f"metrics {url}/metrics); sandbox agencies at "
-                + ", ".join(a.endpoint.url for a in agencies.values())
+                + ", ".join(
+                    a.endpoint.url for a in agencies.values() if isinstance(a, WebhookAgency)
+                )
                 + ". Ctrl-C stops."
             )
             stop = asyncio.Event()

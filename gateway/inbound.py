@@ -269,6 +269,10 @@ class InboundService:
                             I.response_body,
                         ).where(
                             I.channel == self._channel,
+                            # Plain IN lists let SQLite search the unique index; a row-value
+                            # IN alone scans every stored message on every commit.
+                            I.agency_id.in_(sorted({a for a, _ in keys})),
+                            I.external_id.in_(sorted({e for _, e in keys})),
                             sa.tuple_(I.agency_id, I.external_id).in_(sorted(keys)),
                         )
                     )

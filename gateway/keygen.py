@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.agency_config import AgencyConfig
+from gateway.agency_config import AgencyConfig, WebhookAgency
 from gateway.errors import ConfigError
 from gateway.pii import PiiKeyRing
 from gateway.secret_refs import SecretRef
@@ -89,6 +89,8 @@ def generate_missing(
 
     handle(settings.secrets.evidence_signing_key, "evidence checkpoint key (Ed25519)", evidence_key)
     for agency in agencies.values():
+        if not isinstance(agency, WebhookAgency):
+            continue
         for ref in agency.signing.keys:
             if agency.signing.scheme == "v1":
                 handle(
@@ -123,7 +125,7 @@ def generate_missing(
 
 
 def sandbox_keys(
-    agency: AgencyConfig, base_dir: Path
+    agency: WebhookAgency, base_dir: Path
 ) -> tuple[list[VerifyingKey], list[SigningKey]]:
     """The agency's side of the keys: what verifies our packets, what signs its events."""
     verify: list[VerifyingKey] = []

@@ -143,7 +143,13 @@ async def mark_delivered(
         return set()
     stmt = (
         OUTBOX.update()
-        .where(sa.tuple_(OC.id, OC.lease_token).in_(list(leases)), OC.state == "leased")
+        .where(
+            # The plain id list lets SQLite use the primary key; a row-value IN alone scans
+            # the whole outbox on every batch.
+            OC.id.in_([item_id for item_id, _ in leases]),
+            sa.tuple_(OC.id, OC.lease_token).in_(list(leases)),
+            OC.state == "leased",
+        )
         .values(
             state="delivered",
             delivered_at=now,

@@ -5,9 +5,12 @@ errors into the gateway error tree at their edge and never retry: retries, backo
 and circuit breaking live in the dispatcher.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
+
+import aiohttp
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +71,25 @@ class ChannelAdapter(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class AdapterContext:
+    """What the composition root hands every adapter factory.
+
+    Args:
+        base_dir: where relative key-file paths resolve.
+        http: the process's shared HTTP client session.
+        clock: returns Unix time.
+    """
+
+    base_dir: Path
+    http: aiohttp.ClientSession
+    clock: Callable[[], float]
+
+
 class Clock(Protocol):
     """Wall-clock time, injectable for tests."""
 
     def now(self) -> float: ...
 
 
-__all__ = ["ChannelAdapter", "Clock", "OutboundPacket", "Receipt"]
+__all__ = ["AdapterContext", "ChannelAdapter", "Clock", "OutboundPacket", "Receipt"]

@@ -80,11 +80,20 @@ class GatewaySettings(_Section):
         return path if path.is_absolute() else self.base_dir / path
 
 
-def format_validation_error(source: str, exc: ValidationError) -> list[str]:
-    """Turn pydantic errors into ``file: key: reason`` lines."""
+def format_validation_error(
+    source: str, exc: ValidationError, *, union_tag: object = None
+) -> list[str]:
+    """Turn pydantic errors into ``file: key: reason`` lines.
+
+    ``union_tag`` is the discriminator value of a tagged union (e.g. an agency's channel),
+    which pydantic puts first in every location; it is not a key of the file.
+    """
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = err["loc"]
+        if union_tag is not None and loc and loc[0] == union_tag:
+            loc = loc[1:]
+        key = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see README 'Configuration')"

@@ -25,6 +25,7 @@ from gateway.agency_config import (
     InboundSection,
     RetrySection,
     SigningSection,
+    WebhookAgency,
 )
 from gateway.bootstrap import Gateway, build
 from gateway.demo_data import generate_accounts, write_csv
@@ -75,15 +76,10 @@ class SeededPlacement:
     currency: str
 
 
-def config(setup: BenchSetup) -> tuple[GatewaySettings, dict[str, AgencyConfig]]:
-    """Gateway settings and the one benchmark agency; keys are files under ``workdir``."""
-    settings = GatewaySettings(
-        database=DatabaseSection(url=f"sqlite:///{setup.database_path}"),
-        dispatch=DispatchSection(batch_size=setup.batch_size),
-        agencies_dir=str(setup.workdir / "agencies"),
-        base_dir=setup.workdir,
-    )
-    agency = AgencyConfig(
+def bench_agency(setup: BenchSetup) -> WebhookAgency:
+    """The one benchmark agency: a webhook agency taking every bucket, without capacity limit;
+    its keys are files under ``workdir``."""
+    return WebhookAgency(
         id=AGENCY_ID,
         name="Benchmark agency",
         channel="webhook",
@@ -95,6 +91,18 @@ def config(setup: BenchSetup) -> tuple[GatewaySettings, dict[str, AgencyConfig]]
         capacity=CapacitySection(max_open_placements=100_000_000),
         retry=RetrySection(concurrency=setup.concurrency),
     )
+
+
+def config(setup: BenchSetup) -> tuple[GatewaySettings, dict[str, AgencyConfig]]:
+    """Gateway settings (SQLite file, dispatch batch size, keys under ``workdir``) and the
+    benchmark agency."""
+    settings = GatewaySettings(
+        database=DatabaseSection(url=f"sqlite:///{setup.database_path}"),
+        dispatch=DispatchSection(batch_size=setup.batch_size),
+        agencies_dir=str(setup.workdir / "agencies"),
+        base_dir=setup.workdir,
+    )
+    agency = bench_agency(setup)
     return settings, {agency.id: agency}
 
 
@@ -176,6 +184,7 @@ __all__ = [
     "DATABASE_KIND",
     "BenchSetup",
     "SeededPlacement",
+    "bench_agency",
     "build_gateway",
     "check_concurrency",
     "config",

@@ -33,9 +33,9 @@ from gateway.bench.dataset import (
     DATABASE_KIND,
     BenchSetup,
     SeededPlacement,
+    bench_agency,
     build_gateway,
     check_concurrency,
-    config,
     copy_database,
     counts,
     placements,
@@ -278,8 +278,7 @@ async def run(
         )
         say(f"seeding the store for {count} events")
         bodies = await _prepare(template, count)
-        _, agencies = config(template)
-        _, keys = sandbox_keys(agencies[AGENCY_ID], workdir)
+        _, keys = sandbox_keys(bench_agency(template), workdir)
         mix = Counter(json.loads(body)["type"] for _, body in bodies)
         with Pinned(client_cpu):
             for n in range(1, rounds + 1):
