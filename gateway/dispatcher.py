@@ -40,7 +40,7 @@ from gateway.evidence import LeafInput, append_leaves
 from gateway.outbox import ClaimedItem
 from gateway.ports import ChannelAdapter, Clock, OutboundPacket, Receipt
 from gateway.retry import RetryPolicy
-from gateway.store.database import Database
+from gateway.store.database import Database, insert_numbered
 from gateway.store.tables import AgencyStatus, DeliveryAttempt
 
 log = logging.getLogger(__name__)
@@ -330,10 +330,7 @@ class Dispatcher:
             }
             for o in outcomes
         ]
-        result = await conn.execute(
-            ATTEMPTS.insert().returning(ATTEMPTS.c.id, sort_by_parameter_order=True), rows
-        )
-        return list(result.scalars().all())
+        return await insert_numbered(conn, ATTEMPTS, rows)
 
     async def _disable_endpoint(
         self, conn: AsyncConnection, agency_id: str, reason: str, now: datetime

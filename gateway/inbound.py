@@ -45,7 +45,7 @@ from gateway.problems import PROBLEM_CONTENT_TYPE, problem_body
 from gateway.reconciler import IncomingEvent, apply_events, insert_mismatches
 from gateway.reconciliation import MismatchDraft, event_placement_id
 from gateway.signing import VerifyingKey, read_headers, verify
-from gateway.store.database import Database
+from gateway.store.database import Database, insert_numbered
 from gateway.store.tables import InboundMessage, Placement
 from schemas.events import AGENCY_EVENT_ADAPTER, AgencyEvent
 
@@ -345,10 +345,7 @@ class InboundService:
                 row_index.append(n)
                 responses[n] = response
             if rows:
-                result = await conn.execute(
-                    INBOUND.insert().returning(I.id, sort_by_parameter_order=True), rows
-                )
-                ids = list(result.scalars().all())
+                ids = await insert_numbered(conn, INBOUND, rows)
                 await append_leaves(
                     conn,
                     [

@@ -23,7 +23,7 @@ from gateway.reconciliation import (
     event_money,
     event_placement_id,
 )
-from gateway.store.database import dialect_insert
+from gateway.store.database import dialect_insert, insert_numbered
 from gateway.store.tables import AgencyEventRow, Expectation, Mismatch, Placement
 from schemas.events import AgencyEvent, PaymentReported, PaymentReversed, PromiseMade
 
@@ -186,10 +186,7 @@ async def apply_events(
                 "received_at": item.received_at,
             }
         )
-    result = await conn.execute(
-        EVENTS.insert().returning(E.id, sort_by_parameter_order=True), event_rows
-    )
-    event_ids = list(result.scalars().all())
+    event_ids = await insert_numbered(conn, EVENTS, event_rows)
 
     changed = [v for pid, v in views.items() if original.get(pid) != v]
     if changed:

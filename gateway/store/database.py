@@ -6,7 +6,7 @@ up front, so two processes never deadlock upgrading a read lock. PostgreSQL uses
 ``FOR UPDATE SKIP LOCKED`` for outbox claims (see gateway/outbox.py).
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,32 @@ def dialect_insert(conn: AsyncConnection, table: sa.Table) -> sqlite.Insert | po
     return postgresql.insert(table)
 
 
+async def insert_numbered(
+    conn: AsyncConnection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> list[int]:
+    """Insert rows in one batch and return their integer ids, in input order.
+
+    SQLite cannot return ids of an ``executemany`` in order, and SQLAlchemy falls back to one
+    INSERT per row; under ``BEGIN IMMEDIATE`` we hold the only writer lock, so numbering the
+    rows ourselves from ``max(id) + 1`` is safe and keeps it one statement. PostgreSQL
+    returns ordered ids from its batched RETURNING.
+    """
+    if not rows:
+        return []
+    if conn.dialect.name == "sqlite":
+        last = (await conn.execute(sa.select(sa.func.max(table.c.id)))).scalar()
+        start = (last or 0) + 1
+        ids = list(range(start, start + len(rows)))
+        await conn.execute(
+            table.insert(), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
+        )
+        return ids
+    result = await conn.execute(
+        table.insert().returning(table.c.id, sort_by_parameter_order=True), list(rows)
+    )
+    return list(result.scalars().all())
+
+
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -129,4 +155,4 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-__all__ = ["Database", "dialect_insert", "normalise_url"]
+__all__ = ["Database", "dialect_insert", "insert_numbered", "normalise_url"]
