@@ -6,11 +6,19 @@
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from gateway.email_settings import EmailSection
+from gateway.email_settings import EmailSection, email_problems
 from gateway.errors import ConfigError
 from gateway.secret_refs import SecretRef
 from gateway.settings import format_validation_error, read_toml
@@ -93,6 +101,22 @@ class SlaSection(_Section):
     first_activity_hours: float = Field(default=72, gt=0)
 
 
+class SettlementSection(_Section):
+    """How the agency's collections reach the lender (the contract's money terms)."""
+
+    commission_bps: int = Field(
+        default=0, ge=0, le=10_000, description="agency's fee on each collection, basis points"
+    )
+    remittance: Literal["net", "gross"] = Field(
+        default="net", description="net: the agency keeps its commission out of each remittance"
+    )
+    report_days: int = Field(
+        default=3, ge=0, le=90, description="days a payment may take to appear on the other side"
+    )
+    statement_period: Literal["none", "weekly", "monthly"] = "none"
+    statement_due_days: int = Field(default=5, ge=0, le=60)
+
+
 class AgencyBase(_Section):
     """What every contracted agency or law firm has, whatever its channel."""
 
@@ -104,16 +128,16 @@ class AgencyBase(_Section):
     capacity: CapacitySection
     retry: RetrySection = RetrySection()
     sla: SlaSection = SlaSection()
+    settlement: SettlementSection = SettlementSection()
     source: str = Field(default="", exclude=True)
 
-    @model_validator(mode="after")
-    def _known_fields(self) -> Self:
-        unknown = sorted(set(self.fields) - DEBTOR_FIELDS)
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - DEBTOR_FIELDS)
         if unknown:
-            raise ValueError(
-                f"fields: unknown field(s) {unknown}; allowed: {sorted(DEBTOR_FIELDS)}"
-            )
-        return self
+            raise ValueError(f"unknown field(s) {unknown}; allowed: {sorted(DEBTOR_FIELDS)}")
+        return value
 
 
 class WebhookAgency(AgencyBase):
@@ -221,6 +245,8 @@ def check_secrets(
     from gateway.signing import parse_signing_key, parse_verifying_key
 
     problems: list[str] = []
+    if isinstance(agency, EmailAgency):
+        return email_problems(agency.source or agency.id, agency.email, base_dir, environ)
     if not isinstance(agency, WebhookAgency):
         return problems
     for section, parse in (("signing", parse_signing_key), ("inbound", parse_verifying_key)):
@@ -242,6 +268,7 @@ __all__ = [
     "AgencyBase",
     "AgencyConfig",
     "EmailAgency",
+    "SettlementSection",
     "SftpAgency",
     "WebhookAgency",
     "check_secrets",

@@ -23,8 +23,6 @@ from gateway import (
     reconcile_commands,
     transfer_commands,
 )
-from gateway.agency_config import WebhookAgency
-from gateway.bootstrap import check_all_secrets, load_config
 from gateway.cli_support import (
     GatewayGroup,
     config_path,
@@ -33,10 +31,8 @@ from gateway.cli_support import (
     open_gateway,
     run_async,
 )
-from gateway.clock import to_datetime
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import configure_logging
-from gateway.store.migrate import current_revision, upgrade
 
 
 @click.group(cls=GatewayGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,6 +83,9 @@ def check_config(ctx: click.Context) -> None:
 
     Reports each problem as `file: key: reason` and exits 2 if there is any.
     """
+    from gateway.agency_config import WebhookAgency
+    from gateway.bootstrap import check_all_secrets, load_config
+
     settings, agencies = load_config(config_path(ctx))
     problems = check_all_secrets(settings, agencies)
     if problems:
@@ -125,6 +124,7 @@ def keys_generate(ctx: click.Context) -> None:
     Files are written with mode 0600. Keys configured as environment variables are listed
     so you can set them yourself.
     """
+    from gateway.bootstrap import load_config
     from gateway.keygen import generate_missing
 
     settings, agencies = load_config(config_path(ctx))
@@ -145,6 +145,8 @@ def db() -> None:
 @run_async
 async def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Create the schema or migrate it to the newest revision."""
+    from gateway.store.migrate import current_revision, upgrade
+
     gateway = await open_gateway(ctx, migrate=False)
     try:
         await upgrade(gateway.db, revision)
@@ -286,6 +288,8 @@ async def dispatch(ctx: click.Context, as_json: bool) -> None:
     Retries are scheduled in the outbox (capped, jittered backoff per agency), not slept
     here; run `serve` to keep sending.
     """
+    from gateway.clock import to_datetime
+
     gateway = await open_gateway(ctx)
     try:
         stats = await (await gateway.dispatcher()).drain_once()
@@ -463,6 +467,8 @@ async def evidence_verify(ctx: click.Context, as_json: bool) -> None:
 @run_async
 async def evidence_checkpoint(ctx: click.Context) -> None:
     """Sign a checkpoint over the current tree (if it grew) and print it."""
+    from gateway.clock import to_datetime
+
     gateway = await open_gateway(ctx)
     try:
         row = await gateway.evidence.checkpoint(now=to_datetime(gateway.clock.now()))

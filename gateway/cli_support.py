@@ -5,14 +5,15 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
 
-from gateway.bootstrap import Gateway, build, load_config
 from gateway.errors import ConfigError, GatewayError
-from gateway.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from gateway.bootstrap import Gateway
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,7 +51,11 @@ def config_path(ctx: click.Context) -> Path:
     return path
 
 
-async def open_gateway(ctx: click.Context, *, migrate: bool = True) -> Gateway:
+async def open_gateway(ctx: click.Context, *, migrate: bool = True) -> "Gateway":
+    # Imported here so that `--help` does not load the whole gateway.
+    from gateway.bootstrap import build, load_config
+    from gateway.store.migrate import upgrade
+
     settings, agencies = load_config(config_path(ctx))
     gateway = build(settings, agencies)
     if migrate:

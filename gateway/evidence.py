@@ -320,6 +320,11 @@ class EvidenceLog:
             async for batch in result.partitions(_VERIFY_BATCH):
                 attested: list[tuple[int, dict[str, Any]]] = []
                 for seq, kind, ref, body, stored_hash in batch:
+                    if isinstance(body, str):  # rewritten as TEXT behind our back
+                        report.problems.append(
+                            Problem("body", "the leaf body is stored as text, not bytes", seq)
+                        )
+                        body = body.encode()
                     if seq != compact.size:
                         detail = f"expected leaf {compact.size}, found {seq}"
                         report.problems.append(Problem("seq_gap", detail, seq))

@@ -84,7 +84,9 @@ class PiiKeyRing:
         if len(blob) < 2 or blob[0] != _VERSION:
             raise GatewayError("PII blob has an unknown format")
         kid_len = blob[1]
-        kid = blob[2 : 2 + kid_len].decode()
+        if len(blob) < 2 + kid_len + 12 + 16:
+            raise GatewayError("PII blob is truncated")
+        kid = blob[2 : 2 + kid_len].decode(errors="replace")
         nonce = blob[2 + kid_len : 14 + kid_len]
         sealed = blob[14 + kid_len :]
         cipher = self._ciphers.get(kid)

@@ -22,6 +22,16 @@ class SecretRef(BaseModel):
     env: str | None = None
     file: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_inline(cls, value: object) -> object:
+        if isinstance(value, str):
+            # Never echo the value: it may be a real secret pasted by mistake.
+            raise ValueError(
+                'secrets are never written inline; use { env = "NAME" } or { file = "path" }'
+            )
+        return value
+
     @model_validator(mode="after")
     def _exactly_one(self) -> "SecretRef":
         if (self.env is None) == (self.file is None):

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from gateway.agency_config import AgencyConfig
+from gateway.agency_config import AgencyConfig, WebhookAgency, parse_agency
 from gateway.allocation import CaseToAllocate
 from gateway.packets import RenderedPacket, render_created
 from gateway.ports import OutboundPacket
@@ -63,7 +63,12 @@ def agency_raw(**overrides: Any) -> dict[str, Any]:
 
 def agency_config(**overrides: Any) -> AgencyConfig:
     """A valid AgencyConfig; nested sections merge with the defaults."""
-    return AgencyConfig.model_validate(agency_raw(**overrides))
+    return parse_agency(agency_raw(**overrides))
+
+
+def webhook_agency(**overrides: Any) -> WebhookAgency:
+    """A valid webhook agency, typed as such (for the webhook adapter)."""
+    return WebhookAgency.model_validate(agency_raw(**overrides))
 
 
 def case_to_allocate(**overrides: Any) -> CaseToAllocate:
@@ -219,4 +224,5 @@ __all__ = [
     "money",
     "outbound_packet",
     "placement_view",
+    "webhook_agency",
 ]
