@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.email_settings import EmailSection, email_problems
+from gateway.email_settings import EmailSection
 from gateway.errors import ConfigError
 from gateway.secret_refs import SecretRef
 from gateway.settings import format_validation_error, read_toml
@@ -245,8 +245,6 @@ def check_secrets(
     from gateway.signing import parse_signing_key, parse_verifying_key
 
     problems: list[str] = []
-    if isinstance(agency, EmailAgency):
-        return email_problems(agency.source or agency.id, agency.email, base_dir, environ)
     if not isinstance(agency, WebhookAgency):
         return problems
     for section, parse in (("signing", parse_signing_key), ("inbound", parse_verifying_key)):
