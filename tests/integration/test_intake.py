@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import demo_data
-from gateway.agency_config import AgencyConfig
+from gateway.agency_config import parse_agency
 from gateway.clock import ManualClock
 from gateway.errors import IntakeError
 from gateway.intake import IntakeReport, import_file
@@ -34,7 +34,7 @@ START = datetime(2026, 1, 15, 8, 0, tzinfo=UTC).timestamp()
 SECRET_NAME = "王秘密"
 SECRET_ID = "110101199912319876"
 SECRET_PHONE = "+8613812345678"
-AGENCY = AgencyConfig.model_validate(
+AGENCY = parse_agency(
     {
         "id": "AG_EAST",
         "name": "East Recovery",
