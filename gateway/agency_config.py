@@ -18,11 +18,11 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.email_settings import EmailSection
+from gateway.email_settings import EmailSection, email_problems
 from gateway.errors import ConfigError
 from gateway.secret_refs import SecretRef
 from gateway.settings import format_validation_error, read_toml
-from gateway.sftp_settings import SftpSection
+from gateway.sftp_settings import SftpSection, check_sftp_secrets
 
 DEBTOR_FIELDS = frozenset(
     {"debtor.name", "debtor.national_id", "debtor.phones", "debtor.address", "debtor.region"}
@@ -245,8 +245,10 @@ def check_secrets(
     from gateway.signing import parse_signing_key, parse_verifying_key
 
     problems: list[str] = []
-    if not isinstance(agency, WebhookAgency):
-        return problems
+    if isinstance(agency, EmailAgency):
+        return email_problems(agency.source or agency.id, agency.email, base_dir, environ)
+    if isinstance(agency, SftpAgency):
+        return check_sftp_secrets(agency.sftp, agency.source or agency.id, base_dir, environ)
     for section, parse in (("signing", parse_signing_key), ("inbound", parse_verifying_key)):
         sect: SigningSection | InboundSection = getattr(agency, section)
         for i, ref in enumerate(sect.keys):

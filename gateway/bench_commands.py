@@ -35,6 +35,46 @@ async def bench_webhook_out(count: int, concurrency: int) -> None:
     click.echo(json.dumps(await run(count=count, concurrency=concurrency), indent=2))
 
 
+@bench.command("reconcile")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1_000),
+    default=1_000_000,
+    show_default=True,
+    help="Placements, and as many agency events.",
+)
+@click.option("--seed", type=int, default=20260101, show_default=True)
+@click.option("--progress", is_flag=True, help="Progress lines on stderr.")
+@run_async
+async def bench_reconcile(rows: int, seed: int, progress: bool) -> None:
+    """Reconciliation: placements vs as many events (and the lender's feed), classified and
+    breaks written, in seconds and as a ratio to a bare SQL join of the same tables (JSON)."""
+    from gateway.bench.reconcile import run
+
+    click.echo(json.dumps(await run(rows=rows, seed=seed, progress=progress), indent=2))
+
+
+@bench.command("sftp-out")
+@click.option(
+    "--cases",
+    type=click.IntRange(min=10),
+    default=100_000,
+    show_default=True,
+    help="Placements in the one batch (and rows in the result file picked up).",
+)
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--encrypt", is_flag=True, help="OpenPGP-encrypt the batch (gpg, a run key).")
+@click.option("--progress", is_flag=True, help="Progress lines on stderr.")
+@run_async
+async def bench_sftp_out(cases: int, rounds: int, encrypt: bool, progress: bool) -> None:
+    """SFTP batch: one placement file rendered, uploaded and recorded vs a raw asyncssh put of
+    the same bytes; peak RSS at two batch sizes; pickup of a result file of as many rows (JSON)."""
+    from gateway.bench.sftp_out import run
+
+    report = await run(cases=cases, rounds=rounds, encrypt=encrypt, progress=progress)
+    click.echo(json.dumps(report, indent=2))
+
+
 COMMANDS: list[click.Command] = [bench]
 
 __all__ = ["COMMANDS"]

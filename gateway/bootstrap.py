@@ -53,7 +53,10 @@ class Gateway:
                 connector=aiohttp.TCPConnector(limit=256, limit_per_host=64)
             )
             context = AdapterContext(
-                base_dir=self.settings.base_dir, http=self._session, clock=self.clock.now
+                base_dir=self.settings.base_dir,
+                http=self._session,
+                clock=self.clock.now,
+                db=self.db,
             )
             for agency in self.agencies.values():
                 self._adapters[agency.id] = ADAPTERS[agency.channel](agency, context)

@@ -67,7 +67,8 @@ def main(ctx: click.Context, config: Path, log_level: str, log_json: bool) -> No
       agency-gateway allocate             place cases with agencies
       agency-gateway dispatch             send queued packets once
       agency-gateway serve                inbound API, workers and schedulers
-      agency-gateway reconcile            run the SLA checks
+      agency-gateway payments import F    load the lender's payment feed
+      agency-gateway reconcile            batch reconciliation and SLA checks
       agency-gateway mismatches list      see what disagrees
       agency-gateway demo                 all of the above against sandbox agencies
     """
@@ -337,6 +338,10 @@ async def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
             console.print(
                 f"serving on {url} (inbound: {url}/v1/agencies/<agency_id>/events); Ctrl-C stops"
             )
+            if gateway.settings.console.enabled:
+                console.print(
+                    f"ops console: {url}/ (users: agency-gateway users add NAME --role admin)"
+                )
             await run_workers(gateway, stop)
     finally:
         await gateway.aclose()

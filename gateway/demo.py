@@ -21,14 +21,23 @@ from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
-from gateway.agency_config import WebhookAgency
+from gateway.agency_config import AgencyConfig, EmailAgency, WebhookAgency
 from gateway.bootstrap import Gateway, build, load_config
 from gateway.clock import to_datetime
 from gateway.demo_data import generate_accounts, write_csv
 from gateway.intake import import_file
 from gateway.keygen import generate_missing, sandbox_keys
 from gateway.reconciler import run_sla_checks
-from gateway.runtime import bound_socket, checkpoint, run_workers, web_server
+from gateway.runtime import (
+    bound_socket,
+    channel_pollers,
+    checkpoint,
+    mailbox_readers,
+    run_workers,
+    web_server,
+)
+from gateway.sandbox.law_firm import SandboxLawFirm, sandbox_documents
+from gateway.sandbox.sftp_site import SftpSandboxes
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
 from gateway.store.migrate import upgrade
 from gateway.store.tables import (
@@ -86,12 +95,30 @@ async def _start_sandbox(
     return sandbox, updated
 
 
-async def _dispatch_until_settled(gateway: Gateway, sandboxes: list[SandboxWebhookAgency]) -> None:
+async def _dispatch_until_settled(
+    gateway: Gateway,
+    sandboxes: list[SandboxWebhookAgency],
+    files: SftpSandboxes | None = None,
+    firms: list[SandboxLawFirm] | None = None,
+) -> None:
     dispatcher = await gateway.dispatcher()
+    readers = [
+        r
+        for r in mailbox_readers(gateway)
+        if any(f.agency.id == r.agency_id and not f.reply_path_skipped for f in firms or [])
+    ]
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
         stats = await dispatcher.drain_once()
         drained = all([await s.drain(timeout=0.5) for s in sandboxes])
+        # Law firms answer by mail: wait for their replies, then read the mailboxes.
+        drained = all([await f.drain(timeout=5.0) for f in firms or []]) and drained
+        for reader in readers:
+            if (await reader.poll()).fetched:
+                drained = False
+        # File agencies answer in rounds: they read our batches, we pick up their results.
+        if files is not None and await files.exchange(channel_pollers(dispatcher)):
+            drained = False
         if stats.claimed == 0 and drained:
             # One more quiet pass: events that just arrived may have queued nothing new.
             if (await dispatcher.drain_once()).claimed == 0:
@@ -183,6 +210,17 @@ async def run_demo(
                 notes.append(f"{agency_id}: port taken, sandbox moved to {updated.endpoint.url}")
             agencies[agency_id] = updated
             sandboxes.append(sandbox)
+        sftp = await SftpSandboxes.start(
+            agencies,
+            settings.base_dir,
+            root=demo_dir / "sftp",
+            seed=options.seed,
+            fault_rate=options.fault_rate,
+        )
+        stack.push_async_callback(sftp.aclose)
+        agencies.update(sftp.agencies)
+        notes.extend(sftp.notes)
+        firms = await _start_law_firms(agencies, settings.base_dir, demo_dir, options, stack, notes)
         gateway = build(settings, agencies)
         stack.push_async_callback(gateway.aclose)
         await upgrade(gateway.db)
@@ -213,7 +251,8 @@ async def run_demo(
         notes.append(
             f"allocation: {allocation.placed} placed, {allocation.unallocated} left unallocated"
         )
-        await _dispatch_until_settled(gateway, sandboxes)
+        await _write_firm_documents(gateway, firms)
+        await _dispatch_until_settled(gateway, sandboxes, sftp, firms)
 
         # Lender-side changes after placement: a few recalls and balance amendments.
         placed = await _placed_case_ids(gateway, limit=max(2, options.accounts // 50))
@@ -243,7 +282,15 @@ async def run_demo(
             f"recalled {len(recalls)} placements; re-import changed {day2.updated} balances "
             f"and queued {day2.amended} amendments"
         )
-        await _dispatch_until_settled(gateway, sandboxes)
+        await _dispatch_until_settled(gateway, sandboxes, sftp, firms)
+        for firm in firms:
+            notes.append(_firm_note(firm))
+        if sftp.sandboxes:
+            notes.append(
+                "sftp: result files picked up by outcome "
+                + json.dumps(sftp.picked_up, sort_keys=True)
+                + f"; files under {demo_dir / 'sftp'}"
+            )
 
         horizon = to_datetime(gateway.clock.now()) + timedelta(days=7)
         async with gateway.db.transaction() as conn:
@@ -263,7 +310,11 @@ async def run_demo(
             f"finished in {time.perf_counter() - started:.1f} s; database {settings.database.url}"
         )
         summary = await _counts(gateway)
-        summary["sandbox"] = [s.stats_json() for s in sandboxes]
+        summary["sandbox"] = (
+            [s.stats_json() for s in sandboxes]
+            + sftp.stats_json()
+            + [f.stats_json() for f in firms]
+        )
         summary["notes"] = notes
         if options.as_json:
             console.print_json(json.dumps(summary, default=str))
@@ -280,6 +331,13 @@ async def run_demo(
                 )
                 + ". Ctrl-C stops."
             )
+            if settings.console.enabled:
+                console.print(
+                    f"[bold]ops console[/]: {url}/ ; create a login first (in another shell):\n"
+                    f"  GATEWAY_DATABASE_URL={settings.database.url} "
+                    "agency-gateway users add NAME --role admin",
+                    highlight=False,
+                )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             import signal
@@ -288,6 +346,72 @@ async def run_demo(
                 loop.add_signal_handler(sig, stop.set)
             await run_workers(gateway, stop)
     return summary
+
+
+async def _start_law_firms(
+    agencies: dict[str, AgencyConfig],
+    base_dir: Path,
+    demo_dir: Path,
+    options: DemoOptions,
+    stack: AsyncExitStack,
+    notes: list[str],
+) -> list[SandboxLawFirm]:
+    """One sandbox law firm per email agency: SMTP on its relay port, Dovecot for replies."""
+    firms = []
+    for agency_id, agency in list(agencies.items()):
+        if not isinstance(agency, EmailAgency):
+            continue
+        agency = agency.model_copy(
+            update={
+                "email": agency.email.model_copy(
+                    update={"documents_dir": str((demo_dir / "documents").resolve())}
+                )
+            }
+        )
+        firm = SandboxLawFirm(
+            agency=agency, base_dir=base_dir, seed=options.seed, fault_rate=options.fault_rate
+        )
+        await firm.start()
+        stack.push_async_callback(firm.aclose)
+        agencies[agency_id] = firm.updated_agency()
+        if firm.reply_path_skipped:
+            notes.append(
+                f"{agency_id}: the email reply path is skipped ({firm.reply_path_skipped}); "
+                "referral mail is still sent, signed, encrypted and received"
+            )
+        firms.append(firm)
+    return firms
+
+
+async def _write_firm_documents(gateway: Gateway, firms: list[SandboxLawFirm]) -> None:
+    """Placeholder contracts and authorisation letters for the cases placed with firms."""
+    placements = Placement.__table__  # type: ignore[attr-defined]
+    for firm in firms:
+        agency = gateway.agencies[firm.agency.id]
+        assert isinstance(agency, EmailAgency) and agency.email.documents_dir
+        async with gateway.db.connect() as conn:
+            rows = await conn.execute(
+                sa.select(placements.c.case_id).where(placements.c.agency_id == firm.agency.id)
+            )
+            case_ids = [r[0] for r in rows.all()]
+        folder = Path(agency.email.documents_dir)
+        for case_id in case_ids:
+            await asyncio.to_thread(sandbox_documents, folder, case_id)
+
+
+def _firm_note(firm: SandboxLawFirm) -> str:
+    s = firm.stats
+    faults = ", ".join(f"{k} {n}" for k, n in sorted(s.faults.items())) or "none"
+    replies = (
+        f"{s.replies_appended} replies put in its IMAP mailbox"
+        if not firm.reply_path_skipped
+        else "no replies (reply path skipped)"
+    )
+    return (
+        f"law firm {firm.agency.id}: {s.mails_received} referral mails over SMTP+STARTTLS, "
+        f"{s.decrypted} decrypted, {s.signatures_verified} signatures verified; {replies}; "
+        f"reply variants: {faults}"
+    )
 
 
 async def _placed_case_ids(gateway: Gateway, *, limit: int) -> list[str]:

@@ -9,6 +9,11 @@ Failure handling is by error type (gateway.errors): transient → back to ``pend
 jittered backoff (gateway.retry), or ``dead`` when attempts run out; permanent → ``dead``;
 410 → the agency's endpoint is disabled and the item waits; unknown outcome → resent with the
 same dedupe key when the receiver deduplicates, else parked in ``unknown`` for ops.
+
+Batch channels (``BatchChannelAdapter``, e.g. SFTP) are drained first, one batch per agency
+per cycle: the agency's due items are claimed in chunks of ``BATCH_CLAIM_CHUNK`` (with the
+adapter's longer lease), staged into one batch, delivered together, and recorded chunk by
+chunk as the adapter reports them; per item only its lease token is held in memory.
 """
 
 import asyncio
@@ -38,7 +43,7 @@ from gateway.errors import (
 )
 from gateway.evidence import LeafInput, append_leaves
 from gateway.outbox import ClaimedItem
-from gateway.ports import ChannelAdapter, Clock, OutboundPacket, Receipt
+from gateway.ports import BatchChannelAdapter, ChannelAdapter, Clock, OutboundPacket, Receipt
 from gateway.retry import RetryPolicy
 from gateway.store.database import Database, insert_numbered
 from gateway.store.tables import AgencyStatus, DeliveryAttempt
@@ -47,6 +52,11 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 AGENCY_STATUS = AgencyStatus.__table__  # type: ignore[attr-defined]
+OUTBOX = outbox.OUTBOX
+BATCH_CLAIM_CHUNK = 2000
+"""Items per claim when a batch channel is drained."""
+RECORD_CHUNK = 2000
+"""Rows per statement when recording: keeps IN lists under the databases' bind limits."""
 
 
 class DeliveryHooks(Protocol):
@@ -105,6 +115,7 @@ class Dispatcher:
         clock: time source.
         batch_size: items per claim.
         lease_seconds: how long a claim is ours before the reaper may take it back.
+        lanes: batches in progress at once (claim → send → record loops).
     """
 
     def __init__(
@@ -117,6 +128,7 @@ class Dispatcher:
         clock: Clock,
         batch_size: int = 50,
         lease_seconds: float = 60,
+        lanes: int = 2,
         worker_id: str | None = None,
     ) -> None:
         self._db = db
@@ -126,6 +138,7 @@ class Dispatcher:
         self._clock = clock
         self._batch_size = batch_size
         self._lease_seconds = lease_seconds
+        self._lanes = max(1, lanes)
         self.worker_id = worker_id or default_worker_id()
         self._policies = {a.id: RetryPolicy.from_config(a.retry) for a in agencies.values()}
         self._limits = {a.id: asyncio.Semaphore(a.retry.concurrency) for a in agencies.values()}
@@ -134,6 +147,16 @@ class Dispatcher:
             for a in agencies.values()
         }
         self._disabled: set[str] = set()
+        self._batchers = {
+            agency_id: adapter
+            for agency_id, adapter in adapters.items()
+            if isinstance(adapter, BatchChannelAdapter)
+        }
+
+    @property
+    def adapters(self) -> Mapping[str, ChannelAdapter]:
+        """The channel adapter of each agency (read-only; the runtime finds pollers here)."""
+        return self._adapters
 
     def _now(self) -> datetime:
         return to_datetime(self._clock.now())
@@ -144,11 +167,15 @@ class Dispatcher:
         )
         self._disabled = set(rows.scalars().all())
 
-    def _excluded(self) -> set[str]:
+    def _blocked(self) -> set[str]:
         now = self._clock.now()
         blocked = {a for a, c in self.circuits.items() if not c.allows(now)}
         unknown = {a for a in self._agencies if a not in self._adapters}
         return blocked | self._disabled | unknown
+
+    def _excluded(self) -> set[str]:
+        """Agencies ``run_batch`` skips: blocked ones and batch channels (drained apart)."""
+        return self._blocked() | set(self._batchers)
 
     async def drain_once(self, *, max_batches: int | None = None) -> DrainStats:
         """Send everything that is due now; return what happened."""
@@ -156,13 +183,25 @@ class Dispatcher:
         async with self._db.transaction() as conn:
             total.reaped = await outbox.reap(conn, now=self._now())
             await self._load_disabled(conn)
-        batches = 0
-        while max_batches is None or batches < max_batches:
-            stats = await self.run_batch()
-            if stats is None:
-                break
-            total.add(stats)
-            batches += 1
+        for agency_id, adapter in self._batchers.items():
+            if agency_id not in self._blocked():
+                total.add(await self.run_agency_batch(agency_id, adapter))
+        budget = [max_batches]
+
+        async def lane() -> None:
+            # Lanes overlap one batch's sending with another's recording; leases keep their
+            # batches disjoint and the per-agency semaphores still cap requests in flight.
+            while budget[0] is None or budget[0] > 0:
+                if budget[0] is not None:
+                    budget[0] -= 1
+                stats = await self.run_batch()
+                if stats is None:
+                    return
+                total.add(stats)
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(self._lanes):
+                tg.create_task(lane())
         return total
 
     async def run_batch(self) -> DrainStats | None:
@@ -181,6 +220,154 @@ class Dispatcher:
         outcomes = await self._send_all(items)
         return await self._record(outcomes)
 
+    async def run_agency_batch(self, agency_id: str, adapter: BatchChannelAdapter) -> DrainStats:
+        """Claim the agency's due items (at most ``adapter.batch_limit``), stage them in
+        one batch, deliver it and record the outcomes as the adapter reports them."""
+        leases: dict[int, int] = {}
+        lease_seconds = max(float(self._lease_seconds), adapter.lease_seconds)
+        stats = DrainStats()
+        builder = adapter.open_batch()
+        started, t0 = self._now(), time.perf_counter()
+        failure: DeliveryError | None = None
+        try:
+            others: set[str] | None = None
+            while len(leases) < adapter.batch_limit:
+                limit = min(BATCH_CLAIM_CHUNK, adapter.batch_limit - len(leases))
+                async with self._db.transaction() as conn:
+                    if others is None:
+                        others = await self._other_agencies(conn, agency_id)
+                    claimed = await outbox.claim(
+                        conn,
+                        worker=self.worker_id,
+                        limit=limit,
+                        lease_seconds=lease_seconds,
+                        now=self._now(),
+                        exclude_agencies=others,
+                    )
+                    items = await self._release_strays(conn, claimed, agency_id)
+                if not items:
+                    break
+                leases.update((i.id, i.lease_token) for i in items)
+                await builder.stage([_packet(i) for i in items])
+                if len(claimed) < limit:
+                    break
+            if not leases:
+                return stats
+            started, t0 = self._now(), time.perf_counter()
+            async for reported in builder.flush():
+                outcomes = await self._batch_outcomes(reported, leases, started, t0)
+                stats.add(await self._record(outcomes))
+        except DeliveryError as exc:
+            failure = exc
+        except Exception as exc:
+            # The items must not sit leased for a whole batch lease: retry them later.
+            log.exception("batch delivery to %s failed", agency_id)
+            failure = TransientDeliveryError(
+                f"{agency_id}: batch delivery failed: {type(exc).__name__}: {exc}",
+                agency_id=agency_id,
+            )
+        finally:
+            await builder.aclose()
+        if leases:
+            # What the adapter did not report gets the batch's failure, or a transient one.
+            error = failure or TransientDeliveryError(
+                f"{agency_id}: the batch did not report these items", agency_id=agency_id
+            )
+            remaining: list[tuple[int, Receipt | DeliveryError]] = [(i, error) for i in leases]
+            for start in range(0, len(remaining), RECORD_CHUNK):
+                part = remaining[start : start + RECORD_CHUNK]
+                stats.add(await self._record(await self._batch_outcomes(part, leases, started, t0)))
+        circuit = self.circuits[agency_id]
+        if stats.delivered:
+            circuit.record_success()
+        elif stats.retried or stats.unknown:
+            circuit.record_failure(self._clock.now())
+        return stats
+
+    async def _other_agencies(self, conn: AsyncConnection, agency_id: str) -> set[str]:
+        """Agencies with due items other than ``agency_id`` (excluded from its claim)."""
+        rows = await conn.execute(
+            sa.select(OUTBOX.c.agency_id)
+            .where(OUTBOX.c.state == "pending", OUTBOX.c.agency_id != agency_id)
+            .distinct()
+        )
+        return set(rows.scalars().all())
+
+    async def _release_strays(
+        self, conn: AsyncConnection, items: Sequence[ClaimedItem], agency_id: str
+    ) -> list[ClaimedItem]:
+        """Items of an agency that queued after ``_other_agencies`` ran go straight back."""
+        for item in items:
+            if item.agency_id != agency_id:
+                await outbox.mark_failed(
+                    conn,
+                    item_id=item.id,
+                    lease_token=item.lease_token,
+                    state="pending",
+                    error=f"released from a {agency_id} batch claim",
+                    run_at=self._now(),
+                )
+        return [i for i in items if i.agency_id == agency_id]
+
+    async def _batch_outcomes(
+        self,
+        reported: Sequence[tuple[int, Receipt | DeliveryError]],
+        leases: dict[int, int],
+        started: datetime,
+        t0: float,
+    ) -> list[SendOutcome]:
+        """Turn (outbox id, result) pairs into outcomes; ids we do not hold are skipped."""
+        ours = {item_id: result for item_id, result in reported if item_id in leases}
+        if not ours:
+            return []
+        async with self._db.snapshot() as conn:
+            rows = await conn.execute(
+                sa.select(
+                    OUTBOX.c.id,
+                    OUTBOX.c.dedupe_key,
+                    OUTBOX.c.agency_id,
+                    OUTBOX.c.placement_id,
+                    OUTBOX.c.packet_type,
+                    OUTBOX.c.packet_version,
+                    OUTBOX.c.attempts,
+                    OUTBOX.c.max_attempts,
+                ).where(OUTBOX.c.id.in_(sorted(ours)))
+            )
+            found = rows.all()
+        duration = int((time.perf_counter() - t0) * 1000)
+        outcomes = []
+        for r in found:
+            item = ClaimedItem(
+                r.id,
+                r.dedupe_key,
+                r.agency_id,
+                r.placement_id,
+                r.packet_type,
+                r.packet_version,
+                b"",
+                r.attempts,
+                r.max_attempts,
+                leases.pop(r.id),
+            )
+            result = ours[r.id]
+            if isinstance(result, Receipt):
+                outcomes.append(
+                    SendOutcome(
+                        item, "delivered", started, duration, result.request_timestamp, result
+                    )
+                )
+                continue
+            if isinstance(result, OutcomeUnknown):
+                kind = "unknown"
+            elif isinstance(result, PermanentDeliveryError):
+                kind = "permanent"
+            else:
+                kind = "transient"
+            outcomes.append(
+                SendOutcome(item, kind, started, duration, int(started.timestamp()), error=result)
+            )
+        return outcomes
+
     async def _send_all(self, items: Sequence[ClaimedItem]) -> list[SendOutcome]:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._send_one(item)) for item in items]
@@ -188,14 +375,7 @@ class Dispatcher:
 
     async def _send_one(self, item: ClaimedItem) -> SendOutcome:
         adapter = self._adapters[item.agency_id]
-        packet = OutboundPacket(
-            outbox_id=item.id,
-            dedupe_key=item.dedupe_key,
-            agency_id=item.agency_id,
-            packet_type=item.packet_type,
-            payload=item.payload,
-            attempt_no=item.attempts,
-        )
+        packet = _packet(item)
         async with self._limits[item.agency_id]:
             started = self._now()
             request_ts = int(self._clock.now())
@@ -222,6 +402,8 @@ class Dispatcher:
 
     async def _record(self, outcomes: Sequence[SendOutcome]) -> DrainStats:
         stats = DrainStats(claimed=len(outcomes))
+        if not outcomes:
+            return stats
         now = self._now()
         async with self._db.transaction() as conn:
             attempt_ids = await self._insert_attempts(conn, outcomes)
@@ -240,6 +422,11 @@ class Dispatcher:
                             "http_status": o.receipt.status if o.receipt else _status_of(o.error),
                             "response_sha256": o.receipt.response_sha256 if o.receipt else None,
                             "request_timestamp": o.request_timestamp,
+                            **(
+                                {"details": dict(o.receipt.details)}
+                                if o.receipt is not None and o.receipt.details
+                                else {}
+                            ),
                         },
                     )
                     for o, attempt_id in zip(outcomes, attempt_ids, strict=True)
@@ -247,16 +434,19 @@ class Dispatcher:
                 now=now,
             )
             delivered = [o for o in outcomes if o.outcome == "delivered"]
-            held = await outbox.mark_delivered(
-                conn, [(o.item.id, o.item.lease_token) for o in delivered], now=now
-            )
-            stats.delivered = len(held)
-            stats.lease_lost += len(delivered) - len(held)
-            if held:
-                await self._hooks.on_delivered(
-                    conn, [o.item for o in delivered if o.item.id in held], now=now
+            for start in range(0, len(delivered), RECORD_CHUNK):
+                part = delivered[start : start + RECORD_CHUNK]
+                held = await outbox.mark_delivered(
+                    conn, [(o.item.id, o.item.lease_token) for o in part], now=now
                 )
+                stats.delivered += len(held)
+                stats.lease_lost += len(part) - len(held)
+                if held:
+                    await self._hooks.on_delivered(
+                        conn, [o.item for o in part if o.item.id in held], now=now
+                    )
             dead: list[tuple[ClaimedItem, str]] = []
+            gone: dict[str, str] = {}
             for o in outcomes:
                 if o.outcome == "delivered":
                     stats.by_agency[o.item.agency_id] = stats.by_agency.get(o.item.agency_id, 0) + 1
@@ -281,18 +471,27 @@ class Dispatcher:
                 else:
                     stats.retried += 1
                 if isinstance(o.error, EndpointGone):
-                    await self._disable_endpoint(conn, o.item.agency_id, error, now)
+                    gone.setdefault(o.item.agency_id, error)
+            for agency_id, reason in gone.items():
+                # Once per agency: a batch channel reports one refusal for many items.
+                await self._disable_endpoint(conn, agency_id, reason, now)
             if dead:
                 await self._hooks.on_dead(conn, dead, now=now)
+        failed: dict[int, list[SendOutcome]] = {}
         for o in outcomes:
             if o.error is not None:
-                log.warning(
-                    "delivery %s of outbox item %d to %s failed: %s",
-                    o.outcome,
-                    o.item.id,
-                    o.item.agency_id,
-                    o.error,
-                )
+                failed.setdefault(id(o.error), []).append(o)
+        for same in failed.values():
+            # A batch failure is one error shared by many items: log it once.
+            first = same[0]
+            log.warning(
+                "delivery %s of outbox item %d%s to %s failed: %s",
+                first.outcome,
+                first.item.id,
+                f" and {len(same) - 1} more" if len(same) > 1 else "",
+                first.item.agency_id,
+                first.error,
+            )
         return stats
 
     def _after_failure(self, o: SendOutcome) -> tuple[str, datetime | None]:
@@ -366,6 +565,17 @@ class Dispatcher:
                     await asyncio.wait_for(stop.wait(), timeout=poll_interval)
                 except TimeoutError:
                     pass
+
+
+def _packet(item: ClaimedItem) -> OutboundPacket:
+    return OutboundPacket(
+        outbox_id=item.id,
+        dedupe_key=item.dedupe_key,
+        agency_id=item.agency_id,
+        packet_type=item.packet_type,
+        payload=item.payload,
+        attempt_no=item.attempts,
+    )
 
 
 def _status_of(error: DeliveryError | None) -> int | None:

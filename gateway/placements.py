@@ -251,54 +251,58 @@ class PlacementService:
         """Recall the case's open placement; queue ``placement.recalled``. Returns its id."""
         now = to_datetime(self._clock.now())
         async with self._db.transaction() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(P.id, P.agency_id, P.version).where(
-                        P.case_id == case_id, P.state.in_(OPEN_PLACEMENT_STATES)
-                    )
-                )
-            ).first()
-            if row is None:
-                exists = (await conn.execute(sa.select(C.id).where(C.id == case_id))).first()
-                if exists is None:
-                    raise NotFound(f"case {case_id} does not exist")
-                raise GatewayError(f"case {case_id} has no open placement to recall")
-            placement_id, agency_id, version = row
+            return await self.recall_in(conn, case_id, reason_code, now=now)
+
+    async def recall_in(
+        self, conn: AsyncConnection, case_id: str, reason_code: str, *, now: datetime
+    ) -> str:
+        """``recall`` in the caller's transaction (ops actions attest it in the same one)."""
+        row = (
             await conn.execute(
-                PLACEMENTS.update()
-                .where(P.id == placement_id)
-                .values(
-                    state="recalled", recalled_at=now, recall_reason=reason_code, updated_at=now
+                sa.select(P.id, P.agency_id, P.version).where(
+                    P.case_id == case_id, P.state.in_(OPEN_PLACEMENT_STATES)
                 )
             )
-            await conn.execute(
-                CASES.update().where(C.id == case_id).values(status="recalled", updated_at=now)
-            )
-            await conn.execute(
-                EXPECTATIONS.update()
-                .where(EXPECTATIONS.c.placement_id == placement_id, EXPECTATIONS.c.state == "open")
-                .values(state="cancelled")
-            )
-            packet = render_recalled(
-                agency_id=agency_id,
-                placement_id=placement_id,
-                case_id=case_id,
-                version=version,
-                reason_code=reason_code,
-                at=now,
-            )
-            await queue_packets(conn, [(self._agencies[agency_id], placement_id, packet)], now=now)
-            await append_leaves(
-                conn,
-                [
-                    LeafInput(
-                        kind="recall",
-                        ref=f"placement:{placement_id}",
-                        fields={"case_id": case_id, "agency_id": agency_id, "reason": reason_code},
-                    )
-                ],
-                now=now,
-            )
+        ).first()
+        if row is None:
+            exists = (await conn.execute(sa.select(C.id).where(C.id == case_id))).first()
+            if exists is None:
+                raise NotFound(f"case {case_id} does not exist")
+            raise GatewayError(f"case {case_id} has no open placement to recall")
+        placement_id, agency_id, version = row
+        await conn.execute(
+            PLACEMENTS.update()
+            .where(P.id == placement_id)
+            .values(state="recalled", recalled_at=now, recall_reason=reason_code, updated_at=now)
+        )
+        await conn.execute(
+            CASES.update().where(C.id == case_id).values(status="recalled", updated_at=now)
+        )
+        await conn.execute(
+            EXPECTATIONS.update()
+            .where(EXPECTATIONS.c.placement_id == placement_id, EXPECTATIONS.c.state == "open")
+            .values(state="cancelled")
+        )
+        packet = render_recalled(
+            agency_id=agency_id,
+            placement_id=placement_id,
+            case_id=case_id,
+            version=version,
+            reason_code=reason_code,
+            at=now,
+        )
+        await queue_packets(conn, [(self._agencies[agency_id], placement_id, packet)], now=now)
+        await append_leaves(
+            conn,
+            [
+                LeafInput(
+                    kind="recall",
+                    ref=f"placement:{placement_id}",
+                    fields={"case_id": case_id, "agency_id": agency_id, "reason": reason_code},
+                )
+            ],
+            now=now,
+        )
         log.info("recalled %s from %s (%s)", placement_id, agency_id, reason_code)
         return str(placement_id)
 

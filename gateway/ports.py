@@ -5,12 +5,16 @@ errors into the gateway error tree at their edge and never retry: retries, backo
 and circuit breaking live in the dispatcher.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import aiohttp
+
+from gateway.errors import DeliveryError
+from gateway.store.database import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +83,13 @@ class AdapterContext:
         base_dir: where relative key-file paths resolve.
         http: the process's shared HTTP client session.
         clock: returns Unix time.
+        db: the database, for channels that keep their own delivery records (email).
     """
 
     base_dir: Path
     http: aiohttp.ClientSession
     clock: Callable[[], float]
+    db: Database | None = None
 
 
 class Clock(Protocol):
@@ -92,4 +98,128 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
 
-__all__ = ["AdapterContext", "ChannelAdapter", "Clock", "OutboundPacket", "Receipt"]
+class BatchBuilder(Protocol):
+    """One batch under construction (see ``BatchChannelAdapter``)."""
+
+    async def stage(self, packets: Sequence[OutboundPacket]) -> None:
+        """Add claimed packets to the batch (written to local files, nothing sent yet)."""
+        ...
+
+    def flush(self) -> AsyncIterator[Sequence[tuple[int, "Receipt | DeliveryError"]]]:
+        """Deliver everything staged; yield (outbox id, Receipt or error) in chunks. An
+        item gets a Receipt only once its file is durably on the server under its final
+        name."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release local files; safe to call after an error."""
+        ...
+
+
+@runtime_checkable
+class BatchChannelAdapter(ChannelAdapter, Protocol):
+    """A channel that delivers the due packets of one agency together, as one batch per
+    dispatch cycle (SFTP files). The dispatcher claims the agency's items in chunks, stages
+    them in one ``BatchBuilder`` and records the outcomes chunk by chunk as ``flush``
+    yields them, so memory does not grow with the size of the batch."""
+
+    batch_limit: int
+    """The most items one batch carries."""
+
+    lease_seconds: float
+    """Claims for a batch last at least this long (large uploads take time)."""
+
+    def open_batch(self) -> BatchBuilder: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEntry:
+    """A name in a remote folder, with the attributes the listing returned."""
+
+    name: str
+    size: int
+    mtime: int
+    is_file: bool
+
+
+class RemoteSession(Protocol):
+    """One connected session on an agency's file server.
+
+    Every operation has a timeout. Failures are translated at the adapter edge:
+    ``TransientDeliveryError`` (connection lost, timeout), ``EndpointGone`` (the server's
+    host key is not the pinned one; never retried), ``PermanentDeliveryError`` (refused).
+    """
+
+    async def list(self, folder: str) -> list[RemoteEntry]: ...
+
+    async def stat(self, path: str) -> RemoteEntry | None:
+        """None when nothing has that name."""
+        ...
+
+    async def sha256(self, path: str) -> str:
+        """SHA-256 of a remote file, streamed."""
+        ...
+
+    async def upload(self, local: Path, path: str, *, temp_path: str) -> bool:
+        """Atomic upload: write ``temp_path``, check its size, rename it to ``path``.
+        Never overwrites: returns False (and removes the temporary file) when ``path``
+        already exists."""
+        ...
+
+    async def create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create ``path`` only if it does not exist (O_EXCL); False when it existed."""
+        ...
+
+    async def read_bytes(self, path: str, *, limit: int) -> bytes: ...
+
+    async def download(self, path: str, local: Path) -> str:
+        """Stream ``path`` into ``local``; return the SHA-256 of what was read."""
+        ...
+
+    async def rename(self, source: str, target: str) -> bool:
+        """Move without overwriting; False when ``source`` is gone (taken by someone else)."""
+        ...
+
+    async def makedirs(self, path: str) -> None: ...
+
+    async def remove(self, path: str) -> None: ...
+
+
+class RemoteFolder(Protocol):
+    """Opens sessions on one agency's file server (connect, authenticate, pin host key)."""
+
+    def session(self) -> AbstractAsyncContextManager[RemoteSession]: ...
+
+
+class InboundPoller(Protocol):
+    """Fetches what an agency left for us (result files, mail) and records it."""
+
+    name: str
+    interval_seconds: float
+
+    async def poll_once(self) -> Mapping[str, int]:
+        """One pass; returns counts for logs and the CLI."""
+        ...
+
+
+@runtime_checkable
+class PollingChannel(Protocol):
+    """A channel whose agency answers out of band; the runtime schedules its pollers."""
+
+    def pollers(self) -> Sequence[InboundPoller]: ...
+
+
+__all__ = [
+    "AdapterContext",
+    "BatchBuilder",
+    "BatchChannelAdapter",
+    "ChannelAdapter",
+    "Clock",
+    "InboundPoller",
+    "OutboundPacket",
+    "PollingChannel",
+    "Receipt",
+    "RemoteEntry",
+    "RemoteFolder",
+    "RemoteSession",
+]

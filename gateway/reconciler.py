@@ -3,6 +3,7 @@ mismatches, and runs the SLA checks. The rules themselves are in gateway.reconci
 """
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +26,14 @@ from gateway.reconciliation import (
 )
 from gateway.store.database import dialect_insert, insert_numbered
 from gateway.store.tables import AgencyEventRow, Expectation, Mismatch, Placement
-from schemas.events import AgencyEvent, PaymentReported, PaymentReversed, PromiseMade
+from gateway.store.types import UtcDateTime
+from schemas.events import (
+    AgencyEvent,
+    PaymentReported,
+    PaymentReversed,
+    PromiseMade,
+    StatementSubmitted,
+)
 
 PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
 EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
@@ -37,6 +45,7 @@ SLA_KINDS = {
     "ack": "missing_ack",
     "first_activity": "missing_activity",
     "promise_payment": "broken_promise",
+    "statement": "missing_statement",
 }
 
 
@@ -58,7 +67,19 @@ async def insert_mismatches(
     *,
     now: datetime,
 ) -> int:
-    """Insert (dedupe key, draft, agency, event id, outbox id); a known dedupe key is skipped."""
+    """Insert (dedupe key, draft, agency, event id, outbox id); a known dedupe key is skipped.
+    Returns how many were new."""
+    return sum((await insert_mismatches_by_kind(conn, drafts, now=now)).values())
+
+
+async def insert_mismatches_by_kind(
+    conn: AsyncConnection,
+    drafts: Iterable[tuple[str, MismatchDraft, str, int | None, int | None]],
+    *,
+    now: datetime,
+    batch: int = 5_000,
+) -> Counter[str]:
+    """``insert_mismatches``, counting the new ones by kind."""
     rows = [
         {
             "dedupe_key": key[:128],
@@ -80,11 +101,12 @@ async def insert_mismatches(
         }
         for key, d, agency_id, event_id, outbox_id in drafts
     ]
-    if not rows:
-        return 0
+    new: Counter[str] = Counter()
     stmt = dialect_insert(conn, MISMATCHES).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    result = await conn.execute(stmt.returning(M.id), rows)
-    return len(result.all())
+    for start in range(0, len(rows), batch):
+        result = await conn.execute(stmt.returning(M.kind), rows[start : start + batch])
+        new.update(result.scalars().all())
+    return new
 
 
 async def load_views(
@@ -105,6 +127,7 @@ async def load_views(
                 P.collected_minor,
                 P.acked_balance_minor,
                 P.agency_case_ref,
+                P.placed_at,
             ).where(P.id.in_(ids))
         )
     ).all()
@@ -138,6 +161,7 @@ async def load_views(
             acked_balance_minor=r.acked_balance_minor,
             agency_case_ref=r.agency_case_ref,
             payments=tuple(payments.get(r.id, {}).items()),
+            placed_at=r.placed_at,
         )
         for r in rows
     }
@@ -148,7 +172,13 @@ def _ref(event: AgencyEvent) -> str | None:
         return event.data.payment_id
     if isinstance(event, PromiseMade):
         return event.data.promise_id
+    if isinstance(event, StatementSubmitted):
+        return event.data.statement_id
     return None
+
+
+def _meets_at(event: AgencyEvent) -> datetime:
+    return event.data.paid_at if isinstance(event, PaymentReported) else event.timestamp
 
 
 async def apply_events(
@@ -216,8 +246,17 @@ async def apply_events(
     mismatches = []
     for item, decision, event_id in zip(incoming, decisions, event_ids, strict=True):
         pid = event_placement_id(item.event)
+        money = event_money(item.event)
         for kind in decision.meets:
-            meets.append({"b_pid": pid, "b_kind": kind, "b_eid": event_id})
+            meets.append(
+                {
+                    "b_pid": pid,
+                    "b_kind": kind,
+                    "b_eid": event_id,
+                    "b_amount": money.amount_minor if money else None,
+                    "b_at": _meets_at(item.event),
+                }
+            )
         for exp in decision.new_expectations:
             new_expectations.append(_expectation_row(pid or "", item.agency_id, exp, now))
         for draft in decision.mismatches:
@@ -231,6 +270,16 @@ async def apply_events(
                 X.placement_id == sa.bindparam("b_pid"),
                 X.kind == sa.bindparam("b_kind"),
                 sa.or_(X.state == "open", X.state == "breached"),
+                # Bounds: one payment meets a promise on its own only when it is large
+                # enough and inside the window; partial payments are summed by the SLA check.
+                sa.or_(
+                    X.amount_lower_minor.is_(None),
+                    X.amount_lower_minor <= sa.bindparam("b_amount", type_=sa.BigInteger()),
+                ),
+                sa.or_(
+                    X.window_start.is_(None),
+                    X.window_start <= sa.bindparam("b_at", type_=UtcDateTime()),
+                ),
             )
             .values(state="met", met_by_event_id=sa.bindparam("b_eid")),
             meets,
@@ -256,9 +305,27 @@ def _expectation_row(
         "ref": exp.ref,
         "due_at": exp.due_at,
         "amount_minor": exp.amount_minor,
+        "amount_lower_minor": exp.amount_lower_minor,
+        "amount_upper_minor": exp.amount_upper_minor,
+        "currency": exp.currency,
+        "window_start": exp.window_start,
         "state": "open",
         "created_at": now,
     }
+
+
+async def insert_expectations(
+    conn: AsyncConnection, rows: Sequence[tuple[str, str, NewExpectation]], *, now: datetime
+) -> None:
+    """Insert (placement id, agency id, expectation); an existing (placement, kind, ref)
+    is left alone."""
+    if rows:
+        await conn.execute(
+            dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
+                index_elements=["placement_id", "kind", "ref"]
+            ),
+            [_expectation_row(pid, agency, exp, now) for pid, agency, exp in rows],
+        )
 
 
 class ReconciliationHooks:
@@ -344,8 +411,40 @@ class ReconciliationHooks:
         )
 
 
+async def meet_promises_by_sum(conn: AsyncConnection, *, now: datetime) -> int:
+    """Meet every due promise whose payments in its window (less reversals) add up to its
+    lower bound: a debtor may keep a promise in several instalments."""
+    signed = sa.case((E.event_type == "payment.reversed", -E.amount_minor), else_=E.amount_minor)
+    paid = (
+        sa.select(sa.func.coalesce(sa.func.sum(signed), 0))
+        .where(
+            E.placement_id == X.placement_id,
+            E.applied,
+            E.event_type.in_(["payment.reported", "payment.reversed"]),
+            E.occurred_at >= X.window_start,
+            E.occurred_at <= X.due_at,
+        )
+        .scalar_subquery()
+    )
+    result = await conn.execute(
+        EXPECTATIONS.update()
+        .where(
+            X.state == "open",
+            X.kind == "promise_payment",
+            X.due_at < now,
+            X.amount_lower_minor.is_not(None),
+            X.window_start.is_not(None),
+            paid >= X.amount_lower_minor,
+        )
+        .values(state="met")
+    )
+    return int(result.rowcount or 0)
+
+
 async def run_sla_checks(conn: AsyncConnection, *, now: datetime) -> dict[str, int]:
-    """Breach every open expectation past due; raise one mismatch per breach."""
+    """Breach every open expectation past due (after summing instalments towards due
+    promises); raise one mismatch per breach."""
+    await meet_promises_by_sum(conn, now=now)
     rows = (
         await conn.execute(
             sa.select(X.id, X.placement_id, X.agency_id, X.kind, X.ref, X.due_at, X.amount_minor)
@@ -363,17 +462,20 @@ async def run_sla_checks(conn: AsyncConnection, *, now: datetime) -> dict[str, i
     for r in rows:
         kind = SLA_KINDS[r.kind]
         counts[kind] = counts.get(kind, 0) + 1
-        what = {"ack": "acknowledgement", "first_activity": "first activity"}.get(
-            r.kind, f"payment promised under {r.ref}"
-        )
+        what = {
+            "ack": "acknowledgement",
+            "first_activity": "first activity",
+            "statement": f"inventory statement for {r.ref.partition(':')[2]}",
+        }.get(r.kind, f"payment promised under {r.ref}")
         drafts.append(
             (
                 f"{kind}:{r.placement_id}:{r.ref}",
                 MismatchDraft(
                     kind,
-                    r.placement_id,
-                    f"{r.agency_id} sent no {what} for {r.placement_id} "
-                    f"by {r.due_at:%Y-%m-%d %H:%M} UTC",
+                    r.placement_id or None,
+                    f"{r.agency_id} sent no {what}"
+                    + (f" for {r.placement_id}" if r.placement_id else "")
+                    + f" by {r.due_at:%Y-%m-%d %H:%M} UTC",
                     {
                         "expected": r.kind,
                         "due_at": r.due_at.isoformat(),
@@ -396,7 +498,10 @@ __all__ = [
     "IncomingEvent",
     "ReconciliationHooks",
     "apply_events",
+    "insert_expectations",
     "insert_mismatches",
+    "insert_mismatches_by_kind",
     "load_views",
+    "meet_promises_by_sum",
     "run_sla_checks",
 ]

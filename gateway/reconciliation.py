@@ -19,6 +19,18 @@ fixed order, each with a name and a version recorded on every mismatch it raises
 8. ``over_collection``: reported payments exceed the balance placed. Applied (money is money).
 9. ``unmatched_reversal``: a reversal of a payment never reported, or of more than was paid.
    Not applied. A partial reversal reduces the payment it names.
+10. ``date_out_of_window``: a payment dated before we placed the case, or more than a day
+    after the agency reported it. Applied.
+11. ``status_conflict``: the agency's own reports disagree: a payment on a case it reported
+    disputed, a close as ``paid_in_full`` with less collected than placed, a return for
+    ``recalled`` that we never recalled. Applied.
+
+A promise to pay creates a payment expectation with bounds: met by payments in
+[promise made, promised date + grace] totalling at least the promised amount less
+``PROMISE_TOLERANCE_BPS`` (see gateway.reconciler and gateway.recon_engine).
+
+The batch engine re-derives rules 1-4 and 7-11 set-based from the stored events
+(gateway.event_audit), with the same dedupe keys, so nothing is raised twice.
 
 The caller (gateway.reconciler) applies decisions in order inside the inbound transaction, so
 several events for one placement in one batch see each other's effects.
@@ -31,6 +43,8 @@ from gateway.lifecycle import ACTIVITY_EVENTS, next_placement_state
 from schemas.base import Money
 from schemas.events import (
     AgencyEvent,
+    CaseClosed,
+    CaseReturned,
     PaymentReported,
     PaymentReversed,
     PlacementAcknowledged,
@@ -38,8 +52,10 @@ from schemas.events import (
     StatementSubmitted,
 )
 
-RULE_VERSION = 1
+RULE_VERSION = 2
 PROMISE_GRACE = timedelta(days=2)
+PROMISE_TOLERANCE_BPS = 100
+FUTURE_SKEW = timedelta(days=1)
 
 SEVERITY = {
     "unknown_placement": "high",
@@ -55,6 +71,21 @@ SEVERITY = {
     "missing_activity": "low",
     "broken_promise": "low",
     "dead_delivery": "high",
+    "status_conflict": "medium",
+    "date_out_of_window": "medium",
+    "amount_mismatch": "high",
+    "remittance_short": "high",
+    "payment_not_received": "high",
+    "payment_not_reported": "high",
+    "ambiguous_match": "medium",
+    "statement_phantom": "high",
+    "statement_orphan": "medium",
+    "statement_balance_drift": "medium",
+    "statement_status_disagreement": "low",
+    "missing_statement": "medium",
+    "contact_rule_violation": "high",
+    "unparsed_reply": "medium",
+    "unmatched_reply": "medium",
 }
 MISMATCH_KINDS = tuple(SEVERITY)
 
@@ -74,6 +105,7 @@ class PlacementView:
     agency_case_ref: str | None
     payments: tuple[tuple[str, int], ...] = ()
     """(payment id, amount) reported so far and not reversed."""
+    placed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +128,10 @@ class NewExpectation:
     ref: str
     due_at: datetime
     amount_minor: int | None
+    amount_lower_minor: int | None = None
+    amount_upper_minor: int | None = None
+    currency: str | None = None
+    window_start: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -228,12 +264,16 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
         due = datetime.combine(
             event.data.promised_date, time(23, 59, 59), tzinfo=event.timestamp.tzinfo
         )
+        promised = event.data.amount.amount_minor
         decision.new_expectations.append(
             NewExpectation(
                 "promise_payment",
                 event.data.promise_id,
                 due + PROMISE_GRACE,
-                event.data.amount.amount_minor,
+                promised,
+                amount_lower_minor=promised - promised * PROMISE_TOLERANCE_BPS // 10_000,
+                currency=event.data.amount.currency,
+                window_start=event.timestamp,
             )
         )
     if isinstance(event, PaymentReported):
@@ -260,6 +300,7 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
         collected = placement.collected_minor + amount
         updated = replace(updated, collected_minor=collected, payments=tuple(payments.items()))
         decision.meets.append("promise_payment")
+        decision.mismatches.extend(_payment_conflicts(event, agency_id, placement, ours, theirs))
         if collected > placement.balance_minor:
             decision.mismatches.append(
                 MismatchDraft(
@@ -300,12 +341,103 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
             collected_minor=placement.collected_minor - amount,
             payments=tuple(payments.items()),
         )
+    if isinstance(event, CaseClosed | CaseReturned):
+        decision.mismatches.extend(_ending_conflicts(event, agency_id, placement, ours, theirs))
     decision.placement = updated
     return decision
 
 
+def _payment_conflicts(
+    event: PaymentReported,
+    agency_id: str,
+    placement: PlacementView,
+    ours: dict[str, object],
+    theirs: dict[str, object],
+) -> list[MismatchDraft]:
+    pid = placement.id
+    paid_at = event.data.paid_at
+    found = []
+    if placement.placed_at is not None and paid_at < placement.placed_at:
+        found.append(
+            MismatchDraft(
+                "date_out_of_window",
+                pid,
+                f"{agency_id} reports payment {event.data.payment_id} paid "
+                f"{paid_at:%Y-%m-%d %H:%M} UTC, before the case was placed "
+                f"({placement.placed_at:%Y-%m-%d %H:%M} UTC)",
+                {**ours, "placed_at": placement.placed_at.isoformat()},
+                {**theirs, "paid_at": paid_at.isoformat()},
+            )
+        )
+    elif paid_at > event.timestamp + FUTURE_SKEW:
+        found.append(
+            MismatchDraft(
+                "date_out_of_window",
+                pid,
+                f"{agency_id} reports payment {event.data.payment_id} paid in the future "
+                f"({paid_at:%Y-%m-%d %H:%M} UTC, reported {event.timestamp:%Y-%m-%d %H:%M})",
+                ours,
+                {**theirs, "paid_at": paid_at.isoformat()},
+            )
+        )
+    if placement.state == "disputed":
+        found.append(
+            MismatchDraft(
+                "status_conflict",
+                pid,
+                f"{agency_id} reports a payment on {pid}, which it reported disputed",
+                ours,
+                theirs,
+                event.data.amount.amount_minor,
+            )
+        )
+    return found
+
+
+def _ending_conflicts(
+    event: CaseClosed | CaseReturned,
+    agency_id: str,
+    placement: PlacementView,
+    ours: dict[str, object],
+    theirs: dict[str, object],
+) -> list[MismatchDraft]:
+    reason = event.data.reason
+    pid = placement.id
+    theirs = {**theirs, "reason": reason}
+    if (
+        isinstance(event, CaseClosed)
+        and reason == "paid_in_full"
+        and placement.state != "recalled"
+        and placement.collected_minor < placement.balance_minor
+    ):
+        return [
+            MismatchDraft(
+                "status_conflict",
+                pid,
+                f"{agency_id} closed {pid} as paid in full with {placement.collected_minor} of "
+                f"{placement.balance_minor} collected (minor units, {placement.currency})",
+                {**ours, "collected_minor": placement.collected_minor},
+                theirs,
+                placement.collected_minor - placement.balance_minor,
+            )
+        ]
+    if isinstance(event, CaseReturned) and reason == "recalled" and placement.state != "recalled":
+        return [
+            MismatchDraft(
+                "status_conflict",
+                pid,
+                f"{agency_id} returned {pid} as recalled, but we never recalled it",
+                ours,
+                theirs,
+            )
+        ]
+    return []
+
+
 __all__ = [
+    "FUTURE_SKEW",
     "MISMATCH_KINDS",
+    "PROMISE_TOLERANCE_BPS",
     "RULE_VERSION",
     "SEVERITY",
     "Decision",

@@ -10,11 +10,16 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from gateway.agency_config import EmailAgency
 from gateway.bootstrap import Gateway
 from gateway.clock import to_datetime
+from gateway.dispatcher import Dispatcher
 from gateway.errors import GatewayError
+from gateway.mailbox import MailboxReader, build_mailbox_reader
+from gateway.ports import InboundPoller, PollingChannel
 from gateway.reconciler import run_sla_checks
 from gateway.web.app import create_app
+from gateway.web.console import console_services
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +28,10 @@ log = logging.getLogger(__name__)
 async def web_server(gateway: Gateway, host: str, port: int) -> AsyncIterator[str]:
     """Serve the app; yields its base URL (the real port when ``port`` is 0)."""
     await gateway.inbound.start()
-    app = create_app(inbound=gateway.inbound, db=gateway.db, metrics_=gateway.metrics)
+    console = console_services(gateway) if gateway.settings.console.enabled else None
+    app = create_app(
+        inbound=gateway.inbound, db=gateway.db, metrics_=gateway.metrics, console=console
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -74,6 +82,27 @@ async def sla_checks(gateway: Gateway) -> dict[str, int]:
         return await run_sla_checks(conn, now=to_datetime(gateway.clock.now()))
 
 
+def mailbox_readers(gateway: Gateway) -> list[MailboxReader]:
+    """One IMAP reader per law firm with an ``[email.imap]`` section."""
+    return [
+        build_mailbox_reader(
+            agency, base_dir=gateway.settings.base_dir, db=gateway.db, clock=gateway.clock.now
+        )
+        for agency in gateway.agencies.values()
+        if isinstance(agency, EmailAgency) and agency.email.imap is not None and agency.enabled
+    ]
+
+
+def channel_pollers(dispatcher: Dispatcher) -> list[InboundPoller]:
+    """Pollers of channels whose agencies answer with files (SFTP result pickup)."""
+    return [
+        poller
+        for adapter in dispatcher.adapters.values()
+        if isinstance(adapter, PollingChannel)
+        for poller in adapter.pollers()
+    ]
+
+
 async def run_workers(gateway: Gateway, stop: asyncio.Event) -> None:
     """Dispatcher plus schedulers until ``stop`` is set."""
     schedules = gateway.settings.schedules
@@ -90,6 +119,19 @@ async def run_workers(gateway: Gateway, stop: asyncio.Event) -> None:
         tg.create_task(
             every(schedules.reconcile_every_seconds, stop, lambda: sla_checks(gateway), "sla")
         )
+        for reader in mailbox_readers(gateway):
+            tg.create_task(every(reader.interval_seconds, stop, reader.poll_once, reader.name))
+        for poller in channel_pollers(dispatcher):
+            tg.create_task(every(poller.interval_seconds, stop, poller.poll_once, poller.name))
 
 
-__all__ = ["bound_socket", "checkpoint", "every", "run_workers", "sla_checks", "web_server"]
+__all__ = [
+    "bound_socket",
+    "channel_pollers",
+    "checkpoint",
+    "every",
+    "mailbox_readers",
+    "run_workers",
+    "sla_checks",
+    "web_server",
+]

@@ -28,6 +28,7 @@ from gateway.errors import (
     UnknownAgency,
 )
 from gateway.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
+from gateway.web import api_docs as console_api
 from schemas.account import IntakeAccount
 from schemas.base import SCHEMA_VERSION
 from schemas.events import EVENT_TYPES, AgencyEvent
@@ -338,10 +339,11 @@ def openapi_document() -> JsonObject:
     components: JsonObject = dict(definitions.get("$defs", {}))
     for (name, _mode), schema in keyed.items():
         components[name] = schema
-    clashes = sorted(set(components) & set(_PROBLEM_SCHEMAS))
+    clashes = sorted(set(components) & (set(_PROBLEM_SCHEMAS) | set(console_api.SCHEMAS)))
     if clashes:
         raise ValueError(f"wire model names clash with OpenAPI components: {clashes}")
     components.update(_PROBLEM_SCHEMAS)
+    components.update(console_api.SCHEMAS)
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": DIALECT,
@@ -358,6 +360,7 @@ def openapi_document() -> JsonObject:
             {"name": "events", "description": "Agency to gateway."},
             {"name": "packets", "description": "Gateway to agency (webhooks)."},
             {"name": "operations", "description": "Probes and metrics for the lender's ops."},
+            console_api.TAG_DOC,
         ],
         "paths": {
             EVENTS_PATH: {"post": _events_operation()},
@@ -374,9 +377,14 @@ def openapi_document() -> JsonObject:
                     "content": {"text/plain": {"schema": {"type": "string"}}},
                 },
             ),
+            **console_api.paths(),
         },
         "webhooks": {type_name: _packet_webhook(type_name) for type_name in PACKET_TYPES},
-        "components": {"schemas": components, "parameters": _PARAMETERS},
+        "components": {
+            "schemas": components,
+            "parameters": _PARAMETERS,
+            "securitySchemes": console_api.SECURITY_SCHEMES,
+        },
     }
 
 

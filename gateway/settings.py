@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.errors import ConfigError
 from gateway.secret_refs import SecretRef
@@ -61,6 +61,46 @@ class SchedulesSection(_Section):
     checkpoint_every_seconds: float = Field(default=30, gt=0)
 
 
+class ConsoleSection(_Section):
+    """The ops console (web UI and JSON API). See README "Ops console"."""
+
+    enabled: bool = True
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30)
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    pii_reveal_roles: tuple[Literal["viewer", "operator", "admin"], ...] = ("admin",)
+
+
+class ReconciliationSection(_Section):
+    """Batch reconciliation (``agency-gateway reconcile``): tolerances and contact rules.
+    See README "Reconciliation engine"."""
+
+    timezone: str = Field(default="Asia/Shanghai", description="lender's local time zone")
+    quiet_hours_start: str = Field(default="22:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    quiet_hours_end: str = Field(default="08:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    max_effective_calls_per_day: int = Field(default=3, ge=0)
+    max_calls_per_7_days: int | None = Field(default=None, ge=0)
+    amount_tolerance_minor: int = Field(default=0, ge=0)
+    amount_tolerance_bps: int = Field(default=0, ge=0, le=10_000)
+    date_window_days: int = Field(default=3, ge=0, le=366)
+    statement_tolerance_minor: int = Field(default=0, ge=0)
+    statement_tolerance_bps: int = Field(default=0, ge=0, le=10_000)
+    batch_events: int = Field(default=200_000, ge=1_000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+        return value
+
+
 class GatewaySettings(_Section):
     """All process-wide settings. ``base_dir`` anchors relative paths (key files, SQLite)."""
 
@@ -71,6 +111,8 @@ class GatewaySettings(_Section):
     dispatch: DispatchSection = DispatchSection()
     allocation: AllocationSection = AllocationSection()
     schedules: SchedulesSection = SchedulesSection()
+    reconciliation: ReconciliationSection = ReconciliationSection()
+    console: ConsoleSection = ConsoleSection()
     agencies_dir: str = "config/agencies"
     base_dir: Path = Path(".")
     config_path: Path | None = None

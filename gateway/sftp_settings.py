@@ -1,12 +1,422 @@
-"""Configuration of an SFTP agency (the ``[sftp]`` section of its agency file)."""
+"""Configuration of an SFTP agency: the ``[sftp]`` section of its agency file.
 
-from pydantic import BaseModel, ConfigDict
+Everything about the agency's server, file names and layouts is configuration, not code::
+
+    [sftp]
+    host = "sftp.agency.example"
+    port = 22
+    username = "lenderx"
+    client_key = { file = "var/keys/AGY_GAMMA/sftp_client" }     # OpenSSH private key
+    host_keys = ["ssh-ed25519 AAAA..."]                          # pinned; or host_keys_file
+
+    [sftp.layout]          # CSV, JSON Lines or fixed-width; see gateway/file_layouts.py
+    format = "csv"
+    encoding = "gb18030"
+
+Secrets (the client key, PGP keys) are references (``{ file = ... }`` or ``{ env = ... }``).
+A pinned host key is required: an agency without one is refused by ``check-config``.
+"""
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.errors import ConfigError
+from gateway.secret_refs import SecretRef
+
+RecordKind = Literal[
+    "placement.created",
+    "placement.amended",
+    "placement.recalled",
+    "payment.direct",
+    "result",
+    "statement",
+]
+"""What a row describes: one of our packet types, an agency result event or a statement line."""
+
+CellKind = Literal["text", "int", "money", "currency", "date", "timestamp", "bool", "list"]
+"""How a cell is written and read (see gateway/file_layouts.py)."""
+
+_FINGERPRINT = r"^[0-9A-F]{40}$"
+_TOKEN = r"^[A-Z0-9][A-Z0-9_\-]{0,31}$"
 
 
-class SftpSection(BaseModel):
-    """Where and how files are exchanged with the agency."""
-
+class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-__all__ = ["SftpSection"]
+class ColumnSpec(_Section):
+    """One column: its header ``name`` and the dotted ``field`` of the record it carries
+    (``data.balance``, ``data.debtor.name``; ``type`` and ``timestamp`` for the envelope).
+    ``width``, ``align`` and ``pad`` apply to fixed-width files (width in encoded bytes)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    field: str = Field(pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
+    kind: CellKind = "text"
+    width: int | None = Field(default=None, ge=1, le=1000)
+    align: Literal["left", "right"] = "left"
+    pad: str = Field(default=" ", min_length=1, max_length=1)
+
+
+def _cols(*specs: tuple[str, str, CellKind]) -> tuple[ColumnSpec, ...]:
+    return tuple(ColumnSpec(name=n, field=f, kind=k) for n, f, k in specs)
+
+
+DEFAULT_COLUMNS: dict[str, tuple[ColumnSpec, ...]] = {
+    "placement.created": _cols(
+        ("RECORD_TYPE", "type", "text"),
+        ("PACKET_ID", "data.packet_id", "text"),
+        ("PLACEMENT_ID", "data.placement_id", "text"),
+        ("CASE_ID", "data.case_id", "text"),
+        ("BUCKET", "data.bucket", "text"),
+        ("DPD", "data.dpd", "int"),
+        ("BALANCE", "data.balance", "money"),
+        ("PRINCIPAL", "data.principal", "money"),
+        ("CURRENCY", "data.balance.currency", "currency"),
+        ("DUE_DATE", "data.due_date", "date"),
+        ("PRODUCT", "data.product", "text"),
+        ("CREDIT_GRADE", "data.credit_grade", "text"),
+        ("DEBTOR_ID", "data.debtor.debtor_id", "text"),
+        ("NAME", "data.debtor.name", "text"),
+        ("NATIONAL_ID", "data.debtor.national_id", "text"),
+        ("PHONES", "data.debtor.phones", "list"),
+        ("ADDRESS", "data.debtor.address", "text"),
+        ("REGION", "data.debtor.region", "text"),
+        ("PLACED_AT", "data.placed_at", "timestamp"),
+        ("RETURN_BY", "data.return_by", "date"),
+    ),
+    "placement.amended": _cols(
+        ("RECORD_TYPE", "type", "text"),
+        ("PACKET_ID", "data.packet_id", "text"),
+        ("PLACEMENT_ID", "data.placement_id", "text"),
+        ("CASE_ID", "data.case_id", "text"),
+        ("VERSION", "data.version", "int"),
+        ("BALANCE", "data.balance", "money"),
+        ("PREVIOUS_BALANCE", "data.previous_balance", "money"),
+        ("CURRENCY", "data.balance.currency", "currency"),
+        ("REASON", "data.reason", "text"),
+    ),
+    "placement.recalled": _cols(
+        ("RECORD_TYPE", "type", "text"),
+        ("PACKET_ID", "data.packet_id", "text"),
+        ("PLACEMENT_ID", "data.placement_id", "text"),
+        ("CASE_ID", "data.case_id", "text"),
+        ("REASON_CODE", "data.reason_code", "text"),
+        ("RECALLED_AT", "data.recalled_at", "timestamp"),
+    ),
+    "payment.direct": _cols(
+        ("RECORD_TYPE", "type", "text"),
+        ("PACKET_ID", "data.packet_id", "text"),
+        ("PLACEMENT_ID", "data.placement_id", "text"),
+        ("CASE_ID", "data.case_id", "text"),
+        ("PAYMENT_ID", "data.payment_id", "text"),
+        ("AMOUNT", "data.amount", "money"),
+        ("CURRENCY", "data.amount.currency", "currency"),
+        ("PAID_AT", "data.paid_at", "timestamp"),
+    ),
+    "result": _cols(
+        ("EVENT_TYPE", "type", "text"),
+        ("EVENT_TIME", "timestamp", "timestamp"),
+        ("PLACEMENT_ID", "data.placement_id", "text"),
+        ("AGENCY_CASE_REF", "data.agency_case_ref", "text"),
+        ("CURRENCY", "currency", "currency"),
+        ("AMOUNT", "data.amount", "money"),
+        ("BALANCE", "data.balance", "money"),
+        ("PAYMENT_ID", "data.payment_id", "text"),
+        ("PAID_AT", "data.paid_at", "timestamp"),
+        ("PROMISE_ID", "data.promise_id", "text"),
+        ("PROMISED_DATE", "data.promised_date", "date"),
+        ("CHANNEL", "data.channel", "text"),
+        ("OUTCOME", "data.outcome", "text"),
+        ("ATTEMPTED_AT", "data.attempted_at", "timestamp"),
+        ("EFFECTIVE", "data.effective", "bool"),
+        ("ACTION", "data.action", "text"),
+        ("OCCURRED_AT", "data.occurred_at", "timestamp"),
+        ("COURT", "data.court", "text"),
+        ("COURT_CASE_NUMBER", "data.court_case_number", "text"),
+        ("REASON", "data.reason", "text"),
+        ("SUMMARY", "data.summary", "text"),
+    ),
+    "statement": _cols(
+        ("PLACEMENT_ID", "placement_id", "text"),
+        ("BALANCE", "balance", "money"),
+        ("CURRENCY", "currency", "currency"),
+        ("STATUS", "status", "text"),
+        ("PERIOD_START", "period_start", "date"),
+        ("PERIOD_END", "period_end", "date"),
+    ),
+}
+"""Columns used for a record kind the agency file does not map itself."""
+
+
+class LayoutSection(_Section):
+    """How records are written to and read from files, for both directions.
+
+    ``columns`` maps a record kind (a packet type, ``result`` or ``statement``) to its
+    columns; kinds left out use ``DEFAULT_COLUMNS``. JSON Lines files carry whole records
+    (the packet exactly as it is stored and hashed, one per line) and ignore columns.
+    """
+
+    format: Literal["csv", "jsonl", "fixed"] = "csv"
+    encoding: Literal["utf-8", "utf-8-sig", "gb18030"] = Field(
+        default="utf-8", description="utf-8-sig writes a byte-order mark"
+    )
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    header: bool = True
+    line_ending: Literal["lf", "crlf"] = "lf"
+    date_format: str = "%Y-%m-%d"
+    timestamp_format: str = "%Y-%m-%dT%H:%M:%SZ"
+    money_format: Literal["decimal", "minor"] = Field(
+        default="decimal", description="decimal: 1234.56; minor: 123456 (integer minor units)"
+    )
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    list_separator: str = Field(default=";", min_length=1, max_length=1)
+    trailer: bool = Field(
+        default=False, description="end data files with a TRAILER record (count, total)"
+    )
+    columns: dict[RecordKind, tuple[ColumnSpec, ...]] = Field(default_factory=dict)
+
+    def columns_for(self, kind: RecordKind) -> tuple[ColumnSpec, ...]:
+        return self.columns.get(kind) or DEFAULT_COLUMNS[kind]
+
+    @property
+    def extension(self) -> str:
+        return {"csv": "csv", "jsonl": "jsonl", "fixed": "txt"}[self.format]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.format == "jsonl" and self.encoding != "utf-8":
+            raise ValueError("JSON Lines files are always utf-8 (without a byte-order mark)")
+        if self.format == "fixed":
+            kinds: tuple[RecordKind, ...] = (
+                "placement.created",
+                "placement.amended",
+                "placement.recalled",
+                "payment.direct",
+                "result",
+                "statement",
+            )
+            for kind in kinds:
+                missing = [c.name for c in self.columns_for(kind) if c.width is None]
+                if missing:
+                    raise ValueError(
+                        f"fixed-width columns need a width: columns.{kind}: {missing} "
+                        "(map every record kind the agency exchanges, with widths)"
+                    )
+        if self.delimiter in ("\r", "\n", '"'):
+            raise ValueError("delimiter cannot be a quote or a line break")
+        return self
+
+
+class NamingSection(_Section):
+    """File names: ``pattern`` is a Python format string over ``sender``, ``receiver``,
+    ``type`` (PLACEMENT, AMENDMENT, RECALL, PAYMENT), ``date`` (UTC business date) and
+    ``seq`` (never reused per agency, type and date)."""
+
+    sender: str = Field(pattern=_TOKEN, description="our code in file names, e.g. LENDERX")
+    receiver: str | None = Field(
+        default=None, pattern=_TOKEN, description="the agency's code; its id by default"
+    )
+    pattern: str = "{sender}_{receiver}_{type}_{date:%Y%m%d}_{seq:04d}"
+    max_seq: int = Field(default=9999, ge=1)
+    temp_prefix: str = "."
+    temp_suffix: str = Field(default=".part", min_length=1)
+    done_suffix: str = ".done"
+    checksum_sidecar: bool = Field(default=False, description="also upload NAME.sha256")
+    result_glob: str = Field(default="*_RESULT_*", description="result files in results/")
+    statement_glob: str = Field(default="*_STATEMENT_*", description="statement files")
+
+    @model_validator(mode="after")
+    def _pattern_renders(self) -> Self:
+        if "{seq" not in self.pattern or "{date" not in self.pattern:
+            raise ValueError("pattern must contain {date...} and {seq...}")
+        from datetime import date
+
+        try:
+            sample = self.pattern.format(
+                sender=self.sender, receiver="AGENCY", type="PLACEMENT", date=date.today(), seq=1
+            )
+        except (KeyError, ValueError, IndexError) as exc:
+            raise ValueError(f"pattern does not render: {exc}") from None
+        if not re.fullmatch(r"[A-Z0-9][A-Z0-9_\-]*", sample):
+            raise ValueError(
+                f"pattern renders {sample!r}; names must be ASCII upper case, digits, _ or -"
+            )
+        return self
+
+
+class FoldersSection(_Section):
+    """Remote folders, relative to the login directory (the agency's chroot)."""
+
+    inbox: str = "inbox"
+    results: str = "results"
+    processing: str = "processing"
+    archive: str = "archive"
+    error: str = "error"
+
+
+class PgpSection(_Section):
+    """OpenPGP (gpg through python-gnupg). Keys are never fetched at runtime: the agency's
+    public key comes from a file and must have the pinned fingerprint."""
+
+    encrypt: bool = True
+    recipient_fingerprint: str = Field(pattern=_FINGERPRINT)
+    recipient_key: SecretRef = Field(description="the agency's armored public key")
+    sign: bool = False
+    secret_key: SecretRef | None = Field(
+        default=None, description="our armored secret key: signs placements, decrypts results"
+    )
+    secret_fingerprint: str | None = Field(default=None, pattern=_FINGERPRINT)
+    passphrase: SecretRef | None = None
+    decrypt_results: bool = Field(default=False, description="result files arrive as *.pgp")
+    require_result_signature: bool = False
+
+    @model_validator(mode="after")
+    def _keys(self) -> Self:
+        needs_secret = self.sign or self.decrypt_results
+        if needs_secret and (self.secret_key is None or self.secret_fingerprint is None):
+            raise ValueError("sign or decrypt_results needs secret_key and secret_fingerprint")
+        return self
+
+
+class ReadinessSection(_Section):
+    """When a result file without a marker or manifest may be taken (see result_pickup)."""
+
+    poll_interval_seconds: float = Field(default=30, gt=0)
+    min_age_seconds: float = Field(default=10, ge=0)
+    stable_polls: int = Field(default=2, ge=1, le=10)
+    require_marker: bool = False
+    max_files_per_poll: int = Field(default=50, ge=1, le=10_000)
+    claim_ttl_seconds: float = Field(default=900, gt=0)
+
+
+class TimeoutSection(_Section):
+    connect_seconds: float = Field(default=10, gt=0, le=120)
+    operation_seconds: float = Field(default=30, gt=0, le=600)
+    min_transfer_kib_per_second: float = Field(
+        default=256, gt=0, description="large transfers get size / this rate on top"
+    )
+    keepalive_interval_seconds: float = Field(default=15, gt=0)
+    keepalive_count_max: int = Field(default=3, ge=1)
+    reconnect_base_seconds: float = Field(default=1, gt=0)
+    reconnect_cap_seconds: float = Field(default=300, gt=0)
+
+
+class SftpSection(_Section):
+    """Where and how files are exchanged with the agency."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str = Field(min_length=1, max_length=64)
+    client_key: SecretRef = Field(description="our OpenSSH private key (key auth only)")
+    client_key_passphrase: SecretRef | None = None
+    host_keys: tuple[str, ...] = Field(
+        default=(), description='pinned server keys, "ssh-ed25519 AAAA..." (OpenSSH format)'
+    )
+    host_keys_file: SecretRef | None = Field(
+        default=None, description="a file of pinned keys, one OpenSSH public key per line"
+    )
+    folders: FoldersSection = FoldersSection()
+    naming: NamingSection
+    layout: LayoutSection = LayoutSection()
+    pgp: PgpSection | None = None
+    readiness: ReadinessSection = ReadinessSection()
+    timeouts: TimeoutSection = TimeoutSection()
+    max_cases_per_batch: int = Field(default=50_000, ge=1, le=1_000_000)
+    batch_lease_seconds: float = Field(
+        default=900, ge=5, description="how long a claimed batch is ours before it is reaped"
+    )
+    block_size: int = Field(
+        default=262_144, ge=16_384, le=4_194_304, description="bytes per SFTP read/write"
+    )
+    max_requests: int = Field(
+        default=16, ge=1, le=128, description="reads/writes in flight; x block_size = memory"
+    )
+    spool_dir: str = "var/spool/sftp"
+
+    @model_validator(mode="after")
+    def _pinned(self) -> Self:
+        if not self.host_keys and self.host_keys_file is None:
+            raise ValueError(
+                "no pinned host key: set host_keys or host_keys_file "
+                "(get the key from the agency out of band; never trust on first use)"
+            )
+        return self
+
+    def pinned_key_lines(
+        self, base_dir: Path, environ: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """Every pinned host key line (inline ones first); raises ConfigError."""
+        lines = list(self.host_keys)
+        if self.host_keys_file is not None:
+            text = self.host_keys_file.resolve(base_dir, environ)
+            lines += [
+                ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")
+            ]
+        if not lines:
+            raise ConfigError("no pinned host key in host_keys or host_keys_file")
+        return lines
+
+
+def check_sftp_secrets(
+    section: SftpSection, source: str, base_dir: Path, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Resolve and parse every key of an SFTP agency; return ``file: key: reason`` lines."""
+    import asyncssh
+
+    problems: list[str] = []
+
+    def check(key: str, ref: SecretRef) -> str | None:
+        try:
+            return ref.resolve(base_dir, environ)
+        except ConfigError as exc:
+            problems.append(f"{source}: sftp.{key} ({ref.describe()}): {exc}")
+            return None
+
+    key_text = check("client_key", section.client_key)
+    passphrase = (
+        check("client_key_passphrase", section.client_key_passphrase)
+        if section.client_key_passphrase
+        else None
+    )
+    if key_text is not None:
+        try:
+            asyncssh.import_private_key(key_text, passphrase)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            problems.append(f"{source}: sftp.client_key: not an OpenSSH private key ({exc})")
+    try:
+        for n, line in enumerate(section.pinned_key_lines(base_dir, environ)):
+            try:
+                asyncssh.import_public_key(line)
+            except (asyncssh.KeyImportError, ValueError) as exc:
+                problems.append(f"{source}: sftp.host_keys[{n}]: not an OpenSSH public key ({exc})")
+    except ConfigError as exc:
+        where = section.host_keys_file.describe() if section.host_keys_file else "host_keys"
+        problems.append(f"{source}: sftp.host_keys_file ({where}): {exc}")
+    pgp = section.pgp
+    if pgp is not None:
+        check("pgp.recipient_key", pgp.recipient_key)
+        for key in ("secret_key", "passphrase"):
+            ref = getattr(pgp, key)
+            if ref is not None:
+                check(f"pgp.{key}", ref)
+    return problems
+
+
+__all__ = [
+    "DEFAULT_COLUMNS",
+    "CellKind",
+    "ColumnSpec",
+    "FoldersSection",
+    "LayoutSection",
+    "NamingSection",
+    "PgpSection",
+    "ReadinessSection",
+    "RecordKind",
+    "SftpSection",
+    "TimeoutSection",
+    "check_sftp_secrets",
+]

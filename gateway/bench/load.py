@@ -8,7 +8,7 @@ one run, measured interleaved (baseline, ours, baseline, ours...) so that machin
 both sides alike; the headline is the median of the per-round ratios (ours / baseline).
 
 Whatever is measured runs in its own ``spawn``-ed child process, so its peak RSS is its own
-(``ru_maxrss``) and it does not share an interpreter with the load generator. Parent and
+and it does not share an interpreter with the load generator. Parent and
 child talk through a pipe with the small message types below. On a machine with two or more
 usable CPUs the measured process and the load generator are pinned to different CPUs.
 """
@@ -72,7 +72,18 @@ STOP = "stop"
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of the calling process so far, in MB (Linux reports KiB)."""
+    """Peak resident set size of the calling process so far, in MB.
+
+    Linux's ``VmHWM`` belongs to this process image; ``ru_maxrss`` would also count the copy
+    of the parent that ``spawn`` forks before it execs the child.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
@@ -230,16 +241,11 @@ async def _accept(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-def bare_app() -> web.Application:
-    """The baseline server: read the body, answer 200, nothing else."""
+async def serve_bare(link: ParentLink) -> None:
+    """Child main, the baseline server until told to stop: read the body, answer 200."""
     app = web.Application()
     app.router.add_post("/{tail:.*}", _accept)
-    return app
-
-
-async def serve_bare(link: ParentLink) -> None:
-    """Child main: the bare baseline app until told to stop."""
-    await serve_app(link, bare_app())
+    await serve_app(link, app)
     link.send(Finished(peak_rss_mb()))
 
 
@@ -254,7 +260,6 @@ class PreparedRequest:
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    sent: int
     statuses: Mapping[int, int]
     seconds: float
 
@@ -292,35 +297,28 @@ async def post_all(
             for _ in range(concurrency):
                 tg.create_task(worker())
         seconds = time.perf_counter() - started
-    return LoadResult(len(requests), dict(statuses), seconds)
+    return LoadResult(dict(statuses), seconds)
 
 
 async def post_payloads(
-    link: ParentLink, url: str, payloads: Sequence[bytes], concurrency: int
+    link: ParentLink, base_url: str, path: str, payloads: Sequence[bytes], concurrency: int
 ) -> None:
     """Child main, the outbound baseline: POST every payload with ``concurrency`` in flight
     and record nothing; report the time from the first POST to the last answer."""
-    statuses: Counter[int] = Counter()
-    pending = iter(payloads)
     headers = {"content-type": "application/json"}
-    async with client_session(concurrency) as session:
-
-        async def worker() -> None:
-            for body in pending:
-                async with session.post(url, data=body, headers=headers) as resp:
-                    await resp.read()
-                    statuses[resp.status] += 1
-
-        cpu0, started = time.process_time(), time.perf_counter()
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(concurrency):
-                tg.create_task(worker())
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
-    ok = sum(n for status, n in statuses.items() if 200 <= status < 300)
+    requests = [PreparedRequest(path, headers, body) for body in payloads]
+    cpu0 = time.process_time()
+    result = await post_all(base_url, requests, concurrency=concurrency)
+    cpu = time.process_time() - cpu0
     link.send(
         Finished(
             peak_rss_mb(),
-            {"seconds": seconds, "cpu_seconds": cpu, "delivered": ok, "statuses": dict(statuses)},
+            {
+                "seconds": result.seconds,
+                "cpu_seconds": cpu,
+                "delivered": result.ok,
+                "statuses": dict(result.statuses),
+            },
         )
     )
 
@@ -329,15 +327,23 @@ def rate(done: int, seconds: float) -> float:
     return round(done / seconds, 1) if seconds > 0 else 0.0
 
 
-def summarise(
-    rounds: Sequence[Mapping[str, Any]], *, rate_key: str = "rate_per_s"
-) -> dict[str, Any]:
-    """Median ratio of per-round ours/baseline rates, median rates, max peak RSS per side."""
-    ratios = [r["ratio"] for r in rounds]
-    out: dict[str, Any] = {"ratio": round(statistics.median(ratios), 3)}
+def summarise(rounds: Sequence[Mapping[str, Any]], *, cpu_key: str) -> dict[str, Any]:
+    """The headline numbers over all rounds.
+
+    ``ratio`` is the median of the per-round rate ratios (ours / baseline). ``cpu_ratio`` is
+    the median of baseline CPU per item / ours (``cpu_key``): the rate ratio the two would
+    reach if each had a CPU to itself, which other load on the machine barely moves.
+    """
+    # CPU times tick in 10 ms steps: a tiny run may show none at all.
+    cpu_ratios = [r["baseline"][cpu_key] / r["ours"][cpu_key] for r in rounds if r["ours"][cpu_key]]
+    out: dict[str, Any] = {
+        "ratio": round(statistics.median(r["ratio"] for r in rounds), 3),
+        "cpu_ratio": round(statistics.median(cpu_ratios), 3) if cpu_ratios else None,
+    }
     for side in ("ours", "baseline"):
         out[side] = {
-            rate_key: round(statistics.median(r[side][rate_key] for r in rounds), 1),
+            "rate_per_s": round(statistics.median(r[side]["rate_per_s"] for r in rounds), 1),
+            cpu_key: round(statistics.median(r[side][cpu_key] for r in rounds), 3),
             "peak_rss_mb": max(r[side]["peak_rss_mb"] for r in rounds),
             "seconds": [r[side]["seconds"] for r in rounds],
         }
@@ -395,7 +401,6 @@ __all__ = [
     "PreparedRequest",
     "Progress",
     "Ready",
-    "bare_app",
     "client_session",
     "context",
     "cpu_plan",
@@ -408,5 +413,4 @@ __all__ = [
     "serve_app",
     "serve_bare",
     "summarise",
-    "usable_cpus",
 ]

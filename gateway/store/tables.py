@@ -175,10 +175,16 @@ class Expectation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     placement_id: str = Field(max_length=128)
     agency_id: str = Field(max_length=32)
-    kind: str = Field(max_length=32, description="ack|first_activity|promise_payment")
+    kind: str = Field(max_length=32, description="ack|first_activity|promise_payment|statement")
     ref: str = Field(default="", max_length=128)
     due_at: datetime = Field(sa_column=_ts())
     amount_minor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    # Bounds (Modern Treasury style): what meets the expectation. A payment expectation is
+    # met by payments in [window_start, due_at] totalling at least amount_lower_minor.
+    amount_lower_minor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    amount_upper_minor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    currency: str | None = Field(default=None, max_length=3)
+    window_start: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     state: str = Field(default="open", max_length=16)
     met_by_event_id: int | None = None
     created_at: datetime = Field(sa_column=_ts())

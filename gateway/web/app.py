@@ -14,6 +14,7 @@ from gateway.metrics import Metrics
 from gateway.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE, problem_body
 from gateway.store.database import Database
 from gateway.store.tables import Mismatch, OutboxItem
+from gateway.web.console import ConsoleServices, add_console
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,15 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
-def create_app(*, inbound: InboundService, db: Database, metrics_: Metrics) -> web.Application:
-    """Build the application; the caller owns the services and closes them."""
+def create_app(
+    *,
+    inbound: InboundService,
+    db: Database,
+    metrics_: Metrics,
+    console: ConsoleServices | None = None,
+) -> web.Application:
+    """Build the application; the caller owns the services and closes them. With
+    ``console``, the ops console's pages and JSON API are mounted too (gateway.web.console)."""
     app = web.Application(
         middlewares=[problem_middleware], client_max_size=inbound.max_body_bytes + 1
     )
@@ -125,6 +133,8 @@ def create_app(*, inbound: InboundService, db: Database, metrics_: Metrics) -> w
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    if console is not None:
+        add_console(app, console)
     return app
 
 

@@ -298,7 +298,8 @@ def test_intake_then_allocate_report_json(placed: Placed) -> None:
     assert allocation["placed"] + allocation["unallocated"] == ACCOUNTS
     assert allocation["placed"] > 0
     assert sum(allocation["by_agency"].values()) == allocation["placed"]
-    assert set(allocation["by_agency"]) <= {"AGY_ALPHA", "AGY_BETA"}
+    # The example config: webhook, SFTP and law-firm (email) agencies.
+    assert set(allocation["by_agency"]) <= {"AGY_ALPHA", "AGY_BETA", "AGY_GAMMA", "ZHENGYI"}
 
 
 def test_intake_and_allocate_again_change_nothing(placed_copy: Path) -> None:

@@ -1,0 +1,508 @@
+"""File drop: due packets of one agency → one delivered file batch per type on its server.
+
+Theory of operation
+-------------------
+``FileDrop.open_batch()`` returns a ``FileDropBatch`` (the dispatcher's ``BatchBuilder``).
+
+1. ``stage(packets)`` looks up the batches that ever carried each packet. A packet carried
+   by an open batch (preparing, staged, delivered) resumes that batch: a crash between
+   upload and recording never produces a second file. Other packets join the new batch of
+   their file type. Opening a batch takes the next sequence number and inserts the batch
+   row in one transaction; rows are then rendered to a local spool file chunk by chunk (in a
+   worker thread) and each chunk's members are recorded with their line numbers. A packet
+   the layout cannot carry gets a permanent error; the rest of the chunk goes on.
+2. ``flush()`` finishes each file (trailer), encrypts it when the agency wants OpenPGP,
+   hashes it, renders the manifest and done marker, and records every file's path, size and
+   SHA-256 (``staged``) before a byte leaves. Then data file, checksum sidecar and manifest
+   are uploaded under temporary names, size-checked and renamed, the done marker last (the
+   same way, so a crash never leaves a partial marker). A final name that already exists is
+   never overwritten: its SHA-256 is compared, equal means it arrived before a crash
+   (``present``), different is a conflict (permanent error; the batch stops). Then the
+   batch is ``delivered``, with one evidence leaf per file, and every member gets a Receipt
+   naming its file and line.
+3. A resumed batch is re-rendered from the stored packets in record order; the same layout
+   gives the same bytes. Encrypted bytes differ on every run, so the recorded hash is
+   replaced only while the final name does not exist on the server; once it exists, the
+   recorded hash is what it must match.
+
+Nothing of the file is held in memory: rows stream to disk and uploads stream from disk.
+"""
+
+import asyncio
+import logging
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from datetime import date, datetime
+from pathlib import Path
+
+from gateway import file_batch_store as store
+from gateway.agency_config import SftpAgency
+from gateway.batch_spool import LocalFile, SpoolBatch, companion_files, hash_file
+from gateway.clock import to_datetime
+from gateway.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from gateway.evidence import LeafInput, append_leaves
+from gateway.file_batches import (
+    FILE_TYPES,
+    PACKET_TYPES,
+    BatchNames,
+    batch_names,
+    remote_path,
+    temp_path,
+)
+from gateway.file_layouts import RecordWriter
+from gateway.pgp import Pgp, PgpError
+from gateway.ports import OutboundPacket, Receipt, RemoteFolder, RemoteSession
+from gateway.store.database import Database
+
+log = logging.getLogger(__name__)
+
+PAGE = 2000
+"""Members per page when re-rendering or reporting a batch."""
+
+PgpProvider = Callable[[], Awaitable[Pgp | None]]
+Result = tuple[int, Receipt | DeliveryError]
+
+
+class FileDrop:
+    """Builds and delivers file batches for one SFTP agency (see module docstring).
+
+    Args:
+        db: the database (batch records, evidence).
+        agency: the agency's config (naming, folders, layout, OpenPGP).
+        remote: opens sessions on the agency's server.
+        spool_dir: where batch files are rendered before upload.
+        clock: returns Unix time (business dates and timestamps are UTC).
+        pgp: returns the agency's OpenPGP keys, or None when files go unencrypted.
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        agency: SftpAgency,
+        remote: RemoteFolder,
+        spool_dir: Path,
+        clock: Callable[[], float],
+        pgp: PgpProvider,
+    ) -> None:
+        self.db = db
+        self.agency = agency
+        self.remote = remote
+        self.spool_dir = spool_dir
+        self.clock = clock
+        self.pgp = pgp
+
+    def now(self) -> datetime:
+        return to_datetime(self.clock())
+
+    def open_batch(self) -> "FileDropBatch":
+        return FileDropBatch(self)
+
+
+class FileDropBatch:
+    """The batch of one dispatch cycle (``gateway.ports.BatchBuilder``)."""
+
+    def __init__(self, drop: FileDrop) -> None:
+        self._drop = drop
+        self._agency = drop.agency
+        self._cfg = drop.agency.sftp
+        self._fresh: dict[str, SpoolBatch] = {}
+        self._resume: list[int] = []
+        self._resends: dict[str, set[str]] = {}
+        self._rejected: list[Result] = []
+        self._spooled: list[SpoolBatch] = []
+
+    # -- staging ---------------------------------------------------------------------------
+
+    async def stage(self, packets: Sequence[OutboundPacket]) -> None:
+        async with self._drop.db.snapshot() as conn:
+            history = await store.memberships(conn, [p.outbox_id for p in packets])
+        groups: dict[str, list[OutboundPacket]] = {}
+        for packet in packets:
+            seen = history.get(packet.outbox_id, [])
+            carrier = next((m for m in seen if m.state in store.OPEN_STATES), None)
+            if carrier is not None:
+                if carrier.batch_id not in self._resume:
+                    self._resume.append(carrier.batch_id)
+                continue
+            if packet.packet_type not in FILE_TYPES:
+                self._rejected.append(
+                    (
+                        packet.outbox_id,
+                        PermanentDeliveryError(
+                            f"{self._agency.id}: the SFTP channel has no file type for "
+                            f"{packet.packet_type}",
+                            agency_id=self._agency.id,
+                        ),
+                    )
+                )
+                continue
+            groups.setdefault(packet.packet_type, []).append(packet)
+            # Carried before by a batch that failed or conflicted: this is a resend.
+            resent = self._resends.setdefault(packet.packet_type, set())
+            resent.update(m.data_name or m.base_name for m in seen)
+        for packet_type, group in groups.items():
+            batch = self._fresh.get(packet_type) or await self._open(packet_type)
+            written, errors = await asyncio.to_thread(batch.append, [p.payload for p in group])
+            async with self._drop.db.transaction() as conn:
+                await store.add_members(
+                    conn, batch.id, [(group[i].outbox_id, rec, line) for i, rec, line in written]
+                )
+            for i, reason in errors:
+                self._rejected.append(
+                    (
+                        group[i].outbox_id,
+                        PermanentDeliveryError(
+                            f"{self._agency.id}: {batch.names.data} {reason}; the packet "
+                            "cannot be written in this agency's layout (fix sftp.layout)",
+                            agency_id=self._agency.id,
+                        ),
+                    )
+                )
+
+    async def _open(self, packet_type: str) -> SpoolBatch:
+        now = self._drop.now()
+        business_date = now.date()
+        file_type = FILE_TYPES[packet_type]
+        async with self._drop.db.transaction() as conn:
+            seq = await store.next_sequence(
+                conn,
+                agency_id=self._agency.id,
+                file_type=file_type,
+                business_date=business_date,
+                now=now,
+            )
+            if seq > self._cfg.naming.max_seq:
+                raise TransientDeliveryError(
+                    f"{self._agency.id}: all {self._cfg.naming.max_seq} sequence numbers of "
+                    f"{file_type} for {business_date} are used; the batch waits for tomorrow",
+                    agency_id=self._agency.id,
+                    retry_after=3600,
+                )
+            names = self._names(file_type, business_date, seq)
+            batch_id = await store.insert_batch(
+                conn,
+                agency_id=self._agency.id,
+                file_type=file_type,
+                business_date=business_date,
+                seq=seq,
+                base_name=names.base,
+                resend_of=(),
+                now=now,
+            )
+        batch = await self._spool(batch_id, packet_type, names, business_date, seq, now)
+        self._fresh[packet_type] = batch
+        return batch
+
+    def _names(self, file_type: str, business_date: date, seq: int) -> BatchNames:
+        return batch_names(
+            self._cfg.naming,
+            receiver=self._agency.id,
+            file_type=file_type,
+            business_date=business_date,
+            seq=seq,
+            extension=self._cfg.layout.extension,
+            encrypted=self._cfg.pgp is not None and self._cfg.pgp.encrypt,
+        )
+
+    async def _spool(
+        self,
+        batch_id: int,
+        packet_type: str,
+        names: BatchNames,
+        business_date: date,
+        seq: int,
+        created_at: datetime,
+    ) -> SpoolBatch:
+        batch = await asyncio.to_thread(
+            SpoolBatch.create,
+            batch_id=batch_id,
+            packet_type=packet_type,
+            names=names,
+            business_date=business_date,
+            seq=seq,
+            created_at=created_at,
+            writer=RecordWriter(self._cfg.layout, packet_type),  # type: ignore[arg-type]
+            folder=self._drop.spool_dir / names.base,
+        )
+        self._spooled.append(batch)
+        return batch
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    async def flush(self) -> AsyncIterator[Sequence[Result]]:
+        async with AsyncExitStack() as stack:
+            session: RemoteSession | None = None
+
+            async def connected() -> RemoteSession:
+                nonlocal session
+                if session is None:
+                    session = await stack.enter_async_context(self._drop.remote.session())
+                return session
+
+            failure: DeliveryError | None = None
+            batches: list[int | SpoolBatch] = [*self._fresh.values(), *self._resume]
+            for entry in batches:
+                batch_id = entry.id if isinstance(entry, SpoolBatch) else entry
+                if failure is None:
+                    try:
+                        delivered = await self._deliver(entry, connected)
+                    except DeliveryError as exc:
+                        failure = exc
+                    else:
+                        async for page in self._receipts(batch_id, delivered):
+                            yield page
+                        continue
+                    log.warning("batch %d to %s failed: %s", batch_id, self._agency.id, failure)
+                async for page in self._failures(batch_id, failure):
+                    yield page
+        if self._rejected:
+            yield self._rejected
+
+    async def _deliver(
+        self, entry: "int | SpoolBatch", connected: Callable[[], Awaitable[RemoteSession]]
+    ) -> dict[str, store.RemoteFileRow]:
+        """Put the batch's files on the server; return its recorded files."""
+        if isinstance(entry, SpoolBatch):
+            batch, recorded = entry, {}
+        else:
+            async with self._drop.db.snapshot() as conn:
+                row = await store.load_batch(conn, entry)
+                recorded = await store.remote_files(conn, entry)
+            if row.state == "delivered":
+                return recorded
+            batch = await self._rerender(row)
+        if batch.records == 0:
+            error = PermanentDeliveryError(
+                f"{self._agency.id}: batch {batch.names.base} has no row the layout could "
+                "write; nothing was sent and its sequence number stays unused",
+                agency_id=self._agency.id,
+            )
+            async with self._drop.db.transaction() as conn:
+                await store.set_state(
+                    conn, batch.id, "failed", now=self._drop.now(), error=str(error)
+                )
+            raise error
+        files = await self._finish(batch, recorded, connected)
+        session = await connected()
+        states: dict[str, str] = {}
+        for local in files:
+            state, remote_sha = await self._put(session, local)
+            if state == "conflict":
+                error = self._conflict(local.staged, remote_sha)
+                async with self._drop.db.transaction() as conn:
+                    await store.set_state(
+                        conn, batch.id, "conflict", now=self._drop.now(), error=str(error)[:2000]
+                    )
+                raise error
+            states[local.staged.role] = state
+        now = self._drop.now()
+        async with self._drop.db.transaction() as conn:
+            rows = await store.remote_files(conn, batch.id)
+            await store.mark_files(conn, {rows[r].id: s for r, s in states.items()}, now=now)
+            await store.set_state(conn, batch.id, "delivered", now=now)
+            await append_leaves(
+                conn,
+                [
+                    LeafInput(
+                        kind="remote_file",
+                        ref=f"remote_file:{rows[role].id}",
+                        fields={
+                            "agency_id": self._agency.id,
+                            "batch": batch.names.base,
+                            "role": role,
+                            "remote_path": rows[role].remote_path,
+                            "size": rows[role].size,
+                            "sha256": rows[role].sha256,
+                            "plaintext_sha256": rows[role].plaintext_sha256,
+                            "record_count": rows[role].record_count,
+                            "recipient_fpr": rows[role].recipient_fpr,
+                            "outcome": state,
+                        },
+                    )
+                    for role, state in states.items()
+                ],
+                now=now,
+            )
+            return await store.remote_files(conn, batch.id)
+
+    async def _rerender(self, row: store.BatchRow) -> SpoolBatch:
+        names = self._names(row.file_type, row.business_date, row.seq)
+        batch = await self._spool(
+            row.id, PACKET_TYPES[row.file_type], names, row.business_date, row.seq, row.created_at
+        )
+        batch.resend_of.update(row.resend_of)
+        after = 0
+        while True:
+            async with self._drop.db.snapshot() as conn:
+                page = await store.member_page(
+                    conn, row.id, after_record=after, limit=PAGE, with_payload=True
+                )
+            if not page:
+                return batch
+            written, errors = await asyncio.to_thread(batch.append, [p for _, _, _, p in page])
+            if errors or [(r, ln) for _, r, ln in written] != [(r, ln) for _, r, ln, _ in page]:
+                raise PermanentDeliveryError(
+                    f"{self._agency.id}: batch {row.base_name} no longer renders as it was "
+                    "staged (was sftp.layout changed?); resend its cases",
+                    agency_id=self._agency.id,
+                )
+            after = page[-1][1]
+
+    async def _finish(
+        self,
+        batch: SpoolBatch,
+        recorded: dict[str, store.RemoteFileRow],
+        connected: Callable[[], Awaitable[RemoteSession]],
+    ) -> list[LocalFile]:
+        """Close the data file, encrypt, build manifest and marker, record them (staged)."""
+        plain_sha = await asyncio.to_thread(batch.close)
+        data_local = batch.plain_path
+        fpr: str | None = None
+        wants_pgp = self._cfg.pgp is not None and self._cfg.pgp.encrypt
+        pgp = await self._drop.pgp() if wants_pgp else None
+        if pgp is not None:
+            data_local = batch.folder / batch.names.data
+            try:
+                await pgp.encrypt_file(
+                    batch.plain_path,
+                    data_local,
+                    filename=batch.plain_path.name,
+                    sign=self._cfg.pgp is not None and self._cfg.pgp.sign,
+                )
+            except PgpError as exc:
+                raise PermanentDeliveryError(
+                    f"{self._agency.id}: {exc}", agency_id=self._agency.id
+                ) from exc
+            fpr = pgp.recipient_fingerprint
+        data_sha, data_size = await asyncio.to_thread(hash_file, data_local)
+        data_path = remote_path(self._cfg.folders.inbox, batch.names.data)
+        data = store.StagedFile(
+            "data", data_path, data_size, data_sha, plain_sha, batch.records, fpr
+        )
+        data_file: Path | None = data_local
+        old = recorded.get("data")
+        if old is not None and old.sha256 != data_sha:
+            # Re-encrypted: the old bytes bind only if they already reached the server.
+            if await (await connected()).stat(data_path) is not None:
+                data = store.StagedFile(
+                    "data",
+                    data_path,
+                    old.size,
+                    old.sha256,
+                    old.plaintext_sha256,
+                    old.record_count,
+                    old.recipient_fpr,
+                )
+                data_file = None
+        resend = sorted(batch.resend_of | self._resends.get(batch.packet_type, set()))
+        files = [LocalFile(data, data_file)]
+        files += await asyncio.to_thread(
+            companion_files,
+            batch,
+            data,
+            section=self._cfg,
+            receiver=self._agency.id,
+            resend_of=resend,
+        )
+        async with self._drop.db.transaction() as conn:
+            await store.stage(
+                conn,
+                batch_id=batch.id,
+                agency_id=self._agency.id,
+                record_count=batch.records,
+                totals=batch.writer.totals.amounts,
+                files=[f.staged for f in files],
+                resend_of=resend,
+                now=self._drop.now(),
+            )
+        return files
+
+    async def _put(self, session: RemoteSession, local: LocalFile) -> tuple[str, str]:
+        """Upload one file without ever overwriting: (``uploaded``, ``present`` or
+        ``conflict``, the SHA-256 found on the server)."""
+        staged = local.staged
+        # The done marker goes up like the others (temporary name, rename): written in
+        # place, a crash could leave a partial marker under its final name.
+        if local.path is not None and await session.upload(
+            local.path,
+            staged.remote_path,
+            temp_path=temp_path(self._cfg.naming, staged.remote_path),
+        ):
+            return "uploaded", staged.sha256
+        if await session.stat(staged.remote_path) is None:
+            raise TransientDeliveryError(
+                f"{self._agency.id}: {staged.remote_path} vanished while we compared it",
+                agency_id=self._agency.id,
+            )
+        remote_sha = await session.sha256(staged.remote_path)
+        return ("present" if remote_sha == staged.sha256 else "conflict"), remote_sha
+
+    def _conflict(self, staged: store.StagedFile, remote_sha: str) -> PermanentDeliveryError:
+        return PermanentDeliveryError(
+            f"{self._agency.id}: {staged.remote_path} already exists on the server with other "
+            f"content (sha256 {remote_sha[:16]}…, ours {staged.sha256[:16]}…); it was not "
+            "overwritten. Check with the agency, then resend: the new batch names this one "
+            "in resend_of",
+            agency_id=self._agency.id,
+        )
+
+    async def _receipts(
+        self, batch_id: int, files: dict[str, store.RemoteFileRow]
+    ) -> AsyncIterator[list[Result]]:
+        data, manifest = files["data"], files.get("manifest")
+        timestamp = int(self._drop.clock())
+        after = 0
+        while True:
+            async with self._drop.db.snapshot() as conn:
+                page = await store.member_page(
+                    conn, batch_id, after_record=after, limit=PAGE, with_payload=False
+                )
+            if not page:
+                return
+            after = page[-1][1]
+            yield [
+                (
+                    outbox_id,
+                    Receipt(
+                        request_timestamp=timestamp,
+                        response_sha256=data.sha256,
+                        response_excerpt=f"{data.remote_path} line {line}",
+                        details={
+                            "remote_path": data.remote_path,
+                            "size": str(data.size),
+                            "sha256": data.sha256,
+                            "record": str(record),
+                            "line": str(line),
+                            "manifest": manifest.remote_path if manifest else "",
+                        },
+                    ),
+                )
+                for outbox_id, record, line, _ in page
+            ]
+
+    async def _failures(self, batch_id: int, error: DeliveryError) -> AsyncIterator[list[Result]]:
+        after = 0
+        while True:
+            async with self._drop.db.snapshot() as conn:
+                page = await store.member_page(
+                    conn, batch_id, after_record=after, limit=PAGE, with_payload=False
+                )
+            if not page:
+                return
+            after = page[-1][1]
+            yield [(outbox_id, error) for outbox_id, _, _, _ in page]
+
+    async def aclose(self) -> None:
+        for batch in self._spooled:
+            if not batch.fh.closed:
+                await asyncio.to_thread(batch.fh.close)
+            await asyncio.to_thread(shutil.rmtree, batch.folder, True)
+
+
+__all__ = ["FileDrop", "FileDropBatch"]

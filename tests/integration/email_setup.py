@@ -1,0 +1,198 @@
+"""Shared setup of the email channel tests: a law firm's config with generated keys, a
+capturing aiosmtpd server with STARTTLS and AUTH, and seeded placements held by the firm."""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from gateway.agency_config import BUCKETS, AgencyConfig, EmailAgency
+from gateway.bootstrap import load_config
+from gateway.keygen import generate_missing
+from gateway.settings import GatewaySettings
+from gateway.store.tables import OutboxItem, Placement
+
+FIRM = "ZHENGYI"
+TEMPLATES = Path(__file__).resolve().parents[2] / "config" / "templates" / "email"
+OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
+PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(type(value).__name__)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _sections(prefix: str, table: Mapping[str, Any]) -> list[str]:
+    plain = {k: v for k, v in table.items() if not isinstance(v, dict) or _is_ref(v)}
+    nested = {k: v for k, v in table.items() if isinstance(v, dict) and not _is_ref(v)}
+    lines = [f"[{prefix}]"] if prefix else []
+    lines += [f"{k} = {_toml(v)}" for k, v in plain.items()]
+    for k, v in nested.items():
+        lines += ["", *_sections(f"{prefix}.{k}" if prefix else k, v)]
+    return lines
+
+
+def _is_ref(value: Mapping[str, Any]) -> bool:
+    return set(value) <= {"env", "file"}
+
+
+def write_firm_config(
+    base: Path, *, database_url: str, smtp_port: int = 2525, imap_port: int = 1993, **overrides: Any
+) -> tuple[Path, GatewaySettings, dict[str, AgencyConfig]]:
+    """Write gateway.toml and a law firm taking every bucket; generate every key it names."""
+    (base / "agencies").mkdir(parents=True, exist_ok=True)
+    gateway_toml = base / "gateway.toml"
+    gateway_toml.write_text(
+        "\n".join(
+            [
+                'agencies_dir = "agencies"',
+                *_sections(
+                    "",
+                    {
+                        "database": {"url": database_url},
+                        "server": {"host": "127.0.0.1", "port": 0},
+                        "secrets": {
+                            "pii_keys": {"file": "keys/pii.keyring"},
+                            "evidence_signing_key": {"file": "keys/evidence.key"},
+                            "evidence_origin": "gateway.test/evidence",
+                        },
+                    },
+                ),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    keys = f"keys/{FIRM}"
+    firm: dict[str, Any] = {
+        "id": FIRM,
+        "name": "正义律师事务所",
+        "channel": "email",
+        "fields": ["debtor.name", "debtor.phones", "debtor.region"],
+        "email": {
+            "from_address": "legal@lender.test",
+            "from_name": "贷方法务部",
+            "message_id_domain": "lender.test",
+            "bounce_address": "bounces@lender.test",
+            "to": ["intake@zhengyi.test"],
+            "templates_dir": str(TEMPLATES),
+            "language": "zh",
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "tls": "starttls",
+                "username": "gateway",
+                "password": {"file": f"{keys}/smtp.password"},
+                "ca_file": f"{keys}/sandbox-tls.pem",
+                "timeout_seconds": 10,
+                "connect_timeout_seconds": 5,
+            },
+            "smime": {
+                "sign_cert": {"file": f"{keys}/lender.pem"},
+                "sign_key": {"file": f"{keys}/lender.key"},
+                "encrypt_cert": {"file": f"{keys}/firm.pem"},
+            },
+            "imap": {
+                "host": "127.0.0.1",
+                "port": imap_port,
+                "username": "replies",
+                "password": {"file": f"{keys}/imap.password"},
+                "ca_file": f"{keys}/sandbox-tls.pem",
+                "timeout_seconds": 10,
+            },
+            "replies": {"structured_attachment": True, "body_form": True},
+        },
+        "eligibility": {"buckets": list(BUCKETS), "currencies": ["CNY"]},
+        "capacity": {"max_open_placements": 1000},
+        "retry": {"max_attempts": 3, "base_seconds": 1, "cap_seconds": 2},
+    }
+    firm = _merge(firm, overrides)
+    (base / "agencies" / "zhengyi.toml").write_text(
+        "\n".join(_sections("", firm)) + "\n", encoding="utf-8"
+    )
+    settings, agencies = load_config(gateway_toml, base_dir=base)
+    generate_missing(settings, agencies)
+    return gateway_toml, settings, agencies
+
+
+def firm_of(agencies: Mapping[str, AgencyConfig]) -> EmailAgency:
+    agency = agencies[FIRM]
+    assert isinstance(agency, EmailAgency)
+    return agency
+
+
+def with_ports(
+    agency: EmailAgency, *, smtp: int | None = None, imap: int | None = None
+) -> EmailAgency:
+    email = agency.email
+    update: dict[str, object] = {}
+    if smtp is not None:
+        update["smtp"] = email.smtp.model_copy(update={"port": smtp})
+    if imap is not None and email.imap is not None:
+        update["imap"] = email.imap.model_copy(update={"port": imap})
+    return agency.model_copy(update={"email": email.model_copy(update=update)})
+
+
+def secret(base: Path, name: str) -> str:
+    return (base / "keys" / FIRM / name).read_text(encoding="utf-8").strip()
+
+
+@dataclass
+class Capture:
+    """An SMTP handler that keeps every message; ``answers`` are served first, in order
+    (e.g. ``["451 4.3.0 try later"]`` refuses the first DATA)."""
+
+    answers: list[str] = field(default_factory=list)
+    messages: list[bytes] = field(default_factory=list)
+    envelopes: list[Envelope] = field(default_factory=list)
+    data_commands: int = 0
+
+    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
+        self.data_commands += 1
+        if self.answers:
+            answer = self.answers.pop(0)
+            if not answer.startswith("250"):
+                return answer
+        content = envelope.original_content or b""
+        self.messages.append(content)
+        self.envelopes.append(envelope)
+        return f"250 2.0.0 Ok: queued as T{len(self.messages)}"
+
+
+def authenticator(password: str) -> Any:
+    def check(
+        _server: SMTP, _session: Session, _envelope: Envelope, _mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.password.decode() == password
+        return AuthResult(success=ok)
+
+    return check
+
+
+async def outbox_states(db: Any) -> dict[str, int]:
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            sa.select(OUTBOX.c.state, sa.func.count()).group_by(OUTBOX.c.state)
+        )
+        return {state: n for state, n in rows.all()}

@@ -1,0 +1,378 @@
+"""Replies and bounces read back from a real Dovecot over IMAPS, into events and ops items.
+
+Referral mail is sent through the dispatcher to a capturing aiosmtpd server; the firm's
+answers are APPENDed to a throwaway Dovecot, and the gateway's mailbox reader does the rest.
+Skipped where Dovecot cannot be started (not root, or not installed).
+"""
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import SMTP, default as default_policy
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+from aioimaplib import IMAP4_SSL  # type: ignore[import-untyped]
+
+from adapters.email import build_email_adapter
+from gateway.agency_config import EmailAgency
+from gateway.clock import ManualClock
+from gateway.dispatcher import Dispatcher
+from gateway.keygen import self_signed
+from gateway.mail_journal import mailbox_position
+from gateway.mailbox import MailboxReader, build_mailbox_reader, client_tls_context
+from gateway.ports import AdapterContext
+from gateway.reconciler import ReconciliationHooks
+from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
+from gateway.sandbox.law_firm import server_tls_context, smtp_server
+from gateway.store.database import Database
+from gateway.store.mail_tables import MailMessage, MailReply
+from gateway.store.migrate import upgrade
+from gateway.store.tables import (
+    AgencyEventRow,
+    EvidenceLeaf,
+    InboundMessage,
+    Mismatch,
+    Placement,
+)
+from tests.integration.email_setup import (
+    FIRM,
+    OUTBOX,
+    Capture,
+    authenticator,
+    firm_of,
+    secret,
+    with_ports,
+    write_firm_config,
+)
+
+pytestmark = pytest.mark.skipif(
+    unavailable_reason() is not None, reason=f"no Dovecot: {unavailable_reason()}"
+)
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp()
+EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
+INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
+LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
+MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
+PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
+MAILS = MailMessage.__table__  # type: ignore[attr-defined]
+REPLIES = MailReply.__table__  # type: ignore[attr-defined]
+SHEET_HEADER = "事件 event_type,委托编号 placement_id,日期 occurred_at,律所案号 agency_case_ref,"
+SHEET_HEADER += "行动 action,法院 court,案号 court_case_number,payment_id,amount,currency,reason"
+
+
+@dataclass
+class World:
+    base: Path
+    agency: EmailAgency
+    db: Database
+    reader: MailboxReader
+    sent: list[EmailMessage]
+    placements: list[str]
+    dovecot: ThrowawayDovecot
+
+    async def append(self, raw: bytes) -> None:
+        imap = self.agency.email.imap
+        assert imap is not None
+        client = IMAP4_SSL(
+            host="127.0.0.1",
+            port=self.dovecot.port,
+            timeout=10,
+            ssl_context=client_tls_context(self.base / "keys" / FIRM / "sandbox-tls.pem"),
+        )
+        try:
+            await client.wait_hello_from_server()
+            assert (await client.login(imap.username, IMAP_PASSWORD)).result == "OK"
+            await client.create(imap.mailbox)  # answers NO when it exists; that is fine
+            assert (await client.append(raw, mailbox=imap.mailbox)).result == "OK"
+        finally:
+            await client.logout()
+
+    async def rows(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> list[dict]:
+        async with self.db.connect() as conn:
+            query = sa.select(table).where(*where).order_by(table.c[next(iter(table.c.keys()))])
+            return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+
+
+IMAP_LOGIN = "replies"
+IMAP_PASSWORD = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def shared_dovecot() -> Iterator[tuple[ThrowawayDovecot, str, str]]:
+    """One Dovecot for the module (stopping one takes seconds); each test reads its own,
+    new mailbox folder, so it starts empty with its own UIDVALIDITY."""
+    cert, key = self_signed("agency-gateway test", loopback=True)
+    dovecot = ThrowawayDovecot(users={IMAP_LOGIN: IMAP_PASSWORD}, cert_pem=cert, key_pem=key)
+    asyncio.run(dovecot.start())
+    yield dovecot, cert, key
+    asyncio.run(dovecot.stop())
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, database_url: str, seed_placements, shared_dovecot
+) -> AsyncIterator[World]:
+    dovecot, cert, key = shared_dovecot
+    base = tmp_path / "config"
+    keys = base / "keys" / FIRM
+    keys.mkdir(parents=True)
+    (keys / "sandbox-tls.pem").write_text(cert)
+    (keys / "sandbox-tls.pem.key").write_text(key)
+    (keys / "imap.password").write_text(IMAP_PASSWORD)
+    folder = f"T{uuid.uuid4().hex[:10]}"
+    _, _, agencies = write_firm_config(
+        base,
+        database_url=database_url,
+        email={"imap": {"username": IMAP_LOGIN, "mailbox": folder}},
+    )
+    agency = firm_of(agencies)
+    ca = keys / "sandbox-tls.pem"
+    capture = Capture()
+    server = await smtp_server(
+        capture,
+        tls_context=server_tls_context(ca, Path(f"{ca}.key")),
+        authenticator=authenticator(secret(base, "smtp.password")),
+    )
+    agency = with_ports(agency, smtp=server.sockets[0].getsockname()[1], imap=dovecot.port)
+    db = Database(database_url)
+    await upgrade(db)
+    clock = ManualClock(START)
+    placed = await seed_placements(db, {FIRM: agency}, 3, clock)
+    session = aiohttp.ClientSession()
+    adapter = build_email_adapter(
+        agency, AdapterContext(base_dir=base, http=session, clock=clock.now, db=db)
+    )
+    dispatcher = Dispatcher(
+        db=db,
+        adapters={FIRM: adapter},
+        agencies={FIRM: agency},
+        hooks=ReconciliationHooks(agencies={FIRM: agency}),
+        clock=clock,
+    )
+    assert (await dispatcher.drain_once()).delivered == 3
+    sent = [message_from_bytes(m, policy=default_policy) for m in capture.messages]
+    reader = build_mailbox_reader(agency, base_dir=base, db=db, clock=clock.now)
+    try:
+        yield World(base, agency, db, reader, sent, [p for p, *_ in placed], dovecot)  # type: ignore[arg-type]
+    finally:
+        await session.close()
+        server.close()
+        await server.wait_closed()
+        await db.dispose()
+
+
+def placement_of(sent: EmailMessage) -> str:
+    return str(sent["subject"]).split()[1].rstrip("]")
+
+
+def reply(
+    to: EmailMessage | None,
+    *,
+    sheet: str | None = None,
+    body: str = "贵司来函收悉。\n",
+    threaded: bool = True,
+    subject: str | None = None,
+    message_id: str | None = None,
+) -> bytes:
+    message = EmailMessage(policy=default_policy)
+    message["From"] = "intake@zhengyi.test"
+    message["To"] = "legal@lender.test"
+    message["Subject"] = subject if subject is not None else f"回复: {to['subject'] if to else ''}"
+    message["Date"] = format_datetime(datetime(2026, 3, 3, 10, 0, tzinfo=UTC))
+    message["Message-ID"] = message_id or make_msgid(domain="zhengyi.test")
+    if to is not None and threaded:
+        message["In-Reply-To"] = str(to["message-id"])
+        message["References"] = str(to["message-id"])
+    message.set_content(body, cte="base64")
+    if sheet is not None:
+        message.add_attachment(
+            ("\ufeff" + sheet).encode(), maintype="text", subtype="csv", filename="回复表.csv"
+        )
+    return message.as_bytes(policy=SMTP)
+
+
+def sheet(*rows: str) -> str:
+    return "\r\n".join([SHEET_HEADER, *rows]) + "\r\n"
+
+
+async def test_a_threaded_reply_becomes_events_and_is_read_once(world: World):
+    sent = world.sent[0]
+    pid = placement_of(sent)
+    raw = reply(
+        sent,
+        sheet=sheet(
+            f'placement.acknowledged,{pid},2026-03-03,ZY-001,,,,,"1,234.50",CNY,',
+            f"legal.action,{pid},2026-03-05,,lawyer_letter,,,,,,",
+            f"legal.action,{pid},2026-03-20,,起诉,上海市浦东新区人民法院,(2026)沪0115民初12345号,,,,",
+        ),
+    )
+    await world.append(raw)
+    stats = await world.reader.poll()
+    assert stats.kinds == {"reply": 1}
+
+    [placement] = await world.rows(PLACEMENTS, PLACEMENTS.c.id == pid)
+    assert placement["state"] == "legal" and placement["agency_case_ref"] == "ZY-001"
+    events = await world.rows(EVENTS, EVENTS.c.placement_id == pid)
+    assert [e["event_type"] for e in events] == [
+        "placement.acknowledged",
+        "legal.action",
+        "legal.action",
+    ]
+    suit = json.loads(events[2]["data"])
+    assert suit["action"] == "suit_filed"
+    assert suit["court_case_number"] == "(2026)沪0115民初12345号"
+    assert events[0]["amount_minor"] == 123450
+    [stored] = await world.rows(INBOUND, INBOUND.c.channel == "email")
+    assert stored["body"] == raw and stored["status"] == "reply"
+    leaves = await world.rows(LEAVES, LEAVES.c.ref == f"inbound:{stored['id']}")
+    assert len(leaves) == 1
+
+    again = await world.reader.poll()
+    assert again.fetched == 0
+    async with world.db.connect() as conn:
+        assert world.agency.email.imap is not None
+        position = await mailbox_position(conn, FIRM, world.agency.email.imap.mailbox)
+    assert position is not None and position[0] == stats.uidvalidity and position[1] == 1
+
+
+async def test_the_subject_tag_matches_when_a_client_drops_threading(world: World):
+    sent = world.sent[1]
+    pid = placement_of(sent)
+    form = (
+        "> 原邮件内容\n"
+        "---- REPLY FORM 回复表 ----\n"
+        "事件 event_type: placement.acknowledged\n"
+        "律所案号 agency_case_ref: ZY-002\n"
+        "金额 amount: 100.00\n"
+        "---- END ----\n"
+    )
+    await world.append(reply(sent, threaded=False, body=form))
+    stats = await world.reader.poll()
+    assert stats.kinds == {"reply": 1}
+    [event] = await world.rows(EVENTS, EVENTS.c.placement_id == pid)
+    assert event["event_type"] == "placement.acknowledged"
+    [record] = await world.rows(REPLIES)
+    assert record["matched_message_id"] == str(sent["message-id"])
+
+
+async def test_an_unmatched_reply_goes_to_ops_and_is_kept(world: World):
+    raw = reply(None, subject="关于贵司委托案件的回复", sheet=sheet())
+    await world.append(raw)
+    stats = await world.reader.poll()
+    assert stats.kinds == {"unmatched": 1}
+    [mismatch] = await world.rows(MISMATCHES)
+    assert mismatch["kind"] == "unmatched_reply" and mismatch["severity"] == "medium"
+    [stored] = await world.rows(INBOUND, INBOUND.c.channel == "email")
+    assert stored["body"] == raw and json.loads(mismatch["theirs"])["inbound_id"] == stored["id"]
+    assert await world.rows(EVENTS) == []
+
+
+async def test_an_unreadable_reply_goes_to_ops_and_good_lines_still_count(world: World):
+    first, second = world.sent[0], world.sent[1]
+    await world.append(reply(first, body="收到。稍后回复。\n"))
+    pid = placement_of(second)
+    await world.append(
+        reply(
+            second,
+            sheet=sheet(
+                f"placement.acknowledged,{pid},2026-03-03,ZY-9,,,,,99.999,CNY,",
+                f"legal.action,{pid},2026-03-05,,suit_filed,某法院,,,,,",
+                f"legal.action,{pid},2026-03-05,,lawyer_letter,,,,,,",
+            ),
+        )
+    )
+    stats = await world.reader.poll()
+    assert stats.kinds == {"unparsed": 1, "reply": 1}
+    mismatches = await world.rows(MISMATCHES, MISMATCHES.c.kind == "unparsed_reply")
+    assert [m["placement_id"] for m in mismatches] == [placement_of(first), pid]
+    errors = json.loads(mismatches[1]["theirs"])["errors"]
+    assert errors == [
+        "line 2: 回复表.csv: amount: '99.999' has more than 2 decimal places",
+        "line 3: 回复表.csv: court_case_number: required for suit_filed",
+    ]
+    # The one good line was applied (and is illegal before an acknowledgement: reconciled).
+    [event] = await world.rows(EVENTS, EVENTS.c.placement_id == pid)
+    assert event["event_type"] == "legal.action" and event["applied"] is False
+
+
+async def test_the_same_reply_delivered_twice_is_applied_once(world: World):
+    sent = world.sent[2]
+    pid = placement_of(sent)
+    raw = reply(
+        sent,
+        message_id="<reply-1@zhengyi.test>",
+        sheet=sheet(f"placement.acknowledged,{pid},2026-03-03,ZY-3,,,,,10.00,CNY,"),
+    )
+    await world.append(raw)
+    await world.append(raw)
+    stats = await world.reader.poll()
+    assert stats.kinds == {"reply": 1, "duplicate": 1}
+    assert len(await world.rows(EVENTS, EVENTS.c.placement_id == pid)) == 1
+    assert len(await world.rows(INBOUND, INBOUND.c.channel == "email")) == 1
+
+    # A renumbered mailbox is read again from the start without applying anything twice.
+    async with world.db.transaction() as conn:
+        await conn.execute(sa.text("UPDATE mailbox_state SET uidvalidity = 1"))
+    rescan = await world.reader.poll()
+    assert rescan.rescanned and rescan.kinds == {"duplicate": 2}
+    assert len(await world.rows(EVENTS, EVENTS.c.placement_id == pid)) == 1
+
+
+def delivery_report(sent: EmailMessage, ref: str, action: str, status: str, code: str) -> bytes:
+    boundary = "dsn-boundary-1"
+    text = (
+        "From: MAILER-DAEMON@mx.lender.test\r\n"
+        "To: bounces+" + ref + "@lender.test\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <dsn-{action}-{ref[:8]}@mx.lender.test>\r\n"
+        "Date: Tue, 03 Mar 2026 10:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n'
+        "\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+        "Your message could not be delivered.\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.zhengyi.test\r\n"
+        f"Original-Envelope-Id: {ref}\r\n"
+        "\r\n"
+        "Final-Recipient: rfc822; intake@zhengyi.test\r\n"
+        f"Action: {action}\r\n"
+        f"Status: {status}\r\n"
+        f"Diagnostic-Code: smtp; {code}\r\n"
+        f"--{boundary}\r\n"
+        "Content-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {sent['message-id']}\r\n"
+        "From: legal@lender.test\r\n"
+        f"--{boundary}--\r\n"
+    )
+    return text.encode()
+
+
+async def test_a_bounce_marks_the_dispatch_dead_with_its_reason(world: World):
+    sent = world.sent[0]
+    ref = str(sent["x-gateway-ref"])
+    await world.append(delivery_report(sent, ref, "delayed", "4.4.1", "451 4.4.1 no answer"))
+    await world.append(
+        delivery_report(sent, ref, "failed", "5.1.1", "550 5.1.1 <intake@zhengyi.test>: unknown")
+    )
+    stats = await world.reader.poll()
+    assert stats.kinds == {"delivery_report": 1, "bounce": 1}
+    [item] = await world.rows(OUTBOX, OUTBOX.c.dedupe_key == ref)
+    assert item["state"] == "dead"
+    assert "550 5.1.1" in item["last_error"] and item["last_error"].startswith("bounced: failed")
+    [mismatch] = await world.rows(MISMATCHES)
+    assert mismatch["kind"] == "dead_delivery" and mismatch["outbox_id"] == item["id"]
+    [mail] = await world.rows(MAILS, MAILS.c.ref == ref)
+    assert mail["state"] == "bounced" and "unknown" in mail["bounce_reason"]

@@ -1,0 +1,220 @@
+"""The whole loop on loopback: a temp config dir with a ``v1`` and a ``v1a`` webhook agency,
+keys from ``generate_missing``, sandbox agencies speaking the real protocol, the gateway built
+by ``build()`` and served by ``gateway.runtime.web_server``; intake, allocation, dispatch,
+events back, recalls, reconciliation of the injected faults, evidence verification.
+"""
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from gateway.agency_config import AgencyConfig, WebhookAgency
+from gateway.bootstrap import Gateway, build
+from gateway.clock import to_datetime
+from gateway.demo_data import generate_accounts, write_csv
+from gateway.intake import import_file
+from gateway.keygen import sandbox_keys
+from gateway.outbox import counts_by_state
+from gateway.reconciler import run_sla_checks
+from gateway.runtime import bound_socket, checkpoint, web_server
+from gateway.sandbox.webhook_agency import SandboxWebhookAgency
+from gateway.settings import GatewaySettings
+from gateway.store.migrate import upgrade
+from gateway.store.tables import (
+    AgencyEventRow,
+    DeliveryAttempt,
+    EvidenceLeaf,
+    InboundMessage,
+    Mismatch,
+    OutboxItem,
+    Placement,
+)
+
+PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
+OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
+ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
+INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
+EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
+MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
+LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
+
+ConfigFactory = Callable[..., tuple[Path, GatewaySettings, dict[str, AgencyConfig]]]
+"""The ``make_config`` fixture (tests/conftest.py)."""
+
+ACCOUNTS = 80
+RECALLS = 6
+SETTLE_SECONDS = 90.0
+FAULT_MISMATCH = {
+    "unknown_placement": "unknown_placement",
+    "over_payment": "over_collection",
+    "conflicting_duplicate": "conflicting_duplicate",
+    "ack_balance_differs": "ack_balance_differs",
+    "currency_mismatch": "currency_mismatch",
+    "activity_after_recall": "activity_after_recall",
+}
+
+
+async def settle(gateway: Gateway, sandboxes: Mapping[str, SandboxWebhookAgency]) -> None:
+    """Dispatch until no packet is due and no sandbox has an event left to send."""
+    dispatcher = await gateway.dispatcher()
+    deadline = time.monotonic() + SETTLE_SECONDS
+    quiet = 0
+    while time.monotonic() < deadline:
+        stats = await dispatcher.drain_once()
+        drained = [await s.drain(timeout=0.5) for s in sandboxes.values()]
+        quiet = quiet + 1 if stats.claimed == 0 and all(drained) else 0
+        if quiet == 2:
+            return
+    raise AssertionError(f"not settled after {SETTLE_SECONDS} s")
+
+
+async def rows(gateway: Gateway, query: Any) -> list[Any]:
+    async with gateway.db.connect() as conn:
+        return list((await conn.execute(query)).all())
+
+
+async def mismatched_webhook_ids(gateway: Gateway) -> set[tuple[str, str, str]]:
+    """(kind, agency, webhook-id of the event that raised it) for every mismatch."""
+    linked = await rows(
+        gateway,
+        sa.select(MISMATCHES.c.kind, MISMATCHES.c.agency_id, INBOUND.c.external_id)
+        .join(EVENTS, EVENTS.c.id == MISMATCHES.c.event_id)
+        .join(INBOUND, INBOUND.c.id == EVENTS.c.inbound_id),
+    )
+    found = {(r.kind, r.agency_id, r.external_id) for r in linked}
+    # An inbound conflict has no parsed event; its key names the stored conflicting copy.
+    for m in await rows(gateway, sa.select(MISMATCHES).where(MISMATCHES.c.event_id.is_(None))):
+        kind, _, ref = m.dedupe_key.partition(":")
+        if kind == "conflicting_duplicate" and ref.startswith("inbound:"):
+            [copy] = await rows(
+                gateway, sa.select(INBOUND.c.external_id).where(INBOUND.c.id == int(ref[8:]))
+            )
+            found.add((kind, m.agency_id, copy.external_id.partition("~")[0]))
+    return found
+
+
+async def test_intake_to_reconciliation_over_real_protocols(
+    tmp_path: Path, database_url: str, make_config: ConfigFactory
+) -> None:
+    ids = ("AGY_V1", "AGY_V1A")
+    sockets = {agency_id: bound_socket("127.0.0.1", 0) for agency_id in ids}
+    _, settings, agencies = make_config(
+        database_url=database_url,
+        agencies={
+            agency_id: {
+                "scheme": "v1" if agency_id == "AGY_V1" else "v1a",
+                "url": f"http://127.0.0.1:{sockets[agency_id].getsockname()[1]}/hooks",
+            }
+            for agency_id in ids
+        },
+        dispatch={"batch_size": 20, "lease_seconds": 30},
+    )
+    async with AsyncExitStack() as stack:
+        sandboxes: dict[str, SandboxWebhookAgency] = {}
+        for agency_id, agency in agencies.items():
+            assert isinstance(agency, WebhookAgency)
+            verify_keys, signing_keys = sandbox_keys(agency, settings.base_dir)
+            sandboxes[agency_id] = SandboxWebhookAgency(
+                agency_id=agency_id,
+                verify_keys=verify_keys,
+                signing_keys=signing_keys,
+                seed=11,
+                fault_rate=0.5,
+            )
+            runner = web.AppRunner(sandboxes[agency_id].app(), access_log=None)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            await web.SockSite(runner, sockets[agency_id]).start()
+        gateway = build(settings, agencies)
+        stack.push_async_callback(gateway.aclose)
+        await upgrade(gateway.db)
+        url = await stack.enter_async_context(web_server(gateway, "127.0.0.1", 0))
+        for sandbox in sandboxes.values():
+            sandbox.set_gateway_url(url)
+
+        accounts = tmp_path / "accounts.csv"
+        today = datetime.now(UTC).date()
+        write_csv(generate_accounts(ACCOUNTS, seed=3, as_of=today), accounts)
+        intake = await import_file(
+            accounts,
+            db=gateway.db,
+            pii=gateway.pii,
+            placements=gateway.placements,
+            allocation=settings.allocation,
+            clock=gateway.clock,
+        )
+        assert intake.inserted == ACCOUNTS
+        allocation = await gateway.placements.allocate()
+        assert allocation.placed == ACCOUNTS and set(allocation.by_agency) == set(ids)
+        await settle(gateway, sandboxes)
+
+        working = await rows(
+            gateway,
+            sa.select(PLACEMENTS.c.case_id)
+            .where(PLACEMENTS.c.state.in_(["acknowledged", "active"]))
+            .order_by(PLACEMENTS.c.id)
+            .limit(RECALLS),
+        )
+        for row in working:
+            await gateway.placements.recall(row.case_id, "PAID_DIRECT")
+        await settle(gateway, sandboxes)
+
+        # Every packet delivered once, as the agencies themselves counted.
+        async with gateway.db.connect() as conn:
+            assert await counts_by_state(conn) == {"delivered": ACCOUNTS + len(working)}
+        items = await rows(gateway, sa.select(OUTBOX.c.agency_id, OUTBOX.c.packet_type))
+        for agency_id, sandbox in sandboxes.items():
+            stats = sandbox.stats
+            assert stats.packets_received == sum(1 for i in items if i.agency_id == agency_id)
+            assert not stats.packets_refused and stats.events_abandoned == 0
+            assert sandbox.pending_events == 0
+        recalled = sum(s.stats.packets_by_type["placement.recalled"] for s in sandboxes.values())
+        assert recalled == len(working) == RECALLS
+
+        # Events came back and were stored; every placement was acknowledged.
+        inbound = await rows(gateway, sa.select(INBOUND))
+        for agency_id, sandbox in sandboxes.items():
+            answered = Counter(r.response_status for r in inbound if r.agency_id == agency_id)
+            assert answered[200] == sum(sandbox.stats.events_sent.values())
+            assert answered[403] == sandbox.stats.events_refused["403"]
+            assert set(sandbox.stats.events_refused) <= {"403"}
+        states = Counter(r.state for r in await rows(gateway, sa.select(PLACEMENTS.c.state)))
+        assert states["placed"] == 0 and states["recalled"] + states["returned"] >= 1
+
+        # Each injected fault raised exactly its mismatch, and nothing else was raised.
+        faults = [(f, a) for a, s in sandboxes.items() for f in s.fault_log]
+        assert len(faults) >= 5, "the seed must inject faults for this test to mean anything"
+        expected = {(FAULT_MISMATCH[f.kind], agency, f.event_id) for f, agency in faults}
+        assert await mismatched_webhook_ids(gateway) == expected
+        kinds = Counter(r.kind for r in await rows(gateway, sa.select(MISMATCHES.c.kind)))
+        assert kinds == Counter(FAULT_MISMATCH[f.kind] for f, _ in faults)
+
+        # Acknowledgements met their expectations, even those faster than the delivery record.
+        async with gateway.db.transaction() as conn:
+            breaches = await run_sla_checks(
+                conn, now=to_datetime(gateway.clock.now()) + timedelta(hours=30)
+            )
+        assert "missing_ack" not in breaches
+
+        # The evidence log attests every packet, receipt and inbound message, and verifies.
+        leaves = Counter(r.kind for r in await rows(gateway, sa.select(LEAVES.c.kind)))
+        attempts = await rows(gateway, sa.select(ATTEMPTS.c.id))
+        assert leaves["packet"] == len(items)
+        assert leaves["receipt"] == len(attempts)
+        assert leaves["inbound"] == len(inbound)
+        await checkpoint(gateway)
+        report = await gateway.evidence.verify([gateway.note_verifier])
+        assert report.ok, [str(p) for p in report.problems]
+        assert report.leaves_checked == sum(leaves.values())
+
+        # Allocating again queues nothing new.
+        again = await gateway.placements.allocate()
+        assert again.placed == 0
+        assert len(await rows(gateway, sa.select(OUTBOX.c.id))) == len(items)

@@ -1,0 +1,571 @@
+"""The inbound API served for real (``create_app`` on loopback) on real databases: agencies
+sign with ``gateway.signing.sign``; what is stored, what is answered, what is reconciled.
+"""
+
+import asyncio
+import hashlib
+import json
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from gateway.agency_config import BUCKETS, AgencyConfig, parse_agency
+from gateway.clock import ManualClock, to_datetime
+from gateway.inbound import InboundService, InboundTrust
+from gateway.metrics import Metrics
+from gateway.pii import PiiKeyRing
+from gateway.placements import PlacementService
+from gateway.settings import AllocationSection
+from gateway.signing import (
+    SigningKey,
+    VerifyingKey,
+    generate_ed25519_pair,
+    generate_hmac_secret,
+    parse_ed25519_private,
+    parse_ed25519_public,
+    parse_hmac_secret,
+    sign,
+)
+from gateway.store.database import Database
+from gateway.store.tables import AgencyEventRow, EvidenceLeaf, InboundMessage, Mismatch, Placement
+from gateway.web.app import create_app
+
+INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
+EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
+LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
+MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
+PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp()
+MAX_BODY = 4096
+PROBLEM = "application/problem+json"
+Client = TestClient[web.Request, web.Application]
+Seeder = Callable[..., Awaitable[list[tuple[str, str, str, int]]]]
+"""The ``seed_placements`` fixture (tests/conftest.py)."""
+
+
+def key_pair(scheme: str) -> tuple[SigningKey, VerifyingKey]:
+    if scheme == "v1":
+        secret = parse_hmac_secret(generate_hmac_secret())
+        return secret, secret
+    private, public = generate_ed25519_pair()
+    return parse_ed25519_private(private), parse_ed25519_public(public)
+
+
+def agency_config(agency_id: str, scheme: str) -> AgencyConfig:
+    return parse_agency(
+        {
+            "id": agency_id,
+            "name": f"{agency_id} test agency",
+            "channel": "webhook",
+            "endpoint": {"url": "https://agency.invalid/hooks"},
+            "signing": {"scheme": scheme, "keys": [{"env": "UNUSED_IN_THIS_TEST"}]},
+            "inbound": {"scheme": scheme, "keys": [{"env": "UNUSED_IN_THIS_TEST"}]},
+            "eligibility": {"buckets": list(BUCKETS)},
+            "capacity": {"max_open_placements": 100_000},
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Held:
+    placement_id: str
+    case_id: str
+    balance_minor: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class World:
+    client: Client
+    db: Database
+    clock: ManualClock
+    metrics: Metrics
+    keys: dict[str, SigningKey]
+    agencies: dict[str, AgencyConfig]
+    held: dict[str, list[Held]]
+
+    async def post(
+        self,
+        agency_id: str,
+        body: bytes,
+        *,
+        msg_id: str | None = None,
+        timestamp: int | None = None,
+        key: SigningKey | None = None,
+        drop: Iterable[str] = (),
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        msg_id = msg_id or "evt_" + hashlib.sha256(body).hexdigest()[:24]
+        ts = int(self.clock.now()) if timestamp is None else timestamp
+        signing_key = key or self.keys.get(agency_id) or key_pair("v1")[0]
+        sent = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": sign(msg_id, ts, body, [signing_key]),
+        }
+        for name in drop:
+            del sent[name]
+        sent.update(headers or {})
+        async with self.client.post(
+            f"/v1/agencies/{agency_id}/events", data=body, headers=sent
+        ) as response:
+            return Answer(response.status, response.content_type, await response.read())
+
+    async def rows(self, query: Any) -> list[Any]:
+        async with self.db.connect() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def inbound(self) -> list[Any]:
+        return await self.rows(sa.select(INBOUND).order_by(INBOUND.c.id))
+
+    async def mismatches(self, kind: str | None = None) -> list[Any]:
+        query = sa.select(MISMATCHES).order_by(MISMATCHES.c.id)
+        return await self.rows(query if kind is None else query.where(MISMATCHES.c.kind == kind))
+
+    async def placement(self, placement_id: str) -> Any:
+        [row] = await self.rows(sa.select(PLACEMENTS).where(PLACEMENTS.c.id == placement_id))
+        return row
+
+
+@pytest.fixture
+async def world(
+    db: Database, seed_placements: Seeder, aiohttp_client: AiohttpClient
+) -> AsyncIterator[World]:
+    """Agencies AGY_A (v1) and AGY_B (v1a), each holding placements, and the inbound API."""
+    clock = ManualClock(START)
+    agencies = {"AGY_A": agency_config("AGY_A", "v1"), "AGY_B": agency_config("AGY_B", "v1a")}
+    await seed_placements(db, {"AGY_A": agencies["AGY_A"]}, 4, clock, seed=1)
+    placed = await seed_placements(db, {"AGY_B": agencies["AGY_B"]}, 2, clock, seed=2)
+    held: dict[str, list[Held]] = {"AGY_A": [], "AGY_B": []}
+    for pid, case_id, agency_id, balance in placed:
+        held[agency_id].append(Held(pid, case_id, balance))
+    assert [len(held["AGY_A"]), len(held["AGY_B"])] == [4, 2]
+    pairs = {"AGY_A": key_pair("v1"), "AGY_B": key_pair("v1a")}
+    metrics = Metrics()
+    inbound = InboundService(
+        db=db,
+        trust={a: InboundTrust(a, (pair[1],), 300) for a, pair in pairs.items()},
+        clock=clock,
+        metrics=metrics,
+        max_body_bytes=MAX_BODY,
+    )
+    client = await aiohttp_client(create_app(inbound=inbound, db=db, metrics_=metrics))
+    yield World(client, db, clock, metrics, {a: p[0] for a, p in pairs.items()}, agencies, held)
+    await inbound.aclose()
+
+
+def event(event_type: str, data: Mapping[str, object], at: float = START) -> bytes:
+    envelope = {"type": event_type, "timestamp": to_datetime(at).isoformat(), "data": data}
+    return json.dumps(envelope).encode()
+
+
+def money(amount: int, currency: str = "CNY") -> dict[str, object]:
+    return {"amount_minor": amount, "currency": currency}
+
+
+def ack(placement: Held, *, balance: int | None = None, ref: str = "REF-1") -> bytes:
+    amount = placement.balance_minor if balance is None else balance
+    data = {
+        "placement_id": placement.placement_id,
+        "agency_case_ref": ref,
+        "balance": money(amount),
+    }
+    return event("placement.acknowledged", data)
+
+
+def payment(placement_id: str, payment_id: str, amount: int, currency: str = "CNY") -> bytes:
+    return event(
+        "payment.reported",
+        {
+            "placement_id": placement_id,
+            "payment_id": payment_id,
+            "amount": money(amount, currency),
+            "paid_at": to_datetime(START).isoformat(),
+        },
+    )
+
+
+def complaint(placement_id: str, n: int) -> bytes:
+    data = {"placement_id": placement_id, "channel": "phone", "summary": f"complaint {n}"}
+    return event("complaint.received", data)
+
+
+def assert_problem(answer: Answer, status: int, slug: str | None = None) -> dict[str, Any]:
+    assert answer.status == status, answer.body
+    assert answer.content_type == PROBLEM
+    doc: dict[str, Any] = answer.json()
+    assert {"type", "title", "status", "detail"} <= doc.keys()
+    assert doc["status"] == status and doc["title"] and doc["detail"]
+    if slug is not None:
+        assert doc["type"].endswith("/" + slug)
+    return doc
+
+
+# -- accepted, replayed, conflicting ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("agency_id", ["AGY_A", "AGY_B"])
+async def test_an_accepted_event_is_stored_raw_with_evidence_before_the_answer(
+    world: World, agency_id: str
+) -> None:
+    target = world.held[agency_id][0]
+    # Odd spacing, escapes and a trailing newline: the stored bytes must be these bytes.
+    body = (
+        '{ "type" : "placement.acknowledged",\t"timestamp": "2026-03-02T09:00:00Z",\n'
+        f' "data": {{"placement_id": "{target.placement_id}", "agency_case_ref": "\\u963f-7",'
+        f' "balance": {{"amount_minor": {target.balance_minor}, "currency": "CNY"}}}} }}\n'
+    ).encode()
+
+    answer = await world.post(agency_id, body, msg_id="evt_first")
+
+    assert answer.status == 200 and answer.content_type == "application/json"
+    assert answer.json() == {
+        "status": "accepted",
+        "webhook_id": "evt_first",
+        "event_type": "placement.acknowledged",
+    }
+    [row] = await world.inbound()
+    assert (row.agency_id, row.external_id, row.body, row.status, row.response_status) == (
+        agency_id,
+        "evt_first",
+        body,
+        "accepted",
+        200,
+    )
+    assert row.body_sha256 == hashlib.sha256(body).hexdigest()
+    assert row.signature_scheme == ("v1" if agency_id == "AGY_A" else "v1a")
+    [leaf] = await world.rows(sa.select(LEAVES).where(LEAVES.c.kind == "inbound"))
+    assert leaf.ref == f"inbound:{row.id}"
+    assert json.loads(leaf.body)["sha256"] == row.body_sha256
+    placement = await world.placement(target.placement_id)
+    assert (placement.state, placement.agency_case_ref) == ("acknowledged", "阿-7")
+    assert placement.acked_balance_minor == target.balance_minor
+    assert await world.mismatches() == []
+
+
+async def test_a_replay_gets_the_same_answer_and_is_stored_once(world: World) -> None:
+    body = ack(world.held["AGY_A"][0])
+    first = await world.post("AGY_A", body, msg_id="evt_replayed")
+    world.clock.advance(120)  # the agency's retry: a new timestamp and signature
+    second = await world.post("AGY_A", body, msg_id="evt_replayed")
+
+    assert first == second and first.status == 200
+    assert len(await world.inbound()) == 1
+    assert len(await world.rows(sa.select(EVENTS))) == 1
+    assert len(await world.rows(sa.select(LEAVES).where(LEAVES.c.kind == "inbound"))) == 1
+
+
+async def test_a_refusal_is_replayed_too(world: World) -> None:
+    body = payment("PL-NOWHERE-1", "pay_1", 100)
+    first = await world.post("AGY_A", body, msg_id="evt_refused")
+    second = await world.post("AGY_A", body, msg_id="evt_refused")
+    assert first == second
+    assert_problem(first, 403, "foreign-placement")
+    assert len(await world.inbound()) == 1 and len(await world.mismatches()) == 1
+
+
+async def test_the_same_id_with_other_bytes_is_a_409_and_a_mismatch(world: World) -> None:
+    target = world.held["AGY_A"][0]
+    original = ack(target, ref="REF-1")
+    assert (await world.post("AGY_A", original, msg_id="evt_dup")).status == 200
+
+    conflicting = ack(target, ref="REF-2")
+    answer = await world.post("AGY_A", conflicting, msg_id="evt_dup")
+    doc = assert_problem(answer, 409, "conflicting-duplicate")
+    assert doc["webhook_id"] == "evt_dup"
+    assert assert_problem(await world.post("AGY_A", conflicting, msg_id="evt_dup"), 409)
+
+    first, copy = await world.inbound()
+    assert (first.external_id, first.body, first.status) == ("evt_dup", original, "accepted")
+    assert copy.external_id.startswith("evt_dup~") and copy.body == conflicting
+    assert copy.status == "conflict"
+    [mismatch] = await world.mismatches()
+    assert (mismatch.kind, mismatch.agency_id) == ("conflicting_duplicate", "AGY_A")
+    placement = await world.placement(target.placement_id)
+    assert placement.agency_case_ref == "REF-1", "the conflicting copy changed nothing"
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+
+async def test_an_unknown_agency_is_404(world: World) -> None:
+    answer = await world.post("AGY_NOBODY", ack(world.held["AGY_A"][0]))
+    assert_problem(answer, 404, "unknown-agency")
+    assert await world.inbound() == []
+
+
+async def test_a_bad_signature_is_401_and_nothing_is_stored(world: World) -> None:
+    answer = await world.post("AGY_A", ack(world.held["AGY_A"][0]), key=key_pair("v1")[0])
+    assert_problem(answer, 401, "invalid-signature")
+    ed_answer = await world.post("AGY_B", ack(world.held["AGY_B"][0]), key=key_pair("v1a")[0])
+    assert_problem(ed_answer, 401, "invalid-signature")
+    assert await world.inbound() == []
+
+
+@pytest.mark.parametrize("skew", [-301, 301])
+async def test_a_timestamp_outside_the_window_is_401(world: World, skew: int) -> None:
+    answer = await world.post("AGY_A", ack(world.held["AGY_A"][0]), timestamp=int(START) + skew)
+    assert_problem(answer, 401, "stale-timestamp")
+    assert await world.inbound() == []
+
+
+@pytest.mark.parametrize("header", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+async def test_a_missing_header_is_400(world: World, header: str) -> None:
+    answer = await world.post("AGY_A", ack(world.held["AGY_A"][0]), drop=[header])
+    doc = assert_problem(answer, 400, "missing-headers")
+    assert header in doc["detail"]
+
+
+async def test_malformed_json_is_400_and_kept_as_evidence(world: World) -> None:
+    body = b'{"type": "placement.acknowledged", "data": '
+    assert_problem(await world.post("AGY_A", body, msg_id="evt_broken"), 400, "malformed-json")
+    [row] = await world.inbound()
+    assert (row.body, row.status, row.response_status) == (body, "invalid", 400)
+
+
+async def test_a_schema_violation_is_422_naming_the_field(world: World) -> None:
+    target = world.held["AGY_A"][0]
+    body = event(
+        "placement.acknowledged",
+        {"placement_id": target.placement_id, "balance": money(target.balance_minor)},
+    )
+    doc = assert_problem(await world.post("AGY_A", body), 422, "schema-violation")
+    assert any(e["loc"].endswith("agency_case_ref") for e in doc["errors"]), doc["errors"]
+    assert "agency_case_ref" in doc["detail"]
+    negative = event(
+        "payment.reported",
+        {
+            "placement_id": target.placement_id,
+            "payment_id": "pay_1",
+            "amount": money(-5),
+            "paid_at": to_datetime(START).isoformat(),
+        },
+    )
+    doc = assert_problem(await world.post("AGY_A", negative), 422)
+    assert any("amount" in e["loc"] for e in doc["errors"])
+    assert (await world.placement(target.placement_id)).state == "placed"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_over_the_limit_is_413(world: World, chunked: bool) -> None:
+    target = world.held["AGY_A"][0]
+    data = {"placement_id": target.placement_id, "channel": "phone", "summary": "x" * 900}
+    body = b" " * (MAX_BODY - 500) + event("complaint.received", data)
+    assert len(body) > MAX_BODY
+    if not chunked:
+        assert_problem(await world.post("AGY_A", body), 413, "payload-too-large")
+    else:
+
+        async def stream() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 1000):
+                yield body[start : start + 1000]
+
+        ts = int(START)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": "evt_big",
+            "webhook-timestamp": str(ts),
+            "webhook-signature": sign("evt_big", ts, body, [world.keys["AGY_A"]]),
+        }
+        async with world.client.post(
+            "/v1/agencies/AGY_A/events", data=stream(), headers=headers
+        ) as response:
+            answer = Answer(response.status, response.content_type, await response.read())
+        assert_problem(answer, 413, "payload-too-large")
+    assert await world.inbound() == []
+
+
+async def test_an_event_for_another_agencys_placement_is_403_and_changes_nothing(
+    world: World,
+) -> None:
+    theirs = world.held["AGY_A"][0]
+    before = await world.placement(theirs.placement_id)
+
+    answer = await world.post("AGY_B", payment(theirs.placement_id, "pay_x", 1000))
+    assert_problem(answer, 403, "foreign-placement")
+    answer = await world.post("AGY_B", ack(theirs, ref="HIJACK"))
+    assert_problem(answer, 403, "foreign-placement")
+
+    assert await world.placement(theirs.placement_id) == before
+    mismatches = await world.mismatches("wrong_agency")
+    assert [(m.agency_id, m.placement_id) for m in mismatches] == [
+        ("AGY_B", theirs.placement_id)
+    ] * 2
+    assert {r.status for r in await world.inbound()} == {"refused"}
+
+
+async def test_an_event_for_an_unknown_placement_is_403(world: World) -> None:
+    answer = await world.post("AGY_A", payment("PL-GHOST-1", "pay_g", 500))
+    assert_problem(answer, 403, "foreign-placement")
+    [mismatch] = await world.mismatches()
+    assert (mismatch.kind, mismatch.placement_id) == ("unknown_placement", "PL-GHOST-1")
+
+
+# -- reconciliation on arrival ----------------------------------------------------------------
+
+
+async def test_activity_after_a_recall_is_a_mismatch_and_not_applied(world: World) -> None:
+    target = world.held["AGY_A"][0]
+    assert (await world.post("AGY_A", ack(target))).status == 200
+    service = PlacementService(
+        db=world.db,
+        agencies=world.agencies,
+        pii=PiiKeyRing.parse(PiiKeyRing.generate_line("k1")),
+        settings=AllocationSection(),
+        clock=world.clock,
+    )
+    await service.recall(target.case_id, "PAID_DIRECT")
+
+    answer = await world.post("AGY_A", payment(target.placement_id, "pay_late", 500))
+
+    assert answer.status == 200, "recorded: the agency is told we have it"
+    [mismatch] = await world.mismatches()
+    assert (mismatch.kind, mismatch.placement_id, mismatch.delta_minor) == (
+        "activity_after_recall",
+        target.placement_id,
+        500,
+    )
+    placement = await world.placement(target.placement_id)
+    assert (placement.state, placement.collected_minor) == ("recalled", 0)
+    [late] = await world.rows(sa.select(EVENTS).where(EVENTS.c.event_type == "payment.reported"))
+    assert late.applied is False
+
+
+async def test_over_collection_is_a_mismatch_and_the_money_is_recorded(world: World) -> None:
+    target = world.held["AGY_A"][0]
+    assert (await world.post("AGY_A", ack(target))).status == 200
+    over = target.balance_minor + 700
+    assert (await world.post("AGY_A", payment(target.placement_id, "pay_1", over))).status == 200
+    [mismatch] = await world.mismatches()
+    assert (mismatch.kind, mismatch.delta_minor) == ("over_collection", 700)
+    assert (await world.placement(target.placement_id)).collected_minor == over
+
+
+async def test_a_payment_in_another_currency_is_a_mismatch_and_not_applied(world: World) -> None:
+    target = world.held["AGY_A"][0]
+    assert (await world.post("AGY_A", ack(target))).status == 200
+    answer = await world.post("AGY_A", payment(target.placement_id, "pay_usd", 100, "USD"))
+    assert answer.status == 200
+    [mismatch] = await world.mismatches()
+    assert mismatch.kind == "currency_mismatch"
+    placement = await world.placement(target.placement_id)
+    assert (placement.collected_minor, placement.state) == (0, "acknowledged")
+
+
+async def test_an_ack_with_another_balance_is_a_mismatch(world: World) -> None:
+    target = world.held["AGY_A"][0]
+    answer = await world.post("AGY_A", ack(target, balance=target.balance_minor + 100))
+    assert answer.status == 200
+    [mismatch] = await world.mismatches()
+    assert (mismatch.kind, mismatch.delta_minor) == ("ack_balance_differs", 100)
+    placement = await world.placement(target.placement_id)
+    assert (placement.state, placement.acked_balance_minor) == (
+        "acknowledged",
+        target.balance_minor + 100,
+    )
+
+
+# -- never a 500 ------------------------------------------------------------------------------
+
+
+async def test_every_error_is_problem_json_and_never_500(world: World) -> None:
+    target = world.held["AGY_A"][0]
+    good = ack(target)
+    cases: list[tuple[Answer, int]] = [
+        (await world.post("AGY_A", good, headers={"webhook-timestamp": "soon"}), 400),
+        (await world.post("AGY_A", good, headers={"webhook-id": "evt.with.dots"}), 400),
+        (await world.post("AGY_A", good, msg_id="x" * 300), 400),
+        (await world.post("AGY_A", good, headers={"webhook-signature": "v1,%%%"}), 401),
+        (await world.post("AGY_A", good, headers={"webhook-signature": ""}), 401),
+        (await world.post("AGY_A", b""), 400),
+        (await world.post("AGY_A", b"\xff\xfe\x00garbage"), 400),
+        (await world.post("AGY_A", b"[1, 2, 3]"), 422),
+        (await world.post("AGY_A", b'"just a string"'), 422),
+        (await world.post("AGY_A", event("no.such.type", {})), 422),
+        (await world.post("AGY_A", good[:-1] + b', "extra": 1}'), 422),
+        (await world.post("AGY_A", b'{"type": "placement.acknowledged", "data": null}'), 422),
+        (await world.post("agy_lowercase", good), 404),
+        (await world.post("AGY_A", "中文".encode() * 2000), 413),
+    ]
+    for path, method, expected in [
+        ("/v1/agencies/AGY_A/events", "GET", 405),
+        ("/v1/agencies/AGY_A", "POST", 404),
+        ("/nothing-here", "GET", 404),
+    ]:
+        async with world.client.request(method, path) as response:
+            cases.append(
+                (Answer(response.status, response.content_type, await response.read()), expected)
+            )
+    for answer, expected in cases:
+        assert_problem(answer, expected)
+
+
+async def test_health_readiness_and_metrics(world: World) -> None:
+    async with world.client.get("/healthz") as response:
+        assert response.status == 200 and (await response.json())["status"] == "ok"
+    async with world.client.get("/readyz") as response:
+        assert response.status == 200 and (await response.json())["status"] == "ready"
+    assert (await world.post("AGY_A", ack(world.held["AGY_A"][0]))).status == 200
+    assert (await world.post("AGY_NOBODY", b"{}")).status == 404
+    async with world.client.get("/metrics") as response:
+        assert response.status == 200 and response.content_type == "text/plain"
+        text = await response.text()
+    assert 'gateway_inbound_requests_total{agency="AGY_A",status="200"} 1.0' in text
+    assert "gateway_inbound_commit_batch_size_count 1.0" in text
+    assert 'gateway_outbox_items{state="pending"} 6.0' in text
+
+
+# -- many at once -----------------------------------------------------------------------------
+
+
+async def test_two_hundred_concurrent_requests_are_each_stored_once_with_the_right_answer(
+    world: World,
+) -> None:
+    own = world.held["AGY_A"]
+    distinct = [(f"evt_c{n}", complaint(own[n % len(own)].placement_id, n)) for n in range(150)]
+    foreign = [(f"evt_f{n}", complaint(own[n % len(own)].placement_id, n)) for n in range(25)]
+    requests = [("AGY_A", msg_id, body, 200) for msg_id, body in distinct]
+    requests += [("AGY_A", msg_id, body, 200) for msg_id, body in distinct[:25]]  # replays
+    requests += [("AGY_B", msg_id, body, 403) for msg_id, body in foreign]
+    random.Random(5).shuffle(requests)
+    assert len(requests) == 200
+
+    answers = await asyncio.gather(
+        *(world.post(agency, body, msg_id=msg_id) for agency, msg_id, body, _ in requests)
+    )
+
+    by_id: dict[tuple[str, str], set[bytes]] = {}
+    for (agency, msg_id, _, expected), answer in zip(requests, answers, strict=True):
+        assert answer.status == expected, (msg_id, answer.body)
+        by_id.setdefault((agency, msg_id), set()).add(answer.body)
+    assert all(len(bodies) == 1 for bodies in by_id.values()), "a replay got another answer"
+    stored = await world.inbound()
+    assert len(stored) == 175
+    assert {(r.agency_id, r.external_id) for r in stored} == set(by_id)
+    assert all(r.body == dict((m, b) for m, b in distinct + foreign)[r.external_id] for r in stored)
+    assert len(await world.rows(sa.select(EVENTS))) == 175
+    leaves = await world.rows(sa.select(LEAVES.c.ref).where(LEAVES.c.kind == "inbound"))
+    assert sorted(r.ref for r in leaves) == sorted(f"inbound:{r.id}" for r in stored)
+    assert len(await world.mismatches("wrong_agency")) == 25
+    batches = world.metrics.registry.get_sample_value("gateway_inbound_commit_batch_size_count")
+    messages = world.metrics.registry.get_sample_value("gateway_inbound_commit_batch_size_sum")
+    assert messages == 200 and batches is not None and batches < messages, "no group commit"

@@ -1,0 +1,373 @@
+"""File layouts (pure): what agencies read in our placement files and what we read in theirs."""
+
+import io
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, strategies as st
+
+from gateway.file_layouts import (
+    ParsedRecord,
+    RecordWriter,
+    RowError,
+    Trailer,
+    format_money,
+    parse_money,
+)
+from gateway.file_parsing import read_records
+from gateway.packets import render_created, render_recalled
+from gateway.sftp_settings import ColumnSpec, LayoutSection
+from tests.factories import PII
+
+PLACED = datetime(2026, 1, 15, 8, 30, tzinfo=UTC)
+
+
+def created(n: int = 1, *, balance: int = 123_456, fields: frozenset[str] | None = None) -> bytes:
+    return render_created(
+        agency_id="AGY_SFTP",
+        placement_id=f"PL-AC{n:08d}-1",
+        case_id=f"AC{n:08d}",
+        bucket="M2",
+        dpd=45,
+        balance_minor=balance,
+        principal_minor=100_000,
+        currency="CNY",
+        due_date=date(2025, 12, 1),
+        product="借呗",
+        credit_grade="B",
+        debtor_id=f"CU{n:08d}",
+        region="CN-31",
+        pii=PII,
+        allowed_fields=fields
+        if fields is not None
+        else frozenset({"debtor.name", "debtor.phones", "debtor.address"}),
+        placed_at=PLACED,
+        return_by=date(2026, 7, 14),
+    ).payload
+
+
+def render(layout: LayoutSection, kind: str, payloads: list[bytes]) -> bytes:
+    writer = RecordWriter(layout, kind)  # type: ignore[arg-type]
+    chunk, errors = writer.write(payloads)
+    assert errors == []
+    return writer.start() + chunk + writer.finish()
+
+
+def parse(layout: LayoutSection, kind: str, data: bytes) -> list[Any]:
+    return list(read_records(io.BytesIO(data), layout, kind))  # type: ignore[arg-type]
+
+
+def as_packet(record: dict[str, Any]) -> dict[str, Any]:
+    """What a CSV round trip can restore of a packet (the envelope timestamp is no column)."""
+    packet = dict(record)
+    packet.pop("timestamp", None)
+    return packet
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        LayoutSection(),
+        LayoutSection(encoding="gb18030", delimiter="|", line_ending="crlf"),
+        LayoutSection(encoding="utf-8-sig", money_format="minor", date_format="%Y%m%d"),
+        LayoutSection(timestamp_format="%Y-%m-%d %H:%M:%S", header=False, trailer=True),
+    ],
+    ids=["utf8-comma", "gb18030-pipe-crlf", "bom-minor-compact-dates", "no-header-trailer"],
+)
+def test_a_csv_placement_file_reads_back_to_the_packet_fields_it_maps(
+    layout: LayoutSection,
+) -> None:
+    payloads = [created(1), created(2, balance=5)]
+    data = render(layout, "placement.created", payloads)
+    rows = parse(layout, "placement.created", data)
+    records = [r for r in rows if isinstance(r, ParsedRecord)]
+    assert [as_packet(r.record) for r in records] == [as_packet(json.loads(p)) for p in payloads]
+    first_data_line = 2 if layout.header else 1
+    assert [r.line for r in records] == [first_data_line, first_data_line + 1]
+    trailers = [r for r in rows if isinstance(r, Trailer)]
+    assert trailers == ([Trailer(first_data_line + 2, 2, 123_461)] if layout.trailer else [])
+
+
+def test_encodings_put_the_bytes_agencies_expect_on_disk() -> None:
+    payloads = [created(1)]
+    gb = render(LayoutSection(encoding="gb18030"), "placement.created", payloads)
+    bom = render(LayoutSection(encoding="utf-8-sig"), "placement.created", payloads)
+    plain = render(LayoutSection(), "placement.created", payloads)
+    assert "张三".encode("gb18030") in gb and "张三".encode() not in gb
+    assert bom.startswith(b"\xef\xbb\xbf") and bom[3:] == plain
+    assert not plain.startswith(b"\xef\xbb\xbf")
+
+
+def test_money_dates_and_lists_follow_the_layout() -> None:
+    layout = LayoutSection(
+        delimiter=";",
+        date_format="%d/%m/%Y",
+        list_separator="|",
+        columns={
+            "placement.created": (
+                ColumnSpec(name="ID", field="data.placement_id"),
+                ColumnSpec(name="AMT", field="data.balance", kind="money"),
+                ColumnSpec(name="CUR", field="data.balance.currency", kind="currency"),
+                ColumnSpec(name="DUE", field="data.due_date", kind="date"),
+                ColumnSpec(name="TEL", field="data.debtor.phones", kind="list"),
+                ColumnSpec(name="NID", field="data.debtor.national_id"),
+            )
+        },
+    )
+    data = render(layout, "placement.created", [created(7, balance=1_234_505)])
+    assert data.decode().splitlines() == [
+        "ID;AMT;CUR;DUE;TEL;NID",
+        "PL-AC00000007-1;12345.05;CNY;01/12/2025;13800138000|+86 139 0013 9000;",
+    ]
+
+
+def test_fields_outside_the_allowlist_are_empty_even_when_a_column_maps_them() -> None:
+    payload = created(3, fields=frozenset({"debtor.name"}))
+    data = render(LayoutSection(), "placement.created", [payload]).decode()
+    header, row = data.splitlines()
+    cells = dict(zip(header.split(","), row.split(","), strict=True))
+    assert cells["NAME"] == "张三"
+    assert cells["NATIONAL_ID"] == cells["PHONES"] == cells["ADDRESS"] == ""
+    assert str(PII["national_id"]) not in data
+
+
+def test_json_lines_carry_the_stored_packet_bytes_exactly() -> None:
+    payloads = [created(1), created(2)]
+    layout = LayoutSection(format="jsonl", trailer=True)
+    data = render(layout, "placement.created", payloads)
+    lines = data.split(b"\n")
+    assert lines[:2] == payloads
+    assert json.loads(lines[2]) == {"trailer": {"control_total_minor": 246_912, "record_count": 2}}
+
+
+def fixed_layout(**overrides: Any) -> LayoutSection:
+    recall = (
+        ColumnSpec(name="REC", field="data.placement_id", width=20),
+        ColumnSpec(name="CODE", field="data.reason_code", width=12),
+        ColumnSpec(name="AT", field="data.recalled_at", kind="timestamp", width=20),
+    )
+    other = (ColumnSpec(name="ID", field="data.placement_id", width=24),)
+    columns = {kind: other for kind in ("placement.created", "placement.amended", "payment.direct")}
+    values: dict[str, Any] = {
+        "format": "fixed",
+        "encoding": "gb18030",
+        "header": False,
+        "trailer": True,
+        "columns": {
+            **columns,
+            "placement.recalled": recall,
+            "result": (ColumnSpec(name="T", field="type", width=30),),
+            "statement": (ColumnSpec(name="P", field="placement_id", width=30),),
+        },
+    }
+    values.update(overrides)
+    return LayoutSection(**values)
+
+
+def recalled(n: int) -> bytes:
+    return render_recalled(
+        agency_id="AGY_SFTP",
+        placement_id=f"PL-{n}",
+        case_id=f"AC{n}",
+        version=1,
+        reason_code="PAID_DIRECT",
+        at=PLACED,
+    ).payload
+
+
+def test_fixed_width_rows_are_padded_to_byte_widths_and_read_back() -> None:
+    layout = fixed_layout()
+    data = render(layout, "placement.recalled", [recalled(1), recalled(22)])
+    lines = data.split(b"\n")
+    assert lines[0] == b"PL-1".ljust(20) + b"PAID_DIRECT ".ljust(12) + b"2026-01-15T08:30:00Z"
+    assert all(len(line) == 52 for line in lines[:2])
+    assert lines[2] == b"TRAILER" + b"0" * 11 + b"2" + b"0" * 20
+    rows = parse(layout, "placement.recalled", data)
+    assert [r.record["data"]["placement_id"] for r in rows if isinstance(r, ParsedRecord)] == [
+        "PL-1",
+        "PL-22",
+    ]
+    assert rows[-1] == Trailer(3, 2, 0)
+
+
+def test_a_value_wider_than_its_fixed_column_is_left_out_and_named() -> None:
+    layout = fixed_layout()
+    writer = RecordWriter(layout, "placement.recalled")
+    chunk, errors = writer.write([recalled(1), recalled(10**25), recalled(3)])
+    assert [i for i, _ in errors] == [1]
+    assert errors[0][1] == RowError(2, "REC", "value is 29 bytes, the column is 20")
+    assert chunk.count(b"\n") == 2 and writer.totals.record_count == 2
+
+
+def test_fixed_width_counts_bytes_of_the_agency_encoding() -> None:
+    layout = fixed_layout(
+        columns={
+            **fixed_layout().columns,
+            "statement": (
+                ColumnSpec(name="NAME", field="placement_id", width=6),
+                ColumnSpec(name="N", field="status", width=3, align="right", pad="0"),
+            ),
+        }
+    )
+    writer = RecordWriter(layout, "statement")
+    chunk, errors = writer.write_records([{"placement_id": "张三", "status": "7"}])
+    assert errors == [] and chunk == "张三".encode("gb18030") + b"  007\n"
+    rows = parse(layout, "statement", chunk)
+    assert rows == [ParsedRecord(1, {"placement_id": "张三", "status": "7"})]
+
+
+def result_layout(**overrides: Any) -> LayoutSection:
+    return LayoutSection(**overrides)
+
+
+def result_csv(*lines: str, layout: LayoutSection | None = None) -> list[Any]:
+    layout = layout or result_layout()
+    header = ",".join(c.name for c in layout.columns_for("result"))
+    return parse(layout, "result", ("\n".join([header, *lines]) + "\n").encode())
+
+
+def cells(**values: str) -> str:
+    names = [c.name for c in result_layout().columns_for("result")]
+    return ",".join(values.get(n, "") for n in names)
+
+
+def test_result_rows_become_nested_records_with_currency_filled_in() -> None:
+    rows = result_csv(
+        cells(
+            EVENT_TYPE="payment.reported",
+            EVENT_TIME="2026-01-16T09:00:00Z",
+            PLACEMENT_ID="PL-1",
+            AMOUNT="100.50",
+            CURRENCY="USD",
+            PAYMENT_ID="P1",
+            PAID_AT="2026-01-16T08:00:00Z",
+        ),
+        cells(
+            EVENT_TYPE="contact.attempted",
+            EVENT_TIME="2026-01-16T09:00:00Z",
+            PLACEMENT_ID="PL-1",
+            CHANNEL="call",
+            OUTCOME="reached",
+            ATTEMPTED_AT="2026-01-16T08:00:00Z",
+            EFFECTIVE="Y",
+        ),
+    )
+    assert rows == [
+        ParsedRecord(
+            2,
+            {
+                "type": "payment.reported",
+                "timestamp": "2026-01-16T09:00:00Z",
+                "data": {
+                    "placement_id": "PL-1",
+                    "amount": {"amount_minor": 10050, "currency": "USD"},
+                    "payment_id": "P1",
+                    "paid_at": "2026-01-16T08:00:00Z",
+                },
+            },
+        ),
+        ParsedRecord(
+            3,
+            {
+                "type": "contact.attempted",
+                "timestamp": "2026-01-16T09:00:00Z",
+                "data": {
+                    "placement_id": "PL-1",
+                    "channel": "call",
+                    "outcome": "reached",
+                    "attempted_at": "2026-01-16T08:00:00Z",
+                    "effective": True,
+                },
+            },
+        ),
+    ]
+
+
+def test_bad_cells_are_row_errors_with_line_and_column_and_other_rows_still_parse() -> None:
+    good = cells(EVENT_TYPE="case.closed", PLACEMENT_ID="PL-2", REASON="settled")
+    rows = result_csv(
+        cells(EVENT_TYPE="payment.reported", AMOUNT='"12,30"'),
+        good,
+        cells(EVENT_TYPE="contact.attempted", EFFECTIVE="maybe"),
+        cells(EVENT_TYPE="payment.reported", PAID_AT="16/01/2026"),
+        "only,three,cells",
+        good,
+    )
+    assert [r if isinstance(r, RowError) else r.line for r in rows] == [
+        RowError(2, "AMOUNT", "not an amount with at most 2 decimals, like 1234.56"),
+        3,
+        RowError(4, "EFFECTIVE", "not a yes/no value (true/false, 1/0, Y/N)"),
+        RowError(5, "PAID_AT", "not a time in the format %Y-%m-%dT%H:%M:%SZ"),
+        RowError(6, "row", "3 cells, the layout has 21"),
+        7,
+    ]
+
+
+def test_a_file_that_is_not_in_the_agency_encoding_is_reported_not_crashed_on() -> None:
+    layout = result_layout(encoding="utf-8")
+    data = (",".join(c.name for c in layout.columns_for("result")) + "\n").encode()
+    data += "张三".encode("gb18030") + b"\n"
+    rows = parse(layout, "result", data)
+    assert len(rows) == 1 and isinstance(rows[0], RowError) and rows[0].field == "file"
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "text"),
+    [(0, "CNY", "0.00"), (5, "CNY", "0.05"), (123_456, "CNY", "1234.56"), (1500, "JPY", "1500")],
+)
+def test_money_is_written_with_the_currency_exponent(amount: int, currency: str, text: str) -> None:
+    assert format_money(amount, currency, "decimal") == text
+    assert parse_money(text, currency, "decimal") == amount
+
+
+@pytest.mark.parametrize(
+    "text", ["1.234", "1e3", "", "12.", " ", "1,000.00", "0x10", "\uff11\uff12"]
+)
+def test_money_text_that_is_not_an_amount_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_money(text, "CNY", "decimal")
+
+
+@given(st.integers(min_value=-(10**15), max_value=10**15), st.sampled_from(["CNY", "JPY", "KWD"]))
+def test_money_round_trips_exactly(amount: int, currency: str) -> None:
+    for style in ("decimal", "minor"):
+        assert parse_money(format_money(amount, currency, style), currency, style) == amount
+
+
+_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=40
+)
+
+
+@given(
+    st.lists(st.tuples(_TEXT, _TEXT), min_size=1, max_size=20),
+    st.sampled_from(["utf-8", "utf-8-sig", "gb18030"]),
+    st.sampled_from([",", "|", "\t"]),
+)
+def test_any_text_survives_a_csv_round_trip(
+    rows: list[tuple[str, str]], encoding: str, delimiter: str
+) -> None:
+    layout = LayoutSection(
+        encoding=encoding,
+        delimiter=delimiter,
+        columns={
+            "statement": (
+                ColumnSpec(name="A", field="placement_id"),
+                ColumnSpec(name="B", field="status"),
+            )
+        },
+    )
+    records = [{"placement_id": a, "status": b} for a, b in rows]
+    writer = RecordWriter(layout, "statement")
+    chunk, errors = writer.write_records(records)
+    assert errors == []
+    parsed = parse(layout, "statement", writer.start() + chunk)
+    # Line breaks inside cells are written as \n (CRLF and CR included).
+    newlines = [
+        {k: v.replace("\r\n", "\n").replace("\r", "\n") for k, v in r.items()} for r in records
+    ]
+    expected = [{k: v for k, v in r.items() if v.strip()} for r in newlines]
+    got = [r.record for r in parsed if isinstance(r, ParsedRecord)]
+    assert [r for r in got if r] == [r for r in expected if r]
