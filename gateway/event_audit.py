@@ -39,7 +39,7 @@ from typing import Final
 
 from gateway.lifecycle import ACTIVITY_EVENTS
 from gateway.matching import AgencyPayment
-from gateway.reconciliation import MismatchDraft
+from gateway.reconciliation import PLACEMENT_DATE_GRACE, MismatchDraft
 
 PlacementFacts = tuple[str, str, str, int, int, int | None, str]
 """(id, agency_id, currency, balance_minor, placed_s, recalled_s, debtor_id); times are
@@ -227,7 +227,7 @@ class EventAudit:
             row[0], agency, pid, ref, amount, row[6] or "", paid_s // 86_400
         )
         found: list[_Found] = []
-        if at_s is not None and at_s < p[4]:
+        if at_s is not None and at_s < p[4] - PLACEMENT_DATE_GRACE.total_seconds():
             detail = f"{agency} reports payment {ref} paid before the case was placed"
             found.append(("date_out_of_window", detail, {"placed_s": p[4]}, {"paid_s": at_s}, None))
         elif at_s is not None and at_s > occurred + SKEW_SECONDS:

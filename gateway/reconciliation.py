@@ -54,6 +54,9 @@ from schemas.events import (
 
 RULE_VERSION = 2
 PROMISE_GRACE = timedelta(days=2)
+PLACEMENT_DATE_GRACE = timedelta(days=1)
+"""Agencies often report a payment date without a time; read at local midnight it can fall
+up to a day before the placement instant without being wrong."""
 PROMISE_TOLERANCE_BPS = 100
 FUTURE_SKEW = timedelta(days=1)
 
@@ -357,7 +360,7 @@ def _payment_conflicts(
     pid = placement.id
     paid_at = event.data.paid_at
     found = []
-    if placement.placed_at is not None and paid_at < placement.placed_at:
+    if placement.placed_at is not None and paid_at < placement.placed_at - PLACEMENT_DATE_GRACE:
         found.append(
             MismatchDraft(
                 "date_out_of_window",

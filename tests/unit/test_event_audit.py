@@ -98,7 +98,7 @@ def test_payment_rules() -> None:
                 "payment.reported",
                 payment_id="P3",
                 amount=1,
-                paid_at=(PLACED - timedelta(days=1)).isoformat(),
+                paid_at=(PLACED - timedelta(days=2)).isoformat(),
             ),
         ),
     ]
