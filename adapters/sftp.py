@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import asyncssh
+from sqlalchemy.exc import NoResultFound
 
 from adapters.sftp_session import SftpRemote
 from gateway.agency_config import AgencyConfig, SftpAgency
@@ -22,11 +23,13 @@ from gateway.errors import (
     DeliveryError,
     TransientDeliveryError,
 )
+from gateway.file_batch_store import member_line
 from gateway.file_drop import FileDrop
 from gateway.pgp import Pgp
 from gateway.ports import (
     AdapterContext,
     BatchBuilder,
+    BatchDelivered,
     InboundPoller,
     OutboundPacket,
     Receipt,
@@ -109,6 +112,15 @@ class SftpAdapter:
         try:
             await builder.stage([packet])
             async for results in builder.flush():
+                if isinstance(results, BatchDelivered):
+                    async with self.drop.db.snapshot() as conn:
+                        try:
+                            record, line = await member_line(
+                                conn, results.batch_id, packet.outbox_id
+                            )
+                        except NoResultFound:
+                            continue
+                    return results.receipt(record, line)
                 for outbox_id, result in results:
                     if outbox_id != packet.outbox_id:
                         continue

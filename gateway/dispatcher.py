@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import outbox
 from gateway.agency_config import AgencyConfig
+from gateway.batch_recording import record_batch_delivery
 from gateway.circuit import CircuitBreaker
 from gateway.clock import to_datetime
 from gateway.errors import (
@@ -43,7 +44,14 @@ from gateway.errors import (
 )
 from gateway.evidence import LeafInput, append_leaves
 from gateway.outbox import ClaimedItem
-from gateway.ports import BatchChannelAdapter, ChannelAdapter, Clock, OutboundPacket, Receipt
+from gateway.ports import (
+    BatchChannelAdapter,
+    BatchDelivered,
+    ChannelAdapter,
+    Clock,
+    OutboundPacket,
+    Receipt,
+)
 from gateway.retry import RetryPolicy
 from gateway.store.database import Database, insert_numbered
 from gateway.store.tables import AgencyStatus, DeliveryAttempt
@@ -57,6 +65,8 @@ BATCH_CLAIM_CHUNK = 2000
 """Items per claim when a batch channel is drained."""
 RECORD_CHUNK = 2000
 """Rows per statement when recording: keeps IN lists under the databases' bind limits."""
+RECORD_PAGE = 5000
+"""Members of a delivered file batch recorded per transaction."""
 
 
 class DeliveryHooks(Protocol):
@@ -65,6 +75,17 @@ class DeliveryHooks(Protocol):
     async def on_delivered(
         self, conn: AsyncConnection, items: Sequence[ClaimedItem], *, now: datetime
     ) -> None: ...
+
+    async def on_delivered_rows(
+        self,
+        conn: AsyncConnection,
+        agency_id: str,
+        delivered: sa.Select[tuple[str, str]],
+        *,
+        now: datetime,
+    ) -> None:
+        """``on_delivered`` for a set: (placement id, packet type) of delivered items."""
+        ...
 
     async def on_dead(
         self, conn: AsyncConnection, items: Sequence[tuple[ClaimedItem, str]], *, now: datetime
@@ -225,6 +246,8 @@ class Dispatcher:
         one batch, deliver it and record the outcomes as the adapter reports them."""
         leases: dict[int, int] = {}
         lease_seconds = max(float(self._lease_seconds), adapter.lease_seconds)
+        # The claim's own owner tag fences the bulk recording of delivered batches.
+        owner = f"{uuid.uuid4().hex[:12]}@{self.worker_id}"[:64]
         stats = DrainStats()
         builder = adapter.open_batch()
         started, t0 = self._now(), time.perf_counter()
@@ -238,7 +261,7 @@ class Dispatcher:
                         others = await self._other_agencies(conn, agency_id)
                     claimed = await outbox.claim(
                         conn,
-                        worker=self.worker_id,
+                        worker=owner,
                         limit=limit,
                         lease_seconds=lease_seconds,
                         now=self._now(),
@@ -255,6 +278,13 @@ class Dispatcher:
                 return stats
             started, t0 = self._now(), time.perf_counter()
             async for reported in builder.flush():
+                if isinstance(reported, BatchDelivered):
+                    stats.add(
+                        await self._record_delivered(
+                            reported, agency_id, owner, leases, started, t0
+                        )
+                    )
+                    continue
                 outcomes = await self._batch_outcomes(reported, leases, started, t0)
                 stats.add(await self._record(outcomes))
         except DeliveryError as exc:
@@ -282,6 +312,41 @@ class Dispatcher:
             circuit.record_success()
         elif stats.retried or stats.unknown:
             circuit.record_failure(self._clock.now())
+        return stats
+
+    async def _record_delivered(
+        self,
+        delivered: BatchDelivered,
+        agency_id: str,
+        owner: str,
+        leases: dict[int, int],
+        started: datetime,
+        t0: float,
+    ) -> DrainStats:
+        """Record a delivered batch in bulk, page by page (gateway.batch_recording)."""
+        held: list[int] = []
+        after: int | None = 0
+        duration = int((time.perf_counter() - t0) * 1000)
+        while after is not None:
+            async with self._db.transaction() as conn:
+                page, after = await record_batch_delivery(
+                    conn,
+                    delivered,
+                    agency_id=agency_id,
+                    owner=owner,
+                    after_record=after,
+                    limit=RECORD_PAGE,
+                    started_at=started,
+                    duration_ms=duration,
+                    hooks=self._hooks,
+                    now=self._now(),
+                )
+            held.extend(page)
+        for item_id in held:
+            leases.pop(item_id, None)
+        stats = DrainStats(claimed=len(held), delivered=len(held))
+        if held:
+            stats.by_agency[agency_id] = len(held)
         return stats
 
     async def _other_agencies(self, conn: AsyncConnection, agency_id: str) -> set[str]:

@@ -47,7 +47,7 @@ from gateway.signed_note import (
     parse_checkpoint,
     sign_note,
 )
-from gateway.store.database import Database
+from gateway.store.database import Database, bulk_insert
 from gateway.store.tables import (
     Checkpoint,
     DeliveryAttempt,
@@ -98,27 +98,30 @@ async def append_leaves(
     """Write ``leaves`` in the caller's open transaction (never commits) with one batched
     insert and return their consecutive ``seq`` numbers. On PostgreSQL this takes the
     evidence advisory lock, which other appenders wait for until the caller commits."""
+    return await append_bodies(
+        conn, [(leaf.kind, leaf.ref, leaf.body()) for leaf in leaves], now=now
+    )
+
+
+async def append_bodies(
+    conn: AsyncConnection, leaves: Sequence[tuple[str, str, bytes]], *, now: datetime
+) -> list[int]:
+    """``append_leaves`` for (kind, ref, canonical body) triples whose bodies were already
+    encoded (``LeafInput.body`` or a ``gateway.leaf_template.LeafTemplate``)."""
     if not leaves:
         return []
-    rows: list[dict[str, Any]] = []
-    for leaf in leaves:
-        body = leaf.body()
-        rows.append(
-            {
-                "kind": leaf.kind,
-                "ref": leaf.ref,
-                "body": body,
-                "leaf_hash": leaf_hash(body),
-                "created_at": now,
-            }
-        )
     # Hashing happens before the lock: on PostgreSQL it is held until the caller commits.
+    rows = [(kind, ref, body, leaf_hash(body)) for kind, ref, body in leaves]
     if conn.dialect.name == "postgresql":
         await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
     start = await _leaf_count(conn)
-    for seq, row in enumerate(rows, start):
-        row["seq"] = seq
-    await conn.execute(LEAVES.insert(), rows)
+    await bulk_insert(
+        conn,
+        LEAVES,
+        ("seq", "kind", "ref", "body", "leaf_hash"),
+        [(seq, *row) for seq, row in enumerate(rows, start)],
+        constants={"created_at": now},
+    )
     return list(range(start, start + len(rows)))
 
 
@@ -518,5 +521,6 @@ __all__ = [
     "LeafInput",
     "Problem",
     "VerificationReport",
+    "append_bodies",
     "append_leaves",
 ]

@@ -14,7 +14,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.store.database import dialect_insert
+from gateway.store.database import bulk_insert, dialect_insert
 from gateway.store.tables import OutboxItem
 from gateway.store.transfer_tables import (
     FileBatch,
@@ -120,14 +120,25 @@ async def add_members(
     conn: AsyncConnection, batch_id: int, rows: Sequence[tuple[int, int, int]]
 ) -> None:
     """(outbox id, record number, line number) of rows written to the batch's data file."""
-    if rows:
+    await bulk_insert(
+        conn,
+        ITEMS,
+        ("outbox_id", "record_no", "line_no"),
+        rows,
+        constants={"batch_id": batch_id},
+    )
+
+
+async def member_line(conn: AsyncConnection, batch_id: int, outbox_id: int) -> tuple[int, int]:
+    """(record number, line number) of one member of a batch."""
+    row = (
         await conn.execute(
-            ITEMS.insert(),
-            [
-                {"batch_id": batch_id, "outbox_id": o, "record_no": r, "line_no": ln}
-                for o, r, ln in rows
-            ],
+            sa.select(BI.record_no, BI.line_no).where(
+                BI.batch_id == batch_id, BI.outbox_id == outbox_id
+            )
         )
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 async def memberships(
@@ -286,6 +297,7 @@ __all__ = [
     "insert_batch",
     "load_batch",
     "mark_files",
+    "member_line",
     "member_page",
     "memberships",
     "next_sequence",

@@ -18,8 +18,9 @@ Theory of operation
    same way, so a crash never leaves a partial marker). A final name that already exists is
    never overwritten: its SHA-256 is compared, equal means it arrived before a crash
    (``present``), different is a conflict (permanent error; the batch stops). Then the
-   batch is ``delivered``, with one evidence leaf per file, and every member gets a Receipt
-   naming its file and line.
+   batch is ``delivered``, with one evidence leaf per file, and is reported as one
+   ``BatchDelivered``: the dispatcher records its members in bulk (gateway.batch_recording),
+   each with a receipt naming its file and line.
 3. A resumed batch is re-rendered from the stored packets in record order; the same layout
    gives the same bytes. Encrypted bytes differ on every run, so the recorded hash is
    replaced only while the final name does not exist on the server; once it exists, the
@@ -56,7 +57,14 @@ from gateway.file_batches import (
 )
 from gateway.file_layouts import RecordWriter
 from gateway.pgp import Pgp, PgpError
-from gateway.ports import OutboundPacket, Receipt, RemoteFolder, RemoteSession
+from gateway.ports import (
+    BatchDelivered,
+    BatchReport,
+    OutboundPacket,
+    Receipt,
+    RemoteFolder,
+    RemoteSession,
+)
 from gateway.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -235,7 +243,7 @@ class FileDropBatch:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    async def flush(self) -> AsyncIterator[Sequence[Result]]:
+    async def flush(self) -> AsyncIterator[BatchReport]:
         async with AsyncExitStack() as stack:
             session: RemoteSession | None = None
 
@@ -255,8 +263,7 @@ class FileDropBatch:
                     except DeliveryError as exc:
                         failure = exc
                     else:
-                        async for page in self._receipts(batch_id, delivered):
-                            yield page
+                        yield self._delivered(batch_id, delivered)
                         continue
                     log.warning("batch %d to %s failed: %s", batch_id, self._agency.id, failure)
                 async for page in self._failures(batch_id, failure):
@@ -452,39 +459,16 @@ class FileDropBatch:
             agency_id=self._agency.id,
         )
 
-    async def _receipts(
-        self, batch_id: int, files: dict[str, store.RemoteFileRow]
-    ) -> AsyncIterator[list[Result]]:
+    def _delivered(self, batch_id: int, files: dict[str, store.RemoteFileRow]) -> BatchDelivered:
         data, manifest = files["data"], files.get("manifest")
-        timestamp = int(self._drop.clock())
-        after = 0
-        while True:
-            async with self._drop.db.snapshot() as conn:
-                page = await store.member_page(
-                    conn, batch_id, after_record=after, limit=PAGE, with_payload=False
-                )
-            if not page:
-                return
-            after = page[-1][1]
-            yield [
-                (
-                    outbox_id,
-                    Receipt(
-                        request_timestamp=timestamp,
-                        response_sha256=data.sha256,
-                        response_excerpt=f"{data.remote_path} line {line}",
-                        details={
-                            "remote_path": data.remote_path,
-                            "size": str(data.size),
-                            "sha256": data.sha256,
-                            "record": str(record),
-                            "line": str(line),
-                            "manifest": manifest.remote_path if manifest else "",
-                        },
-                    ),
-                )
-                for outbox_id, record, line, _ in page
-            ]
+        return BatchDelivered(
+            batch_id=batch_id,
+            request_timestamp=int(self._drop.clock()),
+            remote_path=data.remote_path,
+            size=data.size,
+            sha256=data.sha256,
+            manifest_path=manifest.remote_path if manifest else "",
+        )
 
     async def _failures(self, batch_id: int, error: DeliveryError) -> AsyncIterator[list[Result]]:
         after = 0

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
+
 from gateway.sftp_settings import ColumnSpec, LayoutSection, RecordKind
 
 MINOR_EXPONENT: dict[str, int] = {
@@ -304,7 +306,8 @@ class RecordWriter:
     def write(self, payloads: Sequence[bytes]) -> tuple[bytes, list[tuple[int, RowError]]]:
         """Render stored packet bytes; returns the chunk and (input index, error) of rows
         left out. JSON Lines rows are the payload bytes themselves."""
-        records = [json.loads(p) for p in payloads]
+        # orjson: decoding the stored packets is a third of rendering with the json module.
+        records = [orjson.loads(p) for p in payloads]
         if self.layout.format == "jsonl":
             for record in records:
                 self.totals.add(record)

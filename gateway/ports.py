@@ -98,6 +98,41 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
 
+@dataclass(frozen=True, slots=True)
+class BatchDelivered:
+    """Every member of file batch ``batch_id`` (``file_batch_items``) is durably on the
+    server in the data file ``remote_path`` (``size`` bytes, ``sha256`` as transmitted),
+    next to ``manifest_path``. The dispatcher records the members in bulk from the batch's
+    membership rows; it never builds an object per case."""
+
+    batch_id: int
+    request_timestamp: int
+    remote_path: str
+    size: int
+    sha256: str
+    manifest_path: str
+
+    def receipt(self, record_no: int, line_no: int) -> Receipt:
+        """The receipt of the member at ``record_no`` on file line ``line_no``."""
+        return Receipt(
+            request_timestamp=self.request_timestamp,
+            response_sha256=self.sha256,
+            response_excerpt=f"{self.remote_path} line {line_no}",
+            details={
+                "remote_path": self.remote_path,
+                "size": str(self.size),
+                "sha256": self.sha256,
+                "record": str(record_no),
+                "line": str(line_no),
+                "manifest": self.manifest_path,
+            },
+        )
+
+
+BatchReport = Sequence[tuple[int, Receipt | DeliveryError]] | BatchDelivered
+"""What ``BatchBuilder.flush`` yields: per-item outcomes, or a whole delivered batch."""
+
+
 class BatchBuilder(Protocol):
     """One batch under construction (see ``BatchChannelAdapter``)."""
 
@@ -105,10 +140,10 @@ class BatchBuilder(Protocol):
         """Add claimed packets to the batch (written to local files, nothing sent yet)."""
         ...
 
-    def flush(self) -> AsyncIterator[Sequence[tuple[int, "Receipt | DeliveryError"]]]:
-        """Deliver everything staged; yield (outbox id, Receipt or error) in chunks. An
-        item gets a Receipt only once its file is durably on the server under its final
-        name."""
+    def flush(self) -> AsyncIterator[BatchReport]:
+        """Deliver everything staged; yield a ``BatchDelivered`` per delivered file batch
+        (only once its files are durably on the server under their final names) and
+        (outbox id, error) chunks for the items that were not delivered."""
         ...
 
     async def aclose(self) -> None:
@@ -213,6 +248,8 @@ __all__ = [
     "AdapterContext",
     "BatchBuilder",
     "BatchChannelAdapter",
+    "BatchDelivered",
+    "BatchReport",
     "ChannelAdapter",
     "Clock",
     "InboundPoller",

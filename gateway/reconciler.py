@@ -328,6 +328,37 @@ async def insert_expectations(
         )
 
 
+async def _meet_arrived(
+    conn: AsyncConnection, placement_ids: Sequence[str] | sa.Select[tuple[str]]
+) -> None:
+    """An agency may answer faster than we record the delivery: meet at once the ack and
+    first-activity expectations of ``placement_ids`` whose events already arrived."""
+    for kind, types in (
+        ("ack", ["placement.acknowledged"]),
+        ("first_activity", sorted(ACTIVITY_EVENTS)),
+    ):
+        arrived = (
+            sa.select(E.id)
+            .where(E.placement_id == X.placement_id, E.applied, E.event_type.in_(types))
+            .limit(1)
+            .scalar_subquery()
+        )
+        if isinstance(placement_ids, sa.Select):
+            # Only placements with such an event: most deliveries have none yet.
+            sub = placement_ids.subquery()
+            answered = sa.select(sub.c[0]).where(
+                sa.exists().where(E.placement_id == sub.c[0], E.applied, E.event_type.in_(types))
+            )
+            scope = X.placement_id.in_(answered)
+        else:
+            scope = X.placement_id.in_(placement_ids)
+        await conn.execute(
+            EXPECTATIONS.update()
+            .where(scope, X.kind == kind, X.state == "open", arrived.is_not(None))
+            .values(state="met", met_by_event_id=arrived)
+        )
+
+
 class ReconciliationHooks:
     """Delivery hooks: a delivered placement creates its expectations; a dead one a mismatch."""
 
@@ -361,29 +392,39 @@ class ReconciliationHooks:
                 ),
                 rows,
             )
-            # An agency may answer faster than we record the delivery: meet at once what
-            # already arrived.
-            placement_ids = sorted({str(r["placement_id"]) for r in rows})
-            for kind, types in (
-                ("ack", ["placement.acknowledged"]),
-                ("first_activity", sorted(ACTIVITY_EVENTS)),
-            ):
-                arrived = (
-                    sa.select(E.id)
-                    .where(E.placement_id == X.placement_id, E.applied, E.event_type.in_(types))
-                    .limit(1)
-                    .scalar_subquery()
-                )
-                await conn.execute(
-                    EXPECTATIONS.update()
-                    .where(
-                        X.placement_id.in_(placement_ids),
-                        X.kind == kind,
-                        X.state == "open",
-                        arrived.is_not(None),
-                    )
-                    .values(state="met", met_by_event_id=arrived)
-                )
+            await _meet_arrived(conn, sorted({str(r["placement_id"]) for r in rows}))
+
+    async def on_delivered_rows(
+        self,
+        conn: AsyncConnection,
+        agency_id: str,
+        delivered: sa.Select[tuple[str, str]],
+        *,
+        now: datetime,
+    ) -> None:
+        """``on_delivered`` for a set: ``delivered`` selects (placement id, packet type) of
+        the items of ``agency_id`` just delivered; one INSERT … SELECT per expectation."""
+        sla = self._agencies[agency_id].sla
+        placed = delivered.subquery()
+        is_created = placed.c[1] == "placement.created"
+        for kind, hours in (("ack", sla.ack_hours), ("first_activity", sla.first_activity_hours)):
+            rows = sa.select(
+                placed.c[0],
+                sa.literal(agency_id, X.agency_id.type),
+                sa.literal(kind, X.kind.type),
+                sa.literal("", X.ref.type),
+                sa.literal(now + timedelta(hours=hours), X.due_at.type),
+                sa.literal("open", X.state.type),
+                sa.literal(now, X.created_at.type),
+            ).where(is_created)
+            columns = ["placement_id", "agency_id", "kind", "ref", "due_at", "state", "created_at"]
+            await conn.execute(
+                dialect_insert(conn, EXPECTATIONS)
+                .from_select(columns, rows)
+                .on_conflict_do_nothing(index_elements=["placement_id", "kind", "ref"])
+            )
+        created = sa.select(placed.c[0]).where(is_created)
+        await _meet_arrived(conn, created)
 
     async def on_dead(
         self, conn: AsyncConnection, items: Sequence[tuple[ClaimedItem, str]], *, now: datetime

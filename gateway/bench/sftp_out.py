@@ -54,15 +54,17 @@ from gateway.bench.sftp_dataset import (
 )
 from gateway.bootstrap import build
 from gateway.errors import GatewayError
-from gateway.ports import OutboundPacket, Receipt
+from gateway.ports import BatchDelivered, OutboundPacket, Receipt
 from gateway.store.database import Database
 from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, OutboxItem, Placement
+from gateway.store.transfer_tables import FileBatchItem
 
 TARGET_RATIO = 0.5
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
 PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
+ITEMS = FileBatchItem.__table__  # type: ignore[attr-defined]
 
 
 async def dispatching_sender(link: ParentLink, setup: SftpBench) -> None:
@@ -87,8 +89,9 @@ async def dispatching_sender(link: ParentLink, setup: SftpBench) -> None:
 async def file_pipeline(link: ParentLink, setup: SftpBench) -> None:
     """Child main (ours, the channel alone): the same batch through the SFTP adapter without
     the dispatcher: packets read from the store, rendered to the spool, batch and members
-    recorded, files uploaded and recorded with their evidence leaves, a receipt built per
-    case; not the per-case outbox updates, attempts, receipt leaves and expectations."""
+    recorded, files uploaded and recorded with their evidence leaves, the delivered batch's
+    members counted; not the per-case outbox updates, attempts, receipt leaves and
+    expectations."""
     settings, agencies = setup.config()
     gateway = build(settings, agencies)
     try:
@@ -120,7 +123,10 @@ async def file_pipeline(link: ParentLink, setup: SftpBench) -> None:
                     [OutboundPacket(r[0], r[1], r[2], r[3], bytes(r[4]), 1) for r in rows]
                 )
             async for chunk in builder.flush():
-                reported += sum(isinstance(result, Receipt) for _, result in chunk)
+                if isinstance(chunk, BatchDelivered):
+                    reported += await _members(gateway.db, chunk.batch_id)
+                else:
+                    reported += sum(isinstance(result, Receipt) for _, result in chunk)
         finally:
             await builder.aclose()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
@@ -129,6 +135,12 @@ async def file_pipeline(link: ParentLink, setup: SftpBench) -> None:
     link.send(
         Finished(peak_rss_mb(), {"seconds": seconds, "cpu_seconds": cpu, "delivered": reported})
     )
+
+
+async def _members(db: Database, batch_id: int) -> int:
+    async with db.snapshot() as conn:
+        query = sa.select(sa.func.count()).select_from(ITEMS).where(ITEMS.c.batch_id == batch_id)
+        return int((await conn.execute(query)).scalar_one())
 
 
 async def _connect(workdir: Path, port: int) -> asyncssh.SSHClientConnection:

@@ -6,6 +6,7 @@ up front, so two processes never deadlock upgrading a read lock. PostgreSQL uses
 ``FOR UPDATE SKIP LOCKED`` for outbox claims (see gateway/outbox.py).
 """
 
+import operator
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -139,6 +140,46 @@ async def insert_numbered(
     return list(result.scalars().all())
 
 
+async def bulk_insert(
+    conn: AsyncConnection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    constants: Mapping[str, Any] | None = None,
+) -> None:
+    """Insert many rows with one driver ``executemany``, without SQLAlchemy's per-row
+    parameter processing (which costs more than SQLite's own insert).
+
+    ``rows`` hold plain driver-ready values (int, str, bytes, None) for ``columns``, in that
+    order; each of ``constants`` is the same for every row and goes through its column's
+    type once (datetimes belong there).
+    """
+    if not rows:
+        return
+    fixed = dict(constants or {})
+    names = [*columns, *fixed]
+    compiled = (
+        table.insert().values({n: sa.bindparam(n) for n in names}).compile(dialect=conn.dialect)
+    )
+    order = compiled.positiontup
+    if order is None:
+        raise TypeError(f"bulk_insert needs a positional paramstyle, not {conn.dialect.name}")
+    for name, value in fixed.items():
+        process = table.c[name].type.bind_processor(conn.dialect)
+        fixed[name] = process(value) if process is not None else value
+    # Each row is extended with the constants and reordered into the statement's order.
+    tail = tuple(fixed.values())
+    index = {name: i for i, name in enumerate(names)}
+    picks = [index[name] for name in order]
+    if picks == list(range(len(names))):
+        params: list[Any] = [(*row, *tail) for row in rows] if tail else [tuple(r) for r in rows]
+    else:
+        pick = operator.itemgetter(*picks)
+        params = [pick((*row, *tail)) for row in rows]
+    await conn.exec_driver_sql(compiled.string, params)
+
+
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -155,4 +196,4 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-__all__ = ["Database", "dialect_insert", "insert_numbered", "normalise_url"]
+__all__ = ["Database", "bulk_insert", "dialect_insert", "insert_numbered", "normalise_url"]

@@ -1,0 +1,168 @@
+"""Bulk recording of a delivered file batch: only items the batch claim still holds are
+recorded, each exactly as the per-item path would (attempt, receipt leaf, expectations,
+state), on SQLite and PostgreSQL."""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import sqlalchemy as sa
+
+from gateway import file_batch_store as store, outbox
+from gateway.agency_config import parse_agency
+from gateway.batch_recording import record_batch_delivery
+from gateway.evidence import LeafInput
+from gateway.merkle import leaf_hash
+from gateway.outbox import NewItem
+from gateway.packets import RenderedPacket
+from gateway.ports import BatchDelivered
+from gateway.reconciler import ReconciliationHooks
+from gateway.store.database import Database
+from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, Expectation
+
+NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+AGENCY = "AGY_FILES"
+ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
+LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
+EXPECTATIONS = Expectation.__table__  # type: ignore[attr-defined]
+
+
+def agency_hooks() -> ReconciliationHooks:
+    agency = parse_agency(
+        {
+            "id": AGENCY,
+            "name": "Files agency",
+            "channel": "webhook",
+            "endpoint": {"url": "http://127.0.0.1:9/unused", "allow_plain_http": True},
+            "signing": {"keys": [{"env": "UNUSED_OUTBOUND"}]},
+            "inbound": {"keys": [{"env": "UNUSED_INBOUND"}]},
+            "eligibility": {"buckets": ["M1"]},
+            "capacity": {"max_open_placements": 100},
+            "sla": {"ack_hours": 24, "first_activity_hours": 72},
+        }
+    )
+    return ReconciliationHooks(agencies={AGENCY: agency})
+
+
+async def queue(db: Database, n: int) -> list[int]:
+    items = [
+        NewItem(
+            AGENCY,
+            f"PL-{i}",
+            RenderedPacket(f"pkt_{i:040x}", "placement.created", 1, b"{}"),
+            5,
+        )
+        for i in range(n)
+    ]
+    async with db.transaction() as conn:
+        ids = await outbox.enqueue(conn, items, now=NOW)
+    return sorted(ids.values())
+
+
+async def test_only_items_the_claim_still_holds_are_recorded(db: Database) -> None:
+    ids = await queue(db, 5)
+    owner, other = "batch-a@worker", "batch-b@worker"
+    async with db.transaction() as conn:
+        claimed = await outbox.claim(conn, worker=owner, limit=5, lease_seconds=600, now=NOW)
+        assert [c.id for c in claimed] == ids
+        batch_id = await store.insert_batch(
+            conn,
+            agency_id=AGENCY,
+            file_type="PLACEMENT",
+            business_date=date(2026, 11, 28),
+            seq=1,
+            base_name="B1",
+            resend_of=(),
+            now=NOW,
+        )
+        await store.add_members(conn, batch_id, [(i, n, n + 1) for n, i in enumerate(ids, 1)])
+        # One item was reaped and claimed again by another batch; one was reaped only.
+        await conn.execute(
+            outbox.OUTBOX.update().where(outbox.OC.id == ids[1]).values(lease_owner=other)
+        )
+        await conn.execute(
+            outbox.OUTBOX.update()
+            .where(outbox.OC.id == ids[2])
+            .values(state="pending", lease_owner=None)
+        )
+    delivered = BatchDelivered(
+        batch_id=batch_id,
+        request_timestamp=1_796_000_000,
+        remote_path='inbox/LENDERX "1".csv',
+        size=1234,
+        sha256="ab" * 32,
+        manifest_path="inbox/B1.manifest.json",
+    )
+    held: list[int] = []
+    pages: list[int | None] = []
+    after: int | None = 0
+    while after is not None:
+        async with db.transaction() as conn:
+            page, after = await record_batch_delivery(
+                conn,
+                delivered,
+                agency_id=AGENCY,
+                owner=owner,
+                after_record=after,
+                limit=2,
+                started_at=NOW,
+                duration_ms=42,
+                hooks=agency_hooks(),
+                now=NOW + timedelta(seconds=1),
+            )
+        held += page
+        pages.append(after)
+    # Held members are records 1, 4 and 5: pages of two are (1, 4), (5), then none.
+    assert pages == [4, 5, None]
+    mine = [ids[0], ids[3], ids[4]]
+    assert sorted(held) == mine
+    async with db.connect() as conn:
+        states: dict[int, str] = dict(
+            (await conn.execute(sa.select(outbox.OC.id, outbox.OC.state))).all()
+        )
+        assert states == {
+            ids[0]: "delivered",
+            ids[1]: "leased",
+            ids[2]: "pending",
+            ids[3]: "delivered",
+            ids[4]: "delivered",
+        }
+        attempts = (await conn.execute(sa.select(ATTEMPTS).order_by(ATTEMPTS.c.outbox_id))).all()
+        assert [a.outbox_id for a in attempts] == mine
+        assert {(a.outcome, a.duration_ms, a.response_sha256) for a in attempts} == {
+            ("delivered", 42, "ab" * 32)
+        }
+        assert [a.response_excerpt for a in attempts] == [
+            f'inbox/LENDERX "1".csv line {line}' for line in (2, 5, 6)
+        ]
+        leaves = (await conn.execute(sa.select(LEAVES).where(LEAVES.c.kind == "receipt"))).all()
+        assert len(leaves) == 3
+        by_ref = {leaf.ref: leaf for leaf in leaves}
+        for a, record in zip(attempts, (1, 4, 5), strict=True):
+            receipt = delivered.receipt(record, record + 1)
+            expected = LeafInput(
+                "receipt",
+                f"attempt:{a.id}",
+                {
+                    "attempt_id": a.id,
+                    "outbox_id": a.outbox_id,
+                    "dedupe_key": f"pkt_{ids.index(a.outbox_id):040x}",
+                    "agency_id": AGENCY,
+                    "outcome": "delivered",
+                    "http_status": None,
+                    "response_sha256": receipt.response_sha256,
+                    "request_timestamp": receipt.request_timestamp,
+                    "details": dict(receipt.details),
+                },
+            ).body()
+            leaf = by_ref[f"attempt:{a.id}"]
+            assert bytes(leaf.body) == expected
+            assert bytes(leaf.leaf_hash) == leaf_hash(expected)
+            assert json.loads(leaf.body)["details"]["line"] == str(record + 1)
+        expectations = (
+            await conn.execute(
+                sa.select(EXPECTATIONS.c.placement_id, EXPECTATIONS.c.kind, EXPECTATIONS.c.state)
+            )
+        ).all()
+        assert sorted(expectations) == sorted(
+            (f"PL-{ids.index(i)}", kind, "open") for i in mine for kind in ("ack", "first_activity")
+        )
