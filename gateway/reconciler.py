@@ -343,20 +343,23 @@ async def _meet_arrived(
             .limit(1)
             .scalar_subquery()
         )
+        ids: Sequence[str] = placement_ids if isinstance(placement_ids, Sequence) else []
         if isinstance(placement_ids, sa.Select):
-            # Only placements with such an event: most deliveries have none yet.
+            # Only placements with such an event, usually none: looked up first, so the
+            # update goes by the expectations' unique index, never through all open ones.
             sub = placement_ids.subquery()
             answered = sa.select(sub.c[0]).where(
                 sa.exists().where(E.placement_id == sub.c[0], E.applied, E.event_type.in_(types))
             )
-            scope = X.placement_id.in_(answered)
-        else:
-            scope = X.placement_id.in_(placement_ids)
-        await conn.execute(
-            EXPECTATIONS.update()
-            .where(scope, X.kind == kind, X.state == "open", arrived.is_not(None))
-            .values(state="met", met_by_event_id=arrived)
-        )
+            ids = list((await conn.execute(answered)).scalars().all())
+        if ids:
+            await conn.execute(
+                EXPECTATIONS.update()
+                .where(
+                    X.placement_id.in_(ids), X.kind == kind, X.state == "open", arrived.is_not(None)
+                )
+                .values(state="met", met_by_event_id=arrived)
+            )
 
 
 class ReconciliationHooks:

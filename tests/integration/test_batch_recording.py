@@ -17,13 +17,21 @@ from gateway.packets import RenderedPacket
 from gateway.ports import BatchDelivered
 from gateway.reconciler import ReconciliationHooks
 from gateway.store.database import Database
-from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, Expectation
+from gateway.store.tables import (
+    AgencyEventRow,
+    DeliveryAttempt,
+    EvidenceLeaf,
+    Expectation,
+    InboundMessage,
+)
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 AGENCY = "AGY_FILES"
 ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
 EXPECTATIONS = Expectation.__table__  # type: ignore[attr-defined]
+INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
+EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
 
 
 def agency_hooks() -> ReconciliationHooks:
@@ -83,6 +91,38 @@ async def test_only_items_the_claim_still_holds_are_recorded(db: Database) -> No
             outbox.OUTBOX.update()
             .where(outbox.OC.id == ids[2])
             .values(state="pending", lease_owner=None)
+        )
+    async with db.transaction() as conn:
+        # The agency acknowledged record 4 before we recorded its delivery.
+        inbound_id = (
+            await conn.execute(
+                INBOUND.insert()
+                .values(
+                    agency_id=AGENCY,
+                    channel="webhook",
+                    external_id="evt-1",
+                    body=b"{}",
+                    body_sha256="0" * 64,
+                    signature_scheme="v1",
+                    status="accepted",
+                    response_status=204,
+                    response_body=b"",
+                    received_at=NOW,
+                )
+                .returning(INBOUND.c.id)
+            )
+        ).scalar_one()
+        await conn.execute(
+            EVENTS.insert().values(
+                inbound_id=inbound_id,
+                agency_id=AGENCY,
+                placement_id="PL-3",
+                event_type="placement.acknowledged",
+                occurred_at=NOW,
+                data="{}",
+                applied=True,
+                received_at=NOW,
+            )
         )
     delivered = BatchDelivered(
         batch_id=batch_id,
@@ -164,5 +204,7 @@ async def test_only_items_the_claim_still_holds_are_recorded(db: Database) -> No
             )
         ).all()
         assert sorted(expectations) == sorted(
-            (f"PL-{ids.index(i)}", kind, "open") for i in mine for kind in ("ack", "first_activity")
+            (f"PL-{ids.index(i)}", kind, "met" if (i, kind) == (ids[3], "ack") else "open")
+            for i in mine
+            for kind in ("ack", "first_activity")
         )
