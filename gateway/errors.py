@@ -196,7 +196,24 @@ class EvidenceError(GatewayError):
     """The evidence log does not verify."""
 
 
+class PgpError(GatewayError):
+    """gpg refused to encrypt, decrypt or verify."""
+
+
+class ActionRefused(GatewayError):
+    """The action is not allowed for this mismatch as it stands now."""
+
+
+class LoginRefused(GatewayError):
+    """Wrong name or password."""
+
+
+class LoginThrottled(LoginRefused):
+    """Too many failed logins; wait and try again."""
+
+
 __all__ = [
+    "ActionRefused",
     "ConfigError",
     "ConflictingDuplicate",
     "DeliveryError",
@@ -207,12 +224,15 @@ __all__ = [
     "InboundError",
     "IntakeError",
     "LeaseLost",
+    "LoginRefused",
+    "LoginThrottled",
     "MalformedPayload",
     "MissingHeaders",
     "NotFound",
     "OutcomeUnknown",
     "PayloadTooLarge",
     "PermanentDeliveryError",
+    "PgpError",
     "SchemaViolation",
     "SignatureInvalid",
     "StoreUnavailable",

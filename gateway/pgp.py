@@ -22,11 +22,7 @@ from pathlib import Path
 
 import gnupg  # type: ignore[import-untyped]
 
-from gateway.errors import ConfigError, GatewayError
-
-
-class PgpError(GatewayError):
-    """gpg refused to encrypt, decrypt or verify."""
+from gateway.errors import ConfigError, PgpError
 
 
 @dataclass(frozen=True, slots=True)

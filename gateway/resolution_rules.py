@@ -19,7 +19,7 @@ from typing import Final
 
 import sqlalchemy as sa
 
-from gateway.errors import GatewayError
+from gateway.errors import ActionRefused
 from gateway.lifecycle import MISMATCH_TRANSITIONS, OPEN_PLACEMENT_STATES
 from gateway.store.console_tables import MismatchAssignment
 from gateway.store.tables import Mismatch
@@ -34,10 +34,6 @@ UNRESOLVED: Final = frozenset({"open", "investigating"})
 ALL_STATES: Final = frozenset(MISMATCH_TRANSITIONS)
 RECALL_CODE_PATTERN: Final = r"^[A-Z][A-Z0-9_]{1,31}$"
 DEFAULT_RECALL_CODE: Final = "RECONCILIATION"
-
-
-class ActionRefused(GatewayError):
-    """The action is not allowed for this mismatch as it stands now."""
 
 
 @dataclass(frozen=True, slots=True)

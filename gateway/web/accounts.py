@@ -23,7 +23,7 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import GatewayError, LoginRefused, LoginThrottled, NotFound
 from gateway.resolution_rules import ROLES
 from gateway.store.console_tables import ApiToken, ConsoleSession, ConsoleUser, LoginAttempt
 from gateway.store.database import Database
@@ -47,14 +47,6 @@ _ZERO_SALT, _ZERO_KEY = base64.b64encode(bytes(SALT_BYTES)), base64.b64encode(by
 _DUMMY_HASH = (
     f"scrypt${SCRYPT_LOG2_N}${SCRYPT_R}${SCRYPT_P}${_ZERO_SALT.decode()}${_ZERO_KEY.decode()}"
 )
-
-
-class LoginRefused(GatewayError):
-    """Wrong name or password."""
-
-
-class LoginThrottled(LoginRefused):
-    """Too many failed logins; wait and try again."""
 
 
 @dataclass(frozen=True, slots=True)
