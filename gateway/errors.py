@@ -24,7 +24,11 @@
     │   └── OutcomeUnknown            the bytes may have left; resend only by the channel's rule
     ├── LeaseLost                 our claim on an outbox item was taken over (fencing)
     ├── NotFound                  a case, placement or mismatch id does not exist
-    └── EvidenceError             the evidence log does not verify
+    ├── EvidenceError             the evidence log does not verify
+    ├── PgpError                  gpg refused to encrypt, decrypt or verify (SFTP files)
+    ├── ActionRefused             a mismatch action is not allowed in the mismatch's state
+    └── LoginRefused              console login: wrong name or password
+        └── LoginThrottled            too many failed logins; wait and try again
 
 Each class's docstring is its default message. Transient vs permanent is a type, not a flag:
 the dispatcher retries ``TransientDeliveryError`` only.
