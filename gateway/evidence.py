@@ -16,14 +16,14 @@ Theory of operation
   and refuses to sign when the stored prefix no longer hashes to the previous checkpoint.
 * ``EvidenceLog.verify`` trusts nothing stored: it recomputes each leaf hash from its body,
   each checkpoint root from those hashes, checks every checkpoint signature, and checks
-  that the packet, inbound and receipt rows still match what their leaves attest.
+  that the packet, inbound, mail, receipt and remote-file rows still match what their
+  leaves attest (gateway.evidence_checks).
 """
 
-import hashlib
 import json
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import EvidenceError, NotFound
+from gateway.evidence_checks import (
+    ATTESTED,
+    Problem,
+    VerificationReport,
+    check_body,
+    check_rows,
+)
 from gateway.merkle import (
     CompactRange,
     RangeRoots,
@@ -66,7 +73,6 @@ ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 APPEND_LOCK_KEY = 0x4556_4C4F_4701_0001
 CHECKPOINT_LOCK_KEY = 0x4556_4C4F_4701_0002
 
-RECEIPT_COLUMNS = ("outcome", "http_status", "response_sha256", "request_timestamp")
 _STREAM_BATCH = 10_000
 _VERIFY_BATCH = 500
 _REPORT_LINES = 50
@@ -148,56 +154,6 @@ class ConsistencyProof:
     old_root: bytes
     new_root: bytes
     path: tuple[bytes, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One way the log or an attested row fails to verify, and where.
-
-    Codes: ``seq_gap``, ``leaf_hash``, ``body`` (unparseable, or its kind/ref differ from the
-    columns), ``root_mismatch``, ``truncated`` (a checkpoint covers leaves that are gone),
-    ``signature``, ``origin``, ``note_mismatch`` (the signed note differs from its row),
-    ``row_missing`` and ``row_mismatch`` (an attested packet, inbound or receipt row).
-    """
-
-    code: str
-    detail: str
-    seq: int | None = None
-    checkpoint_id: int | None = None
-    row: str | None = None
-
-    def __str__(self) -> str:
-        where = [
-            f"leaf {self.seq}" if self.seq is not None else "",
-            f"checkpoint {self.checkpoint_id}" if self.checkpoint_id is not None else "",
-            self.row or "",
-        ]
-        place = ", ".join(part for part in where if part)
-        return f"{self.code} ({place}): {self.detail}" if place else f"{self.code}: {self.detail}"
-
-
-@dataclass
-class VerificationReport:
-    """What ``EvidenceLog.verify`` checked and every problem it found."""
-
-    leaves_checked: int = 0
-    checkpoints_checked: int = 0
-    rows_checked: int = 0
-    root: bytes = b""
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def raise_for_problems(self) -> None:
-        """Fail closed: raise EvidenceError listing every problem."""
-        if self.problems:
-            lines = [f"  {problem}" for problem in self.problems[:_REPORT_LINES]]
-            if len(self.problems) > _REPORT_LINES:
-                lines.append(f"  ... and {len(self.problems) - _REPORT_LINES} more")
-            summary = "\n".join(lines)
-            raise EvidenceError(f"the evidence log does not verify:\n{summary}")
 
 
 class EvidenceLog:
@@ -336,14 +292,14 @@ class EvidenceLog:
                         detail = "the stored leaf hash does not match the body"
                         report.problems.append(Problem("leaf_hash", detail, seq))
                     compact.append(computed)
-                    document = _check_body(seq, kind, ref, body, report)
+                    document = check_body(seq, kind, ref, body, report)
                     # The signed body says which row is attested, not the unsigned columns.
-                    if document is not None and document.get("kind") in _ATTESTED:
+                    if document is not None and document.get("kind") in ATTESTED:
                         attested.append((seq, document))
                     if due and due[0].tree_size == compact.size:
                         self._check_roots(due, compact, report)
                 report.leaves_checked += len(batch)
-                await _check_rows(conn, attested, report)
+                await check_rows(conn, attested, report)
             for row in due:
                 detail = f"the checkpoint covers {row.tree_size} leaves, the log has {compact.size}"
                 report.problems.append(Problem("truncated", detail, checkpoint_id=row.id))
@@ -435,81 +391,6 @@ async def _stream_hashes(
 
 async def _fold_hashes(conn: AsyncConnection, compact: CompactRange, stop: int) -> None:
     await _stream_hashes(conn, compact.size, stop, compact.extend)
-
-
-def _check_body(
-    seq: int, kind: str, ref: str, body: bytes, report: VerificationReport
-) -> dict[str, Any] | None:
-    try:
-        document = _DECODER.decode(body.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        report.problems.append(Problem("body", "the leaf body is not JSON", seq))
-        return None
-    if not isinstance(document, dict):
-        report.problems.append(Problem("body", "the leaf body is not a JSON object", seq))
-        return None
-    if document.get("kind") != kind or document.get("ref") != ref:
-        claimed = f"{document.get('kind')}/{document.get('ref')}"
-        detail = f"the columns say {kind}/{ref}, the body says {claimed}"
-        report.problems.append(Problem("body", detail, seq))
-    return document
-
-
-# kind -> (table, the leaf field naming the row id, the columns the leaf attests). A packet
-# or inbound leaf attests the SHA-256 of one column; a receipt attests columns verbatim.
-_ATTESTED: dict[str, tuple[sa.Table, str, tuple[str, ...]]] = {
-    "packet": (OUTBOX, "outbox_id", ("payload",)),
-    "inbound": (INBOUND, "inbound_id", ("body",)),
-    "receipt": (ATTEMPTS, "attempt_id", RECEIPT_COLUMNS),
-}
-
-
-async def _check_rows(
-    conn: AsyncConnection, attested: list[tuple[int, dict[str, Any]]], report: VerificationReport
-) -> None:
-    """Check a batch of leaves against the rows they attest, one query per table."""
-    for kind, (table, id_field, columns) in _ATTESTED.items():
-        wanted: list[tuple[int, int, dict[str, Any]]] = []
-        for seq, doc in attested:
-            row_id = doc.get(id_field)
-            if doc.get("kind") != kind:
-                continue
-            if type(row_id) is not int:
-                report.problems.append(Problem("body", f"the leaf has no integer {id_field}", seq))
-                continue
-            wanted.append((seq, row_id, doc))
-        if not wanted:
-            continue
-        query = sa.select(table.c.id, *(table.c[name] for name in columns)).where(
-            table.c.id.in_({row_id for _seq, row_id, _doc in wanted})
-        )
-        rows = {row.id: row._mapping for row in await conn.execute(query)}
-        for seq, row_id, doc in wanted:
-            where = f"{table.name} {row_id}"
-            row = rows.get(row_id)
-            if row is None:
-                detail = "the attested row is gone"
-                report.problems.append(Problem("row_missing", detail, seq, row=where))
-                continue
-            report.rows_checked += 1
-            for detail in _differences(kind, columns, row, doc):
-                report.problems.append(Problem("row_mismatch", detail, seq, row=where))
-
-
-def _differences(
-    kind: str, columns: tuple[str, ...], row: sa.RowMapping, doc: Mapping[str, Any]
-) -> list[str]:
-    if kind == "receipt":
-        return [
-            f"{name} is {row[name]!r}, the leaf attests {doc.get(name)!r}"
-            for name in columns
-            if row[name] != doc.get(name)
-        ]
-    [column] = columns
-    actual = hashlib.sha256(row[column]).hexdigest()
-    if actual == doc.get("sha256"):
-        return []
-    return [f"{column} sha256 is {actual}, the leaf attests {doc.get('sha256')}"]
 
 
 __all__ = [

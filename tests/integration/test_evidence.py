@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway import mail_journal
 from gateway.errors import EvidenceError, NotFound
 from gateway.evidence import EvidenceLog, LeafInput, append_leaves
 from gateway.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -26,11 +27,13 @@ from gateway.signed_note import (
     parse_checkpoint,
 )
 from gateway.store.database import Database
+from gateway.store.mail_tables import MailMessage
 from gateway.store.migrate import upgrade
 from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, InboundMessage, OutboxItem
 
 NOW = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
 ORIGIN = "lender.example/evidence"
+MAILS = MailMessage.__table__  # type: ignore[attr-defined]
 PG_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
 PAYLOAD = b'{"placement_id":"pl-1","balance":{"minor":125000,"currency":"CNY"}}'
 INBOUND_BODY = b'{"type":"payment.reported","data":{"amount_minor":5000}}'
@@ -523,3 +526,35 @@ async def _wait_for_advisory_lock_waiter(db: Database) -> None:
                 return
         await asyncio.sleep(0.01)
     pytest.fail("the second writer never queued on the evidence advisory lock")
+
+
+async def test_a_changed_sent_mail_is_reported(db: Database, keys: Keys) -> None:
+    signer, verifier = keys
+    log = EvidenceLog(db, signer, ORIGIN)
+    raw = b"Subject: referral\r\n\r\nbody\r\n"
+    async with db.transaction() as conn:
+        outbox_id = await insert_outbox(conn, PAYLOAD)
+        mail_id = await mail_journal.record_attempt(
+            conn,
+            agency_id="acme",
+            message_id="<pkt_1@lender.example>",
+            ref="pkt_1",
+            attempt_no=1,
+            envelope_from="bounces@lender.example",
+            recipients=["firm@example.cn"],
+            body=raw,
+            possible_duplicate=False,
+            dsn=False,
+            items=[mail_journal.CarriedItem(outbox_id, "k1", "pl-k1")],
+            now=NOW,
+        )
+    await log.checkpoint(now=NOW)
+    report = await log.verify([verifier])
+    assert report.ok and report.rows_checked == 1, report.problems
+    async with db.transaction() as conn:
+        await conn.execute(
+            MAILS.update().where(MAILS.c.id == mail_id).values(body=raw.replace(b"body", b"bodY"))
+        )
+    [problem] = (await log.verify([verifier])).problems
+    assert (problem.code, problem.row) == ("row_mismatch", f"mail_messages {mail_id}")
+    assert problem.detail.startswith("body sha256 is ")

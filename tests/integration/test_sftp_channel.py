@@ -123,6 +123,7 @@ async def test_a_cycle_drops_one_batch_data_manifest_marker_and_records_every_fi
             files = (
                 await conn.execute(
                     sa.select(
+                        FILES.c.id,
                         FILES.c.role,
                         FILES.c.remote_path,
                         FILES.c.size,
@@ -159,6 +160,15 @@ async def test_a_cycle_drops_one_batch_data_manifest_marker_and_records_every_fi
         # A second cycle with nothing due sends nothing.
         assert (await drain(gateway)).claimed == 0
         assert len(world.files("inbox")) == 3
+        # The file records are attested: a changed size is found.
+        [data_id] = [f.id for f in files if f.role == "data"]
+        async with gateway.db.transaction() as conn:
+            await conn.execute(
+                FILES.update().where(FILES.c.id == data_id).values(size=FILES.c.size + 1)
+            )
+        [problem] = (await gateway.evidence.verify([gateway.note_verifier])).problems
+        assert (problem.code, problem.row) == ("row_mismatch", f"remote_files {data_id}")
+        assert problem.detail.startswith("size is ")
     finally:
         await gateway.aclose()
 
