@@ -25,6 +25,7 @@
     ├── LeaseLost                 our claim on an outbox item was taken over (fencing)
     ├── NotFound                  a case, placement or mismatch id does not exist
     ├── EvidenceError             the evidence log does not verify
+    ├── RunInProgress             a reconciliation run is still running (or waits for a resume)
     ├── PgpError                  gpg refused to encrypt, decrypt or verify (SFTP files)
     ├── ActionRefused             a mismatch action is not allowed in the mismatch's state
     └── LoginRefused              console login: wrong name or password
@@ -200,6 +201,10 @@ class EvidenceError(GatewayError):
     """The evidence log does not verify."""
 
 
+class RunInProgress(GatewayError):
+    """Another reconciliation run is running, or was interrupted and waits for a resume."""
+
+
 class PgpError(GatewayError):
     """gpg refused to encrypt, decrypt or verify."""
 
@@ -237,6 +242,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermanentDeliveryError",
     "PgpError",
+    "RunInProgress",
     "SchemaViolation",
     "SignatureInvalid",
     "StoreUnavailable",

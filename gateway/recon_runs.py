@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import GatewayError, NotFound, RunInProgress
 from gateway.reconciliation import RULE_VERSION
 from gateway.store.database import Database
 from gateway.store.recon_tables import LenderPayment, ReconRun
@@ -141,7 +141,7 @@ async def start(
                 )
             ).scalar()
             if busy is not None:
-                raise GatewayError(
+                raise RunInProgress(
                     f"reconciliation run {busy} is still running (or was interrupted); "
                     f"wait for it, or continue it with: agency-gateway reconcile --resume {busy}"
                 )

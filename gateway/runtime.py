@@ -7,6 +7,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
 
@@ -14,9 +15,10 @@ from gateway.agency_config import EmailAgency
 from gateway.bootstrap import Gateway
 from gateway.clock import to_datetime
 from gateway.dispatcher import Dispatcher
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, RunInProgress
 from gateway.mailbox import MailboxReader, build_mailbox_reader
 from gateway.ports import InboundPoller, PollingChannel
+from gateway.recon_engine import ReconEngine
 from gateway.reconciler import run_sla_checks
 from gateway.web.app import create_app
 from gateway.web.console import console_services
@@ -82,6 +84,25 @@ async def sla_checks(gateway: Gateway) -> dict[str, int]:
         return await run_sla_checks(conn, now=to_datetime(gateway.clock.now()))
 
 
+async def reconciliation_run(gateway: Gateway) -> dict[str, Any] | None:
+    """One incremental run of the reconciliation engine (what ``agency-gateway reconcile``
+    does). While another run is in progress (or was interrupted and waits for
+    ``reconcile --resume``) the scheduled run is skipped with a warning."""
+    engine = ReconEngine(
+        db=gateway.db,
+        agencies=gateway.agencies,
+        settings=gateway.settings.reconciliation,
+        clock=gateway.clock,
+        evidence=gateway.evidence,
+    )
+    try:
+        report = await engine.run()
+    except RunInProgress as exc:
+        log.warning("scheduled reconciliation skipped: %s", exc)
+        return None
+    return report.as_dict()
+
+
 def mailbox_readers(gateway: Gateway) -> list[MailboxReader]:
     """One IMAP reader per law firm with an ``[email.imap]`` section."""
     return [
@@ -119,6 +140,15 @@ async def run_workers(gateway: Gateway, stop: asyncio.Event) -> None:
         tg.create_task(
             every(schedules.reconcile_every_seconds, stop, lambda: sla_checks(gateway), "sla")
         )
+        if schedules.engine_every_seconds > 0:
+            tg.create_task(
+                every(
+                    schedules.engine_every_seconds,
+                    stop,
+                    lambda: reconciliation_run(gateway),
+                    "reconciliation",
+                )
+            )
         for reader in mailbox_readers(gateway):
             tg.create_task(every(reader.interval_seconds, stop, reader.poll_once, reader.name))
         for poller in channel_pollers(dispatcher):
@@ -131,6 +161,7 @@ __all__ = [
     "checkpoint",
     "every",
     "mailbox_readers",
+    "reconciliation_run",
     "run_workers",
     "sla_checks",
     "web_server",

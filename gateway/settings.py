@@ -57,8 +57,13 @@ class AllocationSection(_Section):
 
 
 class SchedulesSection(_Section):
+    """What ``serve`` runs on timers besides the dispatcher and the pollers."""
+
     reconcile_every_seconds: float = Field(default=60, gt=0)
     checkpoint_every_seconds: float = Field(default=30, gt=0)
+    engine_every_seconds: float = Field(
+        default=900, ge=0, description="full reconciliation runs; 0 leaves them to the CLI"
+    )
 
 
 class ConsoleSection(_Section):
