@@ -95,20 +95,24 @@ async def claim(
     exclude_agencies: Iterable[str] = (),
 ) -> list[ClaimedItem]:
     """Lease up to ``limit`` due items (see module rules)."""
-    due = (
-        sa.select(OC.id)
-        .where(OC.state == "pending", OC.run_at <= now)
-        .order_by(OC.run_at, OC.id)
-        .limit(limit)
-    )
     excluded = list(exclude_agencies)
-    if excluded:
-        due = due.where(OC.agency_id.not_in(excluded))
-    if conn.dialect.name != "sqlite":
-        due = due.with_for_update(skip_locked=True)
+    due: sa.ScalarSelect[int] | sa.TextualSelect
+    if conn.dialect.name == "sqlite":
+        due = _sqlite_due(now=now, limit=limit, excluded=excluded)
+    else:
+        # The literal state lets the planner prove the partial index's condition.
+        select = (
+            sa.select(OC.id)
+            .where(OC.state == sa.literal_column("'pending'"), OC.run_at <= now)
+            .order_by(OC.run_at, OC.id)
+            .limit(limit)
+        )
+        if excluded:
+            select = select.where(OC.agency_id.not_in(excluded))
+        due = select.with_for_update(skip_locked=True).scalar_subquery()
     stmt = (
         OUTBOX.update()
-        .where(OC.id.in_(due.scalar_subquery()))
+        .where(OC.id.in_(due))
         .values(
             state="leased",
             lease_owner=worker,
@@ -133,6 +137,24 @@ async def claim(
     items = [ClaimedItem(*row) for row in result.all()]
     items.sort(key=lambda i: i.id)
     return items
+
+
+def _sqlite_due(*, now: datetime, limit: int, excluded: Sequence[str]) -> sa.TextualSelect:
+    """The due items of a claim on SQLite. Its planner picks the (state, lease) index over
+    the partial due index and then reads and sorts every pending item on every claim;
+    ``INDEXED BY`` (which SQLAlchemy cannot express) makes each claim read only what it
+    takes, in ``(run_at, id)`` order."""
+    sql = (
+        "SELECT id FROM outbox INDEXED BY ix_outbox_due WHERE state = 'pending' AND run_at <= :now"
+    )
+    if excluded:
+        sql += " AND agency_id NOT IN :excluded"
+    text = sa.text(sql + " ORDER BY run_at, id LIMIT :limit").bindparams(
+        sa.bindparam("now", now, type_=OC.run_at.type), sa.bindparam("limit", limit)
+    )
+    if excluded:
+        text = text.bindparams(sa.bindparam("excluded", list(excluded), expanding=True))
+    return text.columns(OC.id)
 
 
 async def mark_delivered(
