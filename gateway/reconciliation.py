@@ -36,8 +36,11 @@ The caller (gateway.reconciler) applies decisions in order inside the inbound tr
 several events for one placement in one batch see each other's effects.
 """
 
+import functools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
+
+from pydantic import BaseModel
 
 from gateway.lifecycle import ACTIVITY_EVENTS, next_placement_state
 from schemas.base import Money
@@ -146,10 +149,16 @@ class Decision:
     new_expectations: list[NewExpectation] = field(default_factory=list)
 
 
+@functools.cache
+def _money_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    # Asked once per event class: a pydantic model answers a missing attribute slowly.
+    return tuple(name for name in ("amount", "balance") if name in model.model_fields)
+
+
 def event_money(event: AgencyEvent) -> Money | None:
     data = event.data
-    for name in ("amount", "balance"):
-        value = getattr(data, name, None)
+    for name in _money_fields(type(data)):
+        value = getattr(data, name)
         if isinstance(value, Money):
             return value
     return None
