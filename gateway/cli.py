@@ -16,6 +16,7 @@ from rich.table import Table
 
 from gateway import (
     __version__,
+    agency_commands,
     bench_commands,
     console_commands,
     mail_commands,
@@ -31,7 +32,7 @@ from gateway.cli_support import (
     open_gateway,
     run_async,
 )
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError
 from gateway.logs import configure_logging
 
 
@@ -348,78 +349,6 @@ async def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 
 @main.group()
-def agencies() -> None:
-    """Agency status: placements, backlog, disabled endpoints."""
-
-
-@agencies.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
-@click.pass_context
-@run_async
-async def agencies_list(ctx: click.Context, as_json: bool) -> None:
-    """Each agency with its open placements, outbox backlog and endpoint status."""
-    from gateway.agency_status import agency_overview
-
-    gateway = await open_gateway(ctx)
-    try:
-        rows = await agency_overview(gateway.db, gateway.agencies)
-    finally:
-        await gateway.aclose()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
-        return
-    table = Table("agency", "channel", "open", "pending", "dead", "unknown", "endpoint")
-    for r in rows:
-        table.add_row(
-            str(r["agency_id"]),
-            str(r["channel"]),
-            str(r["open_placements"]),
-            str(r["outbox_pending"]),
-            str(r["outbox_dead"]),
-            str(r["outbox_unknown"]),
-            "disabled: " + str(r["disabled_reason"]) if r["endpoint_disabled"] else "enabled",
-        )
-    console.print(table)
-
-
-@agencies.command("enable")
-@click.argument("agency_id")
-@click.pass_context
-@run_async
-async def agencies_enable(ctx: click.Context, agency_id: str) -> None:
-    """Re-enable AGENCY_ID's endpoint after it answered 410 Gone (or was disabled)."""
-    from gateway.agency_status import set_endpoint_disabled
-
-    gateway = await open_gateway(ctx)
-    try:
-        if agency_id not in gateway.agencies:
-            raise GatewayError(f"no agency {agency_id!r} in {gateway.settings.agencies_dir}")
-        await set_endpoint_disabled(gateway.db, agency_id, disabled=False, reason=None)
-    finally:
-        await gateway.aclose()
-    console.print(f"{agency_id}: endpoint enabled; queued packets will be sent on the next cycle")
-
-
-@agencies.command("disable")
-@click.argument("agency_id")
-@click.option("--reason", required=True, help="Why (shown to ops).")
-@click.pass_context
-@run_async
-async def agencies_disable(ctx: click.Context, agency_id: str, reason: str) -> None:
-    """Stop sending to AGENCY_ID; packets stay queued until it is enabled again."""
-    from gateway.agency_status import set_endpoint_disabled
-
-    gateway = await open_gateway(ctx)
-    try:
-        if agency_id not in gateway.agencies:
-            raise GatewayError(f"no agency {agency_id!r} in {gateway.settings.agencies_dir}")
-        await set_endpoint_disabled(gateway.db, agency_id, disabled=True, reason=reason)
-    finally:
-        await gateway.aclose()
-    console.print(f"{agency_id}: endpoint disabled ({reason})")
-
-
-@main.group()
 def evidence() -> None:
     """The tamper-evident log of every packet, receipt and inbound message."""
 
@@ -548,6 +477,7 @@ def schemas_export(root: Path) -> None:
 
 
 for _module in (
+    agency_commands,
     bench_commands,
     console_commands,
     mail_commands,

@@ -1,0 +1,165 @@
+"""``agency-gateway agencies ...``: each agency's status, its endpoint switch, and its
+scorecard for a period."""
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+
+import click
+from rich.table import Table
+
+from gateway.cli_support import console, open_gateway, run_async
+from gateway.errors import GatewayError
+
+
+@click.group()
+def agencies() -> None:
+    """Agencies: status (placements, backlog, endpoints), switches and scorecards."""
+
+
+@agencies.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_context
+@run_async
+async def agencies_list(ctx: click.Context, as_json: bool) -> None:
+    """Each agency with its open placements, outbox backlog and endpoint status."""
+    from gateway.agency_status import agency_overview
+
+    gateway = await open_gateway(ctx)
+    try:
+        rows = await agency_overview(gateway.db, gateway.agencies)
+    finally:
+        await gateway.aclose()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+        return
+    table = Table("agency", "channel", "open", "pending", "dead", "unknown", "endpoint")
+    for r in rows:
+        table.add_row(
+            str(r["agency_id"]),
+            str(r["channel"]),
+            str(r["open_placements"]),
+            str(r["outbox_pending"]),
+            str(r["outbox_dead"]),
+            str(r["outbox_unknown"]),
+            "disabled: " + str(r["disabled_reason"]) if r["endpoint_disabled"] else "enabled",
+        )
+    console.print(table)
+
+
+@agencies.command("enable")
+@click.argument("agency_id")
+@click.pass_context
+@run_async
+async def agencies_enable(ctx: click.Context, agency_id: str) -> None:
+    """Re-enable AGENCY_ID's endpoint after it answered 410 Gone (or was disabled)."""
+    from gateway.agency_status import set_endpoint_disabled
+
+    gateway = await open_gateway(ctx)
+    try:
+        if agency_id not in gateway.agencies:
+            raise GatewayError(f"no agency {agency_id!r} in {gateway.settings.agencies_dir}")
+        await set_endpoint_disabled(gateway.db, agency_id, disabled=False, reason=None)
+    finally:
+        await gateway.aclose()
+    console.print(f"{agency_id}: endpoint enabled; queued packets will be sent on the next cycle")
+
+
+@agencies.command("disable")
+@click.argument("agency_id")
+@click.option("--reason", required=True, help="Why (shown to ops).")
+@click.pass_context
+@run_async
+async def agencies_disable(ctx: click.Context, agency_id: str, reason: str) -> None:
+    """Stop sending to AGENCY_ID; packets stay queued until it is enabled again."""
+    from gateway.agency_status import set_endpoint_disabled
+
+    gateway = await open_gateway(ctx)
+    try:
+        if agency_id not in gateway.agencies:
+            raise GatewayError(f"no agency {agency_id!r} in {gateway.settings.agencies_dir}")
+        await set_endpoint_disabled(gateway.db, agency_id, disabled=True, reason=reason)
+    finally:
+        await gateway.aclose()
+    console.print(f"{agency_id}: endpoint disabled ({reason})")
+
+
+@agencies.command("scorecard")
+@click.option(
+    "--from",
+    "start",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="First day of placements (UTC). Default: 30 days before --to.",
+)
+@click.option(
+    "--to",
+    "end",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Day after the last day of placements (UTC). Default: tomorrow.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_context
+@run_async
+async def agencies_scorecard(
+    ctx: click.Context, start: datetime | None, end: datetime | None, as_json: bool
+) -> None:
+    """How each agency served the placements it received in a period: recovery (collected
+    / placed), acknowledgements, first activity and promises kept on time, contact-rule
+    violations, reporting breaks and open mismatches (see README "Agency scorecards")."""
+    from gateway.scorecards import rate, scorecards
+
+    until = _utc(end.date() if end else datetime.now(UTC).date() + timedelta(days=1))
+    since = _utc(start.date()) if start else until - timedelta(days=30)
+    if since >= until:
+        raise click.BadParameter("--from must be before --to", param_hint="--from")
+    gateway = await open_gateway(ctx)
+    try:
+        cards = await scorecards(gateway.db, gateway.agencies, start=since, end=until)
+    finally:
+        await gateway.aclose()
+    if as_json:
+        period = {"from": since.isoformat(), "to": until.isoformat()}
+        click.echo(
+            json.dumps(
+                {"period": period, "agencies": [c.as_dict() for c in cards]},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    table = Table(
+        "agency",
+        "placed",
+        "recovered",
+        "ack",
+        "activity",
+        "promises",
+        "violations",
+        "breaks",
+        "open",
+        title=f"placements of {since:%Y-%m-%d} to {until - timedelta(days=1):%Y-%m-%d}",
+        caption="ack, activity, promises: on time; violations: contact rules; breaks: "
+        "reports that disagree with our record; open: unresolved mismatches",
+    )
+    for c in cards:
+        recovery = ", ".join(f"{cur} {rate(bps)}" for cur, bps in sorted(c.recovery_bps.items()))
+        table.add_row(
+            c.agency_id,
+            str(c.placements),
+            recovery or "-",
+            rate(c.ack.on_time_bps),
+            rate(c.first_activity.on_time_bps),
+            rate(c.promises.on_time_bps),
+            str(c.contact_violations),
+            str(c.reporting_breaks),
+            str(c.open_mismatches),
+        )
+    console.print(table)
+
+
+def _utc(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+COMMANDS = [agencies]
+
+__all__ = ["COMMANDS"]
