@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.errors import GatewayError, NotFound
 from gateway.reconciliation import SEVERITY
 from gateway.resolution_rules import ACTIONS, ROLES, ActionRefused, MismatchFilter
+from gateway.scorecards import rate, scorecards
 from gateway.store.tables import Mismatch
 from gateway.web import accounts, personal_data, read_model, timeline
 from gateway.web.console_services import (
@@ -28,6 +29,9 @@ from gateway.web.console_services import (
 from gateway.web.guards import page
 from gateway.web.rendering import error_page, render
 from gateway.web.sessions import Principal, harden, remote_of
+
+SCORECARD_DAYS = 30
+"""The agencies page rates the placements of this many days."""
 
 LOGIN_COOKIE = "agw_login"
 M = Mismatch.__table__.c  # type: ignore[attr-defined]
@@ -298,7 +302,18 @@ async def agencies_page(request: web.Request, principal: Principal) -> web.Strea
     services = _services(request)
     async with services.db.snapshot() as conn:
         rows = await read_model.agencies_overview(conn, services.agencies, services.circuits())
-    return render("agencies.html", principal, rows=rows)
+    # Scorecards of the placements of the last 30 days (``agencies scorecard`` for others).
+    end = services.auth.now()
+    start = end - timedelta(days=SCORECARD_DAYS)
+    cards = await scorecards(services.db, services.agencies, start=start, end=end)
+    return render(
+        "agencies.html",
+        principal,
+        rows=rows,
+        cards=cards,
+        rate=rate,
+        days=SCORECARD_DAYS,
+    )
 
 
 @page("viewer")

@@ -184,6 +184,7 @@ async def test_screenshots_of_the_main_pages(
         "queue.png": "/mismatches?sort=severity&per_page=15",
         "mismatch.png": f"/mismatches/{duplicate}",
         "agency.png": "/agencies/AGY_BETA",
+        "agencies.png": "/agencies",
         "users.png": "/users",
     }
     for name, path in shots.items():

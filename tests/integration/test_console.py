@@ -774,6 +774,9 @@ async def test_the_agency_page_shows_health_backlog_attempts_and_sla_breaches(
     html = await (await viewer.client.get(f"/agencies/{ALPHA}")).text()
     assert "Recent delivery attempts" in html and "SLA breaches" in html
     assert (await viewer.client.get("/agencies/NOPE")).status == 404
+    listing = await (await viewer.client.get("/agencies")).text()
+    assert "Scorecards: placements of the last 30 days" in listing
+    assert listing.count('<td><a href="/agencies/') == 2 * len(console.world.gateway.agencies)
 
 
 async def test_api_tokens_act_without_csrf_and_are_stored_hashed(console: Console) -> None:
