@@ -19,7 +19,7 @@ usual case costs one pass over the attempts. Local time comes from a per-15-minu
 the zone's UTC offset (every real offset change falls on a quarter hour).
 """
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, tzinfo
@@ -72,16 +72,18 @@ class _LocalTime:
 
     def __init__(self, zone: tzinfo) -> None:
         self._zone = zone
-        self._offsets: dict[int, int] = {}
+        self.offsets: dict[int, int] = {}
+        """UTC offset in seconds by quarter hour since the epoch (filled by ``offset``)."""
+
+    def offset(self, bucket: int) -> int:
+        moment = datetime.fromtimestamp(bucket * _BUCKET, UTC)
+        delta = self._zone.utcoffset(moment.astimezone(self._zone))
+        offset = self.offsets[bucket] = int(delta.total_seconds()) if delta else 0
+        return offset
 
     def __call__(self, ts: int) -> int:
-        bucket = ts // _BUCKET
-        offset = self._offsets.get(bucket)
-        if offset is None:
-            moment = datetime.fromtimestamp(bucket * _BUCKET, UTC)
-            delta = self._zone.utcoffset(moment.astimezone(self._zone))
-            offset = self._offsets[bucket] = int(delta.total_seconds()) if delta else 0
-        return ts + offset
+        offset = self.offsets.get(ts // _BUCKET)
+        return ts + (self.offset(ts // _BUCKET) if offset is None else offset)
 
 
 def _seconds(t: time) -> int:
@@ -96,27 +98,33 @@ def check_contacts(
     """Every violation among ``contacts`` (events of type ``contact.attempted`` on known
     placements of their own agency), in (event id, rule) order."""
     local = _LocalTime(rules.zone)
+    offsets, offset = local.offsets, local.offset
     start, end = _seconds(rules.quiet_start), _seconds(rules.quiet_end)
     wraps = start > end
     weekly = rules.max_calls_per_7_days
+    quiet_codes = _QUIET_CODES
     found: list[Break] = []
-    per_day: Counter[tuple[str, str, int]] = Counter()
-    per_debtor: Counter[tuple[str, str]] = Counter()
-    calls: list[EventFacts] = []
+    per_day: dict[tuple[str, str, int], int] = {}
+    per_debtor: dict[tuple[str, str], int] = {}
+    # One pass that builds nothing for a call that breaks no rule and is not counted.
     for row in contacts:
         at_s, code = row[8], row[9]
         if at_s is None or code is None:
             continue
-        if code in _QUIET_CODES:
-            sod = local(at_s) % 86_400
-            if (sod >= start or sod < end) if wraps else (start <= sod < end):
-                found.append(_violation(row, "quiet_hours", rules, at_s))
+        if code not in quiet_codes:
+            continue  # not intrusive, so not a call either
+        bucket = at_s // _BUCKET
+        shift = offsets.get(bucket)
+        at_local = at_s + (offset(bucket) if shift is None else shift)
+        sod = at_local % 86_400
+        if (sod >= start or sod < end) if wraps else (start <= sod < end):
+            found.append(_violation(row, "quiet_hours", rules, at_s))
         if code == _EFFECTIVE_CALL:
-            per_day[(row[1], placements[row[2]][6], local(at_s) // 86_400)] += 1
-        if code == _CALL or code == _EFFECTIVE_CALL:
-            calls.append(row)
-            if weekly is not None:
-                per_debtor[(row[1], placements[row[2]][6])] += 1
+            day = (row[1], placements[row[2]][6], at_local // 86_400)
+            per_day[day] = per_day.get(day, 0) + 1
+        if weekly is not None and (code == _CALL or code == _EFFECTIVE_CALL):
+            who = (row[1], placements[row[2]][6])
+            per_debtor[who] = per_debtor.get(who, 0) + 1
     cap = rules.max_effective_calls_per_day
     over_days = {day for day, count in per_day.items() if count > cap}
     over_debtors = {
@@ -126,11 +134,12 @@ def check_contacts(
         # Only the calls of the groups over a cap are sorted, to find which call broke it.
         days: dict[tuple[str, str, int], list[tuple[int, int, EventFacts]]] = defaultdict(list)
         weeks: dict[tuple[str, str], list[tuple[int, int, EventFacts]]] = defaultdict(list)
-        for row in calls:
-            at_s = row[8]
-            assert at_s is not None
+        for row in contacts:
+            at_s, code = row[8], row[9]
+            if at_s is None or (code != _CALL and code != _EFFECTIVE_CALL):
+                continue
             debtor = placements[row[2]][6]
-            if row[9] == _EFFECTIVE_CALL:
+            if code == _EFFECTIVE_CALL:
                 day = (row[1], debtor, local(at_s) // 86_400)
                 if day in over_days:
                     days[day].append((at_s, row[0], row))

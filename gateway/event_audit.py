@@ -125,12 +125,14 @@ class EventAudit:
 
     def feed(self, events: Iterable[EventFacts], *, emit: bool = True) -> list[Break]:
         """Classify ``events``; return the breaks (none when ``emit`` is false)."""
-        # The hot loop: most events are fine and cost a dict lookup and a few compares.
+        # The hot loop: most events are fine and cost a dict lookup and a few compares;
+        # nothing is built for an event that breaks no rule.
         places = self._placements
         books = self._books
         activity = ACTIVITY_EVENTS
         no_state = _NO_STATE
         contact = self.contacts.append
+        apply = self._apply
         breaks: list[Break] = []
         ok = 0
         for row in events:
@@ -146,17 +148,25 @@ class EventAudit:
                 found = self._refused("currency_mismatch", row, p)
             elif p[5] is not None and etype in activity and row[7] > p[5]:
                 found = self._refused("activity_after_recall", row, p)
+            elif etype == "contact.attempted":
+                contact(row)
+                ok += 1
+                continue
             elif etype in no_state:
-                if etype == "contact.attempted":
-                    contact(row)
                 ok += 1
                 continue
             else:
                 book = books.get(row[2])
                 if book is None:
                     book = books[row[2]] = _Book()
-                found = self._apply(row, p, book)
-            if emit and found:
+                applied = apply(row, p, book)
+                if applied is None:
+                    continue
+                if not applied:
+                    ok += 1
+                    continue
+                found = applied
+            if emit:
                 breaks.extend(found)
         self.counts["ok"] += ok
         return breaks
@@ -183,20 +193,23 @@ class EventAudit:
             delta = amount if etype == "payment.reported" else None
         return [_break(kind, row, detail, ours, theirs, delta)]
 
-    def _apply(self, row: EventFacts, p: PlacementFacts, book: _Book) -> list[Break]:
+    def _apply(self, row: EventFacts, p: PlacementFacts, book: _Book) -> list[Break] | None:
+        """The breaks of an applied event that changes the placement's state: ``None`` for
+        a harmless repeat (counted apart), an empty list when it is fine."""
         etype = row[3]
-        theirs: dict[str, object] = {"type": etype, "placement_id": row[2]}
         if etype == "payment.reported":
-            found = self._payment(row, p, book, theirs)
+            found = self._payment(row, p, book)
         elif etype == "payment.reversed":
-            found = self._reversal(row, p, book, theirs)
+            found = self._reversal(row, p, book)
         else:
             found = self._status(row, p, book)
         if found is None:
-            return []
+            return None
         if not found:
-            self.counts["ok"] += 1
-            return []
+            return _NO_BREAKS
+        theirs: dict[str, object] = {"type": etype, "placement_id": row[2]}
+        if etype == "payment.reported" or etype == "payment.reversed":
+            theirs.update(payment_id=row[4] or "", amount_minor=row[5] or 0)
         for kind, *_ in found:
             self.counts[kind] += 1
         return [
@@ -204,30 +217,39 @@ class EventAudit:
             for kind, detail, ours, more, delta in found
         ]
 
-    def _payment(
-        self, row: EventFacts, p: PlacementFacts, book: _Book, theirs: dict[str, object]
-    ) -> list[_Found] | None:
+    def _payment(self, row: EventFacts, p: PlacementFacts, book: _Book) -> list[_Found] | None:
         _eid, agency, pid, _etype, ref, amount, _cur, occurred, at_s, _eff, _reason = row
         ref = ref or ""
         amount = amount or 0
-        theirs.update(payment_id=ref, amount_minor=amount)
-        previous = book.payments.get(ref)
-        if previous == amount:
-            self.counts["repeat"] += 1
-            return None
+        paid = book.payments
+        previous = paid.get(ref)
         if previous is not None:
+            if previous == amount:
+                self.counts["repeat"] += 1
+                return None
             detail = f"payment {ref} reported again with another amount"
             return [
                 ("conflicting_duplicate", detail, {"amount_minor": previous}, {}, amount - previous)
             ]
-        book.payments[ref] = amount
-        book.collected += amount
-        paid_s = occurred if at_s is None else at_s
+        paid[ref] = amount
+        collected = book.collected = book.collected + amount
         self.payments[(pid, ref)] = AgencyPayment(
-            row[0], agency, pid, ref, amount, row[6] or "", paid_s // 86_400
+            row[0],
+            agency,
+            pid,
+            ref,
+            amount,
+            row[6] or "",
+            (occurred if at_s is None else at_s) // 86_400,
         )
+        if (
+            collected <= p[3]
+            and book.status != "disputed"
+            and (at_s is None or (p[4] - _GRACE_SECONDS <= at_s <= occurred + SKEW_SECONDS))
+        ):
+            return _FINE
         found: list[_Found] = []
-        if at_s is not None and at_s < p[4] - PLACEMENT_DATE_GRACE.total_seconds():
+        if at_s is not None and at_s < p[4] - _GRACE_SECONDS:
             detail = f"{agency} reports payment {ref} paid before the case was placed"
             found.append(("date_out_of_window", detail, {"placed_s": p[4]}, {"paid_s": at_s}, None))
         elif at_s is not None and at_s > occurred + SKEW_SECONDS:
@@ -238,20 +260,17 @@ class EventAudit:
         if book.status == "disputed":
             detail = f"{agency} reports a payment on {pid}, which it reported disputed"
             found.append(("status_conflict", detail, {}, {}, amount))
-        if book.collected > p[3]:
+        if collected > p[3]:
             detail = (
-                f"{agency} reports {book.collected} collected on a balance of {p[3]} "
+                f"{agency} reports {collected} collected on a balance of {p[3]} "
                 f"(minor units, {p[2]})"
             )
-            ours: dict[str, object] = {"collected_minor": book.collected - amount}
-            found.append(("over_collection", detail, ours, {}, book.collected - p[3]))
+            ours: dict[str, object] = {"collected_minor": collected - amount}
+            found.append(("over_collection", detail, ours, {}, collected - p[3]))
         return found
 
-    def _reversal(
-        self, row: EventFacts, p: PlacementFacts, book: _Book, theirs: dict[str, object]
-    ) -> list[_Found]:
+    def _reversal(self, row: EventFacts, p: PlacementFacts, book: _Book) -> list[_Found]:
         pid, ref, amount = row[2], row[4] or "", row[5] or 0
-        theirs.update(payment_id=ref, amount_minor=amount)
         paid = book.payments.get(ref)
         if paid is None or amount > paid:
             detail = f"reversal of payment {ref} " + (
@@ -268,30 +287,38 @@ class EventAudit:
         reported = self.payments.get((pid, ref))
         if reported is not None:
             self.payments[(pid, ref)] = reported._replace(amount_minor=left)
-        return []
+        return _FINE
 
     def _status(self, row: EventFacts, p: PlacementFacts, book: _Book) -> list[_Found]:
-        _eid, agency, pid, etype, *_mid, occurred, _at, _eff, reason = row
-        found: list[_Found] = []
-        recalled_before = p[5] is not None and occurred >= p[5]
-        if etype == "case.closed" and reason == "paid_in_full":
-            if not recalled_before and book.collected < p[3]:
-                detail = (
-                    f"{agency} closed {pid} as paid in full with {book.collected} of {p[3]} "
-                    f"collected (minor units, {p[2]})"
-                )
-                ours: dict[str, object] = {"collected_minor": book.collected}
-                found.append(
-                    ("status_conflict", detail, ours, {"reason": reason}, book.collected - p[3])
-                )
-        elif etype == "case.returned" and reason == "recalled" and not recalled_before:
-            detail = f"{agency} returned {pid} as recalled, but we never recalled it"
-            found.append(("status_conflict", detail, {}, {"reason": reason}, None))
+        etype, occurred, reason = row[3], row[7], row[10]
+        found = _FINE
+        if reason is not None:
+            recalled_before = p[5] is not None and occurred >= p[5]
+            if etype == "case.closed" and reason == "paid_in_full":
+                if not recalled_before and book.collected < p[3]:
+                    agency, pid = row[1], row[2]
+                    detail = (
+                        f"{agency} closed {pid} as paid in full with {book.collected} of "
+                        f"{p[3]} collected (minor units, {p[2]})"
+                    )
+                    ours: dict[str, object] = {"collected_minor": book.collected}
+                    found = [
+                        ("status_conflict", detail, ours, {"reason": reason}, book.collected - p[3])
+                    ]
+            elif etype == "case.returned" and reason == "recalled" and not recalled_before:
+                detail = f"{row[1]} returned {row[2]} as recalled, but we never recalled it"
+                found = [("status_conflict", detail, {}, {"reason": reason}, None)]
         status = _STATUS.get(etype)
         # As in gateway.lifecycle, a dispute does not take a case out of legal action.
         if status is not None and not (status == "disputed" and book.status == "legal"):
             book.status = status
         return found
+
+
+_FINE: Final[list[_Found]] = []
+_NO_BREAKS: Final[list[Break]] = []
+"""What a check returns when it finds nothing (shared: never appended to)."""
+_GRACE_SECONDS: Final = int(PLACEMENT_DATE_GRACE.total_seconds())
 
 
 def _ours(p: PlacementFacts) -> dict[str, object]:

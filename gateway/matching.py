@@ -220,8 +220,9 @@ def match(
     result = state.result
     result.unmatched_agency = [state.payments[i] for i in sorted(state.payments)]
     result.unmatched_lender = [state.receipts[i] for i in sorted(state.receipts)]
-    result.matches.sort(key=lambda m: (PASSES.index(m.pass_name), m.lender_ids, m.agency_ids))
-    result.ambiguities.sort(key=lambda a: (PASSES.index(a.pass_name), a.side, a.id))
+    rank = {name: n for n, name in enumerate(PASSES)}
+    result.matches.sort(key=lambda m: (rank[m.pass_name], m.lender_ids, m.agency_ids))
+    result.ambiguities.sort(key=lambda a: (rank[a.pass_name], a.side, a.id))
     return result
 
 
@@ -243,8 +244,9 @@ def _key_index(
 
 def _keyed_passes(state: _State, tol: Tolerance) -> None:
     by_key_p, by_key_r = _key_index(state)
-    for key in sorted(by_key_r):
-        receipts = by_key_r[key]
+    # Keys touch disjoint records and the result is sorted at the end, so any order will
+    # do: this one is the receipts' (by id).
+    for key, receipts in by_key_r.items():
         candidates = by_key_p.get(key, [])
         if len(candidates) > 1:
             for r in receipts:
@@ -267,6 +269,12 @@ def _keyed_passes(state: _State, tol: Tolerance) -> None:
 
 
 def _pair_findings(p: AgencyPayment, r: LenderReceipt, tol: Tolerance) -> tuple[Finding, ...]:
+    if (
+        p.currency == r.currency
+        and abs(p.day - r.day) <= tol.days
+        and abs(r.amount_minor - p.amount_minor) <= tol.allowance(p.amount_minor)
+    ):
+        return ()
     findings: list[Finding] = []
     if p.currency != r.currency:
         findings.append(
@@ -296,36 +304,38 @@ def _pair_findings(p: AgencyPayment, r: LenderReceipt, tol: Tolerance) -> tuple[
 
 
 def _tolerance_pass(state: _State, tol: Tolerance) -> None:
-    wanted = {
-        (r.placement_id, r.currency)
-        for r in state.available_receipts()
-        if r.kind == "debtor" and r.placement_id is not None
-    }
+    available = [
+        r for r in state.available_receipts() if r.kind == "debtor" and r.placement_id is not None
+    ]
+    wanted = {(r.placement_id, r.currency) for r in available}
     blocks: dict[tuple[str, str], list[AgencyPayment]] = defaultdict(list)
     for p in state.available_payments():
         key = (p.placement_id, p.currency)
         if key in wanted:
             blocks[key].append(p)
     for block in blocks.values():
-        block.sort(key=lambda p: (p.amount_minor, p.id))
+        if len(block) > 1:
+            block.sort(key=lambda p: (p.amount_minor, p.id))
     amounts = {k: [p.amount_minor for p in b] for k, b in blocks.items()}
     receipt_candidates: dict[int, list[int]] = {}
     payment_candidates: dict[int, list[int]] = defaultdict(list)
-    for r in state.available_receipts():
-        if r.kind != "debtor" or r.placement_id is None:
-            continue
-        key = (r.placement_id, r.currency)
-        if key not in blocks:
+    amount_ok, days_ok = tol.amount_ok, tol.days_ok
+    for r in available:
+        key = (r.placement_id or "", r.currency)
+        group = blocks.get(key)
+        if group is None:
             continue
         low, high = tol.expected_range(r.amount_minor)
         amt = amounts[key]
         found = [
             p.id
-            for p in blocks[key][bisect_left(amt, low) : bisect_right(amt, high)]
-            if tol.amount_ok(p.amount_minor, r.amount_minor) and tol.days_ok(p.day, r.day)
+            for p in group[bisect_left(amt, low) : bisect_right(amt, high)]
+            if amount_ok(p.amount_minor, r.amount_minor) and days_ok(p.day, r.day)
         ]
         if found:
-            receipt_candidates[r.id] = sorted(found)
+            if len(found) > 1:
+                found.sort()
+            receipt_candidates[r.id] = found
             for pid in found:
                 payment_candidates[pid].append(r.id)
     for rid in sorted(receipt_candidates):

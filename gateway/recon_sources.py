@@ -6,6 +6,7 @@ the epoch, the few JSON fields a rule needs extracted by the database (``json_ex
 SQLite, ``->>`` on PostgreSQL), so no row is parsed in Python.
 """
 
+import sqlite3
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,10 +25,17 @@ STATEMENTS = StatementRecord.__table__  # type: ignore[attr-defined]
 P, C, E, L, MT = PLACEMENTS.c, CASES.c, EVENTS.c, RECEIPTS.c, MATCHES.c
 
 
+SQLITE_UNIXEPOCH = sqlite3.sqlite_version_info >= (3, 38, 0)
+"""``unixepoch()`` (SQLite 3.38+) computes what ``CAST(strftime('%s', x) AS BIGINT)`` does
+without formatting the number as text and parsing it back."""
+
+
 def epoch_seconds(expr: ColumnElement[Any], dialect: str) -> ColumnElement[int]:
     """Whole seconds since the epoch of a stored timestamp or an ISO 8601 text (NULL stays
     NULL)."""
     if dialect == "sqlite":
+        if SQLITE_UNIXEPOCH:
+            return sa.func.unixepoch(expr, type_=sa.BigInteger)
         return sa.cast(sa.func.strftime("%s", expr), sa.BigInteger)
     if isinstance(expr.type, sa.String | sa.Text):
         expr = sa.cast(expr, sa.DateTime(timezone=True))
@@ -46,8 +54,10 @@ def _contact_code(dialect: str) -> ColumnElement[int]:
     """``2 * channel number + effective`` (gateway.contact_rules.CHANNELS)."""
     flag = json_text(E.data, "effective", dialect)
     effective = sa.case((flag == 1 if dialect == "sqlite" else flag == "true", 1), else_=0)
+    # A simple CASE extracts the channel once, not once per WHEN.
     channel = sa.case(
-        *((json_text(E.data, "channel", dialect) == name, 2 * n) for n, name in CHANNELS.items()),
+        {name: 2 * n for n, name in CHANNELS.items()},
+        value=json_text(E.data, "channel", dialect),
         else_=2 * max(CHANNELS) + 2,
     )
     return channel + effective
@@ -82,13 +92,9 @@ def placement_facts(dialect: str, only: sa.Select[Any] | None = None) -> sa.Sele
     return query if only is None else query.where(P.id.in_(only))
 
 
-def event_facts(
-    dialect: str, *, upto: int, after: int = 0, only: sa.Select[Any] | None = None
-) -> sa.Select[Any]:
-    """The events pass's input, in id order (see gateway.event_audit.EventFacts): every
-    event in (after, upto], plus the earlier events of the placements in ``only``."""
+def _event_columns(dialect: str) -> sa.Select[Any]:
     etype = E.event_type
-    query = sa.select(
+    return sa.select(
         E.id,
         E.agency_id,
         sa.func.coalesce(E.placement_id, ""),
@@ -111,12 +117,32 @@ def event_facts(
         sa.case(
             (etype.in_(["case.closed", "case.returned"]), json_text(E.data, "reason", dialect))
         ),
-    ).where(E.id <= upto)
+    )
+
+
+def event_facts(
+    dialect: str, *, upto: int, after: int = 0, only: sa.Select[Any] | None = None
+) -> sa.Select[Any]:
+    """The events pass's input, in id order (see gateway.event_audit.EventFacts): every
+    event in (after, upto], plus the earlier events of the placements in ``only``."""
+    query = _event_columns(dialect).where(E.id <= upto)
     if only is not None:
         query = query.where(sa.or_(E.id > after, E.placement_id.in_(only)))
     elif after:
         query = query.where(E.id > after)
     return query.order_by(E.id)
+
+
+def event_window(dialect: str) -> sa.Select[Any]:
+    """``event_facts`` of the events in a window (``after``, ``upto``], both bind
+    parameters, for gateway.store.row_stream's ``stream_windows``. On SQLite it is ordered
+    by an expression of the id, which the database sorts: it computes the whole window
+    before it returns a row."""
+    query = _event_columns(dialect).where(
+        E.id > sa.bindparam("after", type_=sa.BigInteger),
+        E.id <= sa.bindparam("upto", type_=sa.BigInteger),
+    )
+    return query.order_by(E.id + 0 if dialect == "sqlite" else E.id)
 
 
 def unmatched_payments(dialect: str, agency_ids: list[str], *, upto: int) -> sa.Select[Any]:
@@ -226,6 +252,7 @@ __all__ = [
     "affected_placements",
     "epoch_seconds",
     "event_facts",
+    "event_window",
     "held_placements",
     "json_text",
     "lender_receipts",

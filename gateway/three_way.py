@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -107,8 +107,7 @@ async def agency_payments(
     return payments
 
 
-@dataclass(frozen=True, slots=True)
-class ReceiptMeta:
+class ReceiptMeta(NamedTuple):
     feed_id: int
     payment_id: str
     received_s: int
@@ -157,21 +156,15 @@ async def judge(
     out = ThreeWayOutcome(result, feeds={meta[r.id].feed_id for r in receipts})
     by_p = {p.id: p for p in payments}
     by_r = {r.id: r for r in receipts}
+    links = out.links
     for m in result.matches:
         key = f"{run_id}:{m.key}"
         for rid in m.lender_ids:
+            received = by_r[rid].amount_minor
             for eid in m.agency_ids:
-                out.links.append(
-                    (
-                        key,
-                        run_id,
-                        m.pass_name,
-                        rid,
-                        eid,
-                        by_p[eid].amount_minor,
-                        by_r[rid].amount_minor,
-                    )
-                )
+                links.append((key, run_id, m.pass_name, rid, eid, by_p[eid].amount_minor, received))
+        if not m.findings:
+            continue
         first = by_p[m.agency_ids[0]]
         for f in m.findings:
             draft = MismatchDraft(

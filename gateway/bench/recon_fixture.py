@@ -301,7 +301,8 @@ def _event(
                 applied = False
                 summary.inject("currency_mismatch")
             elif rnd.random() < 0.003:
-                paid = book.placed - DAY
+                # Past the one-day grace for date-only reports (PLACEMENT_DATE_GRACE).
+                paid = book.placed - DAY - 3600
                 summary.inject("date_out_of_window")
             data.update(
                 payment_id=ref,

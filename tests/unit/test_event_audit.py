@@ -111,6 +111,47 @@ def test_payment_rules() -> None:
     ]
 
 
+def test_payment_rules_on_their_edges() -> None:
+    """Exactly at a limit is fine; one second or one minor unit past it breaks."""
+    placed = int(PLACED.timestamp())
+    occurred = placed + 5 * 86_400
+
+    def paid(n: int, amount: int, at_s: int | None) -> EventFacts:
+        return (
+            n,
+            AGENCY,
+            PID,
+            "payment.reported",
+            f"P{n}",
+            amount,
+            "CNY",
+            occurred,
+            at_s,
+            None,
+            None,
+        )
+
+    rows = [
+        paid(1, 10_000, placed - 86_400),  # a day before placement: the grace
+        paid(2, 10_000, placed - 86_401),
+        paid(3, 10_000, occurred + 86_400),  # a day after the report: clock skew
+        paid(4, 10_000, occurred + 86_401),
+        paid(5, BALANCE - 40_000, occurred),  # collected == balance
+        paid(6, 1, occurred),
+        paid(7, 5, None),  # no paid_at: only the amount is checked
+    ]
+    assert audit_kinds(rows) == [
+        (2, "date_out_of_window"),
+        (4, "date_out_of_window"),
+        (6, "over_collection"),
+        (7, "over_collection"),
+    ]
+    audit = EventAudit({PID: facts()})
+    audit.feed(rows)
+    assert audit.counts == {"ok": 3, "date_out_of_window": 2, "over_collection": 2}
+    assert [p.day for p in audit.payments.values()][-1] == occurred // 86_400
+
+
 def test_the_agencys_own_reports_disagreeing_are_status_conflicts() -> None:
     rows = [
         as_facts(1, event("dispute.opened")),
