@@ -11,6 +11,7 @@ import aiohttp
 from adapters import ADAPTERS
 from gateway.agency_config import AgencyConfig, WebhookAgency, check_secrets, load_agencies
 from gateway.clock import SystemClock
+from gateway.delivery_hooks import ReconciliationHooks
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
 from gateway.evidence import EvidenceLog
@@ -19,7 +20,6 @@ from gateway.metrics import Metrics
 from gateway.pii import PiiKeyRing
 from gateway.placements import PlacementService
 from gateway.ports import AdapterContext, ChannelAdapter, Clock
-from gateway.reconciler import ReconciliationHooks
 from gateway.settings import GatewaySettings, load_settings
 from gateway.signed_note import NoteSigner, NoteVerifier
 from gateway.signing import parse_verifying_key

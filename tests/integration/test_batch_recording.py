@@ -10,12 +10,12 @@ import sqlalchemy as sa
 from gateway import file_batch_store as store, outbox
 from gateway.agency_config import parse_agency
 from gateway.batch_recording import record_batch_delivery
+from gateway.delivery_hooks import ReconciliationHooks
 from gateway.evidence import LeafInput
 from gateway.merkle import leaf_hash
 from gateway.outbox import NewItem
 from gateway.packets import RenderedPacket
 from gateway.ports import BatchDelivered
-from gateway.reconciler import ReconciliationHooks
 from gateway.store.database import Database
 from gateway.store.tables import (
     AgencyEventRow,

@@ -25,12 +25,13 @@ from adapters.webhook import WebhookAdapter
 from gateway import outbox
 from gateway.agency_config import BUCKETS, WebhookAgency
 from gateway.clock import ManualClock, to_datetime
+from gateway.delivery_hooks import ReconciliationHooks
 from gateway.dispatcher import Dispatcher
 from gateway.errors import InboundError
 from gateway.inbound import InboundService, InboundTrust
 from gateway.metrics import Metrics
 from gateway.ports import ChannelAdapter
-from gateway.reconciler import ReconciliationHooks, run_sla_checks
+from gateway.reconciler import run_sla_checks
 from gateway.signing import (
     SigningKey,
     VerifyingKey,

@@ -24,9 +24,9 @@ from adapters.email import build_email_adapter
 from gateway import outbox
 from gateway.agency_config import EmailAgency
 from gateway.clock import ManualClock
+from gateway.delivery_hooks import ReconciliationHooks
 from gateway.dispatcher import Dispatcher
 from gateway.ports import AdapterContext
-from gateway.reconciler import ReconciliationHooks
 from gateway.sandbox.law_firm import server_tls_context, smtp_server
 from gateway.store.database import Database
 from gateway.store.mail_tables import MailMessage

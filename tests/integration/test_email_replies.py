@@ -25,12 +25,12 @@ from aioimaplib import IMAP4_SSL  # type: ignore[import-untyped]
 from adapters.email import build_email_adapter
 from gateway.agency_config import EmailAgency
 from gateway.clock import ManualClock
+from gateway.delivery_hooks import ReconciliationHooks
 from gateway.dispatcher import Dispatcher
 from gateway.keygen import self_signed
 from gateway.mail_journal import mailbox_position
 from gateway.mailbox import MailboxReader, build_mailbox_reader, client_tls_context
 from gateway.ports import AdapterContext
-from gateway.reconciler import ReconciliationHooks
 from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
 from gateway.sandbox.law_firm import server_tls_context, smtp_server
 from gateway.store.database import Database
