@@ -20,6 +20,7 @@ from gateway.metrics import Metrics
 from gateway.pii import PiiKeyRing
 from gateway.placements import PlacementService
 from gateway.ports import AdapterContext, ChannelAdapter, Clock
+from gateway.recon_engine import ReconEngine
 from gateway.settings import GatewaySettings, load_settings
 from gateway.signed_note import NoteSigner, NoteVerifier
 from gateway.signing import parse_verifying_key
@@ -70,6 +71,16 @@ class Gateway:
                 lease_seconds=self.settings.dispatch.lease_seconds,
             )
         return self._dispatcher
+
+    def recon_engine(self) -> ReconEngine:
+        """The reconciliation engine (``reconcile`` and ``serve``'s timer run the same)."""
+        return ReconEngine(
+            db=self.db,
+            agencies=self.agencies,
+            settings=self.settings.reconciliation,
+            clock=self.clock,
+            evidence=self.evidence,
+        )
 
     async def aclose(self) -> None:
         await self.inbound.aclose()

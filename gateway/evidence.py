@@ -75,11 +75,9 @@ CHECKPOINT_LOCK_KEY = 0x4556_4C4F_4701_0002
 
 _STREAM_BATCH = 10_000
 _VERIFY_BATCH = 500
-_REPORT_LINES = 50
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
-_DECODER = json.JSONDecoder()
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,6 @@ async def reconcile(
     checks (overdue acknowledgements, first activity, promises, statements). Every
     disagreement becomes a mismatch; the run records its inputs' hashes and counts."""
     from gateway import recon_runs
-    from gateway.recon_engine import ReconEngine
 
     if resume_run is not None and (dry_run or full):
         raise click.UsageError("--resume continues a run as it started; drop --dry-run/--full")
@@ -86,13 +85,7 @@ async def reconcile(
             else:
                 console.print(_runs_table(runs))
             return
-        engine = ReconEngine(
-            db=gateway.db,
-            agencies=gateway.agencies,
-            settings=gateway.settings.reconciliation,
-            clock=gateway.clock,
-            evidence=gateway.evidence,
-        )
+        engine = gateway.recon_engine()
         if resume_run is not None:
             report = await engine.resume(resume_run)
         else:

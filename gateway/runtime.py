@@ -18,7 +18,6 @@ from gateway.dispatcher import Dispatcher
 from gateway.errors import GatewayError, RunInProgress
 from gateway.mailbox import MailboxReader, build_mailbox_reader
 from gateway.ports import InboundPoller, PollingChannel
-from gateway.recon_engine import ReconEngine
 from gateway.reconciler import run_sla_checks
 from gateway.web.app import create_app
 from gateway.web.console import console_services
@@ -88,15 +87,8 @@ async def reconciliation_run(gateway: Gateway) -> dict[str, Any] | None:
     """One incremental run of the reconciliation engine (what ``agency-gateway reconcile``
     does). While another run is in progress (or was interrupted and waits for
     ``reconcile --resume``) the scheduled run is skipped with a warning."""
-    engine = ReconEngine(
-        db=gateway.db,
-        agencies=gateway.agencies,
-        settings=gateway.settings.reconciliation,
-        clock=gateway.clock,
-        evidence=gateway.evidence,
-    )
     try:
-        report = await engine.run()
+        report = await gateway.recon_engine().run()
     except RunInProgress as exc:
         log.warning("scheduled reconciliation skipped: %s", exc)
         return None

@@ -16,7 +16,7 @@ A scorecard covers the placements *placed* in ``[start, end)`` and follows them 
 reads those counts with three grouped queries, whatever the number of placements.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -201,16 +201,11 @@ def rate(bps: int | None) -> str:
     return "-" if bps is None else f"{bps / 100:.2f}%"
 
 
-def money_by_currency(amounts: Mapping[str, int]) -> str:
-    return ", ".join(f"{currency} {minor}" for currency, minor in sorted(amounts.items())) or "-"
-
-
 __all__ = [
     "CONDUCT",
     "REPORTING",
     "Scorecard",
     "Service",
-    "money_by_currency",
     "rate",
     "score",
     "scorecards",
