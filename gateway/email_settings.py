@@ -7,7 +7,7 @@ mailbox over IMAP with implicit TLS. Every key is documented in README ("Law-fir
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal, Self
 
@@ -27,6 +27,9 @@ DEFAULT_TEMPLATE_NAMES: Mapping[str, str] = {
     "batch": "batch",
 }
 """Packet type (or ``batch``) → template base name under ``<templates_dir>/<language>/``."""
+
+ReplySignature = Literal["required", "if_signed", "off"]
+"""What a firm's reply must carry to be read (gateway.reply_signature)."""
 
 
 class _Section(BaseModel):
@@ -62,6 +65,22 @@ class SmimeSection(_Section):
     encrypt_cert: SecretRef | None = Field(
         default=None, description="The firm's RSA certificate; mail is encrypted when set"
     )
+    reply_certs: tuple[SecretRef, ...] = Field(
+        default=(),
+        max_length=10,
+        description="The firm's signing certificates, pinned (default: encrypt_cert)",
+    )
+    reply_signature: ReplySignature = Field(
+        default="required",
+        description="required: read only replies the firm signed; if_signed: a signature "
+        "that is there must verify; off: read replies without checking",
+    )
+
+    def reply_cert_refs(self) -> tuple[SecretRef, ...]:
+        """The certificates a reply's signer must be one of."""
+        if self.reply_certs:
+            return self.reply_certs
+        return (self.encrypt_cert,) if self.encrypt_cert is not None else ()
 
 
 class ImapSection(_Section):
@@ -162,6 +181,7 @@ def email_problems(
                 load_recipient(firm, what="email.smime.encrypt_cert")
     except ConfigError as exc:
         problems.append(f"{source}: {exc}")
+    problems += _reply_problems(source, email, resolve)
     if email.smtp.password is not None:
         resolve("smtp.password", email.smtp.password)
     if email.imap is not None:
@@ -192,11 +212,43 @@ def email_problems(
     return problems
 
 
+def _reply_problems(
+    source: str, email: EmailSection, resolve: Callable[[str, SecretRef], str | None]
+) -> list[str]:
+    """The firm's pinned signing certificates, when replies are read and must be signed."""
+    from gateway.reply_signature import openssl_missing
+    from gateway.smime import load_certificate
+
+    smime = email.smime
+    if email.imap is None or smime.reply_signature == "off":
+        return []
+    refs = smime.reply_cert_refs()
+    if not refs:
+        return [
+            f"{source}: email.smime.reply_signature = {smime.reply_signature!r} needs the "
+            "firm's signing certificate: set email.smime.reply_certs (or encrypt_cert), or "
+            'reply_signature = "off" to read replies without checking who sent them'
+        ]
+    problems = []
+    for n, ref in enumerate(smime.reply_certs):
+        pem = resolve(f"smime.reply_certs[{n}]", ref)
+        if pem is not None:
+            try:
+                load_certificate(pem, what=f"email.smime.reply_certs[{n}]")
+            except ConfigError as exc:
+                problems.append(f"{source}: {exc}")
+    missing = openssl_missing()
+    if missing is not None:
+        problems.append(f"{source}: email.smime.reply_signature: {missing} (it verifies replies)")
+    return problems
+
+
 __all__ = [
     "DEFAULT_TEMPLATE_NAMES",
     "EmailSection",
     "ImapSection",
     "RepliesSection",
+    "ReplySignature",
     "SmimeSection",
     "SmtpSection",
     "email_problems",

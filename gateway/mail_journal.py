@@ -353,6 +353,8 @@ async def record_reply(
     matched_message_id: str | None,
     events: int,
     detail: str,
+    signature: str,
+    signer_sha256: str | None,
     now: datetime,
 ) -> None:
     await conn.execute(
@@ -370,6 +372,8 @@ async def record_reply(
             "matched_message_id": matched_message_id,
             "events": events,
             "detail": detail[:1000],
+            "signature": signature,
+            "signer_sha256": signer_sha256,
             "received_at": now,
         },
     )

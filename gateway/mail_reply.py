@@ -108,10 +108,16 @@ def _report(message: Message) -> DeliveryReport | None:
     )
 
 
-def read_message(raw: bytes) -> ReadMessage:
-    """Parse what the mail server handed over; never raises on odd input."""
+def read_message(raw: bytes, content: bytes | None = None) -> ReadMessage:
+    """Parse what the mail server handed over; never raises on odd input. The headers are
+    always ``raw``'s; the text and attachments are ``content``'s when it is given (the
+    entity a signature covers, or the one decryption revealed: gateway.reply_signature)."""
     message = email.message_from_bytes(raw, policy=default_policy)
     assert isinstance(message, EmailMessage)
+    body = message
+    if content is not None:
+        body = email.message_from_bytes(content, policy=default_policy)
+        assert isinstance(body, EmailMessage)
     references = _ids(message.get("In-Reply-To"))
     references += [i for i in reversed(_ids(message.get("References"))) if i not in references]
     try:
@@ -121,7 +127,7 @@ def read_message(raw: bytes) -> ReadMessage:
         date = None
     texts: list[str] = []
     attachments: list[tuple[str, bytes]] = []
-    for part in message.walk():
+    for part in body.walk():
         if part.is_multipart() or part.get_content_type().startswith("message/"):
             continue
         filename = part.get_filename()

@@ -17,6 +17,9 @@ A message is one of:
 * a **bounce** (RFC 3464, action ``failed``): the mail it names is marked bounced, its outbox
   items dead, and a ``dead_delivery`` mismatch raised. Other reports (delayed, delivered)
   are only recorded.
+* a reply the firm's signature does not vouch for (gateway.reply_signature: unsigned where
+  a signature is required, a bad signature, an unknown signer): nothing in it is read; an
+  ``unverified_reply`` mismatch names why. The signature is checked before the transaction.
 * a **reply** matched to a dispatch (In-Reply-To / References, else the subject tag): its
   events are reconciled like webhook events. No usable events, or bad lines, raise an
   ``unparsed_reply`` mismatch.
@@ -35,7 +38,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aioimaplib import IMAP4_SSL  # type: ignore[import-untyped]
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import mail_journal
@@ -46,7 +48,8 @@ from gateway.mail_journal import Dispatch
 from gateway.mail_render import message_id_for
 from gateway.mail_reply import ReadMessage, read_message, reply_events, subject_ref, verp_ref
 from gateway.reconciler import IncomingEvent, apply_events
-from gateway.smime import Signer, decrypt, load_signer
+from gateway.reply_signature import OpenedReply, ReplyOpener
+from gateway.smime import load_certificate, load_signer
 from gateway.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -77,7 +80,7 @@ class MailboxReader:
         db: the database.
         password: the IMAP password.
         tls: the TLS context that verifies the IMAP server.
-        signer: the lender's S/MIME identity, to open replies encrypted to us (RSA only).
+        opener: decrypts replies and checks their signatures (gateway.reply_signature).
         clock: returns Unix time.
     """
 
@@ -88,7 +91,7 @@ class MailboxReader:
         db: Database,
         password: str,
         tls: ssl.SSLContext,
-        signer: Signer | None,
+        opener: ReplyOpener,
         clock: Callable[[], float],
     ) -> None:
         if agency.email.imap is None:
@@ -98,7 +101,7 @@ class MailboxReader:
         self._db = db
         self._password = password
         self._tls = tls
-        self._signer = signer
+        self._opener = opener
         self._clock = clock
 
     @property
@@ -159,8 +162,9 @@ class MailboxReader:
                 raw = _literal(fetched.lines)
                 if raw is None:
                     continue
+                opened = await self._opener.open(raw)
                 async with self._db.transaction() as conn:
-                    kind = await self.process(conn, raw, uidvalidity=uidvalidity, uid=uid)
+                    kind = await self.process(conn, opened, uidvalidity=uidvalidity, uid=uid)
                 stats.fetched += 1
                 stats.count(kind)
                 await client.uid("store", str(uid), "+FLAGS", "(\\Seen)")
@@ -180,26 +184,15 @@ class MailboxReader:
                 log.debug("%s: logout failed", where, exc_info=True)
         return stats
 
-    def _open(self, raw: bytes) -> bytes:
-        """A reply encrypted to the lender's certificate is opened with the lender's key."""
-        head = raw[:4096].lower()
-        if self._signer is None or b"application/pkcs7-mime" not in head:
-            return raw
-        if not isinstance(self._signer.key, rsa.RSAPrivateKey):
-            return raw
-        try:
-            return decrypt(raw, self._signer.cert, self._signer.key)
-        except ValueError:
-            return raw
-
     async def process(
-        self, conn: AsyncConnection, raw: bytes, *, uidvalidity: int, uid: int
+        self, conn: AsyncConnection, opened: OpenedReply, *, uidvalidity: int, uid: int
     ) -> str:
-        """Store, classify and apply one message in the caller's transaction; its kind."""
+        """Store, classify and apply one opened message in the caller's transaction; its
+        kind."""
         now = self._now()
         agency_id = self._agency.id
-        opened = self._open(raw)
-        message = read_message(opened)
+        raw = opened.raw
+        message = read_message(raw, None if opened.content is raw else opened.content)
         external_id = message.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
         inbound_id, new = await mail_journal.store_raw(
             conn,
@@ -217,6 +210,8 @@ class MailboxReader:
             kind, detail = "duplicate", f"Message-ID already read (inbound {inbound_id})"
         elif message.report is not None:
             kind, detail, matched = await self._report(conn, message, now)
+        elif not opened.readable:
+            kind, detail, matched = await self._unverified(conn, message, opened, inbound_id, now)
         else:
             kind, detail, matched, events = await self._reply(conn, message, inbound_id, now)
         if new:
@@ -233,6 +228,8 @@ class MailboxReader:
             matched_message_id=matched,
             events=events,
             detail=detail,
+            signature=opened.status,
+            signer_sha256=opened.signer_sha256,
             now=now,
         )
         await mail_journal.save_mailbox_position(
@@ -338,6 +335,39 @@ class MailboxReader:
             return kind, "; ".join(problems)[:1000], message_id, len(parsed.events)
         return "reply", f"{len(parsed.events)} event(s)", message_id, len(parsed.events)
 
+    async def _unverified(
+        self,
+        conn: AsyncConnection,
+        message: ReadMessage,
+        opened: OpenedReply,
+        inbound_id: int,
+        now: datetime,
+    ) -> tuple[str, str, str | None]:
+        """A reply whose signature does not vouch for it: kept, shown to ops, never read."""
+        matched = await self._match(conn, message)
+        message_id = matched[0].message_id if matched else None
+        placements = sorted({d.placement_id for d in matched})
+        policy = self._agency.email.smime.reply_signature
+        await mail_journal.raise_mismatch(
+            conn,
+            kind="unverified_reply",
+            agency_id=self._agency.id,
+            placement_id=placements[0] if len(placements) == 1 else None,
+            detail=f"{self._agency.id}: a reply was not read: {opened.detail} "
+            f"(reply_signature = {policy})",
+            ours={"message_id": message_id, "placements": placements, "policy": policy},
+            theirs={
+                "inbound_id": inbound_id,
+                "message_id": message.message_id,
+                "subject": message.subject[:200],
+                "signature": opened.status,
+                "signer_sha256": opened.signer_sha256,
+            },
+            key=f"inbound:{inbound_id}",
+            now=now,
+        )
+        return "unverified", opened.detail, message_id
+
     async def _unmatched(
         self,
         conn: AsyncConnection,
@@ -412,17 +442,31 @@ def build_mailbox_reader(
         return p if p.is_absolute() else base_dir / p
 
     smime = agency.email.smime
+    where = f"{agency.source or agency.id}: email.smime"
     signer = load_signer(
         smime.sign_cert.resolve(base_dir),
         smime.sign_key.resolve(base_dir),
-        what=f"{agency.source or agency.id}: email.smime.sign_cert",
+        what=f"{where}.sign_cert",
+    )
+    pinned = (
+        []
+        if smime.reply_signature == "off"
+        else [
+            load_certificate(ref.resolve(base_dir), what=f"{where}.reply_certs")
+            for ref in smime.reply_cert_refs()
+        ]
     )
     return MailboxReader(
         agency=agency,
         db=db,
         password=imap.password.resolve(base_dir),
         tls=client_tls_context(path(imap.ca_file)),
-        signer=signer,
+        opener=ReplyOpener(
+            policy=smime.reply_signature,
+            pinned=pinned,
+            signer=signer,
+            timeout=imap.timeout_seconds,
+        ),
         clock=clock,
     )
 

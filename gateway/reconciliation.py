@@ -91,6 +91,7 @@ SEVERITY = {
     "missing_statement": "medium",
     "contact_rule_violation": "high",
     "unparsed_reply": "medium",
+    "unverified_reply": "high",
     "unmatched_reply": "medium",
 }
 MISMATCH_KINDS = tuple(SEVERITY)

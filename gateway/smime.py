@@ -7,8 +7,10 @@
   hold RSA keys; anything else is refused when the key is loaded, not when mail is sent.
 * Every entity returned here starts with its own ``MIME-Version`` and ``Content-Type``
   headers and uses CRLF, so the caller prepends the outer headers and sends the bytes as is.
-* cryptography has no public API to verify PKCS7 signatures; the sandbox firm and the tests
-  verify with ``openssl smime -verify``.
+* ``sign_message`` signs a whole RFC 5322 message the way a firm signs its reply: the
+  content headers move into the signed entity, the others stay outside.
+* cryptography has no public API to verify PKCS7 signatures; replies are verified with the
+  openssl command line (gateway.reply_signature), as are the lender's mails in the sandbox.
 """
 
 from dataclasses import dataclass
@@ -81,6 +83,26 @@ def sign(inner: bytes, signer: Signer) -> bytes:
     )
 
 
+def sign_message(message: bytes, signer: Signer) -> bytes:
+    """``message`` (headers and body) as a signed message: its ``Content-*`` headers and body
+    become the signed entity; every other header stays on the outside, unsigned."""
+    head, _, body = crlf(message).partition(b"\r\n\r\n")
+    fields: list[bytes] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line  # a folded header goes on
+        else:
+            fields.append(line)
+    outer: list[bytes] = []
+    inner: list[bytes] = []
+    for field in fields:
+        name = field.split(b":", 1)[0].strip().lower()
+        if name != b"mime-version":
+            (inner if name.startswith(b"content-") else outer).append(field)
+    entity = b"\r\n".join(inner) + b"\r\n\r\n" + body
+    return b"\r\n".join(outer) + b"\r\n" + sign(entity, signer)
+
+
 def encrypt(entity: bytes, recipient: x509.Certificate) -> bytes:
     """An ``enveloped-data`` entity holding ``entity``, AES-256 for ``recipient``."""
     return crlf(
@@ -113,4 +135,5 @@ __all__ = [
     "load_signer",
     "protect",
     "sign",
+    "sign_message",
 ]

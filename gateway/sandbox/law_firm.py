@@ -8,8 +8,9 @@ Theory of operation
 * **The clerk** opens each mail as the firm would: decrypts it with the firm's private key
   (``<encrypt_cert>.sandbox``), verifies the lender's signature with
   ``openssl smime -verify`` (recorded as unverified when openssl is missing), reads the
-  attached case file, and writes a reply per mail (its script, with the faults below, is
-  gateway.sandbox.firm_script): a CSV reply sheet with an acknowledgement,
+  attached case file, and writes a reply per mail, signed with the firm's key (its
+  script, with the faults below, is gateway.sandbox.firm_script): a CSV reply sheet with
+  an acknowledgement,
   a lawyer's letter, often a suit with its court case number, sometimes a payment or a
   return. Recalls are answered with a return.
 * **Faults**, at ``fault_rate`` per mail: a reply with no sheet (``unparseable``), a sheet
@@ -45,7 +46,7 @@ from gateway.mailbox import client_tls_context
 from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
 from gateway.sandbox.firm_script import FirmScript, cases_in
 from gateway.secret_refs import SecretRef
-from gateway.smime import decrypt, load_certificate, load_signer
+from gateway.smime import Signer, decrypt, load_signer, sign_message
 
 log = logging.getLogger(__name__)
 
@@ -150,18 +151,14 @@ class SandboxLawFirm:
             email_cfg.smtp.password.resolve(base_dir) if email_cfg.smtp.password else None
         )
         self._lender_cert = _file_of(email_cfg.smime.sign_cert, base_dir, "the lender cert")
-        self._firm_key: rsa.RSAPrivateKey | None = None
-        self._firm_cert_pem: bytes | None = None
+        self._firm: Signer | None = None
         if email_cfg.smime.encrypt_cert is not None:
             cert_path = _file_of(email_cfg.smime.encrypt_cert, base_dir, "the firm cert")
-            signer = load_signer(
+            self._firm = load_signer(
                 cert_path.read_bytes(),
                 Path(f"{cert_path}.sandbox").read_bytes(),
                 what=f"{agency.id} sandbox firm key",
             )
-            assert isinstance(signer.key, rsa.RSAPrivateKey)
-            self._firm_key = signer.key
-            self._firm_cert_pem = cert_path.read_bytes()
         self.stats = FirmStats(faults=self._script.faults)
         self.reply_path_skipped: str | None = None
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
@@ -301,10 +298,10 @@ class SandboxLawFirm:
 
     async def _open(self, raw: bytes) -> bytes:
         head = raw.split(b"\r\n\r\n", 1)[0].lower()
-        if b"application/pkcs7-mime" in head and self._firm_key is not None:
-            assert self._firm_cert_pem is not None
-            cert = load_certificate(self._firm_cert_pem, what="firm certificate")
-            entity = await asyncio.to_thread(decrypt, raw, cert, self._firm_key)
+        firm = self._firm
+        if b"application/pkcs7-mime" in head and firm is not None:
+            assert isinstance(firm.key, rsa.RSAPrivateKey)
+            entity = await asyncio.to_thread(decrypt, raw, firm.cert, firm.key)
             self.stats.decrypted += 1
         else:
             entity = raw
@@ -344,8 +341,11 @@ class SandboxLawFirm:
         )
         if answer is None or self._dovecot is None:
             return
+        reply = answer.reply
+        if self._firm is not None:
+            reply = sign_message(reply, self._firm)  # as the firm signs every reply
         for _ in range(answer.copies):
-            await self._append(answer.reply)
+            await self._append(reply)
 
     async def _append(self, message: bytes) -> None:
         """APPEND to the firm-facing mailbox over one kept-open IMAPS connection."""

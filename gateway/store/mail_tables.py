@@ -77,7 +77,10 @@ class MailReply(SQLModel, table=True):
 
     ``kind``: ``reply`` (events applied), ``unparsed`` (matched, no usable events),
     ``unmatched`` (no dispatch found), ``bounce``, ``delivery_report`` (not a failure),
-    ``duplicate`` (its Message-ID was read before; nothing applied twice).
+    ``duplicate`` (its Message-ID was read before; nothing applied twice), ``unverified``
+    (its signature did not vouch for it; nothing read). ``signature``: ``verified`` (by the
+    pinned certificate ``signer_sha256``), ``unsigned``, ``invalid``, ``unknown_signer`` or
+    ``not_checked`` (gateway.reply_signature).
     """
 
     __tablename__ = "mail_replies"
@@ -96,6 +99,8 @@ class MailReply(SQLModel, table=True):
     matched_message_id: str | None = Field(default=None, max_length=300)
     events: int = 0
     detail: str = Field(default="", max_length=1000)
+    signature: str = Field(default="", max_length=16)
+    signer_sha256: str | None = Field(default=None, max_length=64)
     received_at: datetime = Field(sa_column=_ts())
 
 

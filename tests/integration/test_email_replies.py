@@ -31,8 +31,10 @@ from gateway.keygen import self_signed
 from gateway.mail_journal import mailbox_position
 from gateway.mailbox import MailboxReader, build_mailbox_reader, client_tls_context
 from gateway.ports import AdapterContext
+from gateway.reply_signature import fingerprint
 from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
 from gateway.sandbox.law_firm import server_tls_context, smtp_server
+from gateway.smime import Signer, load_signer, sign_message
 from gateway.store.database import Database
 from gateway.store.mail_tables import MailMessage, MailReply
 from gateway.store.migrate import upgrade
@@ -79,8 +81,13 @@ class World:
     sent: list[EmailMessage]
     placements: list[str]
     dovecot: ThrowawayDovecot
+    firm: Signer
 
-    async def append(self, raw: bytes) -> None:
+    async def append(self, raw: bytes, *, signed: bool = True) -> bytes:
+        """Put a message in the firm-facing mailbox, signed by the firm unless told not to;
+        the bytes put there."""
+        if signed:
+            raw = sign_message(raw, self.firm)
         imap = self.agency.email.imap
         assert imap is not None
         client = IMAP4_SSL(
@@ -96,6 +103,7 @@ class World:
             assert (await client.append(raw, mailbox=imap.mailbox)).result == "OK"
         finally:
             await client.logout()
+        return raw
 
     async def rows(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> list[dict]:
         async with self.db.connect() as conn:
@@ -163,12 +171,27 @@ async def world(
     sent = [message_from_bytes(m, policy=default_policy) for m in capture.messages]
     reader = build_mailbox_reader(agency, base_dir=base, db=db, clock=clock.now)
     try:
-        yield World(base, agency, db, reader, sent, [p for p, *_ in placed], dovecot)  # type: ignore[arg-type]
+        yield World(
+            base,
+            agency,
+            db,
+            reader,
+            sent,
+            [p for p, *_ in placed],  # type: ignore[misc]
+            dovecot,
+            firm_signer(base),
+        )
     finally:
         await session.close()
         server.close()
         await server.wait_closed()
         await db.dispose()
+
+
+def firm_signer(base: Path) -> Signer:
+    """The firm's S/MIME identity, as keygen made it for the sandbox."""
+    cert = base / "keys" / FIRM / "firm.pem"
+    return load_signer(cert.read_bytes(), Path(f"{cert}.sandbox").read_bytes(), what="firm")
 
 
 def placement_of(sent: EmailMessage) -> str:
@@ -216,7 +239,7 @@ async def test_a_threaded_reply_becomes_events_and_is_read_once(world: World):
             f"legal.action,{pid},2026-03-20,,起诉,上海市浦东新区人民法院,(2026)沪0115民初12345号,,,,",
         ),
     )
-    await world.append(raw)
+    raw = await world.append(raw)
     stats = await world.reader.poll()
     assert stats.kinds == {"reply": 1}
 
@@ -236,6 +259,9 @@ async def test_a_threaded_reply_becomes_events_and_is_read_once(world: World):
     assert stored["body"] == raw and stored["status"] == "reply"
     leaves = await world.rows(LEAVES, LEAVES.c.ref == f"inbound:{stored['id']}")
     assert len(leaves) == 1
+    [record] = await world.rows(REPLIES)
+    assert record["signature"] == "verified"
+    assert record["signer_sha256"] == fingerprint(world.firm.cert)
 
     again = await world.reader.poll()
     assert again.fetched == 0
@@ -265,9 +291,36 @@ async def test_the_subject_tag_matches_when_a_client_drops_threading(world: Worl
     assert record["matched_message_id"] == str(sent["message-id"])
 
 
+async def test_a_reply_the_firm_did_not_sign_is_kept_for_ops_and_never_read(world: World):
+    sent, other = world.sent[0], world.sent[1]
+    pid = placement_of(sent)
+    forged = await world.append(
+        reply(sent, sheet=sheet(f"case.returned,{pid},2026-03-04,,,,,,,,paid_in_full")),
+        signed=False,
+    )
+    stranger = load_signer(*self_signed("Not the firm", email="x@elsewhere.test"), what="x")
+    await world.append(sign_message(reply(other, sheet=sheet()), stranger), signed=False)
+    stats = await world.reader.poll()
+    assert stats.kinds == {"unverified": 2}
+    assert await world.rows(EVENTS) == []  # nothing in either was read
+    [placement] = await world.rows(PLACEMENTS, PLACEMENTS.c.id == pid)
+    assert placement["state"] != "returned"
+    unsigned, unknown = await world.rows(MISMATCHES)
+    assert unsigned["kind"] == "unverified_reply" and unsigned["severity"] == "high"
+    assert unsigned["placement_id"] == pid
+    assert "not signed" in unsigned["detail"] and "reply_signature = required" in unsigned["detail"]
+    assert json.loads(unknown["theirs"])["signature"] == "unknown_signer"
+    assert json.loads(unknown["theirs"])["signer_sha256"] == fingerprint(stranger.cert)
+    stored = await world.rows(INBOUND, INBOUND.c.channel == "email")
+    assert stored[0]["body"] == forged and [s["status"] for s in stored] == ["unverified"] * 2
+    records = await world.rows(REPLIES)
+    assert [r["signature"] for r in records] == ["unsigned", "unknown_signer"]
+    assert [r["kind"] for r in records] == ["unverified", "unverified"]
+
+
 async def test_an_unmatched_reply_goes_to_ops_and_is_kept(world: World):
     raw = reply(None, subject="关于贵司委托案件的回复", sheet=sheet())
-    await world.append(raw)
+    raw = await world.append(raw)
     stats = await world.reader.poll()
     assert stats.kinds == {"unmatched": 1}
     [mismatch] = await world.rows(MISMATCHES)
@@ -314,7 +367,7 @@ async def test_the_same_reply_delivered_twice_is_applied_once(world: World):
         sheet=sheet(f"placement.acknowledged,{pid},2026-03-03,ZY-3,,,,,10.00,CNY,"),
     )
     await world.append(raw)
-    await world.append(raw)
+    raw = await world.append(raw)
     stats = await world.reader.poll()
     assert stats.kinds == {"reply": 1, "duplicate": 1}
     assert len(await world.rows(EVENTS, EVENTS.c.placement_id == pid)) == 1
@@ -363,9 +416,12 @@ def delivery_report(sent: EmailMessage, ref: str, action: str, status: str, code
 async def test_a_bounce_marks_the_dispatch_dead_with_its_reason(world: World):
     sent = world.sent[0]
     ref = str(sent["x-gateway-ref"])
-    await world.append(delivery_report(sent, ref, "delayed", "4.4.1", "451 4.4.1 no answer"))
     await world.append(
-        delivery_report(sent, ref, "failed", "5.1.1", "550 5.1.1 <intake@zhengyi.test>: unknown")
+        delivery_report(sent, ref, "delayed", "4.4.1", "451 4.4.1 no answer"), signed=False
+    )
+    await world.append(
+        delivery_report(sent, ref, "failed", "5.1.1", "550 5.1.1 <intake@zhengyi.test>: unknown"),
+        signed=False,
     )
     stats = await world.reader.poll()
     assert stats.kinds == {"delivery_report": 1, "bounce": 1}

@@ -1,0 +1,232 @@
+"""Is a reply really from the firm? Replies are opened and their S/MIME signature checked
+before a byte of their content is read.
+
+Theory of operation
+-------------------
+``ReplyOpener.open`` takes a message as the mailbox handed it over:
+
+1. A message encrypted to the lender's certificate (``application/pkcs7-mime``,
+   enveloped-data) is decrypted with the lender's key. Its headers (Message-ID,
+   In-Reply-To, Subject) stay those of the outer message.
+2. A signed entity (``multipart/signed``, or opaque ``application/pkcs7-mime`` signed-data)
+   is verified by ``openssl cms -verify``: the signature must hold over the content, and the
+   certificate that made it must be one of the firm's pinned certificates, compared by
+   SHA-256 fingerprint (no chain, no CA: the firm gave us its certificate). Only the content
+   openssl verified is read afterwards; a part outside the signed entity is never read.
+3. The agency's ``email.smime.reply_signature`` decides what may be read: ``required`` (the
+   default) only verified replies; ``if_signed`` also unsigned ones, but a signature that is
+   there must verify; ``off`` reads everything and checks nothing.
+
+cryptography has no public PKCS #7 verification API, so the check runs the openssl command
+line in a child process (the bytes on its stdin, a timeout, a private temporary directory
+for the signer certificate and the verified content). Delivery reports from mail servers
+are never signed; the mailbox reader handles them before it asks for a signature.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway.email_settings import ReplySignature
+from gateway.errors import ConfigError
+from gateway.smime import Signer, decrypt
+
+SignatureStatus = Literal["verified", "unsigned", "invalid", "unknown_signer", "not_checked"]
+
+ACCEPTED: dict[ReplySignature, frozenset[SignatureStatus]] = {
+    "required": frozenset({"verified"}),
+    "if_signed": frozenset({"verified", "unsigned"}),
+    "off": frozenset({"not_checked"}),
+}
+"""Which signature states each policy lets the reader read."""
+
+_SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_OPAQUE_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedReply:
+    """A message as received, what may be read of it, and why.
+
+    ``content`` is the entity whose parts are read (the verified content of a signed reply,
+    the decrypted entity, or the message itself); the headers are always the outer
+    message's. ``readable`` says whether the policy allows reading ``content`` at all."""
+
+    raw: bytes
+    content: bytes
+    status: SignatureStatus
+    signer_sha256: str | None
+    detail: str
+    readable: bool
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def _content_type(entity: bytes) -> tuple[str, dict[str, str]]:
+    head = BytesHeaderParser(policy=default_policy).parsebytes(entity[:65_536], headersonly=True)
+    ctype = head.get_content_type()
+    params = {
+        k.lower(): str(v).lower() for k, v in head.get_params(failobj=[], header="content-type")
+    }
+    return ctype, params
+
+
+def signed_form(entity: bytes) -> Literal["detached", "opaque", "enveloped"] | None:
+    """How ``entity`` is protected, from its own top-level Content-Type."""
+    ctype, params = _content_type(entity)
+    if ctype == "multipart/signed" and params.get("protocol") in _SIGNATURE_TYPES:
+        return "detached"
+    if ctype in _OPAQUE_TYPES:
+        kind = params.get("smime-type", "")
+        if kind == "signed-data":
+            return "opaque"
+        if kind == "enveloped-data" or not kind:
+            return "enveloped"
+    return None
+
+
+def openssl_missing() -> str | None:
+    """Why replies cannot be verified here, or None when they can."""
+    return None if shutil.which("openssl") else "the openssl command is not installed"
+
+
+class ReplyOpener:
+    """Opens and judges one firm's replies (see the module docstring).
+
+    Args:
+        policy: the agency's ``email.smime.reply_signature``.
+        pinned: the firm's signing certificates.
+        signer: the lender's S/MIME identity, to open replies encrypted to us (RSA only).
+        timeout: seconds for one openssl run.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: ReplySignature,
+        pinned: Iterable[x509.Certificate],
+        signer: Signer | None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._policy = policy
+        self._pinned = {fingerprint(c) for c in pinned}
+        self._signer = signer
+        self._timeout = timeout
+        if policy != "off" and not self._pinned:
+            raise ConfigError(
+                f"email.smime.reply_signature = {policy!r} needs the firm's certificate "
+                "(email.smime.reply_certs, or encrypt_cert)"
+            )
+
+    async def open(self, raw: bytes) -> OpenedReply:
+        entity, decrypted = self._decrypt(raw)
+        if self._policy == "off":
+            return self._judged(raw, entity, "not_checked", None, "signature not checked")
+        form = signed_form(entity)
+        if form is None:
+            return self._judged(raw, entity, "unsigned", None, "the reply is not signed")
+        if form == "enveloped":
+            why = "encrypted to a key we do not hold" if not decrypted else "encrypted twice"
+            return self._judged(raw, entity, "invalid", None, f"the reply is {why}")
+        return await self._verify(raw, entity)
+
+    def _decrypt(self, raw: bytes) -> tuple[bytes, bool]:
+        signer = self._signer
+        if signed_form(raw) != "enveloped" or signer is None:
+            return raw, False
+        if not isinstance(signer.key, rsa.RSAPrivateKey):
+            return raw, False
+        try:
+            return decrypt(raw, signer.cert, signer.key), True
+        except ValueError:
+            return raw, False
+
+    async def _verify(self, raw: bytes, entity: bytes) -> OpenedReply:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            return self._judged(raw, entity, "invalid", None, "openssl is not installed")
+        with tempfile.TemporaryDirectory(prefix="reply-") as tmp:
+            signer_file, content_file = Path(tmp) / "signer.pem", Path(tmp) / "content"
+            process = await asyncio.create_subprocess_exec(
+                openssl,
+                "cms",
+                "-verify",
+                "-inform",
+                "SMIME",
+                "-noverify",  # no chain: the signer is pinned by fingerprint below
+                "-signer",
+                str(signer_file),
+                "-out",
+                str(content_file),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                async with asyncio.timeout(self._timeout):
+                    _, errors = await process.communicate(entity)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+                return self._judged(raw, entity, "invalid", None, "signature check timed out")
+            if process.returncode != 0:
+                reason = _first_error(errors)
+                return self._judged(raw, entity, "invalid", None, f"bad signature: {reason}")
+            signers = x509.load_pem_x509_certificates(signer_file.read_bytes())
+            content = content_file.read_bytes()
+        prints = [fingerprint(c) for c in signers]
+        known = [p for p in prints if p in self._pinned]
+        if not known:
+            subject = signers[0].subject.rfc4514_string() if signers else "nobody"
+            detail = f"signed by a certificate we do not know ({subject}, sha256 {prints[:1]})"
+            return self._judged(
+                raw, entity, "unknown_signer", prints[0] if prints else None, detail
+            )
+        return self._judged(raw, content, "verified", known[0], "signed by the firm")
+
+    def _judged(
+        self,
+        raw: bytes,
+        content: bytes,
+        status: SignatureStatus,
+        signer: str | None,
+        detail: str,
+    ) -> OpenedReply:
+        readable = status in ACCEPTED[self._policy]
+        return OpenedReply(raw, content, status, signer, detail, readable)
+
+
+def _first_error(stderr: bytes) -> str:
+    """The reason in openssl's first error line (``...:error:code:library:function:reason:...``)."""
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        parts = line.strip().split(":")
+        if len(parts) >= 6 and parts[1] == "error":
+            return f"{parts[4]}: {parts[5]}"[:200]
+    return "openssl refused it"
+
+
+__all__ = [
+    "ACCEPTED",
+    "OpenedReply",
+    "ReplyOpener",
+    "ReplySignature",
+    "SignatureStatus",
+    "fingerprint",
+    "openssl_missing",
+    "signed_form",
+]
