@@ -2,7 +2,7 @@
 scorecard for a period."""
 
 import json
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 
 import click
 from rich.table import Table
@@ -105,26 +105,23 @@ async def agencies_scorecard(
     """How each agency served the placements it received in a period: recovery (collected
     / placed), acknowledgements, first activity and promises kept on time, contact-rule
     violations, reporting breaks and open mismatches (see README "Agency scorecards")."""
-    from gateway.scorecards import rate, scorecards
+    from gateway.scorecards import period, rate, report, scorecards
 
-    until = _utc(end.date() if end else datetime.now(UTC).date() + timedelta(days=1))
-    since = _utc(start.date()) if start else until - timedelta(days=30)
-    if since >= until:
-        raise click.BadParameter("--from must be before --to", param_hint="--from")
+    try:
+        since, until = period(
+            start.date() if start else None,
+            end.date() if end else None,
+            today=datetime.now(UTC).date(),
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--from") from None
     gateway = await open_gateway(ctx)
     try:
         cards = await scorecards(gateway.db, gateway.agencies, start=since, end=until)
     finally:
         await gateway.aclose()
     if as_json:
-        period = {"from": since.isoformat(), "to": until.isoformat()}
-        click.echo(
-            json.dumps(
-                {"period": period, "agencies": [c.as_dict() for c in cards]},
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        click.echo(json.dumps(report(cards, since, until), indent=2, ensure_ascii=False))
         return
     table = Table(
         "agency",
@@ -154,10 +151,6 @@ async def agencies_scorecard(
             str(c.open_mismatches),
         )
     console.print(table)
-
-
-def _utc(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 COMMANDS = [agencies]

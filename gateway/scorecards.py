@@ -18,7 +18,7 @@ reads those counts with three grouped queries, whatever the number of placements
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,6 +56,8 @@ REPORTING = frozenset(
 )
 """Mismatch kinds where the agency's reports disagree with our record or the money."""
 UNRESOLVED = ("open", "investigating")
+DEFAULT_DAYS = 30
+"""A period left open is the placements of the last 30 days up to today (UTC)."""
 
 
 @dataclass
@@ -196,6 +198,31 @@ async def scorecards(
     )
 
 
+def period(start: date | None, end: date | None, *, today: date) -> tuple[datetime, datetime]:
+    """``[start, end)`` as UTC midnights: ``end`` defaults to tomorrow (today counts) and
+    ``start`` to ``DEFAULT_DAYS`` before ``end``. ``ValueError`` when ``start`` is not before
+    ``end``."""
+    until = _midnight(end if end is not None else today + timedelta(days=1))
+    since = _midnight(start) if start is not None else until - timedelta(days=DEFAULT_DAYS)
+    if since >= until:
+        raise ValueError(
+            f"the period starts ({since:%Y-%m-%d}) on or after it ends ({until:%Y-%m-%d})"
+        )
+    return since, until
+
+
+def report(cards: Iterable[Scorecard], start: datetime, end: datetime) -> dict[str, Any]:
+    """The scorecards of a period as JSON (``agencies scorecard --json`` and the API)."""
+    return {
+        "period": {"from": start.isoformat(), "to": end.isoformat()},
+        "agencies": [c.as_dict() for c in cards],
+    }
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
 def rate(bps: int | None) -> str:
     """``12.34%`` from basis points; ``-`` when there is nothing to rate yet."""
     return "-" if bps is None else f"{bps / 100:.2f}%"
@@ -203,10 +230,13 @@ def rate(bps: int | None) -> str:
 
 __all__ = [
     "CONDUCT",
+    "DEFAULT_DAYS",
     "REPORTING",
     "Scorecard",
     "Service",
+    "period",
     "rate",
+    "report",
     "score",
     "scorecards",
 ]

@@ -32,6 +32,13 @@ _NULL_INT = {"type": ["integer", "null"]}
 _NULL_STR = {"type": ["string", "null"]}
 _OPEN_OBJ = {"type": "object", "additionalProperties": True}
 
+_SERVICE = _obj(
+    ["met", "breached", "on_time_bps"],
+    {"met": _INT, "breached": _INT, "on_time_bps": _NULL_INT},
+    "Expectations met in time and breached; the on-time rate in basis points (null before any).",
+)
+_PER_CURRENCY = {"type": "object", "additionalProperties": _INT}
+
 SCHEMAS: JsonObject = {
     "ConsoleMe": _obj(
         ["name", "role", "via", "may_reveal_pii"],
@@ -246,6 +253,49 @@ SCHEMAS: JsonObject = {
             ),
         },
     ),
+    "ConsoleScorecards": _obj(
+        ["period", "agencies"],
+        {
+            "period": _obj(["from", "to"], {"from": _TIME, "to": _TIME}, "[from, to), UTC."),
+            "agencies": {
+                "type": "array",
+                "items": _obj(
+                    [
+                        "agency_id",
+                        "placements",
+                        "recalled",
+                        "placed_minor",
+                        "collected_minor",
+                        "recovery_bps",
+                        "ack",
+                        "first_activity",
+                        "promises",
+                        "contact_violations",
+                        "reporting_breaks",
+                        "open_mismatches",
+                    ],
+                    {
+                        "agency_id": _STR,
+                        "placements": _INT,
+                        "recalled": _INT,
+                        "placed_minor": _PER_CURRENCY,
+                        "collected_minor": _PER_CURRENCY,
+                        "recovery_bps": {
+                            **_PER_CURRENCY,
+                            "description": "Collected / placed per currency, basis points.",
+                        },
+                        "ack": _SERVICE,
+                        "first_activity": _SERVICE,
+                        "promises": _SERVICE,
+                        "contact_violations": _INT,
+                        "reporting_breaks": _INT,
+                        "open_mismatches": _INT,
+                    },
+                    "How an agency served the placements it received in the period.",
+                ),
+            },
+        },
+    ),
 }
 
 
@@ -407,6 +457,31 @@ def paths() -> JsonObject:
                 "listAgencies",
                 "Every agency: placements, backlog, endpoint and circuit state",
                 {"type": "array", "items": _ref("ConsoleAgency")},
+            )
+        },
+        "/api/v1/scorecards": {
+            "get": _op(
+                "agencyScorecards",
+                "Each agency's scorecard for the placements placed in a period: recovery, "
+                "service on time, contact-rule violations, reporting breaks, open mismatches",
+                _ref("ConsoleScorecards"),
+                params=[
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "required": False,
+                        "description": "First day (UTC), YYYY-MM-DD. Default: 30 days before `to`.",
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                    {
+                        "name": "to",
+                        "in": "query",
+                        "required": False,
+                        "description": "Day after the last day (UTC). Default: tomorrow.",
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                ],
+                errors=(400, 401, 403),
             )
         },
         "/api/v1/agencies/{agency_id}": {

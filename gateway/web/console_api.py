@@ -14,6 +14,7 @@ from multidict import MultiDict
 from gateway.errors import GatewayError, NotFound
 from gateway.resolution_rules import DEFAULT_RECALL_CODE, ActionRequest
 from gateway.resolutions import ActionResult, BulkResult
+from gateway.scorecards import period, report, scorecards
 from gateway.web import personal_data, read_model, timeline
 from gateway.web.console_services import CONSOLE_KEY, ConsoleServices, filter_from
 from gateway.web.guards import api, problem
@@ -224,6 +225,24 @@ async def agency(request: web.Request, principal: Principal) -> web.StreamRespon
     return reply(data)
 
 
+@api("viewer")
+async def agency_scorecards(request: web.Request, principal: Principal) -> web.StreamResponse:
+    services = _services(request)
+    days = {}
+    for name in ("from", "to"):
+        value = request.query.get(name)
+        try:
+            days[name] = date.fromisoformat(value) if value else None
+        except ValueError:
+            raise GatewayError(f"{name}: {value!r} is not a day (YYYY-MM-DD)") from None
+    try:
+        start, end = period(days["from"], days["to"], today=services.auth.now().date())
+    except ValueError as exc:
+        raise GatewayError(f"from: {exc}") from None
+    cards = await scorecards(services.db, services.agencies, start=start, end=end)
+    return reply(report(cards, start, end))
+
+
 def add_api_routes(app: web.Application) -> None:
     """Register the JSON API; the paths match gateway.web.api_docs."""
     router = app.router
@@ -237,6 +256,7 @@ def add_api_routes(app: web.Application) -> None:
     router.add_post(f"{PREFIX}/cases/{{case_id}}/pii", reveal_pii)
     router.add_get(f"{PREFIX}/agencies", agencies)
     router.add_get(f"{PREFIX}/agencies/{{agency_id}}", agency)
+    router.add_get(f"{PREFIX}/scorecards", agency_scorecards)
 
 
 __all__ = ["PREFIX", "add_api_routes", "reply"]

@@ -10,7 +10,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from gateway.reconciliation import MismatchDraft
 from gateway.resolution_rules import ActionRefused, ActionRequest, MismatchFilter
 from gateway.resolutions import ResolutionService
 from gateway.schema_export import openapi_document
+from gateway.scorecards import period, report, scorecards
 from gateway.settings import AllocationSection
 from gateway.store.console_tables import (
     LoginAttempt,
@@ -672,6 +673,30 @@ async def test_dashboard_counts_match_the_record(console: Console) -> None:
     assert by_agency[BETA]["circuit"]["state"] in ("closed", "open", "half_open")
     html = await (await viewer.client.get("/")).text()
     assert "Open mismatches by kind and agency" in html and "ack balance differs" in html
+
+
+async def test_the_scorecards_api_answers_what_the_scorecards_are(console: Console) -> None:
+    viewer = await console.login("vic")
+    today = _dt(console).date()
+    data = await (await viewer.api("GET", "/scorecards")).json()
+    start, end = period(None, None, today=today)
+    gateway = console.world.gateway
+    expected = report(
+        await scorecards(gateway.db, gateway.agencies, start=start, end=end), start, end
+    )
+    assert data == json.loads(json.dumps(expected))
+    assert sum(card["placements"] for card in data["agencies"]) > 0
+    assert data["period"]["to"] == f"{today + timedelta(days=1)}T00:00:00+00:00"
+    old = await (await viewer.api("GET", "/scorecards?from=2020-01-01&to=2020-02-01")).json()
+    assert old["period"]["from"].startswith("2020-01-01")
+    assert {card["placements"] for card in old["agencies"]} == {0}
+    for query, field in (
+        ("from=yesterday", "from: 'yesterday'"),
+        ("from=2030-01-02&to=2030-01-01", "from: the period"),
+    ):
+        bad = await viewer.api("GET", f"/scorecards?{query}")
+        assert bad.status == 400 and bad.content_type == "application/problem+json"
+        assert (await bad.json())["detail"].startswith(field)
 
 
 async def test_the_queue_filters_sorts_and_pages(console: Console) -> None:

@@ -104,4 +104,7 @@ async def test_scorecard_counts_follow_the_placements_of_the_period(
     table = await invoke("agencies", "scorecard", "--from", "2026-03-01")
     assert table.exit_code == 0 and "AGA" in table.output and "66.66%" in table.output
     refused = await invoke("agencies", "scorecard", "--from", "2026-03-05", "--to", "2026-03-01")
-    assert refused.exit_code == 2 and "--from must be before --to" in refused.output
+    assert (
+        refused.exit_code == 2
+        and "the period starts (2026-03-05) on or after it ends (2026-03-01)" in refused.output
+    )
