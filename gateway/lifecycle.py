@@ -94,7 +94,7 @@ OUTBOX_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "leased": frozenset({"delivered", "pending", "dead", "unknown"}),
     "unknown": frozenset({"pending", "delivered", "dead"}),
     "dead": frozenset({"pending"}),
-    "delivered": frozenset(),
+    "delivered": frozenset({"dead"}),  # a bounce report after the relay accepted the mail
 }
 
 MISMATCH_TRANSITIONS: Final[dict[str, frozenset[str]]] = {

@@ -101,7 +101,7 @@ def test_unknown_state_or_event_is_illegal_not_an_error() -> None:
 @pytest.mark.parametrize(
     ("table", "start", "finals"),
     [
-        (OUTBOX_TRANSITIONS, "pending", {"delivered"}),
+        (OUTBOX_TRANSITIONS, "pending", set()),  # a bounce can still kill a delivered mail
         (MISMATCH_TRANSITIONS, "open", {"resolved", "dismissed", "written_off"}),
     ],
     ids=["outbox", "mismatch"],
@@ -116,12 +116,13 @@ def test_status_tables_are_closed_and_reachable(
     assert {state for state, targets in table.items() if not targets} == finals
 
 
-def test_outbox_rules_ops_can_resend_but_delivered_is_final() -> None:
+def test_outbox_rules_ops_can_resend_and_only_a_bounce_undoes_delivered() -> None:
     assert can_transition(OUTBOX_TRANSITIONS, "pending", "leased")
     assert not can_transition(OUTBOX_TRANSITIONS, "pending", "delivered")
     assert can_transition(OUTBOX_TRANSITIONS, "dead", "pending")
     assert can_transition(OUTBOX_TRANSITIONS, "unknown", "pending")
     assert not can_transition(OUTBOX_TRANSITIONS, "delivered", "pending")
+    assert OUTBOX_TRANSITIONS["delivered"] == {"dead"}
     assert not can_transition(OUTBOX_TRANSITIONS, "no-such-state", "pending")
 
 
