@@ -5,8 +5,10 @@ the balance it loaded, a lawyer's letter, in half the cases a suit with its cour
 case number, sometimes a payment or a return. A recall is answered with a return. At
 ``fault_rate`` per mail the answer is faulty: no sheet (``unparseable``), a suit without its
 court case number (``bad_line``), no threading headers and no subject tag (``unthreaded``),
-or the same reply delivered twice (``duplicate``). One clean reply in ten loses its threading
-headers but keeps the subject tag (``subject_only``), as some mail clients do.
+the same reply delivered twice (``duplicate``), or a reply sent without the firm's signature
+(``unsigned``: the gateway must keep it for ops and read nothing in it). One clean reply in
+ten loses its threading headers but keeps the subject tag (``subject_only``), as some mail
+clients do.
 """
 
 import csv
@@ -22,7 +24,7 @@ from email.utils import format_datetime, make_msgid
 
 from gateway.mail_render import REPLY_COLUMNS
 
-FAULTS = ("unparseable", "bad_line", "unthreaded", "duplicate")
+FAULTS = ("unparseable", "bad_line", "unthreaded", "duplicate", "unsigned")
 COURTS = (
     ("上海市浦东新区人民法院", "(2026)沪0115民初{n}号"),
     ("北京市朝阳区人民法院", "(2026)京0105民初{n}号"),

@@ -15,9 +15,9 @@ Theory of operation
   return. Recalls are answered with a return.
 * **Faults**, at ``fault_rate`` per mail: a reply with no sheet (``unparseable``), a sheet
   with a bad line (``bad_line``), a reply without threading headers or subject tag
-  (``unthreaded``), and the same reply delivered twice (``duplicate``). Some clean replies
-  lose their threading headers but keep the subject tag (``subject_only``), which the
-  gateway matches by the tag.
+  (``unthreaded``), the same reply delivered twice (``duplicate``), and a reply sent
+  unsigned (``unsigned``). Some clean replies lose their threading headers but keep the
+  subject tag (``subject_only``), which the gateway matches by the tag.
 * **IMAP**: replies are APPENDed to the firm-facing mailbox of a throwaway Dovecot
   (gateway.sandbox.dovecot); the gateway reads them back with its normal mailbox reader.
   Where Dovecot cannot start, ``reply_path_skipped`` says why and mail is still received.
@@ -342,8 +342,8 @@ class SandboxLawFirm:
         if answer is None or self._dovecot is None:
             return
         reply = answer.reply
-        if self._firm is not None:
-            reply = sign_message(reply, self._firm)  # as the firm signs every reply
+        if self._firm is not None and answer.fault != "unsigned":
+            reply = sign_message(reply, self._firm)  # the firm signs its replies
         for _ in range(answer.copies):
             await self._append(reply)
 

@@ -75,7 +75,13 @@ async def test_the_sandbox_firm_reads_our_mail_and_its_replies_become_events(
             assert kinds["unmatched"] == mismatches["unmatched_reply"] == faults["unthreaded"]
             assert mismatches["unparsed_reply"] == faults["unparseable"] + faults["bad_line"]
             # Threaded replies and subject-tag replies are both matched.
-            assert kinds["reply"] == len(placed) - faults["unparseable"] - faults["unthreaded"]
+            unsigned = faults["unsigned"]
+            assert (
+                unsigned >= 1 and kinds["unverified"] == mismatches["unverified_reply"] == unsigned
+            )
+            assert kinds["reply"] == (
+                len(placed) - faults["unparseable"] - faults["unthreaded"] - unsigned
+            )
             suits = [
                 json.loads(e["data"])
                 for e in events
