@@ -1,8 +1,5 @@
 """Law-firm email channel, outbound: referral mail over SMTP, S/MIME signed and encrypted.
 
-* TLS is never optional: ``starttls`` refuses a server that does not offer STARTTLS (a
-  stripping attacker gets nothing), ``implicit`` speaks TLS from the first byte. The server
-  certificate is verified (system CAs, or the configured ``ca_file``).
 * One mail per packet, or, in ``per_batch`` mode, one mail for the referrals
   (``placement.created``) that the dispatcher hands over together, up to
   ``batch_max_cases`` (bounded by ``retry.concurrency``); every packet of a batch gets the
@@ -11,35 +8,24 @@
   so a resend keeps it. When an earlier attempt may have reached the firm, the resend says so
   (``X-Gateway-Possible-Duplicate: yes`` and a subject mark). Mail is not idempotent for the
   firm, so an unknown outcome parks the item in ``unknown`` for ops.
-* Answers: 2xx delivered (the answer is the receipt); 4xx transient (retried); 5xx permanent;
-  no answer after DATA is an unknown outcome. DSN parameters (``RET``, ``ENVID``, ``NOTIFY``,
-  ``ORCPT``) are sent only when the server offers DSN; with a ``bounce_address`` the envelope
-  sender is VERP-encoded so a bounce maps to its dispatch even if the report is mangled.
-* The bytes of every attempt are stored (``mail_messages``, evidence leaf ``mail``) before
-  the DATA command, and the answer after it (gateway.mail_journal).
+* The mail goes out through the firm's relay (adapters.smtp_relay: TLS always, SMTP answers
+  translated into the error tree, every attempt stored before DATA).
 """
 
 import asyncio
 import hashlib
-import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiosmtplib
 import jinja2
 from cryptography import x509
 
+from adapters.smtp_relay import SmtpRelay
 from gateway import mail_journal
 from gateway.agency_config import AgencyConfig, EmailAgency
-from gateway.errors import (
-    ConfigError,
-    DeliveryError,
-    OutcomeUnknown,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
+from gateway.errors import ConfigError, DeliveryError, OutcomeUnknown, PermanentDeliveryError
 from gateway.mail_journal import CarriedItem
 from gateway.mail_render import (
     DOCUMENT_KINDS,
@@ -57,12 +43,6 @@ from gateway.smime import Signer, load_recipient, load_signer, protect
 from gateway.store.database import Database
 
 EXCERPT_CHARS = 500
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    code: int
-    text: str
 
 
 def template_environment(directory: Path) -> jinja2.Environment:
@@ -110,9 +90,9 @@ class EmailAdapter:
         signer: the lender's S/MIME certificate and key.
         recipient: the firm's certificate; mail is encrypted to it when given.
         templates: the Jinja2 environment over the firm's template directory.
-        smtp_password: the relay password, when the relay needs authentication.
-        tls: the TLS context that verifies the relay's certificate.
-        db: where attempts and answers are recorded (None: not recorded, tests only).
+        relay: the firm's SMTP relay.
+        db: where earlier attempts are looked up (None: never a possible duplicate, tests
+            only).
         documents_dir: where each case's documents live, if anywhere.
         clock: returns Unix time.
     """
@@ -126,8 +106,7 @@ class EmailAdapter:
         signer: Signer,
         recipient: x509.Certificate | None,
         templates: jinja2.Environment,
-        smtp_password: str | None,
-        tls: ssl.SSLContext,
+        relay: SmtpRelay,
         db: Database | None,
         documents_dir: Path | None,
         clock: Callable[[], float],
@@ -137,8 +116,7 @@ class EmailAdapter:
         self._signer = signer
         self._recipient = recipient
         self._templates = templates
-        self._password = smtp_password
-        self._tls = tls
+        self._relay = relay
         self._db = db
         self._documents_dir = documents_dir
         self._clock = clock
@@ -202,13 +180,6 @@ class EmailAdapter:
         documents = case_documents(self._documents_dir, case.case_id, self._email.attach_documents)
         return replace(case, documents=tuple(documents))
 
-    def _envelope_from(self, ref: str) -> str:
-        bounce = self._email.bounce_address
-        if bounce is None:
-            return self._email.from_address
-        local, _, domain = bounce.partition("@")
-        return f"{local}+{ref}@{domain}"
-
     async def _deliver(self, packets: Sequence[OutboundPacket], batch_ref: str | None) -> Receipt:
         email = self._email
         ref = batch_ref or packets[0].dedupe_key
@@ -261,7 +232,7 @@ class EmailAdapter:
             CarriedItem(p.outbox_id, p.dedupe_key, c.placement_id)
             for p, c in zip(packets, cases, strict=True)
         ]
-        answer = await self._smtp(message, message_id, ref, items, possible_duplicate)
+        answer = await self._relay.send(message, message_id, ref, items, possible_duplicate)
         return Receipt(
             request_timestamp=int(now.timestamp()),
             status=answer.code,
@@ -273,165 +244,6 @@ class EmailAdapter:
                 "possible_duplicate": "yes" if possible_duplicate else "no",
             },
         )
-
-    def _error(self, exc: BaseException, phase: str) -> DeliveryError:
-        """Translate an aiosmtplib/ssl/OS error raised before DATA."""
-        agency_id = self._agency.id
-        where = f"{agency_id}: SMTP {self._email.smtp.host}:{self._email.smtp.port} {phase}"
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return PermanentDeliveryError(
-                f"{where}: the server's TLS certificate is not trusted ({exc.verify_message}); "
-                "fix smtp.ca_file or the relay's certificate",
-                agency_id=agency_id,
-            )
-        if isinstance(exc, aiosmtplib.SMTPResponseException):
-            text = f"{where}: {exc.code} {exc.message}"
-            if 400 <= exc.code < 500:
-                return TransientDeliveryError(text, agency_id=agency_id, status=exc.code)
-            return PermanentDeliveryError(text, agency_id=agency_id, status=exc.code)
-        return TransientDeliveryError(f"{where}: {type(exc).__name__}: {exc}", agency_id=agency_id)
-
-    async def _smtp(
-        self,
-        message: bytes,
-        message_id: str,
-        ref: str,
-        items: Sequence[CarriedItem],
-        possible_duplicate: bool,
-    ) -> _Answer:
-        smtp = self._email.smtp
-        recipients = [*self._email.to, *self._email.cc]
-        sender = self._envelope_from(ref)
-        client = aiosmtplib.SMTP(
-            hostname=smtp.host,
-            port=smtp.port,
-            use_tls=smtp.tls == "implicit",
-            start_tls=False,
-            tls_context=self._tls,
-            timeout=smtp.timeout_seconds,
-            local_hostname=self._email.message_id_domain,
-        )
-        try:
-            try:
-                await client.connect(timeout=smtp.connect_timeout_seconds)
-                await client.ehlo()
-                if smtp.tls == "starttls":
-                    if not client.supports_extension("starttls"):
-                        raise PermanentDeliveryError(
-                            f"{self._agency.id}: SMTP {smtp.host}:{smtp.port} does not offer "
-                            'STARTTLS; refusing to send in the clear (tls = "starttls" '
-                            "requires it; a stripping attacker or a misconfigured relay)",
-                            agency_id=self._agency.id,
-                        )
-                    await client.starttls()
-                    await client.ehlo()
-                if smtp.username is not None and self._password is not None:
-                    await client.login(smtp.username, self._password)
-            except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
-                raise self._error(exc, "connect") from exc
-            dsn = client.supports_extension("dsn")
-            mail_id = await self._record_attempt(
-                message, message_id, ref, sender, recipients, possible_duplicate, dsn, items
-            )
-            try:
-                answer = await self._transfer(client, sender, recipients, message, ref, dsn)
-            except DeliveryError as exc:
-                state = {OutcomeUnknown: "unknown", TransientDeliveryError: "deferred"}.get(
-                    type(exc), "refused"
-                )
-                await self._record_answer(mail_id, state, exc.status, str(exc))
-                raise
-            await self._record_answer(mail_id, "accepted", answer.code, answer.text)
-            return answer
-        finally:
-            try:
-                if client.is_connected:
-                    await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
-
-    async def _transfer(
-        self,
-        client: aiosmtplib.SMTP,
-        sender: str,
-        recipients: Sequence[str],
-        message: bytes,
-        ref: str,
-        dsn: bool,
-    ) -> _Answer:
-        mail_options = ["RET=HDRS", f"ENVID={ref}"] if dsn else []
-        try:
-            await client.mail(sender, options=mail_options)
-            refused: list[aiosmtplib.SMTPRecipientRefused] = []
-            for address in recipients:
-                rcpt_options = ["NOTIFY=FAILURE,DELAY", f"ORCPT=rfc822;{address}"] if dsn else []
-                try:
-                    await client.rcpt(address, options=rcpt_options)
-                except aiosmtplib.SMTPRecipientRefused as exc:
-                    refused.append(exc)
-            if len(refused) == len(recipients):
-                worst = max(refused, key=lambda e: e.code)
-                raise worst
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise self._error(exc, "envelope") from exc
-        try:
-            response = await client.data(message)
-        except aiosmtplib.SMTPResponseException as exc:
-            raise self._error(exc, "DATA") from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise OutcomeUnknown(
-                f"{self._agency.id}: no answer after DATA ({type(exc).__name__}: {exc}); "
-                "the firm may have received the mail",
-                agency_id=self._agency.id,
-            ) from exc
-        text = f"{response.code} {response.message}"
-        if refused:
-            text += "; refused: " + ", ".join(f"{e.recipient} {e.code}" for e in refused)
-        return _Answer(response.code, text)
-
-    async def _record_attempt(
-        self,
-        message: bytes,
-        message_id: str,
-        ref: str,
-        sender: str,
-        recipients: Sequence[str],
-        possible_duplicate: bool,
-        dsn: bool,
-        items: Sequence[CarriedItem],
-    ) -> int | None:
-        if self._db is None:
-            return None
-        async with self._db.transaction() as conn:
-            return await mail_journal.record_attempt(
-                conn,
-                agency_id=self._agency.id,
-                message_id=message_id,
-                ref=ref,
-                attempt_no=1 + await mail_journal.attempt_count(conn, message_id),
-                envelope_from=sender,
-                recipients=recipients,
-                body=message,
-                possible_duplicate=possible_duplicate,
-                dsn=dsn,
-                items=items,
-                now=datetime.fromtimestamp(self._clock(), UTC),
-            )
-
-    async def _record_answer(
-        self, mail_id: int | None, state: str, code: int | None, text: str
-    ) -> None:
-        if self._db is None or mail_id is None:
-            return
-        async with self._db.transaction() as conn:
-            await mail_journal.record_answer(
-                conn,
-                mail_id,
-                state=state,
-                code=code,
-                answer=text,
-                now=datetime.fromtimestamp(self._clock(), UTC),
-            )
 
     async def aclose(self) -> None:
         """Send what is still waiting for a batch, then return."""
@@ -465,13 +277,19 @@ def build_email_adapter(agency: AgencyConfig, context: AdapterContext) -> EmailA
     )
     templates_dir = path(email.templates_dir)
     assert templates_dir is not None
+    relay = SmtpRelay(
+        agency=agency,
+        password=email.smtp.password.resolve(base) if email.smtp.password else None,
+        tls=client_tls_context(path(email.smtp.ca_file)),
+        db=context.db,
+        clock=context.clock,
+    )
     return EmailAdapter(
         agency=agency,
         signer=signer,
         recipient=recipient,
         templates=template_environment(templates_dir),
-        smtp_password=email.smtp.password.resolve(base) if email.smtp.password else None,
-        tls=client_tls_context(path(email.smtp.ca_file)),
+        relay=relay,
         db=context.db,
         documents_dir=path(email.documents_dir),
         clock=context.clock,

@@ -11,7 +11,7 @@ from gateway.agency_config import EmailAgency
 from gateway.cli_support import console, err_console, open_gateway, run_async
 from gateway.errors import ConfigError
 from gateway.event_import import RowDefaults, parse_sheet
-from gateway.mail_journal import record_sheet
+from gateway.mail_inbox_store import record_sheet
 from gateway.mailbox import build_mailbox_reader
 
 

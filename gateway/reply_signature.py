@@ -20,7 +20,7 @@ Theory of operation
 cryptography has no public PKCS #7 verification API, so the check runs the openssl command
 line in a child process (the bytes on its stdin, a timeout, a private temporary directory
 for the signer certificate and the verified content). Delivery reports from mail servers
-are never signed; the mailbox reader handles them before it asks for a signature.
+are never signed: gateway.mail_triage handles a report whatever its verdict says.
 """
 
 import asyncio

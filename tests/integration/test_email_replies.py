@@ -28,7 +28,7 @@ from gateway.clock import ManualClock
 from gateway.delivery_hooks import ReconciliationHooks
 from gateway.dispatcher import Dispatcher
 from gateway.keygen import self_signed
-from gateway.mail_journal import mailbox_position
+from gateway.mail_inbox_store import mailbox_position
 from gateway.mailbox import MailboxReader, build_mailbox_reader, client_tls_context
 from gateway.ports import AdapterContext
 from gateway.reply_signature import fingerprint
