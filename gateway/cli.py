@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from gateway import (
@@ -19,6 +18,8 @@ from gateway import (
     agency_commands,
     bench_commands,
     console_commands,
+    evidence_commands,
+    intake_commands,
     mail_commands,
     mismatch_commands,
     reconcile_commands,
@@ -28,7 +29,6 @@ from gateway.cli_support import (
     GatewayGroup,
     config_path,
     console,
-    err_console,
     open_gateway,
     run_async,
 )
@@ -160,70 +160,6 @@ async def db_upgrade(ctx: click.Context, revision: str) -> None:
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--strict", is_flag=True, help="Refuse the whole file if any row is bad.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.pass_context
-@run_async
-async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) -> None:
-    """Import overdue accounts from FILE (CSV or JSON Lines), streaming.
-
-    Bad rows are reported with file, line and field and skipped (unless --strict).
-    Importing the same file again changes nothing; a changed balance of a placed case
-    queues a placement.amended packet to its agency.
-    """
-    from gateway.intake import import_file
-
-    gateway = await open_gateway(ctx)
-    try:
-        with Progress(
-            TextColumn("[bold]intake[/] {task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            disable=as_json or not err_console.is_terminal,
-        ) as progress:
-            size = file.stat().st_size  # noqa: ASYNC240  (one stat before streaming)
-            task = progress.add_task(file.name, total=size)
-            report = await import_file(
-                file,
-                db=gateway.db,
-                pii=gateway.pii,
-                placements=gateway.placements,
-                allocation=gateway.settings.allocation,
-                clock=gateway.clock,
-                strict=strict,
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
-            )
-    finally:
-        await gateway.aclose()
-    summary = {
-        "file": str(file),
-        "rows": report.rows,
-        "inserted": report.inserted,
-        "updated": report.updated,
-        "unchanged": report.unchanged,
-        "amended": report.amended,
-        "rejected": report.rejected,
-        "sha256": report.sha256,
-        "errors": [str(e) for e in report.errors[:100]],
-    }
-    if as_json:
-        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
-        return
-    for error in report.errors[:20]:
-        err_console.print(f"  [yellow]rejected[/] {error}", highlight=False)
-    if report.rejected > 20:
-        err_console.print(f"  … and {report.rejected - 20} more rejected rows")
-    console.print(
-        f"{report.rows} rows: {report.inserted} new, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.amended} amendments queued, "
-        f"{report.rejected} rejected"
-    )
-
-
-@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 @run_async
@@ -348,71 +284,6 @@ async def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         await gateway.aclose()
 
 
-@main.group()
-def evidence() -> None:
-    """The tamper-evident log of every packet, receipt and inbound message."""
-
-
-@evidence.command("verify")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.pass_context
-@run_async
-async def evidence_verify(ctx: click.Context, as_json: bool) -> None:
-    """Recompute the Merkle tree, check every checkpoint signature and every attested row.
-
-    Exits 1 on any tampering, naming the leaf, checkpoint or row.
-    """
-    gateway = await open_gateway(ctx)
-    try:
-        report = await gateway.evidence.verify([gateway.note_verifier])
-    finally:
-        await gateway.aclose()
-    problems = [str(p) for p in report.problems]
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "leaves": report.leaves_checked,
-                    "checkpoints": report.checkpoints_checked,
-                    "problems": problems,
-                },
-                indent=2,
-            )
-        )
-    else:
-        for p in problems[:50]:
-            err_console.print(f"  [red]✗[/] {p}", highlight=False)
-        verdict = (
-            "[green]evidence log verifies[/]"
-            if report.ok
-            else "[red]evidence log does NOT verify[/]"
-        )
-        console.print(
-            f"{verdict}: {report.leaves_checked} leaves, "
-            f"{report.checkpoints_checked} checkpoints, {len(problems)} problems"
-        )
-    if not report.ok:
-        ctx.exit(1)
-
-
-@evidence.command("checkpoint")
-@click.pass_context
-@run_async
-async def evidence_checkpoint(ctx: click.Context) -> None:
-    """Sign a checkpoint over the current tree (if it grew) and print it."""
-    from gateway.clock import to_datetime
-
-    gateway = await open_gateway(ctx)
-    try:
-        row = await gateway.evidence.checkpoint(now=to_datetime(gateway.clock.now()))
-    finally:
-        await gateway.aclose()
-    console.print(
-        row.note if row is not None else "tree unchanged since the last checkpoint", highlight=False
-    )
-
-
 @main.command()
 @click.option("--once", is_flag=True, help="Run the whole flow once, print the summary, exit.")
 @click.option("--accounts", type=int, default=1200, show_default=True, help="Accounts to generate.")
@@ -480,6 +351,8 @@ for _module in (
     agency_commands,
     bench_commands,
     console_commands,
+    evidence_commands,
+    intake_commands,
     mail_commands,
     mismatch_commands,
     reconcile_commands,

@@ -28,7 +28,7 @@ from gateway.errors import (
     UnknownAgency,
 )
 from gateway.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
-from gateway.web import api_docs as console_api
+from gateway.web import api_docs as console_api, api_schemas as console_schemas
 from schemas.account import IntakeAccount
 from schemas.base import SCHEMA_VERSION
 from schemas.events import EVENT_TYPES, AgencyEvent
@@ -339,11 +339,11 @@ def openapi_document() -> JsonObject:
     components: JsonObject = dict(definitions.get("$defs", {}))
     for (name, _mode), schema in keyed.items():
         components[name] = schema
-    clashes = sorted(set(components) & (set(_PROBLEM_SCHEMAS) | set(console_api.SCHEMAS)))
+    clashes = sorted(set(components) & (set(_PROBLEM_SCHEMAS) | set(console_schemas.SCHEMAS)))
     if clashes:
         raise ValueError(f"wire model names clash with OpenAPI components: {clashes}")
     components.update(_PROBLEM_SCHEMAS)
-    components.update(console_api.SCHEMAS)
+    components.update(console_schemas.SCHEMAS)
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": DIALECT,
