@@ -27,7 +27,6 @@ from gateway.clock import to_datetime
 from gateway.demo_data import generate_accounts, write_csv
 from gateway.intake import import_file
 from gateway.keygen import generate_missing, sandbox_keys
-from gateway.reconciler import run_sla_checks
 from gateway.runtime import (
     bound_socket,
     channel_pollers,
@@ -39,6 +38,7 @@ from gateway.runtime import (
 from gateway.sandbox.law_firm import SandboxLawFirm, sandbox_documents
 from gateway.sandbox.sftp_site import SftpSandboxes
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
+from gateway.sla_checks import run_sla_checks
 from gateway.store.migrate import upgrade
 from gateway.store.tables import (
     AgencyEventRow,

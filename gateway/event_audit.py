@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-``gateway.reconciliation.assess`` judges each event as it arrives. This module re-derives
+``gateway.event_rules.assess`` judges each event as it arrives. This module re-derives
 the same judgements for a whole period from the stored facts, as a hash join: placements
 are a dict keyed by id, events stream past in id order, and each placement keeps a small
 state (payments by ref, amount collected, the status the agency reported). Nothing
@@ -37,9 +37,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.event_rules import PLACEMENT_DATE_GRACE
 from gateway.lifecycle import ACTIVITY_EVENTS
-from gateway.matching import AgencyPayment
-from gateway.reconciliation import PLACEMENT_DATE_GRACE, MismatchDraft
+from gateway.match_inputs import AgencyPayment
+from gateway.reconciliation import MismatchDraft
 
 PlacementFacts = tuple[str, str, str, int, int, int | None, str]
 """(id, agency_id, currency, balance_minor, placed_s, recalled_s, debtor_id); times are

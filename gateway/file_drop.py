@@ -11,20 +11,16 @@ Theory of operation
    row in one transaction; rows are then rendered to a local spool file chunk by chunk (in a
    worker thread) and each chunk's members are recorded with their line numbers. A packet
    the layout cannot carry gets a permanent error; the rest of the chunk goes on.
-2. ``flush()`` finishes each file (trailer), encrypts it when the agency wants OpenPGP,
-   hashes it, renders the manifest and done marker, and records every file's path, size and
-   SHA-256 (``staged``) before a byte leaves. Then data file, checksum sidecar and manifest
-   are uploaded under temporary names, size-checked and renamed, the done marker last (the
-   same way, so a crash never leaves a partial marker). A final name that already exists is
-   never overwritten: its SHA-256 is compared, equal means it arrived before a crash
-   (``present``), different is a conflict (permanent error; the batch stops). Then the
-   batch is ``delivered``, with one evidence leaf per file, and is reported as one
-   ``BatchDelivered``: the dispatcher records its members in bulk (gateway.batch_recording),
-   each with a receipt naming its file and line.
+2. ``flush()`` hands each batch to gateway.batch_upload: it finishes and records the files
+   (``staged``) before a byte leaves, uploads them without ever overwriting a final name
+   (the done marker last), and marks the batch ``delivered`` with one evidence leaf per
+   file; a name already there with other content is a conflict (permanent error; the batch
+   stops). A delivered batch is reported as one ``BatchDelivered``: the dispatcher records
+   its members in bulk (gateway.batch_recording), each with a receipt naming its file and
+   line.
 3. A resumed batch is re-rendered from the stored packets in record order; the same layout
-   gives the same bytes. Encrypted bytes differ on every run, so the recorded hash is
-   replaced only while the final name does not exist on the server; once it exists, the
-   recorded hash is what it must match.
+   gives the same bytes (encrypted bytes do not: gateway.batch_upload keeps the recorded
+   hash once the final name exists on the server).
 
 Nothing of the file is held in memory: rows stream to disk and uploads stream from disk.
 """
@@ -39,24 +35,21 @@ from pathlib import Path
 
 from gateway import file_batch_store as store
 from gateway.agency_config import SftpAgency
-from gateway.batch_spool import LocalFile, SpoolBatch, companion_files, hash_file
+from gateway.batch_spool import SpoolBatch
+from gateway.batch_upload import BatchUpload, PgpProvider
 from gateway.clock import to_datetime
 from gateway.errors import (
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from gateway.evidence import LeafInput, append_leaves
 from gateway.file_batches import (
     FILE_TYPES,
     PACKET_TYPES,
     BatchNames,
     batch_names,
-    remote_path,
-    temp_path,
 )
 from gateway.file_layouts import RecordWriter
-from gateway.pgp import Pgp, PgpError
 from gateway.ports import (
     BatchDelivered,
     BatchReport,
@@ -72,7 +65,6 @@ log = logging.getLogger(__name__)
 PAGE = 2000
 """Members per page when re-rendering or reporting a batch."""
 
-PgpProvider = Callable[[], Awaitable[Pgp | None]]
 Result = tuple[int, Receipt | DeliveryError]
 
 
@@ -124,6 +116,7 @@ class FileDropBatch:
         self._resends: dict[str, set[str]] = {}
         self._rejected: list[Result] = []
         self._spooled: list[SpoolBatch] = []
+        self._upload = BatchUpload(db=drop.db, agency=drop.agency, pgp=drop.pgp, now=drop.now)
 
     # -- staging ---------------------------------------------------------------------------
 
@@ -295,48 +288,8 @@ class FileDropBatch:
                     conn, batch.id, "failed", now=self._drop.now(), error=str(error)
                 )
             raise error
-        files = await self._finish(batch, recorded, connected)
-        session = await connected()
-        states: dict[str, str] = {}
-        for local in files:
-            state, remote_sha = await self._put(session, local)
-            if state == "conflict":
-                error = self._conflict(local.staged, remote_sha)
-                async with self._drop.db.transaction() as conn:
-                    await store.set_state(
-                        conn, batch.id, "conflict", now=self._drop.now(), error=str(error)[:2000]
-                    )
-                raise error
-            states[local.staged.role] = state
-        now = self._drop.now()
-        async with self._drop.db.transaction() as conn:
-            rows = await store.remote_files(conn, batch.id)
-            await store.mark_files(conn, {rows[r].id: s for r, s in states.items()}, now=now)
-            await store.set_state(conn, batch.id, "delivered", now=now)
-            await append_leaves(
-                conn,
-                [
-                    LeafInput(
-                        kind="remote_file",
-                        ref=f"remote_file:{rows[role].id}",
-                        fields={
-                            "agency_id": self._agency.id,
-                            "batch": batch.names.base,
-                            "role": role,
-                            "remote_path": rows[role].remote_path,
-                            "size": rows[role].size,
-                            "sha256": rows[role].sha256,
-                            "plaintext_sha256": rows[role].plaintext_sha256,
-                            "record_count": rows[role].record_count,
-                            "recipient_fpr": rows[role].recipient_fpr,
-                            "outcome": state,
-                        },
-                    )
-                    for role, state in states.items()
-                ],
-                now=now,
-            )
-            return await store.remote_files(conn, batch.id)
+        resend = sorted(batch.resend_of | self._resends.get(batch.packet_type, set()))
+        return await self._upload.deliver(batch, recorded, connected, resend_of=resend)
 
     async def _rerender(self, row: store.BatchRow) -> SpoolBatch:
         names = self._names(row.file_type, row.business_date, row.seq)
@@ -360,104 +313,6 @@ class FileDropBatch:
                     agency_id=self._agency.id,
                 )
             after = page[-1][1]
-
-    async def _finish(
-        self,
-        batch: SpoolBatch,
-        recorded: dict[str, store.RemoteFileRow],
-        connected: Callable[[], Awaitable[RemoteSession]],
-    ) -> list[LocalFile]:
-        """Close the data file, encrypt, build manifest and marker, record them (staged)."""
-        plain_sha = await asyncio.to_thread(batch.close)
-        data_local = batch.plain_path
-        fpr: str | None = None
-        wants_pgp = self._cfg.pgp is not None and self._cfg.pgp.encrypt
-        pgp = await self._drop.pgp() if wants_pgp else None
-        if pgp is not None:
-            data_local = batch.folder / batch.names.data
-            try:
-                await pgp.encrypt_file(
-                    batch.plain_path,
-                    data_local,
-                    filename=batch.plain_path.name,
-                    sign=self._cfg.pgp is not None and self._cfg.pgp.sign,
-                )
-            except PgpError as exc:
-                raise PermanentDeliveryError(
-                    f"{self._agency.id}: {exc}", agency_id=self._agency.id
-                ) from exc
-            fpr = pgp.recipient_fingerprint
-        data_sha, data_size = await asyncio.to_thread(hash_file, data_local)
-        data_path = remote_path(self._cfg.folders.inbox, batch.names.data)
-        data = store.StagedFile(
-            "data", data_path, data_size, data_sha, plain_sha, batch.records, fpr
-        )
-        data_file: Path | None = data_local
-        old = recorded.get("data")
-        if old is not None and old.sha256 != data_sha:
-            # Re-encrypted: the old bytes bind only if they already reached the server.
-            if await (await connected()).stat(data_path) is not None:
-                data = store.StagedFile(
-                    "data",
-                    data_path,
-                    old.size,
-                    old.sha256,
-                    old.plaintext_sha256,
-                    old.record_count,
-                    old.recipient_fpr,
-                )
-                data_file = None
-        resend = sorted(batch.resend_of | self._resends.get(batch.packet_type, set()))
-        files = [LocalFile(data, data_file)]
-        files += await asyncio.to_thread(
-            companion_files,
-            batch,
-            data,
-            section=self._cfg,
-            receiver=self._agency.id,
-            resend_of=resend,
-        )
-        async with self._drop.db.transaction() as conn:
-            await store.stage(
-                conn,
-                batch_id=batch.id,
-                agency_id=self._agency.id,
-                record_count=batch.records,
-                totals=batch.writer.totals.amounts,
-                files=[f.staged for f in files],
-                resend_of=resend,
-                now=self._drop.now(),
-            )
-        return files
-
-    async def _put(self, session: RemoteSession, local: LocalFile) -> tuple[str, str]:
-        """Upload one file without ever overwriting: (``uploaded``, ``present`` or
-        ``conflict``, the SHA-256 found on the server)."""
-        staged = local.staged
-        # The done marker goes up like the others (temporary name, rename): written in
-        # place, a crash could leave a partial marker under its final name.
-        if local.path is not None and await session.upload(
-            local.path,
-            staged.remote_path,
-            temp_path=temp_path(self._cfg.naming, staged.remote_path),
-        ):
-            return "uploaded", staged.sha256
-        if await session.stat(staged.remote_path) is None:
-            raise TransientDeliveryError(
-                f"{self._agency.id}: {staged.remote_path} vanished while we compared it",
-                agency_id=self._agency.id,
-            )
-        remote_sha = await session.sha256(staged.remote_path)
-        return ("present" if remote_sha == staged.sha256 else "conflict"), remote_sha
-
-    def _conflict(self, staged: store.StagedFile, remote_sha: str) -> PermanentDeliveryError:
-        return PermanentDeliveryError(
-            f"{self._agency.id}: {staged.remote_path} already exists on the server with other "
-            f"content (sha256 {remote_sha[:16]}…, ours {staged.sha256[:16]}…); it was not "
-            "overwritten. Check with the agency, then resend: the new batch names this one "
-            "in resend_of",
-            agency_id=self._agency.id,
-        )
 
     def _delivered(self, batch_id: int, files: dict[str, store.RemoteFileRow]) -> BatchDelivered:
         data, manifest = files["data"], files.get("manifest")

@@ -38,12 +38,13 @@ from gateway.errors import (
     StoreUnavailable,
     UnknownAgency,
 )
+from gateway.event_rules import event_placement_id
 from gateway.evidence import LeafInput, append_leaves
 from gateway.metrics import Metrics
 from gateway.ports import Clock
 from gateway.problems import PROBLEM_CONTENT_TYPE, problem_body
 from gateway.reconciler import IncomingEvent, apply_events, insert_mismatches
-from gateway.reconciliation import MismatchDraft, event_placement_id
+from gateway.reconciliation import MismatchDraft
 from gateway.signing import VerifyingKey, read_headers, verify
 from gateway.store.database import Database, insert_numbered
 from gateway.store.tables import InboundMessage, Placement

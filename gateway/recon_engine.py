@@ -48,7 +48,7 @@ from gateway.clock import to_datetime
 from gateway.contact_rules import ContactRules, check_contacts
 from gateway.event_audit import Break, EventAudit, EventFacts, PlacementFacts
 from gateway.evidence import EvidenceLog, LeafInput, append_leaves
-from gateway.matching import Tolerance
+from gateway.match_inputs import Tolerance
 from gateway.ports import Clock
 from gateway.recon_runs import PASSES, Run
 from gateway.recon_sources import (
@@ -60,9 +60,9 @@ from gateway.recon_sources import (
 from gateway.reconciler import (
     insert_expectations,
     insert_mismatches_by_kind,
-    run_sla_checks,
 )
 from gateway.settings import ReconciliationSection
+from gateway.sla_checks import run_sla_checks
 from gateway.store.database import Database
 from gateway.store.recon_tables import PaymentFeed
 from gateway.store.row_stream import Row, stream_rows, stream_windows

@@ -1,6 +1,7 @@
-"""Reconciliation against the store: applies rule decisions, keeps expectations, raises
-mismatches, and runs the SLA checks. The rules themselves are in gateway.reconciliation;
-the effects of deliveries are in gateway.delivery_hooks.
+"""Reconciliation against the store: applies rule decisions, keeps expectations and raises
+mismatches. The rules themselves are in gateway.event_rules; the SLA checks that breach
+expectations past due are in gateway.sla_checks; the effects of deliveries are in
+gateway.delivery_hooks.
 """
 
 import json
@@ -12,15 +13,13 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.event_rules import assess, event_money, event_placement_id
 from gateway.reconciliation import (
     RULE_VERSION,
     SEVERITY,
     MismatchDraft,
     NewExpectation,
     PlacementView,
-    assess,
-    event_money,
-    event_placement_id,
 )
 from gateway.store.database import dialect_insert, insert_numbered
 from gateway.store.tables import AgencyEventRow, Expectation, Mismatch, Placement
@@ -38,13 +37,6 @@ EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
 EXPECTATIONS = Expectation.__table__  # type: ignore[attr-defined]
 MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
 P, E, X, M = PLACEMENTS.c, EVENTS.c, EXPECTATIONS.c, MISMATCHES.c
-
-SLA_KINDS = {
-    "ack": "missing_ack",
-    "first_activity": "missing_activity",
-    "promise_payment": "broken_promise",
-    "statement": "missing_statement",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,88 +360,6 @@ async def insert_expectations(
         )
 
 
-async def meet_promises_by_sum(conn: AsyncConnection, *, now: datetime) -> int:
-    """Meet every due promise whose payments in its window (less reversals) add up to its
-    lower bound: a debtor may keep a promise in several instalments."""
-    signed = sa.case((E.event_type == "payment.reversed", -E.amount_minor), else_=E.amount_minor)
-    paid = (
-        sa.select(sa.func.coalesce(sa.func.sum(signed), 0))
-        .where(
-            E.placement_id == X.placement_id,
-            E.applied,
-            E.event_type.in_(["payment.reported", "payment.reversed"]),
-            E.occurred_at >= X.window_start,
-            E.occurred_at <= X.due_at,
-        )
-        .scalar_subquery()
-    )
-    result = await conn.execute(
-        EXPECTATIONS.update()
-        .where(
-            X.state == "open",
-            X.kind == "promise_payment",
-            X.due_at < now,
-            X.amount_lower_minor.is_not(None),
-            X.window_start.is_not(None),
-            paid >= X.amount_lower_minor,
-        )
-        .values(state="met")
-    )
-    return int(result.rowcount or 0)
-
-
-async def run_sla_checks(conn: AsyncConnection, *, now: datetime) -> dict[str, int]:
-    """Breach every open expectation past due (after summing instalments towards due
-    promises); raise one mismatch per breach."""
-    await meet_promises_by_sum(conn, now=now)
-    rows = (
-        await conn.execute(
-            sa.select(X.id, X.placement_id, X.agency_id, X.kind, X.ref, X.due_at, X.amount_minor)
-            .where(X.state == "open", X.due_at < now)
-            .order_by(X.id)
-        )
-    ).all()
-    if not rows:
-        return {}
-    await conn.execute(
-        EXPECTATIONS.update().where(X.id.in_([r.id for r in rows])).values(state="breached")
-    )
-    counts: dict[str, int] = {}
-    drafts = []
-    for r in rows:
-        kind = SLA_KINDS[r.kind]
-        counts[kind] = counts.get(kind, 0) + 1
-        what = {
-            "ack": "acknowledgement",
-            "first_activity": "first activity",
-            "statement": f"inventory statement for {r.ref.partition(':')[2]}",
-        }.get(r.kind, f"payment promised under {r.ref}")
-        drafts.append(
-            (
-                f"{kind}:{r.placement_id}:{r.ref}",
-                MismatchDraft(
-                    kind,
-                    r.placement_id or None,
-                    f"{r.agency_id} sent no {what}"
-                    + (f" for {r.placement_id}" if r.placement_id else "")
-                    + f" by {r.due_at:%Y-%m-%d %H:%M} UTC",
-                    {
-                        "expected": r.kind,
-                        "due_at": r.due_at.isoformat(),
-                        "amount_minor": r.amount_minor,
-                    },
-                    {"received": None},
-                    r.amount_minor,
-                ),
-                r.agency_id,
-                None,
-                None,
-            )
-        )
-    await insert_mismatches(conn, drafts, now=now)
-    return counts
-
-
 __all__ = [
     "SEVERITY",
     "IncomingEvent",
@@ -459,6 +369,4 @@ __all__ = [
     "insert_mismatches",
     "insert_mismatches_by_kind",
     "load_views",
-    "meet_promises_by_sum",
-    "run_sla_checks",
 ]

@@ -4,10 +4,10 @@ Theory of operation
 -------------------
 The rules (which action applies when, what accepting a figure means) are pure, in
 gateway.resolution_rules. An action here runs in ONE transaction: re-read the mismatch and
-the records it points at (locked on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serialises
-writers), ask ``refusal`` again (a page drawn before someone else acted cannot act twice),
-apply the effect, move the state, write the audit row and append an ``action`` evidence leaf
-with who, why and what changed. Effects:
+the records it points at (gateway.mismatch_facts; locked on PostgreSQL, SQLite's
+``BEGIN IMMEDIATE`` serialises writers), ask ``refusal`` again (a page drawn before someone
+else acted cannot act twice), apply the effect, move the state, write the audit row and
+append an ``action`` evidence leaf with who, why and what changed. Effects:
 
 * ``accept``: our placement record takes the agency's figure (``ACCEPT_RULES``);
 * ``resend``: the dead or unknown packet goes back to the outbox with the same dedupe key
@@ -25,7 +25,7 @@ savepoint: one refusal does not undo the others, and each gets its own audit row
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -38,6 +38,7 @@ from gateway.agency_config import AgencyConfig
 from gateway.clock import to_datetime
 from gateway.errors import GatewayError, NotFound
 from gateway.evidence import LeafInput, append_leaves
+from gateway.mismatch_facts import load_facts, select_ids
 from gateway.packets import render_amended
 from gateway.placements import PlacementService, queue_packets
 from gateway.ports import Clock
@@ -58,12 +59,11 @@ from gateway.store.console_tables import (
     MismatchComment,
 )
 from gateway.store.database import Database, dialect_insert
-from gateway.store.tables import AgencyEventRow, Mismatch, OutboxItem, Placement
+from gateway.store.tables import AgencyEventRow, Mismatch, Placement
 
 MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
 PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
 EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
-OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 USERS = ConsoleUser.__table__  # type: ignore[attr-defined]
 ACTIONS_TABLE = MismatchAction.__table__  # type: ignore[attr-defined]
 ASSIGNMENTS = MismatchAssignment.__table__  # type: ignore[attr-defined]
@@ -72,87 +72,6 @@ M, P = MISMATCHES.c, PLACEMENTS.c
 
 MAX_BULK: Final = 1000
 _CHUNK = 100
-
-
-async def select_ids(conn: AsyncConnection, target: MismatchFilter, limit: int) -> list[int]:
-    query = sa.select(M.id).where(*target.clauses()).order_by(M.id).limit(limit)
-    return list((await conn.execute(query)).scalars().all())
-
-
-async def load_facts(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, MismatchFacts]:
-    """The facts of each existing mismatch in ``ids``, in a few set-based queries."""
-    if not ids:
-        return {}
-    rows = (await conn.execute(sa.select(MISMATCHES).where(M.id.in_(list(ids))))).mappings().all()
-    pids = sorted({r["placement_id"] for r in rows if r["placement_id"]})
-    placements = {
-        r["id"]: r
-        for r in (await conn.execute(sa.select(PLACEMENTS).where(P.id.in_(pids)))).mappings()
-    }
-    event_ids = sorted({r["event_id"] for r in rows if r["event_id"] is not None})
-    events = {
-        r.id: r
-        for r in await conn.execute(
-            sa.select(
-                EVENTS.c.id, EVENTS.c.event_type, EVENTS.c.applied, EVENTS.c.amount_minor
-            ).where(EVENTS.c.id.in_(event_ids))
-        )
-    }
-    dead = await conn.execute(
-        sa.select(OUTBOX.c.id, OUTBOX.c.placement_id)
-        .where(
-            OUTBOX.c.state.in_(["dead", "unknown"]),
-            sa.or_(
-                OUTBOX.c.placement_id.in_(pids),
-                OUTBOX.c.id.in_([r["outbox_id"] for r in rows if r["outbox_id"] is not None]),
-            ),
-        )
-        .order_by(OUTBOX.c.id)
-    )
-    by_outbox: dict[int, int] = {}
-    by_placement: dict[str, list[int]] = {}
-    for item_id, pid in dead.all():
-        by_outbox[item_id] = item_id
-        by_placement.setdefault(pid, []).append(item_id)
-    assignees: dict[int, str] = dict(
-        (
-            await conn.execute(
-                sa.select(ASSIGNMENTS.c.mismatch_id, ASSIGNMENTS.c.assignee).where(
-                    ASSIGNMENTS.c.mismatch_id.in_(list(ids))
-                )
-            )
-        ).all()
-    )
-    facts: dict[int, MismatchFacts] = {}
-    for r in rows:
-        placement = placements.get(r["placement_id"])
-        event = events.get(r["event_id"])
-        own = r["outbox_id"]
-        resendable = (
-            (own,) if own in by_outbox else tuple(by_placement.get(r["placement_id"] or "", ()))
-        )
-        facts[r["id"]] = MismatchFacts(
-            id=r["id"],
-            kind=r["kind"],
-            state=r["state"],
-            agency_id=r["agency_id"],
-            placement_id=r["placement_id"],
-            delta_minor=r["delta_minor"],
-            case_id=placement["case_id"] if placement else None,
-            placement_state=placement["state"] if placement else None,
-            currency=placement["currency"] if placement else None,
-            version=placement["version"] if placement else None,
-            balance_minor=placement["balance_minor"] if placement else None,
-            acked_balance_minor=placement["acked_balance_minor"] if placement else None,
-            collected_minor=placement["collected_minor"] if placement else None,
-            event_id=r["event_id"],
-            event_type=event.event_type if event else None,
-            event_applied=bool(event.applied) if event else None,
-            event_amount_minor=event.amount_minor if event else None,
-            resendable=resendable,
-            assignee=assignees.get(r["id"]),
-        )
-    return facts
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +373,4 @@ __all__ = [
     "ActionResult",
     "BulkResult",
     "ResolutionService",
-    "load_facts",
-    "select_ids",
 ]

@@ -18,7 +18,7 @@ from gateway.dispatcher import Dispatcher
 from gateway.errors import GatewayError, RunInProgress
 from gateway.mailbox import MailboxReader, build_mailbox_reader
 from gateway.ports import InboundPoller, PollingChannel
-from gateway.reconciler import run_sla_checks
+from gateway.sla_checks import run_sla_checks
 from gateway.web.app import create_app
 from gateway.web.console import console_services
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.agency_config import AgencyConfig
 from gateway.event_audit import Break
-from gateway.matching import Tolerance
+from gateway.match_inputs import Tolerance
 from gateway.recon_runs import canonical, digest
 from gateway.recon_sources import held_placements, pending_statements
 from gateway.reconciler import EXPECTATIONS

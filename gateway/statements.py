@@ -29,7 +29,7 @@ from datetime import date, timedelta
 from typing import Final
 
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
-from gateway.matching import Tolerance
+from gateway.match_inputs import Tolerance
 from gateway.reconciliation import MismatchDraft
 
 STATUS_OF_STATE: Final = {

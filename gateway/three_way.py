@@ -26,14 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.agency_config import AgencyConfig
 from gateway.event_audit import Break, EventAudit
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
-from gateway.matching import (
-    AgencyPayment,
-    Contract,
-    LenderReceipt,
-    MatchResult,
-    Tolerance,
-    match,
-)
+from gateway.match_inputs import AgencyPayment, Contract, LenderReceipt, Tolerance
+from gateway.matching import MatchResult, match
 from gateway.packets import RenderedPacket, render_direct_payment
 from gateway.placements import queue_packets
 from gateway.recon_sources import (

@@ -24,8 +24,8 @@ from gateway.clock import ManualClock, to_datetime
 from gateway.demo_data import generate_accounts, write_csv
 from gateway.intake import import_file
 from gateway.keygen import sandbox_keys
-from gateway.reconciler import run_sla_checks
 from gateway.signing import sign
+from gateway.sla_checks import run_sla_checks
 from gateway.store.migrate import upgrade
 from gateway.store.tables import Mismatch, Placement
 from gateway.web import accounts

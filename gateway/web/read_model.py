@@ -18,8 +18,8 @@ from gateway.agency_config import AgencyConfig
 from gateway.circuit import CircuitBreaker
 from gateway.errors import NotFound
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
+from gateway.mismatch_facts import load_facts
 from gateway.resolution_rules import MismatchFilter, available_actions
-from gateway.resolutions import load_facts
 from gateway.store.console_tables import MismatchAssignment
 from gateway.store.tables import (
     AgencyEventRow,

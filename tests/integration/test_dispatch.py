@@ -31,7 +31,6 @@ from gateway.errors import InboundError
 from gateway.inbound import InboundService, InboundTrust
 from gateway.metrics import Metrics
 from gateway.ports import ChannelAdapter
-from gateway.reconciler import run_sla_checks
 from gateway.signing import (
     SigningKey,
     VerifyingKey,
@@ -44,6 +43,7 @@ from gateway.signing import (
     sign,
     verify,
 )
+from gateway.sla_checks import run_sla_checks
 from gateway.store.database import Database
 from gateway.store.tables import (
     AgencyEventRow,

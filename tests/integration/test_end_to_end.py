@@ -22,10 +22,10 @@ from gateway.demo_data import generate_accounts, write_csv
 from gateway.intake import import_file
 from gateway.keygen import sandbox_keys
 from gateway.outbox import counts_by_state
-from gateway.reconciler import run_sla_checks
 from gateway.runtime import bound_socket, checkpoint, web_server
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
 from gateway.settings import GatewaySettings
+from gateway.sla_checks import run_sla_checks
 from gateway.store.migrate import upgrade
 from gateway.store.tables import (
     AgencyEventRow,

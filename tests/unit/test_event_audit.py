@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from gateway.contact_rules import ContactRules, check_contacts
 from gateway.event_audit import EventAudit, EventFacts, PlacementFacts
-from gateway.reconciliation import assess
+from gateway.event_rules import assess
 from schemas.events import AgencyEvent, CaseClosed, CaseReturned, PaymentReported
 from tests.factories import NOW, event, money, placement_view
 

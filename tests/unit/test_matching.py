@@ -8,15 +8,8 @@ from typing import Any
 
 from hypothesis import given, settings, strategies as st
 
-from gateway.matching import (
-    AgencyPayment,
-    Contract,
-    LenderReceipt,
-    MatchResult,
-    ReceiptKind,
-    Tolerance,
-    match,
-)
+from gateway.match_inputs import AgencyPayment, Contract, LenderReceipt, ReceiptKind, Tolerance
+from gateway.matching import MatchResult, match
 
 TOL = Tolerance(amount_minor=100, amount_bps=0, days=3)
 CONTRACTS = {"AGA": Contract(commission_bps=1_500, remittance="net")}
