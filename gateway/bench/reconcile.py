@@ -26,8 +26,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway.agency_config import AgencyConfig, parse_agency
-from gateway.bench import recon_fixture
-from gateway.bench.load import Progress, context, load_average, peak_rss_mb
+from gateway.bench import recon_book, recon_fixture, recon_lender_feed
+from gateway.bench.child import peak_rss_mb
+from gateway.bench.report import Progress, context, load_average
 from gateway.clock import ManualClock
 from gateway.recon_engine import ReconEngine
 from gateway.recon_sources import EVENTS, PLACEMENTS, epoch_seconds
@@ -45,8 +46,8 @@ SETTINGS = ReconciliationSection(amount_tolerance_minor=100, date_window_days=3)
 
 def bench_agencies() -> dict[str, AgencyConfig]:
     agencies = {}
-    for agency_id in recon_fixture.AGENCIES:
-        remits = agency_id == recon_fixture.REMITTING
+    for agency_id in recon_book.AGENCIES:
+        remits = agency_id == recon_lender_feed.REMITTING
         agencies[agency_id] = parse_agency(
             {
                 "id": agency_id,
@@ -58,7 +59,7 @@ def bench_agencies() -> dict[str, AgencyConfig]:
                 "eligibility": {"buckets": ["M1", "M2", "M3", "M4-6", "M6+", "LEGAL"]},
                 "capacity": {"max_open_placements": 100_000_000},
                 "settlement": {
-                    "commission_bps": recon_fixture.COMMISSION_BPS if remits else 1_000,
+                    "commission_bps": recon_lender_feed.COMMISSION_BPS if remits else 1_000,
                     "remittance": "net",
                     "report_days": 3,
                 },

@@ -15,7 +15,7 @@ from gateway.agency_config import (
     RetrySection,
     SftpAgency,
 )
-from gateway.bench.load import HOST, STOP, Finished, ParentLink, Ready, peak_rss_mb
+from gateway.bench.child import HOST, STOP, Finished, ParentLink, Ready, peak_rss_mb
 from gateway.bootstrap import build
 from gateway.demo_data import generate_accounts, write_csv
 from gateway.errors import GatewayError

@@ -28,21 +28,19 @@ from typing import Any
 import asyncssh
 import sqlalchemy as sa
 
-from gateway.bench.dataset import DATABASE_KIND, copy_database, counts
-from gateway.bench.load import (
+from gateway.bench.child import (
     HOST,
     STOP,
     Child,
     ChildMain,
     Finished,
     ParentLink,
-    Progress,
     Ready,
-    context,
     cpu_plan,
-    load_average,
     peak_rss_mb,
 )
+from gateway.bench.dataset import DATABASE_KIND, copy_database, counts
+from gateway.bench.report import Progress, context, load_average
 from gateway.bench.sftp_dataset import (
     AGENCY_ID,
     USERNAME,

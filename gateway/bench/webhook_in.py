@@ -31,6 +31,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.bench.child import (
+    HOST,
+    STOP,
+    Child,
+    ChildMain,
+    Finished,
+    ParentLink,
+    Pinned,
+    Ready,
+    cpu_plan,
+    peak_rss_mb,
+)
 from gateway.bench.dataset import (
     AGENCY_ID,
     DATABASE_KIND,
@@ -44,27 +56,8 @@ from gateway.bench.dataset import (
     placements,
     seed_template,
 )
-from gateway.bench.load import (
-    HOST,
-    STOP,
-    Child,
-    ChildMain,
-    Finished,
-    ParentLink,
-    Pinned,
-    PreparedRequest,
-    Progress,
-    Ready,
-    context,
-    cpu_plan,
-    load_average,
-    peak_rss_mb,
-    post_all,
-    rate,
-    serve_app,
-    serve_bare,
-    summarise,
-)
+from gateway.bench.load import PreparedRequest, post_all, serve_app, serve_bare
+from gateway.bench.report import Progress, context, load_average, rate, summarise
 from gateway.errors import GatewayError
 from gateway.keygen import sandbox_keys
 from gateway.signing import SigningKey, sign

@@ -22,6 +22,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.bench.child import (
+    HOST,
+    STOP,
+    Child,
+    ChildMain,
+    Finished,
+    ParentLink,
+    Ready,
+    cpu_plan,
+    peak_rss_mb,
+)
 from gateway.bench.dataset import (
     DATABASE_KIND,
     BenchSetup,
@@ -31,24 +42,8 @@ from gateway.bench.dataset import (
     counts,
     seed_template,
 )
-from gateway.bench.load import (
-    HOST,
-    STOP,
-    Child,
-    ChildMain,
-    Finished,
-    ParentLink,
-    Progress,
-    Ready,
-    context,
-    cpu_plan,
-    load_average,
-    peak_rss_mb,
-    post_payloads,
-    rate,
-    serve_bare,
-    summarise,
-)
+from gateway.bench.load import post_payloads, serve_bare
+from gateway.bench.report import Progress, context, load_average, rate, summarise
 from gateway.errors import GatewayError
 from gateway.store.database import Database
 from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, Expectation, OutboxItem
