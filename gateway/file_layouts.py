@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from gateway.sftp_settings import ColumnSpec, LayoutSection, RecordKind
+from gateway.layout_settings import ColumnSpec, LayoutSection, RecordKind
 
 MINOR_EXPONENT: dict[str, int] = {
     "BHD": 3,

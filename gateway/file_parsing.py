@@ -24,7 +24,7 @@ from gateway.file_layouts import (
     parse_money,
     path_of,
 )
-from gateway.sftp_settings import ColumnSpec, LayoutSection, RecordKind
+from gateway.layout_settings import ColumnSpec, LayoutSection, RecordKind
 
 _TRUE = frozenset({"true", "1", "y", "yes"})
 _FALSE = frozenset({"false", "0", "n", "no"})

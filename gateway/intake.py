@@ -2,19 +2,11 @@
 
 Theory of operation: the file is streamed (never loaded whole) through
 ``gateway.intake_reader`` in batches of ``batch_size`` rows. Parsing, validation, hashing and
-encryption run in a worker thread; each batch is written in ONE transaction with batched Core
-statements:
-
-1. fetch ``(id, content_mac, balance_minor)`` of the batch's existing cases;
-2. insert the new ones (``status = "open"``);
-3. update the ones whose ``content_mac`` (a keyed hash of the whole validated row) differs,
-   and leave the others untouched, so re-importing a file writes nothing;
-4. for changed balances, ask ``PlacementService.amend_balances`` to queue
-   ``placement.amended`` packets in the same transaction.
-
-Personal fields go only into the encrypted ``pii`` blob. At the end one ``intake`` evidence
-leaf records the file's SHA-256 and the counts. In strict mode a first streaming pass
-validates the whole file and nothing is written unless every row is valid.
+encryption run in a worker thread; ``gateway.intake_writer`` writes each batch in ONE
+transaction (insert new cases, update changed ones, queue amendments for changed balances),
+so re-importing a file writes nothing. At the end one ``intake`` evidence leaf records the
+file's SHA-256 and the counts. In strict mode a first streaming pass validates the whole
+file and nothing is written unless every row is valid.
 """
 
 import asyncio
@@ -22,38 +14,26 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from gateway.classification import bucket_for
 from gateway.clock import to_datetime
 from gateway.errors import IntakeError
 from gateway.evidence import LeafInput, append_leaves
 from gateway.intake_reader import Format, ParsedRow, RowError, detect_format, read_accounts
+from gateway.intake_writer import CaseWriter, ValidRow, WriteCounts, content_mac
 from gateway.pii import PiiKeyRing
-from gateway.placements import BalanceChange, PlacementService
+from gateway.placements import PlacementService
 from gateway.ports import Clock
 from gateway.settings import AllocationSection
 from gateway.store.database import Database
-from gateway.store.tables import Case
-from schemas.account import IntakeAccount
 
 log = logging.getLogger(__name__)
 
-CASES = Case.__table__  # type: ignore[attr-defined]
-C = CASES.c
-
 MAX_KEPT_ERRORS = 1000
 STRICT_ERRORS_SHOWN = 20
-_LOOKUP_CHUNK = 500  # ids per IN (...) lookup; well under every SQLite parameter limit
-
-_UPDATE = CASES.update().where(C.id == sa.bindparam("b_id"))
 
 
 @dataclass(slots=True)
@@ -75,26 +55,19 @@ class IntakeReport:
         if len(self.errors) < MAX_KEPT_ERRORS:
             self.errors.append(error)
 
-
-@dataclass(frozen=True, slots=True)
-class _Valid:
-    account: IntakeAccount
-    mac: str
+    def add(self, counts: WriteCounts) -> None:
+        """Add what one written batch did."""
+        self.inserted += counts.inserted
+        self.updated += counts.updated
+        self.unchanged += counts.unchanged
+        self.amended += counts.amended
 
 
 @dataclass(slots=True)
 class _Batch:
-    valid: list[_Valid]
+    valid: list[ValidRow]
     errors: list[RowError]
     bytes_read: int = 0
-
-
-@dataclass(slots=True)
-class _Plan:
-    inserts: list[dict[str, object]] = field(default_factory=list)
-    updates: list[dict[str, object]] = field(default_factory=list)
-    changes: list[BalanceChange] = field(default_factory=list)
-    unchanged: int = 0
 
 
 class _MeteredFile:
@@ -112,80 +85,6 @@ class _MeteredFile:
             yield line
 
 
-def content_mac(account: IntakeAccount, pii: PiiKeyRing) -> str:
-    """Keyed hash of the whole validated row: equal iff the lender's data is unchanged.
-
-    The hashed bytes are the model's compact JSON in schema field order (pydantic's Rust
-    serialiser, several times faster than a sorted ``json.dumps``); changing the schema's
-    field order would make every row look changed once.
-    """
-    return pii.mac(account.__pydantic_serializer__.to_json(account))
-
-
-def case_columns(
-    account: IntakeAccount,
-    mac: str,
-    *,
-    pii: PiiKeyRing,
-    allocation: AllocationSection,
-    now: datetime,
-) -> dict[str, object]:
-    """The ``cases`` columns an intake row sets (all but id, status and created_at)."""
-    record = {
-        "name": account.name,
-        "national_id": account.national_id,
-        "phones": list(account.phones),
-        "address": account.address,
-    }
-    return {
-        "debtor_id": account.debtor_id,
-        "pii": pii.encrypt(record, bound_to=account.account_id),
-        "content_mac": mac,
-        "region": account.region,
-        "product": account.product,
-        "currency": account.currency,
-        "principal_minor": account.principal_minor,
-        "balance_minor": account.balance_minor,
-        "dpd": account.dpd,
-        "credit_grade": account.credit_grade,
-        "due_date": account.due_date,
-        "bucket": bucket_for(
-            account.dpd,
-            account.balance_minor,
-            legal_min_dpd=allocation.legal_min_dpd,
-            legal_min_balance_minor=allocation.legal_min_balance_minor,
-        ),
-        "updated_at": now,
-    }
-
-
-def _plan(
-    batch: Sequence[_Valid],
-    existing: Mapping[str, tuple[str, int]],
-    *,
-    pii: PiiKeyRing,
-    allocation: AllocationSection,
-    now: datetime,
-) -> _Plan:
-    plan = _Plan()
-    for item in batch:
-        account = item.account
-        known = existing.get(account.account_id)
-        if known is not None and known[0] == item.mac:
-            plan.unchanged += 1
-            continue
-        columns = case_columns(account, item.mac, pii=pii, allocation=allocation, now=now)
-        if known is None:
-            plan.inserts.append(
-                {"id": account.account_id, "status": "open", "created_at": now, **columns}
-            )
-            continue
-        plan.updates.append({"b_id": account.account_id, **columns})
-        if known[1] != account.balance_minor:
-            plan.changes.append(BalanceChange(account.account_id, known[1], account.balance_minor))
-    return plan
-
-
 def _next_batch(
     rows: Iterator[ParsedRow | RowError], metered: _MeteredFile, size: int, pii: PiiKeyRing
 ) -> _Batch:
@@ -197,7 +96,7 @@ def _next_batch(
                 raise IntakeError(f"{row}; nothing was imported")
             batch.errors.append(row)
         else:
-            batch.valid.append(_Valid(row.account, content_mac(row.account, pii)))
+            batch.valid.append(ValidRow(row.account, content_mac(row.account, pii)))
         if len(batch.valid) + len(batch.errors) >= size:
             break
     batch.bytes_read = metered.bytes_read
@@ -230,67 +129,29 @@ def _validate_all(path: Path, fmt: Format) -> tuple[list[RowError], int, str]:
     return shown, total, metered.digest.hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class _Writer:
-    """Writes batches of valid rows, one transaction each, and the closing evidence leaf."""
-
-    db: Database
-    pii: PiiKeyRing
-    placements: PlacementService
-    allocation: AllocationSection
-    clock: Clock
-
-    async def write(self, batch: Sequence[_Valid], report: IntakeReport) -> None:
-        now = to_datetime(self.clock.now())
-        async with self.db.transaction() as conn:
-            existing = await _existing(conn, [v.account.account_id for v in batch])
-            plan = await asyncio.to_thread(
-                _plan, batch, existing, pii=self.pii, allocation=self.allocation, now=now
-            )
-            if plan.inserts:
-                await conn.execute(CASES.insert(), plan.inserts)
-            if plan.updates:
-                await conn.execute(_UPDATE, plan.updates)
-            amended = await self.placements.amend_balances(conn, plan.changes, now=now)
-        report.inserted += len(plan.inserts)
-        report.updated += len(plan.updates)
-        report.unchanged += plan.unchanged
-        report.amended += amended
-
-    async def record(self, path: Path, report: IntakeReport) -> None:
-        fields = {
-            "file": path.name,
-            "sha256": report.sha256,
-            "rows": report.rows,
-            "inserted": report.inserted,
-            "updated": report.updated,
-            "unchanged": report.unchanged,
-            "rejected": report.rejected,
-        }
-        async with self.db.transaction() as conn:
-            await append_leaves(
-                conn,
-                [LeafInput(kind="intake", ref=f"intake:{report.sha256}", fields=fields)],
-                now=to_datetime(self.clock.now()),
-            )
-
-
-async def _existing(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
-    found: dict[str, tuple[str, int]] = {}
-    for start in range(0, len(ids), _LOOKUP_CHUNK):
-        chunk = ids[start : start + _LOOKUP_CHUNK]
-        result = await conn.execute(
-            sa.select(C.id, C.content_mac, C.balance_minor).where(C.id.in_(chunk))
+async def _record(db: Database, clock: Clock, path: Path, report: IntakeReport) -> None:
+    """Append the import's closing ``intake`` evidence leaf."""
+    fields = {
+        "file": path.name,
+        "sha256": report.sha256,
+        "rows": report.rows,
+        "inserted": report.inserted,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "rejected": report.rejected,
+    }
+    async with db.transaction() as conn:
+        await append_leaves(
+            conn,
+            [LeafInput(kind="intake", ref=f"intake:{report.sha256}", fields=fields)],
+            now=to_datetime(clock.now()),
         )
-        for case_id, mac, balance in result:
-            found[case_id] = (mac, balance)
-    return found
 
 
 async def _stream(
     path: Path,
     fmt: Format,
-    writer: _Writer,
+    writer: CaseWriter,
     report: IntakeReport,
     *,
     strict: bool,
@@ -326,7 +187,7 @@ async def _stream(
                 report.reject(error)
             report.rows += len(batch.valid) + len(batch.errors)
             if batch.valid:
-                await writer.write(batch.valid, report)
+                report.add(await writer.write(batch.valid))
             if progress is not None:
                 progress(batch.bytes_read, total_bytes)
                 reported = batch.bytes_read
@@ -370,7 +231,7 @@ async def import_file(
     fmt = detect_format(path)
     validated_sha: str | None = None
     report = IntakeReport()
-    writer = _Writer(db, pii, placements, allocation, clock)
+    writer = CaseWriter(db, pii, placements, allocation, clock)
     if strict:
         shown, total, validated_sha = await asyncio.to_thread(_validate_all, path, fmt)
         if total:
@@ -387,7 +248,7 @@ async def import_file(
         raise IntakeError(
             f"{path}: the file changed between validation and import; import it again"
         )
-    await writer.record(path, report)
+    await _record(db, clock, path, report)
     report.elapsed_seconds = time.perf_counter() - started
     log.info(
         "intake %s: %d rows (%d inserted, %d updated, %d unchanged, %d amended, "
@@ -404,10 +265,4 @@ async def import_file(
     return report
 
 
-__all__ = [
-    "MAX_KEPT_ERRORS",
-    "IntakeReport",
-    "case_columns",
-    "content_mac",
-    "import_file",
-]
+__all__ = ["MAX_KEPT_ERRORS", "IntakeReport", "import_file"]

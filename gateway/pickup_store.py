@@ -25,10 +25,10 @@ from gateway.evidence import LeafInput, append_leaves
 from gateway.file_batches import base_of
 from gateway.file_layouts import ParsedRecord, RowError, Trailer
 from gateway.file_parsing import read_records
+from gateway.layout_settings import LayoutSection, RecordKind
 from gateway.ports import RemoteEntry
 from gateway.reconciler import IncomingEvent, apply_events
 from gateway.result_rows import FileTally, error_report, result_events, statement_event
-from gateway.sftp_settings import LayoutSection, RecordKind
 from gateway.store.database import Database
 from gateway.store.tables import AgencyStatus, InboundMessage
 from gateway.store.transfer_tables import FilePickup

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from gateway.file_layouts import ParsedRecord, RowError, Trailer
 from gateway.file_parsing import column_for
-from gateway.sftp_settings import LayoutSection, RecordKind
+from gateway.layout_settings import LayoutSection, RecordKind
 from schemas.events import (
     AGENCY_EVENT_ADAPTER,
     AgencyEvent,

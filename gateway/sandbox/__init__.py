@@ -9,13 +9,15 @@ from gateway.sandbox.agency_script import (
     Step,
     plan_placement,
 )
-from gateway.sandbox.webhook_agency import AgencyStats, InjectedFault, SandboxWebhookAgency
+from gateway.sandbox.event_pusher import AgencyStats, EventPusher, InjectedFault
+from gateway.sandbox.webhook_agency import SandboxWebhookAgency
 
 __all__ = [
     "PLACEMENT_FAULTS",
     "AgencyStats",
     "CaseFile",
     "EventPlanner",
+    "EventPusher",
     "FaultKind",
     "InjectedFault",
     "PlannedEvent",

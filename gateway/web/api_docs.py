@@ -1,6 +1,6 @@
 """The OpenAPI description of the ops console's JSON API (``/api/v1``): its operations
 (paths, parameters, error responses), security schemes and tag, merged into
-``schemas/openapi.json`` by gateway.schema_export together with the component schemas in
+``schemas/openapi.json`` by gateway.openapi together with the component schemas in
 gateway.web.api_schemas. Pure data; the handlers are in gateway.web.console_api and must keep
 to it (a test calls every documented path).
 """

@@ -19,7 +19,8 @@ from gateway.file_batches import (
     read_manifest,
     temp_path,
 )
-from gateway.sftp_settings import LayoutSection, NamingSection, SftpSection
+from gateway.layout_settings import LayoutSection
+from gateway.sftp_settings import NamingSection, SftpSection
 
 NAMING = NamingSection(sender="LENDERX", checksum_sidecar=True)
 

@@ -17,8 +17,8 @@ from gateway.file_layouts import (
     parse_money,
 )
 from gateway.file_parsing import read_records
+from gateway.layout_settings import ColumnSpec, LayoutSection
 from gateway.packets import render_created, render_recalled
-from gateway.sftp_settings import ColumnSpec, LayoutSection
 from tests.factories import PII
 
 PLACED = datetime(2026, 1, 15, 8, 30, tzinfo=UTC)

@@ -20,17 +20,15 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from gateway.errors import InboundError
+from gateway.openapi import openapi_document
 from gateway.problems import PROBLEM_BASE
-from gateway.schema_export import (
+from gateway.schema_export import JSON_DIR, export, render_all
+from gateway.wire_schemas import (
     EVENT_MODELS,
     EVENTS_PATH,
-    JSON_DIR,
     PACKET_MODELS,
     SCHEMA_BASE_URI,
-    export,
     json_schemas,
-    openapi_document,
-    render_all,
 )
 from schemas.events import AGENCY_EVENT_ADAPTER, EVENT_TYPES
 from schemas.packets import PACKET_TYPES, CasePacket
