@@ -1,7 +1,7 @@
 """The component schemas of the ops console's JSON API (``/api/v1``): the JSON bodies its
 operations take and return (the ``Console*`` objects in SCHEMAS), and the small JSON Schema
 building blocks they, and the operations in gateway.web.api_docs, are written with. Pure
-data, merged into ``components.schemas`` of ``schemas/openapi.json`` by gateway.schema_export.
+data, merged into ``components.schemas`` of ``schemas/openapi.json`` by gateway.openapi.
 """
 
 from typing import Any
@@ -207,6 +207,19 @@ SCHEMAS: JsonObject = {
                 "description": "packet: SHA-256 of the exact bytes sent; event: of the raw body.",
             },
             "evidence_seq": {**NULL_INT, "description": "The leaf attesting this entry."},
+            "channel": {
+                "enum": ["webhook", "sftp", "email", "file"],
+                "description": "event: how it reached us (`file`: `events import`); "
+                "`webhook_id` is its id there (the webhook id, the mail's Message-ID, a "
+                "file's hash).",
+            },
+            "reply_signature": {
+                "type": ["object", "null"],
+                "description": "event from an email reply: the verdict on the firm's S/MIME "
+                "signature (`verified` with the pinned certificate's fingerprint, `unsigned`, "
+                "`not_checked`); null for other channels.",
+                "properties": {"status": STR, "signer_sha256": NULL_STR},
+            },
         },
         "One fact; the other members depend on `type` (see README, Ops console).",
     ),

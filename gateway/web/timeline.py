@@ -3,7 +3,9 @@ attests each fact, and the history (actions, comments) of its mismatches.
 
 Entry types: ``placed``, ``packet`` (queued, with the SHA-256 of its exact bytes),
 ``attempt`` (a delivery attempt and the agency's receipt), ``event`` (received from the
-agency, with the SHA-256 of the raw body and its webhook id), ``mismatch`` (raised),
+agency, with the channel it came by, the SHA-256 of the raw message and its id there: the
+webhook id, the mail's Message-ID or the result file's hash; an email reply also carries
+the verdict on the firm's signature), ``mismatch`` (raised),
 ``action`` and ``comment`` (by ops). Personal data never appears here.
 """
 
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.errors import NotFound
 from gateway.resolution_rules import ACTIONS
 from gateway.store.console_tables import MismatchAction, MismatchComment
+from gateway.store.mail_tables import MailReply
 from gateway.store.tables import (
     AgencyEventRow,
     Case,
@@ -40,6 +43,7 @@ MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
 LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
 ACTION_ROWS = MismatchAction.__table__  # type: ignore[attr-defined]
 COMMENTS = MismatchComment.__table__  # type: ignore[attr-defined]
+REPLIES = MailReply.__table__  # type: ignore[attr-defined]
 
 _ORDER: Final = {"placed": 0, "packet": 1, "attempt": 2, "event": 3, "mismatch": 4}
 
@@ -127,9 +131,24 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
         .where(o.placement_id.in_(pids))
         .order_by(a.id),
     )
+    first_reply = (
+        sa.select(REPLIES.c.signature, REPLIES.c.signer_sha256)
+        .where(REPLIES.c.inbound_id == e.inbound_id)
+        .order_by(REPLIES.c.id)
+        .limit(1)
+    )
     events = await rows(
         conn,
-        sa.select(EVENTS, INBOUND.c.external_id, INBOUND.c.body_sha256)
+        sa.select(
+            EVENTS,
+            INBOUND.c.channel,
+            INBOUND.c.external_id,
+            INBOUND.c.body_sha256,
+            first_reply.with_only_columns(REPLIES.c.signature).scalar_subquery().label("sig"),
+            first_reply.with_only_columns(REPLIES.c.signer_sha256)
+            .scalar_subquery()
+            .label("signer"),
+        )
         .join(INBOUND, INBOUND.c.id == e.inbound_id)
         .where(e.placement_id.in_(pids))
         .order_by(e.id),
@@ -161,8 +180,10 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
         for t in attempts
     ] + [
         {"type": "event", "at": v["received_at"], "event_id": v["id"],
-         "applied": bool(v["applied"]), "webhook_id": v["external_id"],
-         "sha256": v["body_sha256"],
+         "applied": bool(v["applied"]), "channel": v["channel"],
+         "webhook_id": v["external_id"], "sha256": v["body_sha256"],
+         "reply_signature": None if v["sig"] is None else {
+             "status": v["sig"], "signer_sha256": v["signer"]},
          "evidence_seq": inbound_seqs.get(f"inbound:{v['inbound_id']}"),
          **_pick(v, "placement_id", "agency_id", "event_type", "occurred_at", "amount_minor",
                  "currency")}

@@ -26,13 +26,13 @@ from gateway.bootstrap import build, load_config
 from gateway.cli import main
 from gateway.clock import ManualClock, to_datetime
 from gateway.keygen import self_signed
+from gateway.openapi import openapi_document
 from gateway.pii import PiiKeyRing
 from gateway.placements import PlacementService
 from gateway.reconciler import insert_mismatches
 from gateway.reconciliation import MismatchDraft
 from gateway.resolution_rules import ActionRefused, ActionRequest, MismatchFilter
 from gateway.resolutions import ResolutionService
-from gateway.schema_export import openapi_document
 from gateway.scorecards import period, report, scorecards
 from gateway.settings import AllocationSection
 from gateway.store.console_tables import (
@@ -734,6 +734,8 @@ async def test_the_case_timeline_shows_every_packet_receipt_event_and_action(
     attempt = next(e for e in timeline["entries"] if e["type"] == "attempt")
     assert attempt["outcome"] == "delivered" and attempt["http_status"] == 200
     assert all(e["evidence_seq"] is not None for e in timeline["entries"] if e["type"] == "event")
+    received = [e for e in timeline["entries"] if e["type"] == "event"]
+    assert {(e["channel"], e["reply_signature"]) for e in received} == {("webhook", None)}
     assert [e["at"] for e in timeline["entries"]] == sorted(e["at"] for e in timeline["entries"])
     assert "name" not in json.dumps(timeline["case"])  # no personal data in the timeline
     await operator.act(mismatch_id, "comment", reason="asked the agency for the receipt")

@@ -45,6 +45,7 @@ from gateway.store.tables import (
     Mismatch,
     Placement,
 )
+from gateway.web.timeline import case_timeline
 from tests.integration.email_setup import (
     FIRM,
     OUTBOX,
@@ -262,6 +263,14 @@ async def test_a_threaded_reply_becomes_events_and_is_read_once(world: World):
     [record] = await world.rows(REPLIES)
     assert record["signature"] == "verified"
     assert record["signer_sha256"] == fingerprint(world.firm.cert)
+    async with world.db.connect() as conn:
+        case_id = placement["case_id"]
+        timeline = await case_timeline(conn, case_id)
+    received = [e for e in timeline["entries"] if e["type"] == "event"]
+    assert len(received) == 3 and {e["channel"] for e in received} == {"email"}
+    assert {e["webhook_id"] for e in received} == {stored["external_id"]}
+    signature = {"status": "verified", "signer_sha256": fingerprint(world.firm.cert)}
+    assert all(e["reply_signature"] == signature for e in received)
 
     again = await world.reader.poll()
     assert again.fetched == 0
