@@ -27,8 +27,9 @@ def mail() -> None:
 @run_async
 async def mail_poll(ctx: click.Context, agency_ids: tuple[str, ...], as_json: bool) -> None:
     """Read every new message in each firm's mailbox once (`serve` does this on a
-    schedule): replies become events, bounces mark their dispatch dead, anything that cannot
-    be matched or read becomes a mismatch for ops. The raw message is always kept."""
+    schedule): replies the firm signed become events, bounces mark their dispatch dead,
+    anything unsigned (per email.smime.reply_signature), unmatched or unreadable becomes a
+    mismatch for ops. The raw message is always kept."""
     gateway = await open_gateway(ctx)
     results: dict[str, dict[str, object]] = {}
     try:
