@@ -23,6 +23,7 @@ it in the same transaction (gateway.mailbox reads the messages and commits).
 import hashlib
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import mail_inbox_store, mail_journal
@@ -106,6 +107,16 @@ class MailTriage:
             conn, agency_id, self._mailbox, uidvalidity, uid, now
         )
         return kind
+
+    async def apply_vouched(
+        self, conn: AsyncConnection, raw: bytes, inbound_id: int, *, now: datetime
+    ) -> tuple[str, str, int]:
+        """Read a stored reply whose signature did not vouch for it, because ops has (they
+        confirmed it with the firm): matched and applied like any reply, in the caller's
+        transaction. Its (kind, detail, events applied)."""
+        message = read_message(raw)
+        kind, detail, _matched, events = await self._reply(conn, message, inbound_id, now)
+        return kind, detail, events
 
     async def _report(
         self, conn: AsyncConnection, message: ReadMessage, now: datetime
@@ -265,4 +276,24 @@ class MailTriage:
         )
 
 
-__all__ = ["CHANNEL", "MailTriage"]
+async def vouched_reply(
+    conn: AsyncConnection, agency: EmailAgency, inbound_id: int, *, now: datetime
+) -> tuple[str, str, int]:
+    """Apply the stored reply ``inbound_id`` that ops vouched for (``MailTriage.apply_vouched``)
+    and mark the stored message with what became of it."""
+    assert agency.email.imap is not None
+    raw = (
+        await conn.execute(
+            sa.select(mail_inbox_store.INBOUND.c.body).where(
+                mail_inbox_store.INBOUND.c.id == inbound_id,
+                mail_inbox_store.INBOUND.c.agency_id == agency.id,
+            )
+        )
+    ).scalar_one()
+    triage = MailTriage(agency=agency, mailbox=agency.email.imap.mailbox)
+    kind, detail, events = await triage.apply_vouched(conn, bytes(raw), inbound_id, now=now)
+    await mail_inbox_store.set_inbound_status(conn, inbound_id, kind, None)
+    return kind, detail, events
+
+
+__all__ = ["CHANNEL", "MailTriage", "vouched_reply"]

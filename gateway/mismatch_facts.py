@@ -8,6 +8,7 @@ the facts are pure (gateway.resolution_rules); gateway.resolutions re-reads them
 transaction that acts, the console (gateway.web.read_model) to show what may be done.
 """
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -23,6 +24,8 @@ EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 ASSIGNMENTS = MismatchAssignment.__table__  # type: ignore[attr-defined]
 M, P = MISMATCHES.c, PLACEMENTS.c
+MESSAGE_KINDS = frozenset({"unverified_reply"})
+"""Mismatch kinds about a stored message (``theirs.inbound_id``) that an action can read."""
 
 
 async def select_ids(conn: AsyncConnection, target: MismatchFilter, limit: int) -> list[int]:
@@ -102,8 +105,17 @@ async def load_facts(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Mis
             event_amount_minor=event.amount_minor if event else None,
             resendable=resendable,
             assignee=assignees.get(r["id"]),
+            inbound_id=_inbound_id(r["kind"], r["theirs"]),
         )
     return facts
+
+
+def _inbound_id(kind: str, theirs: str | None) -> int | None:
+    """The stored message of a mismatch about a message (its ``theirs`` names it)."""
+    if kind not in MESSAGE_KINDS or not theirs:
+        return None
+    value = json.loads(theirs).get("inbound_id")
+    return value if isinstance(value, int) else None
 
 
 __all__ = ["load_facts", "select_ids"]

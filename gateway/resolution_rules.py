@@ -97,6 +97,8 @@ class MismatchFacts:
     resendable: tuple[int, ...] = ()
     """Dead or unknown outbox items a resend would put back."""
     assignee: str | None = None
+    inbound_id: int | None = None
+    """The stored message a mismatch is about, when it is a message (``unverified_reply``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,8 @@ class Adjustment:
     collected_minor: int | None = None
     apply_event: bool = False
     """Count the mismatch's event from now on (it was stored but not applied)."""
+    apply_reply: bool = False
+    """Read the stored reply as if its signature had vouched for it: ops has."""
 
 
 def _accept_ack_balance(f: MismatchFacts) -> Adjustment | None:
@@ -134,11 +138,16 @@ def _accept_statement_drift(f: MismatchFacts) -> Adjustment | None:
     return Adjustment(balance_minor=f.balance_minor + f.delta_minor)
 
 
+def _accept_unverified_reply(f: MismatchFacts) -> Adjustment | None:
+    return Adjustment(apply_reply=True) if f.inbound_id is not None else None
+
+
 ACCEPT_RULES: Final[dict[str, Callable[[MismatchFacts], Adjustment | None]]] = {
     "ack_balance_differs": _accept_ack_balance,
     "statement_balance_drift": _accept_statement_drift,
     "conflicting_duplicate": _accept_unapplied_payment,
     "activity_after_recall": _accept_unapplied_payment,
+    "unverified_reply": _accept_unverified_reply,
 }
 """Per mismatch kind: how to take the agency's figure. Kinds without an entry cannot be
 accepted (dismiss, write off or act on the placement instead)."""

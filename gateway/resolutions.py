@@ -34,10 +34,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import outbox
-from gateway.agency_config import AgencyConfig
+from gateway.agency_config import AgencyConfig, EmailAgency
 from gateway.clock import to_datetime
 from gateway.errors import GatewayError, NotFound
 from gateway.evidence import LeafInput, append_leaves
+from gateway.mail_triage import vouched_reply
 from gateway.mismatch_facts import load_facts, select_ids
 from gateway.packets import render_amended
 from gateway.placements import PlacementService, queue_packets
@@ -251,6 +252,8 @@ class ResolutionService:
         """Do what the action does besides the state change; return what changed."""
         name = request.action
         if name == "accept":
+            if f.inbound_id is not None:
+                return await self._vouch(conn, f, now=now)
             return await _accept(conn, f, now=now)
         if name == "resend":
             requeued = await outbox.requeue(conn, list(f.resendable), now=now)
@@ -270,6 +273,19 @@ class ResolutionService:
         if name == "comment":
             return {"comment_sha256": _sha256(request.reason)}
         return {}
+
+    async def _vouch(
+        self, conn: AsyncConnection, f: MismatchFacts, *, now: datetime
+    ) -> dict[str, Any]:
+        """Accepting an unverified reply: ops vouches for it; it is read like a signed one."""
+        agency = self._agencies.get(f.agency_id)
+        if not isinstance(agency, EmailAgency) or agency.email.imap is None:
+            raise ActionRefused(f"mismatch {f.id}: {f.agency_id} has no mailbox we read")
+        assert f.inbound_id is not None
+        kind, detail, events = await vouched_reply(conn, agency, f.inbound_id, now=now)
+        if not events:
+            raise ActionRefused(f"mismatch {f.id}: nothing in the reply can be applied: {detail}")
+        return {"inbound_id": f.inbound_id, "events_applied": events, "read_as": kind}
 
     async def _amend(
         self, conn: AsyncConnection, f: MismatchFacts, request: ActionRequest, *, now: datetime

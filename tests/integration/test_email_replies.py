@@ -27,13 +27,19 @@ from gateway.agency_config import EmailAgency
 from gateway.clock import ManualClock
 from gateway.delivery_hooks import ReconciliationHooks
 from gateway.dispatcher import Dispatcher
+from gateway.errors import ActionRefused
 from gateway.keygen import self_signed
 from gateway.mail_inbox_store import mailbox_position
 from gateway.mailbox import MailboxReader, build_mailbox_reader, client_tls_context
+from gateway.pii import PiiKeyRing
+from gateway.placements import PlacementService
 from gateway.ports import AdapterContext
 from gateway.reply_signature import fingerprint
+from gateway.resolution_rules import ActionRequest
+from gateway.resolutions import ResolutionService
 from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
 from gateway.sandbox.law_firm import server_tls_context, smtp_server
+from gateway.settings import AllocationSection
 from gateway.smime import Signer, load_signer, sign_message
 from gateway.store.database import Database
 from gateway.store.mail_tables import MailMessage, MailReply
@@ -45,6 +51,7 @@ from gateway.store.tables import (
     Mismatch,
     Placement,
 )
+from gateway.web import accounts
 from gateway.web.timeline import case_timeline
 from tests.integration.email_setup import (
     FIRM,
@@ -61,7 +68,8 @@ pytestmark = pytest.mark.skipif(
     unavailable_reason() is not None, reason=f"no Dovecot: {unavailable_reason()}"
 )
 
-START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp()
+START_DT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+START = START_DT.timestamp()
 EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
 INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
 LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
@@ -325,6 +333,51 @@ async def test_a_reply_the_firm_did_not_sign_is_kept_for_ops_and_never_read(worl
     records = await world.rows(REPLIES)
     assert [r["signature"] for r in records] == ["unsigned", "unknown_signer"]
     assert [r["kind"] for r in records] == ["unverified", "unverified"]
+
+
+async def test_ops_can_vouch_for_an_unsigned_reply_and_it_is_read_then(world: World):
+    sent = world.sent[0]
+    pid = placement_of(sent)
+    unsigned = reply(
+        sent, sheet=sheet(f"placement.acknowledged,{pid},2026-03-03,ZY-009,,,,,1234.50,,")
+    )
+    await world.append(unsigned, signed=False)
+    assert (await world.reader.poll()).kinds == {"unverified": 1}
+    [mismatch] = await world.rows(MISMATCHES)
+    clock = ManualClock(START + 86_400)
+    service = ResolutionService(
+        db=world.db,
+        placements=PlacementService(
+            db=world.db,
+            agencies={FIRM: world.agency},
+            pii=PiiKeyRing.parse(PiiKeyRing.generate_line("k1")),
+            settings=AllocationSection(),
+            clock=clock,
+        ),
+        agencies={FIRM: world.agency},
+        clock=clock,
+    )
+    await accounts.add_user(world.db, "olga", "operator", "correct horse battery", now=START_DT)
+    with pytest.raises(ActionRefused, match="needs a reason"):
+        await service.act(mismatch["id"], ActionRequest("accept", "olga"))
+    done = await service.act(
+        mismatch["id"], ActionRequest("accept", "olga", "confirmed by phone with the firm")
+    )
+    assert (done.from_state, done.to_state) == ("open", "resolved")
+    assert done.details == {"inbound_id": mismatch_inbound(mismatch), "events_applied": 1,
+                            "read_as": "reply"}  # fmt: skip
+    [event] = await world.rows(EVENTS, EVENTS.c.placement_id == pid)
+    assert event["event_type"] == "placement.acknowledged" and event["applied"]
+    [placement] = await world.rows(PLACEMENTS, PLACEMENTS.c.id == pid)
+    assert placement["agency_case_ref"] == "ZY-009"
+    [stored] = await world.rows(INBOUND, INBOUND.c.channel == "email")
+    assert stored["status"] == "reply" and stored["body"] == unsigned
+    leaves = await world.rows(LEAVES, LEAVES.c.ref == f"mismatch:{mismatch['id']}")
+    assert [json.loads(leaf["body"])["actor"] for leaf in leaves] == ["olga"]
+
+
+def mismatch_inbound(mismatch: dict) -> int:
+    return int(json.loads(mismatch["theirs"])["inbound_id"])
 
 
 async def test_an_unmatched_reply_goes_to_ops_and_is_kept(world: World):
