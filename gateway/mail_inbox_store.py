@@ -85,11 +85,13 @@ async def store_raw(
     status: str,
     event_type: str | None,
     now: datetime,
+    signature_scheme: str = "none",
 ) -> tuple[int, bool]:
     """Keep a raw inbound message with its evidence leaf; (inbound id, newly stored).
 
     A message whose external id was stored before is not stored again: the first copy's id
-    comes back with ``False``.
+    comes back with ``False``. ``signature_scheme`` says what authenticated it (``smime``
+    for a reply whose firm signature verified).
     """
     existing = (
         await conn.execute(
@@ -112,7 +114,7 @@ async def store_raw(
                 external_id=external_id[:300],
                 body=raw,
                 body_sha256=sha256,
-                signature_scheme="none",
+                signature_scheme=signature_scheme,
                 event_type=event_type,
                 status=status,
                 response_status=0,

@@ -73,6 +73,7 @@ class MailTriage:
             raw=raw,
             status="received",
             event_type=None,
+            signature_scheme="smime" if opened.status == "verified" else "none",
             now=now,
         )
         matched: str | None = None
@@ -107,16 +108,6 @@ class MailTriage:
             conn, agency_id, self._mailbox, uidvalidity, uid, now
         )
         return kind
-
-    async def apply_vouched(
-        self, conn: AsyncConnection, raw: bytes, inbound_id: int, *, now: datetime
-    ) -> tuple[str, str, int]:
-        """Read a stored reply whose signature did not vouch for it, because ops has (they
-        confirmed it with the firm): matched and applied like any reply, in the caller's
-        transaction. Its (kind, detail, events applied)."""
-        message = read_message(raw)
-        kind, detail, _matched, events = await self._reply(conn, message, inbound_id, now)
-        return kind, detail, events
 
     async def _report(
         self, conn: AsyncConnection, message: ReadMessage, now: datetime
@@ -279,8 +270,10 @@ class MailTriage:
 async def vouched_reply(
     conn: AsyncConnection, agency: EmailAgency, inbound_id: int, *, now: datetime
 ) -> tuple[str, str, int]:
-    """Apply the stored reply ``inbound_id`` that ops vouched for (``MailTriage.apply_vouched``)
-    and mark the stored message with what became of it."""
+    """Read the stored reply ``inbound_id`` whose signature did not vouch for it, because ops
+    has (they confirmed it with the firm): matched and applied like any reply, in the
+    caller's transaction; the stored message is marked with what became of it. Its (kind,
+    detail, events applied)."""
     assert agency.email.imap is not None
     raw = (
         await conn.execute(
@@ -291,7 +284,9 @@ async def vouched_reply(
         )
     ).scalar_one()
     triage = MailTriage(agency=agency, mailbox=agency.email.imap.mailbox)
-    kind, detail, events = await triage.apply_vouched(conn, bytes(raw), inbound_id, now=now)
+    kind, detail, _matched, events = await triage._reply(
+        conn, read_message(bytes(raw)), inbound_id, now
+    )
     await mail_inbox_store.set_inbound_status(conn, inbound_id, kind, None)
     return kind, detail, events
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.errors import GatewayError, NotFound
 from gateway.reconciliation import SEVERITY
 from gateway.resolution_rules import ACTIONS, ROLES, ActionRefused, MismatchFilter
-from gateway.scorecards import rate, scorecards
+from gateway.scorecards import DEFAULT_DAYS, period, rate, scorecards
 from gateway.store.tables import Mismatch
 from gateway.web import accounts, personal_data, read_model, timeline
 from gateway.web.console_services import (
@@ -29,9 +29,6 @@ from gateway.web.console_services import (
 from gateway.web.guards import page
 from gateway.web.rendering import error_page, render
 from gateway.web.sessions import Principal, harden, remote_of
-
-SCORECARD_DAYS = 30
-"""The agencies page rates the placements of this many days."""
 
 LOGIN_COOKIE = "agw_login"
 M = Mismatch.__table__.c  # type: ignore[attr-defined]
@@ -303,8 +300,7 @@ async def agencies_page(request: web.Request, principal: Principal) -> web.Strea
     async with services.db.snapshot() as conn:
         rows = await read_model.agencies_overview(conn, services.agencies, services.circuits())
     # Scorecards of the placements of the last 30 days (``agencies scorecard`` for others).
-    end = services.auth.now()
-    start = end - timedelta(days=SCORECARD_DAYS)
+    start, end = period(None, None, today=services.auth.now().date())
     cards = await scorecards(services.db, services.agencies, start=start, end=end)
     return render(
         "agencies.html",
@@ -312,7 +308,7 @@ async def agencies_page(request: web.Request, principal: Principal) -> web.Strea
         rows=rows,
         cards=cards,
         rate=rate,
-        days=SCORECARD_DAYS,
+        days=DEFAULT_DAYS,
     )
 
 

@@ -131,12 +131,8 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
         .where(o.placement_id.in_(pids))
         .order_by(a.id),
     )
-    first_reply = (
-        sa.select(REPLIES.c.signature, REPLIES.c.signer_sha256)
-        .where(REPLIES.c.inbound_id == e.inbound_id)
-        .order_by(REPLIES.c.id)
-        .limit(1)
-    )
+    # A mailbox message has one reply row besides its "duplicate" copies (gateway.mail_triage).
+    first_read = sa.and_(REPLIES.c.inbound_id == e.inbound_id, REPLIES.c.kind != "duplicate")
     events = await rows(
         conn,
         sa.select(
@@ -144,12 +140,11 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
             INBOUND.c.channel,
             INBOUND.c.external_id,
             INBOUND.c.body_sha256,
-            first_reply.with_only_columns(REPLIES.c.signature).scalar_subquery().label("sig"),
-            first_reply.with_only_columns(REPLIES.c.signer_sha256)
-            .scalar_subquery()
-            .label("signer"),
+            REPLIES.c.signature.label("sig"),
+            REPLIES.c.signer_sha256.label("signer"),
         )
         .join(INBOUND, INBOUND.c.id == e.inbound_id)
+        .outerjoin(REPLIES, first_read)
         .where(e.placement_id.in_(pids))
         .order_by(e.id),
     )

@@ -266,6 +266,7 @@ async def test_a_threaded_reply_becomes_events_and_is_read_once(world: World):
     assert events[0]["amount_minor"] == 123450
     [stored] = await world.rows(INBOUND, INBOUND.c.channel == "email")
     assert stored["body"] == raw and stored["status"] == "reply"
+    assert stored["signature_scheme"] == "smime"
     leaves = await world.rows(LEAVES, LEAVES.c.ref == f"inbound:{stored['id']}")
     assert len(leaves) == 1
     [record] = await world.rows(REPLIES)
@@ -372,6 +373,7 @@ async def test_ops_can_vouch_for_an_unsigned_reply_and_it_is_read_then(world: Wo
     assert placement["agency_case_ref"] == "ZY-009"
     [stored] = await world.rows(INBOUND, INBOUND.c.channel == "email")
     assert stored["status"] == "reply" and stored["body"] == unsigned
+    assert stored["signature_scheme"] == "none"  # ops vouched; nothing was verified
     leaves = await world.rows(LEAVES, LEAVES.c.ref == f"mismatch:{mismatch['id']}")
     assert [json.loads(leaf["body"])["actor"] for leaf in leaves] == ["olga"]
 
