@@ -21,6 +21,8 @@ from gateway.pii import PiiKeyRing
 from gateway.placements import PlacementService
 from gateway.ports import AdapterContext, ChannelAdapter, Clock
 from gateway.recon_engine import ReconEngine
+from gateway.reply_signature import build_reply_opener
+from gateway.resolutions import ResolutionService
 from gateway.settings import GatewaySettings, load_settings
 from gateway.signed_note import NoteSigner, NoteVerifier
 from gateway.signing import parse_verifying_key
@@ -80,6 +82,17 @@ class Gateway:
             settings=self.settings.reconciliation,
             clock=self.clock,
             evidence=self.evidence,
+        )
+
+    def resolutions(self) -> ResolutionService:
+        """The mismatch actions (the console and ``mismatches resolve`` act through it)."""
+        base_dir = self.settings.base_dir
+        return ResolutionService(
+            db=self.db,
+            placements=self.placements,
+            agencies=self.agencies,
+            clock=self.clock,
+            reply_opener=lambda agency: build_reply_opener(agency, base_dir=base_dir),
         )
 
     async def aclose(self) -> None:

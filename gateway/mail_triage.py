@@ -33,7 +33,7 @@ from gateway.mail_journal import Dispatch
 from gateway.mail_render import message_id_for
 from gateway.mail_reply import ReadMessage, read_message, reply_events, subject_ref, verp_ref
 from gateway.reconciler import IncomingEvent, apply_events
-from gateway.reply_signature import OpenedReply
+from gateway.reply_signature import OpenedReply, ReplyOpener
 
 CHANNEL = "email"
 
@@ -268,25 +268,35 @@ class MailTriage:
 
 
 async def vouched_reply(
-    conn: AsyncConnection, agency: EmailAgency, inbound_id: int, *, now: datetime
+    conn: AsyncConnection,
+    agency: EmailAgency,
+    inbound_id: int,
+    opener: ReplyOpener,
+    *,
+    now: datetime,
 ) -> tuple[str, str, int]:
     """Read the stored reply ``inbound_id`` whose signature did not vouch for it, because ops
-    has (they confirmed it with the firm): matched and applied like any reply, in the
+    has (they confirmed it with the firm): opened with ``opener.open_vouched`` (decrypted,
+    taken out of its signed entity), then matched and applied like any reply, in the
     caller's transaction; the stored message is marked with what became of it. Its (kind,
     detail, events applied)."""
     assert agency.email.imap is not None
-    raw = (
-        await conn.execute(
-            sa.select(mail_inbox_store.INBOUND.c.body).where(
-                mail_inbox_store.INBOUND.c.id == inbound_id,
-                mail_inbox_store.INBOUND.c.agency_id == agency.id,
+    raw = bytes(
+        (
+            await conn.execute(
+                sa.select(mail_inbox_store.INBOUND.c.body).where(
+                    mail_inbox_store.INBOUND.c.id == inbound_id,
+                    mail_inbox_store.INBOUND.c.agency_id == agency.id,
+                )
             )
-        )
-    ).scalar_one()
-    triage = MailTriage(agency=agency, mailbox=agency.email.imap.mailbox)
-    kind, detail, _matched, events = await triage._reply(
-        conn, read_message(bytes(raw)), inbound_id, now
+        ).scalar_one()
     )
+    opened = await opener.open_vouched(raw)
+    if not opened.readable:
+        return "unverified", opened.detail, 0
+    triage = MailTriage(agency=agency, mailbox=agency.email.imap.mailbox)
+    message = read_message(raw, None if opened.content is raw else opened.content)
+    kind, detail, _matched, events = await triage._reply(conn, message, inbound_id, now)
     await mail_inbox_store.set_inbound_status(conn, inbound_id, kind, None)
     return kind, detail, events
 

@@ -28,8 +28,7 @@ from gateway import mail_inbox_store
 from gateway.agency_config import EmailAgency
 from gateway.errors import GatewayError
 from gateway.mail_triage import MailTriage
-from gateway.reply_signature import ReplyOpener
-from gateway.smime import load_certificate, load_signer
+from gateway.reply_signature import ReplyOpener, build_reply_opener
 from gateway.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -214,32 +213,12 @@ def build_mailbox_reader(
         p = Path(value)
         return p if p.is_absolute() else base_dir / p
 
-    smime = agency.email.smime
-    where = f"{agency.source or agency.id}: email.smime"
-    signer = load_signer(
-        smime.sign_cert.resolve(base_dir),
-        smime.sign_key.resolve(base_dir),
-        what=f"{where}.sign_cert",
-    )
-    pinned = (
-        []
-        if smime.reply_signature == "off"
-        else [
-            load_certificate(ref.resolve(base_dir), what=f"{where}.reply_certs")
-            for ref in smime.reply_cert_refs()
-        ]
-    )
     return MailboxReader(
         agency=agency,
         db=db,
         password=imap.password.resolve(base_dir),
         tls=client_tls_context(path(imap.ca_file)),
-        opener=ReplyOpener(
-            policy=smime.reply_signature,
-            pinned=pinned,
-            signer=signer,
-            timeout=imap.timeout_seconds,
-        ),
+        opener=build_reply_opener(agency, base_dir=base_dir),
         clock=clock,
     )
 

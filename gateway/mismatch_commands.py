@@ -16,7 +16,7 @@ from rich.table import Table
 from gateway.cli_support import console, err_console, open_gateway, run_async
 from gateway.errors import GatewayError
 from gateway.resolution_rules import ACTIONS, ActionRequest, MismatchFilter
-from gateway.resolutions import ActionResult, ResolutionService
+from gateway.resolutions import ActionResult
 from gateway.web import accounts, read_model, timeline
 from gateway.web.read_model import SORTS
 
@@ -243,12 +243,7 @@ async def mismatches_resolve(
     gateway = await open_gateway(ctx)
     try:
         await accounts.active_user(gateway.db, actor)
-        service = ResolutionService(
-            db=gateway.db,
-            placements=gateway.placements,
-            agencies=gateway.agencies,
-            clock=gateway.clock,
-        )
+        service = gateway.resolutions()
         target = (
             MismatchFilter(states=(), ids=ids)
             if ids

@@ -17,6 +17,11 @@ Theory of operation
    default) only verified replies; ``if_signed`` also unsigned ones, but a signature that is
    there must verify; ``off`` reads everything and checks nothing.
 
+``ReplyOpener.open_vouched`` is for a reply ops has vouched for (they confirmed it with the
+firm by other means): it is decrypted as above and its content taken out of a signed entity
+whatever the signature says, since the reason the reply was held back is exactly that the
+signature did not vouch for it.
+
 cryptography has no public PKCS #7 verification API, so the check runs the openssl command
 line in a child process (the bytes on its stdin, a timeout, a private temporary directory
 for the signer certificate and the verified content). Delivery reports from mail servers
@@ -39,9 +44,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gateway.agency_config import EmailAgency
 from gateway.email_settings import ReplySignature
 from gateway.errors import ConfigError
-from gateway.smime import Signer, decrypt
+from gateway.smime import Signer, decrypt, load_certificate, load_signer
 
 SignatureStatus = Literal["verified", "unsigned", "invalid", "unknown_signer", "not_checked"]
 
@@ -144,6 +150,22 @@ class ReplyOpener:
             return self._judged(raw, entity, "invalid", None, f"the reply is {why}")
         return await self._verify(raw, entity)
 
+    async def open_vouched(self, raw: bytes) -> OpenedReply:
+        """Open a reply ops has vouched for: decrypted, and read from inside its signed
+        entity without judging the signature (see the module docstring)."""
+        entity, decrypted = self._decrypt(raw)
+        form = signed_form(entity)
+        if form == "enveloped":
+            why = "encrypted to a key we do not hold" if not decrypted else "encrypted twice"
+            return OpenedReply(raw, entity, "not_checked", None, f"the reply is {why}", False)
+        if form is None:
+            return OpenedReply(raw, entity, "not_checked", None, "vouched for by ops", True)
+        run = await self._cms(entity, "-nosigs")
+        if isinstance(run, str):
+            return OpenedReply(raw, entity, "not_checked", None, run, False)
+        _signers, content = run
+        return OpenedReply(raw, content, "not_checked", None, "vouched for by ops", True)
+
     def _decrypt(self, raw: bytes) -> tuple[bytes, bool]:
         signer = self._signer
         if signed_form(raw) != "enveloped" or signer is None:
@@ -156,9 +178,27 @@ class ReplyOpener:
             return raw, False
 
     async def _verify(self, raw: bytes, entity: bytes) -> OpenedReply:
+        run = await self._cms(entity)
+        if isinstance(run, str):
+            return self._judged(raw, entity, "invalid", None, run)
+        signers, content = run
+        prints = [fingerprint(c) for c in signers]
+        known = [p for p in prints if p in self._pinned]
+        if not known:
+            subject = signers[0].subject.rfc4514_string() if signers else "nobody"
+            detail = f"signed by a certificate we do not know ({subject}, sha256 {prints[:1]})"
+            return self._judged(
+                raw, entity, "unknown_signer", prints[0] if prints else None, detail
+            )
+        return self._judged(raw, content, "verified", known[0], "signed by the firm")
+
+    async def _cms(self, entity: bytes, *flags: str) -> tuple[list[x509.Certificate], bytes] | str:
+        """``openssl cms -verify`` of a signed entity: the certificates that signed it and
+        the content they signed, or why that failed. ``flags`` go to openssl as they are
+        (``-nosigs`` takes the content out without checking the signature)."""
         openssl = shutil.which("openssl")
         if openssl is None:
-            return self._judged(raw, entity, "invalid", None, "openssl is not installed")
+            return "openssl is not installed"
         with tempfile.TemporaryDirectory(prefix="reply-") as tmp:
             signer_file, content_file = Path(tmp) / "signer.pem", Path(tmp) / "content"
             process = await asyncio.create_subprocess_exec(
@@ -167,7 +207,8 @@ class ReplyOpener:
                 "-verify",
                 "-inform",
                 "SMIME",
-                "-noverify",  # no chain: the signer is pinned by fingerprint below
+                "-noverify",  # no chain: the signer is pinned by fingerprint instead
+                *flags,
                 "-signer",
                 str(signer_file),
                 "-out",
@@ -183,21 +224,15 @@ class ReplyOpener:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
-                return self._judged(raw, entity, "invalid", None, "signature check timed out")
+                return "signature check timed out"
             if process.returncode != 0:
-                reason = _first_error(errors)
-                return self._judged(raw, entity, "invalid", None, f"bad signature: {reason}")
-            signers = x509.load_pem_x509_certificates(signer_file.read_bytes())
-            content = content_file.read_bytes()
-        prints = [fingerprint(c) for c in signers]
-        known = [p for p in prints if p in self._pinned]
-        if not known:
-            subject = signers[0].subject.rfc4514_string() if signers else "nobody"
-            detail = f"signed by a certificate we do not know ({subject}, sha256 {prints[:1]})"
-            return self._judged(
-                raw, entity, "unknown_signer", prints[0] if prints else None, detail
+                return f"bad signature: {_first_error(errors)}"
+            signers = (
+                x509.load_pem_x509_certificates(signer_file.read_bytes())
+                if signer_file.exists()
+                else []
             )
-        return self._judged(raw, content, "verified", known[0], "signed by the firm")
+            return signers, content_file.read_bytes()
 
     def _judged(
         self,
@@ -209,6 +244,28 @@ class ReplyOpener:
     ) -> OpenedReply:
         readable = status in ACCEPTED[self._policy]
         return OpenedReply(raw, content, status, signer, detail, readable)
+
+
+def build_reply_opener(agency: EmailAgency, *, base_dir: Path) -> ReplyOpener:
+    """The firm's reply opener from its ``[email.smime]`` settings: our S/MIME key (to
+    decrypt) and the firm's pinned certificates, read from their files or env."""
+    smime = agency.email.smime
+    where = f"{agency.source or agency.id}: email.smime"
+    signer = load_signer(
+        smime.sign_cert.resolve(base_dir),
+        smime.sign_key.resolve(base_dir),
+        what=f"{where}.sign_cert",
+    )
+    pinned = (
+        []
+        if smime.reply_signature == "off"
+        else [
+            load_certificate(ref.resolve(base_dir), what=f"{where}.reply_certs")
+            for ref in smime.reply_cert_refs()
+        ]
+    )
+    timeout = agency.email.imap.timeout_seconds if agency.email.imap is not None else 30.0
+    return ReplyOpener(policy=smime.reply_signature, pinned=pinned, signer=signer, timeout=timeout)
 
 
 def _first_error(stderr: bytes) -> str:
@@ -226,6 +283,7 @@ __all__ = [
     "ReplyOpener",
     "ReplySignature",
     "SignatureStatus",
+    "build_reply_opener",
     "fingerprint",
     "openssl_missing",
     "signed_form",

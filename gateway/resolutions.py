@@ -25,7 +25,7 @@ savepoint: one refusal does not undo the others, and each gets its own audit row
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -43,6 +43,7 @@ from gateway.mismatch_facts import load_facts, select_ids
 from gateway.packets import render_amended
 from gateway.placements import PlacementService, queue_packets
 from gateway.ports import Clock
+from gateway.reply_signature import ReplyOpener
 from gateway.resolution_rules import (
     ACCEPT_RULES,
     ACTING_ROLES,
@@ -102,6 +103,7 @@ class ResolutionService:
         placements: recalls placements inside the action's transaction.
         agencies: agency configs by id (retry policy of queued packets).
         clock: time source.
+        reply_opener: a law firm's reply opener (to read a reply ops vouches for).
     """
 
     def __init__(
@@ -111,11 +113,13 @@ class ResolutionService:
         placements: PlacementService,
         agencies: Mapping[str, AgencyConfig],
         clock: Clock,
+        reply_opener: Callable[[EmailAgency], ReplyOpener],
     ) -> None:
         self._db = db
         self._placements = placements
         self._agencies = agencies
         self._clock = clock
+        self._reply_opener = reply_opener
 
     async def act(self, mismatch_id: int, request: ActionRequest) -> ActionResult:
         """Apply one action; raise NotFound, or ActionRefused saying why it cannot apply."""
@@ -282,7 +286,8 @@ class ResolutionService:
         if not isinstance(agency, EmailAgency) or agency.email.imap is None:
             raise ActionRefused(f"mismatch {f.id}: {f.agency_id} has no mailbox we read")
         assert f.inbound_id is not None
-        kind, detail, events = await vouched_reply(conn, agency, f.inbound_id, now=now)
+        opener = self._reply_opener(agency)
+        kind, detail, events = await vouched_reply(conn, agency, f.inbound_id, opener, now=now)
         if not events:
             raise ActionRefused(f"mismatch {f.id}: nothing in the reply can be applied: {detail}")
         return {"inbound_id": f.inbound_id, "events_applied": events, "read_as": kind}

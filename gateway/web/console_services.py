@@ -65,12 +65,7 @@ def console_services(gateway: Gateway) -> ConsoleServices:
         db=gateway.db,
         agencies=gateway.agencies,
         pii=gateway.pii,
-        resolutions=ResolutionService(
-            db=gateway.db,
-            placements=gateway.placements,
-            agencies=gateway.agencies,
-            clock=gateway.clock,
-        ),
+        resolutions=gateway.resolutions(),
         settings=settings,
         clock=gateway.clock,
         auth=Auth(db=gateway.db, settings=settings, clock=gateway.clock),

@@ -11,6 +11,7 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from gateway.pii import PiiKeyRing
 from gateway.placements import PlacementService
 from gateway.reconciler import insert_mismatches
 from gateway.reconciliation import MismatchDraft
+from gateway.reply_signature import build_reply_opener
 from gateway.resolution_rules import ActionRefused, ActionRequest, MismatchFilter
 from gateway.resolutions import ResolutionService
 from gateway.scorecards import period, report, scorecards
@@ -943,7 +945,13 @@ async def test_actions_and_bulk_on_each_database_backend(db: Database) -> None:
         settings=AllocationSection(),
         clock=clock,
     )
-    service = ResolutionService(db=db, placements=placements, agencies={ALPHA: agency}, clock=clock)
+    service = ResolutionService(
+        db=db,
+        placements=placements,
+        agencies={ALPHA: agency},
+        clock=clock,
+        reply_opener=partial(build_reply_opener, base_dir=Path.cwd()),  # no law firm here
+    )
     await accounts.add_user(db, "olga", "operator", PASSWORD, now=START)
     await accounts.add_user(db, "vic", "viewer", PASSWORD, now=START)
     async with db.transaction() as conn:

@@ -15,6 +15,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP, default as default_policy
 from email.utils import format_datetime, make_msgid
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -34,13 +35,13 @@ from gateway.mailbox import MailboxReader, build_mailbox_reader, client_tls_cont
 from gateway.pii import PiiKeyRing
 from gateway.placements import PlacementService
 from gateway.ports import AdapterContext
-from gateway.reply_signature import fingerprint
+from gateway.reply_signature import build_reply_opener, fingerprint
 from gateway.resolution_rules import ActionRequest
 from gateway.resolutions import ResolutionService
 from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
 from gateway.sandbox.law_firm import server_tls_context, smtp_server
 from gateway.settings import AllocationSection
-from gateway.smime import Signer, load_signer, sign_message
+from gateway.smime import Signer, encrypt, load_certificate, load_signer, sign_message
 from gateway.store.database import Database
 from gateway.store.mail_tables import MailMessage, MailReply
 from gateway.store.migrate import upgrade
@@ -345,19 +346,7 @@ async def test_ops_can_vouch_for_an_unsigned_reply_and_it_is_read_then(world: Wo
     await world.append(unsigned, signed=False)
     assert (await world.reader.poll()).kinds == {"unverified": 1}
     [mismatch] = await world.rows(MISMATCHES)
-    clock = ManualClock(START + 86_400)
-    service = ResolutionService(
-        db=world.db,
-        placements=PlacementService(
-            db=world.db,
-            agencies={FIRM: world.agency},
-            pii=PiiKeyRing.parse(PiiKeyRing.generate_line("k1")),
-            settings=AllocationSection(),
-            clock=clock,
-        ),
-        agencies={FIRM: world.agency},
-        clock=clock,
-    )
+    service = resolution_service(world)
     await accounts.add_user(world.db, "olga", "operator", "correct horse battery", now=START_DT)
     with pytest.raises(ActionRefused, match="needs a reason"):
         await service.act(mismatch["id"], ActionRequest("accept", "olga"))
@@ -376,6 +365,53 @@ async def test_ops_can_vouch_for_an_unsigned_reply_and_it_is_read_then(world: Wo
     assert stored["signature_scheme"] == "none"  # ops vouched; nothing was verified
     leaves = await world.rows(LEAVES, LEAVES.c.ref == f"mismatch:{mismatch['id']}")
     assert [json.loads(leaf["body"])["actor"] for leaf in leaves] == ["olga"]
+
+
+async def test_ops_can_vouch_for_an_encrypted_reply_from_an_unknown_signer(world: World):
+    """What held the reply back is its signature; vouching must still open the envelope
+    and read the content inside the signed entity, or there is nothing to apply."""
+    sent = world.sent[0]
+    pid = placement_of(sent)
+    new_key = load_signer(*self_signed("律所 新证书", email="intake@zhengyi.test"), what="new")
+    signed = sign_message(
+        reply(sent, sheet=sheet(f"placement.acknowledged,{pid},2026-03-03,ZY-010,,,,,987.00,,")),
+        new_key,
+    )
+    outer, _, _ = signed.partition(b"MIME-Version:")
+    lender = load_certificate(world.agency.email.smime.sign_cert.resolve(world.base), what="us")
+    raw = await world.append(outer + encrypt(signed[len(outer) :], lender), signed=False)
+    assert (await world.reader.poll()).kinds == {"unverified": 1}
+    [record] = await world.rows(REPLIES)
+    assert record["signature"] == "unknown_signer"  # decrypted, then judged
+    [mismatch] = await world.rows(MISMATCHES)
+    await accounts.add_user(world.db, "olga", "operator", "correct horse battery", now=START_DT)
+    done = await resolution_service(world).act(
+        mismatch["id"], ActionRequest("accept", "olga", "the firm renewed its certificate")
+    )
+    assert done.details["events_applied"] == 1 and done.to_state == "resolved"
+    [event] = await world.rows(EVENTS, EVENTS.c.placement_id == pid)
+    assert event["event_type"] == "placement.acknowledged" and event["applied"]
+    [placement] = await world.rows(PLACEMENTS, PLACEMENTS.c.id == pid)
+    assert placement["agency_case_ref"] == "ZY-010"
+    [stored] = await world.rows(INBOUND, INBOUND.c.channel == "email")
+    assert stored["body"] == raw and stored["status"] == "reply"
+
+
+def resolution_service(world: World) -> ResolutionService:
+    clock = ManualClock(START + 86_400)
+    return ResolutionService(
+        db=world.db,
+        placements=PlacementService(
+            db=world.db,
+            agencies={FIRM: world.agency},
+            pii=PiiKeyRing.parse(PiiKeyRing.generate_line("k1")),
+            settings=AllocationSection(),
+            clock=clock,
+        ),
+        agencies={FIRM: world.agency},
+        clock=clock,
+        reply_opener=partial(build_reply_opener, base_dir=world.base),
+    )
 
 
 def mismatch_inbound(mismatch: dict) -> int:

@@ -166,3 +166,19 @@ def test_a_policy_that_checks_needs_a_pinned_certificate():
 
 def _base64_of(data: bytes) -> bytes:
     return base64.encodebytes(data).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+
+
+async def test_a_vouched_reply_is_opened_whatever_its_signature_says(firm, stranger, lender):
+    """Ops vouched: the envelope is opened and the signed content read, though the signer
+    is unknown or the signature does not hold; only a key we do not hold stops it."""
+    signed = sign_message(reply(), stranger)
+    outer, _, _ = signed.partition(b"MIME-Version:")
+    sealed = outer + encrypt(signed[len(outer) :], lender.cert)
+    for raw in (signed, sealed, reply()):
+        opened = await opener("required", firm, lender=lender).open_vouched(raw)
+        assert opened.readable and opened.status == "not_checked", opened.detail
+        message = read_message(opened.raw, opened.content)
+        assert [name for name, _ in message.attachments] == ["回复表.csv"]
+        assert message.attachments[0][1].decode() == SHEET
+    closed = await opener("required", firm).open_vouched(sealed)
+    assert not closed.readable and "do not hold" in closed.detail
