@@ -20,12 +20,12 @@ the zone's UTC offset (every real offset change falls on a quarter hour).
 """
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, tzinfo
 from zoneinfo import ZoneInfo
 
-from gateway.event_audit import Break, EventFacts, PlacementFacts
+from gateway.event_audit import Break, ContactFacts, PlacementFacts
 from gateway.reconciliation import MismatchDraft
 from gateway.settings import ReconciliationSection
 
@@ -91,12 +91,12 @@ def _seconds(t: time) -> int:
 
 
 def check_contacts(
-    contacts: Iterable[EventFacts],
+    contacts: Sequence[ContactFacts],
     placements: Mapping[str, PlacementFacts],
     rules: ContactRules,
 ) -> list[Break]:
-    """Every violation among ``contacts`` (events of type ``contact.attempted`` on known
-    placements of their own agency), in (event id, rule) order."""
+    """Every violation among ``contacts`` (attempts on known placements of their own agency,
+    gateway.event_audit.EventAudit.contacts), in (event id, rule) order."""
     local = _LocalTime(rules.zone)
     offsets, offset = local.offsets, local.offset
     start, end = _seconds(rules.quiet_start), _seconds(rules.quiet_end)
@@ -108,9 +108,7 @@ def check_contacts(
     per_debtor: dict[tuple[str, str], int] = {}
     # One pass that builds nothing for a call that breaks no rule and is not counted.
     for row in contacts:
-        at_s, code = row[8], row[9]
-        if at_s is None or code is None:
-            continue
+        at_s, code = row[3], row[4]
         if code not in quiet_codes:
             continue  # not intrusive, so not a call either
         bucket = at_s // _BUCKET
@@ -132,11 +130,11 @@ def check_contacts(
     }
     if over_days or over_debtors:
         # Only the calls of the groups over a cap are sorted, to find which call broke it.
-        days: dict[tuple[str, str, int], list[tuple[int, int, EventFacts]]] = defaultdict(list)
-        weeks: dict[tuple[str, str], list[tuple[int, int, EventFacts]]] = defaultdict(list)
+        days: dict[tuple[str, str, int], list[tuple[int, int, ContactFacts]]] = defaultdict(list)
+        weeks: dict[tuple[str, str], list[tuple[int, int, ContactFacts]]] = defaultdict(list)
         for row in contacts:
-            at_s, code = row[8], row[9]
-            if at_s is None or (code != _CALL and code != _EFFECTIVE_CALL):
+            at_s, code = row[3], row[4]
+            if code != _CALL and code != _EFFECTIVE_CALL:
                 continue
             debtor = placements[row[2]][6]
             if code == _EFFECTIVE_CALL:
@@ -159,8 +157,8 @@ def check_contacts(
 
 
 def _over_rolling_cap(
-    attempts: list[tuple[int, int, EventFacts]], cap: int
-) -> Iterable[tuple[int, EventFacts]]:
+    attempts: list[tuple[int, int, ContactFacts]], cap: int
+) -> Iterable[tuple[int, ContactFacts]]:
     """Attempts (sorted by time) that make more than ``cap`` in the 7 days ending at them."""
     first = 0
     for n, (at_s, _eid, row) in enumerate(attempts):
@@ -177,9 +175,9 @@ _WHAT = {
 }
 
 
-def _violation(row: EventFacts, rule: str, rules: ContactRules, at_s: int) -> Break:
+def _violation(row: ContactFacts, rule: str, rules: ContactRules, at_s: int) -> Break:
     when = datetime.fromtimestamp(at_s, rules.zone)
-    code = row[9] or 0
+    code = row[4]
     channel, effective = CHANNELS.get(code // 2, "other"), code % 2 == 1
     draft = MismatchDraft(
         "contact_rule_violation",

@@ -55,6 +55,10 @@ contact; ``contact`` codes a contact attempt's channel and outcome as
 ``2 * channel number + effective`` (see gateway.contact_rules.CHANNELS); ``reason`` is a
 close's or return's reason."""
 
+ContactFacts = tuple[int, str, str, int, int]
+"""(event id, agency_id, placement_id, at_s, contact code) of a contact attempt: what the
+contact rules read of it (gateway.contact_rules), kept instead of the whole event row."""
+
 SKEW_SECONDS: Final = 86_400
 _NO_STATE: Final = frozenset(
     {
@@ -115,8 +119,9 @@ class EventAudit:
         self._placements = placements
         self._books: dict[str, _Book] = {}
         self.counts: Counter[str] = Counter()
-        self.contacts: list[EventFacts] = []
-        """Contact attempts on known placements of their own agency (for contact rules)."""
+        self.contacts: list[ContactFacts] = []
+        """Contact attempts on known placements of their own agency that say when and how
+        they were made (for the contact rules)."""
         self.payments: dict[tuple[str, str], AgencyPayment] = {}
         """Applied payments by (placement, ref), net of reversals (for matching with the
         lender's receipts)."""
@@ -150,7 +155,8 @@ class EventAudit:
             elif p[5] is not None and etype in activity and row[7] > p[5]:
                 found = self._refused("activity_after_recall", row, p)
             elif etype == "contact.attempted":
-                contact(row)
+                if row[8] is not None and row[9] is not None:
+                    contact((row[0], row[1], row[2], row[8], row[9]))
                 ok += 1
                 continue
             elif etype in no_state:
@@ -340,6 +346,7 @@ def _break(
 __all__ = [
     "SKEW_SECONDS",
     "Break",
+    "ContactFacts",
     "EventAudit",
     "EventFacts",
     "PlacementFacts",

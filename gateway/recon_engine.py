@@ -22,6 +22,9 @@ counts, per section, the records classified, the breaks found and the breaks new
 Reading a full run (a million placements and as many events) is most of its cost. The
 events pass joins events to placements in Python, through a dict of placement facts: SQL
 would look every event's placement up in a B-tree, in event order, several times slower.
+Memory is the other cost (first touching a page is not free): only placements some event
+names are loaded, a contact attempt is kept as the five facts the contact rules read, and
+the placements are let go before the payments pass.
 On SQLite the events are read in windows the database computes in its own thread while
 this one classifies the previous window (gateway.store.row_stream). The cyclic garbage
 collector is paused for the run (``_collector_paused``).
@@ -247,7 +250,8 @@ class ReconEngine:
         batch = self._settings.batch_events
         async with self._db.snapshot() as read:
             placements: dict[str, PlacementFacts] = {}
-            async for chunk in stream_rows(read, placement_facts(dialect, only)):
+            facts = placement_facts(dialect, only, named_upto=run.upto_event_id)
+            async for chunk in stream_rows(read, facts):
                 placements.update({row[0]: row for row in chunk})
             audit = EventAudit(placements)
             pending: list[tuple[str, Break]] = []
@@ -325,6 +329,7 @@ class ReconEngine:
             payments = await three_way.agency_payments(
                 read, audit, after_event_id=run.after_event_id, agency_ids=sorted(self._agencies)
             )
+            del audit  # its placements and books are not needed past here: free them
             outcome = await three_way.judge(
                 read,
                 payments,

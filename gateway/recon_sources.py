@@ -78,8 +78,12 @@ def affected_placements(after: int, upto: int) -> sa.Select[Any]:
     )
 
 
-def placement_facts(dialect: str, only: sa.Select[Any] | None = None) -> sa.Select[Any]:
-    """(id, agency_id, currency, balance_minor, placed_s, recalled_s, debtor_id)."""
+def placement_facts(
+    dialect: str, only: sa.Select[Any] | None = None, *, named_upto: int | None = None
+) -> sa.Select[Any]:
+    """(id, agency_id, currency, balance_minor, placed_s, recalled_s, debtor_id) of every
+    placement, or of those in ``only``, or of those an event up to ``named_upto`` names (a
+    placement no event names has nothing to be judged against)."""
     query = sa.select(
         P.id,
         P.agency_id,
@@ -89,7 +93,12 @@ def placement_facts(dialect: str, only: sa.Select[Any] | None = None) -> sa.Sele
         epoch_seconds(P.recalled_at, dialect),
         C.debtor_id,
     ).select_from(PLACEMENTS.join(CASES, C.id == P.case_id))
-    return query if only is None else query.where(P.id.in_(only))
+    if only is not None:
+        query = query.where(P.id.in_(only))
+    if named_upto is not None:
+        named = sa.select(E.id).where(E.placement_id == P.id, E.id <= named_upto)
+        query = query.where(named.exists())
+    return query
 
 
 def _event_columns(dialect: str) -> sa.Select[Any]:
