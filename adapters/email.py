@@ -8,6 +8,8 @@
   so a resend keeps it. When an earlier attempt may have reached the firm, the resend says so
   (``X-Gateway-Possible-Duplicate: yes`` and a subject mark). Mail is not idempotent for the
   firm, so an unknown outcome parks the item in ``unknown`` for ops.
+* A deletion request (``data.deletion_requested``) never lists or attaches the case's
+  documents: a mail asking the firm to delete the case's personal data must not carry it.
 * The mail goes out through the firm's relay (adapters.smtp_relay: TLS always, SMTP answers
   translated into the error tree, every attempt stored before DATA).
 """
@@ -43,6 +45,8 @@ from gateway.smime import Signer, load_recipient, load_signer, protect
 from gateway.store.database import Database
 
 EXCERPT_CHARS = 500
+WITHOUT_DOCUMENTS = frozenset({"data.deletion_requested"})
+"""Packet types whose mail carries no case documents (see the module docstring)."""
 
 
 def template_environment(directory: Path) -> jinja2.Environment:
@@ -177,6 +181,8 @@ class EmailAdapter:
 
     def _case(self, packet: OutboundPacket) -> MailCase:
         case = mail_case(packet.payload, self._allowed)
+        if packet.packet_type in WITHOUT_DOCUMENTS:
+            return case
         documents = case_documents(self._documents_dir, case.case_id, self._email.attach_documents)
         return replace(case, documents=tuple(documents))
 

@@ -10,7 +10,7 @@ import aiohttp
 
 from adapters import ADAPTERS
 from gateway.agency_config import AgencyConfig, WebhookAgency, check_secrets, load_agencies
-from gateway.clock import SystemClock
+from gateway.clock import SystemClock, to_datetime
 from gateway.delivery_hooks import ReconciliationHooks
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
@@ -20,6 +20,7 @@ from gateway.metrics import Metrics
 from gateway.pii import PiiKeyRing
 from gateway.placements import PlacementService
 from gateway.ports import AdapterContext, ChannelAdapter, Clock
+from gateway.privacy import SweepResult, request_deletions
 from gateway.recon_engine import ReconEngine
 from gateway.reply_signature import build_reply_opener
 from gateway.resolutions import ResolutionService
@@ -83,6 +84,20 @@ class Gateway:
             clock=self.clock,
             evidence=self.evidence,
         )
+
+    async def request_deletions(self) -> SweepResult:
+        """Ask agencies to delete the data of ended placements (gateway.privacy); nothing
+        when ``[privacy] request_deletion`` is off."""
+        privacy = self.settings.privacy
+        if not privacy.request_deletion:
+            return SweepResult()
+        async with self.db.transaction() as conn:
+            return await request_deletions(
+                conn,
+                self.agencies,
+                days=privacy.deletion_days,
+                now=to_datetime(self.clock.now()),
+            )
 
     def resolutions(self) -> ResolutionService:
         """The mismatch actions (the console and ``mismatches resolve`` act through it)."""

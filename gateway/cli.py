@@ -22,6 +22,7 @@ from gateway import (
     intake_commands,
     mail_commands,
     mismatch_commands,
+    privacy_commands,
     reconcile_commands,
     transfer_commands,
 )
@@ -355,6 +356,7 @@ for _module in (
     intake_commands,
     mail_commands,
     mismatch_commands,
+    privacy_commands,
     reconcile_commands,
     transfer_commands,
 ):

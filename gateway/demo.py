@@ -33,6 +33,7 @@ from gateway.demo_sandboxes import (
 )
 from gateway.intake import import_file
 from gateway.keygen import generate_missing
+from gateway.privacy import deletion_status
 from gateway.runtime import checkpoint, run_workers, web_server
 from gateway.sandbox.sftp_site import SftpSandboxes
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
@@ -168,6 +169,17 @@ async def run_demo(
             f"and queued {day2.amended} amendments"
         )
         await dispatch_until_settled(gateway, sandboxes, sftp, firms)
+        # Placements that ended (recalled, returned, closed) ask for deletion (PIPL Art. 21).
+        swept = await gateway.request_deletions()
+        await dispatch_until_settled(gateway, sandboxes, sftp, firms)
+        async with gateway.db.connect() as conn:
+            asked = await deletion_status(conn)
+        confirmed = sum(1 for d in asked if d["state"] == "met")
+        notes.append(
+            f"privacy: deletion requested for {swept.requested} ended placements "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(swept.by_agency.items()))}); "
+            f"{confirmed} confirmed with data.deleted"
+        )
         for firm in firms:
             notes.append(firm_note(firm))
         if sftp.sandboxes:

@@ -24,6 +24,7 @@ DEFAULT_TEMPLATE_NAMES: Mapping[str, str] = {
     "placement.amended": "amendment",
     "placement.recalled": "recall",
     "payment.direct": "direct_payment",
+    "data.deletion_requested": "deletion",
     "batch": "batch",
 }
 """Packet type (or ``batch``) → template base name under ``<templates_dir>/<language>/``."""

@@ -5,6 +5,9 @@ to ``agency-gateway events import FILE --agency ID``). One row is one event; the
 ``gateway.mail_render.REPLY_COLUMNS``. Headers may be English, Chinese (``事件``, ``委托编号``,
 ``案号``...) or both (``事件 event_type``). Amounts are decimal text in major units
 (``1234.56``), never floats; dates without an offset are in the firm's time zone.
+A ``data.deleted`` row (the answer to a deletion request) carries its method, ``deleted`` or
+``returned``, in the ``reason`` column, and when it was done in ``occurred_at``; the sheet
+has no column for the firm's own reference, so email confirmations leave it out.
 
 Every problem is reported with its line (CSV/XLSX row, JSON item, form block) and field;
 rows without problems still become events, so one bad line does not hold back the rest.
@@ -62,6 +65,8 @@ EVENT_ALIASES = {
     "退案": "case.returned",
     "closed": "case.closed",
     "结案": "case.closed",
+    "deleted": "data.deleted",
+    "删除": "data.deleted",
 }
 ACTION_ALIASES = {
     "律师函": "lawyer_letter",
@@ -72,6 +77,15 @@ ACTION_ALIASES = {
     "和解": "settlement",
     "调解": "settlement",
 }
+DELETION_METHODS = {
+    "deleted": "deleted",
+    "删除": "deleted",
+    "已删除": "deleted",
+    "returned": "returned",
+    "返还": "returned",
+    "已返还": "returned",
+}
+"""What the ``reason`` column of a ``data.deleted`` row may say → the event's ``method``."""
 NEEDS_COURT_CASE = frozenset({"suit_filed", "judgment", "enforcement"})
 _FORM_LINE = re.compile(r"^\s*(?:[^\x00-\x7f]+\s*)?([A-Za-z_]+)\s*[:\uff1a]\s*(.*?)\s*$")
 _ASCII_KEY = re.compile(r"[A-Za-z_]+")
@@ -192,6 +206,13 @@ def _event_dict(row: Mapping[str, str], defaults: RowDefaults) -> dict[str, obje
         data.update(reason=need("reason"), balance=money())
     elif event_type == "case.closed":
         data.update(reason=need("reason"))
+    elif event_type == "data.deleted":
+        method = need("reason")
+        if (known := DELETION_METHODS.get(method.lower())) is None:
+            raise _FieldError(
+                "reason", f"{method!r} is not a deletion method; use deleted or returned"
+            )
+        data.update(method=known)
     else:
         known = ", ".join(sorted(set(EVENT_ALIASES.values())))
         raise _FieldError("event_type", f"unknown event {raw_type!r}; use one of {known}")
@@ -350,6 +371,7 @@ def merge(parts: Sequence[ParsedEvents]) -> ParsedEvents:
 
 
 __all__ = [
+    "DELETION_METHODS",
     "LineError",
     "ParsedEvents",
     "Row",

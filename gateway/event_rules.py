@@ -197,6 +197,8 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
             )
     if event.type in ACTIVITY_EVENTS:
         decision.meets.append("first_activity")
+    if event.type == "data.deleted":
+        decision.meets.append("deletion")
     if isinstance(event, PromiseMade):
         due = datetime.combine(
             event.data.promised_date, time(23, 59, 59), tzinfo=event.timestamp.tzinfo

@@ -35,6 +35,7 @@ FILE_TYPES: dict[str, str] = {
     "placement.amended": "AMENDMENT",
     "placement.recalled": "RECALL",
     "payment.direct": "PAYMENT",
+    "data.deletion_requested": "DELETION",
 }
 """Packet type → the TYPE token of its file name."""
 

@@ -5,7 +5,8 @@ Theory of operation
 A *record* is a JSON-shaped mapping: a packet exactly as the outbox stores it, an agency
 result event, or one statement line. A layout (``LayoutSection``) maps record fields to
 columns by dotted path (``data.balance``) and says how each cell is written (money as
-``1234.56`` or minor units, dates and timestamps by strftime format, lists joined).
+``1234.56`` or minor units, dates and timestamps by strftime format, lists and tuples joined
+with the column's ``separator`` or the layout's ``list_separator``).
 
 ``RecordWriter`` renders records chunk by chunk: ``start()`` gives the byte-order mark and
 header, ``write(payloads)`` one encoded chunk, ``finish()`` the optional ``TRAILER`` record.
@@ -245,13 +246,17 @@ def _formatter(
     def boolean(value: Any, _record: Mapping[str, Any]) -> str:
         return "" if value is None else ("true" if value else "false")
 
+    separator = spec.separator or layout.list_separator
+
     def listing(value: Any, _record: Mapping[str, Any]) -> str:
         if value is None:
             return ""
+        if not isinstance(value, list | tuple):
+            raise CellError(name, "expected a list of values")
         items = [str(v) for v in value]
-        if any(layout.list_separator in item for item in items):
-            raise CellError(name, f"a list item contains the separator {layout.list_separator!r}")
-        return layout.list_separator.join(items)
+        if any(separator in item for item in items):
+            raise CellError(name, f"a list item contains the separator {separator!r}")
+        return separator.join(items)
 
     table: dict[str, Formatter] = {
         "text": text,

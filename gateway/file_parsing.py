@@ -4,8 +4,10 @@
 mapping, ready for pydantic), a ``RowError`` (line, column, reason) per bad row, and the
 ``Trailer`` if the file has one. A bad row never stops the file. CSV is decoded as a text
 stream; fixed-width rows are cut in bytes (widths count bytes of the file's encoding) before
-each cell is decoded; JSON Lines rows are whole records. Layouts are ``LayoutSection``s; the
-inverse is ``gateway.file_layouts.RecordWriter``.
+each cell is decoded; JSON Lines rows are whole records. A CSV header is skipped, except that
+one naming only the first columns of the layout means rows of just those columns (files
+written before the layout grew). Layouts are ``LayoutSection``s; the inverse is
+``gateway.file_layouts.RecordWriter``.
 """
 
 import csv
@@ -74,8 +76,10 @@ def _parser(spec: ColumnSpec, layout: LayoutSection) -> Parser:
             return False
         raise ValueError("not a yes/no value (true/false, 1/0, Y/N)")
 
+    separator = spec.separator or layout.list_separator
+
     def listing(value: str) -> Any:
-        return [item for item in value.split(layout.list_separator) if item]
+        return [item for item in value.split(separator) if item]
 
     table: dict[str, Parser] = {
         "text": text,
@@ -106,9 +110,9 @@ def _assign(record: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 class _RowReader:
     """Turns the cells of one row into a nested record (see ``read_records``)."""
 
-    def __init__(self, layout: LayoutSection, kind: RecordKind) -> None:
+    def __init__(self, layout: LayoutSection, columns: Sequence[ColumnSpec]) -> None:
         self.layout = layout
-        self.columns = layout.columns_for(kind)
+        self.columns = tuple(columns)
         money = {c.field: c for c in self.columns if c.kind == "money"}
         self._money = money
         self._cells = []
@@ -158,13 +162,24 @@ class _RowReader:
                 best = spec
         return best.name if best is not None else ".".join(path)
 
+    def for_header(self, cells: Sequence[str]) -> "_RowReader":
+        """The reader for a CSV file whose header names only the first columns of the
+        layout: a layout that grew columns at the end (``METHOD`` and ``REFERENCE`` of the
+        default result columns) still reads files written to it before. Any other header is
+        not looked at: the layout alone says what the cells are."""
+        names = [c.name for c in self.columns]
+        given = [c.strip() for c in cells]
+        if 0 < len(given) < len(names) and given == names[: len(given)]:
+            return _RowReader(self.layout, self.columns[: len(given)])
+        return self
+
 
 def column_for(layout: LayoutSection, kind: RecordKind, loc: Sequence[str | int]) -> str:
     """Name the column of a record path, for error messages (``data.amount.amount_minor``
     → ``AMOUNT``). JSON Lines have no columns: the dotted path is returned."""
     if layout.format == "jsonl":
         return ".".join(str(p) for p in loc)
-    return _RowReader(layout, kind).column_for(loc)
+    return _RowReader(layout, layout.columns_for(kind)).column_for(loc)
 
 
 def _csv_trailer(line: int, cells: Sequence[str]) -> Trailer | RowError:
@@ -187,6 +202,7 @@ def _read_csv(
             line_start, line = line + 1, rows.line_num
             if first and layout.header:
                 first = False
+                reader = reader.for_header(cells)
                 continue
             first = False
             if not cells:
@@ -276,7 +292,7 @@ def read_records(
     """Parse a data file streamed from ``stream`` (see module docstring)."""
     if layout.format == "jsonl":
         return _read_jsonl(stream)
-    reader = _RowReader(layout, kind)
+    reader = _RowReader(layout, layout.columns_for(kind))
     if layout.format == "fixed":
         return _read_fixed(stream, layout, reader)
     return _read_csv(stream, layout, reader)

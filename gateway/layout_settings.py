@@ -26,6 +26,7 @@ RecordKind = Literal[
     "placement.amended",
     "placement.recalled",
     "payment.direct",
+    "data.deletion_requested",
     "result",
     "statement",
 ]
@@ -42,7 +43,9 @@ class _Section(BaseModel):
 class ColumnSpec(_Section):
     """One column: its header ``name`` and the dotted ``field`` of the record it carries
     (``data.balance``, ``data.debtor.name``; ``type`` and ``timestamp`` for the envelope).
-    ``width``, ``align`` and ``pad`` apply to fixed-width files (width in encoded bytes)."""
+    ``width``, ``align`` and ``pad`` apply to fixed-width files (width in encoded bytes).
+    ``separator`` joins the items of a ``list`` cell (the layout's ``list_separator`` when
+    unset)."""
 
     name: str = Field(min_length=1, max_length=64)
     field: str = Field(pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
@@ -50,13 +53,24 @@ class ColumnSpec(_Section):
     width: int | None = Field(default=None, ge=1, le=1000)
     align: Literal["left", "right"] = "left"
     pad: str = Field(default=" ", min_length=1, max_length=1)
+    separator: str | None = Field(default=None, min_length=1, max_length=1)
+
+    @model_validator(mode="after")
+    def _separator_fits_a_cell(self) -> Self:
+        if self.separator is not None and self.separator in ("\r", "\n", '"'):
+            raise ValueError(f"{self.name}: separator cannot be a quote or a line break")
+        return self
 
 
 def _cols(*specs: tuple[str, str, CellKind]) -> tuple[ColumnSpec, ...]:
     return tuple(ColumnSpec(name=n, field=f, kind=k) for n, f, k in specs)
 
 
-DEFAULT_COLUMNS: dict[str, tuple[ColumnSpec, ...]] = {
+def _fixed(*specs: tuple[str, str, CellKind, int]) -> tuple[ColumnSpec, ...]:
+    return tuple(ColumnSpec(name=n, field=f, kind=k, width=w) for n, f, k, w in specs)
+
+
+DEFAULT_COLUMNS: dict[RecordKind, tuple[ColumnSpec, ...]] = {
     "placement.created": _cols(
         ("RECORD_TYPE", "type", "text"),
         ("PACKET_ID", "data.packet_id", "text"),
@@ -108,6 +122,23 @@ DEFAULT_COLUMNS: dict[str, tuple[ColumnSpec, ...]] = {
         ("CURRENCY", "data.amount.currency", "currency"),
         ("PAID_AT", "data.paid_at", "timestamp"),
     ),
+    # With widths, so that fixed-width layouts agreed before this kind existed still load;
+    # CSV ignores them. CATEGORIES joins the data categories with "|".
+    "data.deletion_requested": (
+        *_fixed(
+            ("RECORD_TYPE", "type", "text", 24),
+            ("PACKET_ID", "data.packet_id", "text", 44),
+            ("PLACEMENT_ID", "data.placement_id", "text", 64),
+            ("CASE_ID", "data.case_id", "text", 64),
+            ("REASON", "data.reason", "text", 8),
+            ("ENDED_AT", "data.ended_at", "timestamp", 25),
+            ("DELETE_BY", "data.delete_by", "date", 10),
+        ),
+        ColumnSpec(
+            name="CATEGORIES", field="data.categories", kind="list", width=200, separator="|"
+        ),
+        *_fixed(("LEGAL_BASIS", "data.legal_basis", "text", 200)),
+    ),
     "result": _cols(
         ("EVENT_TYPE", "type", "text"),
         ("EVENT_TIME", "timestamp", "timestamp"),
@@ -130,6 +161,10 @@ DEFAULT_COLUMNS: dict[str, tuple[ColumnSpec, ...]] = {
         ("COURT_CASE_NUMBER", "data.court_case_number", "text"),
         ("REASON", "data.reason", "text"),
         ("SUMMARY", "data.summary", "text"),
+        # Added with data.deleted; a CSV file whose header names only the columns before
+        # them is still read (gateway.file_parsing).
+        ("METHOD", "data.method", "text"),
+        ("REFERENCE", "data.reference", "text"),
     ),
     "statement": _cols(
         ("PLACEMENT_ID", "placement_id", "text"),
@@ -182,15 +217,7 @@ class LayoutSection(_Section):
         if self.format == "jsonl" and self.encoding != "utf-8":
             raise ValueError("JSON Lines files are always utf-8 (without a byte-order mark)")
         if self.format == "fixed":
-            kinds: tuple[RecordKind, ...] = (
-                "placement.created",
-                "placement.amended",
-                "placement.recalled",
-                "payment.direct",
-                "result",
-                "statement",
-            )
-            for kind in kinds:
+            for kind in DEFAULT_COLUMNS:
                 missing = [c.name for c in self.columns_for(kind) if c.width is None]
                 if missing:
                     raise ValueError(

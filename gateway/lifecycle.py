@@ -8,6 +8,9 @@ Everything that decides whether a state change is legal lives in this file, as d
 rejection first; then contact, promises and payments keep it ``active``; a dispute, legal
 action, return or close move it on. Our own recall moves any open state to ``recalled``;
 after that the only legal agency events are the ones that confirm the end (return, close).
+Once a placement has ended (recalled, returned, closed, rejected) the agency confirms it
+deleted the case's personal data with ``data.deleted`` (gateway.privacy); that event is
+legal only then, and changes nothing.
 An agency event with no entry for the current state is an *illegal status transition*
 (reconciliation turns it into a mismatch and leaves the state unchanged). Events that change
 nothing about the state (a complaint, a statement) are listed as self-transitions.
@@ -25,6 +28,8 @@ from typing import Final
 
 OPEN_PLACEMENT_STATES: Final = frozenset({"placed", "acknowledged", "active", "disputed", "legal"})
 TERMINAL_PLACEMENT_STATES: Final = frozenset({"returned", "closed", "rejected"})
+ENDED_PLACEMENT_STATES: Final = frozenset({"recalled", *TERMINAL_PLACEMENT_STATES})
+"""Placements the agency no longer works: its copy of the personal data must go."""
 
 _WORKING: Final = {
     "contact.attempted": "active",
@@ -72,10 +77,11 @@ PLACEMENT_TRANSITIONS: Final[dict[str, dict[str, str]]] = {
         "case.returned": "returned",
         "case.closed": "closed",
         "complaint.received": "recalled",
+        "data.deleted": "recalled",
     },
-    "returned": {"complaint.received": "returned"},
-    "closed": {"complaint.received": "closed"},
-    "rejected": {},
+    "returned": {"complaint.received": "returned", "data.deleted": "returned"},
+    "closed": {"complaint.received": "closed", "data.deleted": "closed"},
+    "rejected": {"data.deleted": "rejected"},
 }
 
 ACTIVITY_EVENTS: Final = frozenset(
@@ -112,6 +118,7 @@ def can_transition(table: dict[str, frozenset[str]], current: str, new: str) -> 
 
 __all__ = [
     "ACTIVITY_EVENTS",
+    "ENDED_PLACEMENT_STATES",
     "MISMATCH_TRANSITIONS",
     "OPEN_PLACEMENT_STATES",
     "OUTBOX_TRANSITIONS",

@@ -85,9 +85,17 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "payment_id": "还款编号",
         "amount": "金额",
         "paid_at": "还款时间",
+        "ended_at": "委托终止时间",
+        "delete_by": "确认删除期限",
+        "categories": "个人信息类别",
+        "legal_basis": "法律依据",
     },
     "en": {},
 }
+
+LIST_SEPARATOR = "; "
+"""Joins a list field (a deletion request's ``categories``) into one text field; the
+deletion templates split it back to list the categories one per line."""
 
 DOCUMENT_KINDS = ("contract", "statement", "authorisation", "notarisation")
 TAG_WORDS = {"zh": ("案件", "批次"), "en": ("Case", "Batch")}
@@ -167,7 +175,7 @@ def mail_case(
         debtor = {
             "name": d.debtor.name,
             "national_id": d.debtor.national_id,
-            "phones": "; ".join(d.debtor.phones) if d.debtor.phones else None,
+            "phones": LIST_SEPARATOR.join(d.debtor.phones) if d.debtor.phones else None,
             "address": d.debtor.address,
             "region": d.debtor.region,
         }
@@ -182,6 +190,8 @@ def mail_case(
             if isinstance(value, dict) and "amount_minor" in value:
                 fields[name] = minor_to_text(value["amount_minor"], value["currency"])
                 fields.setdefault("currency", value["currency"])
+            elif isinstance(value, list):
+                fields[name] = LIST_SEPARATOR.join(str(v) for v in value)
             else:
                 fields[name] = str(value)
     return MailCase(packet.type, data.placement_id, data.case_id, fields, tuple(documents))
@@ -383,6 +393,7 @@ def message_id_for(ref: str, domain: str) -> str:
 __all__ = [
     "DOCUMENT_KINDS",
     "LABELS",
+    "LIST_SEPARATOR",
     "REPLY_COLUMNS",
     "Attachment",
     "CaseDocument",

@@ -15,7 +15,10 @@ from pydantic import BaseModel
 from schemas.base import NonNegativeMoney, PositiveMoney
 from schemas.packets import (
     Bucket,
+    DataDeletionRequested,
+    DataDeletionRequestedData,
     Debtor,
+    DeletionReason,
     PaymentDirect,
     PaymentDirectData,
     PlacementAmended,
@@ -196,7 +199,42 @@ def render_direct_payment(
     return RenderedPacket(key, "payment.direct", version, packet_bytes(packet))
 
 
+LEGAL_BASIS = "PIPL Art. 21: entrusted processing has ended; delete or return the personal data"
+
+
+def render_deletion_request(
+    *,
+    agency_id: str,
+    placement_id: str,
+    case_id: str,
+    version: int,
+    reason: DeletionReason,
+    ended_at: datetime,
+    delete_by: date,
+    categories: tuple[str, ...],
+    at: datetime,
+) -> RenderedPacket:
+    """``data.deletion_requested``: one per placement, ever (its dedupe key has no date)."""
+    key = dedupe_key(agency_id, placement_id, "data.deletion_requested", "1")
+    packet = DataDeletionRequested(
+        type="data.deletion_requested",
+        timestamp=at,
+        data=DataDeletionRequestedData(
+            packet_id=key,
+            placement_id=placement_id,
+            case_id=case_id,
+            reason=reason,
+            ended_at=ended_at,
+            delete_by=delete_by,
+            categories=categories,
+            legal_basis=LEGAL_BASIS,
+        ),
+    )
+    return RenderedPacket(key, "data.deletion_requested", version, packet_bytes(packet))
+
+
 __all__ = [
+    "LEGAL_BASIS",
     "RenderedPacket",
     "canonical_json",
     "dedupe_key",
@@ -204,6 +242,7 @@ __all__ = [
     "placement_id_for",
     "render_amended",
     "render_created",
+    "render_deletion_request",
     "render_direct_payment",
     "render_recalled",
 ]

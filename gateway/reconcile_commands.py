@@ -44,6 +44,9 @@ def _print_run(report: dict[str, Any]) -> None:
             console.print(f"{section}: {counts[section]}", highlight=False)
     if report.get("seconds"):
         console.print(f"seconds: {report['seconds']}", highlight=False)
+    asked = report.get("deletion_requests", {})
+    if asked.get("requested"):
+        console.print(f"deletion requested: {asked['by_agency']}", highlight=False)
 
 
 @click.command()
@@ -70,8 +73,10 @@ async def reconcile(
 ) -> None:
     """Run batch reconciliation: events since the last run against our placements, contact
     rules, three-way matching with the lender's payment feed, agency statements, and the SLA
-    checks (overdue acknowledgements, first activity, promises, statements). Every
-    disagreement becomes a mismatch; the run records its inputs' hashes and counts."""
+    checks (overdue acknowledgements, first activity, promises, statements, deletion
+    confirmations). Every disagreement becomes a mismatch; the run records its inputs'
+    hashes and counts. Then placements that ended are sent a data.deletion_requested
+    ([privacy] in gateway.toml)."""
     from gateway import recon_runs
 
     if resume_run is not None and (dry_run or full):
@@ -90,12 +95,15 @@ async def reconcile(
             report = await engine.resume(resume_run)
         else:
             report = await engine.run(dry_run=dry_run, full=full)
+        result = report.as_dict()
+        if not dry_run:
+            result["deletion_requests"] = (await gateway.request_deletions()).as_dict()
     finally:
         await gateway.aclose()
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
-        _print_run(report.as_dict())
+        _print_run(result)
 
 
 @click.group()

@@ -39,6 +39,7 @@ SEVERITY = {
     "statement_balance_drift": "medium",
     "statement_status_disagreement": "low",
     "missing_statement": "medium",
+    "deletion_unconfirmed": "high",
     "contact_rule_violation": "high",
     "unparsed_reply": "medium",
     "unverified_reply": "high",

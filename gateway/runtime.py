@@ -79,6 +79,10 @@ async def checkpoint(gateway: Gateway) -> None:
 
 
 async def sla_checks(gateway: Gateway) -> dict[str, int]:
+    """Ask for deletion on placements that ended, then breach what is overdue."""
+    swept = await gateway.request_deletions()
+    if swept.requested:
+        log.info("deletion requested for %d ended placement(s)", swept.requested)
     async with gateway.db.transaction() as conn:
         return await run_sla_checks(conn, now=to_datetime(gateway.clock.now()))
 

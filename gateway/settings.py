@@ -106,6 +106,15 @@ class ReconciliationSection(_Section):
         return value
 
 
+class PrivacySection(_Section):
+    """Deletion on placement end (gateway.privacy)."""
+
+    request_deletion: bool = Field(
+        default=True, description="ask the agency to delete a case's data when it ends"
+    )
+    deletion_days: int = Field(default=30, ge=1, le=365)
+
+
 class GatewaySettings(_Section):
     """All process-wide settings. ``base_dir`` anchors relative paths (key files, SQLite)."""
 
@@ -118,6 +127,7 @@ class GatewaySettings(_Section):
     schedules: SchedulesSection = SchedulesSection()
     reconciliation: ReconciliationSection = ReconciliationSection()
     console: ConsoleSection = ConsoleSection()
+    privacy: PrivacySection = PrivacySection()
     agencies_dir: str = "config/agencies"
     base_dir: Path = Path(".")
     config_path: Path | None = None

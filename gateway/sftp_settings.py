@@ -38,7 +38,7 @@ class _Section(BaseModel):
 
 class NamingSection(_Section):
     """File names: ``pattern`` is a Python format string over ``sender``, ``receiver``,
-    ``type`` (PLACEMENT, AMENDMENT, RECALL, PAYMENT), ``date`` (UTC business date) and
+    ``type`` (PLACEMENT, AMENDMENT, RECALL, PAYMENT, DELETION), ``date`` (UTC business date) and
     ``seq`` (never reused per agency, type and date)."""
 
     sender: str = Field(pattern=_TOKEN, description="our code in file names, e.g. LENDERX")

@@ -24,6 +24,7 @@ SLA_KINDS = {
     "first_activity": "missing_activity",
     "promise_payment": "broken_promise",
     "statement": "missing_statement",
+    "deletion": "deletion_unconfirmed",
 }
 
 
@@ -82,6 +83,7 @@ async def run_sla_checks(conn: AsyncConnection, *, now: datetime) -> dict[str, i
             "ack": "acknowledgement",
             "first_activity": "first activity",
             "statement": f"inventory statement for {r.ref.partition(':')[2]}",
+            "deletion": "confirmation that the case's personal data was deleted (data.deleted)",
         }.get(r.kind, f"payment promised under {r.ref}")
         drafts.append(
             (

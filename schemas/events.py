@@ -96,6 +96,19 @@ class ComplaintReceivedData(StrictModel):
     summary: str = Field(min_length=1, max_length=1000)
 
 
+class DataDeletedData(StrictModel):
+    placement_id: Identifier
+    method: Literal["deleted", "returned"] = Field(
+        description="The case's personal data was erased, or handed back and no copy kept"
+    )
+    reference: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The agency's own record of it (certificate or ticket number)",
+    )
+
+
 class StatementItem(StrictModel):
     placement_id: Identifier
     balance: NonNegativeMoney
@@ -197,6 +210,14 @@ class StatementSubmitted(_Event):
     data: StatementSubmittedData
 
 
+class DataDeleted(_Event):
+    """The agency confirms it no longer holds the case's personal data (the answer to
+    ``data.deletion_requested``); the event's timestamp is when that was done."""
+
+    type: Literal["data.deleted"]
+    data: DataDeletedData
+
+
 AgencyEvent = Annotated[
     PlacementAcknowledged
     | PlacementRejected
@@ -209,7 +230,8 @@ AgencyEvent = Annotated[
     | CaseReturned
     | CaseClosed
     | ComplaintReceived
-    | StatementSubmitted,
+    | StatementSubmitted
+    | DataDeleted,
     Field(discriminator="type"),
 ]
 
@@ -226,6 +248,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "case.closed",
     "complaint.received",
     "statement.submitted",
+    "data.deleted",
 )
 
 AGENCY_EVENT_ADAPTER: TypeAdapter[AgencyEvent] = TypeAdapter(AgencyEvent)
@@ -243,6 +266,8 @@ __all__ = [
     "ComplaintReceivedData",
     "ContactAttempted",
     "ContactAttemptedData",
+    "DataDeleted",
+    "DataDeletedData",
     "DisputeOpened",
     "DisputeOpenedData",
     "LegalActionData",

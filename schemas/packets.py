@@ -72,6 +72,23 @@ class PaymentDirectData(StrictModel):
     paid_at: UtcDatetime
 
 
+DeletionReason = Literal["recalled", "returned", "closed", "rejected"]
+
+
+class DataDeletionRequestedData(StrictModel):
+    packet_id: Identifier
+    placement_id: Identifier
+    case_id: Identifier
+    reason: DeletionReason = Field(description="How the placement ended")
+    ended_at: UtcDatetime
+    delete_by: date = Field(description="Confirm with data.deleted by this date (UTC)")
+    categories: tuple[str, ...] = Field(
+        description="The personal data categories we sent for this case (the contract's "
+        "field allowlist, plus the debtor id that every packet carries)"
+    )
+    legal_basis: str = Field(max_length=200)
+
+
 class PlacementCreated(StrictModel):
     """A new case handed to the agency."""
 
@@ -104,8 +121,17 @@ class PaymentDirect(StrictModel):
     data: PaymentDirectData
 
 
+class DataDeletionRequested(StrictModel):
+    """The placement has ended: the agency must delete (or hand back) the case's personal
+    data and confirm it with ``data.deleted`` by ``delete_by``."""
+
+    type: Literal["data.deletion_requested"]
+    timestamp: UtcDatetime
+    data: DataDeletionRequestedData
+
+
 CasePacket = Annotated[
-    PlacementCreated | PlacementAmended | PlacementRecalled | PaymentDirect,
+    PlacementCreated | PlacementAmended | PlacementRecalled | PaymentDirect | DataDeletionRequested,
     Field(discriminator="type"),
 ]
 PACKET_TYPES: tuple[str, ...] = (
@@ -113,13 +139,17 @@ PACKET_TYPES: tuple[str, ...] = (
     "placement.amended",
     "placement.recalled",
     "payment.direct",
+    "data.deletion_requested",
 )
 
 __all__ = [
     "PACKET_TYPES",
     "Bucket",
     "CasePacket",
+    "DataDeletionRequested",
+    "DataDeletionRequestedData",
     "Debtor",
+    "DeletionReason",
     "PaymentDirect",
     "PaymentDirectData",
     "PlacementAmended",

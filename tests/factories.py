@@ -130,6 +130,7 @@ def _event_data(event_type: str, placement_id: str) -> dict[str, Any]:
         },
         "case.closed": {"reason": "paid_in_full"},
         "complaint.received": {"channel": "12378", "summary": "called at night"},
+        "data.deleted": {"method": "deleted", "reference": "DEL-0001"},
     }
     if event_type == "statement.submitted":
         return {

@@ -5,7 +5,8 @@ placement it writes a *script*, a queue of ``Step``s drawn from ``seed`` and the
 alone, so the same seed always gives the same script. ``next_event`` renders the next step into
 the exact bytes of one agency event, reading the case's state at that moment: an amendment, a
 direct payment or a recall that arrives before a step is sent changes what the step says, or
-drops it. Honest steps never report more money than the agency believes is outstanding.
+drops it; a deletion request drops what is left and is answered with ``data.deleted``.
+Honest steps never report more money than the agency believes is outstanding.
 
 Faults: with probability ``fault_rate`` a placement's script gets one event from
 ``PLACEMENT_FAULTS``, and with the same probability a recall is followed by a payment
@@ -24,6 +25,7 @@ from typing import Final, Literal
 from schemas.events import ContactChannel, ContactOutcome
 from schemas.packets import (
     CasePacket,
+    DataDeletionRequested,
     PaymentDirect,
     PlacementAmended,
     PlacementCreated,
@@ -47,7 +49,7 @@ PLACEMENT_FAULTS: Final[tuple[FaultKind, ...]] = (
 )
 """Faults planned with a new placement; ``activity_after_recall`` is planned on a recall."""
 
-StepKind = Literal["ack", "contact", "promise", "payment", "return", "close"]
+StepKind = Literal["ack", "contact", "promise", "payment", "return", "close", "delete"]
 _CHANNELS: Final[tuple[ContactChannel, ...]] = ("call", "call", "sms", "app", "visit")
 _MISSES: Final[tuple[ContactOutcome, ...]] = ("no_answer", "left_message", "wrong_number")
 _OUTCOMES: Final = ("paid", "partial", "returned", "open")
@@ -66,6 +68,7 @@ _EVENT_TYPES: Final[dict[StepKind, str]] = {
     "payment": "payment.reported",
     "return": "case.returned",
     "close": "case.closed",
+    "delete": "data.deleted",
 }
 
 
@@ -172,6 +175,11 @@ class EventPlanner:
             case.balance = packet.data.balance.amount_minor
         elif isinstance(packet, PaymentDirect):
             case.credited += packet.data.amount.amount_minor
+        elif isinstance(packet, DataDeletionRequested):
+            # The case is over: whatever was still scripted is dropped, the data erased.
+            case.scripted = True
+            case.steps.clear()
+            case.steps.append(Step("delete"))
         elif not case.recalled:  # PlacementRecalled, the remaining member
             case.recalled = True
             case.scripted = True
@@ -301,6 +309,8 @@ class EventPlanner:
                 "amount": _money(payment[1], payment[2]),
                 "paid_at": now.isoformat(),
             }
+        if step.kind == "delete":
+            return {"placement_id": pid, "method": "deleted", "reference": f"DEL-{case.token}"}
         if step.kind == "return":
             balance = _money(max(out, 0), currency)
             return {"placement_id": pid, "reason": "uncollectable", "balance": balance}

@@ -2,7 +2,8 @@
 
 For each case in the attached case file: an acknowledgement with the firm's file number and
 the balance it loaded, a lawyer's letter, in half the cases a suit with its court and court
-case number, sometimes a payment or a return. A recall is answered with a return. At
+case number, sometimes a payment or a return. A recall is answered with a return, a request
+to delete a case's personal data with a ``data.deleted`` row (method ``deleted``). At
 ``fault_rate`` per mail the answer is faulty: no sheet (``unparseable``), a suit without its
 court case number (``bad_line``), no threading headers and no subject tag (``unthreaded``),
 the same reply delivered twice (``duplicate``), or a reply sent without the firm's signature
@@ -30,6 +31,13 @@ COURTS = (
     ("北京市朝阳区人民法院", "(2026)京0105民初{n}号"),
     ("深圳市南山区人民法院", "(2026)粤0305民初{n}号"),
 )
+
+CLOSING_ROWS: dict[str, dict[str, str]] = {
+    "placement.recalled": {"event_type": "case.returned", "reason": "recalled", "amount": "0"},
+    "data.deletion_requested": {"event_type": "data.deleted", "reason": "deleted"},
+}
+"""The one row that answers a packet ending the firm's work on a case (``reason`` carries
+a deletion's method: gateway.event_import)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +117,8 @@ class FirmScript:
         self._counter += 1
         n = self._counter
         base = {"placement_id": case.placement_id, "occurred_at": now.date().isoformat()}
-        if case.packet_type == "placement.recalled":
-            return [{**base, "event_type": "case.returned", "reason": "recalled", "amount": "0"}]
+        if case.packet_type in CLOSING_ROWS:
+            return [{**base, **CLOSING_ROWS[case.packet_type]}]
         if case.packet_type != "placement.created":
             return []
         rows = [
@@ -188,4 +196,4 @@ class FirmScript:
         return reply.as_bytes(policy=SMTP)
 
 
-__all__ = ["COURTS", "FAULTS", "Answer", "FirmScript", "ReceivedCase", "cases_in"]
+__all__ = ["CLOSING_ROWS", "COURTS", "FAULTS", "Answer", "FirmScript", "ReceivedCase", "cases_in"]

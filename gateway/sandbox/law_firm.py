@@ -12,7 +12,8 @@ Theory of operation
   script, with the faults below, is gateway.sandbox.firm_script): a CSV reply sheet with
   an acknowledgement,
   a lawyer's letter, often a suit with its court case number, sometimes a payment or a
-  return. Recalls are answered with a return.
+  return. Recalls are answered with a return, deletion requests
+  (``data.deletion_requested``) with a ``data.deleted`` row (method ``deleted``).
 * **Faults**, at ``fault_rate`` per mail: a reply with no sheet (``unparseable``), a sheet
   with a bad line (``bad_line``), a reply without threading headers or subject tag
   (``unthreaded``), the same reply delivered twice (``duplicate``), and a reply sent

@@ -3,12 +3,15 @@
 Theory of operation
 -------------------
 ``SandboxSftpAgency`` is the agency's back office working on its own disk: ``process_once``
-takes every placement batch whose done marker is in ``inbox/``, checks the manifest (marker
+takes every placement batch whose done marker is in ``inbox/`` (placements first, then
+amendments, payments, recalls and deletion requests), checks the manifest (marker
 = manifest SHA-256, file sizes, SHA-256, record counts and control totals), parses the data
 file with the agency's layout, feeds the same ``EventPlanner`` as the webhook sandbox, and
 writes a result file (some rows deliberately faulty) and an inventory statement to
 ``results/`` the way a careful agency does: temporary name, rename, manifest, done marker.
-Processed batches move to ``received/``.
+Processed batches move to ``received/``. A ``data.deletion_requested`` record is answered in
+the next result file with a ``data.deleted`` row (method ``deleted``, a ``DEL-...``
+reference), and the placement leaves the agency's inventory: it holds no data on it.
 """
 
 import asyncio
@@ -87,6 +90,13 @@ _FAULTY: tuple[Callable[[dict[str, Any]], dict[str, Any]], ...] = (
 )
 """Rows an agency gets wrong: unknown event type, unknown channel, negative amount."""
 
+_LIFE_ORDER: dict[str, int] = {
+    t: n for n, t in enumerate(("PLACEMENT", "AMENDMENT", "PAYMENT", "RECALL", "DELETION"))
+}
+"""File type → its place in a placement's life. The batches in the inbox are read in this
+order (a placement before its recall, a recall before the deletion request), not by name:
+names sort DELETION before PLACEMENT, and a packet for a placement not yet read is dropped."""
+
 
 class SandboxSftpAgency:
     """The agency behind one SFTP login (see module docstring).
@@ -118,6 +128,7 @@ class SandboxSftpAgency:
         self.planner = EventPlanner(agency_id=agency_id, seed=seed, fault_rate=fault_rate)
         self.stats = FileAgencyStats()
         self.files_by_packet: dict[str, list[str]] = {}
+        self.deleted: set[str] = set()
         self._clock: Clock = clock or SystemClock()
         self._decrypt = decrypt
         self._rng = random.Random(seed)
@@ -149,7 +160,8 @@ class SandboxSftpAgency:
         now = to_datetime(self._clock.now())
         touched: dict[str, CaseFile] = {}
         done_suffix = self.section.naming.done_suffix
-        for marker in sorted(self.inbox.glob("*" + done_suffix)):
+        markers = sorted(self.inbox.glob("*" + done_suffix), key=self._batch_order)
+        for marker in markers:
             base = marker.name.removesuffix(done_suffix)
             cases = self._receive(base, marker, now)
             if cases is None:
@@ -169,6 +181,15 @@ class SandboxSftpAgency:
             self.stats.statement_files += 1
             written += 1
         return written
+
+    def _batch_order(self, marker: Path) -> tuple[int, str]:
+        base = marker.name.removesuffix(self.section.naming.done_suffix)
+        try:
+            manifest = json.loads((self.inbox / (base + MANIFEST_SUFFIX)).read_bytes())
+            place = _LIFE_ORDER[manifest["file_type"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            place = len(_LIFE_ORDER)  # _receive rejects it, in its turn
+        return place, marker.name
 
     def _receive(self, base: str, marker: Path, now: datetime) -> list[CaseFile] | None:
         manifest_path = self.inbox / (base + MANIFEST_SUFFIX)
@@ -241,7 +262,10 @@ class SandboxSftpAgency:
             self.stats.duplicate_packets += 1
             return None
         self.stats.packets_by_type[packet.type] += 1
-        return self.planner.on_packet(packet)
+        case = self.planner.on_packet(packet)
+        if case is not None and packet.type == "data.deletion_requested":
+            self.deleted.add(case.placement_id)
+        return case
 
     def _events(self, cases: Iterable[CaseFile], now: datetime) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
@@ -268,7 +292,7 @@ class SandboxSftpAgency:
                 "period_end": day,
             }
             for case in self.planner.cases.values()
-            if not case.recalled
+            if not case.recalled and case.placement_id not in self.deleted
         ]
 
     def _write(
@@ -362,6 +386,14 @@ def _packet(record: dict[str, Any], packet_type: str, now: datetime) -> CasePack
         },
         "placement.recalled": {"case_id": case_id, "reason_code": "RECALL", "recalled_at": moment},
         "payment.direct": {"case_id": case_id, "payment_id": f"pay_{pid}", "paid_at": moment},
+        "data.deletion_requested": {
+            "case_id": case_id,
+            "reason": "recalled",
+            "ended_at": moment,
+            "delete_by": today,
+            "categories": [],
+            "legal_basis": "-",
+        },
     }
     data = {**defaults[packet_type], **data}
     data.setdefault("packet_id", hashlib.sha256(repr(sorted(record.items())).encode()).hexdigest())

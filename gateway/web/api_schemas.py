@@ -257,6 +257,12 @@ SCHEMAS: JsonObject = {
             "unknown": INT,
             "endpoint_disabled": BOOL,
             "disabled_reason": NULL_STR,
+            "deletions": obj(
+                ["open", "met", "breached"],
+                {"open": INT, "met": INT, "breached": INT},
+                "Data deletion requests of ended placements (agency page only): awaiting "
+                "data.deleted, confirmed, overdue.",
+            ),
             "circuit": obj(
                 ["state"],
                 {

@@ -14,6 +14,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway import privacy
 from gateway.agency_config import AgencyConfig
 from gateway.circuit import CircuitBreaker
 from gateway.errors import NotFound
@@ -25,6 +26,7 @@ from gateway.store.tables import (
     AgencyEventRow,
     AgencyStatus,
     DeliveryAttempt,
+    Expectation,
     InboundMessage,
     Mismatch,
     OutboxItem,
@@ -40,10 +42,11 @@ EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
 INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
 STATUS = AgencyStatus.__table__  # type: ignore[attr-defined]
 ASSIGNMENTS = MismatchAssignment.__table__  # type: ignore[attr-defined]
-M, P, OB, A = MISMATCHES.c, PLACEMENTS.c, OUTBOX.c, ATTEMPTS.c
+EXPECTATIONS = Expectation.__table__  # type: ignore[attr-defined]
+M, P, OB, A, EX = MISMATCHES.c, PLACEMENTS.c, OUTBOX.c, ATTEMPTS.c, EXPECTATIONS.c
 
 UNRESOLVED: Final = ("open", "investigating")
-SLA_KINDS: Final = ("missing_ack", "missing_activity", "broken_promise")
+SLA_KINDS: Final = ("missing_ack", "missing_activity", "broken_promise", "deletion_unconfirmed")
 SEVERITY_RANK: Final = {"high": 3, "medium": 2, "low": 1}
 SORTS: Final[dict[str, sa.ColumnElement[Any]]] = {
     "id": M.id,
@@ -324,8 +327,15 @@ async def agency_page(
         .where(M.agency_id == agency.id, sla, M.state.in_(UNRESOLVED))
         .group_by(M.kind),
     )
+    deletions = await _pairs(
+        conn,
+        sa.select(EX.state, sa.func.count())
+        .where(EX.agency_id == agency.id, EX.kind == privacy.KIND)
+        .group_by(EX.state),
+    )
     return {
         **overview,
+        "deletions": {state: deletions.get(state, 0) for state in ("open", "met", "breached")},
         "sla": {
             "ack_hours": agency.sla.ack_hours,
             "first_activity_hours": agency.sla.first_activity_hours,

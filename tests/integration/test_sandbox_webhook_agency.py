@@ -10,9 +10,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pydantic import TypeAdapter
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.errors import InboundError
+from gateway.packets import render_deletion_request
 from gateway.sandbox import (
     PLACEMENT_FAULTS,
     EventPlanner,
@@ -40,6 +42,7 @@ from schemas.events import (
     PlacementAcknowledged,
 )
 from schemas.packets import (
+    CasePacket,
     Debtor,
     PaymentDirect,
     PaymentDirectData,
@@ -51,6 +54,7 @@ from schemas.packets import (
     PlacementRecalledData,
 )
 
+CASE_PACKET: TypeAdapter[CasePacket] = TypeAdapter(CasePacket)
 AGENCY = "acme-collect"
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 SCHEMES = ["v1", "v1a"]
@@ -582,3 +586,30 @@ def test_a_direct_payment_reduces_what_the_agency_collects() -> None:
         if event.type == "payment.reported":
             collected += json.loads(event.body)["data"]["amount"]["amount_minor"]
     assert collected == 60_000
+
+
+def test_a_deletion_request_drops_the_rest_of_the_script_and_is_confirmed() -> None:
+    planner = EventPlanner(agency_id=AGENCY, seed=7, fault_rate=0.0)
+    case = planner.on_packet(created("PL-erase"))
+    assert case is not None and planner.next_event(case, NOW) is not None  # the ack
+    assert case.steps  # more of the script was still to come
+    planner.on_packet(recalled("PL-erase"))
+    request = render_deletion_request(
+        agency_id=AGENCY,
+        placement_id="PL-erase",
+        case_id="C-PL-erase",
+        version=1,
+        reason="recalled",
+        ended_at=NOW,
+        delete_by=date(2026, 3, 1),
+        categories=("debtor.debtor_id",),
+        at=NOW,
+    )
+    planner.on_packet(CASE_PACKET.validate_json(request.payload))
+    events = []
+    while (event := planner.next_event(case, NOW)) is not None:
+        events.append(event)
+    [deleted] = events
+    body = AGENCY_EVENT_ADAPTER.validate_json(deleted.body)
+    assert body.type == "data.deleted" and body.data.placement_id == "PL-erase"
+    assert body.data.method == "deleted" and body.data.reference

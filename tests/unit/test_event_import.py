@@ -66,7 +66,30 @@ def test_a_csv_sheet_with_good_and_bad_lines():
         "line 5: amount: required for case.returned",
         "line 6: occurred_at: '2026-13-01' is not a date (write e.g. 2026-03-01)",
         "line 7: event_type: unknown event 'nonsense'; use one of case.closed, case.returned, "
-        "legal.action, payment.reported, placement.acknowledged, placement.rejected",
+        "data.deleted, legal.action, payment.reported, placement.acknowledged, "
+        "placement.rejected",
+    ]
+
+
+def test_a_deletion_confirmation_carries_its_method_in_the_reason_column():
+    sheet = (
+        "\ufeff事件 event_type,委托编号 placement_id,日期 occurred_at,律所案号 agency_case_ref,"
+        "行动 action,法院 court,案号 court_case_number,payment_id,amount,currency,reason\r\n"
+        f"data.deleted,{PID},2026-03-20,,,,,,,,deleted\r\n"
+        f"删除,{PID},,,,,,,,,已返还\r\n"
+        f"data.deleted,{PID},2026-03-21,,,,,,,,shredded\r\n"
+        f"data.deleted,{PID},2026-03-21,,,,,,,,\r\n"
+    ).encode()
+    parsed = parse_sheet("回复表.csv", sheet, DEFAULTS)
+    assert [e.type for e in parsed.events] == ["data.deleted", "data.deleted"]
+    erased, handed_back = (e.data for e in parsed.events)
+    assert erased.method == "deleted" and erased.reference is None
+    # When it was done is the event's time: the firm's local date, else the reply's time.
+    assert parsed.events[0].timestamp == datetime(2026, 3, 19, 16, 0, tzinfo=UTC)
+    assert handed_back.method == "returned" and parsed.events[1].timestamp == RECEIVED
+    assert [str(e) for e in parsed.errors] == [
+        "line 4: reason: 'shredded' is not a deletion method; use deleted or returned",
+        "line 5: reason: required for data.deleted",
     ]
 
 
@@ -119,6 +142,28 @@ def test_the_body_form_ignores_quoted_lines_and_uses_the_matched_placement():
     [event] = parsed.events
     assert event.data.placement_id == PID and event.data.court == "北京市朝阳区人民法院"
     assert event.timestamp == RECEIVED
+
+
+def test_a_deletion_confirmed_in_the_body_form():
+    text = (
+        "---- REPLY FORM 回复表 ----\n"
+        "事件 event_type: data.deleted\n"
+        "日期 occurred_at: 2026-03-20 15:30\n"
+        "原因 reason: Returned\n"
+        "---- END ----\n"
+        "---- REPLY FORM 回复表 ----\n"
+        "事件 event_type: data.deleted\n"
+        "原因 reason: archived\n"
+        "---- END ----\n"
+    )
+    parsed = rows_to_events(form_rows(text), RowDefaults(received_at=RECEIVED, placement_id=PID))
+    [event] = parsed.events
+    assert event.type == "data.deleted" and event.data.placement_id == PID
+    assert event.data.method == "returned"
+    assert event.timestamp == datetime(2026, 3, 20, 7, 30, tzinfo=UTC)
+    assert [str(e) for e in parsed.errors] == [
+        "line 6: reason: 'archived' is not a deletion method; use deleted or returned"
+    ]
 
 
 def test_an_unknown_file_type_is_one_error():

@@ -7,6 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.file_batches import (
+    FILE_TYPES,
+    PACKET_TYPES,
     Manifest,
     ManifestFile,
     ManifestInvalid,
@@ -19,8 +21,9 @@ from gateway.file_batches import (
     read_manifest,
     temp_path,
 )
-from gateway.layout_settings import LayoutSection
+from gateway.layout_settings import DEFAULT_COLUMNS, LayoutSection
 from gateway.sftp_settings import NamingSection, SftpSection
+from schemas.packets import PACKET_TYPES as WIRE_PACKET_TYPES
 
 NAMING = NamingSection(sender="LENDERX", checksum_sidecar=True)
 
@@ -41,6 +44,23 @@ def test_names_follow_the_convention_and_sort_by_date_and_sequence() -> None:
     assert names.checksum == "LENDERX_AGY017_PLACEMENT_20260115_0003.csv.pgp.sha256"
     assert base_of(names.data) == names.base == base_of(names.manifest)
     assert temp_path(NAMING, f"inbox/{names.data}") == f"inbox/.{names.data}.part"
+
+
+def test_every_packet_type_has_a_file_type_and_default_columns() -> None:
+    assert set(FILE_TYPES) == set(WIRE_PACKET_TYPES)
+    assert set(FILE_TYPES) <= set(DEFAULT_COLUMNS)
+    assert PACKET_TYPES["DELETION"] == "data.deletion_requested"
+    names = batch_names(
+        NAMING,
+        receiver="AGY017",
+        file_type=FILE_TYPES["data.deletion_requested"],
+        business_date=date(2026, 2, 1),
+        seq=1,
+        extension="csv",
+        encrypted=False,
+    )
+    assert names.data == "LENDERX_AGY017_DELETION_20260201_0001.csv"
+    assert classify(names.data, NAMING) is None, "our own files are never picked up"
 
 
 @pytest.mark.parametrize(

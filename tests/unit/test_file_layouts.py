@@ -18,7 +18,7 @@ from gateway.file_layouts import (
 )
 from gateway.file_parsing import read_records
 from gateway.layout_settings import ColumnSpec, LayoutSection
-from gateway.packets import render_created, render_recalled
+from gateway.packets import LEGAL_BASIS, render_created, render_deletion_request, render_recalled
 from tests.factories import PII
 
 PLACED = datetime(2026, 1, 15, 8, 30, tzinfo=UTC)
@@ -300,7 +300,7 @@ def test_bad_cells_are_row_errors_with_line_and_column_and_other_rows_still_pars
         3,
         RowError(4, "EFFECTIVE", "not a yes/no value (true/false, 1/0, Y/N)"),
         RowError(5, "PAID_AT", "not a time in the format %Y-%m-%dT%H:%M:%SZ"),
-        RowError(6, "row", "3 cells, the layout has 21"),
+        RowError(6, "row", "3 cells, the layout has 23"),
         7,
     ]
 
@@ -371,3 +371,144 @@ def test_any_text_survives_a_csv_round_trip(
     expected = [{k: v for k, v in r.items() if v.strip()} for r in newlines]
     got = [r.record for r in parsed if isinstance(r, ParsedRecord)]
     assert [r for r in got if r] == [r for r in expected if r]
+
+
+CATEGORIES = ("debtor.debtor_id", "debtor.name", "debtor.phones")
+
+
+def deletion(n: int, *, categories: tuple[str, ...] = CATEGORIES) -> bytes:
+    return render_deletion_request(
+        agency_id="AGY_SFTP",
+        placement_id=f"PL-AC{n:08d}-1",
+        case_id=f"AC{n:08d}",
+        version=1,
+        reason="recalled",
+        ended_at=datetime(2026, 1, 20, 10, 15, tzinfo=UTC),
+        delete_by=date(2026, 2, 19),
+        categories=categories,
+        at=PLACED,
+    ).payload
+
+
+def test_a_deletion_request_renders_in_csv_with_its_categories_joined_by_a_pipe() -> None:
+    payload = deletion(1)
+    packet_id = json.loads(payload)["data"]["packet_id"]
+    layout = LayoutSection(delimiter="|", trailer=True)
+    data = render(layout, "data.deletion_requested", [payload])
+    header, row, trailer = data.decode().splitlines()
+    assert header == (
+        "RECORD_TYPE|PACKET_ID|PLACEMENT_ID|CASE_ID|REASON|ENDED_AT|DELETE_BY|CATEGORIES|LEGAL_BASIS"
+    )
+    assert row == (
+        f"data.deletion_requested|{packet_id}|PL-AC00000001-1|AC00000001|recalled|"
+        f'2026-01-20T10:15:00Z|2026-02-19|"debtor.debtor_id|debtor.name|debtor.phones"|'
+        f"{LEGAL_BASIS}"
+    )
+    assert trailer == "TRAILER|1|0"  # no money in a deletion request
+    [parsed, _] = parse(layout, "data.deletion_requested", data)
+    assert isinstance(parsed, ParsedRecord)
+    assert as_packet(parsed.record) == as_packet(json.loads(payload))
+
+
+def test_a_list_column_can_join_with_its_own_separator() -> None:
+    layout = LayoutSection()  # list_separator ";" joins phones; CATEGORIES says "|"
+    phones = render(layout, "placement.created", [created(1)]).decode()
+    assert "13800138000;+86 139 0013 9000" in phones
+    assert (
+        "debtor.name|debtor.phones"
+        in render(layout, "data.deletion_requested", [deletion(1)]).decode()
+    )
+    writer = RecordWriter(layout, "data.deletion_requested")
+    writer.start()
+    _, errors = writer.write([deletion(2, categories=("debtor.name", "a|b"))])
+    assert errors == [(0, RowError(2, "CATEGORIES", "a list item contains the separator '|'"))]
+
+
+def test_a_fixed_width_layout_agreed_before_deletion_requests_still_loads_and_writes_them() -> None:
+    layout = fixed_layout()  # maps every kind but data.deletion_requested: its defaults apply
+    payload = deletion(3)
+    data = render(layout, "data.deletion_requested", [payload, deletion(4, categories=())])
+    first, second, trailer = data.split(b"\n")[:3]
+    widths = [24, 44, 64, 64, 8, 25, 10, 200, 200]
+    assert len(first) == len(second) == sum(widths)
+    cells, offset = [], 0
+    for width in widths:
+        cells.append(first[offset : offset + width].decode("gb18030").rstrip())
+        offset += width
+    assert cells[0] == "data.deletion_requested" and cells[2] == "PL-AC00000003-1"
+    assert cells[4:8] == [
+        "recalled",
+        "2026-01-20T10:15:00Z",
+        "2026-02-19",
+        "debtor.debtor_id|debtor.name|debtor.phones",
+    ]
+    assert trailer == b"TRAILER" + b"0" * 11 + b"2" + b"0" * 20
+    rows = parse(layout, "data.deletion_requested", data)
+    records = [r.record for r in rows if isinstance(r, ParsedRecord)]
+    assert as_packet(records[0]) == as_packet(json.loads(payload))
+    assert "categories" not in records[1]["data"]  # an empty list is an empty cell
+
+
+def test_a_fixed_width_deletion_column_without_a_width_is_refused_when_the_config_loads() -> None:
+    columns = {
+        **fixed_layout().columns,
+        "data.deletion_requested": (ColumnSpec(name="P", field="data.placement_id"),),
+    }
+    with pytest.raises(ValueError, match=r"columns\.data\.deletion_requested: \['P'\]"):
+        fixed_layout(columns=columns)
+
+
+def test_json_lines_keep_the_categories_a_list() -> None:
+    payload = deletion(5)
+    data = render(LayoutSection(format="jsonl"), "data.deletion_requested", [payload])
+    assert data == payload + b"\n"
+    assert json.loads(data)["data"]["categories"] == list(CATEGORIES)
+
+
+def test_data_deleted_rows_carry_method_and_reference() -> None:
+    rows = result_csv(
+        cells(
+            EVENT_TYPE="data.deleted",
+            EVENT_TIME="2026-02-01T09:00:00Z",
+            PLACEMENT_ID="PL-1",
+            METHOD="deleted",
+            REFERENCE="DEL-PL-1",
+        )
+    )
+    assert rows == [
+        ParsedRecord(
+            2,
+            {
+                "type": "data.deleted",
+                "timestamp": "2026-02-01T09:00:00Z",
+                "data": {"placement_id": "PL-1", "method": "deleted", "reference": "DEL-PL-1"},
+            },
+        )
+    ]
+
+
+def test_a_result_file_written_before_method_and_reference_existed_still_reads() -> None:
+    """Its header names the first 21 default columns; rows of 21 cells are read as such."""
+    names = [c.name for c in result_layout().columns_for("result")]
+    assert names[-2:] == ["METHOD", "REFERENCE"]
+    old = names[:-2]
+    row = ["case.closed", "2026-01-16T09:00:00Z", "PL-2"] + [""] * (len(old) - 3)
+    row[old.index("REASON")] = "settled"
+    body = "\n".join([",".join(old), ",".join(row), ",".join([*row, "deleted", ""])]) + "\n"
+    rows = parse(result_layout(), "result", body.encode())
+    assert rows == [
+        ParsedRecord(
+            2,
+            {
+                "type": "case.closed",
+                "timestamp": "2026-01-16T09:00:00Z",
+                "data": {"placement_id": "PL-2", "reason": "settled"},
+            },
+        ),
+        RowError(3, "row", "23 cells, the layout has 21"),
+    ]
+    # Any other header is not read: the layout alone says what the cells are.
+    renamed = "\n".join(["事件," + ",".join(old[1:]), ",".join(row)]) + "\n"
+    assert parse(result_layout(), "result", renamed.encode()) == [
+        RowError(2, "row", "21 cells, the layout has 23")
+    ]

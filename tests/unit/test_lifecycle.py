@@ -6,6 +6,7 @@ import pytest
 
 from gateway.lifecycle import (
     ACTIVITY_EVENTS,
+    ENDED_PLACEMENT_STATES,
     MISMATCH_TRANSITIONS,
     OPEN_PLACEMENT_STATES,
     OUTBOX_TRANSITIONS,
@@ -16,8 +17,13 @@ from gateway.lifecycle import (
 )
 from schemas.events import EVENT_TYPES
 
-WORKING_EVENTS = frozenset(EVENT_TYPES) - {"complaint.received", "statement.submitted"}
-"""Events that report work or a change of status (complaints and statements change nothing)."""
+WORKING_EVENTS = frozenset(EVENT_TYPES) - {
+    "complaint.received",
+    "statement.submitted",
+    "data.deleted",
+}
+"""Events that report work or a change of status (complaints, statements and deletion
+confirmations change nothing)."""
 
 
 def reachable(table: dict[str, set[str]], start: str) -> set[str]:
@@ -61,6 +67,13 @@ def test_terminal_states_accept_no_working_event(state: str) -> None:
         assert next_placement_state(state, event_type) is None, (state, event_type)
     # Whatever they do accept (a late complaint) leaves them where they are.
     assert all(target == state for target in PLACEMENT_TRANSITIONS[state].values())
+
+
+def test_a_deletion_is_confirmed_only_once_the_placement_has_ended() -> None:
+    for state in PLACEMENT_TRANSITIONS:
+        ended = state in ENDED_PLACEMENT_STATES
+        assert next_placement_state(state, "data.deleted") == (state if ended else None), state
+    assert ENDED_PLACEMENT_STATES == TERMINAL_PLACEMENT_STATES | {"recalled"}
 
 
 def test_recalled_allows_only_return_close_and_noop_acknowledgement() -> None:

@@ -12,6 +12,7 @@ import jinja2
 import pytest
 
 from adapters.email import batch_reference, template_environment
+from gateway.email_settings import DEFAULT_TEMPLATE_NAMES
 from gateway.mail_render import (
     CaseDocument,
     inner_entity,
@@ -21,7 +22,8 @@ from gateway.mail_render import (
     outer_headers,
     render_content,
 )
-from gateway.packets import render_created, render_recalled
+from gateway.packets import LEGAL_BASIS, render_created, render_deletion_request, render_recalled
+from schemas.packets import PACKET_TYPES, DeletionReason
 from tests.factories import PII
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "config" / "templates" / "email"
@@ -152,6 +154,73 @@ def test_recall_template():
     content = render([case], template="recall")
     assert content.subject == "[案件 PL-AC0000000001-1] 撤回委托通知：AC0000000001"
     assert "停止一切催收" in content.text
+
+
+def deletion(reason: DeletionReason = "recalled") -> bytes:
+    return render_deletion_request(
+        agency_id="ZHENGYI",
+        placement_id="PL-AC0000000001-1",
+        case_id="AC0000000001",
+        version=3,
+        reason=reason,
+        ended_at=NOW,
+        delete_by=date(2026, 4, 1),
+        categories=("debtor.debtor_id", "debtor.name", "debtor.phones"),
+        at=NOW,
+    ).payload
+
+
+def test_deletion_letter_in_chinese_names_the_case_the_data_the_law_and_the_date():
+    case = mail_case(deletion(), frozenset({"debtor.name"}))
+    content = render([case], template="deletion", with_reply_form=True)
+    assert content.subject == "[案件 PL-AC0000000001-1] 委托终止，请删除个人信息：AC0000000001"
+    text = content.text
+    assert "委托编号 PL-AC0000000001-1（案件编号 AC0000000001）" in text
+    assert "因我司撤回委托而终止" in text
+    assert (
+        "  - 客户编号（debtor.debtor_id）\n  - 姓名（debtor.name）\n  - 电话号码（debtor.phones）\n"
+        in text
+    )
+    assert "《中华人民共和国个人信息保护法》第二十一条" in text and LEGAL_BASIS in text
+    assert "请于 2026-04-01 前完成删除或返还" in text
+    # How to confirm: the data.deleted row (method in the reason column), sheet or form.
+    assert (
+        "事件 event_type 填 data.deleted" in text
+        and "原因 reason 填 deleted（已删除）或 returned" in text
+    )
+    assert "（回复表_PL-AC0000000001-1.csv，CSV 或 XLSX 均可）" in text
+    assert "---- REPLY FORM 回复表 ----" in text
+    assert "placement.acknowledged" not in text  # the referral's instructions do not apply
+    case_file, reply_sheet = content.attachments
+    [row] = list(csv.DictReader(io.StringIO(case_file.data.decode("utf-8-sig"))))
+    assert row["packet_type"] == "data.deletion_requested" and row["reason"] == "recalled"
+    assert row["categories"] == "debtor.debtor_id; debtor.name; debtor.phones"
+    assert reply_sheet.filename == "回复表_PL-AC0000000001-1.csv"
+
+
+def test_deletion_letter_in_english():
+    case = mail_case(deletion("closed"), frozenset())
+    content = render([case], template="deletion", language="en", case_file_kind="none")
+    assert content.subject == (
+        "[Case PL-AC0000000001-1] Referral ended, please delete personal data: AC0000000001"
+    )
+    text = content.text
+    ended = "Our referral PL-AC0000000001-1 (case AC0000000001) ended on 2026-03-02T09:30:00Z"
+    assert f"{ended}: the case was closed." in text
+    assert "  - name (debtor.name)\n" in text and "  - phone numbers (debtor.phones)\n" in text
+    assert "Article 21 of the Personal Information Protection Law" in text
+    assert "by 2026-04-01" in text
+    assert "event_type data.deleted" in text and "reason the method: deleted" in text
+    assert "REPLY FORM" not in text  # this firm answers with the sheet only
+    assert [a.filename for a in content.attachments] == ["reply_PL-AC0000000001-1.csv"]
+
+
+def test_every_packet_type_has_its_letter_in_both_languages():
+    assert set(PACKET_TYPES) <= set(DEFAULT_TEMPLATE_NAMES)
+    for name in DEFAULT_TEMPLATE_NAMES.values():
+        for language in ("zh", "en"):
+            for part in ("subject", "body"):
+                assert (TEMPLATES / language / f"{name}.{part}.j2").is_file(), name
 
 
 def test_a_template_typo_fails_loudly(tmp_path):

@@ -102,6 +102,7 @@ EVENT_EXAMPLES: dict[str, dict[str, Any]] = {
         "period_end": "2026-01-31",
         "items": [{"placement_id": PL, "balance": _cny(934_550), "status": "active"}],
     },
+    "data.deleted": {"placement_id": PL, "method": "returned", "reference": "DEL-2026-0042"},
 }
 
 
