@@ -103,8 +103,9 @@ async def agencies_scorecard(
     ctx: click.Context, start: datetime | None, end: datetime | None, as_json: bool
 ) -> None:
     """How each agency served the placements it received in a period: recovery (collected
-    / placed), acknowledgements, first activity and promises kept on time, contact-rule
-    violations, reporting breaks and open mismatches (see README "Agency scorecards")."""
+    / placed), acknowledgements, first activity, promises and data deletions on time,
+    contact-rule violations, reporting breaks and open mismatches (see README "Agency
+    scorecards")."""
     from gateway.scorecards import period, rate, report, scorecards
 
     try:
@@ -130,11 +131,12 @@ async def agencies_scorecard(
         "ack",
         "activity",
         "promises",
+        "deletions",
         "violations",
         "breaks",
         "open",
         title=f"placements of {since:%Y-%m-%d} to {until - timedelta(days=1):%Y-%m-%d}",
-        caption="ack, activity, promises: on time; violations: contact rules; breaks: "
+        caption="ack, activity, promises, deletions: on time; violations: contact rules; breaks: "
         "reports that disagree with our record; open: unresolved mismatches",
     )
     for c in cards:
@@ -146,6 +148,7 @@ async def agencies_scorecard(
             rate(c.ack.on_time_bps),
             rate(c.first_activity.on_time_bps),
             rate(c.promises.on_time_bps),
+            rate(c.deletions.on_time_bps),
             str(c.contact_violations),
             str(c.reporting_breaks),
             str(c.open_mismatches),

@@ -6,9 +6,10 @@ A scorecard covers the placements *placed* in ``[start, end)`` and follows them 
 
 * volume: placements, the balance placed and collected per currency, the recovery rate
   (collected / placed, in basis points) and how many were recalled;
-* service: acknowledgements and first activity within the agency's SLA, and promises to pay
-  kept, each as met / breached (an expectation still open and not yet due counts in
-  neither) and an on-time rate in basis points;
+* service: acknowledgements and first activity within the agency's SLA, promises to pay
+  kept, and deletions of ended placements' personal data confirmed in time
+  (gateway.privacy), each as met / breached (an expectation still open and not yet due
+  counts in neither) and an on-time rate in basis points;
 * conduct: contact-rule violations (and work after a recall), reporting breaks (what they
   reported disagrees with our record or the money) and mismatches still open.
 
@@ -31,7 +32,12 @@ EXPECTATIONS = Expectation.__table__  # type: ignore[attr-defined]
 MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
 P, X, M = PLACEMENTS.c, EXPECTATIONS.c, MISMATCHES.c
 
-SERVICE = {"ack": "ack", "first_activity": "first_activity", "promise_payment": "promises"}
+SERVICE = {
+    "ack": "ack",
+    "first_activity": "first_activity",
+    "promise_payment": "promises",
+    "deletion": "deletions",
+}
 """Expectation kind → scorecard service line."""
 CONDUCT = frozenset({"contact_rule_violation", "activity_after_recall"})
 """Mismatch kinds that are the agency's conduct toward debtors."""
@@ -83,6 +89,7 @@ class Scorecard:
     ack: Service = field(default_factory=Service)
     first_activity: Service = field(default_factory=Service)
     promises: Service = field(default_factory=Service)
+    deletions: Service = field(default_factory=Service)
     contact_violations: int = 0
     reporting_breaks: int = 0
     open_mismatches: int = 0
@@ -99,7 +106,7 @@ class Scorecard:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["recovery_bps"] = self.recovery_bps
-        for name in ("ack", "first_activity", "promises"):
+        for name in SERVICE.values():
             out[name]["on_time_bps"] = getattr(self, name).on_time_bps
         return out
 

@@ -77,7 +77,7 @@ async def test_scorecard_counts_follow_the_placements_of_the_period(
     finally:
         await gateway.aclose()
     monkeypatch.chdir(config.parent)
-    runner = CliRunner()
+    runner = CliRunner(env={"COLUMNS": "120"})  # a terminal; 80 columns squeeze ten
 
     async def invoke(*args: str) -> Result:
         # The command runs its own event loop: in a thread, away from the test's.

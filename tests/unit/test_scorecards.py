@@ -18,6 +18,8 @@ def test_rates_breaks_and_open_mismatches_per_agency() -> None:
             ("AGA", "ack", "open", 5),  # not yet due: counts in neither
             ("AGA", "promise_payment", "breached", 2),
             ("AGB", "first_activity", "met", 2),
+            ("AGB", "deletion", "met", 3),
+            ("AGB", "deletion", "breached", 1),
             ("AGB", "statement", "breached", 1),  # not a placement service line
         ],
         [
@@ -34,6 +36,8 @@ def test_rates_breaks_and_open_mismatches_per_agency() -> None:
     assert (a.contact_violations, a.reporting_breaks, a.open_mismatches) == (2, 1, 3)
     assert b.recovery_bps == {"CNY": 10_000} and b.first_activity.on_time_bps == 10_000
     assert (b.contact_violations, b.open_mismatches) == (1, 0)
+    assert (b.deletions.met, b.deletions.breached, b.deletions.on_time_bps) == (3, 1, 7_500)
+    assert a.as_dict()["deletions"] == {"met": 0, "breached": 0, "on_time_bps": None}
     assert (c.placements, c.recovery_bps, c.ack.on_time_bps) == (0, {}, None)
     assert c.as_dict()["ack"] == {"met": 0, "breached": 0, "on_time_bps": None}
 
@@ -46,5 +50,5 @@ def test_an_agency_only_the_store_knows_keeps_its_card() -> None:
 def test_the_categories_name_real_mismatch_kinds() -> None:
     assert CONDUCT <= set(MISMATCH_KINDS) and REPORTING <= set(MISMATCH_KINDS)
     assert not CONDUCT & REPORTING
-    assert set(SERVICE) == {"ack", "first_activity", "promise_payment"}
+    assert set(SERVICE) == {"ack", "first_activity", "promise_payment", "deletion"}
     assert (rate(None), rate(0), rate(9_999)) == ("-", "0.00%", "99.99%")
