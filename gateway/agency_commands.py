@@ -1,19 +1,21 @@
-"""``agency-gateway agencies ...``: each agency's status, its endpoint switch, and its
-scorecard for a period."""
+"""``agency-gateway agencies ...``: each agency's status, its endpoint switch, recalling
+everything it holds when its contract ends, and its scorecard for a period."""
 
 import json
 from datetime import UTC, datetime, timedelta
 
 import click
+import sqlalchemy as sa
 from rich.table import Table
 
-from gateway.cli_support import console, open_gateway, run_async
+from gateway.cli_support import console, err_console, open_gateway, run_async
 from gateway.errors import GatewayError
 
 
 @click.group()
 def agencies() -> None:
-    """Agencies: status (placements, backlog, endpoints), switches and scorecards."""
+    """Agencies: status (placements, backlog, endpoints), switches, contract end
+    (recall-all) and scorecards."""
 
 
 @agencies.command("list")
@@ -81,6 +83,67 @@ async def agencies_disable(ctx: click.Context, agency_id: str, reason: str) -> N
     finally:
         await gateway.aclose()
     console.print(f"{agency_id}: endpoint disabled ({reason})")
+
+
+@agencies.command("recall-all")
+@click.argument("agency_id")
+@click.option(
+    "--reason", default="CONTRACT_END", show_default=True, help="Recall reason code sent."
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_context
+@run_async
+async def agencies_recall_all(
+    ctx: click.Context, agency_id: str, reason: str, yes: bool, as_json: bool
+) -> None:
+    """Recall every open placement AGENCY_ID holds, for when its contract ends: each gets
+    placement.recalled (as `recall` would), and once ended, a data.deletion_requested
+    (see README "Privacy: proof of deletion"). To stop new cases reaching it, set
+    `enabled = false` in its config; its replies and result files are still read."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from gateway.lifecycle import OPEN_PLACEMENT_STATES
+    from gateway.placements import P
+
+    gateway = await open_gateway(ctx)
+    try:
+        if agency_id not in gateway.agencies:
+            raise GatewayError(f"no agency {agency_id!r} in {gateway.settings.agencies_dir}")
+        async with gateway.db.connect() as conn:
+            held = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        P.agency_id == agency_id, P.state.in_(OPEN_PLACEMENT_STATES)
+                    )
+                )
+            ).scalar_one()
+        if not yes and held and not as_json:
+            click.confirm(
+                f"recall all {held} open placements of {agency_id} ({reason})?", abort=True
+            )
+        with Progress(
+            TextColumn(f"[bold]recall[/] {agency_id}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err_console,
+            disable=as_json or not err_console.is_terminal,
+        ) as progress:
+            task = progress.add_task(agency_id, total=held)
+            recalled = await gateway.placements.recall_agency(
+                agency_id,
+                reason.upper(),
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    finally:
+        await gateway.aclose()
+    if as_json:
+        click.echo(json.dumps({"agency_id": agency_id, "recalled": recalled}, indent=2))
+        return
+    console.print(
+        f"{agency_id}: recalled {len(recalled)} placement(s) ({reason.upper()}); "
+        "placement.recalled queued (run `dispatch` or `serve`); deletion requests follow"
+    )
 
 
 @agencies.command("scorecard")

@@ -5,7 +5,7 @@ a packet without its proof.
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -305,6 +305,47 @@ class PlacementService:
         )
         log.info("recalled %s from %s (%s)", placement_id, agency_id, reason_code)
         return str(placement_id)
+
+    async def recall_agency(
+        self,
+        agency_id: str,
+        reason_code: str,
+        *,
+        batch: int = 200,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[str]:
+        """Recall every open placement ``agency_id`` holds (its contract ends): each as
+        ``recall`` does, ``batch`` to a transaction; ``progress(done, total)`` after each.
+        A case that stopped being open in the meantime is skipped. The placement ids."""
+        async with self._db.connect() as conn:
+            cases = list(
+                (
+                    await conn.execute(
+                        sa.select(P.case_id)
+                        .where(P.agency_id == agency_id, P.state.in_(OPEN_PLACEMENT_STATES))
+                        .order_by(P.case_id)
+                    )
+                ).scalars()
+            )
+        recalled: list[str] = []
+        for start in range(0, len(cases), batch):
+            now = to_datetime(self._clock.now())
+            async with self._db.transaction() as conn:
+                for case_id in cases[start : start + batch]:
+                    still_open = (
+                        await conn.execute(
+                            sa.select(P.id).where(
+                                P.case_id == case_id,
+                                P.agency_id == agency_id,
+                                P.state.in_(OPEN_PLACEMENT_STATES),
+                            )
+                        )
+                    ).first()
+                    if still_open is not None:
+                        recalled.append(await self.recall_in(conn, case_id, reason_code, now=now))
+            if progress is not None:
+                progress(min(start + batch, len(cases)), len(cases))
+        return recalled
 
     async def amend_balances(
         self, conn: AsyncConnection, changes: Sequence[BalanceChange], *, now: datetime

@@ -29,8 +29,8 @@ def privacy() -> None:
 async def deletions(
     ctx: click.Context, agency: str | None, state: str | None, as_json: bool
 ) -> None:
-    """List deletion requests, oldest first: placement, agency, when asked, due, state and
-    the data.deleted event that confirmed it."""
+    """List deletion requests, oldest first: placement, agency, how the placement ended,
+    when asked, due, state and the data.deleted event that confirmed it."""
     from gateway.privacy import deletion_status
 
     gateway = await open_gateway(ctx)
@@ -42,20 +42,24 @@ async def deletions(
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
-    table = Table(
-        "placement", "agency", "ended as", "requested", "due", "state", "confirmed by event",
-        title=f"{len(rows)} deletion request(s)",
-    )  # fmt: skip
+    table = Table(title=f"{len(rows)} deletion request(s)")
+    table.add_column("placement", no_wrap=True)
+    if agency is None:
+        table.add_column("agency", no_wrap=True)
+    for name in ("ended", "asked", "due", "state", "event"):
+        table.add_column(name, no_wrap=True)
     for row in rows:
-        table.add_row(
-            str(row["placement_id"]),
-            str(row["agency_id"]),
+        cells = [str(row["placement_id"])]
+        if agency is None:
+            cells.append(str(row["agency_id"]))
+        cells += [
             str(row["placement_state"] or ""),
-            str(row["requested_at"])[:16],
+            str(row["requested_at"])[:10],
             str(row["due_at"])[:10],
             str(row["state"]),
             str(row["confirmed_by_event_id"] or ""),
-        )
+        ]
+        table.add_row(*cells)
     console.print(table)
 
 

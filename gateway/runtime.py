@@ -100,13 +100,15 @@ async def reconciliation_run(gateway: Gateway) -> dict[str, Any] | None:
 
 
 def mailbox_readers(gateway: Gateway) -> list[MailboxReader]:
-    """One IMAP reader per law firm with an ``[email.imap]`` section."""
+    """One IMAP reader per law firm with an ``[email.imap]`` section, enabled or not."""
     return [
         build_mailbox_reader(
             agency, base_dir=gateway.settings.base_dir, db=gateway.db, clock=gateway.clock.now
         )
         for agency in gateway.agencies.values()
-        if isinstance(agency, EmailAgency) and agency.email.imap is not None and agency.enabled
+        # Not only firms taking new cases: one whose contract ended still returns cases and
+        # confirms deletions by mail.
+        if isinstance(agency, EmailAgency) and agency.email.imap is not None
     ]
 
 

@@ -145,3 +145,47 @@ async def test_placements_of_an_agency_no_longer_configured_are_counted_not_aske
     result = await sweep(world)
     assert (result.requested, result.unknown_agency) == (0, 1)
     assert await deletion_packets(world) == []
+
+
+async def test_a_contract_end_recalls_everything_the_agency_holds_then_asks_deletion(
+    world: World,
+):
+    placements = PlacementService(
+        db=world.db,
+        agencies=world.agencies,
+        pii=PiiKeyRing.parse(PiiKeyRing.generate_line("k1")),
+        settings=AllocationSection(),
+        clock=world.clock,
+    )
+    held = [row[0] for row in world.by_agency["AGB"]]
+    returned = world.by_agency["AGB"][0]
+    await world.report("AGB", [event("placement.acknowledged", placement_id=returned[0])])
+    await world.report("AGB", [event("case.returned", placement_id=returned[0])])
+    seen: list[tuple[int, int]] = []
+    recalled = await placements.recall_agency(
+        "AGB", "CONTRACT_END", batch=2, progress=lambda done, total: seen.append((done, total))
+    )
+    assert sorted(recalled) == sorted(held[1:])  # the returned one was not open any more
+    assert seen[-1] == (len(held) - 1, len(held) - 1)
+    async with world.db.connect() as conn:
+        states = dict(
+            (
+                await conn.execute(
+                    sa.select(PLACEMENTS.c.id, PLACEMENTS.c.state).where(
+                        PLACEMENTS.c.agency_id.in_(["AGA", "AGB"])
+                    )
+                )
+            ).all()
+        )
+        recalls = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(OUTBOX)
+                .where(OUTBOX.c.packet_type == "placement.recalled")
+            )
+        ).scalar_one()
+    assert {states[p] for p in held[1:]} == {"recalled"} and states[returned[0]] == "returned"
+    assert all(states[row[0]] != "recalled" for row in world.by_agency["AGA"])
+    assert recalls == len(held) - 1
+    assert (await sweep(world)).by_agency == {"AGB": len(held)}
+    assert await placements.recall_agency("AGB", "CONTRACT_END") == []  # nothing left
