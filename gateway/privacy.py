@@ -22,7 +22,9 @@ what was asked and what the agency confirmed.
 
 A sweep handles at most ``limit`` placements, oldest first, so a first run over a large
 book is spread across schedules. Placements of an agency no longer configured are left
-alone and counted (``unknown_agency``): there is no channel to ask on.
+alone and counted (``unknown_agency``): there is no channel to ask on. An agency that
+confirmed with ``data.deleted`` before it was asked (it deletes on return) is not asked:
+the expectation is recorded as already met by that event.
 """
 
 from collections.abc import Mapping
@@ -37,8 +39,9 @@ from gateway.agency_config import AgencyConfig
 from gateway.lifecycle import ENDED_PLACEMENT_STATES
 from gateway.packets import render_deletion_request
 from gateway.placements import queue_packets
-from gateway.reconciler import EXPECTATIONS, X, insert_expectations
+from gateway.reconciler import EXPECTATIONS, E, X, expectation_row, insert_expectations
 from gateway.reconciliation import NewExpectation
+from gateway.store.database import dialect_insert
 from gateway.store.tables import Placement
 from schemas.packets import DeletionReason
 
@@ -53,12 +56,14 @@ ALWAYS_SENT: Final = ("debtor.debtor_id",)
 @dataclass(slots=True)
 class SweepResult:
     requested: int = 0
+    already_confirmed: int = 0
     unknown_agency: int = 0
     by_agency: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "requested": self.requested,
+            "already_confirmed": self.already_confirmed,
             "unknown_agency": self.unknown_agency,
             "by_agency": dict(sorted(self.by_agency.items())),
         }
@@ -80,22 +85,46 @@ async def request_deletions(
     """Ask for deletion on every ended placement not yet asked (see the module docstring),
     in the caller's transaction."""
     asked = sa.select(X.id).where(X.placement_id == P.id, X.kind == KIND).exists()
+    pending = sa.and_(P.state.in_(sorted(ENDED_PLACEMENT_STATES)), ~asked)
+    known = sorted(agencies)
+    confirmed = (
+        sa.select(E.id)
+        .where(E.placement_id == P.id, E.event_type == "data.deleted", E.applied)
+        .order_by(E.id)
+        .limit(1)
+        .scalar_subquery()
+    )
     rows = (
         await conn.execute(
-            sa.select(P.id, P.case_id, P.agency_id, P.state, P.version, P.recalled_at, P.updated_at)
-            .where(P.state.in_(sorted(ENDED_PLACEMENT_STATES)), ~asked)
+            sa.select(
+                P.id,
+                P.case_id,
+                P.agency_id,
+                P.state,
+                P.version,
+                P.recalled_at,
+                P.updated_at,
+                confirmed.label("confirmed_by"),
+            )
+            .where(pending, P.agency_id.in_(known))
             .order_by(P.updated_at, P.id)
             .limit(limit)
         )
     ).all()
     result = SweepResult()
+    result.unknown_agency = (
+        await conn.execute(sa.select(sa.func.count()).where(pending, P.agency_id.not_in(known)))
+    ).scalar_one()
     due = now + timedelta(days=days)
     packets = []
     expectations = []
+    already = []
     for r in rows:
-        agency = agencies.get(r.agency_id)
-        if agency is None:
-            result.unknown_agency += 1
+        agency = agencies[r.agency_id]
+        if r.confirmed_by is not None:
+            # The agency confirmed before we asked (it deleted on return): nothing to send.
+            row = expectation_row(r.id, agency.id, NewExpectation(KIND, "", now, None), now)
+            already.append({**row, "state": "met", "met_by_event_id": r.confirmed_by})
             continue
         packet = render_deletion_request(
             agency_id=agency.id,
@@ -114,7 +143,15 @@ async def request_deletions(
     if packets:
         await queue_packets(conn, packets, now=now)
         await insert_expectations(conn, expectations, now=now)
+    if already:
+        await conn.execute(
+            dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
+                index_elements=["placement_id", "kind", "ref"]
+            ),
+            already,
+        )
     result.requested = len(packets)
+    result.already_confirmed = len(already)
     return result
 
 

@@ -79,6 +79,7 @@ async def test_ended_placements_are_asked_once_and_the_confirmation_meets_it(wor
     await world.report("AGA", [event("case.closed", placement_id=closed[0], reason="settled")])
     assert (await sweep(world)).as_dict() == {
         "requested": 2,
+        "already_confirmed": 0,
         "unknown_agency": 0,
         "by_agency": {"AGA": 2},
     }
@@ -136,6 +137,20 @@ async def test_ended_placements_are_asked_once_and_the_confirmation_meets_it(wor
         page = await read_model.agency_page(conn, world.agencies["AGA"], None, now=late)
     assert page["deletions"] == {"open": 0, "met": 1, "breached": 1}
     assert page["sla_breaches_open"]["deletion_unconfirmed"] == 1
+
+
+async def test_an_agency_that_confirmed_before_it_was_asked_is_not_asked(world: World):
+    returned = world.placement("AGA", 0)
+    await world.report("AGA", [event("placement.acknowledged", placement_id=returned[0])])
+    await world.report("AGA", [event("case.returned", placement_id=returned[0])])
+    await world.report("AGA", [event("data.deleted", placement_id=returned[0])])
+    result = await sweep(world)
+    assert (result.requested, result.already_confirmed) == (0, 1)
+    assert await deletion_packets(world) == []
+    async with world.db.connect() as conn:
+        [status] = await deletion_status(conn)
+    assert status["state"] == "met" and status["confirmed_by_event_id"] is not None
+    assert (await sweep(world)).already_confirmed == 0  # recorded once
 
 
 async def test_placements_of_an_agency_no_longer_configured_are_counted_not_asked(world: World):

@@ -56,7 +56,7 @@ async def end_and_ask(gateway: Gateway) -> str:
         ).first() or ("", "")
     assert await gateway.placements.recall(case_id, "PAID_DIRECT") == placement_id
     swept = await gateway.request_deletions()
-    assert swept.as_dict() == {"requested": 1, "unknown_agency": 0, "by_agency": {AGENCY_ID: 1}}
+    assert (swept.requested, swept.unknown_agency, swept.by_agency) == (1, 0, {AGENCY_ID: 1})
     stats = await (await gateway.dispatcher()).drain_once()
     assert (stats.delivered, stats.dead) == (2, 0), "the recall and the deletion request"
     return placement_id
