@@ -31,6 +31,7 @@ from gateway.demo_sandboxes import (
     start_webhook_sandbox,
     write_firm_documents,
 )
+from gateway.evidence_bundle import export_case, verify_bundle
 from gateway.intake import import_file
 from gateway.keygen import generate_missing
 from gateway.privacy import deletion_status
@@ -203,6 +204,25 @@ async def run_demo(
             f"{verification.checkpoints_checked} signed checkpoint(s), "
             f"{'verified' if verification.ok else 'VERIFICATION FAILED'}"
         )
+        bundle_ok = True
+        if recalls:
+            # One recalled case's bundle, as a lender would hand it to an auditor.
+            bundle = await export_case(
+                gateway.db,
+                gateway.evidence,
+                gateway.note_verifier,
+                recalls[0],
+                now=to_datetime(gateway.clock.now()),
+            )
+            bundle_file = demo_dir / f"evidence-{recalls[0]}.json"
+            bundle_file.write_text(json.dumps(bundle, indent=1, ensure_ascii=False) + "\n")
+            checked = verify_bundle(bundle, [gateway.note_verifier])
+            bundle_ok = checked.ok
+            notes.append(
+                f"evidence bundle of recalled case {recalls[0]}: {checked.entries} leaves, "
+                f"{'verifies offline' if checked.ok else 'DOES NOT VERIFY'} "
+                f"(agency-gateway evidence check-bundle {bundle_file})"
+            )
         notes.append(
             f"finished in {time.perf_counter() - started:.1f} s; database {settings.database.url}"
         )
@@ -217,7 +237,7 @@ async def run_demo(
             console.print_json(json.dumps(summary, default=str))
         else:
             print_summary(console, summary)
-        if not verification.ok:
+        if not verification.ok or not bundle_ok:
             raise SystemExit(1)
         if not options.once:
             console.print(
