@@ -10,7 +10,7 @@ masked personal data, audited reveal), ``/agencies`` and ``/agencies/{id}``, and
 
 from aiohttp import web
 
-from gateway.web import pages
+from gateway.web import case_evidence, pages
 from gateway.web.console_api import add_api_routes
 from gateway.web.console_services import CONSOLE_KEY, ConsoleServices, console_services
 from gateway.web.rendering import static_file
@@ -30,6 +30,7 @@ def add_console(app: web.Application, services: ConsoleServices) -> None:
     router.add_post("/mismatches/{mismatch_id}/actions", pages.mismatch_action)
     router.add_get("/cases/{case_id}", pages.case_page)
     router.add_post("/cases/{case_id}/reveal", pages.reveal_pii)
+    router.add_post("/cases/{case_id}/evidence", case_evidence.download_bundle)
     router.add_get("/agencies", pages.agencies_page)
     router.add_get("/agencies/{agency_id}", pages.agency_page)
     router.add_get("/users", pages.users_page)

@@ -14,11 +14,13 @@ from multidict import MultiDict, MultiMapping
 from gateway.agency_config import AgencyConfig
 from gateway.bootstrap import Gateway
 from gateway.errors import GatewayError
+from gateway.evidence import EvidenceLog
 from gateway.pii import PiiKeyRing
 from gateway.ports import Clock
 from gateway.resolution_rules import DEFAULT_RECALL_CODE, ActionRequest, MismatchFilter
 from gateway.resolutions import ResolutionService
 from gateway.settings import ConsoleSection
+from gateway.signed_note import NoteVerifier
 from gateway.store.database import Database
 from gateway.web.read_model import Circuits
 from gateway.web.sessions import Auth
@@ -44,6 +46,9 @@ class ConsoleServices:
     clock: Clock
     auth: Auth
     circuits: Callable[[], Circuits | None] = field(default=lambda: None)
+    evidence: EvidenceLog | None = None
+    """The evidence log and the key that verifies its checkpoints, for case bundles."""
+    note_verifier: NoteVerifier | None = None
 
     def may_reveal(self, role: str) -> bool:
         return role in self.settings.pii_reveal_roles
@@ -70,6 +75,8 @@ def console_services(gateway: Gateway) -> ConsoleServices:
         clock=gateway.clock,
         auth=Auth(db=gateway.db, settings=settings, clock=gateway.clock),
         circuits=circuits,
+        evidence=gateway.evidence,
+        note_verifier=gateway.note_verifier,
     )
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Final
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import NotFound
 from gateway.evidence import LeafInput, append_leaves
@@ -108,43 +109,59 @@ async def reveal(
             raise NotFound(f"case {case_id} does not exist")
         clear = personal(pii.decrypt(blob, bound_to=case_id))
         fields = ",".join(name for name in PII_FIELDS if clear.get(name))
-        reveal_id = (
-            await conn.execute(
-                REVEALS.insert().returning(REVEALS.c.id),
-                [
-                    {
-                        "user_name": user_name,
-                        "case_id": case_id,
-                        "fields": fields,
-                        "reason": reason[:500],
-                        "remote": remote[:64],
-                        "evidence_seq": -1,
-                        "created_at": now,
-                    }
-                ],
-            )
-        ).scalar_one()
-        [seq] = await append_leaves(
-            conn,
-            [
-                LeafInput(
-                    kind="pii_reveal",
-                    ref=f"case:{case_id}",
-                    fields={
-                        "reveal_id": reveal_id,
-                        "user": user_name,
-                        "fields": fields,
-                        "reason": reason[:500],
-                        "at": now.isoformat(),
-                    },
-                )
-            ],
-            now=now,
-        )
-        await conn.execute(
-            REVEALS.update().where(REVEALS.c.id == reveal_id).values(evidence_seq=seq)
+        await audit_reveal(
+            conn, case_id, fields, user_name=user_name, reason=reason, remote=remote, now=now
         )
     return clear
+
+
+async def audit_reveal(
+    conn: AsyncConnection,
+    case_id: str,
+    fields: str,
+    *,
+    user_name: str,
+    reason: str,
+    remote: str,
+    now: datetime,
+) -> int:
+    """Record that ``user_name`` saw ``fields`` of the case (a ``pii_reveals`` row and its
+    ``pii_reveal`` leaf), in the caller's transaction; the leaf's seq."""
+    reveal_id = (
+        await conn.execute(
+            REVEALS.insert().returning(REVEALS.c.id),
+            [
+                {
+                    "user_name": user_name,
+                    "case_id": case_id,
+                    "fields": fields,
+                    "reason": reason[:500],
+                    "remote": remote[:64],
+                    "evidence_seq": -1,
+                    "created_at": now,
+                }
+            ],
+        )
+    ).scalar_one()
+    [seq] = await append_leaves(
+        conn,
+        [
+            LeafInput(
+                kind="pii_reveal",
+                ref=f"case:{case_id}",
+                fields={
+                    "reveal_id": reveal_id,
+                    "user": user_name,
+                    "fields": fields,
+                    "reason": reason[:500],
+                    "at": now.isoformat(),
+                },
+            )
+        ],
+        now=now,
+    )
+    await conn.execute(REVEALS.update().where(REVEALS.c.id == reveal_id).values(evidence_seq=seq))
+    return int(seq)
 
 
 async def recent_reveals(db: Database, *, limit: int = 200) -> list[dict[str, object]]:
@@ -156,6 +173,7 @@ async def recent_reveals(db: Database, *, limit: int = 200) -> list[dict[str, ob
 
 __all__ = [
     "PII_FIELDS",
+    "audit_reveal",
     "mask_address",
     "mask_name",
     "mask_national_id",

@@ -26,6 +26,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from gateway.bootstrap import build, load_config
 from gateway.cli import main
 from gateway.clock import ManualClock, to_datetime
+from gateway.evidence_bundle import verify_bundle
 from gateway.keygen import self_signed
 from gateway.openapi import openapi_document
 from gateway.pii import PiiKeyRing
@@ -787,6 +788,54 @@ async def test_personal_data_is_masked_and_each_reveal_is_audited(console: Conso
     audit = await (await admin.client.get("/audit/pii")).text()
     assert "debtor called the hotline" in audit
     assert (await operator.client.get("/audit/pii")).status == 403
+
+
+async def test_an_evidence_bundle_is_downloaded_by_an_allowed_role_with_a_reason(
+    console: Console,
+) -> None:
+    gateway = console.world.gateway
+    mismatch_id = await console.world.mismatch_id("ack_balance_differs")
+    operator = await console.login("olga")
+    case_id = (await (await operator.api("GET", f"/mismatches/{mismatch_id}")).json())["case_id"]
+    assert (
+        "Download evidence bundle"
+        not in await (await operator.client.get(f"/cases/{case_id}")).text()
+    )
+    refused = await operator.client.post(
+        f"/cases/{case_id}/evidence", data={"csrf_token": operator.csrf, "reason": "court"}
+    )
+    assert refused.status == 403
+    admin = await console.login("ada")
+    assert "Download evidence bundle" in await (await admin.client.get(f"/cases/{case_id}")).text()
+    no_reason = await admin.client.post(
+        f"/cases/{case_id}/evidence", data={"csrf_token": admin.csrf, "reason": " "}
+    )
+    assert no_reason.status == 400
+    forged = await admin.client.post(f"/cases/{case_id}/evidence", data={"reason": "court"})
+    assert forged.status == 403  # no CSRF token, no bundle
+    got = await admin.client.post(
+        f"/cases/{case_id}/evidence",
+        data={"csrf_token": admin.csrf, "reason": "court order 2026-88"},
+    )
+    assert got.status == 200
+    assert got.headers["Content-Disposition"] == f'attachment; filename="evidence-{case_id}.json"'
+    bundle = await got.json()
+    report = verify_bundle(bundle, [gateway.note_verifier])
+    assert report.ok, report.problems
+    kinds = {e["kind"] for e in bundle["entries"]}
+    assert {"packet", "receipt", "pii_reveal"} <= kinds  # the download itself is in it
+    [reveal] = [json.loads(e["body"]) for e in bundle["entries"] if e["kind"] == "pii_reveal"]
+    assert (reveal["user"], reveal["fields"], reveal["reason"]) == (
+        "ada",
+        "evidence_bundle",
+        "court order 2026-88",
+    )
+    missing = await admin.client.post(
+        "/cases/AC-NOBODY/evidence", data={"csrf_token": admin.csrf, "reason": "court"}
+    )
+    assert missing.status == 404
+    rows = await console.all(sa.select(REVEALS.c.case_id, REVEALS.c.fields))
+    assert rows == [(case_id, "evidence_bundle")]  # refused and unknown cases leave no audit
 
 
 async def test_the_agency_page_shows_health_backlog_attempts_and_sla_breaches(
