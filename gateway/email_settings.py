@@ -85,11 +85,12 @@ class SmimeSection(_Section):
 
 
 class ImapSection(_Section):
-    """The firm-facing mailbox where replies and delivery reports arrive (implicit TLS)."""
+    """The firm-facing mailbox where replies and delivery reports arrive, always over TLS:
+    implicit (993) or STARTTLS required (143; gateway.imap_connect)."""
 
     host: str = Field(min_length=1)
     port: int = Field(default=993, ge=1, le=65535)
-    tls: Literal["implicit"] = "implicit"
+    tls: Literal["implicit", "starttls"] = "implicit"
     username: str = Field(min_length=1)
     password: SecretRef
     mailbox: str = "INBOX"
@@ -97,6 +98,14 @@ class ImapSection(_Section):
     timeout_seconds: float = Field(default=30, gt=0, le=600)
     poll_seconds: float = Field(default=60, gt=0, le=86_400)
     max_messages_per_poll: int = Field(default=200, ge=1, le=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _starttls_port(cls, data: object) -> object:
+        """STARTTLS is spoken on 143 unless a port is given."""
+        if isinstance(data, dict) and data.get("tls") == "starttls" and "port" not in data:
+            return {**data, "port": 143}
+        return data
 
 
 class RepliesSection(_Section):

@@ -1,4 +1,5 @@
-"""Reading the firm-facing mailbox over IMAP (implicit TLS): replies and bounces become events.
+"""Reading the firm-facing mailbox over IMAP (always over TLS, gateway.imap_connect):
+replies and bounces become events.
 
 Theory of operation
 -------------------
@@ -22,11 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aioimaplib import IMAP4_SSL  # type: ignore[import-untyped]
-
 from gateway import mail_inbox_store
 from gateway.agency_config import EmailAgency
 from gateway.errors import GatewayError
+from gateway.imap_connect import connect_imap
 from gateway.mail_triage import MailTriage
 from gateway.reply_signature import ReplyOpener, build_reply_opener
 from gateway.store.database import Database
@@ -105,13 +105,14 @@ class MailboxReader:
         """Read every new message once; see the module docstring."""
         imap = self._imap
         where = f"{self._agency.id}: IMAP {imap.host}:{imap.port}"
-        client = IMAP4_SSL(
-            host=imap.host, port=imap.port, timeout=imap.timeout_seconds, ssl_context=self._tls
-        )
         stats = PollStats()
         try:
             async with asyncio.timeout(imap.timeout_seconds):
-                await client.wait_hello_from_server()
+                client = await connect_imap(imap, self._tls)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            raise GatewayError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        try:
+            async with asyncio.timeout(imap.timeout_seconds):
                 login = await client.login(imap.username, self._password)
             _expect(login, f"{where}: login as {imap.username} refused")
             selected = await client.select(imap.mailbox)

@@ -51,7 +51,8 @@ userdb {{
 }}
 service imap-login {{
   inet_listener imap {{
-    port = 0
+    address = 127.0.0.1
+    port = {starttls_port}
   }}
   inet_listener imaps {{
     address = 127.0.0.1
@@ -96,21 +97,30 @@ def _wait_gone(path: Path, timeout: float) -> None:
 
 
 class ThrowawayDovecot:
-    """One Dovecot instance serving IMAPS on 127.0.0.1.
+    """One Dovecot instance serving IMAPS (and, when asked, IMAP with STARTTLS) on 127.0.0.1.
 
     Args:
         users: login → password.
         cert_pem / key_pem: the server's TLS certificate and key.
         port: the IMAPS port; 0 picks a free one.
+        starttls: also listen for plain IMAP that must STARTTLS before login, on
+            ``starttls_port`` (a free port).
     """
 
     def __init__(
-        self, *, users: Mapping[str, str], cert_pem: str, key_pem: str, port: int = 0
+        self,
+        *,
+        users: Mapping[str, str],
+        cert_pem: str,
+        key_pem: str,
+        port: int = 0,
+        starttls: bool = False,
     ) -> None:
         self._users = dict(users)
         self._cert = cert_pem
         self._key = key_pem
         self.port = port
+        self.starttls_port = free_port() if starttls else 0
         self._dir: Path | None = None
 
     @property
@@ -175,7 +185,8 @@ class ThrowawayDovecot:
         mail_user = pwd.getpwnam("mail")
         os.chown(mail, mail_user.pw_uid, mail_user.pw_gid)
         (root / "dovecot.conf").write_text(
-            _CONFIG.format(dir=root, port=self.port), encoding="utf-8"
+            _CONFIG.format(dir=root, port=self.port, starttls_port=self.starttls_port),
+            encoding="utf-8",
         )
         return root
 
