@@ -45,6 +45,7 @@ from gateway.merkle import (
     inclusion_ranges,
     leaf_hash,
     root_from_inclusion_proof,
+    subtree_roots,
 )
 from gateway.signed_note import (
     NoteSigner,
@@ -229,6 +230,44 @@ class EvidenceLog:
         if tree_root is None:  # cannot happen for a path built for (seq, size)
             raise EvidenceError(f"inclusion path for leaf {seq} has the wrong shape")
         return InclusionProof(seq, size, leaf.body, leaf.leaf_hash, path, tree_root, note)
+
+    async def inclusion_proofs(
+        self, seqs: Sequence[int], tree_size: int | None = None
+    ) -> list[InclusionProof]:
+        """``inclusion_proof`` of each of ``seqs``, from one read of the log: the subtree
+        roots the proofs share are computed once (merkle.subtree_roots)."""
+        if not seqs:
+            return []
+        async with self._db.snapshot() as conn:
+            size, note = await _resolve_size(conn, tree_size)
+            outside = [s for s in seqs if not 0 <= s < size]
+            if outside:
+                raise NotFound(f"evidence leaf {outside[0]} is not in the tree of size {size}")
+            leaves = {
+                int(r.seq): r
+                for r in await conn.execute(
+                    sa.select(LEAVES.c.seq, LEAVES.c.body, LEAVES.c.leaf_hash).where(
+                        LEAVES.c.seq.in_(sorted(set(seqs)))
+                    )
+                )
+            }
+            hashes: list[bytes] = []
+            await _stream_hashes(conn, 0, size, hashes.extend)
+        paths = {seq: inclusion_ranges(seq, size) for seq in seqs}
+        roots = subtree_roots(hashes, [(0, size), *(r for p in paths.values() for r in p)])
+        tree_root = roots[(0, size)]
+        return [
+            InclusionProof(
+                seq,
+                size,
+                leaves[seq].body,
+                leaves[seq].leaf_hash,
+                tuple(roots[r] for r in paths[seq]),
+                tree_root,
+                note,
+            )
+            for seq in seqs
+        ]
 
     async def consistency_proof(
         self, old_size: int, new_size: int | None = None

@@ -120,6 +120,32 @@ def inclusion_ranges(index: int, tree_size: int) -> list[tuple[int, int]]:
     return ranges
 
 
+def subtree_roots(
+    leaves: Sequence[bytes], ranges: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    """The root of each leaf range of the RFC 9162 decomposition (as ``inclusion_ranges``
+    and ``consistency_ranges`` name them) over ``leaves`` (leaf hashes). Smaller ranges are
+    computed first and reused inside larger ones, so the proofs of many leaves of one tree
+    cost about (log of their number + 1) passes over it, not one pass each."""
+    wanted = sorted(set(ranges), key=lambda r: (r[1] - r[0], r[0]))
+    roots: dict[tuple[int, int], bytes] = {}
+
+    def root(lo: int, hi: int) -> bytes:
+        known = roots.get((lo, hi))
+        if known is not None:
+            return known
+        if hi - lo == 1:
+            return leaves[lo]
+        mid = lo + _split(hi - lo)
+        return node_hash(root(lo, mid), root(mid, hi))
+
+    for lo, hi in wanted:
+        if not 0 <= lo < hi <= len(leaves):
+            raise ValueError(f"range {lo}..{hi} is outside a tree of {len(leaves)} leaves")
+        roots[(lo, hi)] = root(lo, hi)
+    return roots
+
+
 def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
     """The leaf ranges whose roots form the RFC 9162 consistency proof ``old -> new``."""
     if not 0 <= old_size <= new_size:
@@ -291,6 +317,7 @@ __all__ = [
     "node_hash",
     "root",
     "root_from_inclusion_proof",
+    "subtree_roots",
     "verify_consistency",
     "verify_inclusion",
 ]

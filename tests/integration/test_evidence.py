@@ -259,6 +259,13 @@ async def test_checkpoint_proofs_and_verify(db: Database, keys: Keys) -> None:
     assert verify_inclusion(proof.leaf_hash, proof.seq, 11, proof.path, second.root_hash)
     older = await log.inclusion_proof(2, tree_size=4)
     assert verify_inclusion(older.leaf_hash, 2, 4, older.path, first.root_hash)
+    # Many proofs from one read are the same proofs.
+    assert await log.inclusion_proofs([ids["seq"], 2, 10]) == [
+        proof,
+        await log.inclusion_proof(2),
+        await log.inclusion_proof(10),
+    ]
+    assert await log.inclusion_proofs([]) == []
 
     consistency = await log.consistency_proof(4)
     assert (consistency.old_root, consistency.new_root) == (first.root_hash, second.root_hash)

@@ -9,9 +9,11 @@ from gateway.merkle import (
     CompactRange,
     consistency_proof,
     inclusion_proof,
+    inclusion_ranges,
     leaf_hash,
     node_hash,
     root,
+    subtree_roots,
     verify_consistency,
     verify_inclusion,
 )
@@ -147,6 +149,18 @@ def test_leaf_and_node_hashes_are_domain_separated():
 def test_inclusion_proofs_match_reference_vectors(index, size, proof):
     assert inclusion_proof(HASHES[:size], index) == proof
     assert verify_inclusion(HASHES[index], index, size, proof, ROOTS[size])
+
+
+def test_shared_subtree_roots_give_every_reference_proof_and_root():
+    for size in range(1, len(HASHES) + 1):
+        ranges = [r for i in range(size) for r in inclusion_ranges(i, size)]
+        roots = subtree_roots(HASHES[:size], [*ranges, (0, size)])
+        assert roots[(0, size)] == ROOTS[size]
+        for index in range(size):
+            path = [roots[r] for r in inclusion_ranges(index, size)]
+            assert path == inclusion_proof(HASHES[:size], index)
+    with pytest.raises(ValueError, match="outside"):
+        subtree_roots(HASHES[:3], [(2, 4)])
 
 
 @pytest.mark.parametrize(("index", "size", "proof"), INCLUSION_VECTORS)
