@@ -87,4 +87,20 @@ async def connect_imap(imap: ImapSection, tls: ssl.SSLContext) -> IMAP4:
     return client
 
 
-__all__ = ["connect_imap"]
+LOGOUT_SECONDS = 5
+
+
+async def close_imap(client: IMAP4) -> None:
+    """Log out (best effort: a broken connection can fail in many ways, none matter) and
+    close the connection; aioimaplib leaves that to the server's end of it."""
+    try:
+        async with asyncio.timeout(LOGOUT_SECONDS):
+            await client.logout()
+    except Exception:
+        pass
+    transport = client.protocol.transport
+    if transport is not None and not transport.is_closing():
+        transport.close()
+
+
+__all__ = ["close_imap", "connect_imap"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from gateway import mail_inbox_store
 from gateway.agency_config import EmailAgency
 from gateway.errors import GatewayError
-from gateway.imap_connect import connect_imap
+from gateway.imap_connect import close_imap, connect_imap
 from gateway.mail_triage import MailTriage
 from gateway.reply_signature import ReplyOpener, build_reply_opener
 from gateway.store.database import Database
@@ -159,12 +159,7 @@ class MailboxReader:
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             raise GatewayError(f"{where}: {type(exc).__name__}: {exc}") from exc
         finally:
-            try:
-                async with asyncio.timeout(5):
-                    await client.logout()
-            except Exception:
-                # Logging out of a broken connection can fail in many ways; none matter.
-                log.debug("%s: logout failed", where, exc_info=True)
+            await close_imap(client)
         return stats
 
 

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.agency_config import EmailAgency
 from gateway.errors import ConfigError, GatewayError
+from gateway.imap_connect import close_imap
 from gateway.mailbox import client_tls_context
 from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
 from gateway.sandbox.firm_script import FirmScript, cases_in
@@ -250,11 +251,7 @@ class SandboxLawFirm:
             except asyncio.CancelledError:
                 pass
         if self._imap_client is not None:
-            try:
-                async with asyncio.timeout(5):
-                    await self._imap_client.logout()
-            except (OSError, TimeoutError):
-                pass
+            await close_imap(self._imap_client)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

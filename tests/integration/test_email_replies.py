@@ -29,6 +29,7 @@ from gateway.clock import ManualClock
 from gateway.delivery_hooks import ReconciliationHooks
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ActionRefused
+from gateway.imap_connect import close_imap
 from gateway.keygen import self_signed
 from gateway.mail_inbox_store import mailbox_position
 from gateway.mailbox import MailboxReader, build_mailbox_reader, client_tls_context
@@ -112,7 +113,7 @@ class World:
             await client.create(imap.mailbox)  # answers NO when it exists; that is fine
             assert (await client.append(raw, mailbox=imap.mailbox)).result == "OK"
         finally:
-            await client.logout()
+            await close_imap(client)
         return raw
 
     async def rows(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> list[dict]:

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.email_settings import ImapSection
 from gateway.errors import GatewayError
-from gateway.imap_connect import connect_imap
+from gateway.imap_connect import close_imap, connect_imap
 from gateway.keygen import self_signed
 from gateway.mailbox import client_tls_context
 from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
@@ -74,7 +74,7 @@ async def test_a_starttls_mailbox_is_upgraded_before_login(
             if imap.tls == "starttls":
                 assert client.protocol.transport.get_extra_info("ssl_object") is not None
         finally:
-            await client.logout()
+            await close_imap(client)
 
 
 async def test_a_starttls_mailbox_with_an_unknown_certificate_is_refused(
