@@ -27,7 +27,7 @@ log, whatever its number of leaves.
 import base64
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -177,9 +177,8 @@ async def _case_refs(
             )
         ).scalars()
     )
-    # Mail: whole bytes only when every item the message carries is this case's.
-    carried: dict[str, set[str]] = {}
-    for message_id, pid in (
+    # Mail and inbound messages: whole bytes only when all they carry is this case's.
+    carried = _by_key(
         await conn.execute(
             sa.select(DISPATCHES.c.message_id, DISPATCHES.c.placement_id).where(
                 DISPATCHES.c.message_id.in_(
@@ -187,23 +186,17 @@ async def _case_refs(
                 )
             )
         )
-    ).all():
-        carried.setdefault(message_id, set()).add(pid)
-    for mail_id, message_id, body in (
-        await conn.execute(
-            sa.select(MAILS.c.id, MAILS.c.message_id, MAILS.c.body).where(
-                MAILS.c.message_id.in_(sorted(carried))
-            )
+    )
+    for mail_id, message_id, body in await conn.execute(
+        sa.select(MAILS.c.id, MAILS.c.message_id, MAILS.c.body).where(
+            MAILS.c.message_id.in_(sorted(carried))
         )
-    ).all():
+    ):
         refs.add(f"mail:{mail_id}")
-        others = carried[message_id] - mine
-        attested[f"mail:{mail_id}"] = (
-            bytes(body) if not others else f"the mail also carries {len(others)} other case(s)"
+        attested[f"mail:{mail_id}"] = _own_bytes(
+            body, carried[message_id] - mine, "the mail also carries {} other case(s)"
         )
-    # Inbound: whole bytes only when every event in the message is about this case.
-    named: dict[int, set[str]] = {}
-    for inbound_id, pid in (
+    named = _by_key(
         await conn.execute(
             sa.select(EVENTS.c.inbound_id, EVENTS.c.placement_id).where(
                 EVENTS.c.inbound_id.in_(
@@ -211,21 +204,28 @@ async def _case_refs(
                 )
             )
         )
-    ).all():
-        named.setdefault(int(inbound_id), set()).add(pid or "")
-    for inbound_id, body in (
-        await conn.execute(
-            sa.select(INBOUND.c.id, INBOUND.c.body).where(INBOUND.c.id.in_(sorted(named)))
-        )
-    ).all():
+    )
+    for inbound_id, body in await conn.execute(
+        sa.select(INBOUND.c.id, INBOUND.c.body).where(INBOUND.c.id.in_(sorted(named)))
+    ):
         refs.add(f"inbound:{inbound_id}")
-        others = named[int(inbound_id)] - mine
-        attested[f"inbound:{inbound_id}"] = (
-            bytes(body)
-            if not others
-            else f"the message also reports on {len(others)} other placement(s)"
+        attested[f"inbound:{inbound_id}"] = _own_bytes(
+            body, named[inbound_id] - mine, "the message also reports on {} other placement(s)"
         )
     return refs, attested
+
+
+def _by_key(pairs: Iterable[Any]) -> dict[Any, set[str]]:
+    """(key, placement id) pairs grouped by key."""
+    grouped: dict[Any, set[str]] = {}
+    for key, pid in pairs:
+        grouped.setdefault(key, set()).add(pid or "")
+    return grouped
+
+
+def _own_bytes(body: bytes, others: set[str], withheld: str) -> bytes | str:
+    """The attested bytes, or why they are withheld (``withheld`` names how many others)."""
+    return bytes(body) if not others else withheld.format(len(others))
 
 
 @dataclass

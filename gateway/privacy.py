@@ -39,9 +39,15 @@ from gateway.agency_config import AgencyConfig
 from gateway.lifecycle import ENDED_PLACEMENT_STATES
 from gateway.packets import render_deletion_request
 from gateway.placements import queue_packets
-from gateway.reconciler import EXPECTATIONS, E, X, expectation_row, insert_expectations
+from gateway.reconciler import (
+    EXPECTATIONS,
+    E,
+    X,
+    expectation_row,
+    insert_expectation_rows,
+    insert_expectations,
+)
 from gateway.reconciliation import NewExpectation
-from gateway.store.database import dialect_insert
 from gateway.store.tables import Placement
 from schemas.packets import DeletionReason
 
@@ -143,13 +149,7 @@ async def request_deletions(
     if packets:
         await queue_packets(conn, packets, now=now)
         await insert_expectations(conn, expectations, now=now)
-    if already:
-        await conn.execute(
-            dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
-                index_elements=["placement_id", "kind", "ref"]
-            ),
-            already,
-        )
+    await insert_expectation_rows(conn, already)
     result.requested = len(packets)
     result.already_confirmed = len(already)
     return result

@@ -6,7 +6,7 @@ gateway.delivery_hooks.
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -316,13 +316,7 @@ async def apply_events(
             .values(state="met", met_by_event_id=sa.bindparam("b_eid")),
             meets,
         )
-    if new_expectations:
-        await conn.execute(
-            dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
-                index_elements=["placement_id", "kind", "ref"]
-            ),
-            new_expectations,
-        )
+    await insert_expectation_rows(conn, new_expectations)
     await insert_mismatches(conn, mismatches, now=now)
     return event_ids
 
@@ -351,12 +345,22 @@ async def insert_expectations(
 ) -> None:
     """Insert (placement id, agency id, expectation); an existing (placement, kind, ref)
     is left alone."""
+    await insert_expectation_rows(
+        conn, [expectation_row(pid, agency, exp, now) for pid, agency, exp in rows]
+    )
+
+
+async def insert_expectation_rows(
+    conn: AsyncConnection, rows: Sequence[Mapping[str, object]]
+) -> None:
+    """Insert rows of ``expectation_row``'s shape; an existing (placement, kind, ref) is
+    left alone."""
     if rows:
         await conn.execute(
             dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
                 index_elements=["placement_id", "kind", "ref"]
             ),
-            [expectation_row(pid, agency, exp, now) for pid, agency, exp in rows],
+            list(rows),
         )
 
 
@@ -365,6 +369,7 @@ __all__ = [
     "IncomingEvent",
     "apply_events",
     "expectation_row",
+    "insert_expectation_rows",
     "insert_expectations",
     "insert_mismatches",
     "insert_mismatches_by_kind",

@@ -146,8 +146,7 @@ class ReplyOpener:
         if form is None:
             return self._judged(raw, entity, "unsigned", None, "the reply is not signed")
         if form == "enveloped":
-            why = "encrypted to a key we do not hold" if not decrypted else "encrypted twice"
-            return self._judged(raw, entity, "invalid", None, f"the reply is {why}")
+            return self._judged(raw, entity, "invalid", None, _still_sealed(decrypted))
         return await self._verify(raw, entity)
 
     async def open_vouched(self, raw: bytes) -> OpenedReply:
@@ -156,8 +155,7 @@ class ReplyOpener:
         entity, decrypted = self._decrypt(raw)
         form = signed_form(entity)
         if form == "enveloped":
-            why = "encrypted to a key we do not hold" if not decrypted else "encrypted twice"
-            return OpenedReply(raw, entity, "not_checked", None, f"the reply is {why}", False)
+            return OpenedReply(raw, entity, "not_checked", None, _still_sealed(decrypted), False)
         if form is None:
             return OpenedReply(raw, entity, "not_checked", None, "vouched for by ops", True)
         run = await self._cms(entity, "-nosigs")
@@ -266,6 +264,13 @@ def build_reply_opener(agency: EmailAgency, *, base_dir: Path) -> ReplyOpener:
     )
     timeout = agency.email.imap.timeout_seconds if agency.email.imap is not None else 30.0
     return ReplyOpener(policy=smime.reply_signature, pinned=pinned, signer=signer, timeout=timeout)
+
+
+def _still_sealed(decrypted: bool) -> str:
+    """Why an entity is still enveloped after ``_decrypt``."""
+    return "the reply is " + (
+        "encrypted twice" if decrypted else "encrypted to a key we do not hold"
+    )
 
 
 def _first_error(stderr: bytes) -> str:

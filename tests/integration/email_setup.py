@@ -154,6 +154,17 @@ def with_ports(
     return agency.model_copy(update={"email": email.model_copy(update=update)})
 
 
+def write_mailbox_keys(base: Path, cert: str, key: str, imap_password: str) -> Path:
+    """The files ``write_firm_config``'s ``[email.imap]`` names, for a throwaway Dovecot
+    serving ``cert``/``key``: its TLS certificate (the CA, returned) and the IMAP password."""
+    keys = base / "keys" / FIRM
+    keys.mkdir(parents=True)
+    (keys / "sandbox-tls.pem").write_text(cert)
+    (keys / "sandbox-tls.pem.key").write_text(key)
+    (keys / "imap.password").write_text(imap_password)
+    return keys / "sandbox-tls.pem"
+
+
 def secret(base: Path, name: str) -> str:
     return (base / "keys" / FIRM / name).read_text(encoding="utf-8").strip()
 

@@ -58,6 +58,7 @@ from tests.integration.email_setup import (
     secret,
     with_ports,
     write_firm_config,
+    write_mailbox_keys,
 )
 from tests.integration.test_email_replies import (
     EVENTS,
@@ -104,11 +105,7 @@ async def ended(
 ) -> AsyncIterator[Ended]:
     server, cert, key = dovecot
     base = tmp_path / "config"
-    keys = base / "keys" / FIRM
-    keys.mkdir(parents=True)
-    (keys / "sandbox-tls.pem").write_text(cert)
-    (keys / "sandbox-tls.pem.key").write_text(key)
-    (keys / "imap.password").write_text(IMAP_PASSWORD)
+    ca = write_mailbox_keys(base, cert, key, IMAP_PASSWORD)
     _, _, agencies = write_firm_config(
         base,
         database_url=database_url,
@@ -118,7 +115,6 @@ async def ended(
             "attach_documents": True,
         },
     )
-    ca = keys / "sandbox-tls.pem"
     capture = Capture()
     smtp = await smtp_server(
         capture,

@@ -64,6 +64,7 @@ from tests.integration.email_setup import (
     secret,
     with_ports,
     write_firm_config,
+    write_mailbox_keys,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -143,11 +144,7 @@ async def world(
 ) -> AsyncIterator[World]:
     dovecot, cert, key = shared_dovecot
     base = tmp_path / "config"
-    keys = base / "keys" / FIRM
-    keys.mkdir(parents=True)
-    (keys / "sandbox-tls.pem").write_text(cert)
-    (keys / "sandbox-tls.pem.key").write_text(key)
-    (keys / "imap.password").write_text(IMAP_PASSWORD)
+    ca = write_mailbox_keys(base, cert, key, IMAP_PASSWORD)
     folder = f"T{uuid.uuid4().hex[:10]}"
     _, _, agencies = write_firm_config(
         base,
@@ -155,7 +152,6 @@ async def world(
         email={"imap": {"username": IMAP_LOGIN, "mailbox": folder}},
     )
     agency = firm_of(agencies)
-    ca = keys / "sandbox-tls.pem"
     capture = Capture()
     server = await smtp_server(
         capture,
