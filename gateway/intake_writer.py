@@ -4,7 +4,9 @@ Theory of operation: the plan is pure; the writer is its thin database shell. Ea
 written in ONE transaction with batched Core statements:
 
 1. fetch ``(id, content_mac, balance_minor)`` of the batch's existing cases;
-2. insert the new ones (``status = "open"``);
+2. insert the new ones (``status = "open"``) as plain driver rows in one ``executemany``
+   (``bulk_insert``: SQLAlchemy's per-row parameter processing would cost more than the
+   insert itself);
 3. update the ones whose ``content_mac`` (a keyed hash of the whole validated row) differs,
    and leave the others untouched, so re-importing a file writes nothing;
 4. for changed balances, ask ``PlacementService.amend_balances`` to queue
@@ -14,9 +16,9 @@ Personal fields go only into the encrypted ``pii`` blob.
 """
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,7 +29,7 @@ from gateway.pii import PiiKeyRing
 from gateway.placements import BalanceChange, PlacementService
 from gateway.ports import Clock
 from gateway.settings import AllocationSection
-from gateway.store.database import Database
+from gateway.store.database import Database, bulk_insert, driver_processor
 from gateway.store.tables import Case
 from schemas.account import IntakeAccount
 
@@ -37,6 +39,22 @@ C = CASES.c
 _LOOKUP_CHUNK = 500  # ids per IN (...) lookup; well under every SQLite parameter limit
 
 _UPDATE = CASES.update().where(C.id == sa.bindparam("b_id"))
+INSERT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "debtor_id",
+    "pii",
+    "content_mac",
+    "region",
+    "product",
+    "currency",
+    "principal_minor",
+    "balance_minor",
+    "dpd",
+    "credit_grade",
+    "due_date",
+    "bucket",
+)
+"""The columns of a new case that differ per row, in ``_Plan.inserts`` order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +77,8 @@ class WriteCounts:
 
 @dataclass(slots=True)
 class _Plan:
-    inserts: list[dict[str, object]] = field(default_factory=list)
+    inserts: list[tuple[object, ...]] = field(default_factory=list)
+    """Driver-ready rows of ``INSERT_COLUMNS``."""
     updates: list[dict[str, object]] = field(default_factory=list)
     changes: list[BalanceChange] = field(default_factory=list)
     unchanged: int = 0
@@ -119,7 +138,9 @@ def _plan(
     pii: PiiKeyRing,
     allocation: AllocationSection,
     now: datetime,
+    day: Callable[[date], object],
 ) -> _Plan:
+    """What to write for ``batch``; ``day`` turns a date into the driver's value."""
     plan = _Plan()
     for item in batch:
         account = item.account
@@ -129,9 +150,9 @@ def _plan(
             continue
         columns = case_columns(account, item.mac, pii=pii, allocation=allocation, now=now)
         if known is None:
-            plan.inserts.append(
-                {"id": account.account_id, "status": "open", "created_at": now, **columns}
-            )
+            columns["id"] = account.account_id
+            columns["due_date"] = day(account.due_date)
+            plan.inserts.append(tuple(columns[name] for name in INSERT_COLUMNS))
             continue
         plan.updates.append({"b_id": account.account_id, **columns})
         if known[1] != account.balance_minor:
@@ -153,15 +174,25 @@ class CaseWriter:
         now = to_datetime(self.clock.now())
         async with self.db.transaction() as conn:
             existing = await _existing(conn, [v.account.account_id for v in batch])
+            day = driver_processor(C.due_date, conn.dialect) or _as_is
             plan = await asyncio.to_thread(
-                _plan, batch, existing, pii=self.pii, allocation=self.allocation, now=now
+                _plan, batch, existing, pii=self.pii, allocation=self.allocation, now=now, day=day
             )
-            if plan.inserts:
-                await conn.execute(CASES.insert(), plan.inserts)
+            await bulk_insert(
+                conn,
+                CASES,
+                INSERT_COLUMNS,
+                plan.inserts,
+                constants={"status": "open", "created_at": now, "updated_at": now},
+            )
             if plan.updates:
                 await conn.execute(_UPDATE, plan.updates)
             amended = await self.placements.amend_balances(conn, plan.changes, now=now)
         return WriteCounts(len(plan.inserts), len(plan.updates), plan.unchanged, amended)
+
+
+def _as_is(value: date) -> object:
+    return value
 
 
 async def _existing(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, tuple[str, int]]:

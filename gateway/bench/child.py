@@ -212,6 +212,19 @@ class Child:
         self._conn.close()
 
 
+async def run_child(
+    name: str, main: ChildMain, *args: Any, cpu: int | None, within: float = 600.0
+) -> dict[str, Any]:
+    """Run ``main(link, *args)`` in a child until it sends ``Finished`` (at most ``within``
+    seconds); return what it measured with its ``peak_rss_mb``."""
+    child = Child(name, main, *args, cpu=cpu)
+    try:
+        finished = await child.expect(Finished, within=within)
+    finally:
+        await child.close()
+    return {**finished.result, "peak_rss_mb": finished.peak_rss_mb}
+
+
 __all__ = [
     "CHILD_TIMEOUT_SECONDS",
     "HOST",
@@ -226,5 +239,6 @@ __all__ = [
     "cpu_plan",
     "peak_rss_mb",
     "pin",
+    "run_child",
     "usable_cpus",
 ]

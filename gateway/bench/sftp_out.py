@@ -38,6 +38,7 @@ from gateway.bench.child import (
     Ready,
     cpu_plan,
     peak_rss_mb,
+    run_child,
 )
 from gateway.bench.dataset import DATABASE_KIND, copy_database, counts
 from gateway.bench.report import Progress, context, load_average
@@ -188,15 +189,9 @@ async def raw_get(link: ParentLink, workdir: Path, port: int, remote: str) -> No
 
 
 async def measure(name: str, main: ChildMain, *args: Any, cpu: int | None) -> dict[str, Any]:
-    child = Child(name, main, *args, cpu=cpu)
-    try:
-        finished = await child.expect(Finished, within=600)
-    finally:
-        await child.close()
-    result = dict(finished.result)
+    result = await run_child(name, main, *args, cpu=cpu)
     result["seconds"] = round(float(result["seconds"]), 3)
     result["cpu_seconds"] = round(float(result["cpu_seconds"]), 3)
-    result["peak_rss_mb"] = finished.peak_rss_mb
     return result
 
 

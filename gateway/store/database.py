@@ -7,7 +7,7 @@ up front, so two processes never deadlock upgrading a read lock. PostgreSQL uses
 """
 
 import operator
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.errors import ConfigError
@@ -140,6 +140,15 @@ async def insert_numbered(
     return list(result.scalars().all())
 
 
+def driver_processor(
+    column: sa.ColumnElement[Any], dialect: Dialect
+) -> Callable[[Any], Any] | None:
+    """What turns a Python value into the driver's value for ``column`` on ``dialect`` (None
+    when the driver takes it as it is). A type decorator's processor exists only on its
+    dialect implementation: the bare type would hand SQLite a naive datetime to format."""
+    return column.type.dialect_impl(dialect).bind_processor(dialect)
+
+
 async def bulk_insert(
     conn: AsyncConnection,
     table: sa.Table,
@@ -166,7 +175,7 @@ async def bulk_insert(
     if order is None:
         raise TypeError(f"bulk_insert needs a positional paramstyle, not {conn.dialect.name}")
     for name, value in fixed.items():
-        process = table.c[name].type.bind_processor(conn.dialect)
+        process = driver_processor(table.c[name], conn.dialect)
         fixed[name] = process(value) if process is not None else value
     # Each row is extended with the constants and reordered into the statement's order.
     tail = tuple(fixed.values())
@@ -196,4 +205,11 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-__all__ = ["Database", "bulk_insert", "dialect_insert", "insert_numbered", "normalise_url"]
+__all__ = [
+    "Database",
+    "bulk_insert",
+    "dialect_insert",
+    "driver_processor",
+    "insert_numbered",
+    "normalise_url",
+]
