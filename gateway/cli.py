@@ -24,6 +24,7 @@ from gateway import (
     mismatch_commands,
     privacy_commands,
     reconcile_commands,
+    sandbox_commands,
     transfer_commands,
 )
 from gateway.cli_support import (
@@ -72,6 +73,7 @@ def main(ctx: click.Context, config: Path, log_level: str, log_json: bool) -> No
       agency-gateway payments import F    load the lender's payment feed
       agency-gateway reconcile            batch reconciliation and SLA checks
       agency-gateway mismatches list      see what disagrees
+      agency-gateway sandbox              simulated agencies where the config points
       agency-gateway demo                 all of the above against sandbox agencies
     """
     ctx.ensure_object(dict)
@@ -358,6 +360,7 @@ for _module in (
     mismatch_commands,
     privacy_commands,
     reconcile_commands,
+    sandbox_commands,
     transfer_commands,
 ):
     for _command in _module.COMMANDS:

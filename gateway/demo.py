@@ -28,7 +28,6 @@ from gateway.demo_report import count_rows, firm_note, print_summary
 from gateway.demo_sandboxes import (
     dispatch_until_settled,
     start_law_firms,
-    start_webhook_sandbox,
     write_firm_documents,
 )
 from gateway.evidence_bundle import export_case, verify_bundle
@@ -36,6 +35,7 @@ from gateway.intake import import_file
 from gateway.keygen import generate_missing
 from gateway.privacy import deletion_status
 from gateway.runtime import checkpoint, run_workers, web_server
+from gateway.sandbox.partners import start_webhook_sandbox
 from gateway.sandbox.sftp_site import SftpSandboxes
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
 from gateway.sla_checks import run_sla_checks

@@ -1,71 +1,29 @@
 """The demo's sandbox agencies: starting them beside the gateway, and running until quiet.
 
-One sandbox webhook agency per webhook agency, on the port of its configured endpoint (or a
-free port, with the endpoint rewritten), and one sandbox law firm per email agency; the SFTP
-sandboxes are ``gateway.sandbox.sftp_site``. ``dispatch_until_settled`` drives the gateway's
-dispatcher, the sandboxes' replies, the law firms' mailboxes and the file exchanges until a
-pass finds nothing left to do (or ``SETTLE_TIMEOUT`` passes).
+One sandbox webhook agency per webhook agency (``gateway.sandbox.partners``), on the port of
+its configured endpoint or a free one, with the endpoint rewritten, and one sandbox law firm
+per email agency; the SFTP sandboxes are ``gateway.sandbox.sftp_site``.
+``dispatch_until_settled`` drives the gateway's dispatcher, the sandboxes' replies, the law
+firms' mailboxes and the file exchanges until a pass finds nothing left to do (or
+``SETTLE_TIMEOUT`` passes).
 """
 
 import asyncio
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
-from aiohttp import web
 
-from gateway.agency_config import AgencyConfig, EmailAgency, WebhookAgency
+from gateway.agency_config import AgencyConfig, EmailAgency
 from gateway.bootstrap import Gateway
-from gateway.keygen import sandbox_keys
-from gateway.runtime import bound_socket, channel_pollers, mailbox_readers
+from gateway.runtime import channel_pollers, mailbox_readers
 from gateway.sandbox.law_firm import SandboxLawFirm, sandbox_documents
 from gateway.sandbox.sftp_site import SftpSandboxes
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
 from gateway.store.tables import Placement
 
 SETTLE_TIMEOUT = 120.0
-
-
-async def start_webhook_sandbox(
-    agency: WebhookAgency,
-    base_dir: Path,
-    *,
-    seed: int,
-    fault_rate: float,
-    stack: AsyncExitStack,
-) -> tuple[SandboxWebhookAgency, WebhookAgency]:
-    """Start the agency's sandbox on its endpoint's port (a free one if taken).
-
-    Returns the sandbox and the agency with its endpoint pointing at the sandbox.
-    """
-    verify, sign = sandbox_keys(agency, base_dir)
-    sandbox = SandboxWebhookAgency(
-        agency_id=agency.id,
-        verify_keys=verify,
-        signing_keys=sign,
-        seed=seed,
-        fault_rate=fault_rate,
-    )
-    url = urlsplit(agency.endpoint.url)
-    host = url.hostname or "127.0.0.1"
-    try:
-        sock = bound_socket(host, url.port or 80)
-    except Exception:
-        sock = bound_socket(host, 0)
-    port = sock.getsockname()[1]
-    runner = web.AppRunner(sandbox.app(), access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    stack.push_async_callback(runner.cleanup)
-    await sandbox.start()
-    stack.push_async_callback(sandbox.aclose)
-    endpoint = urlunsplit((url.scheme, f"{host}:{port}", url.path, url.query, ""))
-    updated = agency.model_copy(
-        update={"endpoint": agency.endpoint.model_copy(update={"url": endpoint})}
-    )
-    return sandbox, updated
 
 
 async def start_law_firms(
@@ -156,6 +114,5 @@ __all__ = [
     "SETTLE_TIMEOUT",
     "dispatch_until_settled",
     "start_law_firms",
-    "start_webhook_sandbox",
     "write_firm_documents",
 ]

@@ -41,11 +41,11 @@ from gateway.evidence_checks import (
 from gateway.merkle import (
     CompactRange,
     RangeRoots,
+    SubtreeRoots,
     consistency_ranges,
     inclusion_ranges,
     leaf_hash,
     root_from_inclusion_proof,
-    subtree_roots,
 )
 from gateway.signed_note import (
     NoteSigner,
@@ -234,8 +234,9 @@ class EvidenceLog:
     async def inclusion_proofs(
         self, seqs: Sequence[int], tree_size: int | None = None
     ) -> list[InclusionProof]:
-        """``inclusion_proof`` of each of ``seqs``, from one read of the log: the subtree
-        roots the proofs share are computed once (merkle.subtree_roots)."""
+        """``inclusion_proof`` of each of ``seqs``, from one streamed read of the log: the
+        subtree roots the proofs share are computed once, holding O(log n) hashes
+        (merkle.SubtreeRoots)."""
         if not seqs:
             return []
         async with self._db.snapshot() as conn:
@@ -251,10 +252,10 @@ class EvidenceLog:
                     )
                 )
             }
-            hashes: list[bytes] = []
-            await _stream_hashes(conn, 0, size, hashes.extend)
-        paths = {seq: inclusion_ranges(seq, size) for seq in seqs}
-        roots = subtree_roots(hashes, [(0, size), *(r for p in paths.values() for r in p)])
+            paths = {seq: inclusion_ranges(seq, size) for seq in seqs}
+            builder = SubtreeRoots(size, [(0, size), *(r for p in paths.values() for r in p)])
+            await _stream_hashes(conn, 0, size, builder.feed)
+        roots = builder.roots()
         tree_root = roots[(0, size)]
         return [
             InclusionProof(

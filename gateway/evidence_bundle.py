@@ -19,9 +19,9 @@ leaf body names the kind and ref it is listed under, and each attached byte stri
 the leaf's ``sha256``. ``agency-gateway evidence export CASE`` and ``evidence check-bundle
 FILE --key KEY`` are the two ends.
 
-The proofs come from one read of the log's leaf hashes, the subtree roots they share
-computed once (gateway.merkle.subtree_roots): a case's export costs a few passes over the
-log, whatever its number of leaves.
+The proofs come from one streamed read of the log's leaf hashes, the subtree roots they
+share computed once (gateway.merkle.SubtreeRoots): a case's export costs one pass over the
+log and O(log n) hashes of memory, whatever its number of leaves.
 """
 
 import base64

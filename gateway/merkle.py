@@ -120,30 +120,79 @@ def inclusion_ranges(index: int, tree_size: int) -> list[tuple[int, int]]:
     return ranges
 
 
+class SubtreeRoots:
+    """The roots of RFC 9162 subtree ranges (as ``inclusion_ranges`` and
+    ``consistency_ranges`` name them) of a tree of ``size`` leaves, from one pass over its
+    leaf hashes fed in index order, holding O(log size) hashes whatever the tree's size.
+
+    Every such range is a node of the tree, and a node is either a perfect subtree aligned
+    to its size or runs to the tree's right edge. Feeding merges equal-sized neighbours as
+    ``CompactRange`` does, and each merge makes exactly the aligned perfect subtree that
+    ends at that leaf: a wanted one is kept as it appears. At the end the stack holds the
+    perfect subtrees covering the tree, largest first; folding them from the right gives
+    every range that runs to the right edge. So the proofs of any number of leaves cost one
+    pass over the log.
+    """
+
+    def __init__(self, size: int, ranges: Iterable[tuple[int, int]]) -> None:
+        self._size = size
+        self._wanted = set(ranges)
+        for lo, hi in self._wanted:
+            if not 0 <= lo < hi <= size:
+                raise ValueError(f"range {lo}..{hi} is outside a tree of {size} leaves")
+            width = hi - lo
+            if hi != size and (width & (width - 1) or lo % width):
+                raise ValueError(f"range {lo}..{hi} is not a subtree of a tree of {size} leaves")
+        self._roots: dict[tuple[int, int], bytes] = {}
+        self._stack: list[bytes] = []
+        self._count = 0
+
+    def feed(self, leaf_hashes: Iterable[bytes]) -> None:
+        wanted, roots, stack = self._wanted, self._roots, self._stack
+        for leaf in leaf_hashes:
+            end = self._count + 1
+            if end > self._size:
+                raise ValueError(f"more than {self._size} leaves fed")
+            node, width, carry = leaf, 1, self._count
+            if (self._count, end) in wanted:
+                roots[(self._count, end)] = node
+            while carry & 1:
+                node = node_hash(stack.pop(), node)
+                width <<= 1
+                carry >>= 1
+                if (end - width, end) in wanted:
+                    roots[(end - width, end)] = node
+            stack.append(node)
+            self._count = end
+
+    def roots(self) -> dict[tuple[int, int], bytes]:
+        """Every wanted range's root; all ``size`` leaves must have been fed."""
+        if self._count != self._size:
+            raise ValueError(f"{self._count} of {self._size} leaves were fed")
+        # The stack's subtrees follow the binary digits of size, largest first.
+        starts, lo = [], 0
+        for bit in reversed(range(self._size.bit_length())):
+            if self._size >> bit & 1:
+                starts.append(lo)
+                lo += 1 << bit
+        suffix: bytes | None = None
+        for start, node in zip(reversed(starts), reversed(self._stack), strict=True):
+            suffix = node if suffix is None else node_hash(node, suffix)
+            if (start, self._size) in self._wanted:
+                self._roots[(start, self._size)] = suffix
+        missing = self._wanted - self._roots.keys()
+        if missing:
+            raise ValueError(f"ranges {sorted(missing)} were not computed")
+        return dict(self._roots)
+
+
 def subtree_roots(
     leaves: Sequence[bytes], ranges: Iterable[tuple[int, int]]
 ) -> dict[tuple[int, int], bytes]:
-    """The root of each leaf range of the RFC 9162 decomposition (as ``inclusion_ranges``
-    and ``consistency_ranges`` name them) over ``leaves`` (leaf hashes). Smaller ranges are
-    computed first and reused inside larger ones, so the proofs of many leaves of one tree
-    cost about (log of their number + 1) passes over it, not one pass each."""
-    wanted = sorted(set(ranges), key=lambda r: (r[1] - r[0], r[0]))
-    roots: dict[tuple[int, int], bytes] = {}
-
-    def root(lo: int, hi: int) -> bytes:
-        known = roots.get((lo, hi))
-        if known is not None:
-            return known
-        if hi - lo == 1:
-            return leaves[lo]
-        mid = lo + _split(hi - lo)
-        return node_hash(root(lo, mid), root(mid, hi))
-
-    for lo, hi in wanted:
-        if not 0 <= lo < hi <= len(leaves):
-            raise ValueError(f"range {lo}..{hi} is outside a tree of {len(leaves)} leaves")
-        roots[(lo, hi)] = root(lo, hi)
-    return roots
+    """``SubtreeRoots`` over leaf hashes already in memory."""
+    builder = SubtreeRoots(len(leaves), ranges)
+    builder.feed(leaves)
+    return builder.roots()
 
 
 def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
@@ -309,6 +358,7 @@ __all__ = [
     "HASH_SIZE",
     "CompactRange",
     "RangeRoots",
+    "SubtreeRoots",
     "consistency_proof",
     "consistency_ranges",
     "inclusion_proof",

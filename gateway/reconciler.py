@@ -21,7 +21,7 @@ from gateway.reconciliation import (
     NewExpectation,
     PlacementView,
 )
-from gateway.store.database import dialect_insert, insert_numbered
+from gateway.store.database import dialect_insert, execute_rows, insert_numbered
 from gateway.store.tables import AgencyEventRow, Expectation, Mismatch, Placement
 from gateway.store.types import UtcDateTime
 from schemas.events import (
@@ -252,7 +252,8 @@ async def apply_events(
 
     changed = [v for pid, v in views.items() if original.get(pid) != v]
     if changed:
-        await conn.execute(
+        await execute_rows(
+            conn,
             PLACEMENTS.update()
             .where(P.id == sa.bindparam("pid"))
             .values(
@@ -296,7 +297,8 @@ async def apply_events(
                 (f"{draft.kind}:event:{event_id}", draft, item.agency_id, event_id, None)
             )
     if meets:
-        await conn.execute(
+        await execute_rows(
+            conn,
             EXPECTATIONS.update()
             .where(
                 X.placement_id == sa.bindparam("b_pid"),
@@ -355,13 +357,13 @@ async def insert_expectation_rows(
 ) -> None:
     """Insert rows of ``expectation_row``'s shape; an existing (placement, kind, ref) is
     left alone."""
-    if rows:
-        await conn.execute(
-            dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
-                index_elements=["placement_id", "kind", "ref"]
-            ),
-            list(rows),
-        )
+    await execute_rows(
+        conn,
+        dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
+            index_elements=["placement_id", "kind", "ref"]
+        ),
+        rows,
+    )
 
 
 __all__ = [

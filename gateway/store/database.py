@@ -130,8 +130,8 @@ async def insert_numbered(
         last = (await conn.execute(sa.select(sa.func.max(table.c.id)))).scalar()
         start = (last or 0) + 1
         ids = list(range(start, start + len(rows)))
-        await conn.execute(
-            table.insert(), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
+        await execute_rows(
+            conn, table.insert(), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
         )
         return ids
     result = await conn.execute(
@@ -189,6 +189,46 @@ async def bulk_insert(
     await conn.exec_driver_sql(compiled.string, params)
 
 
+async def execute_rows(
+    conn: AsyncConnection, statement: sa.Insert | sa.Update, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """``conn.execute(statement, rows)`` as one driver ``executemany``, without SQLAlchemy's
+    per-row parameter processing (which costs more than the database's own work on hot
+    paths). The statement is compiled once for the first row's keys; each row becomes a
+    tuple in the statement's parameter order, a value going through its bind's type
+    processor only where that type has one (datetimes, dates); a bind no row names must
+    carry its own value (``.values(updated_at=now)``). Every row must have the same keys.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    compiled = statement.compile(dialect=dialect, column_keys=list(rows[0]))
+    order = compiled.positiontup
+    if order is None:
+        raise TypeError(f"execute_rows needs a positional paramstyle, not {dialect.name}")
+    per_row: list[tuple[int, str, Callable[[Any], Any] | None]] = []
+    template: list[Any] = []
+    for position, name in enumerate(order):
+        bind = compiled.binds[name]
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if name in rows[0]:
+            per_row.append((position, name, process))
+            template.append(None)
+            continue
+        value = bind.effective_value
+        if value is None and bind.required:
+            raise TypeError(f"execute_rows: no row names the parameter {name!r}")
+        template.append(process(value) if process is not None else value)
+    params = []
+    for row in rows:
+        values = list(template)
+        for position, name, convert in per_row:
+            value = row[name]
+            values[position] = convert(value) if convert is not None else value
+        params.append(tuple(values))
+    await conn.exec_driver_sql(compiled.string, params)
+
+
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -210,6 +250,7 @@ __all__ = [
     "bulk_insert",
     "dialect_insert",
     "driver_processor",
+    "execute_rows",
     "insert_numbered",
     "normalise_url",
 ]

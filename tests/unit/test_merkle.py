@@ -7,7 +7,9 @@ from hypothesis import given, settings, strategies as st
 from gateway.merkle import (
     EMPTY_ROOT,
     CompactRange,
+    SubtreeRoots,
     consistency_proof,
+    consistency_ranges,
     inclusion_proof,
     inclusion_ranges,
     leaf_hash,
@@ -161,6 +163,36 @@ def test_shared_subtree_roots_give_every_reference_proof_and_root():
             assert path == inclusion_proof(HASHES[:size], index)
     with pytest.raises(ValueError, match="outside"):
         subtree_roots(HASHES[:3], [(2, 4)])
+    with pytest.raises(ValueError, match="not a subtree"):
+        subtree_roots(HASHES[:8], [(1, 3)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 300), data=st.data())
+def test_streamed_subtree_roots_give_every_proof_of_any_tree(size: int, data: st.DataObject):
+    hashes = [leaf_hash(n.to_bytes(4, "big")) for n in range(size)]
+    leaves = data.draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=8))
+    old = data.draw(st.integers(1, size))
+    wanted = [(0, size), *consistency_ranges(old, size)]
+    wanted += [r for i in leaves for r in inclusion_ranges(i, size)]
+    builder = SubtreeRoots(size, wanted)
+    chunk = data.draw(st.integers(1, 64))
+    for start in range(0, size, chunk):  # fed in batches, as the log streams them
+        builder.feed(hashes[start : start + chunk])
+    roots = builder.roots()
+    assert roots[(0, size)] == root(hashes)
+    for i in leaves:
+        assert [roots[r] for r in inclusion_ranges(i, size)] == inclusion_proof(hashes, i)
+    assert [roots[r] for r in consistency_ranges(old, size)] == consistency_proof(hashes, old)
+
+
+def test_subtree_roots_need_every_leaf_and_no_more():
+    builder = SubtreeRoots(5, [(0, 5)])
+    builder.feed(HASHES[:4])
+    with pytest.raises(ValueError, match="4 of 5"):
+        builder.roots()
+    with pytest.raises(ValueError, match="more than 5"):
+        builder.feed(HASHES[4:6])
 
 
 @pytest.mark.parametrize(("index", "size", "proof"), INCLUSION_VECTORS)
