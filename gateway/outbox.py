@@ -13,11 +13,15 @@ Rules
 * Every completion says ``WHERE id = ? AND lease_token = ?``: a worker whose lease expired
   and was re-claimed cannot overwrite the newer worker's result (fencing).
 * The reaper returns expired leases to ``pending``; the next claim bumps the token.
+* Urgent packets (``URGENT_PACKET_TYPES``: a recall must stop the agency's work within
+  seconds, whatever backlog it has) are queued due since ``URGENT_RUN_AT``, so the claim's
+  ``(run_at, id)`` order takes them before every item queued earlier. A retry of one is
+  scheduled like any other.
 """
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,6 +32,9 @@ from gateway.store.tables import OutboxItem
 
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 OC = OUTBOX.c
+URGENT_PACKET_TYPES = frozenset({"placement.recalled"})
+URGENT_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
+"""When an urgent packet is due: before anything a clock could have scheduled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +77,7 @@ async def enqueue(
             "state": "pending",
             "attempts": 0,
             "max_attempts": i.max_attempts,
-            "run_at": now,
+            "run_at": URGENT_RUN_AT if i.packet.packet_type in URGENT_PACKET_TYPES else now,
             "lease_token": 0,
             "created_at": now,
         }
@@ -243,6 +250,8 @@ async def counts_by_state(conn: AsyncConnection) -> dict[str, int]:
 
 __all__ = [
     "OUTBOX",
+    "URGENT_PACKET_TYPES",
+    "URGENT_RUN_AT",
     "ClaimedItem",
     "NewItem",
     "claim",
