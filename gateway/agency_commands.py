@@ -159,11 +159,21 @@ async def agencies_recall_all(
     type=click.DateTime(["%Y-%m-%d"]),
     help="Day after the last day of placements (UTC). Default: tomorrow.",
 )
+@click.option(
+    "--strategy",
+    type=click.Choice(["champion", "challenger"]),
+    default=None,
+    help="Only placements allocation drew this way (compare the two; see `allocate`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 @click.pass_context
 @run_async
 async def agencies_scorecard(
-    ctx: click.Context, start: datetime | None, end: datetime | None, as_json: bool
+    ctx: click.Context,
+    start: datetime | None,
+    end: datetime | None,
+    strategy: str | None,
+    as_json: bool,
 ) -> None:
     """How each agency served the placements it received in a period: recovery (collected
     / placed), acknowledgements, first activity, promises and data deletions on time,
@@ -181,11 +191,15 @@ async def agencies_scorecard(
         raise click.BadParameter(str(exc), param_hint="--from") from None
     gateway = await open_gateway(ctx)
     try:
-        cards = await scorecards(gateway.db, gateway.agencies, start=since, end=until)
+        cards = await scorecards(
+            gateway.db, gateway.agencies, start=since, end=until, strategy=strategy
+        )
     finally:
         await gateway.aclose()
     if as_json:
-        click.echo(json.dumps(report(cards, since, until), indent=2, ensure_ascii=False))
+        out = report(cards, since, until)
+        out["strategy"] = strategy
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
     table = Table(
         "agency",
@@ -198,7 +212,8 @@ async def agencies_scorecard(
         "violations",
         "breaks",
         "open",
-        title=f"placements of {since:%Y-%m-%d} to {until - timedelta(days=1):%Y-%m-%d}",
+        title=f"{strategy + ' ' if strategy else ''}placements of {since:%Y-%m-%d} to "
+        f"{until - timedelta(days=1):%Y-%m-%d}",
         caption="ack, activity, promises, deletions: on time; violations: contact rules; breaks: "
         "reports that disagree with our record; open: unresolved mismatches",
     )

@@ -7,9 +7,17 @@ Rules, in order:
 2. Eligibility from the agency's contract: bucket, balance range, region, currency.
 3. Never back to an agency that returned or rejected the case before.
 4. Capacity: an agency never holds more open placements than ``max_open_placements``.
-5. Among eligible agencies with room, a weighted draw (weights from config) seeded by
-   ``seed`` and the debtor id, so the same input and seed always give the same answer,
-   independent of input order.
+5. Among eligible agencies with room, a weighted draw seeded by ``seed`` and the debtor id,
+   so the same input and seed always give the same answer, independent of input order.
+
+Champion and challenger: a debtor's group is a *challenger* with probability
+``challenger_share`` (again a draw on the debtor id) and drawn by the contract weights
+(``capacity.weight``) alone; every other group is a *champion*, drawn by the contract weight
+times the agency's performance factor in the group's currency. ``performance_factors``
+derives the factors from recent recovery: an agency's recovery rate over the mean of its
+peers' in that currency, clamped to ``[floor, cap]``; an agency with fewer than
+``min_placements`` scored placements keeps 1. Each assignment records its strategy, so
+scorecards can compare the two.
 """
 
 import hashlib
@@ -30,10 +38,44 @@ class CaseToAllocate:
     excluded_agencies: frozenset[str] = frozenset()
 
 
+STRATEGIES = ("champion", "challenger")
+
+
 @dataclass(frozen=True, slots=True)
 class Assignment:
     case_id: str
     agency_id: str
+    strategy: str = "champion"
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What an agency recovered of its recent placements in one currency."""
+
+    agency_id: str
+    currency: str
+    placements: int
+    placed_minor: int
+    collected_minor: int
+
+
+def performance_factors(
+    recoveries: Iterable[Recovery], *, min_placements: int, floor: float, cap: float
+) -> dict[tuple[str, str], float]:
+    """(agency, currency) → weight factor: its recovery rate over the mean of the scored
+    agencies' rates in that currency, clamped to ``[floor, cap]``. Agencies with fewer than
+    ``min_placements`` placements (or nothing placed) are not scored and keep 1."""
+    rates: dict[str, dict[str, float]] = {}
+    for r in recoveries:
+        if r.placements >= min_placements and r.placed_minor > 0:
+            rates.setdefault(r.currency, {})[r.agency_id] = r.collected_minor / r.placed_minor
+    factors: dict[tuple[str, str], float] = {}
+    for currency, by_agency in rates.items():
+        mean = sum(by_agency.values()) / len(by_agency)
+        for agency_id, rate in by_agency.items():
+            factor = rate / mean if mean > 0 else 1.0
+            factors[(agency_id, currency)] = min(cap, max(floor, factor))
+    return factors
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +115,8 @@ def allocate(
     open_counts: Mapping[str, int],
     debtor_agency: Mapping[str, str],
     seed: int,
+    factors: Mapping[tuple[str, str], float] | None = None,
+    challenger_share: float = 0.0,
 ) -> AllocationResult:
     """Assign cases to agencies.
 
@@ -82,7 +126,10 @@ def allocate(
         open_counts: open placements per agency now.
         debtor_agency: debtors that already have an open placement, and where.
         seed: the allocation seed from config.
+        factors: (agency, currency) → performance factor for champion groups (default 1).
+        challenger_share: the share of debtor groups drawn by contract weights alone.
     """
+    factors = factors or {}
     ordered = sorted(agencies, key=lambda a: a.id)
     load = {a.id: open_counts.get(a.id, 0) for a in ordered}
     groups: dict[str, list[CaseToAllocate]] = {}
@@ -109,24 +156,33 @@ def allocate(
             )
             result.unallocated.extend(Unallocated(c.case_id, reason) for c in group)
             continue
-        total = sum(a.capacity.weight for a in candidates)
-        point = _draw(seed + 1, debtor_id) * total
+        strategy = "challenger" if _draw(seed + 2, debtor_id) < challenger_share else "champion"
+        currency = group[0].currency
+        weights = [
+            a.capacity.weight
+            * (factors.get((a.id, currency), 1.0) if strategy == "champion" else 1.0)
+            for a in candidates
+        ]
+        point = _draw(seed + 1, debtor_id) * sum(weights)
         chosen = candidates[-1]
-        for agency in candidates:
-            point -= agency.capacity.weight
+        for agency, weight in zip(candidates, weights, strict=True):
+            point -= weight
             if point < 0:
                 chosen = agency
                 break
         load[chosen.id] += len(group)
-        result.assignments.extend(Assignment(c.case_id, chosen.id) for c in group)
+        result.assignments.extend(Assignment(c.case_id, chosen.id, strategy) for c in group)
     return result
 
 
 __all__ = [
+    "STRATEGIES",
     "AllocationResult",
     "Assignment",
     "CaseToAllocate",
+    "Recovery",
     "Unallocated",
     "allocate",
     "eligible",
+    "performance_factors",
 ]

@@ -170,7 +170,10 @@ async def allocate(ctx: click.Context, as_json: bool) -> None:
     """Place every open case with an eligible agency that has capacity.
 
     Each placement is written with its placement.created packet and evidence leaf in one
-    transaction. The result is deterministic for the same cases and allocation seed.
+    transaction. The result is deterministic for the same cases and allocation seed. With
+    [allocation] performance_weighting, champion draws weigh agencies by their recent
+    recovery; a challenger_share of debtors is drawn by contract weights alone, and each
+    placement records which (see `agencies scorecard --strategy`).
     """
     gateway = await open_gateway(ctx)
     try:
@@ -184,6 +187,11 @@ async def allocate(ctx: click.Context, as_json: bool) -> None:
                     "placed": report.placed,
                     "unallocated": report.unallocated,
                     "by_agency": dict(report.by_agency),
+                    "by_strategy": dict(report.by_strategy),
+                    "performance_factors": [
+                        {"agency": a, "currency": cur, "factor": round(f, 4)}
+                        for (a, cur), f in sorted(report.factors.items())
+                    ],
                     "reasons": dict(report.reasons),
                 },
                 indent=2,
@@ -195,6 +203,13 @@ async def allocate(ctx: click.Context, as_json: bool) -> None:
         table.add_row(agency_id, str(n))
     console.print(table)
     console.print(f"placed {report.placed}, unallocated {report.unallocated}")
+    if report.by_strategy.get("challenger"):
+        console.print(
+            f"  champion {report.by_strategy['champion']}, "
+            f"challenger {report.by_strategy['challenger']}"
+        )
+    for (agency_id, currency), factor in sorted(report.factors.items()):
+        console.print(f"  performance factor {agency_id} {currency}: {factor:.2f}")
     for reason, n in report.reasons.items():
         console.print(f"  {n} unallocated: {reason}")
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import outbox
 from gateway.agency_config import AgencyConfig
-from gateway.allocation import CaseToAllocate, allocate
+from gateway.allocation import CaseToAllocate, Recovery, allocate, performance_factors
 from gateway.clock import to_datetime
 from gateway.errors import GatewayError, NotFound
 from gateway.evidence import LeafInput, append_leaves
@@ -49,7 +49,10 @@ class AllocationReport:
     placed: int = 0
     unallocated: int = 0
     by_agency: Counter[str] = field(default_factory=Counter)
+    by_strategy: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
+    factors: dict[tuple[str, str], float] = field(default_factory=dict)
+    """The performance factors the champion draws used ((agency, currency) → factor)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,8 @@ class PlacementService:
                     sa.select(P.case_id, P.agency_id, P.state, C.debtor_id).join(CASES)
                 )
             ).all()
+            if self._settings.performance_weighting:
+                report.factors = await self._performance_factors(conn, now)
         excluded: dict[str, set[str]] = {}
         open_counts: Counter[str] = Counter()
         debtor_agency: dict[str, str] = {}
@@ -171,6 +176,8 @@ class PlacementService:
             open_counts=open_counts,
             debtor_agency=debtor_agency,
             seed=self._settings.seed,
+            factors=report.factors,
+            challenger_share=self._settings.challenger_share,
         )
         by_id = {c["id"]: c for c in cases}
         for u in result.unallocated:
@@ -181,24 +188,52 @@ class PlacementService:
             async with self._db.transaction() as conn:
                 await self._write_placements(
                     conn,
-                    [(by_id[a.case_id], a.agency_id, ordinals[a.case_id] + 1) for a in chunk],
+                    [
+                        (by_id[a.case_id], a.agency_id, ordinals[a.case_id] + 1, a.strategy)
+                        for a in chunk
+                    ],
                     now,
                 )
             for a in chunk:
                 report.by_agency[a.agency_id] += 1
+                report.by_strategy[a.strategy] += 1
             report.placed += len(chunk)
         return report
+
+    async def _performance_factors(
+        self, conn: AsyncConnection, now: datetime
+    ) -> dict[tuple[str, str], float]:
+        """Each agency's recovery on what it was placed in the last ``performance_days``,
+        relative to its peers (gateway.allocation.performance_factors)."""
+        since = now - timedelta(days=self._settings.performance_days)
+        rows = await conn.execute(
+            sa.select(
+                P.agency_id,
+                P.currency,
+                sa.func.count(),
+                sa.func.sum(P.balance_minor),
+                sa.func.sum(P.collected_minor),
+            )
+            .where(P.placed_at >= since)
+            .group_by(P.agency_id, P.currency)
+        )
+        return performance_factors(
+            (Recovery(a, cur, int(n), int(pl or 0), int(co or 0)) for a, cur, n, pl, co in rows),
+            min_placements=self._settings.performance_min_placements,
+            floor=self._settings.performance_floor,
+            cap=self._settings.performance_cap,
+        )
 
     async def _write_placements(
         self,
         conn: AsyncConnection,
-        rows: Sequence[tuple[RowMapping, str, int]],
+        rows: Sequence[tuple[RowMapping, str, int, str]],
         now: datetime,
     ) -> None:
         return_by = (now + timedelta(days=self._settings.placement_days)).date()
         placements = []
         packets = []
-        for case, agency_id, ordinal in rows:
+        for case, agency_id, ordinal, strategy in rows:
             agency = self._agencies[agency_id]
             case_id = str(case["id"])
             placement_id = placement_id_for(case_id, ordinal)
@@ -234,6 +269,7 @@ class PlacementService:
                     "collected_minor": 0,
                     "placed_at": now,
                     "return_by": return_by,
+                    "strategy": strategy,
                     "updated_at": now,
                 }
             )

@@ -158,10 +158,18 @@ def score(
 
 
 async def scorecards(
-    db: Database, agency_ids: Iterable[str], *, start: datetime, end: datetime
+    db: Database,
+    agency_ids: Iterable[str],
+    *,
+    start: datetime,
+    end: datetime,
+    strategy: str | None = None,
 ) -> list[Scorecard]:
-    """The scorecards of the placements placed in ``[start, end)`` (see module)."""
+    """The scorecards of the placements placed in ``[start, end)`` (see module), only those
+    allocation drew by ``strategy`` (champion or challenger) when one is given."""
     in_period = sa.and_(P.placed_at >= start, P.placed_at < end)
+    if strategy is not None:
+        in_period = sa.and_(in_period, P.strategy == strategy)
     recalled = sa.func.sum(sa.case((P.recalled_at.is_not(None), 1), else_=0))
     async with db.snapshot() as conn:
         placed = (

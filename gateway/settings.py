@@ -54,6 +54,16 @@ class AllocationSection(_Section):
     placement_days: int = Field(default=180, ge=1, le=730)
     legal_min_dpd: int = Field(default=360, ge=1)
     legal_min_balance_minor: int = Field(default=5_000_000, ge=0)
+    performance_weighting: bool = Field(
+        default=False, description="champion draws weigh agencies by recent recovery"
+    )
+    performance_days: int = Field(default=90, ge=7, le=730)
+    performance_min_placements: int = Field(default=50, ge=1)
+    performance_floor: float = Field(default=0.5, gt=0, le=1)
+    performance_cap: float = Field(default=2.0, ge=1, le=10)
+    challenger_share: float = Field(
+        default=0.0, ge=0, le=0.5, description="debtor groups drawn by contract weights alone"
+    )
 
 
 class SchedulesSection(_Section):

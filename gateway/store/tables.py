@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
+from sqlmodel.sql.sqltypes import AutoString
 
 from gateway.store.types import UtcDateTime
 
@@ -60,6 +61,11 @@ class Placement(SQLModel, table=True):
     return_by: date
     recalled_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     recall_reason: str | None = Field(default=None, max_length=32)
+    strategy: str = Field(
+        default="champion",
+        sa_column=sa.Column(AutoString(length=16), nullable=False, server_default="champion"),
+        description="how allocation drew the agency: champion or challenger",
+    )
     updated_at: datetime = Field(sa_column=_ts())
 
 

@@ -5,10 +5,18 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from gateway.agency_config import AgencyConfig
-from gateway.allocation import AllocationResult, CaseToAllocate, allocate, eligible
+from gateway.allocation import (
+    AllocationResult,
+    CaseToAllocate,
+    Recovery,
+    allocate,
+    eligible,
+    performance_factors,
+)
 from tests.factories import agency_config, case_to_allocate
 
 SEED = 20260101
@@ -301,3 +309,102 @@ def test_capacity_overflow_spills_to_the_other_agency() -> None:
     result = run(many_cases(200), [favourite, ALPHA])
     counts = Counter(placed(result).values())
     assert counts == {"AGY_FAV": 50, "AGY_ALPHA": 150}
+
+
+# -- performance weighting and champion/challenger ---------------------------------------
+
+ROOMY = [
+    agency_config(id=a, capacity={"weight": 1.0, "max_open_placements": 100_000})
+    for a in ("AGY_ALPHA", "AGY_BETA")
+]
+
+
+def test_performance_factors_compare_each_agency_with_its_peers_in_a_currency() -> None:
+    factors = performance_factors(
+        [
+            Recovery("AGY_ALPHA", "CNY", 100, 1_000_000, 300_000),  # 30 %
+            Recovery("AGY_BETA", "CNY", 100, 1_000_000, 100_000),  # 10 %
+            Recovery("AGY_GAMMA", "CNY", 10, 1_000_000, 900_000),  # too few to score
+            Recovery("AGY_ALPHA", "USD", 80, 500_000, 0),  # the only one scored in USD
+        ],
+        min_placements=50,
+        floor=0.5,
+        cap=2.0,
+    )
+    assert factors == pytest.approx(
+        {
+            ("AGY_ALPHA", "CNY"): 1.5,  # 30 % over a mean of 20 %
+            ("AGY_BETA", "CNY"): 0.5,
+            ("AGY_ALPHA", "USD"): 1.0,  # the mean of nothing recovered: no basis to favour
+        }
+    )
+
+
+def test_performance_factors_are_clamped() -> None:
+    factors = performance_factors(
+        [
+            Recovery("AGY_ALPHA", "CNY", 100, 1_000, 1_000),
+            Recovery("AGY_BETA", "CNY", 100, 1_000, 10),
+            Recovery("AGY_GAMMA", "CNY", 100, 1_000, 10),
+        ],
+        min_placements=1,
+        floor=0.5,
+        cap=2.0,
+    )
+    assert factors[("AGY_ALPHA", "CNY")] == 2.0 and factors[("AGY_BETA", "CNY")] == 0.5
+
+
+def test_champion_draws_follow_the_performance_factors() -> None:
+    cases = many_cases(2000)
+    plain = Counter(placed(run(cases, ROOMY)).values())
+    favoured = allocate(
+        cases,
+        ROOMY,
+        open_counts={},
+        debtor_agency={},
+        seed=SEED,
+        factors={("AGY_ALPHA", "CNY"): 2.0, ("AGY_BETA", "CNY"): 0.5},
+    )
+    weighted = Counter(placed(favoured).values())
+    assert abs(plain["AGY_ALPHA"] - 1000) < 150
+    # Weights 2 : 0.5, so about four in five go to AGY_ALPHA.
+    assert abs(weighted["AGY_ALPHA"] - 1600) < 150
+    assert {a.strategy for a in favoured.assignments} == {"champion"}
+
+
+def test_challengers_are_drawn_by_contract_weights_and_recorded() -> None:
+    cases = many_cases(2000, accounts_per_debtor=2)
+    factors = {("AGY_ALPHA", "CNY"): 10.0, ("AGY_BETA", "CNY"): 0.1}
+    result = allocate(
+        cases,
+        ROOMY,
+        open_counts={},
+        debtor_agency={},
+        seed=SEED,
+        factors=factors,
+        challenger_share=0.25,
+    )
+    by_strategy = Counter(a.strategy for a in result.assignments)
+    assert abs(by_strategy["challenger"] - 1000) < 150  # a quarter of 4000 accounts
+    challengers = Counter(a.agency_id for a in result.assignments if a.strategy == "challenger")
+    champions = Counter(a.agency_id for a in result.assignments if a.strategy == "champion")
+    assert abs(challengers["AGY_ALPHA"] - challengers["AGY_BETA"]) < 0.2 * by_strategy["challenger"]
+    assert champions["AGY_BETA"] < 0.05 * by_strategy["champion"]
+    # A debtor's accounts share one strategy, and the split is the same on every run.
+    strategy_of: dict[str, set[str]] = {}
+    by_case = {a.case_id: a.strategy for a in result.assignments}
+    for case in cases:
+        strategy_of.setdefault(case.debtor_id, set()).add(by_case[case.case_id])
+    assert all(len(s) == 1 for s in strategy_of.values())
+    again = allocate(
+        list(reversed(cases)),
+        list(reversed(ROOMY)),
+        open_counts={},
+        debtor_agency={},
+        seed=SEED,
+        factors=factors,
+        challenger_share=0.25,
+    )
+    assert sorted(again.assignments, key=lambda a: a.case_id) == sorted(
+        result.assignments, key=lambda a: a.case_id
+    )
