@@ -40,12 +40,10 @@ from gateway.evidence_checks import (
 )
 from gateway.merkle import (
     CompactRange,
-    RangeRoots,
     SubtreeRoots,
     consistency_ranges,
     inclusion_ranges,
     leaf_hash,
-    root_from_inclusion_proof,
 )
 from gateway.signed_note import (
     NoteSigner,
@@ -214,22 +212,8 @@ class EvidenceLog:
     async def inclusion_proof(self, seq: int, tree_size: int | None = None) -> InclusionProof:
         """Prove leaf ``seq`` is in the tree of ``tree_size`` leaves (default: the latest
         checkpoint). Raise NotFound if the leaf or the tree does not exist."""
-        async with self._db.snapshot() as conn:
-            size, note = await _resolve_size(conn, tree_size)
-            if not 0 <= seq < size:
-                raise NotFound(f"evidence leaf {seq} is not in the tree of size {size}")
-            ranges = RangeRoots(inclusion_ranges(seq, size))
-            leaf = (
-                await conn.execute(
-                    sa.select(LEAVES.c.body, LEAVES.c.leaf_hash).where(LEAVES.c.seq == seq)
-                )
-            ).one()
-            await _stream_hashes(conn, 0, size, ranges.feed)
-        path = tuple(ranges.roots())
-        tree_root = root_from_inclusion_proof(leaf.leaf_hash, seq, size, path)
-        if tree_root is None:  # cannot happen for a path built for (seq, size)
-            raise EvidenceError(f"inclusion path for leaf {seq} has the wrong shape")
-        return InclusionProof(seq, size, leaf.body, leaf.leaf_hash, path, tree_root, note)
+        [proof] = await self.inclusion_proofs([seq], tree_size)
+        return proof
 
     async def inclusion_proofs(
         self, seqs: Sequence[int], tree_size: int | None = None
@@ -279,17 +263,19 @@ class EvidenceLog:
             size, _note = await _resolve_size(conn, new_size)
             if not 0 <= old_size <= size:
                 raise NotFound(f"tree size {old_size} is not a prefix of tree size {size}")
-            ranges = RangeRoots(consistency_ranges(old_size, size))
-            compact = CompactRange()
+            wanted = consistency_ranges(old_size, size)
+            builder = SubtreeRoots(size, [*wanted, (0, size)])
+            old = CompactRange()
 
             def feed(hashes: list[bytes]) -> None:
-                ranges.feed(hashes)
-                compact.extend(hashes)
+                builder.feed(hashes)
+                old.extend(hashes)
 
             await _stream_hashes(conn, 0, old_size, feed)
-            old_root = compact.root()
-            await _stream_hashes(conn, old_size, size, feed)
-        return ConsistencyProof(old_size, size, old_root, compact.root(), tuple(ranges.roots()))
+            await _stream_hashes(conn, old_size, size, builder.feed)
+        roots = builder.roots()
+        path = tuple(roots[r] for r in wanted)
+        return ConsistencyProof(old_size, size, old.root(), roots[(0, size)], path)
 
     async def verify(self, verifiers: Sequence[NoteVerifier]) -> VerificationReport:
         """Recompute and check everything; see the module docstring. Never raises for a

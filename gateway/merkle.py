@@ -8,13 +8,13 @@ enough to append in amortised O(1) and to fold the root of any prefix.
 
 Every inclusion and consistency proof element is the root of some leaf range ``[lo, hi)``.
 ``inclusion_ranges`` / ``consistency_ranges`` name those ranges without touching a hash, and
-``RangeRoots`` computes their roots from leaf hashes fed in index order, so a store can stream
-a million leaves through a proof in O(log n) memory instead of loading the tree.
+``SubtreeRoots`` computes their roots from leaf hashes fed in index order, so a store can
+stream a million leaves through any number of proofs in O(log n) memory instead of loading
+the tree.
 """
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from itertools import islice
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -219,69 +219,18 @@ def consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
     return ranges
 
 
-class RangeRoots:
-    """Roots of disjoint leaf ranges, computed from leaf hashes fed in index order.
-
-    Leaves outside every range are skipped; ``roots()`` returns them in the order the
-    ranges were given once every range has been fed completely.
-    """
-
-    def __init__(self, ranges: Sequence[tuple[int, int]]) -> None:
-        self._order = sorted(range(len(ranges)), key=lambda i: ranges[i][0])
-        self._ranges = list(ranges)
-        self._roots: list[bytes | None] = [None] * len(ranges)
-        self._next = 0
-        self._position = 0
-        self._current = CompactRange()
-        for before, after in zip(self._order, self._order[1:], strict=False):
-            if self._ranges[before][1] > self._ranges[after][0]:
-                raise ValueError("proof ranges overlap")
-
-    @property
-    def position(self) -> int:
-        """The index of the next leaf expected."""
-        return self._position
-
-    @property
-    def end(self) -> int:
-        """One past the last leaf any range needs."""
-        return max((hi for _lo, hi in self._ranges), default=0)
-
-    def feed(self, leaf_hashes: Iterable[bytes]) -> None:
-        for leaf in leaf_hashes:
-            position = self._position
-            self._position += 1
-            if self._next >= len(self._order):
-                continue
-            target = self._order[self._next]
-            lo, hi = self._ranges[target]
-            if position < lo:
-                continue
-            self._current.append(leaf)
-            if position + 1 == hi:
-                self._roots[target] = self._current.root()
-                self._current = CompactRange()
-                self._next += 1
-
-    def roots(self) -> list[bytes]:
-        done = [node for node in self._roots if node is not None]
-        if len(done) != len(self._roots):
-            raise ValueError(f"leaves end at {self._position}; the proof needs {self.end}")
-        return done
-
-
 def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
     """The RFC 9162 inclusion proof of leaf ``index`` in the tree of all ``leaf_hashes``."""
-    roots = RangeRoots(inclusion_ranges(index, len(leaf_hashes)))
-    roots.feed(islice(leaf_hashes, roots.end))
-    return roots.roots()
+    ranges = inclusion_ranges(index, len(leaf_hashes))
+    roots = subtree_roots(leaf_hashes, ranges)
+    return [roots[r] for r in ranges]
 
 
 def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes]:
     """The RFC 9162 proof that the tree of the first ``old_size`` leaves is a prefix."""
-    roots = RangeRoots(consistency_ranges(old_size, len(leaf_hashes)))
-    roots.feed(islice(leaf_hashes, roots.end))
-    return roots.roots()
+    ranges = consistency_ranges(old_size, len(leaf_hashes))
+    roots = subtree_roots(leaf_hashes, ranges)
+    return [roots[r] for r in ranges]
 
 
 def root_from_inclusion_proof(
@@ -357,7 +306,6 @@ __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "CompactRange",
-    "RangeRoots",
     "SubtreeRoots",
     "consistency_proof",
     "consistency_ranges",

@@ -29,6 +29,7 @@ from gateway.packets import (
 )
 from gateway.pii import PiiKeyRing
 from gateway.ports import Clock
+from gateway.scorecards import placement_totals
 from gateway.settings import AllocationSection
 from gateway.store.database import Database
 from gateway.store.tables import Case, Expectation, Placement
@@ -206,19 +207,12 @@ class PlacementService:
         """Each agency's recovery on what it was placed in the last ``performance_days``,
         relative to its peers (gateway.allocation.performance_factors)."""
         since = now - timedelta(days=self._settings.performance_days)
-        rows = await conn.execute(
-            sa.select(
-                P.agency_id,
-                P.currency,
-                sa.func.count(),
-                sa.func.sum(P.balance_minor),
-                sa.func.sum(P.collected_minor),
-            )
-            .where(P.placed_at >= since)
-            .group_by(P.agency_id, P.currency)
-        )
+        rows = await conn.execute(placement_totals(P.placed_at >= since))
         return performance_factors(
-            (Recovery(a, cur, int(n), int(pl or 0), int(co or 0)) for a, cur, n, pl, co in rows),
+            (
+                Recovery(a, cur, int(n), int(pl or 0), int(co or 0))
+                for a, cur, n, pl, co, _recalled in rows
+            ),
             min_placements=self._settings.performance_min_placements,
             floor=self._settings.performance_floor,
             cap=self._settings.performance_cap,

@@ -157,6 +157,26 @@ def score(
     return sorted(cards.values(), key=lambda c: c.agency_id)
 
 
+def placement_totals(
+    where: sa.ColumnElement[bool],
+) -> sa.Select[Any]:
+    """Per (agency, currency) of the placements ``where`` selects: count, balance placed,
+    collected, recalled (scorecards; allocation's performance factors)."""
+    recalled = sa.func.sum(sa.case((P.recalled_at.is_not(None), 1), else_=0))
+    return (
+        sa.select(
+            P.agency_id,
+            P.currency,
+            sa.func.count(),
+            sa.func.sum(P.balance_minor),
+            sa.func.sum(P.collected_minor),
+            recalled,
+        )
+        .where(where)
+        .group_by(P.agency_id, P.currency)
+    )
+
+
 async def scorecards(
     db: Database,
     agency_ids: Iterable[str],
@@ -170,22 +190,8 @@ async def scorecards(
     in_period = sa.and_(P.placed_at >= start, P.placed_at < end)
     if strategy is not None:
         in_period = sa.and_(in_period, P.strategy == strategy)
-    recalled = sa.func.sum(sa.case((P.recalled_at.is_not(None), 1), else_=0))
     async with db.snapshot() as conn:
-        placed = (
-            await conn.execute(
-                sa.select(
-                    P.agency_id,
-                    P.currency,
-                    sa.func.count(),
-                    sa.func.sum(P.balance_minor),
-                    sa.func.sum(P.collected_minor),
-                    recalled,
-                )
-                .where(in_period)
-                .group_by(P.agency_id, P.currency)
-            )
-        ).all()
+        placed = (await conn.execute(placement_totals(in_period))).all()
         expected = (
             await conn.execute(
                 sa.select(X.agency_id, X.kind, X.state, sa.func.count())
