@@ -82,7 +82,7 @@ async def connect_imap(imap: ImapSection, tls: ssl.SSLContext) -> IMAP4:
             )
             await protocol.capability()
     except BaseException:
-        client.protocol.transport.close()
+        await _close(client.protocol.transport)
         raise
     return client
 
@@ -98,9 +98,24 @@ async def close_imap(client: IMAP4) -> None:
             await client.logout()
     except Exception:
         pass
-    transport = client.protocol.transport
-    if transport is not None and not transport.is_closing():
+    await _close(client.protocol.transport)
+
+
+async def _close(transport: asyncio.BaseTransport | None) -> None:
+    """Close ``transport`` and wait (briefly) until its socket is released: over TLS that
+    takes a close_notify exchange, and a loop that stops first would leave the socket to
+    the garbage collector."""
+    if transport is None:
+        return
+    if not transport.is_closing():
         transport.close()
+    sock = transport.get_extra_info("socket")
+    try:
+        async with asyncio.timeout(LOGOUT_SECONDS):
+            while sock is not None and sock.fileno() != -1:
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        pass
 
 
 __all__ = ["close_imap", "connect_imap"]

@@ -3,6 +3,7 @@ login, and servers that would let credentials go in plaintext are refused: no ST
 offer, a plaintext PREAUTH, a response injected before the handshake."""
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -92,11 +93,13 @@ async def fake_imap() -> AsyncIterator[list[tuple[int, list[bytes]]]]:
     """Plain IMAP servers that misbehave, each in its own way: (port, what it heard)."""
     servers = []
     heard: list[tuple[int, list[bytes]]] = []
+    writers: list[asyncio.StreamWriter] = []
 
     async def start(greeting: bytes, capabilities: bytes, after_starttls: bytes) -> int:
         lines: list[bytes] = []
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
             writer.write(greeting)
             while line := await reader.readline():
                 lines.append(line)
@@ -128,6 +131,12 @@ async def fake_imap() -> AsyncIterator[list[tuple[int, list[bytes]]]]:
     for server in servers:
         server.close()
         await server.wait_closed()
+    # A connection the client dropped may not have been read to its end yet: close the
+    # server's side here rather than leave the socket to the garbage collector.
+    for writer in writers:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
 
 
 async def test_servers_that_would_let_credentials_go_in_plaintext_are_refused(
