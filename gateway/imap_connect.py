@@ -20,6 +20,7 @@ Certificates are verified by the caller's ``ssl.SSLContext`` in both modes.
 """
 
 import asyncio
+import contextlib
 import ssl
 
 from aioimaplib import IMAP4, IMAP4_SSL, Command  # type: ignore[import-untyped]
@@ -110,12 +111,10 @@ async def _close(transport: asyncio.BaseTransport | None) -> None:
     if not transport.is_closing():
         transport.close()
     sock = transport.get_extra_info("socket")
-    try:
+    with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(LOGOUT_SECONDS):
             while sock is not None and sock.fileno() != -1:
                 await asyncio.sleep(0.01)
-    except TimeoutError:
-        pass
 
 
 __all__ = ["close_imap", "connect_imap"]
