@@ -108,13 +108,24 @@ async def _close(transport: asyncio.BaseTransport | None) -> None:
     the garbage collector."""
     if transport is None:
         return
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() == -1:
+        return
+    # asyncio closes the socket right after the protocol hears of the loss.
+    released = asyncio.Event()
+    protocol = transport.get_protocol()
+    lost = protocol.connection_lost
+
+    def connection_lost(exc: Exception | None) -> None:
+        released.set()
+        lost(exc)
+
+    protocol.connection_lost = connection_lost  # type: ignore[method-assign]
     if not transport.is_closing():
         transport.close()
-    sock = transport.get_extra_info("socket")
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(LOGOUT_SECONDS):
-            while sock is not None and sock.fileno() != -1:
-                await asyncio.sleep(0.01)
+            await released.wait()
 
 
 __all__ = ["close_imap", "connect_imap"]
