@@ -328,11 +328,13 @@ async def demo(
     fresh: bool,
     as_json: bool,
 ) -> None:
-    """End-to-end demo on the embedded SQLite database with sandbox webhook agencies.
+    """End-to-end demo on the embedded SQLite database with sandbox agencies.
 
-    Generates overdue accounts, starts the sandbox agencies on loopback, imports, allocates,
-    dispatches signed packets, receives signed outcome events, reconciles them and prints a
-    summary. Without --once it then keeps serving and prints where.
+    Generates overdue accounts, starts the sandbox agencies on loopback (webhook agencies,
+    an SFTP agency and a law firm over SMTP), imports, allocates, dispatches signed packets,
+    placement files and mail, receives the agencies' outcome events, result files and
+    replies, reconciles them and prints a summary. Without --once it then keeps serving and
+    prints where.
     """
     from gateway.demo import DemoOptions, run_demo
 
@@ -356,7 +358,13 @@ def schemas() -> None:
 
 
 @schemas.command("export")
-@click.option("--root", type=click.Path(path_type=Path), default=Path("."), show_default=True)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The checkout to write into (its schemas/ folder).",
+)
 def schemas_export(root: Path) -> None:
     """Regenerate schemas/json/*.json and schemas/openapi.json from the code."""
     from gateway.schema_export import export
