@@ -68,15 +68,23 @@ def parse_event(body: bytes) -> AgencyEvent:
         return AGENCY_EVENT_ADAPTER.validate_json(body)
     except ValidationError as exc:
         errors = [
-            {"loc": ".".join(str(p) for p in err["loc"]), "msg": err["msg"]}
+            {"loc": _location(err["type"], err["loc"]), "msg": err["msg"]}
             for err in exc.errors(include_url=False)[:20]
         ]
-        first = errors[0] if errors else {"loc": "", "msg": "invalid"}
+        first = errors[0] if errors else {"loc": "body", "msg": "invalid"}
         raise SchemaViolation(
-            f"{first['loc'] or 'body'}: {first['msg']}"
+            f"{first['loc']}: {first['msg']}"
             + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""),
             errors=errors,
         ) from None
+
+
+def _location(error_type: str, loc: tuple[int | str, ...]) -> str:
+    """Where an error is, as a dotted path: a missing or unknown ``type`` is the envelope's
+    ``type``, anything else without a path is the body itself."""
+    if not loc and error_type in ("union_tag_invalid", "union_tag_not_found"):
+        return "type"
+    return ".".join(str(p) for p in loc) or "body"
 
 
 class InboundService:

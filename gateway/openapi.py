@@ -34,7 +34,7 @@ from gateway.wire_schemas import (
     JsonObject,
 )
 from schemas.base import SCHEMA_VERSION
-from schemas.events import AgencyEvent
+from schemas.events import EVENT_TYPES, AgencyEvent, example_event
 from schemas.packets import PACKET_TYPES, CasePacket
 
 AGENCY_ID_PATTERN = r"^[A-Z][A-Z0-9_]{1,31}$"
@@ -203,7 +203,13 @@ def _events_operation() -> JsonObject:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/AgencyEvent"}}
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/AgencyEvent"},
+                    "examples": {
+                        event_type: {"value": example_event(event_type)}
+                        for event_type in EVENT_TYPES
+                    },
+                }
             },
         },
         "responses": {

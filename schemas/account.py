@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from schemas.base import CurrencyCode, Identifier, StrictModel
+from schemas.base import MAX_MINOR, CurrencyCode, Identifier, StrictModel
 
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 \-]{5,19}$")]
 
@@ -29,8 +29,10 @@ class IntakeAccount(StrictModel):
     )
     product: str = Field(min_length=1, max_length=64)
     currency: CurrencyCode
-    principal_minor: int = Field(ge=0, description="Original principal in minor units")
-    balance_minor: int = Field(ge=0, description="Outstanding balance in minor units")
+    principal_minor: int = Field(
+        ge=0, le=MAX_MINOR, description="Original principal in minor units"
+    )
+    balance_minor: int = Field(ge=0, le=MAX_MINOR, description="Outstanding balance in minor units")
     dpd: int = Field(ge=0, le=3650, description="Days past due as of export")
     credit_grade: str = Field(pattern=r"^[A-E]$")
     due_date: date = Field(description="Date the oldest unpaid instalment fell due")

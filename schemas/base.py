@@ -18,7 +18,10 @@ class StrictModel(BaseModel):
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a UTC offset, e.g. 2026-01-15T08:30:00Z")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is outside the years 1 to 9999 once in UTC") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
@@ -29,13 +32,21 @@ Identifier = Annotated[
 ]
 """An opaque ASCII identifier (case, placement, agency, payment ids)."""
 
+MAX_MINOR = 999_999_999_999_999
+"""The largest amount in minor units (15 digits): far above any one loan in any currency,
+and sums of many such amounts still fit the database's 64-bit integers."""
+
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 alphabetic code")]
 
 
 class Money(StrictModel):
     """An amount of money: integer minor units (fen, cents) plus an ISO 4217 code. Never a float."""
 
-    amount_minor: int = Field(description="Amount in minor units, e.g. 12345 = CNY 123.45")
+    amount_minor: int = Field(
+        ge=-MAX_MINOR,
+        le=MAX_MINOR,
+        description="Amount in minor units, e.g. 12345 = CNY 123.45",
+    )
     currency: CurrencyCode
 
     def __str__(self) -> str:
@@ -55,16 +66,19 @@ class _BoundedMoney(Money):
 class NonNegativeMoney(_BoundedMoney):
     """Money that may be zero but never negative (balances)."""
 
-    amount_minor: int = Field(ge=0, description="Amount in minor units, zero or more")
+    amount_minor: int = Field(ge=0, le=MAX_MINOR, description="Amount in minor units, zero or more")
 
 
 class PositiveMoney(_BoundedMoney):
     """Money greater than zero (payments, promises, reversals)."""
 
-    amount_minor: int = Field(gt=0, description="Amount in minor units, greater than zero")
+    amount_minor: int = Field(
+        gt=0, le=MAX_MINOR, description="Amount in minor units, greater than zero"
+    )
 
 
 __all__ = [
+    "MAX_MINOR",
     "SCHEMA_VERSION",
     "CurrencyCode",
     "Identifier",

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.errors import IntakeError
 from gateway.intake_reader import FIELDS, ParsedRow, RowError, detect_format, read_accounts
+from schemas.base import MAX_MINOR
 
 BOM = "\ufeff"
 
@@ -133,6 +134,22 @@ def test_bad_rows_report_exact_line_and_field_and_never_the_value() -> None:
     assert "item 2" in errors[1].message
     assert "call-me" not in str(errors[1])
     assert all(not e.fatal for e in errors)
+
+
+def test_an_amount_too_large_for_the_store_is_a_row_error() -> None:
+    """Amounts stop at 15 digits of minor units (schemas.base.MAX_MINOR), so a stray value
+    is refused on its line rather than failing the database write of the whole import."""
+    rows = [
+        account(account_id="A1", balance_minor=MAX_MINOR),
+        account(account_id="A2", balance_minor=10**20),
+        account(account_id="A3", principal_minor=MAX_MINOR + 1),
+    ]
+    results = read_csv_bytes(csv_text(rows).encode())
+    assert [r.account.account_id for r in parsed_of(results)] == ["A1"]
+    assert [(e.line, e.field) for e in errors_of(results)] == [
+        (3, "balance_minor"),
+        (4, "principal_minor"),
+    ]
 
 
 def test_wrong_column_count_is_a_whole_row_error() -> None:

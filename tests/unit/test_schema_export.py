@@ -30,7 +30,8 @@ from gateway.wire_schemas import (
     SCHEMA_BASE_URI,
     json_schemas,
 )
-from schemas.events import AGENCY_EVENT_ADAPTER, EVENT_TYPES
+from schemas.base import MAX_MINOR
+from schemas.events import AGENCY_EVENT_ADAPTER, EVENT_EXAMPLES, EVENT_TYPES, example_event
 from schemas.packets import PACKET_TYPES, CasePacket
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,70 +49,8 @@ JSONSCHEMA = _optional("jsonschema")
 OPENAPI_VALIDATOR = _optional("openapi_spec_validator")
 
 
-def _cny(amount_minor: int) -> dict[str, Any]:
-    return {"amount_minor": amount_minor, "currency": "CNY"}
-
-
-PL = "PL-000123"
-EVENT_EXAMPLES: dict[str, dict[str, Any]] = {
-    "placement.acknowledged": {
-        "placement_id": PL,
-        "agency_case_ref": "ACME-2026-88123",
-        "balance": _cny(1_234_550),
-    },
-    "placement.rejected": {"placement_id": PL, "reason": "Outside our licensed regions"},
-    "contact.attempted": {
-        "placement_id": PL,
-        "channel": "sms",
-        "outcome": "no_answer",
-        "attempted_at": "2026-01-16T10:12:00+08:00",
-        "effective": False,
-    },
-    "promise.made": {
-        "placement_id": PL,
-        "promise_id": "PR-5521",
-        "amount": _cny(300_000),
-        "promised_date": "2026-01-25",
-    },
-    "payment.reported": {
-        "placement_id": PL,
-        "payment_id": "PAY-778812",
-        "amount": _cny(300_000),
-        "paid_at": "2026-01-25T06:03:27Z",
-    },
-    "payment.reversed": {
-        "placement_id": PL,
-        "payment_id": "PAY-778812",
-        "amount": _cny(300_000),
-        "reason": "Transfer returned",
-    },
-    "dispute.opened": {"placement_id": PL, "reason": "Identity theft claimed"},
-    "legal.action": {
-        "placement_id": PL,
-        "action": "judgment",
-        "occurred_at": "2026-04-02T10:30:00+08:00",
-        "court": "北京市朝阳区人民法院",
-        "court_case_number": "(2026)京0105民初77号",
-    },
-    "case.returned": {"placement_id": PL, "reason": "uncollectable", "balance": _cny(0)},
-    "case.closed": {"placement_id": PL, "reason": "settled"},
-    "complaint.received": {"placement_id": PL, "channel": "app", "summary": "Rude collector"},
-    "statement.submitted": {
-        "statement_id": "ST-2026-01",
-        "period_start": "2026-01-01",
-        "period_end": "2026-01-31",
-        "items": [{"placement_id": PL, "balance": _cny(934_550), "status": "active"}],
-    },
-    "data.deleted": {"placement_id": PL, "method": "returned", "reference": "DEL-2026-0042"},
-}
-
-
 def _event(type_name: str) -> dict[str, Any]:
-    return {
-        "type": type_name,
-        "timestamp": "2026-01-16T02:15:00Z",
-        "data": copy.deepcopy(EVENT_EXAMPLES[type_name]),
-    }
+    return copy.deepcopy(example_event(type_name, "2026-01-16T02:15:00Z"))
 
 
 def _validate(schema_name: str, instance: dict[str, Any]) -> None:
@@ -170,8 +109,14 @@ def test_documents_are_valid_json_schema() -> None:
         JSONSCHEMA.Draft202012Validator.check_schema(doc)
 
 
-def test_examples_cover_every_event_type() -> None:
+def test_examples_cover_every_event_type_and_are_in_the_documents() -> None:
     assert sorted(EVENT_EXAMPLES) == sorted(EVENT_TYPES)
+    operation = openapi_document()["paths"]["/v1/agencies/{agency_id}/events"]["post"]
+    documented = operation["requestBody"]["content"]["application/json"]["examples"]
+    for type_name in EVENT_TYPES:
+        assert documented[type_name]["value"] == example_event(type_name)
+        schema = json.loads((ROOT / JSON_DIR / f"{type_name}.json").read_text(encoding="utf-8"))
+        assert schema["examples"] == [example_event(type_name)]
 
 
 @pytest.mark.parametrize("type_name", EVENT_TYPES)
@@ -187,6 +132,8 @@ def test_event_example_validates_against_its_schema_and_the_union(type_name: str
         ("promise.made", lambda e: e["data"].update(note="typo field")),
         ("case.closed", lambda e: e["data"].update(reason="paid")),
         ("contact.attempted", lambda e: e["data"].pop("effective")),
+        ("payment.reported", lambda e: e["data"]["amount"].update(amount_minor=MAX_MINOR + 1)),
+        ("case.returned", lambda e: e["data"]["balance"].update(amount_minor=-1)),
     ],
 )
 def test_schemas_refuse_spoilt_examples(type_name: str, spoil: Any) -> None:
@@ -194,6 +141,27 @@ def test_schemas_refuse_spoilt_examples(type_name: str, spoil: Any) -> None:
     spoil(event)
     with pytest.raises(_refusals()):
         _validate(type_name, event)
+
+
+@pytest.mark.parametrize(
+    ("moment", "reason"),
+    [
+        ("0001-01-01T00:00:00+01:00", "outside the years 1 to 9999"),
+        ("9999-12-31T23:59:59-05:00", "outside the years 1 to 9999"),
+        ("2026-01-16T09:00:00", "must carry a UTC offset"),
+    ],
+)
+def test_timestamps_without_a_place_in_utc_are_refused_with_a_reason(
+    moment: str, reason: str
+) -> None:
+    """What JSON Schema's ``date-time`` cannot say, the models do (and never crash on it)."""
+    event = _event("contact.attempted")
+    event["data"]["attempted_at"] = moment
+    with pytest.raises(ValidationError) as refused:
+        AGENCY_EVENT_ADAPTER.validate_json(json.dumps(event))
+    [error] = refused.value.errors()
+    assert error["loc"] == ("contact.attempted", "data", "attempted_at")
+    assert reason in error["msg"]
 
 
 def test_intake_account_schema_describes_the_intake_row() -> None:
