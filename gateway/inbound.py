@@ -7,6 +7,9 @@ Rules
 2. Store before answering: the raw body, its SHA-256 and an evidence leaf are committed
    before any 2xx leaves the gateway. Concurrent requests share one transaction and one
    fsync (group commit): a single writer task drains whatever queued up while it was busy.
+   When a group commit fails, its messages are committed one by one, so a message the
+   database refuses gets its 503 alone; two failures in a row mean the database is away,
+   and the rest of the batch is answered 503 without trying.
 3. Deduplicate durably on (agency, channel, ``webhook-id``): the same id with the same bytes
    gets the first answer again; the same id with other bytes gets 409 and raises a
    ``conflicting_duplicate`` mismatch (the conflicting copy is kept as evidence).
@@ -197,17 +200,42 @@ class InboundService:
             try:
                 responses = await self._store.commit(messages)
             except Exception:
-                # The writer must survive a database outage: refuse this batch, go on.
                 log.exception("inbound commit of %d message(s) failed", len(batch))
-                responses = [
-                    problem_response(StoreUnavailable(), m.instance, m.external_id)
-                    for m in messages
-                ]
+                responses = await self._commit_alone(messages)
             else:
                 self._metrics.inbound_batch.observe(len(batch))
             for (_, future), response in zip(batch, responses, strict=True):
                 if not future.done():
                     future.set_result(response)
+
+    async def _commit_alone(self, messages: list[VerifiedMessage]) -> list[InboundResponse]:
+        """After a failed group commit, each message in a transaction of its own (see the
+        module docstring, rule 2). The writer goes on either way."""
+        if len(messages) == 1:
+            return [_unavailable(messages[0])]
+        responses: list[InboundResponse] = []
+        failures = 0
+        for message in messages:
+            if failures >= 2:
+                responses.append(_unavailable(message))
+                continue
+            try:
+                [response] = await self._store.commit([message])
+            except Exception:
+                failures += 1
+                log.exception(
+                    "inbound commit of %s from %s failed", message.external_id, message.agency_id
+                )
+                response = _unavailable(message)
+            else:
+                failures = 0
+                self._metrics.inbound_batch.observe(1)
+            responses.append(response)
+        return responses
+
+
+def _unavailable(message: VerifiedMessage) -> InboundResponse:
+    return problem_response(StoreUnavailable(), message.instance, message.external_id)
 
 
 __all__ = ["InboundService", "InboundTrust", "parse_event"]

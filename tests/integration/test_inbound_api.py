@@ -676,3 +676,43 @@ async def test_two_hundred_concurrent_requests_are_each_stored_once_with_the_rig
     batches = world.metrics.registry.get_sample_value("gateway_inbound_commit_batch_size_count")
     messages = world.metrics.registry.get_sample_value("gateway_inbound_commit_batch_size_sum")
     assert messages == 200 and batches is not None and batches < messages, "no group commit"
+
+
+REFUSE_POISON = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON inbound_messages "
+        "WHEN NEW.external_id = 'evt_poison' "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
+        "IF NEW.external_id = 'evt_poison' THEN RAISE EXCEPTION 'refused by the test'; END IF; "
+        "RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON inbound_messages "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    ],
+}
+
+
+async def test_a_message_the_database_refuses_costs_no_other_message_its_answer(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real trigger makes the database refuse one message. Sent among 60 others at once it
+    shares their group commit; it alone gets 503 and is not stored, they are all stored."""
+    async with world.db.transaction() as conn:
+        for statement in REFUSE_POISON[conn.dialect.name]:
+            await conn.exec_driver_sql(statement)
+    own = world.held["AGY_A"]
+    requests = [(f"evt_ok{n}", complaint(own[n % len(own)].placement_id, n)) for n in range(60)]
+    requests.insert(30, ("evt_poison", complaint(own[0].placement_id, 999)))
+
+    answers = await asyncio.gather(*(world.post("AGY_A", b, msg_id=m) for m, b in requests))
+
+    statuses = {msg_id: answer.status for (msg_id, _), answer in zip(requests, answers)}
+    assert statuses.pop("evt_poison") == 503
+    assert set(statuses.values()) == {200}
+    stored = {r.external_id for r in await world.inbound()}
+    assert stored == set(statuses)
+    assert "inbound commit of evt_poison from AGY_A failed" in caplog.text
+    messages = world.metrics.registry.get_sample_value("gateway_inbound_commit_batch_size_sum")
+    assert messages == 60
