@@ -708,7 +708,9 @@ async def test_a_message_the_database_refuses_costs_no_other_message_its_answer(
 
     answers = await asyncio.gather(*(world.post("AGY_A", b, msg_id=m) for m, b in requests))
 
-    statuses = {msg_id: answer.status for (msg_id, _), answer in zip(requests, answers)}
+    statuses = {
+        msg_id: answer.status for (msg_id, _), answer in zip(requests, answers, strict=True)
+    }
     assert statuses.pop("evt_poison") == 503
     assert set(statuses.values()) == {200}
     stored = {r.external_id for r in await world.inbound()}
