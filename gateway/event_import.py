@@ -133,13 +133,22 @@ def column_name(header: str) -> str:
     return text.lower()
 
 
+MAX_DIGITS = 16
+"""Digits an amount may have before the decimal point (``1e400`` is refused here, before
+it becomes a 400-digit integer; the wire models bound it exactly)."""
+
+
 def amount_minor(text: str, currency: str) -> int:
     """``"1,234.56"`` → ``123456``; more decimals than the currency has is an error."""
     cleaned = text.strip().replace(",", "").lstrip("¥￥$").removesuffix("元").strip()
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount (write e.g. 1234.56)") from None
+        value = Decimal("NaN")
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not an amount (write e.g. 1234.56)")
+    if value.adjusted() >= MAX_DIGITS:
+        raise ValueError(f"{text!r} is too large for an amount")
     places = 0 if currency in ZERO_DECIMAL_CURRENCIES else 2
     minor = value.scaleb(places)
     if minor != minor.to_integral_value():

@@ -66,7 +66,10 @@ def _parser(spec: ColumnSpec, layout: LayoutSection) -> Parser:
             raise ValueError(f"not a time in the format {layout.timestamp_format}") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        try:
+            return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        except OverflowError:
+            raise ValueError("a time outside the years 1 to 9999 once in UTC") from None
 
     def boolean(value: str) -> Any:
         lowered = value.strip().lower()
@@ -258,6 +261,16 @@ def _read_fixed(
         yield reader.record(line, cells)
 
 
+def _whole(value: object) -> int:
+    """A JSON trailer's number: an integer, or a string of one; never a float (``3.7``,
+    ``Infinity``) or a boolean."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        return int(value)
+    raise ValueError("not a whole number")
+
+
 def _read_jsonl(stream: IO[bytes]) -> Iterator[ParsedRecord | RowError | Trailer]:
     for line, raw in enumerate(stream, 1):
         if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -275,10 +288,9 @@ def _read_jsonl(stream: IO[bytes]) -> Iterator[ParsedRecord | RowError | Trailer
         trailer = record.get("trailer")
         if isinstance(trailer, dict) and len(record) == 1:
             try:
-                yield Trailer(
-                    line, int(trailer["record_count"]), int(trailer["control_total_minor"])
-                )
-            except (KeyError, TypeError, ValueError):
+                count, total = trailer["record_count"], trailer["control_total_minor"]
+                yield Trailer(line, _whole(count), _whole(total))
+            except (KeyError, ValueError):
                 yield RowError(
                     line, TRAILER_TAG, "trailer needs record_count and control_total_minor"
                 )

@@ -123,7 +123,7 @@ def read_message(raw: bytes, content: bytes | None = None) -> ReadMessage:
     try:
         date = parsedate_to_datetime(str(message.get("Date", "")))
         date = date.astimezone(UTC) if date.tzinfo else date.replace(tzinfo=UTC)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         date = None
     texts: list[str] = []
     attachments: list[tuple[str, bytes]] = []

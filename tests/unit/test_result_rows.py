@@ -1,18 +1,22 @@
 """Result rows (pure): parsed rows of an agency's result file become events; a bad row is a
 row error naming its line and column and never stops the file."""
 
+import csv
 import io
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings, strategies as st
 
 from gateway.file_layouts import RowError
 from gateway.file_parsing import read_records
 from gateway.layout_settings import ColumnSpec, LayoutSection
-from gateway.result_rows import FileTally, error_report, result_events
-from schemas.events import DataDeleted
+from gateway.result_rows import FileTally, error_report, result_events, statement_event
+from schemas.events import EVENT_TYPES, DataDeleted
 
+AT = datetime(2026, 2, 2, 9, tzinfo=UTC)
 CSV = LayoutSection()
 FIXED = LayoutSection(
     format="fixed",
@@ -126,3 +130,103 @@ def test_fixed_width_data_deleted_rows_name_the_agency_s_own_columns() -> None:
     assert isinstance(event, DataDeleted)
     assert (event.data.method, event.data.reference) == ("returned", "TICKET-9")
     assert tally.errors == [RowError(2, "HOW", "Input should be 'deleted' or 'returned'")]
+
+
+# -- whatever an agency's file holds, every row is an event or a row error -------------------
+
+NASTY_CELLS = (
+    "",
+    " ",
+    "1e400",
+    "Infinity",
+    "NaN",
+    "-0",
+    "9" * 5000,
+    "999999999999999999999",
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-05:00",
+    "2026-02-30T00:00:00Z",
+    "TRAILER",
+    "\x00",
+    '中文,"quoted"\r\nnext',
+    "data.deleted",
+    "payment.reported",
+    "statement.submitted",
+)
+CELLS = st.one_of(st.sampled_from(NASTY_CELLS), st.text(max_size=24))
+ZONED = LayoutSection(timestamp_format="%Y-%m-%dT%H:%M:%S%z", money_format="minor")
+JSONL = LayoutSection(format="jsonl")
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**25), max_value=10**25)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from(NASTY_CELLS),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+
+
+def _read_everything(layout: LayoutSection, body: bytes) -> None:
+    """Both readers over ``body``: every row ends as an event or a row error, never as an
+    exception (which would fail the whole file's transaction)."""
+    found, tally = events(layout, body)
+    assert len(found) == tally.rows_ok <= tally.rows_total
+    assert tally.rows_total - tally.rows_ok <= tally.error_count
+    assert all(e.line >= 1 and e.field and e.message for e in tally.errors)
+    tally.check_counts(manifest_count=len(found))
+    statement = FileTally()
+    rows = read_records(io.BytesIO(body), layout, "statement")
+    statement_event(rows, layout, statement, statement_id="ST-1", received_at=AT)
+
+
+RESULT_COLUMNS = [c.name for c in CSV.columns_for("result")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(EVENT_TYPES),
+            st.dictionaries(st.sampled_from(RESULT_COLUMNS), CELLS, max_size=4),
+        ),
+        max_size=6,
+    ),
+    layout=st.sampled_from([CSV, ZONED]),
+)
+@example(rows=[("data.deleted", {"EVENT_TIME": "0001-01-01T00:00:00+01:00"})], layout=ZONED)
+def test_any_csv_cells_are_events_or_row_errors(
+    rows: list[tuple[str, dict[str, str]]], layout: LayoutSection
+) -> None:
+    """Rows of the right width (so every cell is parsed), each with up to four cells
+    replaced by something odd."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(RESULT_COLUMNS)
+    for event_type, odd in rows:
+        cells = {"EVENT_TYPE": event_type, "EVENT_TIME": "2026-02-01T09:00:00+0000", **odd}
+        writer.writerow([cells.get(name, "") for name in RESULT_COLUMNS])
+    _read_everything(layout, out.getvalue().encode())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(JSON_VALUES, max_size=6),
+    trailer=st.none()
+    | JSON_VALUES
+    | st.fixed_dictionaries({"record_count": JSON_VALUES, "control_total_minor": JSON_VALUES}),
+)
+@example(lines=[], trailer={"record_count": float("inf"), "control_total_minor": 0})
+@example(lines=[], trailer={"record_count": 2.5, "control_total_minor": True})
+def test_any_json_lines_are_events_or_row_errors(lines: list[Any], trailer: Any) -> None:
+    docs = [*lines] + ([] if trailer is None else [{"trailer": trailer}])
+    body = "".join(json.dumps(d, allow_nan=True) + "\n" for d in docs).encode()
+    _read_everything(JSONL, body)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=300), layout=st.sampled_from([CSV, ZONED, FIXED, JSONL]))
+def test_any_bytes_in_any_layout_are_events_or_row_errors(
+    data: bytes, layout: LayoutSection
+) -> None:
+    _read_everything(layout, data)
