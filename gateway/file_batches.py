@@ -248,9 +248,9 @@ def read_manifest(body: bytes) -> dict[str, ManifestEntry]:
             raise ManifestInvalid(f"files[{n}].sha256 is not 64 lower-case hex digits")
         entries[item["name"]] = ManifestEntry(
             item["name"],
-            size if isinstance(size, int) else None,
+            size if type(size) is int else None,
             sha,
-            count if isinstance(count, int) else None,
+            count if type(count) is int else None,
         )
     return entries
 

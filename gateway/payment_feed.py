@@ -40,7 +40,7 @@ from gateway.intake_reader import Format, RowError, detect_format
 from gateway.store.database import Database
 from gateway.store.recon_tables import LenderPayment, PaymentFeed
 from gateway.store.tables import Placement
-from schemas.base import CurrencyCode, Identifier, UtcDatetime
+from schemas.base import MAX_MINOR, CurrencyCode, Identifier, UtcDatetime
 
 FEEDS = PaymentFeed.__table__  # type: ignore[attr-defined]
 RECEIPTS = LenderPayment.__table__  # type: ignore[attr-defined]
@@ -55,7 +55,7 @@ class FeedLine(BaseModel):
 
     payment_id: Identifier = Field(description="The lender's receipt id, unique")
     kind: Literal["debtor", "remittance"]
-    amount_minor: int = Field(gt=0)
+    amount_minor: int = Field(gt=0, le=MAX_MINOR)
     currency: CurrencyCode
     received_at: UtcDatetime
     case_id: Identifier | None = None

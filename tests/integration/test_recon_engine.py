@@ -864,6 +864,8 @@ async def test_feed_lines_with_errors_are_reported_and_skipped(
         json.dumps({**good, "payment_id": "R1"}),
         json.dumps({**good, "payment_id": "R4", "kind": "remittance", "agency_id": "AGA"}),
         json.dumps({**good, "payment_id": "R5", "surprise": 1}),
+        json.dumps({**good, "payment_id": "R6", "amount_minor": 10**20}),
+        json.dumps({**good, "payment_id": "R7", "received_at": "9999-12-31T23:00:00-05:00"}),
     ]
     feed.write_text("\n".join(lines) + "\n")
     report = await import_feed(feed, db=db, now=NOW)
@@ -876,6 +878,8 @@ async def test_feed_lines_with_errors_are_reported_and_skipped(
         f"{feed}:5: payment_id: duplicate; first seen on line 1",
         f"{feed}:6: -: a remittance needs period_start and period_end",
         f"{feed}:7: surprise: unknown field; expected only: " + ", ".join(FeedLineFields()),
+        f"{feed}:8: amount_minor: Input should be less than or equal to 999999999999999",
+        f"{feed}:9: received_at: timestamp is outside the years 1 to 9999 once in UTC",
     ]
 
 

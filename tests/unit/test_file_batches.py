@@ -178,3 +178,13 @@ def test_fixed_width_layouts_need_a_width_for_every_column() -> None:
         LayoutSection(format="fixed")
     with pytest.raises(ValidationError, match="always utf-8"):
         LayoutSection(format="jsonl", encoding="gb18030")
+
+
+def test_a_manifest_number_that_is_not_an_integer_is_not_checked_against() -> None:
+    """``true`` is not a size and ``2.0`` not a count: such entries say nothing we verify
+    (rather than a file of one byte, or a count compared as a float)."""
+    body = json.dumps(
+        {"files": [{"name": "R.csv", "bytes": True, "record_count": 2.0, "sha256": None}]}
+    ).encode()
+    entry = read_manifest(body)["R.csv"]
+    assert (entry.bytes, entry.sha256, entry.record_count) == (None, None, None)
