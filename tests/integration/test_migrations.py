@@ -14,8 +14,9 @@ def _diff(connection: Connection) -> list[object]:
     return list(compare_metadata(context, METADATA))
 
 
-async def test_migrations_match_the_models(tmp_path):
-    db = Database("sqlite:///" + str(tmp_path / "m.db"))
+async def test_migrations_match_the_models(database_url: str) -> None:
+    """On each backend (PostgreSQL when GATEWAY_TEST_POSTGRES_URL is set)."""
+    db = Database(database_url)
     try:
         await upgrade(db)
         async with db.connect() as conn:
