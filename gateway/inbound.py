@@ -25,7 +25,6 @@ batch, deduplicates and checks ownership (rules 2-5) is gateway.inbound_store.
 
 import asyncio
 import hashlib
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -62,14 +61,16 @@ class InboundTrust:
 
 
 def parse_event(body: bytes) -> AgencyEvent:
-    """Validate raw bytes into an event, or raise MalformedPayload / SchemaViolation."""
-    try:
-        json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+    """Validate raw bytes into an event, or raise MalformedPayload / SchemaViolation. The
+    body is parsed once, by the validator: bytes that are not JSON (including invalid UTF-8
+    and lone surrogates) come back as its ``json_invalid`` error."""
     try:
         return AGENCY_EVENT_ADAPTER.validate_json(body)
     except ValidationError as exc:
+        [first_error, *_] = exc.errors(include_url=False)
+        if first_error["type"] == "json_invalid":
+            reason = first_error.get("ctx", {}).get("error", first_error["msg"])
+            raise MalformedPayload(f"body is not valid JSON: {reason}") from None
         errors = [
             {"loc": _location(err["type"], err["loc"]), "msg": err["msg"]}
             for err in exc.errors(include_url=False)[:20]

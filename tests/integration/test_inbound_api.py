@@ -501,6 +501,7 @@ async def test_every_error_is_problem_json_and_never_500(world: World) -> None:
         (await world.post("AGY_A", good, headers={"webhook-signature": ""}), 401),
         (await world.post("AGY_A", b""), 400),
         (await world.post("AGY_A", b"\xff\xfe\x00garbage"), 400),
+        (await world.post("AGY_A", b'{"type": "case.closed", "x": "\\ud800"}'), 400),
         (await world.post("AGY_A", b"[1, 2, 3]"), 422),
         (await world.post("AGY_A", b'"just a string"'), 422),
         (await world.post("AGY_A", event("no.such.type", {})), 422),
