@@ -31,6 +31,7 @@ from gateway.cli_support import (
     GatewayGroup,
     config_path,
     console,
+    err_console,
     open_gateway,
     run_async,
 )
@@ -244,11 +245,37 @@ async def dispatch(ctx: click.Context, as_json: bool) -> None:
     Retries are scheduled in the outbox (capped, jittered backoff per agency), not slept
     here; run `serve` to keep sending.
     """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from gateway import outbox
     from gateway.clock import to_datetime
+    from gateway.delivery_records import DrainStats
 
     gateway = await open_gateway(ctx)
     try:
-        stats = await (await gateway.dispatcher()).drain_once()
+        dispatcher = await gateway.dispatcher()
+        async with gateway.db.snapshot() as conn:
+            due = await outbox.due_count(conn, now=to_datetime(gateway.clock.now()))
+        with Progress(
+            TextColumn("dispatching"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=as_json or not err_console.is_terminal,
+        ) as progress:
+            task = progress.add_task("dispatch", total=due)
+
+            def advance(so_far: DrainStats) -> None:
+                progress.update(task, completed=so_far.claimed, total=max(due, so_far.claimed))
+
+            stats = await dispatcher.drain_once(on_progress=advance)
         await gateway.evidence.checkpoint(now=to_datetime(gateway.clock.now()))
     finally:
         await gateway.aclose()

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -128,15 +128,27 @@ class Dispatcher:
         """Agencies ``run_batch`` skips: blocked ones and batch channels (drained apart)."""
         return self._blocked() | set(self._batchers)
 
-    async def drain_once(self, *, max_batches: int | None = None) -> DrainStats:
-        """Send everything that is due now; return what happened."""
+    async def drain_once(
+        self,
+        *,
+        max_batches: int | None = None,
+        on_progress: Callable[[DrainStats], None] | None = None,
+    ) -> DrainStats:
+        """Send everything that is due now; return what happened. ``on_progress`` hears the
+        running totals after each batch (the CLI's progress bar)."""
         total = DrainStats()
         async with self._db.transaction() as conn:
             total.reaped = await outbox.reap(conn, now=self._now())
             await self._load_disabled(conn)
+
+        def add(stats: DrainStats) -> None:
+            total.add(stats)
+            if on_progress is not None:
+                on_progress(total)
+
         for agency_id, adapter in self._batchers.items():
             if agency_id not in self._blocked():
-                total.add(await self.run_agency_batch(agency_id, adapter))
+                add(await self.run_agency_batch(agency_id, adapter))
         budget = [max_batches]
 
         async def lane() -> None:
@@ -148,7 +160,7 @@ class Dispatcher:
                 stats = await self.run_batch()
                 if stats is None:
                     return
-                total.add(stats)
+                add(stats)
 
         async with asyncio.TaskGroup() as tg:
             for _ in range(self._lanes):

@@ -243,6 +243,12 @@ async def next_due(conn: AsyncConnection) -> datetime | None:
     ).scalar_one_or_none()
 
 
+async def due_count(conn: AsyncConnection, *, now: datetime) -> int:
+    """Pending items due at ``now`` (what a drain would try to send)."""
+    query = sa.select(sa.func.count()).where(OC.state == "pending", OC.run_at <= now)
+    return int((await conn.execute(query)).scalar_one())
+
+
 async def counts_by_state(conn: AsyncConnection) -> dict[str, int]:
     rows = await conn.execute(sa.select(OC.state, sa.func.count()).group_by(OC.state))
     return {state: n for state, n in rows.all()}
@@ -256,6 +262,7 @@ __all__ = [
     "NewItem",
     "claim",
     "counts_by_state",
+    "due_count",
     "enqueue",
     "mark_delivered",
     "mark_failed",

@@ -253,6 +253,33 @@ async def mismatch_rows(db: Database, kind: str | None = None) -> list[Any]:
 # -- delivery -------------------------------------------------------------------------------
 
 
+async def test_a_drain_reports_its_running_totals_after_each_batch(
+    db: Database,
+    receiver: Receiver,
+    session: aiohttp.ClientSession,
+    clock: ManualClock,
+    seed_placements: Seeder,
+) -> None:
+    """What `agency-gateway dispatch` draws its progress bar from: the items due before the
+    drain, then the running totals batch by batch."""
+    agency = receiver.register("AGY_A", scheme="v1")
+    await seed_placements(db, {agency.id: agency}, 23, clock)
+    async with db.connect() as conn:
+        assert await outbox.due_count(conn, now=to_datetime(START)) == 23
+    dispatcher = make_dispatcher(db, receiver, session, batch_size=5)
+    heard: list[tuple[int, int]] = []
+
+    stats = await dispatcher.drain_once(
+        on_progress=lambda so_far: heard.append((so_far.claimed, so_far.delivered))
+    )
+
+    assert stats.delivered == 23
+    assert len(heard) == 5 and heard[-1] == (23, 23)
+    assert [c for c, _ in heard] == sorted(c for c, _ in heard)
+    async with db.connect() as conn:
+        assert await outbox.due_count(conn, now=to_datetime(START)) == 0
+
+
 @pytest.mark.parametrize("scheme", ["v1", "v1a"])
 async def test_queued_packets_are_delivered_with_receipts_evidence_and_expectations(
     db: Database,
