@@ -33,7 +33,8 @@ from gateway.evidence import LeafInput, append_leaves
 from gateway.outbox import ClaimedItem
 from gateway.ports import BatchDelivered, ChannelAdapter, Clock, Receipt
 from gateway.retry import RetryPolicy
-from gateway.store.database import Database, insert_numbered
+from gateway.store.database import Database
+from gateway.store.driver_sql import insert_numbered
 from gateway.store.tables import AgencyStatus, DeliveryAttempt
 
 log = logging.getLogger(__name__)

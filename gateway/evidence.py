@@ -53,7 +53,8 @@ from gateway.signed_note import (
     parse_checkpoint,
     sign_note,
 )
-from gateway.store.database import Database, bulk_insert
+from gateway.store.database import Database
+from gateway.store.driver_sql import bulk_insert
 from gateway.store.tables import (
     Checkpoint,
     DeliveryAttempt,

@@ -14,7 +14,8 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.store.database import bulk_insert, dialect_insert
+from gateway.store.database import dialect_insert
+from gateway.store.driver_sql import bulk_insert
 from gateway.store.tables import OutboxItem
 from gateway.store.transfer_tables import (
     FileBatch,

@@ -36,7 +36,8 @@ from gateway.ports import Clock
 from gateway.problems import PROBLEM_CONTENT_TYPE, problem_body
 from gateway.reconciler import IncomingEvent, apply_events, insert_mismatches
 from gateway.reconciliation import MismatchDraft
-from gateway.store.database import Database, insert_numbered
+from gateway.store.database import Database
+from gateway.store.driver_sql import insert_numbered
 from gateway.store.tables import InboundMessage, Placement
 from schemas.events import AgencyEvent
 

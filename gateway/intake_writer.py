@@ -29,7 +29,8 @@ from gateway.pii import PiiKeyRing
 from gateway.placements import BalanceChange, PlacementService
 from gateway.ports import Clock
 from gateway.settings import AllocationSection
-from gateway.store.database import Database, bulk_insert, driver_processor
+from gateway.store.database import Database
+from gateway.store.driver_sql import bulk_insert, driver_processor
 from gateway.store.tables import Case
 from schemas.account import IntakeAccount
 

@@ -21,7 +21,8 @@ from gateway.reconciliation import (
     NewExpectation,
     PlacementView,
 )
-from gateway.store.database import dialect_insert, execute_rows, insert_numbered
+from gateway.store.database import dialect_insert
+from gateway.store.driver_sql import execute_rows, insert_numbered
 from gateway.store.tables import AgencyEventRow, Expectation, Mismatch, Placement
 from gateway.store.types import UtcDateTime
 from schemas.events import (
