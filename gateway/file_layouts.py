@@ -49,8 +49,8 @@ MINOR_EXPONENT: dict[str, int] = {
 """ISO 4217 minor-unit exponents that are not 2."""
 
 TRAILER_TAG = "TRAILER"
-_ISO_TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
-_ISO_DATE = "%Y-%m-%d"
+ISO_TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
+ISO_DATE = "%Y-%m-%d"
 _DIGITS = re.compile(r"[0-9]+")
 """ASCII digits only: ``str.isdigit`` also accepts full-width and other scripts' digits."""
 
@@ -230,7 +230,7 @@ def _formatter(
     def day(value: Any, _record: Mapping[str, Any]) -> str:
         if value is None:
             return ""
-        if layout.date_format == _ISO_DATE:
+        if layout.date_format == ISO_DATE:
             return str(value)
         return date.fromisoformat(str(value)).strftime(layout.date_format)
 
@@ -238,7 +238,7 @@ def _formatter(
         if value is None:
             return ""
         text_value = str(value)
-        if layout.timestamp_format == _ISO_TIMESTAMP and len(text_value) == 20:
+        if layout.timestamp_format == ISO_TIMESTAMP and len(text_value) == 20:
             return text_value
         moment = datetime.fromisoformat(text_value).astimezone(UTC)
         return moment.strftime(layout.timestamp_format)
@@ -397,6 +397,8 @@ class RecordWriter:
 
 
 __all__ = [
+    "ISO_DATE",
+    "ISO_TIMESTAMP",
     "MINOR_EXPONENT",
     "TRAILER_TAG",
     "CellError",

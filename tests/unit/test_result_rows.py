@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from gateway.file_layouts import RowError
+from gateway.file_layouts import ParsedRecord, RowError
 from gateway.file_parsing import read_records
 from gateway.layout_settings import ColumnSpec, LayoutSection
 from gateway.result_rows import FileTally, error_report, result_events, statement_event
@@ -230,3 +230,60 @@ def test_any_bytes_in_any_layout_are_events_or_row_errors(
     data: bytes, layout: LayoutSection
 ) -> None:
     _read_everything(layout, data)
+
+
+NEAR_ISO = st.from_regex(
+    r"\A ?[0-9\uff10]{1,4}-[0-9]{1,2}-[0-9]{1,3}"
+    r"(T[0-9]{1,2}:[0-9]{2}:[0-9]{2}(Z|\.5Z|\+08:00)?)? ?\Z"
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=NEAR_ISO)
+@example(text="2026-02-30T09:00:00Z")
+@example(text="2026-02-01T24:00:00Z")
+@example(text="0001-01-01")
+def test_the_iso_fast_path_reads_exactly_what_strptime_reads(text: str) -> None:
+    """Default layouts skip strptime for text of the exact ISO shape; what they accept,
+    refuse and return must not change."""
+    reader = read_records  # the parsers are reached through a file of two rows
+    names = ["EVENT_TYPE", "EVENT_TIME", "PROMISED_DATE"]
+    layout = LayoutSection(
+        columns={
+            "result": (
+                ColumnSpec(name=names[0], field="type"),
+                ColumnSpec(name=names[1], field="timestamp", kind="timestamp"),
+                ColumnSpec(name=names[2], field="data.promised_date", kind="date"),
+            )
+        }
+    )
+    body = (
+        f"{','.join(names)}\n"
+        f"case.closed,{text},2026-01-01\n"
+        f"case.closed,2026-01-01T00:00:00Z,{text}\n"
+    ).encode()
+    timed, dated = list(reader(io.BytesIO(body), layout, "result"))
+
+    def reference(fmt: str, as_date: bool) -> str | None:
+        try:
+            moment = datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            return None
+        if as_date:
+            return moment.date().isoformat()
+        return moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+    for row, column, expected, read in (
+        (timed, names[1], reference(layout.timestamp_format, False), lambda r: r["timestamp"]),
+        (
+            dated,
+            names[2],
+            reference(layout.date_format, True),
+            lambda r: r["data"]["promised_date"],
+        ),
+    ):
+        if expected is None:
+            assert isinstance(row, RowError) and row.field == column, row
+        else:
+            assert isinstance(row, ParsedRecord), row
+            assert read(row.record) == expected
