@@ -53,7 +53,9 @@ class Database:
     ):
         self.url = normalise_url(url, base_dir)
         self.dialect = make_url(self.url).get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo}
+        # A failed statement's error carries its parameters (reply text, references, ids)
+        # into the log unless they are hidden: personal data stays out of logs.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             database = make_url(self.url).database
             if database and database != ":memory:":

@@ -717,5 +717,8 @@ async def test_a_message_the_database_refuses_costs_no_other_message_its_answer(
     stored = {r.external_id for r in await world.inbound()}
     assert stored == set(statuses)
     assert "inbound commit of evt_poison from AGY_A failed" in caplog.text
+    # The database's error is logged without the statement's parameters.
+    assert "refused by the test" in caplog.text and "evt_poison'" not in caplog.text
+    assert "[SQL parameters hidden" in caplog.text
     messages = world.metrics.registry.get_sample_value("gateway_inbound_commit_batch_size_sum")
     assert messages == 60
