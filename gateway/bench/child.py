@@ -225,6 +225,15 @@ async def run_child(
     return {**finished.result, "peak_rss_mb": finished.peak_rss_mb}
 
 
+async def measure(name: str, main: ChildMain, *args: Any, cpu: int | None) -> dict[str, Any]:
+    """``run_child`` for a child that reports ``seconds`` and ``cpu_seconds``, rounded to
+    milliseconds."""
+    result = await run_child(name, main, *args, cpu=cpu)
+    result["seconds"] = round(float(result["seconds"]), 3)
+    result["cpu_seconds"] = round(float(result["cpu_seconds"]), 3)
+    return result
+
+
 __all__ = [
     "CHILD_TIMEOUT_SECONDS",
     "HOST",
@@ -237,6 +246,7 @@ __all__ = [
     "Pinned",
     "Ready",
     "cpu_plan",
+    "measure",
     "peak_rss_mb",
     "pin",
     "run_child",

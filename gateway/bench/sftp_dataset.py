@@ -3,9 +3,12 @@ way production seeds it (demo accounts, intake, allocation), the sandbox SFTP se
 benchmark child, and an N-row result file for the pickup measurement."""
 
 import asyncio
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import asyncssh
 
 from gateway.agency_config import (
     BUCKETS,
@@ -154,6 +157,26 @@ async def recipient_key(workdir: Path) -> str:
     return str(key.fingerprint)
 
 
+async def connect_client(workdir: Path, port: int) -> asyncssh.SSHClientConnection:
+    """An SSH connection to the benchmark server as the agency's user, host key pinned."""
+    keys = workdir / "var" / "keys"
+    return await asyncssh.connect(
+        HOST,
+        port,
+        username=USERNAME,
+        client_keys=[asyncssh.read_private_key(str(keys / "sftp_client"))],
+        known_hosts=([asyncssh.read_public_key(str(keys / "sftp_host.pub"))], [], []),
+        agent_path=None,
+    )
+
+
+def clear_folder(folder: Path) -> None:
+    """Empty ``folder`` (created when missing)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
 def result_file(
     root: Path, placements: list[tuple[str, int, str]], setup: SftpBench
 ) -> tuple[str, int]:
@@ -215,6 +238,8 @@ __all__ = [
     "AGENCY_ID",
     "USERNAME",
     "SftpBench",
+    "clear_folder",
+    "connect_client",
     "recipient_key",
     "result_file",
     "seed",
