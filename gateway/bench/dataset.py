@@ -158,6 +158,12 @@ def copy_database(source: Path, target: Path) -> None:
             shutil.copyfile(src, Path(f"{target}{suffix}"))
 
 
+def remove_database(path: Path) -> None:
+    """Delete a closed SQLite store with its WAL and shared-memory files."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 async def placements(db: Database) -> list[SeededPlacement]:
     """Every placement, in id order."""
     async with db.connect() as conn:
@@ -191,5 +197,6 @@ __all__ = [
     "copy_database",
     "counts",
     "placements",
+    "remove_database",
     "seed_template",
 ]

@@ -9,9 +9,9 @@ step wherever SQL allows it:
 
 1. the claim: one ``UPDATE … RETURNING`` of every due item of the agency, payloads included
    (rendering needs them), in one transaction;
-2. the record, in one transaction: one ``UPDATE`` to ``delivered``, one ``executemany`` of
-   a minimal receipt leaf per case (RFC 9162 leaf hash computed), and the expectations by two
-   ``INSERT … SELECT``.
+2. the record, in one transaction: one ``executemany`` of a minimal receipt leaf per case
+   (RFC 9162 leaf hash computed), the expectations by two ``INSERT … SELECT``, and one
+   ``UPDATE`` to ``delivered``.
 
 It renders nothing, uploads nothing, writes no delivery attempt, no batch membership and no
 file record, and takes no lease per chunk: everything ours does beyond that is left out, so the
@@ -20,13 +20,13 @@ floor is a lower bound for any implementation of the issue on this store. Adding
 the highest ratio any implementation can reach on this machine, whatever its code.
 """
 
-import hashlib
 import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.bench.child import Finished, ParentLink, peak_rss_mb
+from gateway.merkle import leaf_hash
 from gateway.store.database import SQLITE_PRAGMAS
 
 OWNER = "bench-floor"
@@ -70,8 +70,7 @@ def floor_records(database_path: Path, agency_id: str, file_sha256: str) -> dict
                 f'{{"kind":"receipt","outbox_id":{item_id},"dedupe_key":"{dedupe_key}",'
                 f'"sha256":"{file_sha256}","line":{seq - start + 2}}}'
             ).encode()
-            digest = hashlib.sha256(b"\x00" + body).digest()
-            leaves.append((seq, "receipt", f"floor:{item_id}", body, digest, stamp))
+            leaves.append((seq, "receipt", f"floor:{item_id}", body, leaf_hash(body), stamp))
         conn.executemany(
             "INSERT INTO evidence_leaves (seq, kind, ref, body, leaf_hash, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",

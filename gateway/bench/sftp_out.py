@@ -44,7 +44,7 @@ from gateway.bench.child import (
     measure,
     peak_rss_mb,
 )
-from gateway.bench.dataset import DATABASE_KIND, copy_database, counts
+from gateway.bench.dataset import DATABASE_KIND, copy_database, counts, remove_database
 from gateway.bench.report import Progress, context, load_average
 from gateway.bench.sftp_dataset import (
     AGENCY_ID,
@@ -157,11 +157,6 @@ async def raw_put(link: ParentLink, workdir: Path, port: int, local: Path) -> No
     link.send(Finished(peak_rss_mb(), {"seconds": seconds, "cpu_seconds": cpu}))
 
 
-def _remove_database(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
-
-
 async def run(
     *, cases: int = 100_000, rounds: int = 3, encrypt: bool = False, progress: bool = False
 ) -> dict[str, Any]:
@@ -224,7 +219,7 @@ async def run(
                     hash_file(payload)[0],
                     cpu=sender_cpu,
                 )
-                _remove_database(floor_db)
+                remove_database(floor_db)
                 ratio = baseline["seconds"] / ours["seconds"]
                 channel_ratio = baseline["seconds"] / channel["seconds"]
                 floor_ratio = baseline["seconds"] / (baseline["seconds"] + floor["seconds"])
