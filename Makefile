@@ -1,19 +1,31 @@
-# agency-gateway developer commands. Everything runs inside .venv, created on first use.
+# agency-gateway developer commands. Everything runs inside .venv, installed from uv.lock.
+#
+# uv itself is pinned (UV_VERSION) and kept in .tools/, apart from the project's environment, so
+# `uv sync` can make .venv exactly the lock (it removes anything the lock does not name).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+TOOLS := .tools
+UV_VERSION := 0.13.9
+UV := $(TOOLS)/bin/uv
 STAMP := $(VENV)/.installed-stamp
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+# The Python in .python-version comes from the machine; uv never downloads one.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install demo test check format schemas clean
+.PHONY: install lock lock-upgrade demo test test-latest check format schemas clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked --extra dev
 	touch $(STAMP)
 
+## install: .venv holding exactly what uv.lock names (runtime and dev), the project editable
 install: $(STAMP)
 
 ## demo: install, then run the end-to-end demo on SQLite (DEMO_ARGS=--once to exit when done)
@@ -38,8 +50,24 @@ test: $(STAMP)
 	  fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## check: formatting, lint and strict typing
+## lock: re-resolve uv.lock after a change to pyproject.toml, keeping every other pin
+lock: | $(UV)
+	$(UV) lock
+
+## lock-upgrade: move every pin to the newest release (a deliberate change, its own commit)
+lock-upgrade: | $(UV)
+	$(UV) lock --upgrade
+
+## test-latest: the suite on the newest releases, in a scratch .venv-latest (not in CI)
+test-latest: | $(UV)
+	rm -rf .venv-latest
+	$(UV) venv --quiet .venv-latest
+	VIRTUAL_ENV=.venv-latest $(UV) pip install --quiet --upgrade -e '.[dev]'
+	.venv-latest/bin/python -m pytest $(PYTEST_ARGS)
+
+## check: the lock matches pyproject.toml, formatting, lint, strict typing, import contracts
 check: $(STAMP)
+	$(UV) lock --check
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -53,4 +81,4 @@ schemas: $(STAMP)
 	$(BIN)/agency-gateway schemas export
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-latest $(TOOLS) var .mypy_cache .ruff_cache .pytest_cache
