@@ -8,24 +8,27 @@ from pathlib import Path
 
 import aiohttp
 
-from adapters import ADAPTERS
-from gateway.agency_config import AgencyConfig, WebhookAgency, check_secrets, load_agencies
+from adapters import ADAPTERS, check_agency
+from adapters.email.triage import VouchedReplyReader
+from gateway.allocation.placements import PlacementService
 from gateway.clock import SystemClock, to_datetime
-from gateway.delivery_hooks import ReconciliationHooks
-from gateway.dispatcher import Dispatcher
+from gateway.config.agencies import AgencyConfig, WebhookAgency, load_agencies
+from gateway.config.settings import GatewaySettings, load_settings
+from gateway.console.read_model import Circuits
+from gateway.console.services import ConsoleServices
+from gateway.console.sessions import Auth
+from gateway.dispatch.dispatcher import Dispatcher
+from gateway.dispatch.hooks import ReconciliationHooks
 from gateway.errors import ConfigError
-from gateway.evidence import EvidenceLog
-from gateway.inbound import InboundService, InboundTrust
+from gateway.evidence.log import EvidenceLog
+from gateway.evidence.signed_note import NoteSigner, NoteVerifier
+from gateway.inbound.service import InboundService, InboundTrust
 from gateway.metrics import Metrics
-from gateway.pii import PiiKeyRing
-from gateway.placements import PlacementService
 from gateway.ports import AdapterContext, ChannelAdapter, Clock
-from gateway.privacy import SweepResult, request_deletions
-from gateway.recon_engine import ReconEngine
-from gateway.reply_signature import build_reply_opener
-from gateway.resolutions import ResolutionService
-from gateway.settings import GatewaySettings, load_settings
-from gateway.signed_note import NoteSigner, NoteVerifier
+from gateway.privacy.deletion import SweepResult, request_deletions
+from gateway.privacy.pii import PiiKeyRing
+from gateway.reconciliation.engine import ReconEngine
+from gateway.resolutions.actions import ResolutionService
 from gateway.signing import parse_verifying_key
 from gateway.store.database import Database
 
@@ -86,7 +89,7 @@ class Gateway:
         )
 
     async def request_deletions(self) -> SweepResult:
-        """Ask agencies to delete the data of ended placements (gateway.privacy); nothing
+        """Ask agencies to delete the data of ended placements (gateway.privacy.deletion); nothing
         when ``[privacy] request_deletion`` is off."""
         privacy = self.settings.privacy
         if not privacy.request_deletion:
@@ -101,13 +104,33 @@ class Gateway:
 
     def resolutions(self) -> ResolutionService:
         """The mismatch actions (the console and ``mismatches resolve`` act through it)."""
-        base_dir = self.settings.base_dir
         return ResolutionService(
             db=self.db,
             placements=self.placements,
             agencies=self.agencies,
             clock=self.clock,
-            reply_opener=lambda agency: build_reply_opener(agency, base_dir=base_dir),
+            vouched_replies=VouchedReplyReader(base_dir=self.settings.base_dir),
+        )
+
+    def console_services(self) -> ConsoleServices:
+        """What the ops console needs from this gateway."""
+
+        def circuits() -> Circuits | None:
+            # The dispatcher is built lazily by run_workers; until then there is no circuit state.
+            return self._dispatcher.circuits if self._dispatcher is not None else None
+
+        settings = self.settings.console
+        return ConsoleServices(
+            db=self.db,
+            agencies=self.agencies,
+            pii=self.pii,
+            resolutions=self.resolutions(),
+            settings=settings,
+            clock=self.clock,
+            auth=Auth(db=self.db, settings=settings, clock=self.clock),
+            circuits=circuits,
+            evidence=self.evidence,
+            note_verifier=self.note_verifier,
         )
 
     async def aclose(self) -> None:
@@ -146,7 +169,7 @@ def check_all_secrets(settings: GatewaySettings, agencies: dict[str, AgencyConfi
         except ConfigError as exc:
             problems.append(f"{source}: {key} ({ref.describe()}): {exc}")
     for agency in agencies.values():
-        problems.extend(check_secrets(agency, settings.base_dir))
+        problems.extend(check_agency(agency, settings.base_dir))
     return problems
 
 

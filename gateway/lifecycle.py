@@ -9,7 +9,7 @@ rejection first; then contact, promises and payments keep it ``active``; a dispu
 action, return or close move it on. Our own recall moves any open state to ``recalled``;
 after that the only legal agency events are the ones that confirm the end (return, close).
 Once a placement has ended (recalled, returned, closed, rejected) the agency confirms it
-deleted the case's personal data with ``data.deleted`` (gateway.privacy); that event is
+deleted the case's personal data with ``data.deleted`` (gateway.privacy.deletion); that event is
 legal only then, and changes nothing.
 An agency event with no entry for the current state is an *illegal status transition*
 (reconciliation turns it into a mismatch and leaves the state unchanged). Events that change

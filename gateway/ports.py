@@ -8,11 +8,14 @@ and circuit breaking live in the dispatcher.
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import aiohttp
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.config.agencies import EmailAgency
 from gateway.errors import DeliveryError
 from gateway.store.database import Database
 
@@ -237,6 +240,18 @@ class InboundPoller(Protocol):
         ...
 
 
+class VouchedReplies(Protocol):
+    """Reads a stored reply whose signature did not vouch for it, because ops has (they
+    confirmed it with the firm). The email channel implements it; ops actions call it."""
+
+    async def read(
+        self, conn: AsyncConnection, agency: EmailAgency, inbound_id: int, *, now: datetime
+    ) -> tuple[str, str, int]:
+        """Open stored reply ``inbound_id`` and apply its events in the caller's transaction;
+        (what it was read as, detail, events applied)."""
+        ...
+
+
 @runtime_checkable
 class PollingChannel(Protocol):
     """A channel whose agency answers out of band; the runtime schedules its pollers."""
@@ -259,4 +274,5 @@ __all__ = [
     "RemoteEntry",
     "RemoteFolder",
     "RemoteSession",
+    "VouchedReplies",
 ]

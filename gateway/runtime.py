@@ -11,16 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.agency_config import EmailAgency
+from adapters.email.mailbox import MailboxReader, build_mailbox_reader
 from gateway.bootstrap import Gateway
 from gateway.clock import to_datetime
-from gateway.dispatcher import Dispatcher
+from gateway.config.agencies import EmailAgency
+from gateway.dispatch.dispatcher import Dispatcher
 from gateway.errors import GatewayError, RunInProgress
-from gateway.mailbox import MailboxReader, build_mailbox_reader
 from gateway.ports import InboundPoller, PollingChannel
-from gateway.sla_checks import run_sla_checks
-from gateway.web.app import create_app
-from gateway.web.console import console_services
+from gateway.reconciliation.sla import run_sla_checks
+from gateway.server import create_app
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 async def web_server(gateway: Gateway, host: str, port: int) -> AsyncIterator[str]:
     """Serve the app; yields its base URL (the real port when ``port`` is 0)."""
     await gateway.inbound.start()
-    console = console_services(gateway) if gateway.settings.console.enabled else None
+    console = gateway.console_services() if gateway.settings.console.enabled else None
     app = create_app(
         inbound=gateway.inbound, db=gateway.db, metrics_=gateway.metrics, console=console
     )

@@ -36,6 +36,33 @@ MAX_MINOR = 999_999_999_999_999
 """The largest amount in minor units (15 digits): far above any one loan in any currency,
 and sums of many such amounts still fit the database's 64-bit integers."""
 
+MINOR_EXPONENT: dict[str, int] = {
+    **dict.fromkeys(
+        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI"), 0
+    ),
+    **dict.fromkeys(("VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}
+"""ISO 4217 minor-unit exponents that are not 2: every place that turns minor units into
+decimal text, or back (files, mail, reply sheets, the console), reads this one table."""
+
+
+def minor_exponent(currency: str) -> int:
+    """Digits after the decimal point in ``currency`` (2 unless ISO 4217 says otherwise)."""
+    return MINOR_EXPONENT.get(currency, 2)
+
+
+def decimal_text(amount_minor: int, currency: str, *, grouping: bool = False) -> str:
+    """Exact decimal text of a minor-unit amount: ``123456`` CNY → ``1234.56`` (``1,234.56``
+    with ``grouping``), ``1234`` JPY → ``1234``. Integer arithmetic, never a float."""
+    exponent = minor_exponent(currency)
+    sign = "-" if amount_minor < 0 else ""
+    whole, minor = divmod(abs(amount_minor), 10**exponent)
+    whole_text = f"{whole:,}" if grouping else str(whole)
+    return f"{sign}{whole_text}.{minor:0{exponent}d}" if exponent else f"{sign}{whole_text}"
+
+
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 alphabetic code")]
 
 

@@ -7,9 +7,9 @@
   (``gateway.store.migrate.upgrade``), so every test using it runs on both backends.
 * ``sqlite_db``: the same on SQLite only.
 * ``make_config``: writes a complete config directory (``gateway.toml``, one file per agency)
-  and generates every key it names with ``gateway.keygen.generate_missing``.
-* ``seed_placements``: imports generated accounts (``gateway.demo_data`` through
-  ``gateway.intake.import_file``) and allocates them to the given agencies.
+  and generates every key it names with ``gateway.keys.generate_missing``.
+* ``seed_placements``: imports generated accounts (``gateway.demo.data`` through
+  ``gateway.intake.service.import_file``) and allocates them to the given agencies.
 """
 
 import json
@@ -25,15 +25,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from gateway.agency_config import BUCKETS, AgencyConfig
+from gateway.allocation.placements import PlacementService
 from gateway.bootstrap import load_config
 from gateway.clock import ManualClock
-from gateway.demo_data import generate_accounts, write_csv
-from gateway.intake import import_file
-from gateway.keygen import generate_missing
-from gateway.pii import PiiKeyRing
-from gateway.placements import PlacementService
-from gateway.settings import AllocationSection, GatewaySettings
+from gateway.config.agencies import BUCKETS, AgencyConfig
+from gateway.config.settings import AllocationSection, GatewaySettings
+from gateway.demo.data import generate_accounts, write_csv
+from gateway.intake.service import import_file
+from gateway.keys import generate_missing
+from gateway.privacy.pii import PiiKeyRing
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 from gateway.store.tables import Placement

@@ -18,17 +18,17 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 
-from gateway.agency_config import WebhookAgency
 from gateway.bootstrap import Gateway, build
 from gateway.clock import ManualClock, to_datetime
-from gateway.demo_data import generate_accounts, write_csv
-from gateway.intake import import_file
-from gateway.keygen import sandbox_keys
+from gateway.config.agencies import WebhookAgency
+from gateway.console import accounts
+from gateway.demo.data import generate_accounts, write_csv
+from gateway.intake.service import import_file
+from gateway.keys import sandbox_keys
+from gateway.reconciliation.sla import run_sla_checks
 from gateway.signing import sign
-from gateway.sla_checks import run_sla_checks
 from gateway.store.migrate import upgrade
 from gateway.store.tables import Mismatch, Placement
-from gateway.web import accounts
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"

@@ -9,11 +9,11 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from gateway.agency_config import AgencyConfig, WebhookAgency, parse_agency
-from gateway.allocation import CaseToAllocate
-from gateway.packets import RenderedPacket, render_created
+from gateway.allocation.rules import CaseToAllocate
+from gateway.config.agencies import AgencyConfig, WebhookAgency, parse_agency
+from gateway.dispatch.packets import RenderedPacket, render_created
 from gateway.ports import OutboundPacket
-from gateway.reconciliation import PlacementView
+from gateway.reconciliation.kinds import PlacementView
 from schemas.base import Money
 from schemas.events import AGENCY_EVENT_ADAPTER, AgencyEvent
 

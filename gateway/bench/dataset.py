@@ -16,7 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway.agency_config import (
+from gateway.bootstrap import Gateway, build
+from gateway.config.agencies import (
     BUCKETS,
     AgencyConfig,
     CapacitySection,
@@ -27,13 +28,12 @@ from gateway.agency_config import (
     SigningSection,
     WebhookAgency,
 )
-from gateway.bootstrap import Gateway, build
-from gateway.demo_data import generate_accounts, write_csv
+from gateway.config.secrets import SecretRef
+from gateway.config.settings import DatabaseSection, DispatchSection, GatewaySettings
+from gateway.demo.data import generate_accounts, write_csv
 from gateway.errors import GatewayError
-from gateway.intake import import_file
-from gateway.keygen import generate_missing
-from gateway.secret_refs import SecretRef
-from gateway.settings import DatabaseSection, DispatchSection, GatewaySettings
+from gateway.intake.service import import_file
+from gateway.keys import generate_missing
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 from gateway.store.tables import Placement

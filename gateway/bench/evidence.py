@@ -1,7 +1,7 @@
 """Benchmark ``evidence``: leaves appended to the evidence log inside the caller's
 transactions, against bare inserts of the same rows into a plain table, in the same run.
 
-Ours is ``gateway.evidence.append_leaves`` as every writer of the gateway calls it: the
+Ours is ``gateway.evidence.log.append_leaves`` as every writer of the gateway calls it: the
 caller's ``LeafInput`` objects (each transaction's are built before its clock starts, as a
 caller has them) encoded
 as canonical JSON, hashed (RFC 9162 leaf hash), numbered under the writer lock from the log's
@@ -31,7 +31,7 @@ from gateway.bench.child import Finished, ParentLink, cpu_plan, peak_rss_mb, run
 from gateway.bench.dataset import DATABASE_KIND
 from gateway.bench.report import Progress, context, load_average, rate
 from gateway.errors import GatewayError
-from gateway.evidence import LEAVES, LeafInput, append_leaves
+from gateway.evidence.log import LEAVES, LeafInput, append_leaves
 from gateway.store.database import SQLITE_PRAGMAS, Database
 from gateway.store.migrate import upgrade
 
@@ -195,7 +195,7 @@ async def run(
         "meets_target": headline["leaves_per_s"] >= TARGET_LEAVES_PER_S,
         "by_transaction_size": by_size,
         "setup": {
-            "ours": "gateway.evidence.append_leaves in Database.transaction (SQLAlchemy, "
+            "ours": "gateway.evidence.log.append_leaves in Database.transaction (SQLAlchemy, "
             "aiosqlite), packet-shaped leaves",
             "baseline": "sqlite3 executemany of the encoded bodies into a rowid table with a "
             "(kind, ref) index, same transaction sizes",

@@ -2,9 +2,9 @@
 production path, against a bare load of the same file into the same kind of database, in the
 same run.
 
-Ours is ``gateway.intake.import_file`` as ``agency-gateway intake`` runs it: the file streamed
-and hashed, every row parsed and validated (``IntakeAccount``), its keyed content MAC taken,
-its personal data encrypted (AES-GCM, bound to the account), the cases written in batches of
+Ours is ``gateway.intake.service.import_file`` as ``agency-gateway intake`` runs it: the file
+streamed and hashed, every row parsed and validated (``IntakeAccount``), its keyed content MAC
+taken, its personal data encrypted (AES-GCM, bound to the account), the cases written in batches of
 1,000, one transaction each, and the closing evidence leaf. Then the same file is imported a
 second time, as a lender resending its whole book does: every row is looked up and found
 unchanged, and nothing is written. The baseline reads the same bytes with ``csv.reader`` and
@@ -34,12 +34,12 @@ from gateway.bench.child import Finished, ParentLink, peak_rss_mb, run_child
 from gateway.bench.dataset import DATABASE_KIND
 from gateway.bench.report import Progress, context, load_average, rate
 from gateway.bootstrap import build
-from gateway.demo_data import generate_accounts, write_csv
+from gateway.config.settings import DatabaseSection, GatewaySettings
+from gateway.demo.data import generate_accounts, write_csv
 from gateway.errors import GatewayError
-from gateway.intake import import_file
-from gateway.intake_reader import FIELDS
-from gateway.keygen import generate_missing
-from gateway.settings import DatabaseSection, GatewaySettings
+from gateway.intake.reader import FIELDS
+from gateway.intake.service import import_file
+from gateway.keys import generate_missing
 from gateway.store.database import SQLITE_PRAGMAS
 from gateway.store.migrate import upgrade
 
@@ -207,10 +207,11 @@ async def run(*, accounts: int = TARGET_ACCOUNTS, progress: bool = False) -> dic
             "peak_rss_mb": small["peak_rss_mb"],
         },
         "setup": {
-            "ours": "gateway.intake.import_file (as `agency-gateway intake`), batches of 1000",
+            "ours": "gateway.intake.service.import_file (as `agency-gateway intake`), "
+            "batches of 1000",
             "again": "the same file imported a second time: every row found unchanged",
             "baseline": "csv.reader + executemany of raw cells, keyed by account id, 1000 a txn",
-            "file": "demo accounts (gateway.demo_data), UTF-8 CSV with a header",
+            "file": "demo accounts (gateway.demo.data), UTF-8 CSV with a header",
         },
         "context": context(
             database=DATABASE_KIND, load_at_start=load_at_start, pinning={"import": None}

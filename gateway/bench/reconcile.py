@@ -2,7 +2,7 @@
 lender's payment feed for the payments among them), fully classified and every break
 written, against a bare SQL join of the same two tables in the same database.
 
-Ours is one complete run of the production engine (gateway.recon_engine.ReconEngine on the
+Ours is one complete run of the production engine (gateway.reconciliation.engine.ReconEngine on the
 ``Database`` that ``serve`` would use: WAL, ``synchronous=FULL``, ``BEGIN IMMEDIATE``): the
 events pass with the contact rules, the three-way match, statements and the SLA checks,
 with breaks, matches, direct-pay packets and evidence leaves committed.
@@ -25,14 +25,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway.agency_config import AgencyConfig, parse_agency
 from gateway.bench import recon_book, recon_fixture, recon_lender_feed
 from gateway.bench.child import peak_rss_mb
 from gateway.bench.report import Progress, context, load_average
 from gateway.clock import ManualClock
-from gateway.recon_engine import ReconEngine
-from gateway.recon_sources import EVENTS, PLACEMENTS, epoch_seconds
-from gateway.settings import ReconciliationSection
+from gateway.config.agencies import AgencyConfig, parse_agency
+from gateway.config.settings import ReconciliationSection
+from gateway.reconciliation.engine import ReconEngine
+from gateway.reconciliation.sources import EVENTS, PLACEMENTS, epoch_seconds
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 from gateway.store.row_stream import stream_rows

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import asyncssh
 
-from gateway.agency_config import (
+from adapters.sftp.batches import Manifest, ManifestFile, done_marker, sha256_hex
+from adapters.sftp.layouts import RecordWriter
+from gateway.bench.child import HOST, STOP, Finished, ParentLink, Ready, peak_rss_mb
+from gateway.bootstrap import build
+from gateway.config.agencies import (
     BUCKETS,
     AgencyConfig,
     CapacitySection,
@@ -18,18 +22,14 @@ from gateway.agency_config import (
     RetrySection,
     SftpAgency,
 )
-from gateway.bench.child import HOST, STOP, Finished, ParentLink, Ready, peak_rss_mb
-from gateway.bootstrap import build
-from gateway.demo_data import generate_accounts, write_csv
+from gateway.config.secrets import SecretRef
+from gateway.config.settings import DatabaseSection, DispatchSection, GatewaySettings
+from gateway.config.sftp import NamingSection, PgpSection, SftpSection
+from gateway.demo.data import generate_accounts, write_csv
 from gateway.errors import GatewayError
-from gateway.file_batches import Manifest, ManifestFile, done_marker, sha256_hex
-from gateway.file_layouts import RecordWriter
-from gateway.intake import import_file
-from gateway.keygen import generate_missing
+from gateway.intake.service import import_file
+from gateway.keys import generate_missing
 from gateway.sandbox.sftp_server import SandboxSftpServer, SftpUser, load_host_key
-from gateway.secret_refs import SecretRef
-from gateway.settings import DatabaseSection, DispatchSection, GatewaySettings
-from gateway.sftp_settings import NamingSection, PgpSection, SftpSection
 from gateway.store.migrate import upgrade
 
 AGENCY_ID = "BENCH_SFTP"

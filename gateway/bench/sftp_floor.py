@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.bench.child import Finished, ParentLink, peak_rss_mb
-from gateway.merkle import leaf_hash
+from gateway.evidence.merkle import leaf_hash
 from gateway.store.database import SQLITE_PRAGMAS
 
 OWNER = "bench-floor"

@@ -33,7 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway.batch_spool import hash_file
+from adapters.sftp.spool import hash_file
 from gateway.bench.child import (
     STOP,
     Child,

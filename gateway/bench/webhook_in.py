@@ -59,7 +59,8 @@ from gateway.bench.dataset import (
 from gateway.bench.load import PreparedRequest, post_all, serve_app, serve_bare
 from gateway.bench.report import Progress, context, load_average, rate, summarise
 from gateway.errors import GatewayError
-from gateway.keygen import sandbox_keys
+from gateway.keys import sandbox_keys
+from gateway.server import create_app
 from gateway.signing import SigningKey, sign
 from gateway.store.database import Database
 from gateway.store.tables import (
@@ -69,7 +70,6 @@ from gateway.store.tables import (
     Mismatch,
     Placement,
 )
-from gateway.web.app import create_app
 
 TARGET_RATIO = 0.6
 ACK_EVERY = 8

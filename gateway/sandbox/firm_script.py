@@ -23,7 +23,7 @@ from email.message import EmailMessage, Message
 from email.policy import SMTP, default as default_policy
 from email.utils import format_datetime, make_msgid
 
-from gateway.mail_render import REPLY_COLUMNS
+from gateway.inbound.sheets import REPLY_COLUMNS
 
 FAULTS = ("unparseable", "bad_line", "unthreaded", "duplicate", "unsigned")
 COURTS = (
@@ -37,7 +37,7 @@ CLOSING_ROWS: dict[str, dict[str, str]] = {
     "data.deletion_requested": {"event_type": "data.deleted", "reason": "deleted"},
 }
 """The one row that answers a packet ending the firm's work on a case (``reason`` carries
-a deletion's method: gateway.event_import)."""
+a deletion's method: gateway.inbound.sheets)."""
 
 
 @dataclass(frozen=True, slots=True)

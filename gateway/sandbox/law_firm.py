@@ -41,14 +41,14 @@ from aioimaplib import IMAP4_SSL  # type: ignore[import-untyped]
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.agency_config import EmailAgency
+from adapters.email.imap import close_imap
+from adapters.email.mailbox import client_tls_context
+from adapters.email.smime import Signer, decrypt, load_signer, sign_message
+from gateway.config.agencies import EmailAgency
+from gateway.config.secrets import SecretRef
 from gateway.errors import ConfigError, GatewayError
-from gateway.imap_connect import close_imap
-from gateway.mailbox import client_tls_context
 from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
 from gateway.sandbox.firm_script import FirmScript, cases_in
-from gateway.secret_refs import SecretRef
-from gateway.smime import Signer, decrypt, load_signer, sign_message
 
 log = logging.getLogger(__name__)
 

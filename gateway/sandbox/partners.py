@@ -30,9 +30,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
-from gateway.agency_config import AgencyConfig, EmailAgency, SftpAgency, WebhookAgency
+from gateway.config.agencies import AgencyConfig, EmailAgency, SftpAgency, WebhookAgency
 from gateway.errors import ConfigError, GatewayError
-from gateway.keygen import sandbox_keys
+from gateway.keys import sandbox_keys
 from gateway.runtime import bound_socket
 from gateway.sandbox.law_firm import SandboxLawFirm
 from gateway.sandbox.sftp_site import SftpSandboxes

@@ -30,8 +30,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.clock import SystemClock, to_datetime
-from gateway.file_batches import (
+from adapters.sftp.batches import (
     MANIFEST_SUFFIX,
     PACKET_TYPES,
     Manifest,
@@ -39,11 +38,12 @@ from gateway.file_batches import (
     done_marker,
     sha256_hex,
 )
-from gateway.file_layouts import ParsedRecord, RecordWriter, Trailer
-from gateway.file_parsing import read_records
+from adapters.sftp.layouts import ParsedRecord, RecordWriter, Trailer
+from adapters.sftp.parsing import read_records
+from gateway.clock import SystemClock, to_datetime
+from gateway.config.sftp import SftpSection
 from gateway.ports import Clock
 from gateway.sandbox.agency_script import CaseFile, EventPlanner
-from gateway.sftp_settings import SftpSection
 from schemas.packets import CasePacket
 
 log = logging.getLogger(__name__)

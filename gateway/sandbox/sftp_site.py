@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.agency_config import AgencyConfig, SftpAgency
-from gateway.keygen import sandbox_sftp_keys
+from gateway.config.agencies import AgencyConfig, SftpAgency
+from gateway.keys import sandbox_sftp_keys
 from gateway.ports import InboundPoller
 from gateway.sandbox.sftp_agency import SandboxSftpAgency
 from gateway.sandbox.sftp_server import SandboxSftpServer, SftpUser, load_host_key

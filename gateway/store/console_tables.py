@@ -3,7 +3,7 @@ what people did to mismatches (assignments, comments, actions) and which PII the
 
 SQLModel needs runtime annotations here: no `from __future__ import annotations`.
 Secrets are never stored: sessions and API tokens are kept as SHA-256 of the token, passwords
-as scrypt hashes (see gateway/web/accounts.py).
+as scrypt hashes (see gateway/console/accounts.py).
 """
 
 from datetime import datetime

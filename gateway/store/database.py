@@ -3,7 +3,7 @@
 SQLite runs in WAL mode with ``synchronous=FULL`` so that whatever we acknowledge survives a
 power cut, and every transaction starts with ``BEGIN IMMEDIATE``: one writer at a time, taken
 up front, so two processes never deadlock upgrading a read lock. PostgreSQL uses asyncpg and
-``FOR UPDATE SKIP LOCKED`` for outbox claims (see gateway/outbox.py).
+``FOR UPDATE SKIP LOCKED`` for outbox claims (see gateway/dispatch/outbox.py).
 """
 
 from collections.abc import AsyncIterator

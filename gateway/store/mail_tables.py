@@ -80,7 +80,7 @@ class MailReply(SQLModel, table=True):
     ``duplicate`` (its Message-ID was read before; nothing applied twice), ``unverified``
     (its signature did not vouch for it; nothing read). ``signature``: ``verified`` (by the
     pinned certificate ``signer_sha256``), ``unsigned``, ``invalid``, ``unknown_signer`` or
-    ``not_checked`` (gateway.reply_signature).
+    ``not_checked`` (adapters.email.reply_signature).
     """
 
     __tablename__ = "mail_replies"

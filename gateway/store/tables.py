@@ -72,7 +72,7 @@ class Placement(SQLModel, table=True):
 class OutboxItem(SQLModel, table=True):
     """A packet waiting to be sent, or sent. ``payload`` is the exact body on the wire.
 
-    The claim index order (run_at, id) equals the claim's ORDER BY; see gateway/outbox.py.
+    The claim index order (run_at, id) equals the claim's ORDER BY; see gateway/dispatch/outbox.py.
     """
 
     __tablename__ = "outbox"

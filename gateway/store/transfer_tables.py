@@ -37,7 +37,7 @@ class FileSequence(SQLModel, table=True):
 
 
 class FileBatch(SQLModel, table=True):
-    """One batch: a data file, its manifest and its done marker (see gateway/file_batches.py).
+    """One batch: a data file, its manifest and its done marker (see adapters/sftp/batches.py).
 
     state: preparing (names reserved, rows being written) → staged (file sizes and hashes
     recorded) → delivered; or conflict (a final name exists with other content) / failed.

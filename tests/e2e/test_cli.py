@@ -18,7 +18,7 @@ import click
 import pytest
 
 from gateway.cli import main
-from gateway.demo_data import generate_accounts, write_csv
+from gateway.demo.data import generate_accounts, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "agency-gateway"

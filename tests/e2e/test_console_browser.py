@@ -18,9 +18,8 @@ import sqlalchemy as sa
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 from pytest_aiohttp import AiohttpServer
 
+from gateway.server import create_app
 from gateway.store.tables import Mismatch
-from gateway.web.app import create_app
-from gateway.web.console import console_services
 from tests.console_world import PASSWORD, ConsoleWorld, StubAgency, build_world
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -54,7 +53,7 @@ async def served(
         inbound=gateway.inbound,
         db=gateway.db,
         metrics_=gateway.metrics,
-        console=console_services(gateway),
+        console=gateway.console_services(),
     )
     server = await aiohttp_server(app)
     yield world, str(server.make_url("")).rstrip("/")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo_data import generate_accounts, write_csv
+from gateway.demo.data import generate_accounts, write_csv
 from tests.e2e.test_cli import COMMAND, assert_clean_failure, cli, environment, make_workspace
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from gateway.bootstrap import build, load_config
-from gateway.outbox import counts_by_state
+from gateway.dispatch.outbox import counts_by_state
 
 
 async def drain_until_settled(config_path: Path) -> int:

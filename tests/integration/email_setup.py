@@ -10,10 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from gateway.agency_config import BUCKETS, AgencyConfig, EmailAgency
 from gateway.bootstrap import load_config
-from gateway.keygen import generate_missing
-from gateway.settings import GatewaySettings
+from gateway.config.agencies import BUCKETS, AgencyConfig, EmailAgency
+from gateway.config.settings import GatewaySettings
+from gateway.keys import generate_missing
 from gateway.store.tables import OutboxItem, Placement
 
 FIRM = "ZHENGYI"

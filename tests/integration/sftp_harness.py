@@ -16,14 +16,14 @@ from typing import Any
 
 import asyncssh
 
-from gateway.agency_config import BUCKETS, SftpAgency
 from gateway.bootstrap import Gateway, build, load_config
-from gateway.demo_data import generate_accounts, write_csv
-from gateway.intake import import_file
-from gateway.keygen import generate_missing
+from gateway.config.agencies import BUCKETS, SftpAgency
+from gateway.config.settings import GatewaySettings
+from gateway.demo.data import generate_accounts, write_csv
+from gateway.intake.service import import_file
+from gateway.keys import generate_missing
 from gateway.sandbox.sftp_agency import SandboxSftpAgency
 from gateway.sandbox.sftp_server import SandboxSftpServer, SftpFaults, SftpUser
-from gateway.settings import GatewaySettings
 from gateway.store.migrate import upgrade
 
 AGENCY_ID = "AGY_SFTP"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from gateway.allocation.placements import PlacementService
 from gateway.bootstrap import build
 from gateway.clock import ManualClock
-from gateway.demo_data import generate_accounts, write_csv
-from gateway.intake import import_file
-from gateway.placements import PlacementService
-from gateway.scorecards import scorecards
-from gateway.settings import AllocationSection
+from gateway.config.settings import AllocationSection
+from gateway.demo.data import generate_accounts, write_csv
+from gateway.intake.service import import_file
+from gateway.reporting.scorecards import scorecards
 from gateway.store.migrate import upgrade
 from gateway.store.tables import Placement
 from tests.conftest import ConfigFactory, Seeder

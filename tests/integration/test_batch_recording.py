@@ -7,14 +7,15 @@ from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from gateway import file_batch_store as store, outbox
-from gateway.agency_config import parse_agency
-from gateway.batch_recording import record_batch_delivery
-from gateway.delivery_hooks import ReconciliationHooks
-from gateway.evidence import LeafInput
-from gateway.merkle import leaf_hash
-from gateway.outbox import NewItem
-from gateway.packets import RenderedPacket
+from adapters.sftp import batch_store as store
+from gateway.config.agencies import parse_agency
+from gateway.dispatch import outbox
+from gateway.dispatch.batch_records import record_batch_delivery
+from gateway.dispatch.hooks import ReconciliationHooks
+from gateway.dispatch.outbox import NewItem
+from gateway.dispatch.packets import RenderedPacket
+from gateway.evidence.log import LeafInput
+from gateway.evidence.merkle import leaf_hash
 from gateway.ports import BatchDelivered
 from gateway.store.database import Database
 from gateway.store.tables import (

@@ -11,7 +11,6 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +22,24 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
+from adapters.email.triage import VouchedReplyReader
+from gateway.allocation.placements import PlacementService
 from gateway.bootstrap import build, load_config
 from gateway.cli import main
 from gateway.clock import ManualClock, to_datetime
-from gateway.evidence_bundle import verify_bundle
-from gateway.keygen import self_signed
-from gateway.openapi import openapi_document
-from gateway.pii import PiiKeyRing
-from gateway.placements import PlacementService
-from gateway.reconciler import insert_mismatches
-from gateway.reconciliation import MismatchDraft
-from gateway.reply_signature import build_reply_opener
-from gateway.resolution_rules import ActionRefused, ActionRequest, MismatchFilter
-from gateway.resolutions import ResolutionService
-from gateway.scorecards import period, report, scorecards
-from gateway.settings import AllocationSection
+from gateway.config.settings import AllocationSection
+from gateway.console import accounts, api_docs, personal_data
+from gateway.console.sessions import Auth
+from gateway.contracts.openapi import openapi_document
+from gateway.evidence.bundle import verify_bundle
+from gateway.keys import self_signed
+from gateway.privacy.pii import PiiKeyRing
+from gateway.reconciliation.kinds import MismatchDraft
+from gateway.reconciliation.recorder import insert_mismatches
+from gateway.reporting.scorecards import period, report, scorecards
+from gateway.resolutions.actions import ResolutionService
+from gateway.resolutions.rules import ActionRefused, ActionRequest, MismatchFilter
+from gateway.server import create_app
 from gateway.store.console_tables import (
     LoginAttempt,
     MismatchAction,
@@ -54,10 +56,6 @@ from gateway.store.tables import (
     OutboxItem,
     Placement,
 )
-from gateway.web import accounts, api_docs, personal_data
-from gateway.web.app import create_app
-from gateway.web.console import console_services
-from gateway.web.sessions import Auth
 from tests.console_world import (
     ALPHA,
     BETA,
@@ -157,7 +155,7 @@ async def console(
         inbound=gateway.inbound,
         db=gateway.db,
         metrics_=gateway.metrics,
-        console=console_services(gateway),
+        console=gateway.console_services(),
     )
     server = await aiohttp_server(app)
     yield Console(world, server, aiohttp_client)
@@ -169,7 +167,7 @@ async def with_settings(
 ) -> Console:
     """The same world served with other ``[console]`` settings."""
     gateway = console.world.gateway
-    services = console_services(gateway)
+    services = gateway.console_services()
     changed = services.settings.model_copy(update=settings)
     services = replace(
         services,
@@ -233,7 +231,7 @@ async def test_cookies_are_secure_over_https(
         inbound=gateway.inbound,
         db=gateway.db,
         metrics_=gateway.metrics,
-        console=console_services(gateway),  # cookie_secure = "auto"
+        console=gateway.console_services(),  # cookie_secure = "auto"
     )
     server = await aiohttp_server(app, ssl=server_tls)
     client = await console.make_client(server, connector=TCPConnector(ssl=client_tls))
@@ -999,7 +997,7 @@ async def test_actions_and_bulk_on_each_database_backend(db: Database) -> None:
         placements=placements,
         agencies={ALPHA: agency},
         clock=clock,
-        reply_opener=partial(build_reply_opener, base_dir=Path.cwd()),  # no law firm here
+        vouched_replies=VouchedReplyReader(base_dir=Path.cwd()),  # no law firm here
     )
     await accounts.add_user(db, "olga", "operator", PASSWORD, now=START)
     await accounts.add_user(db, "vic", "viewer", PASSWORD, now=START)

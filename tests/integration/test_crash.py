@@ -19,12 +19,12 @@ import sqlalchemy as sa
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from gateway.agency_config import AgencyConfig, WebhookAgency
 from gateway.bootstrap import build
-from gateway.demo_data import generate_accounts, write_csv
-from gateway.intake import import_file
-from gateway.keygen import sandbox_keys
-from gateway.settings import GatewaySettings
+from gateway.config.agencies import AgencyConfig, WebhookAgency
+from gateway.config.settings import GatewaySettings
+from gateway.demo.data import generate_accounts, write_csv
+from gateway.intake.service import import_file
+from gateway.keys import sandbox_keys
 from gateway.signing import VerifyingKey, read_headers, verify
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade

@@ -21,16 +21,18 @@ import sqlalchemy as sa
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from adapters.webhook import WebhookAdapter
-from gateway import outbox
-from gateway.agency_config import BUCKETS, WebhookAgency
+from adapters.webhook.adapter import WebhookAdapter
 from gateway.clock import ManualClock, to_datetime
-from gateway.delivery_hooks import ReconciliationHooks
-from gateway.dispatcher import Dispatcher
+from gateway.config.agencies import BUCKETS, WebhookAgency
+from gateway.dispatch import outbox
+from gateway.dispatch.dispatcher import Dispatcher
+from gateway.dispatch.hooks import ReconciliationHooks
 from gateway.errors import InboundError
-from gateway.inbound import InboundService, InboundTrust
+from gateway.inbound.service import InboundService, InboundTrust
 from gateway.metrics import Metrics
 from gateway.ports import ChannelAdapter
+from gateway.reconciliation.sla import run_sla_checks
+from gateway.server import create_app
 from gateway.signing import (
     SigningKey,
     VerifyingKey,
@@ -43,7 +45,6 @@ from gateway.signing import (
     sign,
     verify,
 )
-from gateway.sla_checks import run_sla_checks
 from gateway.store.database import Database
 from gateway.store.tables import (
     AgencyEventRow,
@@ -54,7 +55,6 @@ from gateway.store.tables import (
     Mismatch,
     OutboxItem,
 )
-from gateway.web.app import create_app
 
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]

@@ -26,17 +26,19 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from adapters.email import build_email_adapter
+from adapters.email.adapter import build_email_adapter
+from adapters.email.mailbox import build_mailbox_reader
+from adapters.email.smime import decrypt
+from gateway.allocation.placements import PlacementService
 from gateway.bootstrap import build
 from gateway.clock import ManualClock, to_datetime
-from gateway.delivery_hooks import ReconciliationHooks
-from gateway.dispatcher import Dispatcher
-from gateway.keygen import self_signed
-from gateway.mailbox import build_mailbox_reader
-from gateway.pii import PiiKeyRing
-from gateway.placements import PlacementService
+from gateway.config.settings import AllocationSection
+from gateway.dispatch.dispatcher import Dispatcher
+from gateway.dispatch.hooks import ReconciliationHooks
+from gateway.keys import self_signed
 from gateway.ports import AdapterContext
-from gateway.privacy import deletion_status, request_deletions
+from gateway.privacy.deletion import deletion_status, request_deletions
+from gateway.privacy.pii import PiiKeyRing
 from gateway.runtime import mailbox_readers
 from gateway.sandbox.dovecot import ThrowawayDovecot, free_port, unavailable_reason
 from gateway.sandbox.law_firm import (
@@ -45,8 +47,6 @@ from gateway.sandbox.law_firm import (
     server_tls_context,
     smtp_server,
 )
-from gateway.settings import AllocationSection
-from gateway.smime import decrypt
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 from tests.integration.email_setup import (

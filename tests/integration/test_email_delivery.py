@@ -20,12 +20,12 @@ import pytest
 import sqlalchemy as sa
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from adapters.email import build_email_adapter
-from gateway import outbox
-from gateway.agency_config import EmailAgency
+from adapters.email.adapter import build_email_adapter
 from gateway.clock import ManualClock
-from gateway.delivery_hooks import ReconciliationHooks
-from gateway.dispatcher import Dispatcher
+from gateway.config.agencies import EmailAgency
+from gateway.dispatch import outbox
+from gateway.dispatch.dispatcher import Dispatcher
+from gateway.dispatch.hooks import ReconciliationHooks
 from gateway.ports import AdapterContext
 from gateway.sandbox.law_firm import server_tls_context, smtp_server
 from gateway.store.database import Database

@@ -15,7 +15,6 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP, default as default_policy
 from email.utils import format_datetime, make_msgid
-from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -23,26 +22,29 @@ import pytest
 import sqlalchemy as sa
 from aioimaplib import IMAP4_SSL  # type: ignore[import-untyped]
 
-from adapters.email import build_email_adapter
-from gateway.agency_config import EmailAgency
+from adapters.email.adapter import build_email_adapter
+from adapters.email.imap import close_imap
+from adapters.email.inbox_store import mailbox_position
+from adapters.email.mailbox import MailboxReader, build_mailbox_reader, client_tls_context
+from adapters.email.reply_signature import fingerprint
+from adapters.email.smime import Signer, encrypt, load_certificate, load_signer, sign_message
+from adapters.email.triage import VouchedReplyReader
+from gateway.allocation.placements import PlacementService
 from gateway.clock import ManualClock
-from gateway.delivery_hooks import ReconciliationHooks
-from gateway.dispatcher import Dispatcher
+from gateway.config.agencies import EmailAgency
+from gateway.config.settings import AllocationSection
+from gateway.console import accounts
+from gateway.console.timeline import case_timeline
+from gateway.dispatch.dispatcher import Dispatcher
+from gateway.dispatch.hooks import ReconciliationHooks
 from gateway.errors import ActionRefused
-from gateway.imap_connect import close_imap
-from gateway.keygen import self_signed
-from gateway.mail_inbox_store import mailbox_position
-from gateway.mailbox import MailboxReader, build_mailbox_reader, client_tls_context
-from gateway.pii import PiiKeyRing
-from gateway.placements import PlacementService
+from gateway.keys import self_signed
 from gateway.ports import AdapterContext
-from gateway.reply_signature import build_reply_opener, fingerprint
-from gateway.resolution_rules import ActionRequest
-from gateway.resolutions import ResolutionService
+from gateway.privacy.pii import PiiKeyRing
+from gateway.resolutions.actions import ResolutionService
+from gateway.resolutions.rules import ActionRequest
 from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
 from gateway.sandbox.law_firm import server_tls_context, smtp_server
-from gateway.settings import AllocationSection
-from gateway.smime import Signer, encrypt, load_certificate, load_signer, sign_message
 from gateway.store.database import Database
 from gateway.store.mail_tables import MailMessage, MailReply
 from gateway.store.migrate import upgrade
@@ -53,8 +55,6 @@ from gateway.store.tables import (
     Mismatch,
     Placement,
 )
-from gateway.web import accounts
-from gateway.web.timeline import case_timeline
 from tests.integration.email_setup import (
     FIRM,
     OUTBOX,
@@ -407,7 +407,7 @@ def resolution_service(world: World) -> ResolutionService:
         ),
         agencies={FIRM: world.agency},
         clock=clock,
-        reply_opener=partial(build_reply_opener, base_dir=world.base),
+        vouched_replies=VouchedReplyReader(base_dir=world.base),
     )
 
 

@@ -15,17 +15,17 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import web
 
-from gateway.agency_config import AgencyConfig, WebhookAgency
 from gateway.bootstrap import Gateway, build
 from gateway.clock import to_datetime
-from gateway.demo_data import generate_accounts, write_csv
-from gateway.intake import import_file
-from gateway.keygen import sandbox_keys
-from gateway.outbox import counts_by_state
+from gateway.config.agencies import AgencyConfig, WebhookAgency
+from gateway.config.settings import GatewaySettings
+from gateway.demo.data import generate_accounts, write_csv
+from gateway.dispatch.outbox import counts_by_state
+from gateway.intake.service import import_file
+from gateway.keys import sandbox_keys
+from gateway.reconciliation.sla import run_sla_checks
 from gateway.runtime import bound_socket, checkpoint, web_server
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
-from gateway.settings import GatewaySettings
-from gateway.sla_checks import run_sla_checks
 from gateway.store.migrate import upgrade
 from gateway.store.tables import (
     AgencyEventRow,

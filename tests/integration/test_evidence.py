@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway import mail_journal
+from adapters.email import journal as mail_journal
 from gateway.errors import EvidenceError, NotFound
-from gateway.evidence import EvidenceLog, LeafInput, append_leaves
-from gateway.merkle import leaf_hash, verify_consistency, verify_inclusion
-from gateway.signed_note import (
+from gateway.evidence.log import EvidenceLog, LeafInput, append_leaves
+from gateway.evidence.merkle import leaf_hash, verify_consistency, verify_inclusion
+from gateway.evidence.signed_note import (
     NoteSigner,
     NoteVerifier,
     generate_key,

@@ -12,17 +12,17 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from gateway.allocation.placements import PlacementService
 from gateway.cli import main
 from gateway.clock import ManualClock, to_datetime
+from gateway.config.settings import AllocationSection
 from gateway.errors import NotFound
-from gateway.evidence import EvidenceLog, LeafInput, append_leaves
-from gateway.evidence_bundle import FORMAT, export_case, verify_bundle
-from gateway.pii import PiiKeyRing
-from gateway.placements import PlacementService
-from gateway.privacy import request_deletions
-from gateway.reconciler import IncomingEvent, apply_events
-from gateway.settings import AllocationSection
-from gateway.signed_note import NoteSigner, NoteVerifier, generate_key
+from gateway.evidence.bundle import FORMAT, export_case, verify_bundle
+from gateway.evidence.log import EvidenceLog, LeafInput, append_leaves
+from gateway.evidence.signed_note import NoteSigner, NoteVerifier, generate_key
+from gateway.privacy.deletion import request_deletions
+from gateway.privacy.pii import PiiKeyRing
+from gateway.reconciliation.recorder import IncomingEvent, apply_events
 from gateway.store.database import Database
 from tests.conftest import Seeder
 from tests.factories import NOW, agency_config, event

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.email_settings import ImapSection
+from adapters.email.imap import close_imap, connect_imap
+from adapters.email.mailbox import client_tls_context
+from gateway.config.email import ImapSection
 from gateway.errors import GatewayError
-from gateway.imap_connect import close_imap, connect_imap
-from gateway.keygen import self_signed
-from gateway.mailbox import client_tls_context
+from gateway.keys import self_signed
 from gateway.sandbox.dovecot import ThrowawayDovecot, unavailable_reason
 
 USER, PASSWORD = "replies", uuid.uuid4().hex

@@ -18,13 +18,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from gateway.agency_config import BUCKETS, AgencyConfig, parse_agency
+from gateway.allocation.placements import PlacementService
 from gateway.clock import ManualClock, to_datetime
-from gateway.inbound import InboundService, InboundTrust
+from gateway.config.agencies import BUCKETS, AgencyConfig, parse_agency
+from gateway.config.settings import AllocationSection
+from gateway.inbound.service import InboundService, InboundTrust
 from gateway.metrics import Metrics
-from gateway.pii import PiiKeyRing
-from gateway.placements import PlacementService
-from gateway.settings import AllocationSection
+from gateway.privacy.pii import PiiKeyRing
+from gateway.server import create_app
 from gateway.signing import (
     SigningKey,
     VerifyingKey,
@@ -37,7 +38,6 @@ from gateway.signing import (
 )
 from gateway.store.database import Database
 from gateway.store.tables import AgencyEventRow, EvidenceLeaf, InboundMessage, Mismatch, Placement
-from gateway.web.app import create_app
 from schemas.base import MAX_MINOR
 from schemas.events import EVENT_TYPES, example_event
 

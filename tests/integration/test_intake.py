@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gateway import demo_data
-from gateway.agency_config import parse_agency
+from gateway.allocation.placements import PlacementService
 from gateway.clock import ManualClock
+from gateway.config.agencies import parse_agency
+from gateway.config.settings import AllocationSection
+from gateway.demo import data as demo_data
 from gateway.errors import IntakeError
-from gateway.intake import IntakeReport, import_file
-from gateway.intake_reader import FIELDS
-from gateway.pii import PiiKeyRing
-from gateway.placements import PlacementService
-from gateway.settings import AllocationSection
+from gateway.intake.reader import FIELDS
+from gateway.intake.service import IntakeReport, import_file
+from gateway.privacy.pii import PiiKeyRing
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 from gateway.store.tables import Case, EvidenceLeaf, OutboxItem, Placement

@@ -4,9 +4,9 @@ like any other packet."""
 
 from datetime import UTC, datetime, timedelta
 
-from gateway import outbox
-from gateway.outbox import NewItem
-from gateway.packets import RenderedPacket
+from gateway.dispatch import outbox
+from gateway.dispatch.outbox import NewItem
+from gateway.dispatch.packets import RenderedPacket
 from gateway.store.database import Database
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

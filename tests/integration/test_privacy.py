@@ -8,15 +8,15 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from gateway.allocation.placements import PlacementService
 from gateway.clock import ManualClock, to_datetime
-from gateway.packets import LEGAL_BASIS
-from gateway.pii import PiiKeyRing
-from gateway.placements import PlacementService
-from gateway.privacy import deletion_status, request_deletions
-from gateway.settings import AllocationSection
-from gateway.sla_checks import run_sla_checks
+from gateway.config.settings import AllocationSection
+from gateway.console import read_model
+from gateway.dispatch.packets import LEGAL_BASIS
+from gateway.privacy.deletion import deletion_status, request_deletions
+from gateway.privacy.pii import PiiKeyRing
+from gateway.reconciliation.sla import run_sla_checks
 from gateway.store.database import Database
-from gateway.web import read_model
 from schemas.packets import DataDeletionRequested
 from tests.conftest import Seeder
 from tests.factories import NOW, agency_config, event

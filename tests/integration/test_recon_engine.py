@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gateway import recon_runs
-from gateway.agency_config import AgencyConfig
 from gateway.clock import ManualClock, to_datetime
+from gateway.config.agencies import AgencyConfig
+from gateway.config.settings import ReconciliationSection
 from gateway.errors import GatewayError
-from gateway.event_audit import Break
-from gateway.payment_feed import import_feed
-from gateway.recon_engine import ReconEngine
-from gateway.recon_runs import Run, load
-from gateway.reconciler import IncomingEvent, apply_events
-from gateway.settings import ReconciliationSection
+from gateway.reconciliation import runs as recon_runs
+from gateway.reconciliation.engine import ReconEngine
+from gateway.reconciliation.event_audit import Break
+from gateway.reconciliation.payment_feed import import_feed
+from gateway.reconciliation.recorder import IncomingEvent, apply_events
+from gateway.reconciliation.runs import Run, load
 from gateway.store.database import Database
 from gateway.store.recon_tables import LenderPayment, PaymentMatch, ReconRun
 from gateway.store.tables import (
@@ -884,7 +884,7 @@ async def test_feed_lines_with_errors_are_reported_and_skipped(
 
 
 def FeedLineFields() -> list[str]:
-    from gateway.payment_feed import FIELDS
+    from gateway.reconciliation.payment_feed import FIELDS
 
     return list(FIELDS)
 

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from gateway.contact_rules import ContactRules, check_contacts
-from gateway.event_audit import EventAudit
-from gateway.recon_runs import Run
-from gateway.recon_sources import event_facts, placement_facts
+from gateway.reconciliation.contact_rules import ContactRules, check_contacts
+from gateway.reconciliation.event_audit import EventAudit
+from gateway.reconciliation.runs import Run
+from gateway.reconciliation.sources import event_facts, placement_facts
 from gateway.store.row_stream import all_rows
 from tests.factories import event, money
 from tests.integration.test_recon_engine import (

@@ -14,10 +14,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from gateway.contact_rules import CHANNELS
-from gateway.recon_sources import SQLITE_UNIXEPOCH, epoch_seconds, event_facts, event_window
-from gateway.reconciler import insert_mismatches_by_kind
-from gateway.reconciliation import MismatchDraft
+from gateway.reconciliation.contact_rules import CHANNELS
+from gateway.reconciliation.kinds import MismatchDraft
+from gateway.reconciliation.recorder import insert_mismatches_by_kind
+from gateway.reconciliation.sources import (
+    SQLITE_UNIXEPOCH,
+    epoch_seconds,
+    event_facts,
+    event_window,
+)
 from gateway.store.database import Database
 from gateway.store.row_stream import Row, stream_rows, stream_windows
 from gateway.store.tables import AgencyEventRow, InboundMessage, Mismatch

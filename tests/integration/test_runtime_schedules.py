@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from gateway.bootstrap import build
 from gateway.clock import to_datetime
-from gateway.recon_runs import start
+from gateway.reconciliation.runs import start
 from gateway.runtime import reconciliation_run, run_workers
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade

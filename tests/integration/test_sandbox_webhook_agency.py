@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 from pydantic import TypeAdapter
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
+from gateway.dispatch.packets import render_deletion_request
 from gateway.errors import InboundError
-from gateway.packets import render_deletion_request
 from gateway.sandbox import (
     PLACEMENT_FAULTS,
     EventPlanner,

@@ -13,11 +13,11 @@ import asyncssh
 import pytest
 import sqlalchemy as sa
 
-from gateway import outbox
+from adapters.sftp.layouts import ParsedRecord
+from adapters.sftp.parsing import read_records
 from gateway.bootstrap import Gateway
-from gateway.dispatcher import DrainStats
-from gateway.file_layouts import ParsedRecord
-from gateway.file_parsing import read_records
+from gateway.dispatch import outbox
+from gateway.dispatch.dispatcher import DrainStats
 from gateway.ports import OutboundPacket
 from gateway.runtime import checkpoint
 from gateway.store.tables import AgencyStatus, DeliveryAttempt, EvidenceLeaf, Mismatch, OutboxItem

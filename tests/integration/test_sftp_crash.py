@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gateway.file_layouts import ParsedRecord
-from gateway.file_parsing import read_records
+from adapters.sftp.layouts import ParsedRecord
+from adapters.sftp.parsing import read_records
 from gateway.store.database import Database
 from gateway.store.tables import OutboxItem
 from gateway.store.transfer_tables import FileBatch, RemoteFile

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from adapters.sftp.layouts import ParsedRecord
+from adapters.sftp.parsing import read_records
 from gateway.bootstrap import Gateway
-from gateway.file_layouts import ParsedRecord
-from gateway.file_parsing import read_records
-from gateway.packets import LEGAL_BASIS
-from gateway.privacy import deletion_status
+from gateway.dispatch.packets import LEGAL_BASIS
+from gateway.privacy.deletion import deletion_status
 from gateway.store.tables import AgencyEventRow, Mismatch, Placement
 from gateway.store.transfer_tables import FilePickup
 from tests.integration.sftp_harness import AGENCY_ID, SftpWorld, seed, start_world

@@ -17,9 +17,9 @@ import gnupg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
 
-from gateway.file_batches import Manifest, ManifestFile, done_marker, sha256_hex
-from gateway.file_layouts import ParsedRecord, RecordWriter
-from gateway.file_parsing import read_records
+from adapters.sftp.batches import Manifest, ManifestFile, done_marker, sha256_hex
+from adapters.sftp.layouts import ParsedRecord, RecordWriter
+from adapters.sftp.parsing import read_records
 from gateway.store.tables import InboundMessage
 from gateway.store.transfer_tables import FilePickup, RemoteFile
 from tests.integration.sftp_harness import AGENCY_ID, SftpWorld, seed, start_world

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from adapters.sftp.batches import Manifest, ManifestFile, done_marker, sha256_hex
+from adapters.sftp.layouts import RecordWriter
+from adapters.sftp.pickup import ResultPickup
 from gateway.bootstrap import Gateway
-from gateway.file_batches import Manifest, ManifestFile, done_marker, sha256_hex
-from gateway.file_layouts import RecordWriter
-from gateway.result_pickup import ResultPickup
 from gateway.store.tables import AgencyEventRow, EvidenceLeaf, InboundMessage, Mismatch
 from gateway.store.transfer_tables import FilePickup
 from tests.integration.sftp_harness import AGENCY_ID, SftpWorld, seed, start_world

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from adapters.webhook import WebhookAdapter
+from adapters.webhook.adapter import WebhookAdapter
 from gateway.clock import ManualClock, to_datetime
 from gateway.errors import (
     DeliveryError,

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gateway.agency_config import AgencyConfig
-from gateway.allocation import (
+from gateway.allocation.rules import (
     AllocationResult,
     CaseToAllocate,
     Recovery,
@@ -17,6 +16,7 @@ from gateway.allocation import (
     eligible,
     performance_factors,
 )
+from gateway.config.agencies import AgencyConfig
 from tests.factories import agency_config, case_to_allocate
 
 SEED = 20260101

@@ -3,8 +3,8 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from gateway.classification import bucket_for
-from gateway.settings import AllocationSection
+from gateway.config.settings import AllocationSection
+from gateway.intake.classification import bucket_for
 
 LEGAL_DPD = 360
 LEGAL_BALANCE = 5_000_000

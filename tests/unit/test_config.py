@@ -1,19 +1,19 @@
 """Settings and agency files written to tmp_path: every problem is `file: key: reason`,
-secrets are references only, and check_secrets names what is missing or malformed."""
+secrets are references only, and check_agency names what is missing or malformed."""
 
 from pathlib import Path
 
 import pytest
 
-from gateway.agency_config import (
+from adapters import check_agency
+from gateway.config.agencies import (
     AgencyConfig,
     WebhookAgency,
-    check_secrets,
     load_agencies,
     load_agency,
 )
+from gateway.config.settings import load_settings
 from gateway.errors import ConfigError
-from gateway.settings import load_settings
 from gateway.signing import generate_ed25519_pair, generate_hmac_secret
 
 SETTINGS = """\
@@ -268,7 +268,7 @@ def test_missing_agencies_directory_is_a_problem(tmp_path: Path) -> None:
         load_agencies(tmp_path / "nowhere")
 
 
-# check_secrets
+# check_agency (each channel checks its own keys)
 
 
 def agency_with_keys(tmp_path: Path, *, scheme: str = "v1") -> AgencyConfig:
@@ -280,20 +280,20 @@ def test_check_secrets_passes_when_every_key_is_in_place(tmp_path: Path) -> None
     agency = agency_with_keys(tmp_path)
     write(tmp_path / "keys" / "agy_test.whsec", generate_hmac_secret() + "\n")
     env = {"AGY_TEST_OUTBOUND": generate_hmac_secret()}
-    assert check_secrets(agency, tmp_path, env) == []
+    assert check_agency(agency, tmp_path, env) == []
 
 
 def test_check_secrets_reports_a_missing_env_var(tmp_path: Path) -> None:
     agency = agency_with_keys(tmp_path)
     write(tmp_path / "keys" / "agy_test.whsec", generate_hmac_secret())
-    [problem] = check_secrets(agency, tmp_path, {})
+    [problem] = check_agency(agency, tmp_path, {})
     assert problem.startswith(f"{agency.source}: signing.keys[0] (env AGY_TEST_OUTBOUND): ")
     assert "AGY_TEST_OUTBOUND is not set" in problem
 
 
 def test_check_secrets_reports_a_missing_key_file(tmp_path: Path) -> None:
     agency = agency_with_keys(tmp_path)
-    [problem] = check_secrets(agency, tmp_path, {"AGY_TEST_OUTBOUND": generate_hmac_secret()})
+    [problem] = check_agency(agency, tmp_path, {"AGY_TEST_OUTBOUND": generate_hmac_secret()})
     assert problem.startswith(f"{agency.source}: inbound.keys[0] (file keys/agy_test.whsec): ")
     assert str(tmp_path / "keys" / "agy_test.whsec") in problem
     assert "keys generate" in problem
@@ -303,7 +303,7 @@ def test_check_secrets_reports_a_signature_pasted_instead_of_a_secret(tmp_path: 
     agency = agency_with_keys(tmp_path)
     pasted = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     write(tmp_path / "keys" / "agy_test.whsec", pasted)
-    [problem] = check_secrets(agency, tmp_path, {"AGY_TEST_OUTBOUND": generate_hmac_secret()})
+    [problem] = check_agency(agency, tmp_path, {"AGY_TEST_OUTBOUND": generate_hmac_secret()})
     assert problem.startswith(f"{agency.source}: inbound.keys[0]")
     assert "whsec_" in problem
     assert "g0hM9SsE" not in problem
@@ -313,7 +313,7 @@ def test_check_secrets_reports_the_wrong_key_type_for_the_scheme(tmp_path: Path)
     agency = agency_with_keys(tmp_path, scheme="v1a")
     private, public = generate_ed25519_pair()
     write(tmp_path / "keys" / "agy_test.whsec", private)  # a private key where a public is due
-    problems = check_secrets(agency, tmp_path, {"AGY_TEST_OUTBOUND": public})
+    problems = check_agency(agency, tmp_path, {"AGY_TEST_OUTBOUND": public})
     assert len(problems) == 2
     assert "signing.keys[0]" in problems[0] and "whsk_" in problems[0]
     assert "inbound.keys[0]" in problems[1] and "whpk_" in problems[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo_data import (
+from gateway.demo.data import (
     CITIES,
     CSV_FIELDS,
     generate_accounts,

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from gateway.email_settings import EmailSection, email_problems
-from gateway.keygen import self_signed
+from adapters.email.checks import email_problems
+from gateway.config.email import EmailSection
+from gateway.keys import self_signed
 
 
 def section(smime: dict[str, object], *, imap: bool = True) -> EmailSection:

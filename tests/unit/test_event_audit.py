@@ -1,6 +1,7 @@
-"""The batch event check (``gateway.event_audit``) and the contact rules
-(``gateway.contact_rules``): each rule on a small case, agreement with the incremental rules
-(``assess``) on random legal sequences, and a resumed audit equal to an uninterrupted one."""
+"""The batch event check (``gateway.reconciliation.event_audit``) and the contact rules
+(``gateway.reconciliation.contact_rules``): each rule on a small case, agreement with the
+incremental rules (``assess``) on random legal sequences, and a resumed audit equal to an
+uninterrupted one."""
 
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
@@ -8,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings, strategies as st
 
-from gateway.contact_rules import ContactRules, check_contacts
-from gateway.event_audit import EventAudit, EventFacts, PlacementFacts
-from gateway.event_rules import assess
+from gateway.reconciliation.contact_rules import ContactRules, check_contacts
+from gateway.reconciliation.event_audit import EventAudit, EventFacts, PlacementFacts
+from gateway.reconciliation.event_rules import assess
 from schemas.events import AgencyEvent, CaseClosed, CaseReturned, PaymentReported
 from tests.factories import NOW, event, money, placement_view
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from openpyxl import Workbook
 
-from gateway.event_import import (
+from gateway.inbound.sheets import (
     RowDefaults,
     amount_minor,
     column_name,

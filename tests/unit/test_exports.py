@@ -7,7 +7,6 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ["gateway", "adapters", "schemas", "gateway.store", "gateway.web", "gateway.sandbox"]
 ROOTS = ["gateway", "adapters", "schemas"]
 # Importing these runs something: the CLI entry point, or Alembic's migration environment.
 NOT_IMPORTABLE = ("gateway.__main__", "gateway.store.migrations")
@@ -24,6 +23,9 @@ def all_modules() -> list[str]:
     return sorted(names)
 
 
+PACKAGES = [name for name in all_modules() if hasattr(importlib.import_module(name), "__path__")]
+
+
 def exported(module: ModuleType) -> list[str]:
     names = getattr(module, "__all__", None)
     assert names is not None, f"{module.__name__} has no __all__"
@@ -36,6 +38,12 @@ def test_package_exports_exist(name: str) -> None:
     module = importlib.import_module(name)
     for member in exported(module):
         assert hasattr(module, member), f"{name}.__all__ names {member!r}, which is missing"
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_package_docstring_says_what_it_owns(name: str) -> None:
+    doc = importlib.import_module(name).__doc__ or ""
+    assert len(doc.split()) >= 8, f"{name}/__init__.py should say in its docstring what it owns"
 
 
 @pytest.mark.parametrize("name", all_modules())
@@ -52,10 +60,11 @@ def test_walk_found_the_known_modules() -> None:
     modules = set(all_modules())
     assert {
         "gateway.signing",
-        "gateway.allocation",
-        "adapters.webhook",
+        "gateway.allocation.rules",
+        "adapters.webhook.adapter",
         "schemas.events",
     } <= modules
+    assert {"gateway.dispatch", "adapters.sftp", "gateway.reconciliation"} <= set(PACKAGES)
 
 
 def test_public_error_classes_are_exported() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 import pytest
 from pydantic import ValidationError
 
-from gateway.file_batches import (
+from adapters.sftp.batches import (
     FILE_TYPES,
     PACKET_TYPES,
     Manifest,
@@ -21,8 +21,8 @@ from gateway.file_batches import (
     read_manifest,
     temp_path,
 )
-from gateway.layout_settings import DEFAULT_COLUMNS, LayoutSection
-from gateway.sftp_settings import NamingSection, SftpSection
+from gateway.config.layouts import DEFAULT_COLUMNS, LayoutSection
+from gateway.config.sftp import NamingSection, SftpSection
 from schemas.packets import PACKET_TYPES as WIRE_PACKET_TYPES
 
 NAMING = NamingSection(sender="LENDERX", checksum_sidecar=True)

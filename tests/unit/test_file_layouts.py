@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from gateway.file_layouts import (
+from adapters.sftp.layouts import (
     ParsedRecord,
     RecordWriter,
     RowError,
@@ -16,9 +16,14 @@ from gateway.file_layouts import (
     format_money,
     parse_money,
 )
-from gateway.file_parsing import read_records
-from gateway.layout_settings import ColumnSpec, LayoutSection
-from gateway.packets import LEGAL_BASIS, render_created, render_deletion_request, render_recalled
+from adapters.sftp.parsing import read_records
+from gateway.config.layouts import ColumnSpec, LayoutSection
+from gateway.dispatch.packets import (
+    LEGAL_BASIS,
+    render_created,
+    render_deletion_request,
+    render_recalled,
+)
 from tests.factories import PII
 
 PLACED = datetime(2026, 1, 15, 8, 30, tzinfo=UTC)

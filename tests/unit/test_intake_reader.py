@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import IntakeError
-from gateway.intake_reader import FIELDS, ParsedRow, RowError, detect_format, read_accounts
+from gateway.intake.reader import FIELDS, ParsedRow, RowError, detect_format, read_accounts
 from schemas.base import MAX_MINOR
 
 BOM = "\ufeff"

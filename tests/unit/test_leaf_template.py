@@ -3,8 +3,8 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from gateway.evidence import LeafInput
-from gateway.leaf_template import LeafTemplate, Slot
+from gateway.evidence.leaf_template import LeafTemplate, Slot
+from gateway.evidence.log import LeafInput
 
 SAFE_TEXT = st.text(
     alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters='"\\'),

@@ -11,9 +11,8 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from adapters.email import batch_reference, template_environment
-from gateway.email_settings import DEFAULT_TEMPLATE_NAMES
-from gateway.mail_render import (
+from adapters.email.adapter import batch_reference, template_environment
+from adapters.email.render import (
     CaseDocument,
     inner_entity,
     mail_case,
@@ -22,7 +21,13 @@ from gateway.mail_render import (
     outer_headers,
     render_content,
 )
-from gateway.packets import LEGAL_BASIS, render_created, render_deletion_request, render_recalled
+from gateway.config.email import DEFAULT_TEMPLATE_NAMES
+from gateway.dispatch.packets import (
+    LEGAL_BASIS,
+    render_created,
+    render_deletion_request,
+    render_recalled,
+)
 from schemas.packets import PACKET_TYPES, DeletionReason
 from tests.factories import PII
 

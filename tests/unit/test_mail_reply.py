@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.mail_reply import read_message
+from adapters.email.reply import read_message
 
 
 def mail(date: str) -> bytes:

@@ -1,5 +1,5 @@
-"""Payment matching (``gateway.matching``): each pass with a case that matches and one that
-does not, ambiguity never resolved by guessing, and properties over random inputs: every
+"""Payment matching (``gateway.reconciliation.matching``): each pass with a case that matches and
+one that does not, ambiguity never resolved by guessing, and properties over random inputs: every
 record ends in exactly one place, nothing is consumed twice, order never matters."""
 
 import random
@@ -8,8 +8,14 @@ from typing import Any
 
 from hypothesis import given, settings, strategies as st
 
-from gateway.match_inputs import AgencyPayment, Contract, LenderReceipt, ReceiptKind, Tolerance
-from gateway.matching import MatchResult, match
+from gateway.reconciliation.match_inputs import (
+    AgencyPayment,
+    Contract,
+    LenderReceipt,
+    ReceiptKind,
+    Tolerance,
+)
+from gateway.reconciliation.matching import MatchResult, match
 
 TOL = Tolerance(amount_minor=100, amount_bps=0, days=3)
 CONTRACTS = {"AGA": Contract(commission_bps=1_500, remittance="net")}

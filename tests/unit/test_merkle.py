@@ -4,7 +4,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gateway.merkle import (
+from gateway.evidence.merkle import (
     EMPTY_ROOT,
     CompactRange,
     SubtreeRoots,

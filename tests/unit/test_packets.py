@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from hypothesis import given, strategies as st
 
-from gateway.agency_config import DEBTOR_FIELDS
-from gateway.packets import (
+from gateway.config.agencies import DEBTOR_FIELDS
+from gateway.dispatch.packets import (
     canonical_json,
     dedupe_key,
     render_amended,

@@ -5,7 +5,7 @@ import base64
 import pytest
 
 from gateway.errors import ConfigError, GatewayError
-from gateway.pii import PiiKeyRing
+from gateway.privacy.pii import PiiKeyRing
 from tests.factories import PII
 
 OLD_LINE = PiiKeyRing.generate_line("k2025")

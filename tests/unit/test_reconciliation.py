@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gateway.event_rules import Decision, assess, event_money, event_placement_id
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
-from gateway.reconciliation import MISMATCH_KINDS, SEVERITY, PlacementView
+from gateway.reconciliation.event_rules import Decision, assess, event_money, event_placement_id
+from gateway.reconciliation.kinds import MISMATCH_KINDS, SEVERITY, PlacementView
 from schemas.events import AgencyEvent, PaymentReported, PaymentReversed
 from tests.factories import event, money, placement_view
 

@@ -9,16 +9,16 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from gateway.errors import ConfigError
-from gateway.keygen import self_signed
-from gateway.mail_reply import read_message
-from gateway.reply_signature import (
+from adapters.email.reply import read_message
+from adapters.email.reply_signature import (
     ACCEPTED,
     ReplyOpener,
     fingerprint,
     signed_form,
 )
-from gateway.smime import Signer, encrypt, load_signer, sign_message
+from adapters.email.smime import Signer, encrypt, load_signer, sign_message
+from gateway.errors import ConfigError
+from gateway.keys import self_signed
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from hypothesis import given, strategies as st
 
 from gateway.lifecycle import MISMATCH_TRANSITIONS, can_transition
-from gateway.resolution_rules import (
+from gateway.resolutions.rules import (
     ACCEPT_RULES,
     ACTIONS,
     ActionRequest,

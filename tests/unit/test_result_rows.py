@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
-from gateway.file_layouts import ParsedRecord, RowError
-from gateway.file_parsing import read_records
-from gateway.layout_settings import ColumnSpec, LayoutSection
-from gateway.result_rows import FileTally, error_report, result_events, statement_event
+from adapters.sftp.layouts import ParsedRecord, RowError
+from adapters.sftp.parsing import read_records
+from adapters.sftp.result_rows import FileTally, error_report, result_events, statement_event
+from gateway.config.layouts import ColumnSpec, LayoutSection
 from schemas.events import EVENT_TYPES, DataDeleted
 
 AT = datetime(2026, 2, 2, 9, tzinfo=UTC)

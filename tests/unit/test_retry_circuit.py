@@ -3,10 +3,10 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from gateway.agency_config import RetrySection
-from gateway.circuit import CIRCUIT_TRANSITIONS, CircuitBreaker
 from gateway.clock import ManualClock
-from gateway.retry import RetryPolicy
+from gateway.config.agencies import RetrySection
+from gateway.dispatch.circuit import CIRCUIT_TRANSITIONS, CircuitBreaker
+from gateway.dispatch.retry import RetryPolicy
 
 POLICY = RetryPolicy(max_attempts=8, base_seconds=5, cap_seconds=3600, max_retry_after_seconds=600)
 SAMPLES = 200

@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.errors import InboundError
-from gateway.openapi import openapi_document
-from gateway.problems import PROBLEM_BASE
-from gateway.schema_export import JSON_DIR, export, render_all
-from gateway.wire_schemas import (
+from gateway.contracts.export import JSON_DIR, export, render_all
+from gateway.contracts.openapi import openapi_document
+from gateway.contracts.wire_schemas import (
     EVENT_MODELS,
     EVENTS_PATH,
     PACKET_MODELS,
     SCHEMA_BASE_URI,
     json_schemas,
 )
+from gateway.errors import InboundError
+from gateway.inbound.problems import PROBLEM_BASE
 from schemas.base import MAX_MINOR
 from schemas.events import AGENCY_EVENT_ADAPTER, EVENT_EXAMPLES, EVENT_TYPES, example_event
 from schemas.packets import PACKET_TYPES, CasePacket

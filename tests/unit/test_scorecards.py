@@ -1,7 +1,7 @@
 """Scorecards from grouped counts (pure)."""
 
-from gateway.reconciliation import MISMATCH_KINDS
-from gateway.scorecards import CONDUCT, REPORTING, SERVICE, rate, score
+from gateway.reconciliation.kinds import MISMATCH_KINDS
+from gateway.reporting.scorecards import CONDUCT, REPORTING, SERVICE, rate, score
 
 
 def test_rates_breaks_and_open_mismatches_per_agency() -> None:

@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from gateway.errors import ConfigError, EvidenceError
-from gateway.signed_note import (
+from gateway.evidence.signed_note import (
     NoteSigner,
     NoteVerifier,
     checkpoint_text,

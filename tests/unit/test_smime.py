@@ -8,9 +8,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from adapters.email.smime import decrypt, encrypt, load_recipient, load_signer, protect, sign
 from gateway.errors import ConfigError
-from gateway.keygen import self_signed
-from gateway.smime import decrypt, encrypt, load_recipient, load_signer, protect, sign
+from gateway.keys import self_signed
 
 OPENSSL = shutil.which("openssl")
 INNER = (

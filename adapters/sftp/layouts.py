@@ -1,0 +1,397 @@
+"""File layouts: records to bytes and back, for CSV, JSON Lines and fixed-width (pure).
+
+Theory of operation
+-------------------
+A *record* is a JSON-shaped mapping: a packet exactly as the outbox stores it, an agency
+result event, or one statement line. A layout (``LayoutSection``) maps record fields to
+columns by dotted path (``data.balance``) and says how each cell is written (money as
+``1234.56`` or minor units, dates and timestamps by strftime format, lists and tuples joined
+with the column's ``separator`` or the layout's ``list_separator``).
+
+``RecordWriter`` renders records chunk by chunk: ``start()`` gives the byte-order mark and
+header, ``write(payloads)`` one encoded chunk, ``finish()`` the optional ``TRAILER`` record.
+Nothing holds more than one chunk, so a 100,000-record file streams to disk in constant
+memory. A record that cannot be rendered (a value wider than its fixed-width column) is left
+out and reported as a ``RowError``; the rest of the chunk is written.
+
+``adapters.sftp.parsing.read_records(stream, ...)`` is the inverse over a binary stream: it
+yields a ``ParsedRecord`` per good row (the nested mapping, ready for pydantic), a
+``RowError`` (line, column, reason) per bad row, and the ``Trailer`` if there is one.
+
+JSON Lines files carry records whole, one canonical JSON object per line; outbound lines are
+the stored packet bytes themselves.
+"""
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+
+from gateway.config.layouts import ColumnSpec, LayoutSection, RecordKind
+from schemas.base import decimal_text, minor_exponent
+
+TRAILER_TAG = "TRAILER"
+ISO_TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
+ISO_DATE = "%Y-%m-%d"
+_DIGITS = re.compile(r"[0-9]+")
+"""ASCII digits only: ``str.isdigit`` also accepts full-width and other scripts' digits."""
+
+
+class CellError(ValueError):
+    """One cell cannot be written or read; ``column`` names it."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(f"{column}: {message}")
+        self.column = column
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A row that was left out: 1-based ``line`` in the file, the ``field`` (column name or
+    record path) and what was wrong. Values are never included: they may be personal data."""
+
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRecord:
+    line: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Trailer:
+    line: int
+    record_count: int
+    control_total_minor: int
+
+
+@dataclass(slots=True)
+class Totals:
+    """Control totals: records written and the sum of their amounts per currency."""
+
+    record_count: int = 0
+    amounts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def control_total_minor(self) -> int:
+        return sum(self.amounts.values())
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.record_count += 1
+        money = control_money(record)
+        if money is not None:
+            currency, amount = money
+            self.amounts[currency] = self.amounts.get(currency, 0) + amount
+
+
+def control_money(record: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The amount a record contributes to control totals: its balance, else its amount."""
+    data = record.get("data", record)
+    if type(data) is not dict and not isinstance(data, Mapping):
+        return None
+    for name in ("balance", "amount"):
+        money = data.get(name)
+        if type(money) is dict and type(money.get("amount_minor")) is int:
+            return str(money.get("currency", "")), int(money["amount_minor"])
+    return None
+
+
+def format_money(amount_minor: int, currency: str, money_format: str) -> str:
+    if money_format == "minor":
+        return str(amount_minor)
+    return decimal_text(amount_minor, currency)
+
+
+def parse_money(text: str, currency: str, money_format: str) -> int:
+    """Minor units from ``1234.56`` (decimal) or ``123456`` (minor); never through float."""
+    raw = text.strip()
+    negative = raw.startswith("-")
+    digits = raw[1:] if negative else raw
+    if money_format == "minor":
+        if not _DIGITS.fullmatch(digits):
+            raise ValueError("not a whole number of minor units")
+        value = int(digits)
+    else:
+        exponent = minor_exponent(currency)
+        whole, dot, frac = digits.partition(".")
+        if (
+            not _DIGITS.fullmatch(whole)
+            or (dot and not _DIGITS.fullmatch(frac))
+            or len(frac) > exponent
+        ):
+            raise ValueError(f"not an amount with at most {exponent} decimals, like 1234.56")
+        value = int(whole) * 10**exponent + int(frac.ljust(exponent, "0") or "0")
+    return -value if negative else value
+
+
+def path_of(spec: ColumnSpec) -> tuple[str, ...]:
+    return tuple(spec.field.split("."))
+
+
+def lookup(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a dotted path, or None. Records are JSON objects: plain dicts are
+    checked by type (an ABC ``isinstance`` per cell costs more than decoding the JSON)."""
+    value: Any = record
+    for key in path:
+        if type(value) is not dict and not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+Getter = Callable[[Mapping[str, Any]], Any]
+
+
+def getter(path: tuple[str, ...]) -> Getter:
+    """``lookup`` specialised for one path (rows are rendered cell by cell, 20 per row)."""
+    if len(path) == 1:
+        (k0,) = path
+        return lambda record: record.get(k0)
+    if len(path) == 2:
+        k0, k1 = path
+
+        def two(record: Mapping[str, Any]) -> Any:
+            value = record.get(k0)
+            return value.get(k1) if type(value) is dict else lookup(record, path)
+
+        return two
+    if len(path) == 3:
+        k0, k1, k2 = path
+
+        def three(record: Mapping[str, Any]) -> Any:
+            value = record.get(k0)
+            value = value.get(k1) if type(value) is dict else None
+            return value.get(k2) if type(value) is dict else lookup(record, path)
+
+        return three
+    return lambda record: lookup(record, path)
+
+
+Formatter = Callable[[Any, Mapping[str, Any]], str]
+
+
+def _formatter(
+    spec: ColumnSpec, layout: LayoutSection, money_paths: list[tuple[str, ...]]
+) -> Formatter:
+    name, kind = spec.name, spec.kind
+
+    def text(value: Any, _record: Mapping[str, Any]) -> str:
+        return "" if value is None else str(value)
+
+    def integer(value: Any, _record: Mapping[str, Any]) -> str:
+        return "" if value is None else str(int(value))
+
+    def money(value: Any, _record: Mapping[str, Any]) -> str:
+        if value is None:
+            return ""
+        if type(value) is not dict and not isinstance(value, Mapping):
+            raise CellError(name, "expected money {amount_minor, currency}")
+        return format_money(int(value["amount_minor"]), str(value["currency"]), layout.money_format)
+
+    def currency(value: Any, record: Mapping[str, Any]) -> str:
+        if isinstance(value, str):
+            return value
+        for path in money_paths:
+            found = lookup(record, path)
+            if type(found) is dict and "currency" in found:
+                return str(found["currency"])
+        return ""
+
+    def day(value: Any, _record: Mapping[str, Any]) -> str:
+        if value is None:
+            return ""
+        if layout.date_format == ISO_DATE:
+            return str(value)
+        return date.fromisoformat(str(value)).strftime(layout.date_format)
+
+    def timestamp(value: Any, _record: Mapping[str, Any]) -> str:
+        if value is None:
+            return ""
+        text_value = str(value)
+        if layout.timestamp_format == ISO_TIMESTAMP and len(text_value) == 20:
+            return text_value
+        moment = datetime.fromisoformat(text_value).astimezone(UTC)
+        return moment.strftime(layout.timestamp_format)
+
+    def boolean(value: Any, _record: Mapping[str, Any]) -> str:
+        return "" if value is None else ("true" if value else "false")
+
+    separator = spec.separator or layout.list_separator
+
+    def listing(value: Any, _record: Mapping[str, Any]) -> str:
+        if value is None:
+            return ""
+        if not isinstance(value, list | tuple):
+            raise CellError(name, "expected a list of values")
+        items = [str(v) for v in value]
+        if any(separator in item for item in items):
+            raise CellError(name, f"a list item contains the separator {separator!r}")
+        return separator.join(items)
+
+    table: dict[str, Formatter] = {
+        "text": text,
+        "int": integer,
+        "money": money,
+        "currency": currency,
+        "date": day,
+        "timestamp": timestamp,
+        "bool": boolean,
+        "list": listing,
+    }
+    return table[kind]
+
+
+def _line_end(layout: LayoutSection) -> str:
+    return "\r\n" if layout.line_ending == "crlf" else "\n"
+
+
+class RecordWriter:
+    """Renders one data file of ``kind`` records in ``layout``, chunk by chunk (see module)."""
+
+    def __init__(self, layout: LayoutSection, kind: RecordKind) -> None:
+        self.layout = layout
+        self.kind = kind
+        self.totals = Totals()
+        self.columns = layout.columns_for(kind)
+        money_paths = [path_of(c) for c in self.columns if c.kind == "money"]
+        self._cells = [
+            (c, getter(path_of(c)), _formatter(c, layout, money_paths)) for c in self.columns
+        ]
+        self._encoding = "utf-8" if layout.encoding == "utf-8-sig" else layout.encoding
+        self._eol = _line_end(layout)
+        self._lines_written = 0
+
+    @property
+    def lines_written(self) -> int:
+        """Lines in the file so far (header included), i.e. the line number of the last row."""
+        return self._lines_written
+
+    def start(self) -> bytes:
+        """Byte-order mark (utf-8-sig) and header line, if any."""
+        prefix = b"\xef\xbb\xbf" if self.layout.encoding == "utf-8-sig" else b""
+        if not self.layout.header or self.layout.format == "jsonl":
+            return prefix
+        names = [c.name for c in self.columns]
+        self._lines_written += 1
+        if self.layout.format == "csv":
+            return prefix + self._csv_lines([names])
+        cells = [self._fit(c, c.name) for c in self.columns]
+        return prefix + b"".join(cells) + self._eol.encode()
+
+    def write(self, payloads: Sequence[bytes]) -> tuple[bytes, list[tuple[int, RowError]]]:
+        """Render stored packet bytes; returns the chunk and (input index, error) of rows
+        left out. JSON Lines rows are the payload bytes themselves."""
+        # orjson: decoding the stored packets is a third of rendering with the json module.
+        records = [orjson.loads(p) for p in payloads]
+        if self.layout.format == "jsonl":
+            for record in records:
+                self.totals.add(record)
+            self._lines_written += len(payloads)
+            return b"".join(p.rstrip(b"\n") + b"\n" for p in payloads), []
+        return self.write_records(records)
+
+    def write_records(
+        self, records: Sequence[Mapping[str, Any]]
+    ) -> tuple[bytes, list[tuple[int, RowError]]]:
+        """Render mappings (agency results, statements, or parsed packets)."""
+        errors: list[tuple[int, RowError]] = []
+        if self.layout.format == "jsonl":
+            lines = []
+            for record in records:
+                self.totals.add(record)
+                lines.append(
+                    json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+                )
+            self._lines_written += len(lines)
+            return ("\n".join(lines) + "\n").encode() if lines else b"", errors
+        rows: list[list[str]] = []
+        fixed: list[bytes] = []
+        for n, record in enumerate(records):
+            try:
+                cells = [fmt(get(record), record) for _, get, fmt in self._cells]
+                if self.layout.format == "fixed":
+                    fixed.append(
+                        b"".join(
+                            self._fit(c, v) for (c, _, _), v in zip(self._cells, cells, strict=True)
+                        )
+                    )
+                else:
+                    rows.append(cells)
+            except CellError as exc:
+                errors.append((n, RowError(self._lines_written + 1, exc.column, exc.message)))
+                continue
+            except (KeyError, TypeError, ValueError) as exc:
+                errors.append((n, RowError(self._lines_written + 1, "record", str(exc))))
+                continue
+            self._lines_written += 1
+            self.totals.add(record)
+        if self.layout.format == "csv":
+            return self._csv_lines(rows), errors
+        eol = self._eol.encode()
+        return b"".join(line + eol for line in fixed), errors
+
+    def finish(self) -> bytes:
+        """The TRAILER record (count and control total) if the layout has one."""
+        if not self.layout.trailer:
+            return b""
+        count, total = self.totals.record_count, self.totals.control_total_minor
+        self._lines_written += 1
+        if self.layout.format == "jsonl":
+            trailer = {"trailer": {"record_count": count, "control_total_minor": total}}
+            return (json.dumps(trailer, separators=(",", ":"), sort_keys=True) + "\n").encode()
+        if self.layout.format == "fixed":
+            return f"{TRAILER_TAG}{count:012d}{total:020d}{self._eol}".encode(self._encoding)
+        return self._csv_lines([[TRAILER_TAG, str(count), str(total)]])
+
+    def _csv_lines(self, rows: list[list[str]]) -> bytes:
+        # Line breaks inside a cell become \n, which the writer quotes; a bare \r would not be
+        # quoted (Python < 3.12) and would split the row for every reader.
+        rows = [
+            [c.replace("\r\n", "\n").replace("\r", "\n") if "\r" in c else c for c in row]
+            for row in rows
+        ]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=self.layout.delimiter, lineterminator=self._eol)
+        writer.writerows(rows)
+        return buffer.getvalue().encode(self._encoding)
+
+    def _fit(self, spec: ColumnSpec, value: str) -> bytes:
+        if any(ch in value for ch in "\r\n"):
+            raise CellError(spec.name, "a line break cannot go into a fixed-width column")
+        encoded = value.encode(self._encoding)
+        width = spec.width or len(encoded)
+        if len(encoded) > width:
+            raise CellError(spec.name, f"value is {len(encoded)} bytes, the column is {width}")
+        padding = spec.pad.encode(self._encoding) * (width - len(encoded))
+        return padding + encoded if spec.align == "right" else encoded + padding
+
+
+__all__ = [
+    "ISO_DATE",
+    "ISO_TIMESTAMP",
+    "TRAILER_TAG",
+    "CellError",
+    "ParsedRecord",
+    "RecordWriter",
+    "RowError",
+    "Totals",
+    "Trailer",
+    "control_money",
+    "format_money",
+    "lookup",
+    "parse_money",
+    "path_of",
+]

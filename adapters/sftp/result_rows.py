@@ -1,0 +1,159 @@
+"""Agency result files → agency events, row by row (pure).
+
+A result file has one event per row in the agency's layout (columns ``result``); a
+statement file has one inventory line per row (columns ``statement``) and becomes ONE
+``statement.submitted`` event. Rows are validated with the same wire models as webhook
+events (``schemas.events``). A bad row becomes a ``RowError`` naming the file's line and
+the column; it never stops the file: the good rows still count.
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from adapters.sftp.layouts import ParsedRecord, RowError, Trailer
+from adapters.sftp.parsing import column_for
+from gateway.config.layouts import LayoutSection, RecordKind
+from schemas.events import (
+    AGENCY_EVENT_ADAPTER,
+    AgencyEvent,
+    StatementItem,
+    StatementSubmitted,
+    StatementSubmittedData,
+)
+
+MAX_STORED_ERRORS = 1000
+"""Row errors kept per file (the count is always exact)."""
+
+
+def _first_error(exc: ValidationError, layout: LayoutSection, kind: RecordKind) -> tuple[str, str]:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        tag = (err.get("ctx") or {}).get("tag")
+        what = f"unknown event type {tag!r}" if tag else "no event type"
+        return column_for(layout, kind, ["type"]), f"{what}; see schemas/json for the types{more}"
+    # The first location item of a tagged union is the tag itself (it has a dot).
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and "." in p)]
+    column = column_for(layout, kind, loc)
+    return column, f"{err['msg']}{more}"
+
+
+@dataclass(slots=True)
+class FileTally:
+    """What a file held: rows read, rows accepted, row errors (first ``MAX_STORED_ERRORS``)."""
+
+    rows_total: int = 0
+    rows_ok: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0
+    trailer: Trailer | None = None
+
+    def fail(self, error: RowError) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_STORED_ERRORS:
+            self.errors.append(error)
+
+    def check_counts(self, manifest_count: int | None) -> None:
+        """File-level checks: the trailer's and the manifest's record counts."""
+        if self.trailer is not None and self.trailer.record_count != self.rows_total:
+            self.fail(
+                RowError(
+                    self.trailer.line,
+                    "TRAILER",
+                    f"says {self.trailer.record_count} records, the file has {self.rows_total}",
+                )
+            )
+        if manifest_count is not None and manifest_count != self.rows_total:
+            self.fail(
+                RowError(
+                    0,
+                    "manifest.record_count",
+                    f"says {manifest_count} records, the file has {self.rows_total}",
+                )
+            )
+
+
+def result_events(
+    rows: Iterable[ParsedRecord | RowError | Trailer], layout: LayoutSection, tally: FileTally
+) -> Iterator[AgencyEvent]:
+    """Validate each parsed row into an event; bad rows go to ``tally``."""
+    for row in rows:
+        if isinstance(row, Trailer):
+            tally.trailer = row
+            continue
+        tally.rows_total += 1
+        if isinstance(row, RowError):
+            tally.fail(row)
+            continue
+        try:
+            event = AGENCY_EVENT_ADAPTER.validate_python(row.record)
+        except ValidationError as exc:
+            column, message = _first_error(exc, layout, "result")
+            tally.fail(RowError(row.line, column, message))
+            continue
+        tally.rows_ok += 1
+        yield event
+
+
+def statement_event(
+    rows: Iterable[ParsedRecord | RowError | Trailer],
+    layout: LayoutSection,
+    tally: FileTally,
+    *,
+    statement_id: str,
+    received_at: datetime,
+) -> StatementSubmitted | None:
+    """One ``statement.submitted`` from the good rows; None when no row is good. The period
+    comes from the first row that has ``period_start``/``period_end``, else the day received."""
+    items: list[StatementItem] = []
+    period: tuple[Any, Any] | None = None
+    for row in rows:
+        if isinstance(row, Trailer):
+            tally.trailer = row
+            continue
+        tally.rows_total += 1
+        if isinstance(row, RowError):
+            tally.fail(row)
+            continue
+        record = dict(row.record)
+        start, end = record.pop("period_start", None), record.pop("period_end", None)
+        try:
+            item = StatementItem.model_validate(record)
+        except ValidationError as exc:
+            column, message = _first_error(exc, layout, "statement")
+            tally.fail(RowError(row.line, column, message))
+            continue
+        if period is None and start and end:
+            period = (start, end)
+        tally.rows_ok += 1
+        items.append(item)
+    if not items:
+        return None
+    today = received_at.date()
+    start_day, end_day = period or (today, today)
+    try:
+        return StatementSubmitted(
+            type="statement.submitted",
+            timestamp=received_at,
+            data=StatementSubmittedData(
+                statement_id=statement_id,
+                period_start=date.fromisoformat(str(start_day)),
+                period_end=date.fromisoformat(str(end_day)),
+                items=tuple(items),
+            ),
+        )
+    except (ValidationError, ValueError) as exc:
+        tally.fail(RowError(0, "statement", str(exc).splitlines()[0]))
+        tally.rows_ok = 0
+        return None
+
+
+def error_report(errors: Sequence[RowError]) -> list[dict[str, object]]:
+    return [{"line": e.line, "field": e.field, "message": e.message} for e in errors]
+
+
+__all__ = ["MAX_STORED_ERRORS", "FileTally", "error_report", "result_events", "statement_event"]

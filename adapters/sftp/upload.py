@@ -1,0 +1,220 @@
+"""Batch upload: one spooled file batch onto the agency's server, never overwriting a file.
+
+Theory of operation
+-------------------
+``BatchUpload.deliver()`` takes a batch whose rows are all in the spool (adapters.sftp.spool;
+staged or re-rendered by adapters.sftp.drop):
+
+1. It finishes the data file (trailer), encrypts it when the agency wants OpenPGP, hashes
+   it, renders the manifest and done marker, and records every file's path, size and
+   SHA-256 (``staged``) before a byte leaves.
+2. Data file, checksum sidecar and manifest are uploaded under temporary names,
+   size-checked and renamed, the done marker last (the same way, so a crash never leaves a
+   partial marker). A final name that already exists is never overwritten: its SHA-256 is
+   compared, equal means it arrived before a crash (``present``), different is a conflict
+   (the batch is marked ``conflict``; permanent error).
+3. The batch is ``delivered``, with one evidence leaf per file.
+
+Encrypted bytes differ on every run, so when a resumed batch is re-rendered the recorded
+hash is replaced only while the final name does not exist on the server; once it exists,
+the recorded hash is what it must match.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+from adapters.sftp import batch_store as store
+from adapters.sftp.batches import remote_path, temp_path
+from adapters.sftp.pgp import Pgp, PgpError
+from adapters.sftp.spool import LocalFile, SpoolBatch, companion_files, hash_file
+from gateway.config.agencies import SftpAgency
+from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.evidence.log import LeafInput, append_leaves
+from gateway.ports import RemoteSession
+from gateway.store.database import Database
+
+PgpProvider = Callable[[], Awaitable[Pgp | None]]
+
+
+class BatchUpload:
+    """Puts spooled batches of one SFTP agency on its server (see module docstring).
+
+    Args:
+        db: the database (batch records, evidence).
+        agency: the agency's config (naming, folders, OpenPGP).
+        pgp: returns the agency's OpenPGP keys, or None when files go unencrypted.
+        now: the current time (UTC).
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        agency: SftpAgency,
+        pgp: PgpProvider,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self._agency = agency
+        self._cfg = agency.sftp
+        self._pgp = pgp
+        self._now = now
+
+    async def deliver(
+        self,
+        batch: SpoolBatch,
+        recorded: dict[str, store.RemoteFileRow],
+        connected: Callable[[], Awaitable[RemoteSession]],
+        *,
+        resend_of: list[str],
+    ) -> dict[str, store.RemoteFileRow]:
+        """Finish, record and upload the batch; return its recorded files.
+
+        ``recorded`` are the files a previous attempt recorded (empty for a new batch);
+        ``resend_of`` names the batches this one resends.
+        """
+        files = await self._finish(batch, recorded, connected, resend_of)
+        session = await connected()
+        states: dict[str, str] = {}
+        for local in files:
+            state, remote_sha = await self._put(session, local)
+            if state == "conflict":
+                error = self._conflict(local.staged, remote_sha)
+                async with self._db.transaction() as conn:
+                    await store.set_state(
+                        conn, batch.id, "conflict", now=self._now(), error=str(error)[:2000]
+                    )
+                raise error
+            states[local.staged.role] = state
+        now = self._now()
+        async with self._db.transaction() as conn:
+            rows = await store.remote_files(conn, batch.id)
+            await store.mark_files(conn, {rows[r].id: s for r, s in states.items()}, now=now)
+            await store.set_state(conn, batch.id, "delivered", now=now)
+            await append_leaves(
+                conn,
+                [
+                    LeafInput(
+                        kind="remote_file",
+                        ref=f"remote_file:{rows[role].id}",
+                        fields={
+                            "agency_id": self._agency.id,
+                            "batch": batch.names.base,
+                            "role": role,
+                            "remote_path": rows[role].remote_path,
+                            "size": rows[role].size,
+                            "sha256": rows[role].sha256,
+                            "plaintext_sha256": rows[role].plaintext_sha256,
+                            "record_count": rows[role].record_count,
+                            "recipient_fpr": rows[role].recipient_fpr,
+                            "outcome": state,
+                        },
+                    )
+                    for role, state in states.items()
+                ],
+                now=now,
+            )
+            return await store.remote_files(conn, batch.id)
+
+    async def _finish(
+        self,
+        batch: SpoolBatch,
+        recorded: dict[str, store.RemoteFileRow],
+        connected: Callable[[], Awaitable[RemoteSession]],
+        resend_of: list[str],
+    ) -> list[LocalFile]:
+        """Close the data file, encrypt, build manifest and marker, record them (staged)."""
+        plain_sha = await asyncio.to_thread(batch.close)
+        data_local = batch.plain_path
+        fpr: str | None = None
+        wants_pgp = self._cfg.pgp is not None and self._cfg.pgp.encrypt
+        pgp = await self._pgp() if wants_pgp else None
+        if pgp is not None:
+            data_local = batch.folder / batch.names.data
+            try:
+                await pgp.encrypt_file(
+                    batch.plain_path,
+                    data_local,
+                    filename=batch.plain_path.name,
+                    sign=self._cfg.pgp is not None and self._cfg.pgp.sign,
+                )
+            except PgpError as exc:
+                raise PermanentDeliveryError(
+                    f"{self._agency.id}: {exc}", agency_id=self._agency.id
+                ) from exc
+            fpr = pgp.recipient_fingerprint
+        data_sha, data_size = await asyncio.to_thread(hash_file, data_local)
+        data_path = remote_path(self._cfg.folders.inbox, batch.names.data)
+        data = store.StagedFile(
+            "data", data_path, data_size, data_sha, plain_sha, batch.records, fpr
+        )
+        data_file: Path | None = data_local
+        old = recorded.get("data")
+        if old is not None and old.sha256 != data_sha:
+            # Re-encrypted: the old bytes bind only if they already reached the server.
+            if await (await connected()).stat(data_path) is not None:
+                data = store.StagedFile(
+                    "data",
+                    data_path,
+                    old.size,
+                    old.sha256,
+                    old.plaintext_sha256,
+                    old.record_count,
+                    old.recipient_fpr,
+                )
+                data_file = None
+        files = [LocalFile(data, data_file)]
+        files += await asyncio.to_thread(
+            companion_files,
+            batch,
+            data,
+            section=self._cfg,
+            receiver=self._agency.id,
+            resend_of=resend_of,
+        )
+        async with self._db.transaction() as conn:
+            await store.stage(
+                conn,
+                batch_id=batch.id,
+                agency_id=self._agency.id,
+                record_count=batch.records,
+                totals=batch.writer.totals.amounts,
+                files=[f.staged for f in files],
+                resend_of=resend_of,
+                now=self._now(),
+            )
+        return files
+
+    async def _put(self, session: RemoteSession, local: LocalFile) -> tuple[str, str]:
+        """Upload one file without ever overwriting: (``uploaded``, ``present`` or
+        ``conflict``, the SHA-256 found on the server)."""
+        staged = local.staged
+        # The done marker goes up like the others (temporary name, rename): written in
+        # place, a crash could leave a partial marker under its final name.
+        if local.path is not None and await session.upload(
+            local.path,
+            staged.remote_path,
+            temp_path=temp_path(self._cfg.naming, staged.remote_path),
+        ):
+            return "uploaded", staged.sha256
+        if await session.stat(staged.remote_path) is None:
+            raise TransientDeliveryError(
+                f"{self._agency.id}: {staged.remote_path} vanished while we compared it",
+                agency_id=self._agency.id,
+            )
+        remote_sha = await session.sha256(staged.remote_path)
+        return ("present" if remote_sha == staged.sha256 else "conflict"), remote_sha
+
+    def _conflict(self, staged: store.StagedFile, remote_sha: str) -> PermanentDeliveryError:
+        return PermanentDeliveryError(
+            f"{self._agency.id}: {staged.remote_path} already exists on the server with other "
+            f"content (sha256 {remote_sha[:16]}…, ours {staged.sha256[:16]}…); it was not "
+            "overwritten. Check with the agency, then resend: the new batch names this one "
+            "in resend_of",
+            agency_id=self._agency.id,
+        )
+
+
+__all__ = ["BatchUpload", "PgpProvider"]

@@ -1,0 +1,125 @@
+"""CLI commands of the benchmarks: ``bench ...``. Each prints JSON with a ratio against a
+baseline measured in the same run."""
+
+import json
+
+import click
+
+from gateway.cli.context import run_async
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks that report a ratio against a baseline measured in the same run."""
+
+
+@bench.command("webhook-in")
+@click.option("--requests", "count", type=int, default=4000, show_default=True)
+@click.option("--concurrency", type=int, default=32, show_default=True)
+@run_async
+async def bench_webhook_in(count: int, concurrency: int) -> None:
+    """Inbound: verified + durably stored events/s vs a bare aiohttp handler (JSON)."""
+    from gateway.bench.webhook_in import run
+
+    click.echo(json.dumps(await run(count=count, concurrency=concurrency), indent=2))
+
+
+@bench.command("webhook-out")
+@click.option("--packets", "count", type=int, default=4000, show_default=True)
+@click.option("--concurrency", type=int, default=32, show_default=True)
+@run_async
+async def bench_webhook_out(count: int, concurrency: int) -> None:
+    """Outbound: delivered + recorded packets/s vs a raw aiohttp client loop (JSON)."""
+    from gateway.bench.webhook_out import run
+
+    click.echo(json.dumps(await run(count=count, concurrency=concurrency), indent=2))
+
+
+@bench.command("reconcile")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1_000),
+    default=1_000_000,
+    show_default=True,
+    help="Placements, and as many agency events.",
+)
+@click.option("--seed", type=int, default=20260101, show_default=True)
+@click.option("--progress", is_flag=True, help="Progress lines on stderr.")
+@run_async
+async def bench_reconcile(rows: int, seed: int, progress: bool) -> None:
+    """Reconciliation: placements vs as many events (and the lender's feed), classified and
+    breaks written, in seconds and as a ratio to a bare SQL join of the same tables (JSON)."""
+    from gateway.bench.reconcile import run
+
+    click.echo(json.dumps(await run(rows=rows, seed=seed, progress=progress), indent=2))
+
+
+@bench.command("sftp-out")
+@click.option(
+    "--cases",
+    type=click.IntRange(min=10),
+    default=100_000,
+    show_default=True,
+    help="Placements in the one batch (and rows in the result file picked up).",
+)
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--encrypt", is_flag=True, help="OpenPGP-encrypt the batch (gpg, a run key).")
+@click.option("--progress", is_flag=True, help="Progress lines on stderr.")
+@run_async
+async def bench_sftp_out(cases: int, rounds: int, encrypt: bool, progress: bool) -> None:
+    """SFTP batch: one placement file rendered, uploaded and recorded vs a raw asyncssh put of
+    the same bytes; peak RSS at two batch sizes; pickup of a result file of as many rows (JSON)."""
+    from gateway.bench.sftp_out import run
+
+    report = await run(cases=cases, rounds=rounds, encrypt=encrypt, progress=progress)
+    click.echo(json.dumps(report, indent=2))
+
+
+@bench.command("intake")
+@click.option(
+    "--accounts",
+    type=click.IntRange(min=10),
+    default=1_000_000,
+    show_default=True,
+    help="Rows in the generated intake file (the targets are stated for 1,000,000).",
+)
+@click.option("--progress", is_flag=True, help="Progress lines on stderr.")
+@run_async
+async def bench_intake(accounts: int, progress: bool) -> None:
+    """Intake: an N-account file imported (parsed, validated, encrypted, written), then
+    imported again unchanged, against a bare load of the same file; seconds and peak RSS
+    against the targets (<= 60 s, <= 400 MB at 1,000,000 rows) (JSON)."""
+    from gateway.bench.intake import run
+
+    click.echo(json.dumps(await run(accounts=accounts, progress=progress), indent=2))
+
+
+@bench.command("evidence")
+@click.option(
+    "--leaves",
+    type=click.IntRange(min=1),
+    default=200_000,
+    show_default=True,
+    help="Leaves appended at the headline transaction size.",
+)
+@click.option(
+    "--per-transaction",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Leaves per transaction for the headline (1, 10 and 100 are measured too).",
+)
+@click.option("--progress", is_flag=True, help="Progress lines on stderr.")
+@run_async
+async def bench_evidence(leaves: int, per_transaction: int, progress: bool) -> None:
+    """Evidence log: leaves appended inside transactions per second (target >= 50,000)
+    against bare inserts of the same rows (JSON)."""
+    from gateway.bench.evidence import run
+
+    report = await run(leaves=leaves, per_transaction=per_transaction, progress=progress)
+    click.echo(json.dumps(report, indent=2))
+
+
+COMMANDS: list[click.Command] = [bench]
+
+__all__ = ["COMMANDS"]

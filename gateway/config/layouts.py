@@ -1,0 +1,232 @@
+"""Configuration of file layouts: the ``[sftp.layout]`` section of an SFTP agency's file.
+
+How records are written to and read from the files exchanged with an agency, for both
+directions: the format (CSV, JSON Lines or fixed-width), encoding, date, timestamp and money
+formats, and per record kind the columns, each mapping a header to a dotted field of the
+record. Kinds the agency file does not map use :data:`DEFAULT_COLUMNS`::
+
+    [sftp.layout]
+    format = "csv"
+    encoding = "gb18030"
+
+    [[sftp.layout.columns."placement.created"]]
+    name = "PLACEMENT_ID"
+    field = "data.placement_id"
+
+These models only describe a layout: adapters/sftp/layouts.py writes records with it and
+adapters/sftp/parsing.py reads them back.
+"""
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RecordKind = Literal[
+    "placement.created",
+    "placement.amended",
+    "placement.recalled",
+    "payment.direct",
+    "data.deletion_requested",
+    "result",
+    "statement",
+]
+"""What a row describes: one of our packet types, an agency result event or a statement line."""
+
+CellKind = Literal["text", "int", "money", "currency", "date", "timestamp", "bool", "list"]
+"""How a cell is written and read (see adapters/sftp/layouts.py)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ColumnSpec(_Section):
+    """One column: its header ``name`` and the dotted ``field`` of the record it carries
+    (``data.balance``, ``data.debtor.name``; ``type`` and ``timestamp`` for the envelope).
+    ``width``, ``align`` and ``pad`` apply to fixed-width files (width in encoded bytes).
+    ``separator`` joins the items of a ``list`` cell (the layout's ``list_separator`` when
+    unset)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    field: str = Field(pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
+    kind: CellKind = "text"
+    width: int | None = Field(default=None, ge=1, le=1000)
+    align: Literal["left", "right"] = "left"
+    pad: str = Field(default=" ", min_length=1, max_length=1)
+    separator: str | None = Field(default=None, min_length=1, max_length=1)
+
+    @model_validator(mode="after")
+    def _separator_fits_a_cell(self) -> Self:
+        if self.separator is not None and self.separator in ("\r", "\n", '"'):
+            raise ValueError(f"{self.name}: separator cannot be a quote or a line break")
+        return self
+
+
+def _cols(*specs: tuple[str, str, CellKind]) -> tuple[ColumnSpec, ...]:
+    return tuple(ColumnSpec(name=n, field=f, kind=k) for n, f, k in specs)
+
+
+def _fixed(*specs: tuple[str, str, CellKind, int]) -> tuple[ColumnSpec, ...]:
+    return tuple(ColumnSpec(name=n, field=f, kind=k, width=w) for n, f, k, w in specs)
+
+
+DEFAULT_COLUMNS: dict[RecordKind, tuple[ColumnSpec, ...]] = {
+    "placement.created": _cols(
+        ("RECORD_TYPE", "type", "text"),
+        ("PACKET_ID", "data.packet_id", "text"),
+        ("PLACEMENT_ID", "data.placement_id", "text"),
+        ("CASE_ID", "data.case_id", "text"),
+        ("BUCKET", "data.bucket", "text"),
+        ("DPD", "data.dpd", "int"),
+        ("BALANCE", "data.balance", "money"),
+        ("PRINCIPAL", "data.principal", "money"),
+        ("CURRENCY", "data.balance.currency", "currency"),
+        ("DUE_DATE", "data.due_date", "date"),
+        ("PRODUCT", "data.product", "text"),
+        ("CREDIT_GRADE", "data.credit_grade", "text"),
+        ("DEBTOR_ID", "data.debtor.debtor_id", "text"),
+        ("NAME", "data.debtor.name", "text"),
+        ("NATIONAL_ID", "data.debtor.national_id", "text"),
+        ("PHONES", "data.debtor.phones", "list"),
+        ("ADDRESS", "data.debtor.address", "text"),
+        ("REGION", "data.debtor.region", "text"),
+        ("PLACED_AT", "data.placed_at", "timestamp"),
+        ("RETURN_BY", "data.return_by", "date"),
+    ),
+    "placement.amended": _cols(
+        ("RECORD_TYPE", "type", "text"),
+        ("PACKET_ID", "data.packet_id", "text"),
+        ("PLACEMENT_ID", "data.placement_id", "text"),
+        ("CASE_ID", "data.case_id", "text"),
+        ("VERSION", "data.version", "int"),
+        ("BALANCE", "data.balance", "money"),
+        ("PREVIOUS_BALANCE", "data.previous_balance", "money"),
+        ("CURRENCY", "data.balance.currency", "currency"),
+        ("REASON", "data.reason", "text"),
+    ),
+    "placement.recalled": _cols(
+        ("RECORD_TYPE", "type", "text"),
+        ("PACKET_ID", "data.packet_id", "text"),
+        ("PLACEMENT_ID", "data.placement_id", "text"),
+        ("CASE_ID", "data.case_id", "text"),
+        ("REASON_CODE", "data.reason_code", "text"),
+        ("RECALLED_AT", "data.recalled_at", "timestamp"),
+    ),
+    "payment.direct": _cols(
+        ("RECORD_TYPE", "type", "text"),
+        ("PACKET_ID", "data.packet_id", "text"),
+        ("PLACEMENT_ID", "data.placement_id", "text"),
+        ("CASE_ID", "data.case_id", "text"),
+        ("PAYMENT_ID", "data.payment_id", "text"),
+        ("AMOUNT", "data.amount", "money"),
+        ("CURRENCY", "data.amount.currency", "currency"),
+        ("PAID_AT", "data.paid_at", "timestamp"),
+    ),
+    # With widths, so that fixed-width layouts agreed before this kind existed still load;
+    # CSV ignores them. CATEGORIES joins the data categories with "|".
+    "data.deletion_requested": (
+        *_fixed(
+            ("RECORD_TYPE", "type", "text", 24),
+            ("PACKET_ID", "data.packet_id", "text", 44),
+            ("PLACEMENT_ID", "data.placement_id", "text", 64),
+            ("CASE_ID", "data.case_id", "text", 64),
+            ("REASON", "data.reason", "text", 8),
+            ("ENDED_AT", "data.ended_at", "timestamp", 25),
+            ("DELETE_BY", "data.delete_by", "date", 10),
+        ),
+        ColumnSpec(
+            name="CATEGORIES", field="data.categories", kind="list", width=200, separator="|"
+        ),
+        *_fixed(("LEGAL_BASIS", "data.legal_basis", "text", 200)),
+    ),
+    "result": _cols(
+        ("EVENT_TYPE", "type", "text"),
+        ("EVENT_TIME", "timestamp", "timestamp"),
+        ("PLACEMENT_ID", "data.placement_id", "text"),
+        ("AGENCY_CASE_REF", "data.agency_case_ref", "text"),
+        ("CURRENCY", "currency", "currency"),
+        ("AMOUNT", "data.amount", "money"),
+        ("BALANCE", "data.balance", "money"),
+        ("PAYMENT_ID", "data.payment_id", "text"),
+        ("PAID_AT", "data.paid_at", "timestamp"),
+        ("PROMISE_ID", "data.promise_id", "text"),
+        ("PROMISED_DATE", "data.promised_date", "date"),
+        ("CHANNEL", "data.channel", "text"),
+        ("OUTCOME", "data.outcome", "text"),
+        ("ATTEMPTED_AT", "data.attempted_at", "timestamp"),
+        ("EFFECTIVE", "data.effective", "bool"),
+        ("ACTION", "data.action", "text"),
+        ("OCCURRED_AT", "data.occurred_at", "timestamp"),
+        ("COURT", "data.court", "text"),
+        ("COURT_CASE_NUMBER", "data.court_case_number", "text"),
+        ("REASON", "data.reason", "text"),
+        ("SUMMARY", "data.summary", "text"),
+        # Added with data.deleted; a CSV file whose header names only the columns before
+        # them is still read (adapters.sftp.parsing).
+        ("METHOD", "data.method", "text"),
+        ("REFERENCE", "data.reference", "text"),
+    ),
+    "statement": _cols(
+        ("PLACEMENT_ID", "placement_id", "text"),
+        ("BALANCE", "balance", "money"),
+        ("CURRENCY", "currency", "currency"),
+        ("STATUS", "status", "text"),
+        ("PERIOD_START", "period_start", "date"),
+        ("PERIOD_END", "period_end", "date"),
+    ),
+}
+"""Columns used for a record kind the agency file does not map itself."""
+
+
+class LayoutSection(_Section):
+    """How records are written to and read from files, for both directions.
+
+    ``columns`` maps a record kind (a packet type, ``result`` or ``statement``) to its
+    columns; kinds left out use ``DEFAULT_COLUMNS``. JSON Lines files carry whole records
+    (the packet exactly as it is stored and hashed, one per line) and ignore columns.
+    """
+
+    format: Literal["csv", "jsonl", "fixed"] = "csv"
+    encoding: Literal["utf-8", "utf-8-sig", "gb18030"] = Field(
+        default="utf-8", description="utf-8-sig writes a byte-order mark"
+    )
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    header: bool = True
+    line_ending: Literal["lf", "crlf"] = "lf"
+    date_format: str = "%Y-%m-%d"
+    timestamp_format: str = "%Y-%m-%dT%H:%M:%SZ"
+    money_format: Literal["decimal", "minor"] = Field(
+        default="decimal", description="decimal: 1234.56; minor: 123456 (integer minor units)"
+    )
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    list_separator: str = Field(default=";", min_length=1, max_length=1)
+    trailer: bool = Field(
+        default=False, description="end data files with a TRAILER record (count, total)"
+    )
+    columns: dict[RecordKind, tuple[ColumnSpec, ...]] = Field(default_factory=dict)
+
+    def columns_for(self, kind: RecordKind) -> tuple[ColumnSpec, ...]:
+        return self.columns.get(kind) or DEFAULT_COLUMNS[kind]
+
+    @property
+    def extension(self) -> str:
+        return {"csv": "csv", "jsonl": "jsonl", "fixed": "txt"}[self.format]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.format == "jsonl" and self.encoding != "utf-8":
+            raise ValueError("JSON Lines files are always utf-8 (without a byte-order mark)")
+        if self.format == "fixed":
+            for kind in DEFAULT_COLUMNS:
+                missing = [c.name for c in self.columns_for(kind) if c.width is None]
+                if missing:
+                    raise ValueError(
+                        f"fixed-width columns need a width: columns.{kind}: {missing} "
+                        "(map every record kind the agency exchanges, with widths)"
+                    )
+        if self.delimiter in ("\r", "\n", '"'):
+            raise ValueError("delimiter cannot be a quote or a line break")
+        return self
+
+
+__all__ = ["DEFAULT_COLUMNS", "CellKind", "ColumnSpec", "LayoutSection", "RecordKind"]

@@ -1,0 +1,206 @@
+"""Gateway settings: ``config/gateway.toml``, validated into one frozen model.
+
+Every key is documented in README.md ("Configuration"). Environment variables override two
+keys for deployment convenience: ``GATEWAY_DATABASE_URL`` and ``GATEWAY_LISTEN`` (host:port).
+"""
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.config.secrets import SecretRef
+from gateway.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GatewaySection(_Section):
+    lender_id: str = Field(default="LENDER", pattern=r"^[A-Z0-9_]{2,32}$")
+
+
+class DatabaseSection(_Section):
+    url: str = "sqlite+aiosqlite:///var/gateway.db"
+    pool_size: int = Field(default=5, ge=1, le=100)
+    echo: bool = False
+
+
+class ServerSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=0, le=65535)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    signature_tolerance_seconds: int = Field(default=300, ge=1, le=86_400)
+
+
+class SecretsSection(_Section):
+    pii_keys: SecretRef = SecretRef(file="var/keys/pii.keyring")
+    evidence_signing_key: SecretRef = SecretRef(file="var/keys/evidence.key")
+    evidence_origin: str = "agency-gateway.local/evidence"
+
+
+class DispatchSection(_Section):
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    lease_seconds: int = Field(default=60, ge=5, le=3600)
+    poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+
+
+class AllocationSection(_Section):
+    seed: int = 20260101
+    placement_days: int = Field(default=180, ge=1, le=730)
+    legal_min_dpd: int = Field(default=360, ge=1)
+    legal_min_balance_minor: int = Field(default=5_000_000, ge=0)
+    performance_weighting: bool = Field(
+        default=False, description="champion draws weigh agencies by recent recovery"
+    )
+    performance_days: int = Field(default=90, ge=7, le=730)
+    performance_min_placements: int = Field(default=50, ge=1)
+    performance_floor: float = Field(default=0.5, gt=0, le=1)
+    performance_cap: float = Field(default=2.0, ge=1, le=10)
+    challenger_share: float = Field(
+        default=0.0, ge=0, le=0.5, description="debtor groups drawn by contract weights alone"
+    )
+
+
+class SchedulesSection(_Section):
+    """What ``serve`` runs on timers besides the dispatcher and the pollers."""
+
+    reconcile_every_seconds: float = Field(default=60, gt=0)
+    checkpoint_every_seconds: float = Field(default=30, gt=0)
+    engine_every_seconds: float = Field(
+        default=900, ge=0, description="full reconciliation runs; 0 leaves them to the CLI"
+    )
+
+
+class ConsoleSection(_Section):
+    """The ops console (web UI and JSON API). See README "Ops console"."""
+
+    enabled: bool = True
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30)
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    pii_reveal_roles: tuple[Literal["viewer", "operator", "admin"], ...] = ("admin",)
+
+
+class ReconciliationSection(_Section):
+    """Batch reconciliation (``agency-gateway reconcile``): tolerances and contact rules.
+    See README "Reconciliation engine"."""
+
+    timezone: str = Field(default="Asia/Shanghai", description="lender's local time zone")
+    quiet_hours_start: str = Field(default="22:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    quiet_hours_end: str = Field(default="08:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    max_effective_calls_per_day: int = Field(default=3, ge=0)
+    max_calls_per_7_days: int | None = Field(default=None, ge=0)
+    amount_tolerance_minor: int = Field(default=0, ge=0)
+    amount_tolerance_bps: int = Field(default=0, ge=0, le=10_000)
+    date_window_days: int = Field(default=3, ge=0, le=366)
+    statement_tolerance_minor: int = Field(default=0, ge=0)
+    statement_tolerance_bps: int = Field(default=0, ge=0, le=10_000)
+    batch_events: int = Field(default=200_000, ge=1_000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+        return value
+
+
+class PrivacySection(_Section):
+    """Deletion on placement end (gateway.privacy.deletion)."""
+
+    request_deletion: bool = Field(
+        default=True, description="ask the agency to delete a case's data when it ends"
+    )
+    deletion_days: int = Field(default=30, ge=1, le=365)
+
+
+class GatewaySettings(_Section):
+    """All process-wide settings. ``base_dir`` anchors relative paths (key files, SQLite)."""
+
+    gateway: GatewaySection = GatewaySection()
+    database: DatabaseSection = DatabaseSection()
+    server: ServerSection = ServerSection()
+    secrets: SecretsSection = SecretsSection()
+    dispatch: DispatchSection = DispatchSection()
+    allocation: AllocationSection = AllocationSection()
+    schedules: SchedulesSection = SchedulesSection()
+    reconciliation: ReconciliationSection = ReconciliationSection()
+    console: ConsoleSection = ConsoleSection()
+    privacy: PrivacySection = PrivacySection()
+    agencies_dir: str = "config/agencies"
+    base_dir: Path = Path(".")
+    config_path: Path | None = None
+
+    def agencies_path(self) -> Path:
+        path = Path(self.agencies_dir)
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def format_validation_error(
+    source: str, exc: ValidationError, *, union_tag: object = None
+) -> list[str]:
+    """Turn pydantic errors into ``file: key: reason`` lines.
+
+    ``union_tag`` is the discriminator value of a tagged union (e.g. an agency's channel),
+    which pydantic puts first in every location; it is not a key of the file.
+    """
+    lines = []
+    for err in exc.errors():
+        loc = err["loc"]
+        if union_tag is not None and loc and loc[0] == union_tag:
+            loc = loc[1:]
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see README 'Configuration')"
+        lines.append(f"{source}: {key}: {msg}")
+    return lines
+
+
+def read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def load_settings(
+    path: Path, *, base_dir: Path | None = None, environ: Mapping[str, str] | None = None
+) -> GatewaySettings:
+    """Read and validate ``gateway.toml``; raise ConfigError listing every problem."""
+    env = os.environ if environ is None else environ
+    raw = read_toml(path)
+    raw.setdefault("base_dir", str(base_dir or Path.cwd()))
+    raw["config_path"] = str(path)
+    if url := env.get("GATEWAY_DATABASE_URL"):
+        raw.setdefault("database", {})
+        assert isinstance(raw["database"], dict)
+        raw["database"]["url"] = url
+    if listen := env.get("GATEWAY_LISTEN"):
+        host, _, port = listen.rpartition(":")
+        raw.setdefault("server", {})
+        assert isinstance(raw["server"], dict)
+        raw["server"].update(host=host or "127.0.0.1", port=int(port))
+    try:
+        return GatewaySettings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None
+
+
+Channel = Literal["webhook", "sftp", "email"]
+
+__all__ = ["Channel", "GatewaySettings", "format_validation_error", "load_settings", "read_toml"]

@@ -1,0 +1,397 @@
+"""The console's HTML pages. Handlers stay thin: guard, read or act through the core, render.
+
+A successful form action answers 303 to the page it came from (no double submit on reload);
+a refused one renders that page again with the reason. Personal data is masked everywhere;
+the case page reveals it on an explicit, audited POST for roles allowed to see it.
+"""
+
+import secrets
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from gateway.console import accounts, personal_data, read_model, timeline
+from gateway.console.guards import page
+from gateway.console.rendering import error_page, render
+from gateway.console.services import (
+    CONSOLE_KEY,
+    ConsoleServices,
+    action_request,
+    filter_from,
+    filter_query,
+    read_form,
+)
+from gateway.console.sessions import Principal, harden, remote_of
+from gateway.errors import GatewayError, NotFound
+from gateway.reconciliation.kinds import SEVERITY
+from gateway.reporting.scorecards import DEFAULT_DAYS, period, rate, scorecards
+from gateway.resolutions.rules import ACTIONS, ROLES, ActionRefused, MismatchFilter
+from gateway.store.tables import Mismatch
+
+LOGIN_COOKIE = "agw_login"
+M = Mismatch.__table__.c  # type: ignore[attr-defined]
+
+
+def _services(request: web.Request) -> ConsoleServices:
+    return request.app[CONSOLE_KEY]
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _local(target: str | None) -> str:
+    """Only same-site paths are followed after login (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+async def login_form(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+    """The login page, with a login CSRF token (double-submit cookie)."""
+    services = _services(request)
+    token = secrets.token_urlsafe(24)
+    response = render(
+        "login.html",
+        None,
+        status=status,
+        error=error,
+        login_token=token,
+        next=_local(request.query.get("next")),
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=600,
+        path="/login",
+        httponly=True,
+        samesite="Strict",
+        secure=services.auth.secure(request),
+    )
+    harden(response, secure=services.auth.secure(request))
+    return response
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    services = _services(request)
+    form = await read_form(request)
+    presented, expected = form.get("login_token"), request.cookies.get(LOGIN_COOKIE)
+    if (
+        not isinstance(presented, str)
+        or not expected
+        or not secrets.compare_digest(presented, expected)
+    ):
+        return await login_form(request, error="The login form expired; try again.", status=403)
+    settings = services.settings
+    try:
+        user = await accounts.login(
+            services.db,
+            str(form.get("name", "")),
+            str(form.get("password", "")),
+            remote=remote_of(request),
+            now=services.auth.now(),
+            max_failures=settings.login_max_failures,
+            window=timedelta(minutes=settings.login_window_minutes),
+        )
+    except accounts.LoginThrottled as exc:
+        return await login_form(request, error=str(exc), status=429)
+    except accounts.LoginRefused as exc:
+        return await login_form(request, error=str(exc), status=401)
+    await services.auth.end_session(request)  # a login never continues an older session
+    token = await services.auth.start_session(user, request)
+    response = _see_other(_local(str(form.get("next", "/"))))
+    services.auth.set_cookie(response, request, token)
+    response.del_cookie(LOGIN_COOKIE, path="/login")
+    harden(response, secure=services.auth.secure(request))
+    return response
+
+
+@page("viewer")
+async def logout(request: web.Request, principal: Principal) -> web.StreamResponse:
+    services = _services(request)
+    await services.auth.end_session(request)
+    response = _see_other("/login")
+    services.auth.clear_cookie(response, request)
+    return response
+
+
+@page("viewer")
+async def dashboard(request: web.Request, principal: Principal) -> web.StreamResponse:
+    services = _services(request)
+    async with services.db.snapshot() as conn:
+        data = await read_model.dashboard(
+            conn, services.agencies, services.circuits(), now=services.auth.now()
+        )
+    return render("dashboard.html", principal, data=data)
+
+
+async def _known_kinds(services: ConsoleServices) -> list[str]:
+    async with services.db.snapshot() as conn:
+        stored = (await conn.execute(sa.select(M.kind).distinct())).scalars().all()
+    return sorted(set(SEVERITY) | set(stored))
+
+
+async def _queue_page(
+    request: web.Request,
+    principal: Principal,
+    *,
+    target: MismatchFilter,
+    error: str = "",
+    status: int = 200,
+) -> web.Response:
+    services = _services(request)
+    query = request.query
+    sort = query.get("sort", "id")
+    descending = query.get("dir", "desc") != "asc"
+    page_no = int(query["page"]) if query.get("page", "").isdigit() else 1
+    per_page = int(query["per_page"]) if query.get("per_page", "").isdigit() else 50
+    async with services.db.snapshot() as conn:
+        data = await read_model.queue(
+            conn, target, sort=sort, descending=descending, page=page_no, per_page=per_page
+        )
+    params = filter_query(target)
+    return render(
+        "queue.html",
+        principal,
+        status=status,
+        data=data,
+        target=target,
+        filter_params=params,
+        filter_qs=urlencode(params),
+        kinds=await _known_kinds(services),
+        agencies=sorted(services.agencies),
+        states=["open", "investigating", "resolved", "dismissed", "written_off"],
+        severities=list(read_model.SEVERITY_RANK),
+        bulk_actions=[a for a in ACTIONS.values() if a.name not in ("assign", "comment")],
+        error=error,
+    )
+
+
+@page("viewer")
+async def mismatch_queue(request: web.Request, principal: Principal) -> web.StreamResponse:
+    return await _queue_page(request, principal, target=filter_from(request.query))
+
+
+@page("operator")
+async def bulk_action(request: web.Request, principal: Principal) -> web.StreamResponse:
+    """Apply one action to the ticked mismatches (``pick``), or with ``scope=filter`` to every
+    one matching the filter the form carries."""
+    services = _services(request)
+    form = await read_form(request)
+    target = filter_from(form)
+    if form.get("scope") != "filter":
+        picked = tuple(int(v) for v in form.getall("pick", ()) if v.isdigit())
+        if not picked:
+            return await _queue_page(
+                request,
+                principal,
+                target=target,
+                error="Tick at least one mismatch, or choose 'all matching the filter'.",
+                status=400,
+            )
+        target = MismatchFilter(states=(), ids=picked)
+    result = await services.resolutions.bulk(target, action_request(form, principal.user.name))
+    return render("bulk_result.html", principal, result=result, action=form.get("action", ""))
+
+
+@page("viewer")
+async def mismatch_page(request: web.Request, principal: Principal) -> web.StreamResponse:
+    return await _mismatch_page(request, principal)
+
+
+async def _mismatch_page(
+    request: web.Request, principal: Principal, *, error: str = "", status: int = 200
+) -> web.Response:
+    services = _services(request)
+    mismatch_id = _int(request.match_info["mismatch_id"])
+    async with services.db.snapshot() as conn:
+        data = await read_model.mismatch_detail(conn, mismatch_id)
+    users = [
+        u
+        for u in await accounts.list_users(services.db)
+        if not u["disabled"] and u["role"] != "viewer"
+    ]
+    done = request.query.get("done", "")
+    return render(
+        "mismatch.html",
+        principal,
+        status=status,
+        m=data,
+        users=users,
+        done=ACTIONS[done].label if done in ACTIONS else "",
+        error=error,
+        can_act=principal.user.at_least("operator"),
+    )
+
+
+@page("operator")
+async def mismatch_action(request: web.Request, principal: Principal) -> web.StreamResponse:
+    services = _services(request)
+    mismatch_id = _int(request.match_info["mismatch_id"])
+    form = await read_form(request)
+    try:
+        result = await services.resolutions.act(
+            mismatch_id, action_request(form, principal.user.name)
+        )
+    except ActionRefused as exc:
+        return await _mismatch_page(request, principal, error=str(exc), status=409)
+    except NotFound:
+        raise
+    except GatewayError as exc:
+        return await _mismatch_page(request, principal, error=str(exc), status=400)
+    return _see_other(f"/mismatches/{mismatch_id}?done={result.action}")
+
+
+async def _case_page(
+    request: web.Request,
+    principal: Principal,
+    *,
+    revealed: dict[str, object] | None = None,
+) -> web.Response:
+    services = _services(request)
+    case_id = request.match_info["case_id"]
+    async with services.db.snapshot() as conn:
+        data = await timeline.case_timeline(conn, case_id)
+    masked = await personal_data.masked_case_pii(services.db, services.pii, case_id)
+    return render(
+        "case.html",
+        principal,
+        t=data,
+        masked=masked,
+        revealed=revealed,
+        may_reveal=services.may_reveal(principal.user.role),
+    )
+
+
+@page("viewer")
+async def case_page(request: web.Request, principal: Principal) -> web.StreamResponse:
+    return await _case_page(request, principal)
+
+
+@page("viewer")
+async def reveal_pii(request: web.Request, principal: Principal) -> web.StreamResponse:
+    """Show the case's personal data once, to an allowed role, and audit it."""
+    services = _services(request)
+    if not services.may_reveal(principal.user.role):
+        return error_page(
+            principal, 403, "Not allowed", "Your role may not see personal data (masked only)."
+        )
+    form = await read_form(request)
+    reason = str(form.get("reason", "")).strip()
+    if not reason:
+        return error_page(principal, 400, "Reason needed", "Say why you need the data.")
+    revealed = await personal_data.reveal(
+        services.db,
+        services.pii,
+        request.match_info["case_id"],
+        user_name=principal.user.name,
+        reason=reason,
+        remote=remote_of(request),
+        now=services.auth.now(),
+    )
+    return await _case_page(request, principal, revealed=revealed)
+
+
+@page("viewer")
+async def agencies_page(request: web.Request, principal: Principal) -> web.StreamResponse:
+    services = _services(request)
+    async with services.db.snapshot() as conn:
+        rows = await read_model.agencies_overview(conn, services.agencies, services.circuits())
+    # Scorecards of the placements of the last 30 days (``agencies scorecard`` for others).
+    start, end = period(None, None, today=services.auth.now().date())
+    cards = await scorecards(services.db, services.agencies, start=start, end=end)
+    return render(
+        "agencies.html",
+        principal,
+        rows=rows,
+        cards=cards,
+        rate=rate,
+        days=DEFAULT_DAYS,
+    )
+
+
+@page("viewer")
+async def agency_page(request: web.Request, principal: Principal) -> web.StreamResponse:
+    services = _services(request)
+    agency = services.agencies.get(request.match_info["agency_id"])
+    if agency is None:
+        raise NotFound(f"no agency {request.match_info['agency_id']!r} in the configuration")
+    async with services.db.snapshot() as conn:
+        data = await read_model.agency_page(
+            conn, agency, services.circuits(), now=services.auth.now()
+        )
+    return render("agency.html", principal, a=data)
+
+
+@page("admin")
+async def users_page(request: web.Request, principal: Principal) -> web.StreamResponse:
+    return await _users_page(request, principal)
+
+
+async def _users_page(
+    request: web.Request, principal: Principal, *, error: str = "", status: int = 200
+) -> web.Response:
+    users = await accounts.list_users(_services(request).db)
+    return render("users.html", principal, status=status, users=users, roles=ROLES, error=error)
+
+
+@page("admin")
+async def users_add(request: web.Request, principal: Principal) -> web.StreamResponse:
+    services = _services(request)
+    form = await read_form(request)
+    try:
+        await accounts.add_user(
+            services.db,
+            str(form.get("name", "")).strip(),
+            str(form.get("role", "")),
+            str(form.get("password", "")),
+            now=services.auth.now(),
+        )
+    except GatewayError as exc:
+        return await _users_page(request, principal, error=str(exc), status=400)
+    return _see_other("/users")
+
+
+@page("admin")
+async def users_switch(request: web.Request, principal: Principal) -> web.StreamResponse:
+    services = _services(request)
+    name = request.match_info["name"]
+    disable = request.match_info["switch"] == "disable"
+    if disable and name == principal.user.name:
+        return await _users_page(request, principal, error="You cannot disable yourself.")
+    await accounts.set_disabled(services.db, name, disabled=disable, now=services.auth.now())
+    return _see_other("/users")
+
+
+@page("admin")
+async def reveals_page(request: web.Request, principal: Principal) -> web.StreamResponse:
+    rows = await personal_data.recent_reveals(_services(request).db)
+    return render("reveals.html", principal, rows=rows)
+
+
+def _int(text: str) -> int:
+    if not text.isdigit():
+        raise NotFound(f"{text!r} is not a mismatch id")
+    return int(text)
+
+
+__all__ = [
+    "agencies_page",
+    "agency_page",
+    "bulk_action",
+    "case_page",
+    "dashboard",
+    "login_form",
+    "login_submit",
+    "logout",
+    "mismatch_action",
+    "mismatch_page",
+    "mismatch_queue",
+    "reveal_pii",
+    "reveals_page",
+    "users_add",
+    "users_page",
+    "users_switch",
+]

@@ -1,0 +1,111 @@
+"""Server-side HTML for the console: one Jinja2 environment (autoescaping, strict undefined),
+the display filters, and the static files (CSS, a few lines of JS), served from memory.
+"""
+
+from datetime import date, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import jinja2
+from aiohttp import web
+
+from gateway.console.sessions import CSRF_FIELD, Principal
+from gateway.resolutions.rules import ACTIONS
+from schemas.base import decimal_text
+
+HERE: Final = Path(__file__).parent
+TEMPLATES: Final = HERE / "templates"
+STATIC: Final = HERE / "static"
+STATIC_TYPES: Final = {".css": "text/css", ".js": "text/javascript"}
+NONE: Final = "\u2013"  # an en dash stands for "no value"
+
+
+def money(amount_minor: int | None, currency: str | None = None) -> str:
+    """12345, CNY → ``CNY 123.45`` (integer arithmetic; never a float)."""
+    if amount_minor is None:
+        return NONE
+    code = currency or ""
+    return f"{code} {decimal_text(amount_minor, code, grouping=True)}".strip()
+
+
+def timestamp(value: datetime | date | None) -> str:
+    if value is None:
+        return NONE
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value.isoformat()
+
+
+def short(value: str | None, length: int = 12) -> str:
+    if not value:
+        return NONE
+    return value if len(value) <= length else value[:length] + "…"
+
+
+def percent(value: float | None) -> str:
+    return NONE if value is None else f"{value * 100:.1f} %"
+
+
+def label(action: str) -> str:
+    return ACTIONS[action].label if action in ACTIONS else action.replace("_", " ")
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(money=money, ts=timestamp, short=short, percent=percent, label=label)
+    env.globals.update(ACTIONS=ACTIONS, CSRF_FIELD=CSRF_FIELD)
+    return env
+
+
+def render(
+    template: str,
+    principal: Principal | None,
+    *,
+    status: int = 200,
+    **context: Any,
+) -> web.Response:
+    """Render ``template`` with the principal (for the menu and CSRF fields) in context."""
+    html = environment().get_template(template).render(principal=principal, **context)
+    return web.Response(status=status, text=html, content_type="text/html", charset="utf-8")
+
+
+def error_page(principal: Principal | None, status: int, title: str, message: str) -> web.Response:
+    return render("error.html", principal, status=status, title=title, message=message)
+
+
+@cache
+def _static_files() -> dict[str, bytes]:
+    """The shipped CSS and JS files by name (read once; they are a few kilobytes)."""
+    return {p.name: p.read_bytes() for p in STATIC.iterdir() if p.suffix in STATIC_TYPES}
+
+
+async def static_file(request: web.Request) -> web.Response:
+    """The console's CSS and JS; only the shipped files, by exact name."""
+    body = _static_files().get(request.match_info["name"])
+    if body is None:
+        return web.Response(status=404, text="not found")
+    return web.Response(
+        body=body,
+        content_type=STATIC_TYPES[Path(request.match_info["name"]).suffix],
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+__all__ = [
+    "environment",
+    "error_page",
+    "money",
+    "percent",
+    "render",
+    "short",
+    "static_file",
+    "timestamp",
+]

@@ -1,0 +1,44 @@
+"""The ops console, mounted on the gateway's aiohttp app: server-rendered pages at ``/`` and
+a JSON API at ``/api/v1``, both guarded per route (gateway.console.guards), so the inbound agency
+API keeps its own path and pays nothing for the console.
+
+Pages: ``/login``, ``/`` (dashboard), ``/mismatches`` (queue, filters, sorting, paging, bulk
+actions), ``/mismatches/{id}`` (both sides, actions, history), ``/cases/{id}`` (timeline,
+masked personal data, audited reveal), ``/agencies`` and ``/agencies/{id}``, and for admins
+``/users`` and ``/audit/pii``.
+"""
+
+from aiohttp import web
+
+from gateway.console import case_evidence, pages
+from gateway.console.api import add_api_routes
+from gateway.console.rendering import static_file
+from gateway.console.services import CONSOLE_KEY, ConsoleServices
+
+
+def add_console(app: web.Application, services: ConsoleServices) -> None:
+    """Register the console's pages, static files and JSON API on ``app``."""
+    app[CONSOLE_KEY] = services
+    router = app.router
+    router.add_get("/login", pages.login_form)
+    router.add_post("/login", pages.login_submit)
+    router.add_post("/logout", pages.logout)
+    router.add_get("/", pages.dashboard)
+    router.add_get("/mismatches", pages.mismatch_queue)
+    router.add_post("/mismatches/bulk", pages.bulk_action)
+    router.add_get("/mismatches/{mismatch_id}", pages.mismatch_page)
+    router.add_post("/mismatches/{mismatch_id}/actions", pages.mismatch_action)
+    router.add_get("/cases/{case_id}", pages.case_page)
+    router.add_post("/cases/{case_id}/reveal", pages.reveal_pii)
+    router.add_post("/cases/{case_id}/evidence", case_evidence.download_bundle)
+    router.add_get("/agencies", pages.agencies_page)
+    router.add_get("/agencies/{agency_id}", pages.agency_page)
+    router.add_get("/users", pages.users_page)
+    router.add_post("/users", pages.users_add)
+    router.add_post("/users/{name}/{switch:disable|enable}", pages.users_switch)
+    router.add_get("/audit/pii", pages.reveals_page)
+    router.add_get("/static/{name}", static_file)
+    add_api_routes(app)
+
+
+__all__ = ["CONSOLE_KEY", "ConsoleServices", "add_console"]

@@ -1,0 +1,138 @@
+"""What the console's handlers share: the services they call, and how a request's query or
+form becomes a mismatch filter or an action request (the same for pages and the JSON API).
+"""
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+from aiohttp import web
+from multidict import MultiDict, MultiMapping
+
+from gateway.config.agencies import AgencyConfig
+from gateway.config.settings import ConsoleSection
+from gateway.console.read_model import Circuits
+from gateway.console.sessions import Auth
+from gateway.errors import GatewayError
+from gateway.evidence.log import EvidenceLog
+from gateway.evidence.signed_note import NoteVerifier
+from gateway.ports import Clock
+from gateway.privacy.pii import PiiKeyRing
+from gateway.resolutions.actions import ResolutionService
+from gateway.resolutions.rules import DEFAULT_RECALL_CODE, ActionRequest, MismatchFilter
+from gateway.store.database import Database
+
+ALL: Final = "all"
+UNASSIGNED: Final = "-"
+_INT = re.compile(r"^\d{1,12}$")
+
+
+@dataclass(frozen=True)
+class ConsoleServices:
+    """Everything the console needs from one gateway process.
+
+    ``circuits`` returns the dispatcher's circuit breakers when this process runs one (their
+    state lives in memory), or None.
+    """
+
+    db: Database
+    agencies: Mapping[str, AgencyConfig]
+    pii: PiiKeyRing
+    resolutions: ResolutionService
+    settings: ConsoleSection
+    clock: Clock
+    auth: Auth
+    circuits: Callable[[], Circuits | None] = field(default=lambda: None)
+    evidence: EvidenceLog | None = None
+    """The evidence log and the key that verifies its checkpoints, for case bundles."""
+    note_verifier: NoteVerifier | None = None
+
+    def may_reveal(self, role: str) -> bool:
+        return role in self.settings.pii_reveal_roles
+
+
+CONSOLE_KEY = web.AppKey("console", ConsoleServices)
+
+
+async def read_form(request: web.Request) -> MultiDict[str]:
+    """The request's form fields that are text (uploads are ignored)."""
+    form = await request.post()
+    return MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
+
+
+def _values(query: MultiMapping[str], name: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in query.getall(name, ()) if v.strip())
+
+
+def filter_from(query: MultiMapping[str]) -> MismatchFilter:
+    """``state`` (repeatable; ``all`` for every state; default open and investigating),
+    ``kind``, ``agency``, ``severity`` (repeatable), ``assignee`` (``-`` for unassigned),
+    ``q`` (placement or case id prefix), ``id`` (repeatable)."""
+    states = _values(query, "state")
+    assignee = query.get("assignee", "").strip()
+    return MismatchFilter(
+        states=() if ALL in states else (states or ("open", "investigating")),
+        kinds=_values(query, "kind"),
+        agencies=_values(query, "agency"),
+        severities=_values(query, "severity"),
+        assignee=None if not assignee else ("" if assignee == UNASSIGNED else assignee),
+        search=query.get("q", "").strip() or None,
+        ids=tuple(int(v) for v in _values(query, "id") if _INT.match(v)),
+    )
+
+
+def filter_query(target: MismatchFilter) -> list[tuple[str, str]]:
+    """The query parameters that ``filter_from`` turns back into ``target``."""
+    params = [("state", s) for s in target.states] or [("state", ALL)]
+    params += [("kind", k) for k in target.kinds] + [("agency", a) for a in target.agencies]
+    params += [("severity", s) for s in target.severities]
+    if target.assignee is not None:
+        params.append(("assignee", target.assignee or UNASSIGNED))
+    if target.search:
+        params.append(("q", target.search))
+    return params
+
+
+def minor_units(text: str) -> int:
+    """``1234.56`` → 123456 (exact decimal arithmetic; at most two decimals)."""
+    try:
+        value = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation:
+        raise GatewayError(f"{text!r} is not an amount; write it like 1234.56") from None
+    minor = value * 100
+    if minor != minor.to_integral_value():
+        raise GatewayError(f"{text!r} has more than two decimals")
+    return int(minor)
+
+
+def action_request(form: MultiMapping[str], actor: str) -> ActionRequest:
+    """An action request from a console form or API body (strings)."""
+    balance = form.get("balance", "").strip()
+    balance_minor = form.get("balance_minor", "").strip()
+    return ActionRequest(
+        action=form.get("action", "").strip(),
+        actor=actor,
+        reason=form.get("reason", "").strip(),
+        assignee=form.get("assignee"),
+        balance_minor=(
+            int(balance_minor)
+            if balance_minor.lstrip("-").isdigit()
+            else (minor_units(balance) if balance else None)
+        ),
+        recall_code=form.get("recall_code", "").strip() or DEFAULT_RECALL_CODE,
+    )
+
+
+__all__ = [
+    "ALL",
+    "CONSOLE_KEY",
+    "UNASSIGNED",
+    "ConsoleServices",
+    "action_request",
+    "filter_from",
+    "filter_query",
+    "minor_units",
+    "read_form",
+]

@@ -1,0 +1,280 @@
+"""``agency-gateway demo``: the whole loop against sandbox agencies on loopback.
+
+The demo keeps its own SQLite database and generated files under ``var/demo/`` (fresh on
+every run unless ``--keep``), uses the agencies of the normal config, and starts one sandbox
+webhook agency per webhook agency on the port of its configured endpoint (or a free port,
+with the endpoint rewritten in memory, when that port is taken). Starting the sandboxes and
+running until they settle is ``gateway.demo.sandboxes``; the closing summary is
+``gateway.demo.report``.
+"""
+
+import asyncio
+import json
+import shutil
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from rich.console import Console
+
+from gateway.bootstrap import Gateway, build, load_config
+from gateway.clock import to_datetime
+from gateway.config.agencies import WebhookAgency
+from gateway.demo.data import generate_accounts, write_csv
+from gateway.demo.report import count_rows, firm_note, print_summary
+from gateway.demo.sandboxes import (
+    dispatch_until_settled,
+    start_law_firms,
+    write_firm_documents,
+)
+from gateway.evidence.bundle import export_case, verify_bundle
+from gateway.intake.service import import_file
+from gateway.keys import generate_missing
+from gateway.privacy.deletion import deletion_status
+from gateway.reconciliation.sla import run_sla_checks
+from gateway.runtime import checkpoint, run_workers, web_server
+from gateway.sandbox.partners import start_webhook_sandbox
+from gateway.sandbox.sftp_site import SftpSandboxes
+from gateway.sandbox.webhook_agency import SandboxWebhookAgency
+from gateway.store.migrate import upgrade
+from gateway.store.tables import Placement
+
+DEMO_DIR = Path("var/demo")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    once: bool
+    accounts: int
+    seed: int
+    fault_rate: float
+    fresh: bool
+    as_json: bool
+
+
+async def run_demo(
+    config_path: Path, options: DemoOptions, *, console: Console
+) -> dict[str, object]:
+    settings, agencies = load_config(config_path)
+    demo_dir = settings.base_dir / DEMO_DIR
+    if options.fresh and demo_dir.exists():
+        shutil.rmtree(demo_dir)
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(
+        update={
+            "database": settings.database.model_copy(
+                update={"url": f"sqlite:///{(demo_dir / 'gateway.db').resolve()}"}
+            )
+        }
+    )
+    generate_missing(settings, agencies)
+    notes: list[str] = []
+    started = time.perf_counter()
+    async with AsyncExitStack() as stack:
+        sandboxes: list[SandboxWebhookAgency] = []
+        for agency_id, agency in list(agencies.items()):
+            if not isinstance(agency, WebhookAgency):
+                continue
+            sandbox, updated = await start_webhook_sandbox(
+                agency,
+                settings.base_dir,
+                seed=options.seed,
+                fault_rate=options.fault_rate,
+                stack=stack,
+            )
+            if updated.endpoint.url != agency.endpoint.url:
+                notes.append(f"{agency_id}: port taken, sandbox moved to {updated.endpoint.url}")
+            agencies[agency_id] = updated
+            sandboxes.append(sandbox)
+        sftp = await SftpSandboxes.start(
+            agencies,
+            settings.base_dir,
+            root=demo_dir / "sftp",
+            seed=options.seed,
+            fault_rate=options.fault_rate,
+        )
+        stack.push_async_callback(sftp.aclose)
+        agencies.update(sftp.agencies)
+        notes.extend(sftp.notes)
+        firms = await start_law_firms(
+            agencies,
+            settings.base_dir,
+            demo_dir,
+            seed=options.seed,
+            fault_rate=options.fault_rate,
+            stack=stack,
+            notes=notes,
+        )
+        gateway = build(settings, agencies)
+        stack.push_async_callback(gateway.aclose)
+        await upgrade(gateway.db)
+        server = settings.server
+        try:
+            url = await stack.enter_async_context(web_server(gateway, server.host, server.port))
+        except Exception:
+            url = await stack.enter_async_context(web_server(gateway, server.host, 0))
+            notes.append(f"port {server.port} taken; the gateway listens on {url}")
+        for sandbox in sandboxes:
+            sandbox.set_gateway_url(url)
+
+        accounts_file = demo_dir / "accounts.csv"
+        as_of = datetime.now(UTC).date()
+        write_csv(
+            generate_accounts(options.accounts, seed=options.seed, as_of=as_of), accounts_file
+        )
+        report = await import_file(
+            accounts_file,
+            db=gateway.db,
+            pii=gateway.pii,
+            placements=gateway.placements,
+            allocation=settings.allocation,
+            clock=gateway.clock,
+        )
+        notes.append(f"intake: {report.inserted} accounts imported from {accounts_file}")
+        allocation = await gateway.placements.allocate()
+        notes.append(
+            f"allocation: {allocation.placed} placed, {allocation.unallocated} left unallocated"
+        )
+        await write_firm_documents(gateway, firms)
+        await dispatch_until_settled(gateway, sandboxes, sftp, firms)
+
+        # Lender-side changes after placement: a few recalls and balance amendments.
+        placed = await _placed_case_ids(gateway, limit=max(2, options.accounts // 50))
+        recalls = placed[: len(placed) // 2]
+        for case_id in recalls:
+            await gateway.placements.recall(case_id, "PAID_DIRECT")
+        amended_file = demo_dir / "accounts-day2.csv"
+        changed = set(placed[len(placed) // 2 :])
+        write_csv(
+            (
+                a.model_copy(update={"balance_minor": max(0, a.balance_minor - 10_000)})
+                if a.account_id in changed
+                else a
+                for a in generate_accounts(options.accounts, seed=options.seed, as_of=as_of)
+            ),
+            amended_file,
+        )
+        day2 = await import_file(
+            amended_file,
+            db=gateway.db,
+            pii=gateway.pii,
+            placements=gateway.placements,
+            allocation=settings.allocation,
+            clock=gateway.clock,
+        )
+        notes.append(
+            f"recalled {len(recalls)} placements; re-import changed {day2.updated} balances "
+            f"and queued {day2.amended} amendments"
+        )
+        await dispatch_until_settled(gateway, sandboxes, sftp, firms)
+        # Placements that ended (recalled, returned, closed) ask for deletion (PIPL Art. 21).
+        swept = await gateway.request_deletions()
+        await dispatch_until_settled(gateway, sandboxes, sftp, firms)
+        async with gateway.db.connect() as conn:
+            asked = await deletion_status(conn)
+        confirmed = sum(1 for d in asked if d["state"] == "met")
+        notes.append(
+            f"privacy: deletion requested for {swept.requested} ended placements "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(swept.by_agency.items()))}); "
+            f"{confirmed} confirmed with data.deleted"
+        )
+        for firm in firms:
+            notes.append(firm_note(firm))
+        if sftp.sandboxes:
+            notes.append(
+                "sftp: result files picked up by outcome "
+                + json.dumps(sftp.picked_up, sort_keys=True)
+                + f"; files under {demo_dir / 'sftp'}"
+            )
+
+        horizon = to_datetime(gateway.clock.now()) + timedelta(days=7)
+        async with gateway.db.transaction() as conn:
+            breaches = await run_sla_checks(conn, now=horizon)
+        notes.append(
+            f"SLA check as of {horizon:%Y-%m-%d} (simulating a week): "
+            f"{sum(breaches.values())} breaches"
+        )
+        await checkpoint(gateway)
+        verification = await gateway.evidence.verify([gateway.note_verifier])
+        notes.append(
+            f"evidence: {verification.leaves_checked} leaves, "
+            f"{verification.checkpoints_checked} signed checkpoint(s), "
+            f"{'verified' if verification.ok else 'VERIFICATION FAILED'}"
+        )
+        bundle_ok = True
+        if recalls:
+            # One recalled case's bundle, as a lender would hand it to an auditor.
+            bundle = await export_case(
+                gateway.db,
+                gateway.evidence,
+                gateway.note_verifier,
+                recalls[0],
+                now=to_datetime(gateway.clock.now()),
+            )
+            bundle_file = demo_dir / f"evidence-{recalls[0]}.json"
+            bundle_file.write_text(json.dumps(bundle, indent=1, ensure_ascii=False) + "\n")
+            checked = verify_bundle(bundle, [gateway.note_verifier])
+            bundle_ok = checked.ok
+            notes.append(
+                f"evidence bundle of recalled case {recalls[0]}: {checked.entries} leaves, "
+                f"{'verifies offline' if checked.ok else 'DOES NOT VERIFY'} "
+                f"(agency-gateway evidence check-bundle {bundle_file})"
+            )
+        notes.append(
+            f"finished in {time.perf_counter() - started:.1f} s; database {settings.database.url}"
+        )
+        summary = await count_rows(gateway)
+        summary["sandbox"] = (
+            [s.stats_json() for s in sandboxes]
+            + sftp.stats_json()
+            + [f.stats_json() for f in firms]
+        )
+        summary["notes"] = notes
+        if options.as_json:
+            console.print_json(json.dumps(summary, default=str))
+        else:
+            print_summary(console, summary)
+        if not verification.ok or not bundle_ok:
+            raise SystemExit(1)
+        if not options.once:
+            console.print(
+                f"\n[bold]serving[/]: gateway {url} (inbound {url}/v1/agencies/<id>/events, "
+                f"metrics {url}/metrics); sandbox agencies at "
+                + ", ".join(
+                    a.endpoint.url for a in agencies.values() if isinstance(a, WebhookAgency)
+                )
+                + ". Ctrl-C stops."
+            )
+            if settings.console.enabled:
+                console.print(
+                    f"[bold]ops console[/]: {url}/ ; create a login first (in another shell):\n"
+                    f"  GATEWAY_DATABASE_URL={settings.database.url} "
+                    "agency-gateway users add NAME --role admin",
+                    highlight=False,
+                )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            import signal
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await run_workers(gateway, stop)
+    return summary
+
+
+async def _placed_case_ids(gateway: Gateway, *, limit: int) -> list[str]:
+    placements = Placement.__table__  # type: ignore[attr-defined]
+    async with gateway.db.connect() as conn:
+        rows = await conn.execute(
+            sa.select(placements.c.case_id)
+            .where(placements.c.state.in_(["acknowledged", "active"]))
+            .order_by(placements.c.case_id)
+            .limit(limit)
+        )
+        return [r[0] for r in rows.all()]
+
+
+__all__ = ["DemoOptions", "run_demo"]

@@ -1,0 +1,151 @@
+"""Delivery hooks: the reconciliation effects of the dispatcher's outcomes, run inside its
+recording transaction (``gateway.dispatch.records.DeliveryHooks``).
+
+A delivered ``placement.created`` opens the placement's acknowledgement and first-activity
+expectations, due after the agency's SLA hours; what the agency already answered meets them
+at once (an agency may answer before we record the delivery). A packet given up on becomes
+a ``dead_delivery`` mismatch.
+"""
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.config.agencies import AgencyConfig
+from gateway.dispatch.outbox import ClaimedItem
+from gateway.lifecycle import ACTIVITY_EVENTS
+from gateway.reconciliation.kinds import MismatchDraft, NewExpectation
+from gateway.reconciliation.recorder import EXPECTATIONS, E, X, expectation_row, insert_mismatches
+from gateway.store.database import dialect_insert
+
+
+async def meet_arrived(
+    conn: AsyncConnection, placement_ids: Sequence[str] | sa.Select[tuple[str]]
+) -> None:
+    """An agency may answer faster than we record the delivery: meet at once the ack and
+    first-activity expectations of ``placement_ids`` whose events already arrived."""
+    for kind, types in (
+        ("ack", ["placement.acknowledged"]),
+        ("first_activity", sorted(ACTIVITY_EVENTS)),
+    ):
+        arrived = (
+            sa.select(E.id)
+            .where(E.placement_id == X.placement_id, E.applied, E.event_type.in_(types))
+            .limit(1)
+            .scalar_subquery()
+        )
+        ids: Sequence[str] = placement_ids if isinstance(placement_ids, Sequence) else []
+        if isinstance(placement_ids, sa.Select):
+            # Only placements with such an event, usually none: looked up first, so the
+            # update goes by the expectations' unique index, never through all open ones.
+            sub = placement_ids.subquery()
+            answered = sa.select(sub.c[0]).where(
+                sa.exists().where(E.placement_id == sub.c[0], E.applied, E.event_type.in_(types))
+            )
+            ids = list((await conn.execute(answered)).scalars().all())
+        if ids:
+            await conn.execute(
+                EXPECTATIONS.update()
+                .where(
+                    X.placement_id.in_(ids), X.kind == kind, X.state == "open", arrived.is_not(None)
+                )
+                .values(state="met", met_by_event_id=arrived)
+            )
+
+
+class ReconciliationHooks:
+    """Delivery hooks: a delivered placement creates its expectations; a dead one a mismatch."""
+
+    def __init__(self, *, agencies: Mapping[str, AgencyConfig]) -> None:
+        self._agencies = agencies
+
+    async def on_delivered(
+        self, conn: AsyncConnection, items: Sequence[ClaimedItem], *, now: datetime
+    ) -> None:
+        rows = []
+        for item in items:
+            if item.packet_type != "placement.created":
+                continue
+            sla = self._agencies[item.agency_id].sla
+            for kind, hours in (
+                ("ack", sla.ack_hours),
+                ("first_activity", sla.first_activity_hours),
+            ):
+                rows.append(
+                    expectation_row(
+                        item.placement_id,
+                        item.agency_id,
+                        NewExpectation(kind, "", now + timedelta(hours=hours), None),
+                        now,
+                    )
+                )
+        if rows:
+            await conn.execute(
+                dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
+                    index_elements=["placement_id", "kind", "ref"]
+                ),
+                rows,
+            )
+            await meet_arrived(conn, sorted({str(r["placement_id"]) for r in rows}))
+
+    async def on_delivered_rows(
+        self,
+        conn: AsyncConnection,
+        agency_id: str,
+        delivered: sa.Select[tuple[str, str]],
+        *,
+        now: datetime,
+    ) -> None:
+        """``on_delivered`` for a set: ``delivered`` selects (placement id, packet type) of
+        the items of ``agency_id`` just delivered; one INSERT … SELECT per expectation."""
+        sla = self._agencies[agency_id].sla
+        placed = delivered.subquery()
+        is_created = placed.c[1] == "placement.created"
+        for kind, hours in (("ack", sla.ack_hours), ("first_activity", sla.first_activity_hours)):
+            rows = sa.select(
+                placed.c[0],
+                sa.literal(agency_id, X.agency_id.type),
+                sa.literal(kind, X.kind.type),
+                sa.literal("", X.ref.type),
+                sa.literal(now + timedelta(hours=hours), X.due_at.type),
+                sa.literal("open", X.state.type),
+                sa.literal(now, X.created_at.type),
+            ).where(is_created)
+            columns = ["placement_id", "agency_id", "kind", "ref", "due_at", "state", "created_at"]
+            await conn.execute(
+                dialect_insert(conn, EXPECTATIONS)
+                .from_select(columns, rows)
+                .on_conflict_do_nothing(index_elements=["placement_id", "kind", "ref"])
+            )
+        created = sa.select(placed.c[0]).where(is_created)
+        await meet_arrived(conn, created)
+
+    async def on_dead(
+        self, conn: AsyncConnection, items: Sequence[tuple[ClaimedItem, str]], *, now: datetime
+    ) -> None:
+        await insert_mismatches(
+            conn,
+            (
+                (
+                    f"dead_delivery:outbox:{item.id}",
+                    MismatchDraft(
+                        "dead_delivery",
+                        item.placement_id,
+                        f"{item.packet_type} to {item.agency_id} was given up after "
+                        f"{item.attempts} attempt(s): {error}",
+                        {"packet_type": item.packet_type, "dedupe_key": item.dedupe_key},
+                        {"last_error": error[:500]},
+                    ),
+                    item.agency_id,
+                    None,
+                    item.id,
+                )
+                for item, error in items
+            ),
+            now=now,
+        )
+
+
+__all__ = ["ReconciliationHooks", "meet_arrived"]

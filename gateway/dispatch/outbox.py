@@ -1,0 +1,272 @@
+"""Transactional outbox: enqueue with the business row, claim in batches, complete with fencing.
+
+Rules
+-----
+* Enqueue happens in the caller's transaction, together with the placement and its evidence
+  leaf; a duplicate ``dedupe_key`` is ignored (``ON CONFLICT DO NOTHING``), so re-running a
+  command never queues a packet twice.
+* A claim takes up to ``limit`` due ``pending`` items in ``(run_at, id)`` order, which is
+  exactly the order of the partial index ``ix_outbox_due``; it increments ``lease_token`` and
+  ``attempts`` and sets a lease expiry. On PostgreSQL the inner SELECT uses
+  ``FOR UPDATE SKIP LOCKED`` so concurrent workers take disjoint batches; on SQLite the
+  ``BEGIN IMMEDIATE`` writer lock does the same.
+* Every completion says ``WHERE id = ? AND lease_token = ?``: a worker whose lease expired
+  and was re-claimed cannot overwrite the newer worker's result (fencing).
+* The reaper returns expired leases to ``pending``; the next claim bumps the token.
+* Urgent packets (``URGENT_PACKET_TYPES``: a recall must stop the agency's work within
+  seconds, whatever backlog it has) are queued due since ``URGENT_RUN_AT``, so the claim's
+  ``(run_at, id)`` order takes them before every item queued earlier. A retry of one is
+  scheduled like any other.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.dispatch.packets import RenderedPacket
+from gateway.store.database import dialect_insert
+from gateway.store.tables import OutboxItem
+
+OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
+OC = OUTBOX.c
+URGENT_PACKET_TYPES = frozenset({"placement.recalled"})
+URGENT_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
+"""When an urgent packet is due: before anything a clock could have scheduled."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    agency_id: str
+    placement_id: str
+    packet: RenderedPacket
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedItem:
+    id: int
+    dedupe_key: str
+    agency_id: str
+    placement_id: str
+    packet_type: str
+    packet_version: int
+    payload: bytes
+    attempts: int
+    max_attempts: int
+    lease_token: int
+
+
+async def enqueue(
+    conn: AsyncConnection, items: Sequence[NewItem], *, now: datetime
+) -> dict[str, int]:
+    """Queue packets in the caller's transaction. Returns dedupe_key → id of newly queued items."""
+    if not items:
+        return {}
+    rows = [
+        {
+            "dedupe_key": i.packet.dedupe_key,
+            "agency_id": i.agency_id,
+            "placement_id": i.placement_id,
+            "packet_type": i.packet.packet_type,
+            "packet_version": i.packet.packet_version,
+            "payload": i.packet.payload,
+            "payload_sha256": i.packet.sha256,
+            "state": "pending",
+            "attempts": 0,
+            "max_attempts": i.max_attempts,
+            "run_at": URGENT_RUN_AT if i.packet.packet_type in URGENT_PACKET_TYPES else now,
+            "lease_token": 0,
+            "created_at": now,
+        }
+        for i in items
+    ]
+    stmt = (
+        dialect_insert(conn, OUTBOX)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(OC.id, OC.dedupe_key)
+    )
+    result = await conn.execute(stmt, rows)
+    return {key: id_ for id_, key in result.all()}
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    worker: str,
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+    exclude_agencies: Iterable[str] = (),
+) -> list[ClaimedItem]:
+    """Lease up to ``limit`` due items (see module rules)."""
+    excluded = list(exclude_agencies)
+    due: sa.ScalarSelect[int] | sa.TextualSelect
+    if conn.dialect.name == "sqlite":
+        due = _sqlite_due(now=now, limit=limit, excluded=excluded)
+    else:
+        # The literal state lets the planner prove the partial index's condition.
+        select = (
+            sa.select(OC.id)
+            .where(OC.state == sa.literal_column("'pending'"), OC.run_at <= now)
+            .order_by(OC.run_at, OC.id)
+            .limit(limit)
+        )
+        if excluded:
+            select = select.where(OC.agency_id.not_in(excluded))
+        due = select.with_for_update(skip_locked=True).scalar_subquery()
+    stmt = (
+        OUTBOX.update()
+        .where(OC.id.in_(due))
+        .values(
+            state="leased",
+            lease_owner=worker,
+            lease_token=OC.lease_token + 1,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=OC.attempts + 1,
+        )
+        .returning(
+            OC.id,
+            OC.dedupe_key,
+            OC.agency_id,
+            OC.placement_id,
+            OC.packet_type,
+            OC.packet_version,
+            OC.payload,
+            OC.attempts,
+            OC.max_attempts,
+            OC.lease_token,
+        )
+    )
+    result = await conn.execute(stmt)
+    items = [ClaimedItem(*row) for row in result.all()]
+    items.sort(key=lambda i: i.id)
+    return items
+
+
+def _sqlite_due(*, now: datetime, limit: int, excluded: Sequence[str]) -> sa.TextualSelect:
+    """The due items of a claim on SQLite. Its planner picks the (state, lease) index over
+    the partial due index and then reads and sorts every pending item on every claim;
+    ``INDEXED BY`` (which SQLAlchemy cannot express) makes each claim read only what it
+    takes, in ``(run_at, id)`` order."""
+    sql = (
+        "SELECT id FROM outbox INDEXED BY ix_outbox_due WHERE state = 'pending' AND run_at <= :now"
+    )
+    if excluded:
+        sql += " AND agency_id NOT IN :excluded"
+    text = sa.text(sql + " ORDER BY run_at, id LIMIT :limit").bindparams(
+        sa.bindparam("now", now, type_=OC.run_at.type), sa.bindparam("limit", limit)
+    )
+    if excluded:
+        text = text.bindparams(sa.bindparam("excluded", list(excluded), expanding=True))
+    return text.columns(OC.id)
+
+
+async def mark_delivered(
+    conn: AsyncConnection, leases: Sequence[tuple[int, int]], *, now: datetime
+) -> set[int]:
+    """Complete (id, lease_token) pairs; return the ids whose lease still held."""
+    if not leases:
+        return set()
+    stmt = (
+        OUTBOX.update()
+        .where(
+            # The plain id list lets SQLite use the primary key; a row-value IN alone scans
+            # the whole outbox on every batch.
+            OC.id.in_([item_id for item_id, _ in leases]),
+            sa.tuple_(OC.id, OC.lease_token).in_(list(leases)),
+            OC.state == "leased",
+        )
+        .values(
+            state="delivered",
+            delivered_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error=None,
+        )
+        .returning(OC.id)
+    )
+    return set((await conn.execute(stmt)).scalars().all())
+
+
+async def mark_failed(
+    conn: AsyncConnection,
+    *,
+    item_id: int,
+    lease_token: int,
+    state: str,
+    error: str,
+    run_at: datetime | None = None,
+) -> bool:
+    """Move a leased item to ``pending`` (with ``run_at``), ``dead`` or ``unknown``."""
+    values: dict[str, object] = {
+        "state": state,
+        "last_error": error[:2000],
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    if run_at is not None:
+        values["run_at"] = run_at
+    stmt = (
+        OUTBOX.update()
+        .where(OC.id == item_id, OC.lease_token == lease_token, OC.state == "leased")
+        .values(**values)
+    )
+    return (await conn.execute(stmt)).rowcount == 1
+
+
+async def reap(conn: AsyncConnection, *, now: datetime) -> int:
+    """Return expired leases to ``pending``; return how many."""
+    stmt = (
+        OUTBOX.update()
+        .where(OC.state == "leased", OC.lease_expires_at < now)
+        .values(state="pending", lease_owner=None, lease_expires_at=None, run_at=now)
+    )
+    return (await conn.execute(stmt)).rowcount
+
+
+async def requeue(conn: AsyncConnection, item_ids: Sequence[int], *, now: datetime) -> int:
+    """Ops resend: put ``dead`` or ``unknown`` items back to ``pending`` (same dedupe key)."""
+    stmt = (
+        OUTBOX.update()
+        .where(OC.id.in_(list(item_ids)), OC.state.in_(["dead", "unknown"]))
+        .values(state="pending", run_at=now, attempts=0, last_error=None)
+    )
+    return (await conn.execute(stmt)).rowcount
+
+
+async def next_due(conn: AsyncConnection) -> datetime | None:
+    return (
+        await conn.execute(sa.select(sa.func.min(OC.run_at)).where(OC.state == "pending"))
+    ).scalar_one_or_none()
+
+
+async def due_count(conn: AsyncConnection, *, now: datetime) -> int:
+    """Pending items due at ``now`` (what a drain would try to send)."""
+    query = sa.select(sa.func.count()).where(OC.state == "pending", OC.run_at <= now)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def counts_by_state(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(sa.select(OC.state, sa.func.count()).group_by(OC.state))
+    return {state: n for state, n in rows.all()}
+
+
+__all__ = [
+    "OUTBOX",
+    "URGENT_PACKET_TYPES",
+    "URGENT_RUN_AT",
+    "ClaimedItem",
+    "NewItem",
+    "claim",
+    "counts_by_state",
+    "due_count",
+    "enqueue",
+    "mark_delivered",
+    "mark_failed",
+    "next_due",
+    "reap",
+    "requeue",
+]

@@ -1,0 +1,415 @@
+"""Agency events from sheets: CSV, XLSX, JSON and the reply form in a mail body (pure).
+
+Law firms answer with a sheet (attached to a reply, or handed over by other means and fed
+to ``agency-gateway events import FILE --agency ID``). One row is one event; the columns are
+``REPLY_COLUMNS``. Headers may be English, Chinese (``事件``, ``委托编号``,
+``案号``...) or both (``事件 event_type``). Amounts are decimal text in major units
+(``1234.56``), never floats; dates without an offset are in the firm's time zone.
+A ``data.deleted`` row (the answer to a deletion request) carries its method, ``deleted`` or
+``returned``, in the ``reason`` column, and when it was done in ``occurred_at``; the sheet
+has no column for the firm's own reference, so email confirmations leave it out.
+
+Every problem is reported with its line (CSV/XLSX row, JSON item, form block) and field;
+rows without problems still become events, so one bad line does not hold back the rest.
+"""
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from schemas.base import minor_exponent
+from schemas.events import AGENCY_EVENT_ADAPTER, AgencyEvent
+
+Row = tuple[int, Mapping[str, str]]
+
+REPLY_COLUMNS: tuple[str, ...] = (
+    "event_type",
+    "placement_id",
+    "occurred_at",
+    "agency_case_ref",
+    "action",
+    "court",
+    "court_case_number",
+    "payment_id",
+    "amount",
+    "currency",
+    "reason",
+)
+"""The reply sheet's columns, in order: the contract between the sheet we attach to a
+referral (adapters.email.render), the firms that fill it in, and this reader."""
+
+HEADER_ALIASES = {
+    "事件": "event_type",
+    "事件类型": "event_type",
+    "event": "event_type",
+    "委托编号": "placement_id",
+    "placement": "placement_id",
+    "日期": "occurred_at",
+    "发生日期": "occurred_at",
+    "date": "occurred_at",
+    "律所案号": "agency_case_ref",
+    "firm_ref": "agency_case_ref",
+    "行动": "action",
+    "法律行动": "action",
+    "法院": "court",
+    "案号": "court_case_number",
+    "法院案号": "court_case_number",
+    "还款编号": "payment_id",
+    "金额": "amount",
+    "币种": "currency",
+    "原因": "reason",
+}
+EVENT_ALIASES = {
+    "ack": "placement.acknowledged",
+    "acknowledged": "placement.acknowledged",
+    "受理": "placement.acknowledged",
+    "rejected": "placement.rejected",
+    "拒绝": "placement.rejected",
+    "legal": "legal.action",
+    "法律行动": "legal.action",
+    "payment": "payment.reported",
+    "回款": "payment.reported",
+    "returned": "case.returned",
+    "退案": "case.returned",
+    "closed": "case.closed",
+    "结案": "case.closed",
+    "deleted": "data.deleted",
+    "删除": "data.deleted",
+}
+ACTION_ALIASES = {
+    "律师函": "lawyer_letter",
+    "起诉": "suit_filed",
+    "立案": "suit_filed",
+    "判决": "judgment",
+    "执行": "enforcement",
+    "和解": "settlement",
+    "调解": "settlement",
+}
+DELETION_METHODS = {
+    "deleted": "deleted",
+    "删除": "deleted",
+    "已删除": "deleted",
+    "returned": "returned",
+    "返还": "returned",
+    "已返还": "returned",
+}
+"""What the ``reason`` column of a ``data.deleted`` row may say → the event's ``method``."""
+NEEDS_COURT_CASE = frozenset({"suit_filed", "judgment", "enforcement"})
+_FORM_LINE = re.compile(r"^\s*(?:[^\x00-\x7f]+\s*)?([A-Za-z_]+)\s*[:\uff1a]\s*(.*?)\s*$")
+_ASCII_KEY = re.compile(r"[A-Za-z_]+")
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """One problem: where (line or row, field) and what."""
+
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvents:
+    events: tuple[AgencyEvent, ...]
+    errors: tuple[LineError, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RowDefaults:
+    """What a row may leave out: the placement a reply is about, the reply's time, the
+    currency and the time zone of dates written without an offset."""
+
+    received_at: datetime
+    placement_id: str | None = None
+    currency: str = "CNY"
+    timezone: str = "Asia/Shanghai"
+
+
+def column_name(header: str) -> str:
+    """Map an English, Chinese or bilingual header to a reply column."""
+    text = header.strip().lstrip("\ufeff")
+    for token in _ASCII_KEY.findall(text):
+        key = str(token).lower()
+        if key in REPLY_COLUMNS:
+            return key
+    for alias, column in HEADER_ALIASES.items():
+        if alias in text.split() or alias == text or alias == text.lower():
+            return column
+    return text.lower()
+
+
+MAX_DIGITS = 16
+"""Digits an amount may have before the decimal point (``1e400`` is refused here, before
+it becomes a 400-digit integer; the wire models bound it exactly)."""
+
+
+def amount_minor(text: str, currency: str) -> int:
+    """``"1,234.56"`` → ``123456``; more decimals than the currency has is an error."""
+    cleaned = text.strip().replace(",", "").lstrip("¥￥$").removesuffix("元").strip()
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not an amount (write e.g. 1234.56)")
+    if value.adjusted() >= MAX_DIGITS:
+        raise ValueError(f"{text!r} is too large for an amount")
+    places = minor_exponent(currency)
+    minor = value.scaleb(places)
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{text!r} has more than {places} decimal places")
+    return int(minor)
+
+
+def moment(text: str, zone: str) -> datetime:
+    """A date or date-time; without an offset it is read in ``zone``."""
+    value = text.strip().replace("/", "-")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = datetime.combine(date.fromisoformat(value), time())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a date (write e.g. 2026-03-01)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo(zone))
+
+
+def _event_dict(row: Mapping[str, str], defaults: RowDefaults) -> dict[str, object]:
+    raw_type = row.get("event_type", "").strip()
+    event_type = EVENT_ALIASES.get(raw_type.lower(), EVENT_ALIASES.get(raw_type, raw_type))
+    placement_id = row.get("placement_id", "").strip() or defaults.placement_id
+    if not placement_id:
+        raise _FieldError("placement_id", "missing")
+    when_text = row.get("occurred_at", "").strip()
+    try:
+        when = moment(when_text, defaults.timezone) if when_text else defaults.received_at
+    except ValueError as exc:
+        raise _FieldError("occurred_at", str(exc)) from None
+    currency = row.get("currency", "").strip().upper() or defaults.currency
+
+    def need(name: str) -> str:
+        value = row.get(name, "").strip()
+        if not value:
+            raise _FieldError(name, f"required for {event_type}")
+        return value
+
+    def money(name: str = "amount") -> dict[str, object]:
+        try:
+            return {"amount_minor": amount_minor(need(name), currency), "currency": currency}
+        except ValueError as exc:
+            raise _FieldError(name, str(exc)) from None
+
+    data: dict[str, object] = {"placement_id": placement_id}
+    if event_type == "placement.acknowledged":
+        data.update(agency_case_ref=need("agency_case_ref"), balance=money())
+    elif event_type == "placement.rejected":
+        data.update(reason=need("reason"))
+    elif event_type == "legal.action":
+        action = need("action")
+        action = ACTION_ALIASES.get(action, action.lower())
+        data.update(action=action, occurred_at=when.isoformat())
+        if court := row.get("court", "").strip():
+            data["court"] = court
+        if number := row.get("court_case_number", "").strip():
+            data["court_case_number"] = number
+        elif action in NEEDS_COURT_CASE:
+            raise _FieldError("court_case_number", f"required for {action}")
+    elif event_type == "payment.reported":
+        data.update(payment_id=need("payment_id"), amount=money(), paid_at=when.isoformat())
+    elif event_type == "case.returned":
+        data.update(reason=need("reason"), balance=money())
+    elif event_type == "case.closed":
+        data.update(reason=need("reason"))
+    elif event_type == "data.deleted":
+        method = need("reason")
+        if (known := DELETION_METHODS.get(method.lower())) is None:
+            raise _FieldError(
+                "reason", f"{method!r} is not a deletion method; use deleted or returned"
+            )
+        data.update(method=known)
+    else:
+        known = ", ".join(sorted(set(EVENT_ALIASES.values())))
+        raise _FieldError("event_type", f"unknown event {raw_type!r}; use one of {known}")
+    return {"type": event_type, "timestamp": when.isoformat(), "data": data}
+
+
+class _FieldError(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _validation_errors(line: int, exc: ValidationError, prefix: str = "") -> list[LineError]:
+    out = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = [str(p) for p in err["loc"] if p not in ("data",)]
+        # The first element of a union location is the event type; keep the field path.
+        field = ".".join(loc[1:] if len(loc) > 1 else loc) or "row"
+        out.append(LineError(line, prefix + field, err["msg"]))
+    return out
+
+
+def rows_to_events(rows: Iterable[Row], defaults: RowDefaults) -> ParsedEvents:
+    """Turn sheet rows into events; blank rows are skipped, bad rows reported by line."""
+    events: list[AgencyEvent] = []
+    errors: list[LineError] = []
+    for line, row in rows:
+        if not any(v.strip() for k, v in row.items() if k != "placement_id"):
+            continue  # an untouched row of the pre-filled sheet
+        try:
+            envelope = _event_dict(row, defaults)
+        except _FieldError as exc:
+            errors.append(LineError(line, exc.field, exc.message))
+            continue
+        try:
+            events.append(AGENCY_EVENT_ADAPTER.validate_python(envelope))
+        except ValidationError as exc:
+            errors.extend(_validation_errors(line, exc))
+    return ParsedEvents(tuple(events), tuple(errors))
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise ValueError("the file is neither UTF-8 nor GB18030 text")
+
+
+def csv_rows(data: bytes) -> list[Row]:
+    """CSV rows (UTF-8, with or without BOM, or GB18030 as Chinese Excel saves it)."""
+    reader = csv.reader(io.StringIO(_decode(data), newline=""))
+    header: list[str] | None = None
+    rows: list[Row] = []
+    for values in reader:
+        if header is None:
+            header = [column_name(h) for h in values]
+            continue
+        rows.append((reader.line_num, dict(zip(header, values, strict=False))))
+    return rows
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        # Excel stores 1234.56 as a float; repr gives the shortest text that round-trips.
+        return repr(value)
+    return str(value)
+
+
+def xlsx_rows(data: bytes) -> list[Row]:
+    """Rows of the first worksheet of an XLSX workbook."""
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        sheet = workbook.worksheets[0]
+        header: list[str] | None = None
+        rows: list[Row] = []
+        for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            if header is None:
+                header = [column_name(_cell(v)) for v in values]
+                continue
+            rows.append((number, dict(zip(header, (_cell(v) for v in values), strict=False))))
+        return rows
+    finally:
+        workbook.close()
+
+
+def json_events(data: bytes) -> ParsedEvents:
+    """Wire-format events: a list, or ``{"events": [...]}``; each item checked on its own."""
+    try:
+        document = json.loads(_decode(data))
+    except (ValueError, json.JSONDecodeError) as exc:
+        return ParsedEvents((), (LineError(1, "file", f"not valid JSON: {exc}"),))
+    items = document.get("events") if isinstance(document, dict) else document
+    if not isinstance(items, list):
+        return ParsedEvents((), (LineError(1, "file", 'expected a list or {"events": [...]}'),))
+    events: list[AgencyEvent] = []
+    errors: list[LineError] = []
+    for n, item in enumerate(items, start=1):
+        try:
+            events.append(AGENCY_EVENT_ADAPTER.validate_python(item))
+        except ValidationError as exc:
+            errors.extend(_validation_errors(n, exc))
+    return ParsedEvents(tuple(events), tuple(errors))
+
+
+def form_rows(text: str) -> list[Row]:
+    """Filled-in reply forms in a mail body; quoted lines (``>``) are the original mail."""
+    rows: list[Row] = []
+    current: dict[str, str] | None = None
+    start = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.lstrip().startswith(">"):
+            continue
+        if "REPLY FORM" in line.upper():
+            current, start = {}, number
+            continue
+        if current is None:
+            continue
+        if line.strip().startswith("---- END") or line.strip().upper() == "END":
+            rows.append((start, current))
+            current = None
+            continue
+        match = _FORM_LINE.match(line)
+        if match:
+            current[column_name(match.group(1))] = match.group(2)
+    return rows
+
+
+def parse_sheet(name: str, data: bytes, defaults: RowDefaults) -> ParsedEvents:
+    """Events from a file by its extension: ``.csv``, ``.xlsx`` or ``.json``."""
+    lower = name.lower()
+    try:
+        if lower.endswith(".json"):
+            return json_events(data)
+        if lower.endswith(".xlsx"):
+            return rows_to_events(xlsx_rows(data), defaults)
+        if lower.endswith(".csv") or lower.endswith(".txt"):
+            return rows_to_events(csv_rows(data), defaults)
+    except (ValueError, KeyError, OSError) as exc:
+        return ParsedEvents((), (LineError(0, "file", f"cannot read {name}: {exc}"),))
+    return ParsedEvents((), (LineError(0, "file", f"{name}: use a .csv, .xlsx or .json file"),))
+
+
+def merge(parts: Sequence[ParsedEvents]) -> ParsedEvents:
+    return ParsedEvents(
+        tuple(e for p in parts for e in p.events), tuple(x for p in parts for x in p.errors)
+    )
+
+
+__all__ = [
+    "DELETION_METHODS",
+    "REPLY_COLUMNS",
+    "LineError",
+    "ParsedEvents",
+    "Row",
+    "RowDefaults",
+    "amount_minor",
+    "column_name",
+    "csv_rows",
+    "form_rows",
+    "json_events",
+    "merge",
+    "moment",
+    "parse_sheet",
+    "rows_to_events",
+    "xlsx_rows",
+]

@@ -1,0 +1,410 @@
+"""The batch reconciliation engine: one run, its passes in order, each resumable.
+
+Theory of operation
+-------------------
+A run (gateway.reconciliation.runs) fixes its inputs, then runs the passes of ``PASSES``:
+
+1. ``events``: every event since the last run (with the history of the debtors it
+   touches) against our placements (gateway.reconciliation.event_audit), streamed in id order and
+   committed every ``batch_events`` events with the checkpoint; then the contact attempts
+   against the contact rules (gateway.reconciliation.contact_rules).
+2. ``payments``: the three-way match with the lender's payment feed
+(gateway.reconciliation.three_way). 3. ``statements``: every agency inventory statement not yet
+   reconciled (gateway.reconciliation.statements).
+4. ``expectations``: statement expectations for each agency's last complete period, then
+   the SLA checks: overdue acknowledgements, first activity, promised payments (summing
+   instalments) and statements become breaks.
+
+Every break is written with ``ON CONFLICT DO NOTHING`` on its dedupe key, so running again,
+resuming, or the incremental path having raised it first never makes a duplicate. The run
+counts, per section, the records classified, the breaks found and the breaks new.
+
+Reading a full run (a million placements and as many events) is most of its cost. The
+events pass joins events to placements in Python, through a dict of placement facts: SQL
+would look every event's placement up in a B-tree, in event order, several times slower.
+Memory is the other cost (first touching a page is not free): only placements some event
+names are loaded, a contact attempt is kept as the five facts the contact rules read, and
+the placements are let go before the payments pass.
+On SQLite the events are read in windows the database computes in its own thread while
+this one classifies the previous window (gateway.store.row_stream). The cyclic garbage
+collector is paused for the run (``_collector_paused``).
+"""
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import aclosing, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.clock import to_datetime
+from gateway.config.agencies import AgencyConfig
+from gateway.config.settings import ReconciliationSection
+from gateway.evidence.log import EvidenceLog, LeafInput, append_leaves
+from gateway.ports import Clock
+from gateway.reconciliation import (
+    runs as recon_runs,
+    statement_pass as statement_reconciler,
+    three_way,
+)
+from gateway.reconciliation.contact_rules import ContactRules, check_contacts
+from gateway.reconciliation.event_audit import Break, EventAudit, EventFacts, PlacementFacts
+from gateway.reconciliation.match_inputs import Tolerance
+from gateway.reconciliation.recorder import (
+    insert_expectations,
+    insert_mismatches_by_kind,
+)
+from gateway.reconciliation.runs import PASSES, Run
+from gateway.reconciliation.sla import run_sla_checks
+from gateway.reconciliation.sources import (
+    affected_placements,
+    event_facts,
+    event_window,
+    placement_facts,
+)
+from gateway.store.database import Database
+from gateway.store.recon_tables import PaymentFeed
+from gateway.store.row_stream import Row, stream_rows, stream_windows
+
+log = logging.getLogger(__name__)
+
+FEEDS = PaymentFeed.__table__  # type: ignore[attr-defined]
+WINDOW_EVENTS = 10_000
+"""Events per window of a full scan (see gateway.store.row_stream.stream_windows): small
+enough for SQLite to sort in memory."""
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector out of a run. A run holds millions of
+    long-lived tuples (placements, the events' state) and every full collection walks all
+    of them again: about a sixth of a run at a million events, for a run that makes almost
+    no reference cycles. Reference counting still frees everything as usual. The collector
+    is given back as the caller had it, however the run ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@dataclass(slots=True)
+class RunReport:
+    run: Run
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.run.as_dict(), "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+
+
+class ReconEngine:
+    """Runs batch reconciliation (see the module docstring).
+
+    Args:
+        db: the database.
+        agencies: agency configs by id (contracts, report windows, statement periods).
+        settings: the ``[reconciliation]`` settings.
+        clock: time source (``as_of`` of new runs).
+        evidence: when given, a checkpoint is signed as a run starts, so the run's inputs
+            name a signed tree head covering every inbound message it reads.
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        agencies: Mapping[str, AgencyConfig],
+        settings: ReconciliationSection,
+        clock: Clock,
+        evidence: EvidenceLog | None = None,
+    ) -> None:
+        self._db = db
+        self._evidence = evidence
+        self._agencies = agencies
+        self._settings = settings
+        self._clock = clock
+        self._tolerance = Tolerance(
+            settings.amount_tolerance_minor,
+            settings.amount_tolerance_bps,
+            settings.date_window_days,
+        )
+        self._statement_tolerance = Tolerance(
+            settings.statement_tolerance_minor, settings.statement_tolerance_bps
+        )
+        self._contact_rules = ContactRules.from_settings(settings)
+        self._audits: dict[int, EventAudit] = {}
+
+    def describe(self) -> dict[str, Any]:
+        """The settings a run applies (hashed into its ``rules_sha256``)."""
+        return {
+            "reconciliation": self._settings.model_dump(mode="json"),
+            "agencies": {
+                a.id: a.settlement.model_dump(mode="json")
+                for a in sorted(self._agencies.values(), key=lambda a: a.id)
+            },
+        }
+
+    async def run(self, *, dry_run: bool = False, full: bool = False) -> RunReport:
+        """Start a new run and take it to the end."""
+        now = to_datetime(self._clock.now())
+        if self._evidence is not None:
+            await self._evidence.checkpoint(now=now)
+        run = await recon_runs.start(
+            self._db, settings=self.describe(), dry_run=dry_run, full=full, now=now
+        )
+        return await self._drive(run)
+
+    async def resume(self, run_id: int) -> RunReport:
+        """Take a crashed or failed run up at its checkpoint."""
+        return await self._drive(await recon_runs.resume(self._db, run_id))
+
+    async def _drive(self, run: Run) -> RunReport:
+        report = RunReport(run)
+        steps = {
+            "events": self._events,
+            "payments": self._payments,
+            "statements": self._statements,
+            "expectations": self._expectations,
+        }
+        try:
+            with _collector_paused():
+                for name in PASSES[PASSES.index(run.next_pass) : -1]:
+                    started = time.perf_counter()
+                    await steps[name](run)
+                    report.seconds[name] = time.perf_counter() - started
+        except Exception as exc:
+            await recon_runs.finish(
+                self._db, run, now=self._now(), error=f"{type(exc).__name__}: {exc}"
+            )
+            raise
+        if not run.dry_run:
+            async with self._db.transaction() as conn:
+                await append_leaves(
+                    conn,
+                    [
+                        LeafInput(
+                            kind="recon_run",
+                            ref=f"run:{run.id}",
+                            fields={
+                                "run_id": run.id,
+                                "rules_sha256": run.rules_sha256,
+                                "inputs_sha256": recon_runs.digest(run.inputs),
+                                "counts_sha256": recon_runs.digest(run.counts),
+                            },
+                        )
+                    ],
+                    now=self._now(),
+                )
+        await recon_runs.finish(self._db, run, now=self._now())
+        log.info("reconciliation run %d %s: %s", run.id, run.state, dict(run.counts.get("new", {})))
+        return report
+
+    def _now(self) -> datetime:
+        return to_datetime(self._clock.now())
+
+    async def _commit(
+        self,
+        run: Run,
+        breaks: Sequence[tuple[str, Break]],
+        *,
+        checkpoint: dict[str, Any],
+        extra: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> None:
+        """Write breaks (and whatever ``extra(conn)`` writes) with the run's checkpoint."""
+        run.count("found", Counter(b.draft.kind for _, b in breaks))
+        async with recon_runs.unit(self._db, dry_run=run.dry_run) as conn:
+            if extra is not None:
+                await extra(conn)
+            new = await insert_mismatches_by_kind(
+                conn,
+                ((key, b.draft, b.agency_id, b.event_id, None) for key, b in breaks),
+                now=self._now(),
+            )
+            run.count("new", new)
+            await recon_runs.save(conn, run, checkpoint=checkpoint)
+
+    # 1. events and contact rules
+
+    async def _events(self, run: Run) -> None:
+        await self._scan(run, commit=True)
+
+    async def _scan(self, run: Run, *, commit: bool) -> EventAudit:
+        """Stream the run's events through an EventAudit. With ``commit``, write breaks
+        every ``batch_events`` events and the contact violations at the end; without, only
+        rebuild the audit's state (a run resumed after this pass needs its payments)."""
+        dialect = self._db.dialect
+        only = (
+            None
+            if run.after_event_id == 0
+            else affected_placements(run.after_event_id, run.upto_event_id)
+        )
+        resume_after = (
+            int(run.checkpoint.get("after_id", run.after_event_id)) if commit else run.upto_event_id
+        )
+        batch = self._settings.batch_events
+        async with self._db.snapshot() as read:
+            placements: dict[str, PlacementFacts] = {}
+            facts = placement_facts(dialect, only, named_upto=run.upto_event_id)
+            async for chunk in stream_rows(read, facts):
+                placements.update({row[0]: row for row in chunk})
+            audit = EventAudit(placements)
+            pending: list[tuple[str, Break]] = []
+            since = 0
+            chunks: AsyncGenerator[list[Row], None]
+            if only is None:
+                # A full run reads every event: in windows the database computes while we
+                # classify the previous one (gateway.store.row_stream.stream_windows).
+                chunks = stream_windows(
+                    read,
+                    event_window(dialect),
+                    after=run.after_event_id,
+                    upto=run.upto_event_id,
+                    step=min(WINDOW_EVENTS, batch),
+                )
+            else:
+                chunks = stream_rows(
+                    read,
+                    event_facts(
+                        dialect, upto=run.upto_event_id, after=run.after_event_id, only=only
+                    ),
+                )
+            # A batch's commit runs while the next events are classified; the run's counts
+            # change only once the previous commit has saved its own with its checkpoint.
+            committing: asyncio.Future[None] | None = None
+            try:
+                async with aclosing(chunks):
+                    async for chunk in chunks:
+                        rows: Sequence[EventFacts] = chunk
+                        if rows[0][0] <= resume_after:
+                            cut = _first_after(rows, resume_after)
+                            audit.feed(rows[:cut], emit=False)
+                            audit.counts.clear()
+                            rows = rows[cut:]
+                        if not rows:
+                            continue
+                        pending.extend((b.dedupe_key, b) for b in audit.feed(rows))
+                        since += len(rows)
+                        if since >= batch:
+                            if committing is not None:
+                                await committing
+                            run.count("classified", audit.counts)
+                            audit.counts.clear()
+                            checkpoint = {"pass": "events", "after_id": rows[-1][0]}
+                            committing = asyncio.ensure_future(
+                                self._commit(run, pending, checkpoint=checkpoint)
+                            )
+                            pending, since = [], 0
+                if not commit:
+                    return audit
+                violations = [
+                    (b.dedupe_key, b)
+                    for b in check_contacts(audit.contacts, placements, self._contact_rules)
+                    if (b.event_id or 0) > run.after_event_id
+                ]
+                if committing is not None:
+                    await committing
+            except BaseException:
+                if committing is not None:
+                    with contextlib.suppress(Exception):
+                        await committing  # what was classified before stays committed
+                raise
+            run.count("classified", audit.counts)
+            audit.counts.clear()
+        run.count("contacts", {"checked": len(audit.contacts), "violations": len(violations)})
+        await self._commit(run, [*pending, *violations], checkpoint={"pass": "payments"})
+        self._audits[run.id] = audit
+        return audit
+
+    # 2. the lender's payment feed
+
+    async def _payments(self, run: Run) -> None:
+        audit = self._audits.pop(run.id, None) or await self._scan(run, commit=False)
+        async with self._db.snapshot() as read:
+            payments = await three_way.agency_payments(
+                read, audit, after_event_id=run.after_event_id, agency_ids=sorted(self._agencies)
+            )
+            del audit  # its placements and books are not needed past here: free them
+            outcome = await three_way.judge(
+                read,
+                payments,
+                run_id=run.id,
+                upto_payment_id=run.upto_payment_id,
+                tolerance=self._tolerance,
+                agencies=self._agencies,
+                as_of=run.as_of,
+                now=self._now(),
+            )
+            feeds = []
+            if outcome.feeds:
+                F = FEEDS.c
+                rows = await read.execute(
+                    sa.select(F.id, F.source, F.sha256).where(F.id.in_(sorted(outcome.feeds)))
+                )
+                feeds = [{"feed_id": i, "source": s, "sha256": h} for i, s, h in rows.all()]
+        run.inputs["payment_feeds"] = feeds
+        run.count("matches", outcome.counts())
+        now = self._now()
+
+        async def links(conn: AsyncConnection) -> None:
+            await three_way.write(conn, outcome, now=now)
+
+        await self._commit(run, outcome.breaks, checkpoint={"pass": "statements"}, extra=links)
+
+    # 3. agency inventory statements
+
+    async def _statements(self, run: Run) -> None:
+        async with self._db.snapshot() as read:
+            outcome = await statement_reconciler.reconcile_statements(
+                read,
+                sorted(self._agencies),
+                upto_event_id=run.upto_event_id,
+                run_id=run.id,
+                tolerance=self._statement_tolerance,
+                now=self._now(),
+            )
+        run.inputs.setdefault("statements", []).extend(outcome.inputs)
+        for counts in outcome.counts:
+            run.count("statements", counts)
+
+        async def record(conn: AsyncConnection) -> None:
+            await statement_reconciler.record(conn, outcome)
+
+        await self._commit(run, outcome.breaks, checkpoint={"pass": "expectations"}, extra=record)
+
+    # 4. expectations and SLA checks
+
+    async def _expectations(self, run: Run) -> None:
+        due = statement_reconciler.statements_due(self._agencies.values(), run.as_of.date())
+        async with recon_runs.unit(self._db, dry_run=run.dry_run) as conn:
+            await insert_expectations(conn, due, now=run.as_of)
+            await statement_reconciler.meet_statement_expectations(
+                conn, run.inputs.get("statements", [])
+            )
+            breaches = await run_sla_checks(conn, now=run.as_of)
+            run.count("found", breaches)
+            run.count("new", breaches)
+            await recon_runs.save(conn, run, checkpoint={"pass": "done"})
+
+
+def _first_after(rows: Sequence[EventFacts], event_id: int) -> int:
+    lo, hi = 0, len(rows)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if rows[mid][0] <= event_id:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+__all__ = ["ReconEngine", "RunReport"]
