@@ -21,6 +21,7 @@
     │   │   └── ThrottledError            the agency asked us to slow down (429/503, Retry-After)
     │   ├── PermanentDeliveryError    never retried (4xx, redirects, rejected payload)
     │   │   └── EndpointGone              410: the endpoint is disabled until ops re-enables it
+    │   │       └── HostKeyChanged            the server's host key is not the pinned one
     │   └── OutcomeUnknown            the bytes may have left; resend only by the channel's rule
     ├── LeaseLost                 our claim on an outbox item was taken over (fencing)
     ├── NotFound                  a case, placement or mismatch id does not exist
@@ -185,6 +186,10 @@ class EndpointGone(PermanentDeliveryError):
     """The agency endpoint answered 410 Gone; it stays disabled until ops re-enables it."""
 
 
+class HostKeyChanged(EndpointGone):
+    """The agency's server presented a host key that is not pinned; dispatch to it stopped."""
+
+
 class OutcomeUnknown(DeliveryError):
     """The packet may have reached the agency; the outcome is unknown."""
 
@@ -230,6 +235,7 @@ __all__ = [
     "EvidenceError",
     "ForeignPlacement",
     "GatewayError",
+    "HostKeyChanged",
     "InboundError",
     "IntakeError",
     "LeaseLost",

@@ -35,7 +35,7 @@ from typing import cast
 import jinja2
 from pydantic import TypeAdapter
 
-from gateway.inbound.sheets import REPLY_COLUMNS
+from gateway.inbound.reply_sheet import REPLY_COLUMNS
 from schemas.base import Money, decimal_text
 from schemas.packets import CasePacket, PlacementCreated
 

@@ -32,6 +32,7 @@ from gateway.config.sftp import SftpSection, TimeoutSection
 from gateway.errors import (
     DeliveryError,
     EndpointGone,
+    HostKeyChanged,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
@@ -320,7 +321,7 @@ class SftpRemote:
                 self.endpoint,
                 fingerprints,
             )
-            raise EndpointGone(
+            raise HostKeyChanged(
                 f"{self.agency_id}: the server at {self.endpoint} presented a host key that is "
                 f"not pinned (pinned: {fingerprints}). Possible interception or an unannounced "
                 "key change: confirm the new key with the agency out of band, update "

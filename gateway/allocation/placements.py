@@ -17,14 +17,13 @@ from gateway.allocation.rules import CaseToAllocate, Recovery, allocate, perform
 from gateway.clock import to_datetime
 from gateway.config.agencies import AgencyConfig
 from gateway.config.settings import AllocationSection
-from gateway.dispatch import outbox
 from gateway.dispatch.packets import (
-    RenderedPacket,
     placement_id_for,
     render_amended,
     render_created,
     render_recalled,
 )
+from gateway.dispatch.queue import queue_packets
 from gateway.errors import GatewayError, NotFound
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
@@ -61,47 +60,6 @@ class BalanceChange:
     case_id: str
     old_balance_minor: int
     new_balance_minor: int
-
-
-def packet_leaf(
-    item_id: int, agency_id: str, placement_id: str, packet: RenderedPacket
-) -> LeafInput:
-    return LeafInput(
-        kind="packet",
-        ref=f"outbox:{item_id}",
-        fields={
-            "outbox_id": item_id,
-            "sha256": packet.sha256,
-            "agency_id": agency_id,
-            "placement_id": placement_id,
-            "packet_type": packet.packet_type,
-            "dedupe_key": packet.dedupe_key,
-        },
-    )
-
-
-async def queue_packets(
-    conn: AsyncConnection,
-    entries: Sequence[tuple[AgencyConfig, str, RenderedPacket]],
-    *,
-    now: datetime,
-) -> int:
-    """Enqueue (agency, placement id, packet) and append a ``packet`` leaf for each new item."""
-    ids = await outbox.enqueue(
-        conn,
-        [outbox.NewItem(a.id, pid, pkt, a.retry.max_attempts) for a, pid, pkt in entries],
-        now=now,
-    )
-    await append_leaves(
-        conn,
-        [
-            packet_leaf(ids[pkt.dedupe_key], a.id, pid, pkt)
-            for a, pid, pkt in entries
-            if pkt.dedupe_key in ids
-        ],
-        now=now,
-    )
-    return len(ids)
 
 
 class PlacementService:
@@ -427,6 +385,4 @@ __all__ = [
     "AllocationReport",
     "BalanceChange",
     "PlacementService",
-    "packet_leaf",
-    "queue_packets",
 ]

@@ -6,12 +6,10 @@ exit non-zero: 2 for configuration problems, 1 for everything else.
 """
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from gateway import __version__
 from gateway.cli import (
@@ -21,9 +19,11 @@ from gateway.cli import (
     intake as intake_commands,
     mail as mail_commands,
     mismatches as mismatch_commands,
+    placements as placement_commands,
     privacy as privacy_commands,
     reconcile as reconcile_commands,
     sandbox as sandbox_commands,
+    setup as setup_commands,
     sftp as transfer_commands,
     users as console_commands,
 )
@@ -31,11 +31,9 @@ from gateway.cli.context import (
     GatewayGroup,
     config_path,
     console,
-    err_console,
     open_gateway,
     run_async,
 )
-from gateway.errors import ConfigError
 from gateway.logs import configure_logging
 
 
@@ -80,220 +78,6 @@ def main(ctx: click.Context, config: Path, log_level: str, log_json: bool) -> No
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
     configure_logging(log_level, as_json=log_json)
-
-
-@main.command("check-config")
-@click.pass_context
-def check_config(ctx: click.Context) -> None:
-    """Validate gateway.toml, every agency file and every key they reference.
-
-    Reports each problem as `file: key: reason` and exits 2 if there is any.
-    """
-    from gateway.bootstrap import check_all_secrets, load_config
-    from gateway.config.agencies import WebhookAgency
-
-    settings, agencies = load_config(config_path(ctx))
-    problems = check_all_secrets(settings, agencies)
-    if problems:
-        raise ConfigError(problems)
-    table = Table("agency", "name", "channel", "buckets", "capacity", "keys")
-    for a in agencies.values():
-        table.add_row(
-            a.id,
-            a.name,
-            a.channel,
-            ",".join(a.eligibility.buckets),
-            str(a.capacity.max_open_placements),
-            (
-                f"out {a.signing.scheme} x{len(a.signing.keys)}, "
-                f"in {a.inbound.scheme} x{len(a.inbound.keys)}"
-                if isinstance(a, WebhookAgency)
-                else "-"
-            ),
-        )
-    console.print(table)
-    console.print(
-        f"[green]configuration OK[/]: {len(agencies)} agencies, database {settings.database.url}"
-    )
-
-
-@main.group()
-def keys() -> None:
-    """Key material for PII encryption, evidence checkpoints and agency signatures."""
-
-
-@keys.command("generate")
-@click.pass_context
-def keys_generate(ctx: click.Context) -> None:
-    """Create every missing key file the config names (never overwrites).
-
-    Files are written with mode 0600. Keys configured as environment variables are listed
-    so you can set them yourself.
-    """
-    from gateway.bootstrap import load_config
-    from gateway.keys import generate_missing
-
-    settings, agencies = load_config(config_path(ctx))
-    table = Table("key", "file", "result")
-    for action in generate_missing(settings, agencies):
-        table.add_row(action.what, action.path, action.done)
-    console.print(table)
-
-
-@main.group()
-def db() -> None:
-    """Database schema management (Alembic migrations)."""
-
-
-@db.command("upgrade")
-@click.option("--revision", default="head", show_default=True, help="Target revision.")
-@click.pass_context
-@run_async
-async def db_upgrade(ctx: click.Context, revision: str) -> None:
-    """Create the schema or migrate it to the newest revision."""
-    from gateway.store.migrate import current_revision, upgrade
-
-    gateway = await open_gateway(ctx, migrate=False)
-    try:
-        await upgrade(gateway.db, revision)
-        console.print(
-            f"database {gateway.db.redacted_url()} at revision {await current_revision(gateway.db)}"
-        )
-    finally:
-        await gateway.aclose()
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.pass_context
-@run_async
-async def allocate(ctx: click.Context, as_json: bool) -> None:
-    """Place every open case with an eligible agency that has capacity.
-
-    Each placement is written with its placement.created packet and evidence leaf in one
-    transaction. The result is deterministic for the same cases and allocation seed. With
-    [allocation] performance_weighting, champion draws weigh agencies by their recent
-    recovery; a challenger_share of debtors is drawn by contract weights alone, and each
-    placement records which (see `agencies scorecard --strategy`).
-    """
-    gateway = await open_gateway(ctx)
-    try:
-        report = await gateway.placements.allocate()
-    finally:
-        await gateway.aclose()
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "placed": report.placed,
-                    "unallocated": report.unallocated,
-                    "by_agency": dict(report.by_agency),
-                    "by_strategy": dict(report.by_strategy),
-                    "performance_factors": [
-                        {"agency": a, "currency": cur, "factor": round(f, 4)}
-                        for (a, cur), f in sorted(report.factors.items())
-                    ],
-                    "reasons": dict(report.reasons),
-                },
-                indent=2,
-            )
-        )
-        return
-    table = Table("agency", "placed")
-    for agency_id, n in sorted(report.by_agency.items()):
-        table.add_row(agency_id, str(n))
-    console.print(table)
-    console.print(f"placed {report.placed}, unallocated {report.unallocated}")
-    if report.by_strategy.get("challenger"):
-        console.print(
-            f"  champion {report.by_strategy['champion']}, "
-            f"challenger {report.by_strategy['challenger']}"
-        )
-    for (agency_id, currency), factor in sorted(report.factors.items()):
-        console.print(f"  performance factor {agency_id} {currency}: {factor:.2f}")
-    for reason, n in report.reasons.items():
-        console.print(f"  {n} unallocated: {reason}")
-
-
-@main.command()
-@click.argument("case_id")
-@click.option(
-    "--reason", "reason", required=True, help="Recall reason code, e.g. DECEASED, PAID_DIRECT."
-)
-@click.pass_context
-@run_async
-async def recall(ctx: click.Context, case_id: str, reason: str) -> None:
-    """Recall CASE_ID from its agency: queues placement.recalled.
-
-    From then on any activity the agency reports on that placement is a mismatch.
-    """
-    gateway = await open_gateway(ctx)
-    try:
-        placement_id = await gateway.placements.recall(case_id, reason.upper())
-    finally:
-        await gateway.aclose()
-    console.print(f"recalled {placement_id}; placement.recalled queued (run `dispatch` or `serve`)")
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.pass_context
-@run_async
-async def dispatch(ctx: click.Context, as_json: bool) -> None:
-    """Send every due outbox item once, then exit.
-
-    Retries are scheduled in the outbox (capped, jittered backoff per agency), not slept
-    here; run `serve` to keep sending.
-    """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    from gateway.clock import to_datetime
-    from gateway.dispatch import outbox
-    from gateway.dispatch.records import DrainStats
-
-    gateway = await open_gateway(ctx)
-    try:
-        dispatcher = await gateway.dispatcher()
-        async with gateway.db.snapshot() as conn:
-            due = await outbox.due_count(conn, now=to_datetime(gateway.clock.now()))
-        with Progress(
-            TextColumn("dispatching"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=as_json or not err_console.is_terminal,
-        ) as progress:
-            task = progress.add_task("dispatch", total=due)
-
-            def advance(so_far: DrainStats) -> None:
-                progress.update(task, completed=so_far.claimed, total=max(due, so_far.claimed))
-
-            stats = await dispatcher.drain_once(on_progress=advance)
-        await gateway.evidence.checkpoint(now=to_datetime(gateway.clock.now()))
-    finally:
-        await gateway.aclose()
-    result = {
-        "claimed": stats.claimed,
-        "delivered": stats.delivered,
-        "retry_scheduled": stats.retried,
-        "dead": stats.dead,
-        "unknown": stats.unknown,
-        "lease_lost": stats.lease_lost,
-        "reaped": stats.reaped,
-        "delivered_by_agency": stats.by_agency,
-    }
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            console.print(f"{key:>20}: {value}")
 
 
 @main.command()
@@ -379,27 +163,6 @@ async def demo(
     )
 
 
-@main.group()
-def schemas() -> None:
-    """The wire contracts: JSON Schemas and the OpenAPI document."""
-
-
-@schemas.command("export")
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The checkout to write into (its schemas/ folder).",
-)
-def schemas_export(root: Path) -> None:
-    """Regenerate schemas/json/*.json and schemas/openapi.json from the code."""
-    from gateway.contracts.export import export
-
-    for path in export(root):
-        console.print(f"wrote {path}")
-
-
 for _module in (
     agency_commands,
     bench_commands,
@@ -408,9 +171,11 @@ for _module in (
     intake_commands,
     mail_commands,
     mismatch_commands,
+    placement_commands,
     privacy_commands,
     reconcile_commands,
     sandbox_commands,
+    setup_commands,
     transfer_commands,
 ):
     for _command in _module.COMMANDS:

@@ -3,7 +3,8 @@
 ``log`` is an append-only RFC 9162 Merkle log in the same database as the rows it attests,
 appended in the same transaction, with signed checkpoints (``signed_note``, C2SP notes) and
 inclusion and consistency proofs (``merkle``, pure); ``leaf_template`` builds many leaves of
-one shape quickly; ``checks`` re-checks leaves against their rows; ``bundle`` exports one
+one shape quickly; ``verification`` recomputes the whole log and re-checks leaves against
+their rows (``checks``); ``bundle`` exports one
 case's evidence with its proofs for offline verification.
 """
 

@@ -14,29 +14,21 @@ Theory of operation
 * ``EvidenceLog.checkpoint`` signs ``origin / size / root`` over every committed leaf. It
   folds stored leaf hashes into a compact range, resuming from the range it last signed,
   and refuses to sign when the stored prefix no longer hashes to the previous checkpoint.
-* ``EvidenceLog.verify`` trusts nothing stored: it recomputes each leaf hash from its body,
-  each checkpoint root from those hashes, checks every checkpoint signature, and checks
-  that the packet, inbound, mail, receipt and remote-file rows still match what their
-  leaves attest (gateway.evidence.checks).
+* ``EvidenceLog.verify`` trusts nothing stored (gateway.evidence.verification).
 """
 
 import json
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import EvidenceError, NotFound
 from gateway.evidence.checks import (
-    ATTESTED,
     Problem,
     VerificationReport,
-    check_body,
-    check_rows,
 )
 from gateway.evidence.merkle import (
     CompactRange,
@@ -49,10 +41,9 @@ from gateway.evidence.signed_note import (
     NoteSigner,
     NoteVerifier,
     checkpoint_text,
-    open_note,
-    parse_checkpoint,
     sign_note,
 )
+from gateway.evidence.verification import verify_log
 from gateway.store.database import Database
 from gateway.store.driver_sql import bulk_insert
 from gateway.store.tables import (
@@ -74,7 +65,6 @@ APPEND_LOCK_KEY = 0x4556_4C4F_4701_0001
 CHECKPOINT_LOCK_KEY = 0x4556_4C4F_4701_0002
 
 _STREAM_BATCH = 10_000
-_VERIFY_BATCH = 500
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
@@ -279,94 +269,9 @@ class EvidenceLog:
         return ConsistencyProof(old_size, size, old.root(), roots[(0, size)], path)
 
     async def verify(self, verifiers: Sequence[NoteVerifier]) -> VerificationReport:
-        """Recompute and check everything; see the module docstring. Never raises for a
+        """Recompute and check everything (gateway.evidence.verification). Never raises for a
         verification failure: every problem goes into the report."""
-        report = VerificationReport()
-        async with self._db.snapshot() as conn:
-            checkpoints = list(
-                await conn.execute(
-                    sa.select(CHECKPOINTS).order_by(CHECKPOINTS.c.tree_size, CHECKPOINTS.c.id)
-                )
-            )
-            for row in checkpoints:
-                self._check_note(row, verifiers, report)
-            due = deque(checkpoints)
-            compact = CompactRange()
-            self._check_roots(due, compact, report)
-            stmt = (
-                sa.select(
-                    LEAVES.c.seq, LEAVES.c.kind, LEAVES.c.ref, LEAVES.c.body, LEAVES.c.leaf_hash
-                )
-                .order_by(LEAVES.c.seq)
-                .execution_options(yield_per=_VERIFY_BATCH)
-            )
-            result = await conn.stream(stmt)
-            async for batch in result.partitions(_VERIFY_BATCH):
-                attested: list[tuple[int, dict[str, Any]]] = []
-                for seq, kind, ref, body, stored_hash in batch:
-                    if isinstance(body, str):  # rewritten as TEXT behind our back
-                        report.problems.append(
-                            Problem("body", "the leaf body is stored as text, not bytes", seq)
-                        )
-                        body = body.encode()
-                    if seq != compact.size:
-                        detail = f"expected leaf {compact.size}, found {seq}"
-                        report.problems.append(Problem("seq_gap", detail, seq))
-                    computed = leaf_hash(body)
-                    if computed != stored_hash:
-                        detail = "the stored leaf hash does not match the body"
-                        report.problems.append(Problem("leaf_hash", detail, seq))
-                    compact.append(computed)
-                    document = check_body(seq, kind, ref, body, report)
-                    # The signed body says which row is attested, not the unsigned columns.
-                    if document is not None and document.get("kind") in ATTESTED:
-                        attested.append((seq, document))
-                    if due and due[0].tree_size == compact.size:
-                        self._check_roots(due, compact, report)
-                report.leaves_checked += len(batch)
-                await check_rows(conn, attested, report)
-            for row in due:
-                detail = f"the checkpoint covers {row.tree_size} leaves, the log has {compact.size}"
-                report.problems.append(Problem("truncated", detail, checkpoint_id=row.id))
-        report.checkpoints_checked = len(checkpoints)
-        report.root = compact.root()
-        return report
-
-    def _check_note(
-        self, row: sa.Row[Any], verifiers: Sequence[NoteVerifier], report: VerificationReport
-    ) -> None:
-        try:
-            text, _names = open_note(row.note, verifiers)
-            origin, size, root_hash = parse_checkpoint(text)
-        except EvidenceError as exc:
-            report.problems.append(Problem("signature", str(exc), checkpoint_id=row.id))
-            return
-        if origin != self._origin:
-            detail = f"the note is for origin {origin!r}, expected {self._origin!r}"
-            report.problems.append(Problem("origin", detail, checkpoint_id=row.id))
-        if size != row.tree_size:
-            detail = f"the signed note says tree size {size}, the row says {row.tree_size}"
-            report.problems.append(Problem("note_mismatch", detail, checkpoint_id=row.id))
-        if root_hash != row.root_hash:
-            detail = (
-                f"the signed note says root {root_hash.hex()}, "
-                f"the row says {bytes(row.root_hash).hex()}"
-            )
-            report.problems.append(Problem("note_mismatch", detail, checkpoint_id=row.id))
-
-    def _check_roots(
-        self, due: "deque[sa.Row[Any]]", compact: CompactRange, report: VerificationReport
-    ) -> None:
-        """Check every checkpoint at the current tree size against the recomputed root."""
-        while due and due[0].tree_size <= compact.size:
-            row = due.popleft()
-            computed = compact.root()
-            if row.tree_size != compact.size or computed != row.root_hash:
-                detail = (
-                    f"leaves 0..{compact.size - 1} hash to {computed.hex()}, "
-                    f"checkpoint of size {row.tree_size} signed {bytes(row.root_hash).hex()}"
-                )
-                report.problems.append(Problem("root_mismatch", detail, checkpoint_id=row.id))
+        return await verify_log(self._db, self._origin, verifiers)
 
 
 async def _leaf_count(conn: AsyncConnection) -> int:

@@ -2,8 +2,8 @@
 
 Law firms answer with a sheet (attached to a reply, or handed over by other means and fed
 to ``agency-gateway events import FILE --agency ID``). One row is one event; the columns are
-``REPLY_COLUMNS``. Headers may be English, Chinese (``事件``, ``委托编号``,
-``案号``...) or both (``事件 event_type``). Amounts are decimal text in major units
+``gateway.inbound.reply_sheet.REPLY_COLUMNS``. Headers may be English, Chinese (``事件``,
+``委托编号``, ``案号``...) or both (``事件 event_type``). Amounts are decimal text in major units
 (``1234.56``), never floats; dates without an offset are in the firm's time zone.
 A ``data.deleted`` row (the answer to a deletion request) carries its method, ``deleted`` or
 ``returned``, in the ``reason`` column, and when it was done in ``occurred_at``; the sheet
@@ -19,92 +19,24 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
-from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from pydantic import ValidationError
 
-from schemas.base import minor_exponent
+from gateway.inbound.reply_sheet import (
+    ACTION_ALIASES,
+    DELETION_METHODS,
+    EVENT_ALIASES,
+    NEEDS_COURT_CASE,
+    amount_minor,
+    column_name,
+    moment,
+)
 from schemas.events import AGENCY_EVENT_ADAPTER, AgencyEvent
 
 Row = tuple[int, Mapping[str, str]]
 
-REPLY_COLUMNS: tuple[str, ...] = (
-    "event_type",
-    "placement_id",
-    "occurred_at",
-    "agency_case_ref",
-    "action",
-    "court",
-    "court_case_number",
-    "payment_id",
-    "amount",
-    "currency",
-    "reason",
-)
-"""The reply sheet's columns, in order: the contract between the sheet we attach to a
-referral (adapters.email.render), the firms that fill it in, and this reader."""
-
-HEADER_ALIASES = {
-    "事件": "event_type",
-    "事件类型": "event_type",
-    "event": "event_type",
-    "委托编号": "placement_id",
-    "placement": "placement_id",
-    "日期": "occurred_at",
-    "发生日期": "occurred_at",
-    "date": "occurred_at",
-    "律所案号": "agency_case_ref",
-    "firm_ref": "agency_case_ref",
-    "行动": "action",
-    "法律行动": "action",
-    "法院": "court",
-    "案号": "court_case_number",
-    "法院案号": "court_case_number",
-    "还款编号": "payment_id",
-    "金额": "amount",
-    "币种": "currency",
-    "原因": "reason",
-}
-EVENT_ALIASES = {
-    "ack": "placement.acknowledged",
-    "acknowledged": "placement.acknowledged",
-    "受理": "placement.acknowledged",
-    "rejected": "placement.rejected",
-    "拒绝": "placement.rejected",
-    "legal": "legal.action",
-    "法律行动": "legal.action",
-    "payment": "payment.reported",
-    "回款": "payment.reported",
-    "returned": "case.returned",
-    "退案": "case.returned",
-    "closed": "case.closed",
-    "结案": "case.closed",
-    "deleted": "data.deleted",
-    "删除": "data.deleted",
-}
-ACTION_ALIASES = {
-    "律师函": "lawyer_letter",
-    "起诉": "suit_filed",
-    "立案": "suit_filed",
-    "判决": "judgment",
-    "执行": "enforcement",
-    "和解": "settlement",
-    "调解": "settlement",
-}
-DELETION_METHODS = {
-    "deleted": "deleted",
-    "删除": "deleted",
-    "已删除": "deleted",
-    "returned": "returned",
-    "返还": "returned",
-    "已返还": "returned",
-}
-"""What the ``reason`` column of a ``data.deleted`` row may say → the event's ``method``."""
-NEEDS_COURT_CASE = frozenset({"suit_filed", "judgment", "enforcement"})
 _FORM_LINE = re.compile(r"^\s*(?:[^\x00-\x7f]+\s*)?([A-Za-z_]+)\s*[:\uff1a]\s*(.*?)\s*$")
-_ASCII_KEY = re.compile(r"[A-Za-z_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,55 +66,6 @@ class RowDefaults:
     placement_id: str | None = None
     currency: str = "CNY"
     timezone: str = "Asia/Shanghai"
-
-
-def column_name(header: str) -> str:
-    """Map an English, Chinese or bilingual header to a reply column."""
-    text = header.strip().lstrip("\ufeff")
-    for token in _ASCII_KEY.findall(text):
-        key = str(token).lower()
-        if key in REPLY_COLUMNS:
-            return key
-    for alias, column in HEADER_ALIASES.items():
-        if alias in text.split() or alias == text or alias == text.lower():
-            return column
-    return text.lower()
-
-
-MAX_DIGITS = 16
-"""Digits an amount may have before the decimal point (``1e400`` is refused here, before
-it becomes a 400-digit integer; the wire models bound it exactly)."""
-
-
-def amount_minor(text: str, currency: str) -> int:
-    """``"1,234.56"`` → ``123456``; more decimals than the currency has is an error."""
-    cleaned = text.strip().replace(",", "").lstrip("¥￥$").removesuffix("元").strip()
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        value = Decimal("NaN")
-    if not value.is_finite():
-        raise ValueError(f"{text!r} is not an amount (write e.g. 1234.56)")
-    if value.adjusted() >= MAX_DIGITS:
-        raise ValueError(f"{text!r} is too large for an amount")
-    places = minor_exponent(currency)
-    minor = value.scaleb(places)
-    if minor != minor.to_integral_value():
-        raise ValueError(f"{text!r} has more than {places} decimal places")
-    return int(minor)
-
-
-def moment(text: str, zone: str) -> datetime:
-    """A date or date-time; without an offset it is read in ``zone``."""
-    value = text.strip().replace("/", "-")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            parsed = datetime.combine(date.fromisoformat(value), time())
-        except ValueError:
-            raise ValueError(f"{text!r} is not a date (write e.g. 2026-03-01)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo(zone))
 
 
 def _event_dict(row: Mapping[str, str], defaults: RowDefaults) -> dict[str, object]:
@@ -396,19 +279,14 @@ def merge(parts: Sequence[ParsedEvents]) -> ParsedEvents:
 
 
 __all__ = [
-    "DELETION_METHODS",
-    "REPLY_COLUMNS",
     "LineError",
     "ParsedEvents",
     "Row",
     "RowDefaults",
-    "amount_minor",
-    "column_name",
     "csv_rows",
     "form_rows",
     "json_events",
     "merge",
-    "moment",
     "parse_sheet",
     "rows_to_events",
     "xlsx_rows",

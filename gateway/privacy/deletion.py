@@ -35,9 +35,9 @@ from typing import Final, cast
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.allocation.placements import queue_packets
 from gateway.config.agencies import AgencyConfig
 from gateway.dispatch.packets import render_deletion_request
+from gateway.dispatch.queue import queue_packets
 from gateway.lifecycle import ENDED_PLACEMENT_STATES
 from gateway.reconciliation.kinds import NewExpectation
 from gateway.reconciliation.recorder import (

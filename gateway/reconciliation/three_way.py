@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.allocation.placements import queue_packets
 from gateway.config.agencies import AgencyConfig
 from gateway.dispatch.packets import RenderedPacket, render_direct_payment
+from gateway.dispatch.queue import queue_packets
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
 from gateway.reconciliation.event_audit import Break, EventAudit
 from gateway.reconciliation.kinds import MismatchDraft

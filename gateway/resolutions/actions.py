@@ -33,11 +33,12 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.allocation.placements import PlacementService, queue_packets
+from gateway.allocation.placements import PlacementService
 from gateway.clock import to_datetime
 from gateway.config.agencies import AgencyConfig, EmailAgency
 from gateway.dispatch import outbox
 from gateway.dispatch.packets import render_amended
+from gateway.dispatch.queue import queue_packets
 from gateway.errors import GatewayError, NotFound
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.ports import Clock, VouchedReplies

@@ -23,7 +23,7 @@ from email.message import EmailMessage, Message
 from email.policy import SMTP, default as default_policy
 from email.utils import format_datetime, make_msgid
 
-from gateway.inbound.sheets import REPLY_COLUMNS
+from gateway.inbound.reply_sheet import REPLY_COLUMNS
 
 FAULTS = ("unparseable", "bad_line", "unthreaded", "duplicate", "unsigned")
 COURTS = (

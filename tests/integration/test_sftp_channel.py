@@ -18,6 +18,7 @@ from adapters.sftp.parsing import read_records
 from gateway.bootstrap import Gateway
 from gateway.dispatch import outbox
 from gateway.dispatch.dispatcher import DrainStats
+from gateway.errors import HostKeyChanged
 from gateway.ports import OutboundPacket
 from gateway.runtime import checkpoint
 from gateway.store.tables import AgencyStatus, DeliveryAttempt, EvidenceLeaf, Mismatch, OutboxItem
@@ -236,8 +237,13 @@ async def test_a_server_presenting_another_host_key_is_refused_and_the_agency_st
             connections = world.server.connections
             assert (await drain(gateway)).claimed == 0
             assert world.server.connections == connections
-            pickup = (await gateway.dispatcher()).adapters[AGENCY_ID].pickup  # type: ignore[attr-defined]
+            adapter = (await gateway.dispatcher()).adapters[AGENCY_ID]
+            pickup = adapter.pickup  # type: ignore[attr-defined]
             assert await pickup.poll_once() == {"skipped_disabled": 1}
+            # The refusal is its own error: a kind of EndpointGone, never retried.
+            with pytest.raises(HostKeyChanged, match="not pinned"):
+                async with adapter.remote.session():  # type: ignore[attr-defined]
+                    pass
         finally:
             await gateway.aclose()
     finally:

@@ -5,10 +5,9 @@ from datetime import UTC, datetime
 
 from openpyxl import Workbook
 
+from gateway.inbound.reply_sheet import amount_minor, column_name
 from gateway.inbound.sheets import (
     RowDefaults,
-    amount_minor,
-    column_name,
     form_rows,
     json_events,
     parse_sheet,

@@ -1,0 +1,148 @@
+"""The reply sheet: the columns a firm fills in, the words it may use for them, and how its
+cells read (amounts in major units, dates in the firm's time zone). The contract shared by the
+sheet we attach to a referral (adapters.email.render), the firms that fill it in, and the
+readers in gateway.inbound.sheets (pure)."""
+
+import re
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from schemas.base import minor_exponent
+
+REPLY_COLUMNS: tuple[str, ...] = (
+    "event_type",
+    "placement_id",
+    "occurred_at",
+    "agency_case_ref",
+    "action",
+    "court",
+    "court_case_number",
+    "payment_id",
+    "amount",
+    "currency",
+    "reason",
+)
+"""The reply sheet's columns, in order."""
+
+HEADER_ALIASES = {
+    "事件": "event_type",
+    "事件类型": "event_type",
+    "event": "event_type",
+    "委托编号": "placement_id",
+    "placement": "placement_id",
+    "日期": "occurred_at",
+    "发生日期": "occurred_at",
+    "date": "occurred_at",
+    "律所案号": "agency_case_ref",
+    "firm_ref": "agency_case_ref",
+    "行动": "action",
+    "法律行动": "action",
+    "法院": "court",
+    "案号": "court_case_number",
+    "法院案号": "court_case_number",
+    "还款编号": "payment_id",
+    "金额": "amount",
+    "币种": "currency",
+    "原因": "reason",
+}
+EVENT_ALIASES = {
+    "ack": "placement.acknowledged",
+    "acknowledged": "placement.acknowledged",
+    "受理": "placement.acknowledged",
+    "rejected": "placement.rejected",
+    "拒绝": "placement.rejected",
+    "legal": "legal.action",
+    "法律行动": "legal.action",
+    "payment": "payment.reported",
+    "回款": "payment.reported",
+    "returned": "case.returned",
+    "退案": "case.returned",
+    "closed": "case.closed",
+    "结案": "case.closed",
+    "deleted": "data.deleted",
+    "删除": "data.deleted",
+}
+ACTION_ALIASES = {
+    "律师函": "lawyer_letter",
+    "起诉": "suit_filed",
+    "立案": "suit_filed",
+    "判决": "judgment",
+    "执行": "enforcement",
+    "和解": "settlement",
+    "调解": "settlement",
+}
+DELETION_METHODS = {
+    "deleted": "deleted",
+    "删除": "deleted",
+    "已删除": "deleted",
+    "returned": "returned",
+    "返还": "returned",
+    "已返还": "returned",
+}
+"""What the ``reason`` column of a ``data.deleted`` row may say → the event's ``method``."""
+NEEDS_COURT_CASE = frozenset({"suit_filed", "judgment", "enforcement"})
+_ASCII_KEY = re.compile(r"[A-Za-z_]+")
+
+
+def column_name(header: str) -> str:
+    """Map an English, Chinese or bilingual header to a reply column."""
+    text = header.strip().lstrip("\ufeff")
+    for token in _ASCII_KEY.findall(text):
+        key = str(token).lower()
+        if key in REPLY_COLUMNS:
+            return key
+    for alias, column in HEADER_ALIASES.items():
+        if alias in text.split() or alias == text or alias == text.lower():
+            return column
+    return text.lower()
+
+
+MAX_DIGITS = 16
+"""Digits an amount may have before the decimal point (``1e400`` is refused here, before
+it becomes a 400-digit integer; the wire models bound it exactly)."""
+
+
+def amount_minor(text: str, currency: str) -> int:
+    """``"1,234.56"`` → ``123456``; more decimals than the currency has is an error."""
+    cleaned = text.strip().replace(",", "").lstrip("¥￥$").removesuffix("元").strip()
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not an amount (write e.g. 1234.56)")
+    if value.adjusted() >= MAX_DIGITS:
+        raise ValueError(f"{text!r} is too large for an amount")
+    places = minor_exponent(currency)
+    minor = value.scaleb(places)
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{text!r} has more than {places} decimal places")
+    return int(minor)
+
+
+def moment(text: str, zone: str) -> datetime:
+    """A date or date-time; without an offset it is read in ``zone``."""
+    value = text.strip().replace("/", "-")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = datetime.combine(date.fromisoformat(value), time())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a date (write e.g. 2026-03-01)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo(zone))
+
+
+__all__ = [
+    "ACTION_ALIASES",
+    "DELETION_METHODS",
+    "EVENT_ALIASES",
+    "HEADER_ALIASES",
+    "MAX_DIGITS",
+    "NEEDS_COURT_CASE",
+    "REPLY_COLUMNS",
+    "amount_minor",
+    "column_name",
+    "moment",
+]
