@@ -3,6 +3,7 @@ beside them. Handlers stay thin: read, call the core, respond."""
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
@@ -26,17 +27,32 @@ METRICS_KEY = web.AppKey("metrics", Metrics)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _problem_response(error: InboundError, request: web.Request) -> web.Response:
+def _problem_response(
+    error: InboundError, request: web.Request, webhook_id: str | None = None
+) -> web.Response:
     return web.Response(
         status=error.status,
-        body=problem_body(error, instance=request.path),
+        body=problem_body(error, instance=request.path, webhook_id=webhook_id),
         content_type=PROBLEM_CONTENT_TYPE,
     )
 
 
+async def _whole_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, however many pieces and pauses it arrives in (chunked or not); None as
+    soon as it passes ``limit`` bytes. Reading only what has arrived so far would verify the
+    signature over part of the body and refuse a correctly signed event."""
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as RFC 9457 problem+json; a bug is logged and answered 500."""
+    """Every error leaves as RFC 9457 problem+json; a bug is logged with a request id, and
+    answered 500 with the same id, never a traceback."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -55,25 +71,46 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             content_type=PROBLEM_CONTENT_TYPE,
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
+    except Exception:
+        request_id = uuid.uuid4().hex
+        log.exception("request %s %s %s failed", request_id, request.method, request.path)
+        body = {
+            "type": PROBLEM_BASE + "internal-error",
+            "title": "Internal error",
+            "status": 500,
+            "detail": f"the gateway failed to handle the request; quote request id {request_id}",
+            "instance": request.path,
+            "request_id": request_id,
+        }
+        return web.Response(
+            status=500,
+            body=json.dumps(body).encode(),
+            content_type=PROBLEM_CONTENT_TYPE,
+            headers={"X-Request-Id": request_id},
+        )
 
 
 async def receive_event(request: web.Request) -> web.Response:
     inbound = request.app[INBOUND_KEY]
     agency_id = request.match_info["agency_id"]
+    webhook_id = request.headers.get("webhook-id")
     if not inbound.knows(agency_id):
         return _problem_response(
-            UnknownAgency(f"no agency {agency_id!r} sends events to this gateway"), request
+            UnknownAgency(f"no agency {agency_id!r} sends events to this gateway"),
+            request,
+            webhook_id,
         )
     limit = inbound.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         return _problem_response(
             PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}"),
             request,
+            webhook_id,
         )
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
+    body = await _whole_body(request, limit)
+    if body is None:
         return _problem_response(
-            PayloadTooLarge(f"body is over the limit of {limit} bytes"), request
+            PayloadTooLarge(f"body is over the limit of {limit} bytes"), request, webhook_id
         )
     response = await inbound.receive(agency_id, request.headers.items(), body)
     return web.Response(

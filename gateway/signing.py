@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -162,13 +163,27 @@ def read_headers(headers: "Iterable[tuple[str, str]]") -> WebhookHeaders:
     if missing:
         raise MissingHeaders(f"missing header(s): {', '.join(missing)}")
     msg_id = found["webhook-id"].strip()
-    if not msg_id or len(msg_id) > 255 or "." in msg_id:
-        raise MissingHeaders("webhook-id must be 1-255 characters without '.'")
+    if not msg_id or len(msg_id) > 255 or "." in msg_id or not _printable_utf8(msg_id):
+        raise MissingHeaders("webhook-id must be 1-255 printable UTF-8 characters without '.'")
+    stamp = found["webhook-timestamp"].strip()
+    # ASCII digits only: int() would also take signs, spaces, underscores and other scripts'
+    # digits, so two readers of one header could disagree on the time it names.
+    if not _TIMESTAMP.fullmatch(stamp):
+        raise MissingHeaders("webhook-timestamp must be integer Unix seconds (ASCII digits)")
+    return WebhookHeaders(msg_id, int(stamp), found["webhook-signature"])
+
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+
+def _printable_utf8(text: str) -> bool:
+    """No control characters, and no bytes that were not UTF-8 (aiohttp keeps those as lone
+    surrogates, which cannot be signed or stored as text)."""
     try:
-        timestamp = int(found["webhook-timestamp"].strip())
-    except ValueError:
-        raise MissingHeaders("webhook-timestamp must be integer Unix seconds") from None
-    return WebhookHeaders(msg_id, timestamp, found["webhook-signature"])
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return text.isprintable()
 
 
 def verify(

@@ -17,7 +17,9 @@ def problem_body(error: InboundError, *, instance: str, webhook_id: str | None =
         "instance": instance,
     }
     if webhook_id is not None:
-        body["webhook_id"] = webhook_id
+        # Echoed as the agency sent it, except bytes that are not UTF-8 (aiohttp keeps them as
+        # lone surrogates), which become U+FFFD so the answer itself stays valid UTF-8.
+        body["webhook_id"] = webhook_id.encode("utf-8", "replace").decode("utf-8")
     if isinstance(error, SchemaViolation) and error.errors:
         body["errors"] = error.errors
     return json.dumps(body, ensure_ascii=False).encode()

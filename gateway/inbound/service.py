@@ -146,7 +146,9 @@ class InboundService:
     ) -> InboundResponse:
         """Handle one request; never raises for bad input, always answers."""
         instance = f"/v1/agencies/{agency_id}/events"
-        webhook_id: str | None = None
+        pairs = list(headers)
+        # Named in every refusal, even one for the headers themselves (problems.problem_body).
+        webhook_id = next((v for k, v in pairs if k.lower() == "webhook-id"), None)
         try:
             trust = self._trust.get(agency_id)
             if trust is None:
@@ -155,8 +157,7 @@ class InboundService:
                 raise PayloadTooLarge(
                     f"body is {len(body)} bytes; the limit is {self.max_body_bytes} bytes"
                 )
-            wh = read_headers(headers)
-            webhook_id = wh.msg_id
+            wh = read_headers(pairs)
             scheme = verify(
                 wh,
                 body,

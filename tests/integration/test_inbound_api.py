@@ -40,6 +40,7 @@ from gateway.store.database import Database
 from gateway.store.tables import AgencyEventRow, EvidenceLeaf, InboundMessage, Mismatch, Placement
 from schemas.base import MAX_MINOR
 from schemas.events import EVENT_TYPES, example_event
+from tests import hard_way
 
 INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
 EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
@@ -395,6 +396,109 @@ async def test_a_body_over_the_limit_is_413(world: World, chunked: bool) -> None
             answer = Answer(response.status, response.content_type, await response.read())
         assert_problem(answer, 413, "payload-too-large")
     assert await world.inbound() == []
+
+
+# -- the hard way: bodies as real networks deliver them (tests/hard_way.py) -------------------
+
+
+def signed(world: World, agency_id: str, body: bytes, msg_id: str) -> dict[str, str]:
+    ts = int(world.clock.now())
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(msg_id, ts, body, [world.keys[agency_id]]),
+    }
+
+
+async def send_hard_way(
+    world: World, agency_id: str, body: bytes, msg_id: str, **how: Any
+) -> hard_way.RawAnswer:
+    size = how.pop("size", None)
+    body_pieces = hard_way.pieces(body, size) if size else [body[:40], body[40:]]
+    server = world.client.server
+    return await hard_way.send(
+        str(server.host),
+        int(server.port or 0),
+        f"/v1/agencies/{agency_id}/events",
+        how.pop("headers", None) or signed(world, agency_id, body, msg_id),
+        body_pieces,
+        **how,
+    )
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param({"pause": 0.2}, id="two-writes-200ms-apart"),
+        pytest.param({"chunked": True, "pause": 0.05}, id="chunked-with-pauses"),
+        pytest.param({"size": 7, "pause": 0.002}, id="seven-bytes-at-a-time"),
+        pytest.param({"chunked": True, "size": 1}, id="one-byte-chunks"),
+    ],
+)
+async def test_a_signed_event_arriving_in_pieces_is_accepted_whole(
+    world: World, how: dict[str, Any]
+) -> None:
+    body = ack(world.held["AGY_A"][0])
+    answer = await send_hard_way(world, "AGY_A", body, "evt_pieces", **how)
+    assert (answer.status, json.loads(answer.body)["status"]) == (200, "accepted"), answer.body
+    [row] = await world.inbound()
+    assert row.body == body and row.status == "accepted"
+
+
+async def test_an_event_near_the_limit_streamed_in_small_chunks_is_accepted(world: World) -> None:
+    target = world.held["AGY_A"][0]
+    summary = "complaint " * 90
+    data = {"placement_id": target.placement_id, "channel": "phone", "summary": summary}
+    compact = event("complaint.received", data)
+    body = b" " * (MAX_BODY - len(compact) - 3) + compact  # JSON may lead with whitespace
+    assert MAX_BODY - 10 < len(body) <= MAX_BODY
+    answer = await send_hard_way(world, "AGY_A", body, "evt_near_limit", chunked=True, size=97)
+    assert answer.status == 200, answer.body
+    [row] = await world.inbound()
+    assert row.body == body
+
+
+async def test_an_oversized_chunked_body_is_413_naming_the_webhook_id(world: World) -> None:
+    body = complaint(world.held["AGY_A"][0].placement_id, 1) + b" " * MAX_BODY
+    answer = await send_hard_way(world, "AGY_A", body, "evt_too_big", chunked=True, size=512)
+    assert (answer.status, answer.content_type) == (413, PROBLEM)
+    assert json.loads(answer.body)["webhook_id"] == "evt_too_big"
+    assert await world.inbound() == []
+
+
+async def test_a_webhook_id_that_is_not_utf8_is_a_problem_not_a_crash(world: World) -> None:
+    body = ack(world.held["AGY_A"][0])
+    headers = signed(world, "AGY_A", body, "evt_plain")
+    headers["webhook-id"] = "evt_\udcff\udcfe"  # two bytes that are not UTF-8
+    answer = await send_hard_way(world, "AGY_A", body, "", headers=headers)
+    assert (answer.status, answer.content_type) == (400, PROBLEM), answer.body
+    assert "webhook-id" in json.loads(answer.body)["detail"]
+    assert await world.inbound() == []
+
+
+@pytest.mark.parametrize("stamp", ["+1772442000", "-1", "1_772_442_000", "١٧٧٢٤٤٢٠٠٠"])
+async def test_a_timestamp_header_must_be_ascii_digits(world: World, stamp: str) -> None:
+    body = ack(world.held["AGY_A"][0])
+    answer = await world.post("AGY_A", body, headers={"webhook-timestamp": stamp})
+    doc = assert_problem(answer, 400, "missing-headers")
+    assert "ASCII digits" in doc["detail"]
+
+
+async def test_every_refusal_names_the_webhook_id_it_had(world: World) -> None:
+    body = ack(world.held["AGY_A"][0])
+    refusals = [
+        await world.post("NOPE", body, msg_id="evt_unknown"),
+        await world.post("AGY_A", body, msg_id="evt_stale", timestamp=int(START) - 3600),
+        await world.post("AGY_A", b" " * (MAX_BODY + 1), msg_id="evt_large"),
+        await world.post("AGY_A", body, msg_id="evt_nosig", drop=["webhook-signature"]),
+    ]
+    assert [(a.status, a.json().get("webhook_id")) for a in refusals] == [
+        (404, "evt_unknown"),
+        (401, "evt_stale"),
+        (413, "evt_large"),
+        (400, "evt_nosig"),
+    ]
 
 
 async def test_an_event_for_another_agencys_placement_is_403_and_changes_nothing(
