@@ -173,7 +173,7 @@ def read_headers(headers: "Iterable[tuple[str, str]]") -> WebhookHeaders:
     return WebhookHeaders(msg_id, int(stamp), found["webhook-signature"])
 
 
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_TIMESTAMP = re.compile(r"[0-9]{1,16}")
 
 
 def _printable_utf8(text: str) -> bool:

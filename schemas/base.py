@@ -1,9 +1,9 @@
 """Building blocks shared by every wire model: strict frozen models, money, identifiers."""
 
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = "1"
 """Major version of the wire contract. Breaking changes get a new major and a new route."""
@@ -14,18 +14,49 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold U+0000: such an event could be signed and sent, but
+        # never stored, and the agency would retry it forever.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text must not contain NUL (U+0000)")
+        return value
+
+
+MIN_YEAR, MAX_YEAR = 2000, 2099
+"""Dates and timestamps on the wire fall in these years; anything else is a typo or a test of
+our limits, and would overflow date arithmetic (a promise due in 9999 plus its grace days)."""
+
+
+def _in_range(value: date) -> None:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"must fall in the years {MIN_YEAR} to {MAX_YEAR}")
+
+
+def _bounded_date(value: date) -> date:
+    _in_range(value)
+    return value
+
+
+WireDate = Annotated[date, AfterValidator(_bounded_date)]
+"""A calendar date (``2026-01-30``) in the years ``MIN_YEAR`` to ``MAX_YEAR``."""
+
 
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a UTC offset, e.g. 2026-01-15T08:30:00Z")
     try:
-        return value.astimezone(UTC)
+        utc = value.astimezone(UTC)
     except OverflowError:
         raise ValueError("timestamp is outside the years 1 to 9999 once in UTC") from None
+    _in_range(utc)
+    return utc
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
-"""An ISO-8601 timestamp with an explicit offset, normalised to UTC."""
+"""An ISO-8601 timestamp with an explicit offset, normalised to UTC, in the years ``MIN_YEAR``
+to ``MAX_YEAR``."""
 
 Identifier = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
@@ -106,6 +137,8 @@ class PositiveMoney(_BoundedMoney):
 
 __all__ = [
     "MAX_MINOR",
+    "MAX_YEAR",
+    "MIN_YEAR",
     "SCHEMA_VERSION",
     "CurrencyCode",
     "Identifier",
@@ -114,4 +147,5 @@ __all__ = [
     "PositiveMoney",
     "StrictModel",
     "UtcDatetime",
+    "WireDate",
 ]

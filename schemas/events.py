@@ -7,12 +7,18 @@ Webhook agencies POST one event per request to ``/v1/agencies/{agency_id}/events
 SFTP result files and law-firm replies are parsed into the same models.
 """
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter
 
-from schemas.base import Identifier, NonNegativeMoney, PositiveMoney, StrictModel, UtcDatetime
+from schemas.base import (
+    Identifier,
+    NonNegativeMoney,
+    PositiveMoney,
+    StrictModel,
+    UtcDatetime,
+    WireDate,
+)
 
 ContactChannel = Literal["call", "sms", "visit", "letter", "email", "app"]
 ContactOutcome = Literal["reached", "no_answer", "wrong_number", "refused", "left_message"]
@@ -134,7 +140,7 @@ class PromiseMadeData(StrictModel):
     placement_id: Identifier
     promise_id: Identifier
     amount: PositiveMoney
-    promised_date: date
+    promised_date: WireDate
 
 
 class PaymentReportedData(StrictModel):
@@ -202,8 +208,8 @@ class StatementItem(StrictModel):
 
 class StatementSubmittedData(StrictModel):
     statement_id: Identifier
-    period_start: date
-    period_end: date
+    period_start: WireDate
+    period_end: WireDate
     items: tuple[StatementItem, ...] = Field(max_length=100_000)
 
 

@@ -25,9 +25,11 @@ batch, deduplicates and checks ownership (rules 2-5) is gateway.inbound.store.
 
 import asyncio
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -61,11 +63,15 @@ class InboundTrust:
 
 
 def parse_event(body: bytes) -> AgencyEvent:
-    """Validate raw bytes into an event, or raise MalformedPayload / SchemaViolation. The
-    body is parsed once, by the validator: bytes that are not JSON (including invalid UTF-8
-    and lone surrogates) come back as its ``json_invalid`` error."""
+    """Validate raw bytes into an event, or raise MalformedPayload / SchemaViolation.
+
+    Strictly, as the published JSON Schemas say: an integer is a JSON integer (not ``true``,
+    ``"500"`` or ``100.0``), a boolean is ``true`` or ``false``, a timestamp is an RFC 3339
+    string (not Unix seconds). Bytes that are not JSON (including invalid UTF-8 and lone
+    surrogates) come back as the validator's ``json_invalid`` error. A body whose objects
+    repeat a key is refused: two parsers could read it differently."""
     try:
-        return AGENCY_EVENT_ADAPTER.validate_json(body)
+        event = AGENCY_EVENT_ADAPTER.validate_json(body, strict=True)
     except ValidationError as exc:
         [first_error, *_] = exc.errors(include_url=False)
         if first_error["type"] == "json_invalid":
@@ -81,6 +87,20 @@ def parse_event(body: bytes) -> AgencyEvent:
             + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""),
             errors=errors,
         ) from None
+    json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+    return event
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise MalformedPayload(
+                f"body is not valid JSON for this API: the key {key!r} appears twice in one "
+                "object, and JSON parsers disagree on which value counts"
+            )
+        seen.add(key)
+    return dict(pairs)
 
 
 def _location(error_type: str, loc: tuple[int | str, ...]) -> str:

@@ -501,6 +501,82 @@ async def test_every_refusal_names_the_webhook_id_it_had(world: World) -> None:
     ]
 
 
+async def test_an_unexpected_error_is_problem_json_with_a_logged_request_id(
+    db: Database, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbound = InboundService(
+        db=db, trust={}, clock=ManualClock(START), metrics=Metrics(), max_body_bytes=MAX_BODY
+    )
+    app = create_app(inbound=inbound, db=db, metrics_=Metrics())
+
+    async def broken(_request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    app.router.add_get("/broken", broken)
+    client = await aiohttp_client(app)
+    async with client.get("/broken") as response:
+        doc = await response.json(content_type=None)
+        assert (response.status, response.content_type) == (500, PROBLEM)
+        assert response.headers["X-Request-Id"] == doc["request_id"]
+    assert doc["request_id"] in doc["detail"] and "Traceback" not in json.dumps(doc)
+    assert any(doc["request_id"] in r.getMessage() for r in caplog.records)
+    await inbound.aclose()
+
+
+# -- strict wire types: exactly what the published JSON Schemas allow ------------------------
+
+
+def example_for(world: World, event_type: str, **data: object) -> dict[str, Any]:
+    envelope = copy.deepcopy(example_event(event_type))
+    envelope["data"]["placement_id"] = world.held["AGY_A"][0].placement_id
+    envelope["data"].update(data)
+    return envelope
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "field"),
+    [
+        ("payment.reported", {"amount": {"amount_minor": True, "currency": "CNY"}}, "amount"),
+        ("payment.reported", {"amount": {"amount_minor": "500", "currency": "CNY"}}, "amount"),
+        ("payment.reported", {"amount": {"amount_minor": 100.0, "currency": "CNY"}}, "amount"),
+        ("payment.reported", {"paid_at": 1772442000}, "paid_at"),
+        ("contact.attempted", {"effective": "yes"}, "effective"),
+        ("contact.attempted", {"effective": 1}, "effective"),
+        ("promise.made", {"promised_date": "9999-12-31"}, "promised_date"),
+        ("payment.reported", {"paid_at": "9999-12-31T23:59:59Z"}, "paid_at"),
+        ("placement.acknowledged", {"agency_case_ref": "REF\u0000-1"}, "agency_case_ref"),
+    ],
+)
+async def test_a_value_the_schema_does_not_allow_is_422_naming_the_field(
+    world: World, event_type: str, data: dict[str, object], field: str
+) -> None:
+    body = json.dumps(example_for(world, event_type, **data)).encode()
+    doc = assert_problem(await world.post("AGY_A", body), 422, "schema-violation")
+    assert field in doc["errors"][0]["loc"], doc
+    [row] = await world.inbound()
+    assert (row.status, row.response_status) == ("invalid", 422)
+    assert await world.rows(sa.select(EVENTS)) == []
+
+
+async def test_the_same_key_twice_in_an_object_is_refused(world: World) -> None:
+    target = world.held["AGY_A"][0]
+    body = (
+        '{"type": "payment.reported", "timestamp": "2026-03-02T09:00:00Z", "data": '
+        f'{{"placement_id": "{target.placement_id}", "payment_id": "P-1", "paid_at": '
+        '"2026-03-02T09:00:00Z", "amount": {"amount_minor": 1, "amount_minor": 500000, '
+        '"currency": "CNY"}}}'
+    ).encode()
+    doc = assert_problem(await world.post("AGY_A", body), 400, "malformed-json")
+    assert "'amount_minor' appears twice" in doc["detail"]
+    assert await world.rows(sa.select(EVENTS)) == []
+
+
+async def test_a_timestamp_with_an_offset_is_accepted_in_utc(world: World) -> None:
+    envelope = example_for(world, "payment.reported", paid_at="2026-03-02T17:00:00+08:00")
+    answer = await world.post("AGY_A", json.dumps(envelope).encode())
+    assert answer.status == 200, answer.body
+
+
 async def test_an_event_for_another_agencys_placement_is_403_and_changes_nothing(
     world: World,
 ) -> None:
