@@ -246,6 +246,10 @@ async def active_user(db: Database, name: str) -> User:
     return User(row.id, row.name, row.role)
 
 
+LOGIN_LOCK_KEY = 0x4556_4C4F_4701_0010
+"""PostgreSQL advisory lock that makes the throttle check and the attempt's record one step."""
+
+
 async def login(
     db: Database,
     name: str,
@@ -257,53 +261,68 @@ async def login(
     window: timedelta,
 ) -> User:
     """Check a login; every attempt is recorded. Raise LoginThrottled when the name or the
-    address has failed too often recently, LoginRefused for a wrong name or password."""
+    address has failed too often recently, LoginRefused for a wrong name or password.
+
+    The attempt is counted before the password is checked, in the same serialised step as the
+    throttle check (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), and
+    recorded as failed until the password proves right: forty parallel guesses get no more
+    tries than forty guesses one after another."""
     name = name.strip()[:64]
     remote = remote[:64]
-    async with db.snapshot() as conn:
-        if await _throttled(conn, name, remote, now - window, max_failures):
-            throttled = True
-            row = None
-        else:
-            throttled = False
-            row = (
+    async with db.transaction() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(LOGIN_LOCK_KEY)))
+        throttled = await _throttled(conn, name, remote, now - window, max_failures)
+        attempt_id = (
+            await conn.execute(
+                ATTEMPTS.insert()
+                .values(name=name, remote=remote, succeeded=False, at=now)
+                .returning(ATTEMPTS.c.id)
+            )
+        ).scalar_one()
+        row = (
+            None
+            if throttled
+            else (
                 await conn.execute(
                     sa.select(U.id, U.name, U.role, U.password_hash, U.disabled).where(
                         U.name == name
                     )
                 )
             ).first()
-    ok = False
-    if not throttled:
-        # Unknown names cost a hash check too, so timing does not reveal which names exist.
-        encoded = row.password_hash if row is not None else _DUMMY_HASH
-        matches = await asyncio.to_thread(verify_password, password, encoded)
-        ok = matches and row is not None and not row.disabled
-    async with db.transaction() as conn:
-        await conn.execute(
-            ATTEMPTS.insert(), [{"name": name, "remote": remote, "succeeded": ok, "at": now}]
         )
     if throttled:
         minutes = int(window.total_seconds() // 60)
         raise LoginThrottled(
-            f"too many failed logins; try again in up to {minutes} minutes or ask an admin"
+            f"too many failed logins for this name or from this address in the last {minutes} "
+            "minutes; logins stay refused until fewer have failed in that time"
         )
-    if not ok or row is None:
+    # Unknown names cost a hash check too, so timing does not reveal which names exist.
+    encoded = row.password_hash if row is not None else _DUMMY_HASH
+    matches = await asyncio.to_thread(verify_password, password, encoded)
+    if not matches or row is None or row.disabled:
         raise LoginRefused()
+    async with db.transaction() as conn:
+        await conn.execute(
+            ATTEMPTS.update().where(ATTEMPTS.c.id == attempt_id).values(succeeded=True)
+        )
     return User(row.id, row.name, row.role)
 
 
 async def _throttled(
     conn: AsyncConnection, name: str, remote: str, since: datetime, limit: int
 ) -> bool:
+    """Too many failures in the window: for the name, since its last success; for the address,
+    all of them (another account's success from the same address resets nothing)."""
     a = ATTEMPTS.c
-    for column, value, allowed in ((a.name, name, limit), (a.remote, remote, limit * 4)):
-        last_ok = (
-            await conn.execute(
-                sa.select(sa.func.max(a.at)).where(column == value, a.succeeded.is_(True))
-            )
-        ).scalar()
-        start = max(since, last_ok) if last_ok is not None else since
+    last_ok = (
+        await conn.execute(sa.select(sa.func.max(a.at)).where(a.name == name, a.succeeded))
+    ).scalar()
+    name_since = max(since, last_ok) if last_ok is not None else since
+    for column, value, start, allowed in (
+        (a.name, name, name_since, limit),
+        (a.remote, remote, since, limit * 4),
+    ):
         failures = (
             await conn.execute(
                 sa.select(sa.func.count()).where(
@@ -317,6 +336,7 @@ async def _throttled(
 
 
 __all__ = [
+    "LOGIN_LOCK_KEY",
     "MIN_PASSWORD_CHARS",
     "NAME_PATTERN",
     "LoginRefused",
