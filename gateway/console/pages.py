@@ -7,7 +7,7 @@ the case page reveals it on an explicit, audited POST for roles allowed to see i
 
 import secrets
 from datetime import timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -43,8 +43,15 @@ def _see_other(location: str) -> web.Response:
 
 
 def _local(target: str | None) -> str:
-    """Only same-site paths are followed after login (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+    """Only a path on this site is followed after login (no open redirect). Browsers read
+    ``\\`` as ``/`` and drop tabs and newlines inside a URL, so ``/\\evil.example/`` and
+    ``/<TAB>/evil.example/`` would leave the site: any such character, a scheme, a host or a
+    path that does not start with exactly one ``/`` sends the user home instead."""
+    if not target or "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return "/"
+    parts = urlsplit(target)
+    path_ok = parts.path.startswith("/") and not parts.path.startswith("//")
+    if parts.scheme or parts.netloc or not path_ok:
         return "/"
     return target
 

@@ -116,12 +116,12 @@ class Session:
     client: Client
     csrf: str = ""
 
-    async def login(self, name: str, password: str) -> Any:
+    async def login(self, name: str, password: str, next_: str = "/") -> Any:
         page = await self.client.get("/login")
         [token] = LOGIN_TOKEN.findall(await page.text())
         response = await self.client.post(
             "/login",
-            data={"login_token": token, "name": name, "password": password, "next": "/"},
+            data={"login_token": token, "name": name, "password": password, "next": next_},
             allow_redirects=False,
         )
         if response.status == 303:
@@ -270,6 +270,28 @@ async def test_wrong_passwords_are_refused_then_rate_limited(console: Console) -
     assert "too many failed logins" in await throttled.text()
     attempts = await console.all(sa.select(ATTEMPTS.c.name, ATTEMPTS.c.succeeded))
     assert ("olga", True) not in attempts and len(attempts) == 7
+
+
+@pytest.mark.parametrize(
+    ("target", "lands"),
+    [
+        ("/mismatches?kind=missing_ack", "/mismatches?kind=missing_ack"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example/", "/"),
+        ("/\t/evil.example/", "/"),
+        ("/\n/evil.example/", "/"),
+        ("\\\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+        ("evil.example", "/"),
+    ],
+)
+async def test_login_follows_next_only_to_a_path_on_this_site(
+    console: Console, target: str, lands: str
+) -> None:
+    session = Session(await console.client())
+    response = await session.login("olga", PASSWORD, next_=target)
+    assert (response.status, response.headers["Location"]) == (303, lands)
 
 
 async def test_login_form_without_its_token_is_refused(console: Console) -> None:
