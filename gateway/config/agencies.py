@@ -4,9 +4,11 @@
 ``file: key: reason``; the process refuses to start on any of them.
 """
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -48,7 +50,23 @@ class EndpointSection(_Section):
     def _https(self) -> "EndpointSection":
         if self.url.startswith("http://") and not self.allow_plain_http:
             raise ValueError("endpoint must be https:// (set allow_plain_http only for a sandbox)")
+        if self.allow_plain_http and not _is_loopback(urlsplit(self.url).hostname):
+            raise ValueError(
+                "allow_plain_http is for sandboxes on this machine only: the endpoint's host "
+                "must be loopback (127.0.0.0/8, ::1 or localhost); use https:// for an agency"
+            )
         return self
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SigningSection(_Section):

@@ -217,6 +217,29 @@ def test_plain_http_is_accepted_for_a_sandbox_that_says_so(tmp_path: Path) -> No
     assert agency.endpoint.allow_plain_http
 
 
+@pytest.mark.parametrize(
+    "host", ["agency.example", "10.1.2.3", "192.168.0.10", "[2001:db8::1]", "127.0.0.1.example"]
+)
+def test_allow_plain_http_is_refused_for_a_host_off_this_machine(tmp_path: Path, host: str) -> None:
+    text = AGENCY.replace(
+        'url = "https://agency.example/hooks"',
+        f'url = "http://{host}:18091/hooks"\nallow_plain_http = true',
+    )
+    path, problems = agency_problems(tmp_path, text)
+    assert len(problems) == 1 and problems[0].startswith(f"{path}: endpoint: ")
+    assert "loopback" in problems[0]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.3.2.1", "localhost", "[::1]"])
+def test_allow_plain_http_is_accepted_on_loopback(tmp_path: Path, host: str) -> None:
+    text = AGENCY.replace(
+        'url = "https://agency.example/hooks"',
+        f'url = "http://{host}:18091/hooks"\nallow_plain_http = true',
+    )
+    write(tmp_path / "agencies" / "agy_test.toml", text)
+    assert load_agencies(tmp_path / "agencies")["AGY_TEST"].endpoint.allow_plain_http  # type: ignore[union-attr]
+
+
 def test_duplicate_agency_id_names_both_files(tmp_path: Path) -> None:
     first = write(tmp_path / "agencies" / "a.toml", AGENCY)
     second = write(tmp_path / "agencies" / "b.toml", AGENCY.replace("Test Recovery", "Copy"))
