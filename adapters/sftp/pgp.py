@@ -139,7 +139,13 @@ class Pgp:
         result = await asyncio.to_thread(run)
         if not getattr(result, "ok", False):
             raise PgpError(f"gpg could not decrypt: {_status(result)}")
-        signer = getattr(result, "fingerprint", None) if getattr(result, "valid", False) else None
+        # The primary key's fingerprint (VALIDSIG's last field): a signing subkey of the pinned
+        # key signs for it, as gpg itself reports.
+        signer = (
+            getattr(result, "pubkey_fingerprint", None) or getattr(result, "fingerprint", None)
+            if getattr(result, "valid", False)
+            else None
+        )
         if require_signer is not None and (signer or "").upper() != require_signer.upper():
             raise PgpError(
                 f"the file is not signed by the agency's pinned key {require_signer} "

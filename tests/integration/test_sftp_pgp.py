@@ -150,7 +150,9 @@ async def test_placement_files_are_encrypted_to_the_pinned_key_and_signed_by_us(
         await gateway.aclose()
 
 
-def encrypted_result(world: SftpWorld, agency: Party, lender: Party, *, sign: bool) -> bytes:
+def encrypted_result(
+    world: SftpWorld, agency: Party, lender: Party, *, sign: bool, signer: str | None = None
+) -> bytes:
     writer = RecordWriter(world.agency.sftp.layout, "result")
     chunk, _ = writer.write_records(
         [
@@ -164,7 +166,7 @@ def encrypted_result(world: SftpWorld, agency: Party, lender: Party, *, sign: bo
     result = agency.gpg.encrypt(
         writer.start() + chunk,
         [lender.fingerprint],
-        sign=agency.fingerprint if sign else None,
+        sign=(signer or agency.fingerprint) if sign else None,
         always_trust=True,
         armor=False,
     )
@@ -216,5 +218,42 @@ async def test_result_files_encrypted_to_us_and_signed_by_the_agency_are_read(
         assert await pickup.poll_once() == {"failed": 1}
         reason = (world.path("error") / f"{unsigned}.reason.txt").read_text()
         assert agency.fingerprint in reason and "not signed" in reason
+    finally:
+        await gateway.aclose()
+
+
+def add_signing_subkey(party: Party) -> str:
+    """An Ed25519 signing subkey under the party's primary key; its fingerprint."""
+    added = subprocess.run(
+        [
+            *("gpg", "--homedir", str(party.home), "--batch", "--pinentry-mode", "loopback"),
+            *("--passphrase", "", "--quick-add-key", party.fingerprint, "ed25519", "sign", "0"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    [subkey] = [s[2] for s in party.gpg.list_keys()[0]["subkeys"] if "s" in s[1]]
+    return str(subkey)
+
+
+async def test_a_result_signed_by_a_signing_subkey_of_the_pinned_key_is_read(
+    world: SftpWorld, parties: tuple[Party, Party]
+) -> None:
+    agency, lender = parties
+    subkey = add_signing_subkey(agency)
+    # The agency hands over its key again, now with the signing subkey; the pin is unchanged.
+    (world.config_path.parent / "keys" / "agency.asc").write_text(
+        agency.gpg.export_keys(agency.fingerprint)
+    )
+    await seed(world, 1)
+    gateway = world.gateway()
+    try:
+        pickup: Any = (await gateway.dispatcher()).adapters[AGENCY_ID].pickup  # type: ignore[attr-defined]
+        name = f"{AGENCY_ID}_LENDERX_RESULT_20260116_0001.csv.pgp"
+        # "!" makes gpg sign with exactly this subkey, as an agency's signing host would.
+        put(world, name, encrypted_result(world, agency, lender, sign=True, signer=subkey + "!"))
+        assert await pickup.poll_once() == {"done": 1}
     finally:
         await gateway.aclose()
