@@ -16,6 +16,7 @@
   firm's config says so.
 """
 
+import base64
 import csv
 import io
 import json
@@ -30,7 +31,6 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
-from typing import cast
 
 import jinja2
 from pydantic import TypeAdapter
@@ -41,8 +41,6 @@ from schemas.packets import CasePacket, PlacementCreated
 
 WIRE = compat32.clone(linesep="\r\n")
 CASE_PACKET: TypeAdapter[CasePacket] = TypeAdapter(CasePacket)
-
-"""Columns of the reply sheet a firm fills in (CSV/XLSX); see gateway.inbound.sheets."""
 
 LABELS: Mapping[str, Mapping[str, str]] = {
     "zh": {
@@ -316,6 +314,10 @@ def _subtype(filename: str) -> str:
 def attachment_part(attachment: Attachment) -> MIMEBase:
     """The compatible recipe: RFC 2047 ``name`` plus RFC 2231 ``filename``, base64 body."""
     part = MIMEBase(attachment.maintype, attachment.subtype)
+    if attachment.maintype == "text":
+        # Our text attachments (CSV case files, the reply sheet) are UTF-8; without the
+        # charset a standard mail library decodes their Chinese as U+FFFD.
+        part.set_param("charset", "utf-8")
     part.set_payload(attachment.data)
     encoders.encode_base64(part)
     part.set_param("name", Header(attachment.filename, "utf-8").encode())
@@ -357,15 +359,42 @@ def outer_headers(
     headers["To"] = ", ".join(to)
     if cc:
         headers["Cc"] = ", ".join(cc)
-    # compat32 folds a Header object into clean encoded words; typeshed only knows str.
-    headers["Subject"] = cast(str, Header(subject, "utf-8"))
-    headers["Date"] = format_datetime(date)
-    headers["Message-ID"] = message_id
-    headers["X-Gateway-Ref"] = ref
+    head = headers.as_bytes(policy=WIRE)
+    tail = Message()
+    tail["Date"] = format_datetime(date)
+    tail["Message-ID"] = message_id
+    tail["X-Gateway-Ref"] = ref
     if possible_duplicate:
-        headers["X-Gateway-Possible-Duplicate"] = "yes"
-    block = headers.as_bytes(policy=WIRE)
-    return block[: block.index(b"\r\n\r\n") + 2]
+        tail["X-Gateway-Possible-Duplicate"] = "yes"
+    rest = tail.as_bytes(policy=WIRE)
+    subject_line = b"Subject: " + subject_value(subject).encode("ascii") + b"\r\n"
+    return head[: head.index(b"\r\n\r\n") + 2] + subject_line + rest[: rest.index(b"\r\n\r\n") + 2]
+
+
+ENCODED_WORD_MAX = 75
+"""RFC 2047: an encoded word is at most 75 characters, and a line holding one at most 76."""
+
+
+def subject_value(subject: str) -> str:
+    """The Subject's value as it goes on the wire: printable ASCII as it is when it fits one
+    line; otherwise RFC 2047 ``B`` encoded words of UTF-8, each at most 75 characters and
+    every line at most 76 (the first shares its line with ``Subject: ``), never splitting
+    a character. Python's own folding can emit 76-character words and 85-character lines."""
+    if subject.isascii() and subject.isprintable() and len("Subject: ") + len(subject) <= 76:
+        return subject
+    overhead = len("=?utf-8?b??=")
+    room = 76 - len("Subject: ") - overhead
+    words: list[bytes] = []
+    chunk = b""
+    for char in subject:
+        encoded = char.encode("utf-8")
+        if chunk and 4 * -(-(len(chunk) + len(encoded)) // 3) > room:
+            words.append(chunk)
+            chunk = b""
+            room = ENCODED_WORD_MAX - overhead  # later lines start with one space
+        chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words)
 
 
 def message_id_for(ref: str, domain: str) -> str:
@@ -391,5 +420,6 @@ __all__ = [
     "render_content",
     "reply_form",
     "reply_sheet",
+    "subject_value",
     "tag_for",
 ]

@@ -4,6 +4,7 @@ import csv
 import email
 import io
 import json
+import re
 from datetime import UTC, date, datetime
 from email.policy import default as default_policy
 from pathlib import Path
@@ -279,3 +280,43 @@ def test_chinese_headers_and_names_round_trip_in_both_encodings():
     # filename*= for the rest.
     assert raw.count(b'name="=?utf-8?b?') == len(names) == 3
     assert raw.count(b"filename*=utf-8''") == 3
+    # A standard mail library reads the CSV attachments' Chinese: they say their charset.
+    sheets = [p for p in message.walk() if p.get_content_type() == "text/csv"]
+    assert sheets and all(p.get_content_charset() == "utf-8" for p in sheets)
+    assert all("\ufffd" not in p.get_content() for p in sheets)
+    assert any("委托编号" in p.get_content() or "placement_id" in p.get_content() for p in sheets)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "【委托】案件 PL-AC1192070168-1 逾期贷款委托催收 张三 M3 人民币 12,345.67 元 请查收",
+        "[Case PL-AC1192070168-1] " + "referral " * 12,
+        "短",
+        "案" * 200,
+        "mixed 混合 😀 emoji and ümlauts " * 4,
+    ],
+)
+def test_the_subject_is_folded_within_rfc_2047s_limits_and_reads_back(subject: str) -> None:
+    headers = outer_headers(
+        from_address="legal@lender.test",
+        from_name="贷方法务部",
+        to=["intake@zhengyi.test"],
+        cc=[],
+        subject=subject,
+        message_id=message_id_for("pkt_1", "lender.test"),
+        date=NOW,
+        ref="pkt_1",
+        possible_duplicate=False,
+    )
+    assert headers.isascii()
+    block = headers.decode("ascii")
+    subject_lines = block[block.index("Subject:") :].split("\r\n")
+    subject_lines = subject_lines[
+        : 1 + next(i for i, line in enumerate(subject_lines[1:]) if not line.startswith(" "))
+    ]
+    assert all(len(line) <= 76 for line in subject_lines), subject_lines
+    words = re.findall(r"=\?[^?]+\?[bBqQ]\?[^?]*\?=", "".join(subject_lines))
+    assert all(len(word) <= 75 for word in words), [len(w) for w in words]
+    message = email.message_from_bytes(headers + b"\r\n", policy=default_policy)
+    assert message["subject"] == subject
