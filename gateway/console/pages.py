@@ -56,8 +56,16 @@ def _local(target: str | None) -> str:
     return target
 
 
-async def login_form(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
-    """The login page, with a login CSRF token (double-submit cookie)."""
+async def login_form(
+    request: web.Request,
+    *,
+    error: str = "",
+    status: int = 200,
+    name: str = "",
+    next_: str | None = None,
+) -> web.Response:
+    """The login page, with a login CSRF token (double-submit cookie). After a failed attempt
+    it keeps the name typed and where the user was going."""
     services = _services(request)
     token = secrets.token_urlsafe(24)
     response = render(
@@ -66,7 +74,8 @@ async def login_form(request: web.Request, *, error: str = "", status: int = 200
         status=status,
         error=error,
         login_token=token,
-        next=_local(request.query.get("next")),
+        next=_local(next_ if next_ is not None else request.query.get("next")),
+        name=name,
     )
     response.set_cookie(
         LOGIN_COOKIE,
@@ -92,10 +101,11 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     ):
         return await login_form(request, error="The login form expired; try again.", status=403)
     settings = services.settings
+    typed = {"name": str(form.get("name", ""))[:64], "next_": str(form.get("next", "/"))}
     try:
         user = await accounts.login(
             services.db,
-            str(form.get("name", "")),
+            typed["name"],
             str(form.get("password", "")),
             remote=remote_of(request),
             now=services.auth.now(),
@@ -103,9 +113,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             window=timedelta(minutes=settings.login_window_minutes),
         )
     except accounts.LoginThrottled as exc:
-        return await login_form(request, error=str(exc), status=429)
+        return await login_form(request, error=str(exc), status=429, **typed)
     except accounts.LoginRefused as exc:
-        return await login_form(request, error=str(exc), status=401)
+        return await login_form(request, error=str(exc), status=401, **typed)
     await services.auth.end_session(request)  # a login never continues an older session
     token = await services.auth.start_session(user, request)
     response = _see_other(_local(str(form.get("next", "/"))))

@@ -14,11 +14,19 @@ from gateway.console import case_evidence, pages
 from gateway.console.api import add_api_routes
 from gateway.console.rendering import static_file
 from gateway.console.services import CONSOLE_KEY, ConsoleServices
+from gateway.console.sessions import harden
 
 
 def add_console(app: web.Application, services: ConsoleServices) -> None:
     """Register the console's pages, static files and JSON API on ``app``."""
     app[CONSOLE_KEY] = services
+
+    async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+        # Every answer of the app, a 404 for an unknown path included, not only the
+        # console's own pages.
+        harden(response, secure=services.auth.secure(request))
+
+    app.on_response_prepare.append(security_headers)
     router = app.router
     router.add_get("/login", pages.login_form)
     router.add_post("/login", pages.login_submit)

@@ -217,6 +217,33 @@ async def test_login_sets_a_hardened_session_cookie_and_security_headers(console
     assert value not in {row[0] for row in sessions}
 
 
+@pytest.mark.parametrize("path", ["/no-such-page", "/mismatches/999999999", "/static/nope.css"])
+async def test_every_answer_carries_the_security_headers_even_a_404(
+    console: Console, path: str
+) -> None:
+    session = Session(await console.client())
+    await session.login("olga", PASSWORD)
+    response = await session.client.get(path)
+    assert response.status == 404
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_a_failed_login_keeps_the_name_and_where_the_user_was_going(
+    console: Console,
+) -> None:
+    session = Session(await console.client())
+    response = await session.login("olga", "wrong password!!", next_="/agencies")
+    assert response.status == 401
+    page = await response.text()
+    assert 'name="name" value="olga"' in page
+    assert 'name="next" value="/agencies"' in page
+    assert (await session.login("olga", PASSWORD, next_="/agencies")).headers["Location"] == (
+        "/agencies"
+    )
+
+
 async def test_cookies_are_secure_over_https(
     console: Console, aiohttp_server: AiohttpServer, tmp_path: Path
 ) -> None:
