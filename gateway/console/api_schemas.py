@@ -213,6 +213,12 @@ SCHEMAS: JsonObject = {
                 "`webhook_id` is its id there (the webhook id, the mail's Message-ID, a "
                 "file's hash).",
             },
+            "agency_text": {
+                "type": "array",
+                "items": {"type": "array", "items": STR, "minItems": 2, "maxItems": 2},
+                "description": "event: the free text the agency wrote (their case reference, a "
+                "reason, a complaint summary, a court), as [label, text] pairs, unchanged.",
+            },
             "reply_signature": {
                 "type": ["object", "null"],
                 "description": "event from an email reply: the verdict on the firm's S/MIME "

@@ -102,6 +102,31 @@ async def _leaf_seqs(conn: AsyncConnection, kind: str, refs: list[str]) -> dict[
     return {ref: seq for ref, seq in found.all()}
 
 
+AGENCY_TEXT: tuple[tuple[str, str], ...] = (
+    ("agency_case_ref", "their case ref"),
+    ("reason", "reason"),
+    ("summary", "summary"),
+    ("channel", "channel"),
+    ("court", "court"),
+    ("court_case_number", "court case no."),
+    ("reference", "their reference"),
+)
+"""The free text an agency may write in an event, as (field, label): shown on the timeline as
+the agency wrote it (escaped by the template), never interpreted."""
+
+
+def agency_text(data: str | None) -> list[tuple[str, str]]:
+    """(label, text) of the free-text fields present in an event's stored ``data``."""
+    fields = loads(data) or {}
+    if not isinstance(fields, dict):
+        return []
+    return [
+        (label, str(fields[key]))
+        for key, label in AGENCY_TEXT
+        if isinstance(fields.get(key), str) and fields[key]
+    ]
+
+
 async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
     """The case (without personal data), its placements and mismatches, and every timeline
     entry in order; raise NotFound for an unknown case."""
@@ -180,6 +205,7 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
          "reply_signature": None if v["sig"] is None else {
              "status": v["sig"], "signer_sha256": v["signer"]},
          "evidence_seq": inbound_seqs.get(f"inbound:{v['inbound_id']}"),
+         "agency_text": agency_text(v["data"]),
          **_pick(v, "placement_id", "agency_id", "event_type", "occurred_at", "amount_minor",
                  "currency")}
         for v in events
@@ -198,4 +224,4 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
     }
 
 
-__all__ = ["case_timeline", "history", "loads", "rows"]
+__all__ = ["AGENCY_TEXT", "agency_text", "case_timeline", "history", "loads", "rows"]

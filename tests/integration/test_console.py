@@ -796,6 +796,25 @@ async def test_the_case_timeline_shows_every_packet_receipt_event_and_action(
     assert item.payload_sha256[:16] in html and m.placement_id in html
 
 
+async def test_what_the_agency_wrote_is_on_the_timeline_escaped(console: Console) -> None:
+    [(placement_id, case_id, _balance), *_] = console.world.placements["AGY_ALPHA"]
+    summary = '<script>alert("x")</script> 借款人投诉催收员态度恶劣'
+    status = await console.world.post_event(
+        "AGY_ALPHA",
+        "complaint.received",
+        {"placement_id": placement_id, "channel": "12378 hotline", "summary": summary},
+    )
+    assert status == 200
+    operator = await console.login("olga")
+    timeline = await (await operator.api("GET", f"/cases/{case_id}/timeline")).json()
+    [complaint] = [e for e in timeline["entries"] if e.get("event_type") == "complaint.received"]
+    assert ["summary", summary] in complaint["agency_text"]
+    assert ["channel", "12378 hotline"] in complaint["agency_text"]
+    html = await (await operator.client.get(f"/cases/{case_id}")).text()
+    assert "借款人投诉催收员态度恶劣" in html and "12378 hotline" in html
+    assert "<script>alert" not in html and "&lt;script&gt;alert" in html
+
+
 async def test_personal_data_is_masked_and_each_reveal_is_audited(console: Console) -> None:
     gateway = console.world.gateway
     mismatch_id = await console.world.mismatch_id("ack_balance_differs")
