@@ -18,9 +18,10 @@ from gateway.cli.context import console, err_console, open_gateway, run_async
 async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) -> None:
     """Import overdue accounts from FILE (CSV or JSON Lines), streaming.
 
-    Bad rows are reported with file, line and field and skipped (unless --strict).
-    Importing the same file again changes nothing; a changed balance of a placed case
-    queues a placement.amended packet to its agency.
+    Bad rows are reported with file, line and every bad field, and skipped (unless
+    --strict); the command then exits 1, so a script notices. Importing the same file
+    again changes nothing; a changed balance of a placed case queues a placement.amended
+    packet to its agency. The file format is in README ("Intake file").
     """
     from gateway.intake.service import import_file
 
@@ -61,6 +62,8 @@ async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) ->
     }
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        if report.rejected:
+            ctx.exit(1)
         return
     for error in report.errors[:20]:
         err_console.print(f"  [yellow]rejected[/] {error}", highlight=False)
@@ -71,6 +74,8 @@ async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) ->
         f"{report.unchanged} unchanged, {report.amended} amendments queued, "
         f"{report.rejected} rejected"
     )
+    if report.rejected:
+        ctx.exit(1)
 
 
 COMMANDS: list[click.Command] = [intake]

@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -61,9 +61,13 @@ class RowError:
     message: str
     source: str
     fatal: bool = False
+    more: tuple[tuple[str, str], ...] = ()
+    """Every other bad field of the same line, as (field, message): one pass over the file
+    shows the lender everything to fix."""
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line}: {self.field}: {self.message}"
+        problems = [(self.field, self.message), *self.more]
+        return f"{self.source}:{self.line}: " + "; ".join(f"{f}: {m}" for f, m in problems)
 
 
 def detect_format(path: str | Path) -> Format:
@@ -117,11 +121,16 @@ def _has_bad_bytes(value: str) -> bool:
     return False
 
 
-def _translate(exc: ValidationError) -> tuple[str, str]:
-    """The first pydantic error as (field, message), in words a lender's analyst can act on."""
+def _translate(exc: ValidationError) -> list[tuple[str, str]]:
+    """Every pydantic error as (field, message), in words a lender's analyst can act on."""
     errors = exc.errors(include_url=False, include_input=False)
-    # A misspelt key shows up as "unknown" and "missing"; the unknown one names the cause.
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    # A misspelt key shows up as "unknown" and "missing"; the unknown one names the cause,
+    # so it comes first.
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+    return [_words(err) for err in errors]
+
+
+def _words(err: Any) -> tuple[str, str]:
     loc = err["loc"]
     field = str(loc[0]) if loc else "-"
     kind = err["type"]
@@ -147,8 +156,8 @@ class _Validator:
         try:
             account = IntakeAccount.model_validate(data)
         except ValidationError as exc:
-            field, message = _translate(exc)
-            return RowError(line, field, message, self.source)
+            (field, message), *more = _translate(exc)
+            return RowError(line, field, message, self.source, more=tuple(more))
         first = self._first_seen.setdefault(account.account_id, line)
         if first != line:
             return RowError(

@@ -2,6 +2,8 @@
 tmp_path with the repository's config copied there and the database pointed at it."""
 
 import asyncio
+import csv
+import io
 import json
 import os
 import re
@@ -311,6 +313,30 @@ def test_intake_and_allocate_again_change_nothing(placed_copy: Path) -> None:
     allocation = cli(placed_copy, "allocate", "--json").json()
     assert isinstance(allocation, dict)
     assert allocation["placed"] == 0
+
+
+def test_intake_with_rejected_rows_exits_1_naming_every_bad_field(keyed_copy: Path) -> None:
+    assert cli(keyed_copy, "db", "upgrade").code == 0
+    [good, bad] = generate_accounts(2, seed=5, as_of=date(2026, 3, 1))
+    write_csv([good, bad], keyed_copy / "acc.csv")
+    text = (keyed_copy / "acc.csv").read_text()
+    lines = text.splitlines(keepends=True)
+    header = lines[0].strip().split(",")
+    cells = next(csv.reader([lines[2]]))
+    cells[header.index("dpd")] = "forty"
+    cells[header.index("credit_grade")] = "Z"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(cells)
+    (keyed_copy / "acc.csv").write_text(lines[0] + lines[1] + out.getvalue())
+    result = cli(keyed_copy, "intake", "acc.csv", "--json")
+    assert_clean_failure(result, 1)
+    report = json.loads(result.stdout)
+    assert (report["inserted"], report["rejected"]) == (1, 1)
+    [error] = report["errors"]
+    assert "acc.csv:3: " in error and "dpd: " in error and "credit_grade: " in error
+    plain = cli(keyed_copy, "intake", "acc.csv")
+    assert_clean_failure(plain, 1)
+    assert "1 rejected" in plain.output
 
 
 def test_mismatches_list_json_is_valid(placed_copy: Path) -> None:

@@ -136,6 +136,16 @@ def test_bad_rows_report_exact_line_and_field_and_never_the_value() -> None:
     assert all(not e.fatal for e in errors)
 
 
+def test_every_bad_field_of_a_line_is_reported_at_once() -> None:
+    rows = [account(account_id="B1", dpd="forty", credit_grade="Z", balance_minor="-5")]
+    [error] = errors_of(read_csv_bytes(csv_text(rows).encode(), source="in.csv"))
+    fields = [error.field, *(f for f, _ in error.more)]
+    assert sorted(fields) == ["balance_minor", "credit_grade", "dpd"]
+    text = str(error)
+    assert text.startswith("in.csv:2: ")
+    assert all(f"{f}: " in text for f in fields) and text.count("; ") == 2
+
+
 def test_an_amount_too_large_for_the_store_is_a_row_error() -> None:
     """Amounts stop at 15 digits of minor units (schemas.base.MAX_MINOR), so a stray value
     is refused on its line rather than failing the database write of the whole import."""
