@@ -28,7 +28,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -223,13 +223,14 @@ def _formatter(
         text_value = str(value)
         if layout.timestamp_format == ISO_TIMESTAMP and len(text_value) == 20:
             return text_value
-        moment = datetime.fromisoformat(text_value).astimezone(UTC)
+        moment = datetime.fromisoformat(text_value).astimezone(zone)
         return moment.strftime(layout.timestamp_format)
 
     def boolean(value: Any, _record: Mapping[str, Any]) -> str:
         return "" if value is None else ("true" if value else "false")
 
     separator = spec.separator or layout.list_separator
+    zone = layout.zone
 
     def listing(value: Any, _record: Mapping[str, Any]) -> str:
         if value is None:

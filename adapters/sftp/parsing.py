@@ -65,6 +65,7 @@ def _parser(spec: ColumnSpec, layout: LayoutSection) -> Parser:
     # faster than strptime, once the text has exactly their shape.
     iso_date = layout.date_format == ISO_DATE
     iso_timestamp = layout.timestamp_format == ISO_TIMESTAMP
+    zone = layout.zone  # times without an offset are in the layout's zone
 
     def day(value: str) -> Any:
         text = value.strip()
@@ -85,7 +86,7 @@ def _parser(spec: ColumnSpec, layout: LayoutSection) -> Parser:
         except ValueError:
             raise ValueError(f"not a time in the format {layout.timestamp_format}") from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
+            moment = moment.replace(tzinfo=zone)
         try:
             return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
         except OverflowError:

@@ -17,9 +17,11 @@ These models only describe a layout: adapters/sftp/layouts.py writes records wit
 adapters/sftp/parsing.py reads them back.
 """
 
+from datetime import UTC, tzinfo
 from typing import Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RecordKind = Literal[
     "placement.created",
@@ -195,6 +197,11 @@ class LayoutSection(_Section):
     line_ending: Literal["lf", "crlf"] = "lf"
     date_format: str = "%Y-%m-%d"
     timestamp_format: str = "%Y-%m-%dT%H:%M:%SZ"
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="the zone of times written without an offset (the lender's by default); "
+        "a format ending in a literal Z is UTC, one with %z carries its offset",
+    )
     money_format: Literal["decimal", "minor"] = Field(
         default="decimal", description="decimal: 1234.56; minor: 123456 (integer minor units)"
     )
@@ -204,6 +211,23 @@ class LayoutSection(_Section):
         default=False, description="end data files with a TRAILER record (count, total)"
     )
     columns: dict[RecordKind, tuple[ColumnSpec, ...]] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+        return value
+
+    @property
+    def zone(self) -> tzinfo:
+        """Where a time without an offset is: UTC for a format that ends in a literal ``Z``
+        (the default ISO form says so itself), else ``timezone``."""
+        if self.timestamp_format.endswith("Z") and not self.timestamp_format.endswith("%Z"):
+            return UTC
+        return ZoneInfo(self.timezone)
 
     def columns_for(self, kind: RecordKind) -> tuple[ColumnSpec, ...]:
         return self.columns.get(kind) or DEFAULT_COLUMNS[kind]

@@ -517,3 +517,65 @@ def test_a_result_file_written_before_method_and_reference_existed_still_reads()
     assert parse(result_layout(), "result", renamed.encode()) == [
         RowError(2, "row", "21 cells, the layout has 23")
     ]
+
+
+def test_times_without_a_zone_marker_are_written_and_read_in_the_layouts_zone() -> None:
+    """A Beijing agency writes 17:30 for 09:30 UTC: the layout's zone (the lender's, by
+    default) says so both ways, so contacts are not shifted by 8 hours."""
+    layout = LayoutSection(timestamp_format="%Y-%m-%d %H:%M:%S")
+    assert layout.timezone == "Asia/Shanghai"
+    data = render(layout, "placement.created", [created(1)])
+    assert "2026-01-15 16:30:00" in data.decode()  # PLACED is 08:30 UTC
+    [row] = result_csv(
+        cells(
+            EVENT_TYPE="contact.attempted",
+            EVENT_TIME="2026-01-16 17:30:00",
+            PLACEMENT_ID="PL-1",
+            CHANNEL="call",
+            OUTCOME="reached",
+            ATTEMPTED_AT="2026-01-16 23:05:00",
+        ),
+        layout=result_layout(timestamp_format="%Y-%m-%d %H:%M:%S"),
+    )
+    assert isinstance(row, ParsedRecord)
+    assert row.record["timestamp"] == "2026-01-16T09:30:00Z"
+    assert row.record["data"]["attempted_at"] == "2026-01-16T15:05:00Z"  # 23:05 in Beijing
+
+
+@pytest.mark.parametrize(
+    ("overrides", "written", "read_back"),
+    [
+        ({"timezone": "UTC"}, "2026-01-15 08:30:00", "2026-01-16T17:30:00Z"),
+        (
+            {"timestamp_format": "%Y-%m-%dT%H:%M:%SZ"},
+            "2026-01-15T08:30:00Z",
+            "2026-01-16T17:30:00Z",
+        ),
+        (
+            {"timestamp_format": "%Y-%m-%d %H:%M:%S%z"},
+            "2026-01-15 16:30:00+0800",
+            "2026-01-16T09:30:00Z",
+        ),
+    ],
+    ids=["utc-zone", "iso-z-is-utc", "offset-honoured"],
+)
+def test_a_zone_marker_or_a_utc_layout_is_honoured(
+    overrides: dict[str, str], written: str, read_back: str
+) -> None:
+    layout = LayoutSection(**{"timestamp_format": "%Y-%m-%d %H:%M:%S", **overrides})
+    assert written in render(layout, "placement.created", [created(1)]).decode()
+    stamp = {
+        "%Y-%m-%dT%H:%M:%SZ": "2026-01-16T17:30:00Z",
+        "%Y-%m-%d %H:%M:%S%z": "2026-01-16 17:30:00+0800",
+    }
+    text = stamp.get(layout.timestamp_format, "2026-01-16 17:30:00")
+    [row] = result_csv(
+        cells(EVENT_TYPE="placement.rejected", EVENT_TIME=text, PLACEMENT_ID="PL-1", REASON="dup"),
+        layout=result_layout(**{"timestamp_format": "%Y-%m-%d %H:%M:%S", **overrides}),
+    )
+    assert isinstance(row, ParsedRecord) and row.record["timestamp"] == read_back
+
+
+def test_an_unknown_zone_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="unknown time zone"):
+        LayoutSection(timezone="Mars/Olympus")
