@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from adapters.sftp.layouts import (
@@ -319,6 +320,29 @@ def _read_jsonl(stream: IO[bytes]) -> Iterator[ParsedRecord | RowError | Trailer
         yield ParsedRecord(line, record)
 
 
+_TAIL_BYTES = 64 * 1024
+
+
+def cut_off(path: Path, layout: LayoutSection) -> str | None:
+    """Why a data file looks cut off, or None: its last line has no line ending, or a layout
+    with trailers has no trailer after the last record. For files taken without a marker or
+    manifest, whose readiness is only a guess: such a file is refused whole, never applied
+    in part."""
+    size = path.stat().st_size
+    if size == 0:
+        return None
+    with path.open("rb") as stream:
+        stream.seek(max(0, size - _TAIL_BYTES))
+        tail = stream.read()
+    if not tail.endswith(b"\n"):
+        return "its last line has no line ending: the file looks cut off"
+    if layout.trailer and layout.format != "jsonl":
+        last = tail.rstrip(b"\r\n").rsplit(b"\n", 1)[-1].lstrip(b"\xef\xbb\xbf")
+        if not last.startswith(TRAILER_TAG.encode("ascii")):
+            return f"it does not end with a {TRAILER_TAG} record: the file looks cut off"
+    return None
+
+
 def read_records(
     stream: IO[bytes], layout: LayoutSection, kind: RecordKind
 ) -> Iterator[ParsedRecord | RowError | Trailer]:
@@ -331,4 +355,8 @@ def read_records(
     return _read_csv(stream, layout, reader)
 
 
-__all__ = ["column_for", "read_records"]
+__all__ = [
+    "column_for",
+    "cut_off",
+    "read_records",
+]

@@ -23,6 +23,7 @@ One ``poll_once`` opens one session on the agency's server and:
    ``archive/YYYY/MM/DD/``, or to ``error/`` with ``NAME.reason.txt`` when no row was good.
 """
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from adapters.sftp.batches import (
     read_manifest,
     remote_path,
 )
+from adapters.sftp.parsing import cut_off
 from adapters.sftp.pgp import Pgp, PgpError
 from gateway.allocation.agencies import set_endpoint_disabled
 from gateway.clock import to_datetime
@@ -65,6 +67,8 @@ class _Claim:
     name: str
     kind: str
     path: str
+    marked: bool
+    """A done marker or manifest said the file was complete (else readiness was a guess)."""
 
 
 class ResultPickup:
@@ -114,8 +118,8 @@ class ResultPickup:
             async with self._remote.session() as session:
                 await self._resume(session, counts)
                 entries = await session.list(self._cfg.folders.results)
-                for entry, kind in await self._ready(entries):
-                    await self._take(session, entry, kind, counts)
+                for entry, kind, marked in await self._ready(entries):
+                    await self._take(session, entry, kind, marked, counts)
         except EndpointGone as exc:
             await set_endpoint_disabled(self._db, self._agency.id, disabled=True, reason=str(exc))
             log.error("result pickup of %s stopped: %s", self._agency.id, exc)
@@ -125,7 +129,7 @@ class ResultPickup:
             counts["errors"] = counts.get("errors", 0) + 1
         return counts
 
-    async def _ready(self, entries: list[RemoteEntry]) -> list[tuple[RemoteEntry, str]]:
+    async def _ready(self, entries: list[RemoteEntry]) -> list[tuple[RemoteEntry, str, bool]]:
         naming, readiness = self._cfg.naming, self._cfg.readiness
         names = {e.name for e in entries}
         candidates = sorted(
@@ -145,11 +149,16 @@ class ResultPickup:
                 and (now - sighting.first_seen).total_seconds() >= readiness.min_age_seconds
             )
             if entry.size >= 1 and (marked or settled):
-                ready.append((entry, kind))
+                ready.append((entry, kind, marked))
         return ready[: readiness.max_files_per_poll]
 
     async def _take(
-        self, session: RemoteSession, entry: RemoteEntry, kind: str, counts: dict[str, int]
+        self,
+        session: RemoteSession,
+        entry: RemoteEntry,
+        kind: str,
+        marked: bool,
+        counts: dict[str, int],
     ) -> None:
         folders = self._cfg.folders
         target = remote_path(folders.processing, entry.name)
@@ -169,7 +178,7 @@ class ResultPickup:
         pickup_id = await store.claim(
             self._db, self._agency.id, entry, kind, worker=self._worker, now=self._now()
         )
-        outcome = await self._process(session, _Claim(pickup_id, entry.name, kind, target))
+        outcome = await self._process(session, _Claim(pickup_id, entry.name, kind, target, marked))
         counts[outcome] = counts.get(outcome, 0) + 1
 
     async def _resume(self, session: RemoteSession, counts: dict[str, int]) -> None:
@@ -198,7 +207,16 @@ class ResultPickup:
                 now=self._now(),
                 row_id=row.id if row is not None and row.state in ("seen", "claimed") else None,
             )
-            outcome = await self._process(session, _Claim(pickup_id, entry.name, kind, path))
+            base = remote_path(self._cfg.folders.results, base_of(entry.name))
+            marked = any(
+                [
+                    await session.stat(base + self._cfg.naming.done_suffix) is not None,
+                    await session.stat(base + MANIFEST_SUFFIX) is not None,
+                ]
+            )
+            outcome = await self._process(
+                session, _Claim(pickup_id, entry.name, kind, path, marked)
+            )
             counts[outcome] = counts.get(outcome, 0) + 1
 
     async def _process(self, session: RemoteSession, claim: _Claim) -> str:
@@ -215,6 +233,13 @@ class ResultPickup:
                 if earlier is not None:
                     return await self._duplicate(session, claim, sha, size, earlier)
                 readable, signed = await self._decrypt(claim, local, plain)
+                if not claim.marked and manifest_count is None:
+                    reason = await asyncio.to_thread(cut_off, readable, self._cfg.layout)
+                    if reason is not None:
+                        raise _FileRefused(
+                            f"{claim.name} was taken without a done marker or manifest, and "
+                            f"{reason}; send it again complete, with a marker"
+                        )
             except _FileRefused as exc:
                 await self._refuse(session, claim, sha, size, str(exc))
                 return "failed"

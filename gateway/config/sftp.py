@@ -113,7 +113,11 @@ class ReadinessSection(_Section):
     poll_interval_seconds: float = Field(default=30, gt=0)
     min_age_seconds: float = Field(default=10, ge=0)
     stable_polls: int = Field(default=2, ge=1, le=10)
-    require_marker: bool = False
+    require_marker: bool = Field(
+        default=True,
+        description="take only files with a done marker or manifest; when false, a file "
+        "stable for stable_polls polls is taken too, and refused whole if it looks cut off",
+    )
     max_files_per_poll: int = Field(default=50, ge=1, le=10_000)
     claim_ttl_seconds: float = Field(default=900, gt=0)
 

@@ -32,7 +32,8 @@ async def world(tmp_path: Path, database_url: str) -> AsyncIterator[SftpWorld]:
     w = await start_world(
         tmp_path,
         database_url,
-        sftp={"readiness": {"min_age_seconds": 0.5, "stable_polls": 2}},
+        # This module tests readiness without markers, which an agency must opt into.
+        sftp={"readiness": {"min_age_seconds": 0.5, "stable_polls": 2, "require_marker": False}},
     )
     yield w
     await w.aclose()
@@ -248,6 +249,49 @@ async def test_a_slow_writer_is_not_taken_before_its_file_is_ready(
     async with gateway.db.connect() as conn:
         pickup_row = (await conn.execute(sa.select(PICKUPS))).one()
     assert pickup_row.rows_ok == len(pids) * 20 and pickup_row.sha256 == sha256_hex(body)
+
+
+async def test_a_stalled_half_written_file_is_refused_whole_never_applied_in_part(
+    world: SftpWorld, gateway: Gateway
+) -> None:
+    pids = await placement_ids(gateway)
+    body = render(world, "result", [contact(p) for p in pids] * 20)
+    cut = body[: len(body) * 7 // 12]
+    assert not cut.endswith(b"\n")
+    name = f"{AGENCY_ID}_LENDERX_RESULT_20260116_0009.csv"
+    (world.path("results") / name).write_bytes(cut)  # the writer stalled mid-line
+    pickup = await pickup_of(gateway)
+    assert await pickup.poll_once() == {}
+    assert await pickup.poll_once() == {}
+    await asyncio.sleep(world.agency.sftp.readiness.min_age_seconds)
+    assert await pickup.poll_once() == {"failed": 1}
+    assert await count(gateway, EVENTS) == 0, "no row of a cut-off file is applied"
+    reason = (world.path("error") / f"{name}.reason.txt").read_text()
+    assert "without a done marker or manifest" in reason and "cut off" in reason
+
+
+async def test_by_default_a_file_without_marker_or_manifest_is_never_taken(
+    tmp_path: Path, database_url: str
+) -> None:
+    w = await start_world(tmp_path, database_url, sftp={"readiness": {"min_age_seconds": 0}})
+    try:
+        assert w.agency.sftp.readiness.require_marker
+        gw = w.gateway()
+        try:
+            await seed(w, 2)
+            pids = await placement_ids(gw)
+            name = f"{AGENCY_ID}_LENDERX_RESULT_20260116_0010.csv"
+            put(w, name, render(w, "result", [contact(p) for p in pids]), marker=False)
+            pickup = await pickup_of(gw)
+            for _ in range(4):
+                assert await pickup.poll_once() == {}
+            assert w.files("results") == [name]
+            put(w, name, render(w, "result", [contact(p) for p in pids]))  # now with a marker
+            assert await pickup.poll_once() == {"done": 1}
+        finally:
+            await gw.aclose()
+    finally:
+        await w.aclose()
 
 
 async def test_the_same_content_under_a_new_name_is_recorded_and_skipped(

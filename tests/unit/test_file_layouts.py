@@ -3,6 +3,7 @@
 import io
 import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from adapters.sftp.layouts import (
     format_money,
     parse_money,
 )
-from adapters.sftp.parsing import read_records
+from adapters.sftp.parsing import cut_off, read_records
 from gateway.config.layouts import ColumnSpec, LayoutSection
 from gateway.dispatch.packets import (
     LEGAL_BASIS,
@@ -579,3 +580,24 @@ def test_a_zone_marker_or_a_utc_layout_is_honoured(
 def test_an_unknown_zone_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="unknown time zone"):
         LayoutSection(timezone="Mars/Olympus")
+
+
+@pytest.mark.parametrize(
+    ("layout", "body", "reason"),
+    [
+        (LayoutSection(), b"A,B\n1,2\n", None),
+        (LayoutSection(), b"A,B\n1,2\n3,", "no line ending"),
+        (LayoutSection(), b"", None),
+        (LayoutSection(trailer=True), b"A,B\n1,2\nTRAILER,1,2\n", None),
+        (LayoutSection(trailer=True), b"A,B\n1,2\n", "TRAILER"),
+        (LayoutSection(trailer=True, line_ending="crlf"), b"A,B\r\n1,2\r\nTRAILER,1,2\r\n", None),
+        (LayoutSection(format="jsonl", trailer=True), b'{"a": 1}\n', None),
+    ],
+)
+def test_a_cut_off_file_is_recognised(
+    tmp_path: Path, layout: LayoutSection, body: bytes, reason: str | None
+) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(body)
+    found = cut_off(path, layout)
+    assert (found is None) if reason is None else (found is not None and reason in found)
