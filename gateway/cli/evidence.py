@@ -130,8 +130,9 @@ def evidence_check_bundle(
     ctx: click.Context, file: Path, keys: tuple[str, ...], as_json: bool
 ) -> None:
     """Check an evidence bundle offline (no database, no configuration): the checkpoint's
-    signature, every leaf's inclusion proof, and every attached byte string against its
-    leaf. Exits 1 on any problem."""
+    signature, every leaf's inclusion proof, every attached byte string against its leaf,
+    and the signed manifest against the whole bundle (nothing stripped, relabelled or
+    dropped). Exits 1 on any problem, malformed input included."""
     from gateway.errors import ConfigError
     from gateway.evidence.bundle import verify_bundle
     from gateway.evidence.signed_note import NoteVerifier
@@ -139,12 +140,17 @@ def evidence_check_bundle(
     try:
         bundle = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise click.BadParameter(f"{file}: not a JSON evidence bundle ({exc})") from None
+        err_console.print(f"{file}: not a JSON evidence bundle ({exc})", highlight=False)
+        ctx.exit(1)
     texts = [Path(k).read_text(encoding="utf-8").strip() if Path(k).is_file() else k for k in keys]
+    own = str(bundle.get("verifier_key")) if isinstance(bundle, dict) else ""
     try:
-        trusted = [NoteVerifier.from_text(t) for t in texts or [str(bundle.get("verifier_key"))]]
+        trusted = [NoteVerifier.from_text(t) for t in texts or [own]]
     except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--key") from None
+        if keys:
+            raise click.BadParameter(str(exc), param_hint="--key") from None
+        err_console.print(f"{file}: the bundle's own key is unusable ({exc})", highlight=False)
+        ctx.exit(1)
     report = verify_bundle(bundle, trusted)
     if as_json:
         click.echo(json.dumps({**report.as_dict(), "own_key": not keys}, indent=2))

@@ -13,10 +13,18 @@ bytes (a packet, an inbound message, a mail), the bytes themselves, so their SHA
 compared with the leaf. Bytes that also carry other cases (a result file, a statement, a
 batch mail) are withheld, with the reason: the bundle must not disclose other debtors.
 
+The bundle as a whole is bound by a *manifest*: a note signed with the lender's key that
+lists the case, its placements, the checkpoint, every entry (seq, kind, ref, leaf hash) and
+what is attached to it (the bytes' SHA-256, or why they are withheld). Stripping attached
+bytes, relabelling the case or dropping an entry leaves every inclusion proof valid, but no
+longer matches the signed manifest.
+
 ``verify_bundle`` (pure) checks a bundle without any database: the checkpoint's signature by
 a trusted key, each leaf's hash and inclusion proof against the checkpoint's root, that the
-leaf body names the kind and ref it is listed under, and each attached byte string against
-the leaf's ``sha256``. ``agency-gateway evidence export CASE`` and ``evidence check-bundle
+leaf body names the kind and ref it is listed under, each attached byte string against
+the leaf's ``sha256``, and the manifest's signature and every line of it against the bundle.
+Malformed input (not an object, null entries, wrong types) is a problem in the report,
+never an exception. ``agency-gateway evidence export CASE`` and ``evidence check-bundle
 FILE --key KEY`` are the two ends.
 
 The proofs come from one streamed read of the log's leaf hashes, the subtree roots they
@@ -54,6 +62,7 @@ from gateway.store.tables import (
 from gateway.store.transfer_tables import FileBatchItem, RemoteFile
 
 FORMAT: Final = "agency-gateway/evidence-bundle/1"
+MANIFEST_FORMAT: Final = "agency-gateway/evidence-bundle-manifest/1"
 LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
 CHECKPOINTS = Checkpoint.__table__  # type: ignore[attr-defined]
 PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
@@ -121,7 +130,7 @@ async def export_case(
         elif isinstance(evidence, str):
             entry["attested"] = {"withheld": evidence}
         entries.append(entry)
-    return {
+    bundle = {
         "format": FORMAT,
         "case_id": case_id,
         "placements": placements,
@@ -130,6 +139,42 @@ async def export_case(
         "verifier_key": verifier.to_text(),
         "entries": entries,
     }
+    bundle["manifest"] = log.sign(manifest_text(bundle))
+    return bundle
+
+
+def manifest_text(bundle: Mapping[str, Any]) -> str:
+    """What the lender signs for a bundle: one fact a line, in the bundle's order. Raises
+    KeyError, TypeError or ValueError for a malformed bundle."""
+    lines = [
+        MANIFEST_FORMAT,
+        f"case {_word(bundle['case_id'])}",
+        "placements " + " ".join(_word(p) for p in bundle["placements"]),
+        f"exported {_word(bundle['exported_at'])}",
+        "checkpoint " + hashlib.sha256(str(bundle["checkpoint"]).encode()).hexdigest(),
+    ]
+    for entry in bundle["entries"]:
+        attested = entry.get("attested") or {}
+        if "bytes_base64" in attested:
+            data = base64.b64decode(str(attested["bytes_base64"]), validate=True)
+            what = "bytes " + hashlib.sha256(data).hexdigest()
+        elif "withheld" in attested:
+            what = "withheld " + _word(attested["withheld"], spaces=True)
+        else:
+            what = "nothing attached"
+        body = str(entry["body"]).encode()
+        lines.append(
+            f"leaf {int(entry['seq'])} {_word(entry['kind'])} {_word(entry['ref'])} "
+            f"{leaf_hash(body).hex()} {what}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _word(value: object, *, spaces: bool = False) -> str:
+    text = str(value)
+    if any(ch < " " for ch in text) or (not spaces and " " in text):
+        raise ValueError(f"{text!r} cannot stand in a manifest line")
+    return text
 
 
 async def _case_refs(
@@ -205,6 +250,16 @@ async def _case_refs(
             )
         )
     )
+    # The conflicting copy of a message (409), kept as evidence: its mismatch names the case.
+    for (theirs,) in await conn.execute(
+        sa.select(MISMATCHES.c.theirs).where(
+            MISMATCHES.c.placement_id.in_(placements),
+            MISMATCHES.c.kind == "conflicting_duplicate",
+        )
+    ):
+        copy_id = json.loads(theirs).get("inbound_id")
+        if isinstance(copy_id, int):
+            named.setdefault(copy_id, set()).update(mine)
     for inbound_id, body in await conn.execute(
         sa.select(INBOUND.c.id, INBOUND.c.body).where(INBOUND.c.id.in_(sorted(named)))
     ):
@@ -257,9 +312,15 @@ class BundleReport:
         }
 
 
-def verify_bundle(bundle: Mapping[str, Any], trusted: Sequence[NoteVerifier]) -> BundleReport:
+def verify_bundle(bundle: object, trusted: Sequence[NoteVerifier]) -> BundleReport:
     """Check ``bundle`` against the ``trusted`` note keys alone (see the module docstring)."""
+    if not isinstance(bundle, Mapping):
+        return BundleReport(problems=["not an evidence bundle: the JSON is not an object"])
     report = BundleReport(case_id=str(bundle.get("case_id", "")))
+    entries = bundle.get("entries")
+    if not isinstance(entries, list):
+        report.problems.append("malformed bundle: entries is not a list")
+        return report
     if bundle.get("format") != FORMAT:
         report.problems.append(f"not an evidence bundle of format {FORMAT}")
         return report
@@ -270,8 +331,11 @@ def verify_bundle(bundle: Mapping[str, Any], trusted: Sequence[NoteVerifier]) ->
         report.problems.append(f"checkpoint: {exc}")
         return report
     report.tree_size = size
-    for entry in bundle.get("entries", []):
+    for n, entry in enumerate(entries):
         report.entries += 1
+        if not isinstance(entry, Mapping):
+            report.problems.append(f"entry {n}: malformed entry (not an object)")
+            continue
         where = f"leaf {entry.get('seq')} ({entry.get('ref')})"
         try:
             body = str(entry["body"]).encode()
@@ -287,17 +351,54 @@ def verify_bundle(bundle: Mapping[str, Any], trusted: Sequence[NoteVerifier]) ->
         if fields.get("kind") != entry.get("kind") or fields.get("ref") != entry.get("ref"):
             report.problems.append(f"{where}: the leaf is {fields.get('kind')} {fields.get('ref')}")
         attested = entry.get("attested") or {}
-        if "withheld" in attested:
+        if not isinstance(attested, Mapping) or not isinstance(fields, Mapping):
+            report.problems.append(f"{where}: malformed entry (attested or body)")
+        elif "withheld" in attested:
             report.withheld += 1
         elif "bytes_base64" in attested:
-            data = base64.b64decode(attested["bytes_base64"])
+            try:
+                data = base64.b64decode(str(attested["bytes_base64"]), validate=True)
+            except ValueError:
+                report.problems.append(f"{where}: the attached bytes are not base64")
+                continue
             if hashlib.sha256(data).hexdigest() != fields.get("sha256"):
                 report.problems.append(f"{where}: the attached bytes do not match the leaf")
             else:
                 report.bytes_checked += 1
     if report.entries == 0:
         report.problems.append("the bundle has no entries")
+    report.problems.extend(_manifest_problems(bundle, trusted))
     return report
 
 
-__all__ = ["FORMAT", "BundleReport", "export_case", "verify_bundle"]
+def _manifest_problems(bundle: Mapping[str, Any], trusted: Sequence[NoteVerifier]) -> list[str]:
+    """The bundle against its signed manifest, line by line (at most a few lines named)."""
+    manifest = bundle.get("manifest")
+    if not isinstance(manifest, str):
+        return ["the bundle has no signed manifest: it cannot be checked as a whole"]
+    try:
+        signed, _names = open_note(manifest, trusted)
+    except EvidenceError as exc:
+        return [f"manifest: {exc}"]
+    try:
+        present = manifest_text(bundle)
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"manifest: the bundle is malformed ({exc})"]
+    if signed == present:
+        return []
+    said, has = signed.splitlines(), present.splitlines()
+    missing = [line for line in said if line not in has]
+    added = [line for line in has if line not in said]
+    problems = [f"the signed manifest says: {line}" for line in missing[:5]]
+    problems += [f"the bundle has, unsigned: {line}" for line in added[:5]]
+    return problems or ["the bundle's entries are not in the order the manifest signed"]
+
+
+__all__ = [
+    "FORMAT",
+    "MANIFEST_FORMAT",
+    "BundleReport",
+    "export_case",
+    "manifest_text",
+    "verify_bundle",
+]

@@ -158,6 +158,11 @@ class EvidenceLog:
     def origin(self) -> str:
         return self._origin
 
+    def sign(self, text: str) -> str:
+        """``text`` as a note signed with the log's key (the lender's), e.g. a bundle's
+        manifest: verifiable with the same published key as the checkpoints."""
+        return sign_note(text, self._signer)
+
     async def checkpoint(self, *, now: datetime) -> Checkpoint | None:
         """Sign a checkpoint over every committed leaf if the tree grew since the last one;
         None if it did not. Raise EvidenceError rather than sign a tree that is not an

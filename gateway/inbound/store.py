@@ -154,7 +154,7 @@ class InboundStore:
             seen: dict[tuple[str, str], tuple[str, InboundResponse]] = {}
             rows: list[dict[str, object]] = []
             row_index: list[int] = []
-            conflicts: list[tuple[int, str]] = []
+            conflicts: list[tuple[int, str, str | None]] = []
             for n, p in enumerate(batch):
                 key = (p.agency_id, p.external_id)
                 first = existing.get(key) or seen.get(key)
@@ -173,7 +173,9 @@ class InboundStore:
                         responses[n] = response
                         continue
                     seen[conflict_key] = (p.sha256, response)
-                    conflicts.append((len(rows), first[0]))
+                    named = event_placement_id(p.event) if p.event is not None else None
+                    held = named if named is not None and owners.get(named) == p.agency_id else None
+                    conflicts.append((len(rows), first[0], held))
                     rows.append(self._row(p, conflict_key[1], "conflict", None, response, now))
                     row_index.append(n)
                     responses[n] = response
@@ -240,17 +242,17 @@ class InboundStore:
                                 f"conflicting_duplicate:inbound:{ids[i]}",
                                 MismatchDraft(
                                     "conflicting_duplicate",
-                                    None,
+                                    placement_id,
                                     f"{rows[i]['agency_id']} re-sent webhook-id "
                                     f"{batch[row_index[i]].external_id} with different content",
                                     {"sha256": first_sha},
-                                    {"sha256": rows[i]["body_sha256"]},
+                                    {"sha256": rows[i]["body_sha256"], "inbound_id": ids[i]},
                                 ),
                                 str(rows[i]["agency_id"]),
                                 None,
                                 None,
                             )
-                            for i, first_sha in conflicts
+                            for i, first_sha, placement_id in conflicts
                         ),
                         now=now,
                     )

@@ -173,3 +173,46 @@ async def test_a_bundle_proves_what_was_sent_and_received_and_tampering_is_caugh
 
     with pytest.raises(NotFound, match="never placed"):
         await export_case(world.db, log, verifier, "AC-NOBODY", now=NOW)
+
+    # The bundle as a whole: every proof stays valid, but the signed manifest disagrees.
+    stripped = copy.deepcopy(bundle)
+    del next(e for e in stripped["entries"] if "bytes_base64" in (e.get("attested") or {}))[
+        "attested"
+    ]
+    relabelled = copy.deepcopy(bundle)
+    relabelled["case_id"] = other_case = world.placement("AGA", 1)[1]
+    dropped = copy.deepcopy(bundle)
+    dropped["entries"].pop()
+    unsigned = copy.deepcopy(bundle)
+    del unsigned["manifest"]
+    for name, spoilt, says in [
+        ("stripped", stripped, "the signed manifest says: leaf"),
+        ("relabelled", relabelled, f"the bundle has, unsigned: case {other_case}"),
+        ("dropped", dropped, "the signed manifest says: leaf"),
+        ("unsigned", unsigned, "no signed manifest"),
+    ]:
+        problems = verify_bundle(spoilt, [verifier]).problems
+        assert any(says in p for p in problems), (name, problems)
+        assert not any("not in the signed tree" in p for p in problems), name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json at all",
+        "[1, 2, 3]",
+        '{"format": "agency-gateway/evidence-bundle/1", "entries": null}',
+        '{"format": "agency-gateway/evidence-bundle/1", "entries": [null, 7, "x"]}',
+        '{"format": "agency-gateway/evidence-bundle/1", "checkpoint": 5, "entries": []}',
+    ],
+)
+def test_check_bundle_names_malformed_input_and_exits_1(tmp_path: Path, text: str) -> None:
+    _, verifier = keys()
+    path = tmp_path / "bundle.json"
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(
+        main, ["evidence", "check-bundle", str(path), "--key", verifier.to_text()]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output

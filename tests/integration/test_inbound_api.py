@@ -22,6 +22,9 @@ from gateway.allocation.placements import PlacementService
 from gateway.clock import ManualClock, to_datetime
 from gateway.config.agencies import BUCKETS, AgencyConfig, parse_agency
 from gateway.config.settings import AllocationSection
+from gateway.evidence.bundle import export_case, verify_bundle
+from gateway.evidence.log import EvidenceLog
+from gateway.evidence.signed_note import NoteSigner, NoteVerifier, generate_key
 from gateway.inbound.service import InboundService, InboundTrust
 from gateway.metrics import Metrics
 from gateway.privacy.pii import PiiKeyRing
@@ -304,8 +307,20 @@ async def test_the_same_id_with_other_bytes_is_a_409_and_a_mismatch(world: World
     assert copy.status == "conflict"
     [mismatch] = await world.mismatches()
     assert (mismatch.kind, mismatch.agency_id) == ("conflicting_duplicate", "AGY_A")
+    # It names the placement and the kept copy, so the case's bundle carries the copy.
+    assert mismatch.placement_id == target.placement_id
+    assert json.loads(mismatch.theirs)["inbound_id"] == copy.id
     placement = await world.placement(target.placement_id)
     assert placement.agency_case_ref == "REF-1", "the conflicting copy changed nothing"
+    signer_text, verifier_text = generate_key("lender.test")
+    log = EvidenceLog(world.db, NoteSigner.from_text(signer_text), "lender.test/evidence")
+    verifier = NoteVerifier.from_text(verifier_text)
+    bundle = await export_case(
+        world.db, log, verifier, target.case_id, now=to_datetime(world.clock.now())
+    )
+    attached = {e["ref"]: e.get("attested") for e in bundle["entries"] if e["kind"] == "inbound"}
+    assert f"inbound:{copy.id}" in attached and "bytes_base64" in attached[f"inbound:{copy.id}"]
+    assert verify_bundle(bundle, [verifier]).ok
 
 
 # -- refusals ---------------------------------------------------------------------------------
