@@ -3,10 +3,13 @@
 One cycle: reap expired leases → drain each batch channel (``BatchChannelAdapter``, e.g.
 SFTP: one batch per agency, gateway.dispatch.batches) → claim batches of the other agencies'
 due items (skipping agencies whose circuit is open or whose endpoint is disabled) → send
-every item concurrently, at most ``concurrency`` at a time per agency → record all outcomes
-of a batch in ONE transaction (gateway.dispatch.records: attempts with receipts, evidence
-leaves, state changes fenced by lease token, the domain hooks, failure handling by error
-type). Two lanes overlap one batch's sending with another's recording.
+every item concurrently, at most ``concurrency`` at a time per agency → record outcomes as
+they complete, by group commit: one writer records, in ONE transaction, whatever outcomes
+finished while its previous commit ran (gateway.dispatch.records: attempts with receipts,
+evidence leaves, state changes fenced by lease token, the domain hooks, failure handling by
+error type). An agency's answer is on record within about one commit of arriving, so a crash
+re-sends only what was truly in flight, not every packet of the batch. Two lanes overlap one
+batch's claim with another's sending and recording.
 """
 
 import asyncio
@@ -180,18 +183,36 @@ class Dispatcher:
             )
         if not items:
             return None
-        outcomes = await self._send_all(items)
-        return await self._recorder.record(outcomes)
+        return await self._send_and_record(items)
 
     async def run_agency_batch(self, agency_id: str, adapter: BatchChannelAdapter) -> DrainStats:
         """Claim the agency's due items (at most ``adapter.batch_limit``), stage them in
         one batch, deliver it and record the outcomes (gateway.dispatch.batches)."""
         return await self._batches.run(agency_id, adapter)
 
-    async def _send_all(self, items: Sequence[ClaimedItem]) -> list[SendOutcome]:
+    async def _send_and_record(self, items: Sequence[ClaimedItem]) -> DrainStats:
+        """Send every item concurrently and record the outcomes as they complete (group
+        commit; see the module docstring)."""
+        done: asyncio.Queue[SendOutcome] = asyncio.Queue()
+        stats = DrainStats()
+
+        async def send(item: ClaimedItem) -> None:
+            done.put_nowait(await self._send_one(item))
+
+        async def record() -> None:
+            left = len(items)
+            while left:
+                group = [await done.get()]
+                while not done.empty():
+                    group.append(done.get_nowait())
+                stats.add(await self._recorder.record(group))
+                left -= len(group)
+
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._send_one(item)) for item in items]
-        return [t.result() for t in tasks]
+            for item in items:
+                tg.create_task(send(item))
+            tg.create_task(record())
+        return stats
 
     async def _send_one(self, item: ClaimedItem) -> SendOutcome:
         adapter = self._adapters[item.agency_id]

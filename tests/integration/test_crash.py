@@ -39,7 +39,7 @@ OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 ROOT = Path(__file__).resolve().parents[2]
 PLACEMENTS = 40
 BATCH = 8
-HOLD_FROM = 12  # the 12th request and later ones wait until the worker is dead
+HOLD_FROM = 6  # the 6th request and later ones wait until the worker is dead
 LEASE_SECONDS = 5
 TIMEOUT = 120.0
 
@@ -53,6 +53,7 @@ class CountingAgency:
 
     keys: list[VerifyingKey] = field(default_factory=list)
     seen: Counter[str] = field(default_factory=Counter)
+    answered: set[str] = field(default_factory=set)
     bodies: dict[str, bytes] = field(default_factory=dict)
     changed_bodies: int = 0
     holding: asyncio.Event = field(default_factory=asyncio.Event)
@@ -69,6 +70,8 @@ class CountingAgency:
             await self.released.wait()
         else:
             await asyncio.sleep(0.05)
+        if not self.released.is_set():
+            self.answered.add(headers.msg_id)
         return web.json_response({"received": headers.msg_id})
 
 
@@ -147,6 +150,10 @@ async def test_a_killed_dispatcher_loses_nothing_and_duplicates_only_what_was_in
         exited = asyncio.ensure_future(first.wait())
         await asyncio.wait([holding, exited], timeout=TIMEOUT, return_when="FIRST_COMPLETED")
         assert agency.holding.is_set(), (tmp_path / "worker-1.log").read_text()
+        # Outcomes are recorded as they complete: every answer the agency gave is on record
+        # while later packets of the same batch are still held (group commit).
+        answered = set(agency.answered)
+        assert await recorded_within(db, answered, seconds=10), "answers wait for the batch"
         first.send_signal(signal.SIGKILL)
         assert await exited == -signal.SIGKILL
 
@@ -169,6 +176,7 @@ async def test_a_killed_dispatcher_loses_nothing_and_duplicates_only_what_was_in
         assert set(agency.seen) == final["delivered"], "every placement reached the agency"
         duplicates = {key for key, n in agency.seen.items() if n > 1}
         assert duplicates <= in_flight, "only packets in flight at the kill may be resent"
+        assert not duplicates & answered, "a packet the agency answered is never sent again"
         assert all(n <= 2 for n in agency.seen.values())
         assert agency.changed_bodies == 0, "a resend carries the same bytes"
         tokens = await _lease_tokens(db)
@@ -180,6 +188,16 @@ async def test_a_killed_dispatcher_loses_nothing_and_duplicates_only_what_was_in
                 worker.kill()
                 await worker.wait()
         await db.dispose()
+
+
+async def recorded_within(db: Database, keys: set[str], *, seconds: float) -> bool:
+    """Whether every one of ``keys`` is ``delivered`` in the outbox within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if keys <= (await outbox_by_state(db)).get("delivered", set()):
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def _lease_tokens(db: Database) -> dict[str, Any]:
