@@ -27,6 +27,7 @@ from gateway.console.sessions import Principal, harden, remote_of
 from gateway.errors import GatewayError, NotFound
 from gateway.reconciliation.kinds import SEVERITY
 from gateway.reporting.scorecards import DEFAULT_DAYS, period, rate, scorecards
+from gateway.resolutions.facts import count_matching
 from gateway.resolutions.rules import ACTIONS, ROLES, ActionRefused, MismatchFilter
 from gateway.store.tables import Mismatch
 
@@ -191,10 +192,15 @@ async def mismatch_queue(request: web.Request, principal: Principal) -> web.Stre
     return await _queue_page(request, principal, target=filter_from(request.query))
 
 
+CONFIRMED_ACTIONS = frozenset({"recall", "write_off", "amend"})
+"""Bulk actions that change placements or money: the operator confirms the exact count first."""
+
+
 @page("operator")
 async def bulk_action(request: web.Request, principal: Principal) -> web.StreamResponse:
     """Apply one action to the ticked mismatches (``pick``), or with ``scope=filter`` to every
-    one matching the filter the form carries."""
+    one matching the filter the form carries, up to the highest id the page counted
+    (``upto``). A recall, write-off or amendment first asks to confirm the count."""
     services = _services(request)
     form = await read_form(request)
     target = filter_from(form)
@@ -209,8 +215,25 @@ async def bulk_action(request: web.Request, principal: Principal) -> web.StreamR
                 status=400,
             )
         target = MismatchFilter(states=(), ids=picked)
+    action = str(form.get("action", ""))
+    if action in CONFIRMED_ACTIONS:
+        async with services.db.snapshot() as conn:
+            count = await count_matching(conn, target)
+        if form.get("confirm_count") != str(count):
+            # The count is the one the operator confirms; if it changed since, ask again.
+            return render(
+                "bulk_confirm.html",
+                principal,
+                action=action,
+                count=count,
+                fields=[
+                    (k, v)
+                    for k, v in form.items()
+                    if k not in ("confirm_count", "csrf_token") and isinstance(v, str)
+                ],
+            )
     result = await services.resolutions.bulk(target, action_request(form, principal.user.name))
-    return render("bulk_result.html", principal, result=result, action=form.get("action", ""))
+    return render("bulk_result.html", principal, result=result, action=action)
 
 
 @page("viewer")

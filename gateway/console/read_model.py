@@ -218,9 +218,11 @@ async def queue(
     """One page of the mismatches in ``target``, with the total and the paging facts."""
     per_page = max(1, min(per_page, MAX_PAGE_SIZE))
     clauses = target.clauses()
-    total = (
-        await conn.execute(sa.select(sa.func.count()).select_from(MISMATCHES).where(*clauses))
-    ).scalar_one()
+    total, upto = (
+        await conn.execute(
+            sa.select(sa.func.count(), sa.func.max(M.id)).select_from(MISMATCHES).where(*clauses)
+        )
+    ).one()
     pages = max(1, -(-total // per_page))
     page = max(1, min(page, pages))
     sort = sort if sort in SORTS else "id"
@@ -238,6 +240,7 @@ async def queue(
         item["ours"], item["theirs"] = loads(item["ours"]), loads(item["theirs"])
     return {
         "total": total,
+        "upto_id": upto,
         "page": page,
         "pages": pages,
         "per_page": per_page,

@@ -69,7 +69,8 @@ def _values(query: MultiMapping[str], name: str) -> tuple[str, ...]:
 def filter_from(query: MultiMapping[str]) -> MismatchFilter:
     """``state`` (repeatable; ``all`` for every state; default open and investigating),
     ``kind``, ``agency``, ``severity`` (repeatable), ``assignee`` (``-`` for unassigned),
-    ``q`` (placement or case id prefix), ``id`` (repeatable)."""
+    ``q`` (placement or case id prefix), ``id`` (repeatable), ``upto`` (the highest id a
+    page counted)."""
     states = _values(query, "state")
     assignee = query.get("assignee", "").strip()
     return MismatchFilter(
@@ -80,6 +81,7 @@ def filter_from(query: MultiMapping[str]) -> MismatchFilter:
         assignee=None if not assignee else ("" if assignee == UNASSIGNED else assignee),
         search=query.get("q", "").strip() or None,
         ids=tuple(int(v) for v in _values(query, "id") if _INT.match(v)),
+        upto_id=int(upto) if _INT.match(upto := query.get("upto", "").strip()) else None,
     )
 
 

@@ -42,7 +42,7 @@ from gateway.dispatch.queue import queue_packets
 from gateway.errors import GatewayError, NotFound
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.ports import Clock, VouchedReplies
-from gateway.resolutions.facts import load_facts, select_ids
+from gateway.resolutions.facts import count_matching, load_facts, select_ids
 from gateway.resolutions.rules import (
     ACCEPT_RULES,
     ACTING_ROLES,
@@ -92,6 +92,8 @@ class BulkResult:
     refused: dict[int, str] = field(default_factory=dict)
     matched: int = 0
     truncated: bool = False
+    total: int = 0
+    """How many mismatches the target held; more than ``matched`` when truncated."""
 
 
 class ResolutionService:
@@ -138,6 +140,7 @@ class ResolutionService:
         result = BulkResult(batch=secrets.token_hex(8))
         async with self._db.snapshot() as conn:
             ids = await select_ids(conn, target, min(limit, MAX_BULK) + 1)
+            result.total = await count_matching(conn, target)
         result.truncated = len(ids) > min(limit, MAX_BULK)
         ids = ids[: min(limit, MAX_BULK)]
         result.matched = len(ids)

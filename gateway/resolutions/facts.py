@@ -33,6 +33,11 @@ async def select_ids(conn: AsyncConnection, target: MismatchFilter, limit: int) 
     return list((await conn.execute(query)).scalars().all())
 
 
+async def count_matching(conn: AsyncConnection, target: MismatchFilter) -> int:
+    query = sa.select(sa.func.count()).select_from(MISMATCHES).where(*target.clauses())
+    return int((await conn.execute(query)).scalar_one())
+
+
 async def load_facts(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, MismatchFacts]:
     """The facts of each existing mismatch in ``ids``, in a few set-based queries."""
     if not ids:
@@ -118,4 +123,4 @@ def _inbound_id(kind: str, theirs: str | None) -> int | None:
     return value if isinstance(value, int) else None
 
 
-__all__ = ["load_facts", "select_ids"]
+__all__ = ["count_matching", "load_facts", "select_ids"]

@@ -216,9 +216,14 @@ class MismatchFilter:
     assignee: str | None = None
     search: str | None = None
     ids: tuple[int, ...] = ()
+    upto_id: int | None = None
+    """Only mismatches that existed when a page counted them (ids only grow): a bulk action
+    on "all N matching" acts on those N, not on rows raised since."""
 
     def clauses(self) -> list[sa.ColumnElement[bool]]:
         found: list[sa.ColumnElement[bool]] = []
+        if self.upto_id is not None:
+            found.append(M.id <= self.upto_id)
         for column, values in (
             (M.state, self.states),
             (M.kind, self.kinds),

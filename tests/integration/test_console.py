@@ -707,6 +707,63 @@ async def test_bulk_actions_on_a_filtered_set(console: Console) -> None:
     await _evidence_verifies(console)
 
 
+async def test_all_matching_acts_on_the_rows_the_page_counted_after_confirming(
+    console: Console,
+) -> None:
+    operator = await console.login("olga")
+    query = f"kind=missing_activity&agency={BETA}"
+    page = await (await operator.client.get(f"/mismatches?{query}")).text()
+    [upto] = re.findall(r'name="upto" value="(\d+)"', page)
+    counted = await console.all(
+        sa.select(MISMATCHES.c.id).where(
+            MISMATCHES.c.kind == "missing_activity",
+            MISMATCHES.c.agency_id == BETA,
+            MISMATCHES.c.state.in_(["open", "investigating"]),
+        )
+    )
+    assert f"all {len(counted)} matching" in page
+    # A mismatch of the same kind arrives after the page was shown.
+    async with console.world.gateway.db.transaction() as conn:
+        await insert_mismatches(
+            conn,
+            [
+                (
+                    "test:late",
+                    MismatchDraft("missing_activity", None, "late", {}, {}),
+                    BETA,
+                    None,
+                    None,
+                )
+            ],
+            now=START,
+        )
+    form = [
+        ("csrf_token", operator.csrf),
+        ("scope", "filter"),
+        ("kind", "missing_activity"),
+        ("agency", BETA),
+        ("upto", upto),
+        ("action", "write_off"),
+        ("reason", "agreed with the agency"),
+    ]
+    ask = await operator.client.post("/mismatches/bulk", data=form)
+    text = await ask.text()
+    assert ask.status == 200 and "Confirm" in text
+    assert re.findall(r'id="confirm-count">(\d+)<', text) == [str(len(counted))]
+    assert (
+        await console.all(sa.select(MISMATCHES.c.id).where(MISMATCHES.c.state == "written_off"))
+        == []
+    ), "nothing happens before the confirmation"
+    done = await operator.client.post(
+        "/mismatches/bulk", data=[*form, ("confirm_count", str(len(counted)))]
+    )
+    assert f"{len(counted)} of {len(counted)} mismatch(es) done" in await done.text()
+    late = await console.one(
+        sa.select(MISMATCHES.c.state).where(MISMATCHES.c.dedupe_key == "test:late")
+    )
+    assert late.state == "open", "the row raised after the page counted is untouched"
+
+
 # --- reading: dashboard, queue, timeline, agencies, PII -----------------------------------
 
 
@@ -1103,6 +1160,10 @@ async def test_actions_and_bulk_on_each_database_backend(db: Database) -> None:
         5: "written_off",
     }
     assert leaves == 5  # the refused one left nothing behind
+    first_two = await service.bulk(
+        MismatchFilter(states=()), ActionRequest("comment", "olga", "seen"), limit=2
+    )
+    assert (first_two.matched, first_two.total, first_two.truncated) == (2, 5, True)
 
 
 def test_masking_keeps_enough_to_tell_debtors_apart_and_no_more() -> None:
