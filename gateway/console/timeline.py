@@ -127,6 +127,24 @@ def agency_text(data: str | None) -> list[tuple[str, str]]:
     ]
 
 
+async def _balances_sent(conn: AsyncConnection, pids: list[str]) -> dict[str, int | None]:
+    """Placement id → the balance its ``placement.created`` packet carried (the exact bytes
+    sent, as stored in the outbox)."""
+    o = OUTBOX.c
+    found: dict[str, int | None] = {}
+    for pid, payload in await conn.execute(
+        sa.select(o.placement_id, o.payload).where(
+            o.placement_id.in_(pids), o.packet_type == "placement.created"
+        )
+    ):
+        try:
+            amount = json.loads(payload)["data"]["balance"]["amount_minor"]
+        except (ValueError, KeyError, TypeError):
+            amount = None
+        found[pid] = amount if isinstance(amount, int) else None
+    return found
+
+
 async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
     """The case (without personal data), its placements and mismatches, and every timeline
     entry in order; raise NotFound for an unknown case."""
@@ -179,12 +197,16 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
         .where(m.placement_id.in_(pids))
         .order_by(m.id),
     )
+    sent = await _balances_sent(conn, pids)
     packet_seqs = await _leaf_seqs(conn, "packet", [f"outbox:{i['id']}" for i in items])
     receipt_seqs = await _leaf_seqs(conn, "receipt", [f"attempt:{t['id']}" for t in attempts])
     inbound_seqs = await _leaf_seqs(conn, "inbound", [f"inbound:{v['inbound_id']}" for v in events])
     entries: list[Row] = [
         {"type": "placed", "at": row["placed_at"], "placement_id": row["id"],
-         **_pick(row, "agency_id", "balance_minor", "currency", "return_by")}
+         # What the placement packet carried, not today's balance (an accepted agency figure
+         # or an amendment changes the placement row, never what was sent).
+         "balance_minor": sent.get(row["id"]),
+         **_pick(row, "agency_id", "currency", "return_by")}
         for row in placements
     ] + [
         {"type": "packet", "at": i["created_at"], "outbox_id": i["id"],

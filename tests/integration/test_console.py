@@ -507,6 +507,11 @@ async def test_accepting_the_agencys_loaded_balance_adjusts_our_record(console: 
     again = await operator.act(mismatch_id, "accept", reason="twice")
     assert again.status == 409
     assert "it is resolved" in await again.text()
+    # The timeline shows what each step recorded at the time: the placement as sent.
+    case_id = (await (await operator.api("GET", f"/mismatches/{mismatch_id}")).json())["case_id"]
+    timeline = await (await operator.api("GET", f"/cases/{case_id}/timeline")).json()
+    [placed] = [e for e in timeline["entries"] if e["type"] == "placed"]
+    assert placed["balance_minor"] == placement.balance_minor != after.balance_minor
     await _evidence_verifies(console)
 
 
