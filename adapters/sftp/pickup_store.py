@@ -217,7 +217,9 @@ async def latest(db: Database, agency_id: str, name: str) -> Any:
 
 
 async def earlier_copy(db: Database, agency_id: str, sha256: str, pickup_id: int) -> Earlier | None:
-    """The first other pickup that took these bytes (done, partial or refused)."""
+    """The first other pickup that applied these bytes (done or partial). A refused file was
+    never applied: the same bytes sent again, with a right manifest or a signature this
+    time, are read in full rather than skipped as a duplicate of the refusal."""
     async with db.snapshot() as conn:
         row = (
             await conn.execute(
@@ -226,7 +228,7 @@ async def earlier_copy(db: Database, agency_id: str, sha256: str, pickup_id: int
                     P.agency_id == agency_id,
                     P.sha256 == sha256,
                     P.id != pickup_id,
-                    P.state.in_(["done", "partial", "failed"]),
+                    P.state.in_(["done", "partial"]),
                 )
                 .order_by(P.id)
                 .limit(1)

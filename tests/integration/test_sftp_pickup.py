@@ -358,6 +358,27 @@ async def test_a_file_that_does_not_match_its_manifest_goes_to_the_error_folder(
     assert "manifest says" in reason
 
 
+async def test_a_refused_file_sent_again_with_a_right_manifest_is_read_not_skipped(
+    world: SftpWorld, gateway: Gateway
+) -> None:
+    """A refused file was never applied: the same bytes sent again are read in full, not
+    recorded as a duplicate of the refusal."""
+    pids = await placement_ids(gateway)
+    name = f"{AGENCY_ID}_LENDERX_RESULT_20260116_0011.csv"
+    body = render(world, "result", [contact(p) for p in pids])
+    put(world, name, body + b"")  # manifest for these bytes...
+    (world.path("results") / f"{name.split('.')[0]}.manifest.json").write_bytes(
+        (world.path("results") / f"{name.split('.')[0]}.manifest.json")
+        .read_bytes()
+        .replace(sha256_hex(body).encode(), b"0" * 64)
+    )  # ...then damaged: the agency's manifest is wrong, the data file is right
+    pickup = await pickup_of(gateway)
+    assert await pickup.poll_once() == {"failed": 1}
+    put(world, name, body)  # sent again with a right manifest
+    assert await pickup.poll_once() == {"done": 1}
+    assert await count(gateway, EVENTS) == len(pids)
+
+
 async def test_a_file_left_in_processing_by_a_crash_is_taken_again(
     world: SftpWorld, gateway: Gateway
 ) -> None:
