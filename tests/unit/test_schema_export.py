@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from adapters.sftp.batches import read_manifest
 from gateway.contracts.export import JSON_DIR, export, render_all
 from gateway.contracts.openapi import openapi_document
 from gateway.contracts.wire_schemas import (
@@ -274,6 +275,8 @@ def test_protocol_doc_json_examples_are_valid() -> None:
         elif value.get("type") in PACKET_MODELS:
             packets.validate_json(block)
             seen.add(value["type"])
+        elif "batch_id" in value:  # an SFTP manifest (section 7): our reader takes it
+            assert read_manifest(block.encode())
         elif "status" in value and value["status"] != "accepted":
             slug = value["type"].removeprefix(PROBLEM_BASE)
             assert {cls.slug: cls.status for cls in _inbound_errors()}[slug] == value["status"]
