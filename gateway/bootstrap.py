@@ -4,6 +4,7 @@ and services from configuration. Nothing else opens a connection or reads a key.
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +18,7 @@ from gateway.config.settings import GatewaySettings, load_settings
 from gateway.console.read_model import Circuits
 from gateway.console.services import ConsoleServices
 from gateway.console.sessions import Auth
+from gateway.dispatch import outbox
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.hooks import ReconciliationHooks
 from gateway.errors import ConfigError
@@ -102,6 +104,18 @@ class Gateway:
                 now=to_datetime(self.clock.now()),
             )
 
+    async def purge_packets(self) -> int:
+        """Purge the bytes of packets delivered longer ago than ``[privacy]
+        packet_retention_days`` (gateway.dispatch.outbox.purge_payloads); how many."""
+        days = self.settings.privacy.packet_retention_days
+        if not days:
+            return 0
+        now = to_datetime(self.clock.now())
+        async with self.db.transaction() as conn:
+            return await outbox.purge_payloads(
+                conn, delivered_before=now - timedelta(days=days), now=now
+            )
+
     def resolutions(self) -> ResolutionService:
         """The mismatch actions (the console and ``mismatches resolve`` act through it)."""
         return ResolutionService(
@@ -185,15 +199,16 @@ def build(
         raise ConfigError(problems)
     base = settings.base_dir
     clock = clock or SystemClock()
+    pii = PiiKeyRing.parse(settings.secrets.pii_keys.resolve(base))
     db = Database(
         settings.database.url,
         base_dir=base,
         pool_size=settings.database.pool_size,
         echo=settings.database.echo,
+        sealer=pii,  # packets carry personal data: sealed at rest (gateway.dispatch.outbox)
     )
     signer = NoteSigner.from_text(settings.secrets.evidence_signing_key.resolve(base))
     metrics = Metrics()
-    pii = PiiKeyRing.parse(settings.secrets.pii_keys.resolve(base))
     trust = {
         a.id: InboundTrust(
             agency_id=a.id,

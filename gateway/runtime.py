@@ -78,10 +78,14 @@ async def checkpoint(gateway: Gateway) -> None:
 
 
 async def sla_checks(gateway: Gateway) -> dict[str, int]:
-    """Ask for deletion on placements that ended, then breach what is overdue."""
+    """Ask for deletion on placements that ended, purge packet bytes past their retention,
+    then breach what is overdue."""
     swept = await gateway.request_deletions()
     if swept.requested:
         log.info("deletion requested for %d ended placement(s)", swept.requested)
+    purged = await gateway.purge_packets()
+    if purged:
+        log.info("purged the bytes of %d packet(s) past their retention", purged)
     async with gateway.db.transaction() as conn:
         return await run_sla_checks(conn, now=to_datetime(gateway.clock.now()))
 

@@ -14,6 +14,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.dispatch.outbox import open_payload
 from gateway.store.database import dialect_insert
 from gateway.store.driver_sql import bulk_insert
 from gateway.store.tables import OutboxItem
@@ -277,15 +278,21 @@ async def member_page(
 ) -> list[tuple[int, int, int, bytes]]:
     """(outbox id, record no, line no, payload or b"") of a batch in record order, paged."""
     columns = [BI.outbox_id, BI.record_no, BI.line_no]
-    query = sa.select(*columns, OUTBOX.c.payload if with_payload else sa.literal(b""))
     if with_payload:
-        query = query.join(OUTBOX, OUTBOX.c.id == BI.outbox_id)
+        query = sa.select(*columns, OUTBOX.c.dedupe_key, OUTBOX.c.payload).join(
+            OUTBOX, OUTBOX.c.id == BI.outbox_id
+        )
+    else:
+        query = sa.select(*columns, sa.literal(""), sa.literal(b""))
     rows = await conn.execute(
         query.where(BI.batch_id == batch_id, BI.record_no > after_record)
         .order_by(BI.record_no)
         .limit(limit)
     )
-    return [(r[0], r[1], r[2], bytes(r[3])) for r in rows.all()]
+    return [
+        (r[0], r[1], r[2], (open_payload(conn, r[3], r[4]) or b"") if with_payload else b"")
+        for r in rows.all()
+    ]
 
 
 __all__ = [

@@ -58,6 +58,7 @@ from gateway.bench.sftp_dataset import (
 from gateway.bench.sftp_floor import floor_sender
 from gateway.bench.sftp_pickup import pickup_round
 from gateway.bootstrap import build
+from gateway.dispatch.outbox import open_payload
 from gateway.errors import GatewayError
 from gateway.ports import BatchDelivered, OutboundPacket, Receipt
 from gateway.store.database import Database
@@ -91,6 +92,10 @@ async def dispatching_sender(link: ParentLink, setup: SftpBench) -> None:
     )
 
 
+def _opened(conn: Any, dedupe_key: str, stored: bytes) -> bytes:
+    return open_payload(conn, dedupe_key, stored) or b""
+
+
 async def file_pipeline(link: ParentLink, setup: SftpBench) -> None:
     """Child main (ours, the channel alone): the same batch through the SFTP adapter without
     the dispatcher: packets read from the store, rendered to the spool, batch and members
@@ -121,12 +126,17 @@ async def file_pipeline(link: ParentLink, setup: SftpBench) -> None:
                             .limit(2000)
                         )
                     ).all()
+                    # Opened as the dispatcher's claim opens them (sealed at rest).
+                    packets = [
+                        OutboundPacket(
+                            r[0], r[1], r[2], r[3], open_payload(conn, r[1], r[4]) or b"", 1
+                        )
+                        for r in rows
+                    ]
                 if not rows:
                     break
                 after = rows[-1][0]
-                await builder.stage(
-                    [OutboundPacket(r[0], r[1], r[2], r[3], bytes(r[4]), 1) for r in rows]
-                )
+                await builder.stage(packets)
             async for chunk in builder.flush():
                 if isinstance(chunk, BatchDelivered):
                     reported += await _members(gateway.db, chunk.batch_id)

@@ -38,13 +38,16 @@ from gateway.bench.dataset import (
     BenchSetup,
     build_gateway,
     check_concurrency,
+    config,
     copy_database,
     counts,
     seed_template,
 )
 from gateway.bench.load import post_payloads, serve_bare
 from gateway.bench.report import Progress, context, load_average, rate, summarise
+from gateway.dispatch.outbox import open_payload
 from gateway.errors import GatewayError
+from gateway.privacy.pii import PiiKeyRing
 from gateway.store.database import Database
 from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, Expectation, OutboxItem
 
@@ -111,12 +114,17 @@ async def measure(
     }
 
 
-async def outbox_payloads(path: Path) -> list[bytes]:
-    db = Database(f"sqlite:///{path}")
+async def outbox_payloads(setup: BenchSetup) -> list[bytes]:
+    """The packets' exact bytes (opened: they are sealed at rest), for the raw loop."""
+    settings, _agencies = config(setup)
+    keys = PiiKeyRing.parse(settings.secrets.pii_keys.resolve(settings.base_dir))
+    db = Database(f"sqlite:///{setup.database_path}", sealer=keys)
     try:
         async with db.connect() as conn:
-            rows = await conn.execute(sa.select(OUTBOX.c.payload).order_by(OUTBOX.c.id))
-            return [bytes(p) for p in rows.scalars().all()]
+            rows = await conn.execute(
+                sa.select(OUTBOX.c.dedupe_key, OUTBOX.c.payload).order_by(OUTBOX.c.id)
+            )
+            return [open_payload(conn, key, stored) or b"" for key, stored in rows.all()]
     finally:
         await db.dispose()
 
@@ -167,7 +175,7 @@ async def run(
         )
         say(f"seeding the outbox with {count} packets")
         await seed_template(template, count)
-        payloads = await outbox_payloads(template.database_path)
+        payloads = await outbox_payloads(template)
         receiver = Child("bench-receiver", serve_bare, cpu=receiver_cpu)
         try:
             ready = await receiver.expect(Ready)

@@ -87,6 +87,26 @@ async def request(ctx: click.Context, as_json: bool) -> None:
         )
 
 
+@privacy.command("purge-packets")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_context
+@run_async
+async def purge_packets(ctx: click.Context, as_json: bool) -> None:
+    """Purge the bytes of packets delivered more than ``[privacy] packet_retention_days``
+    ago (what ``serve`` does on its SLA schedule). Their SHA-256 and evidence leaves stay,
+    so the log still verifies; a case's evidence bundle names them as purged, with when."""
+    gateway = await open_gateway(ctx)
+    try:
+        purged = await gateway.purge_packets()
+        days = gateway.settings.privacy.packet_retention_days
+    finally:
+        await gateway.aclose()
+    if as_json:
+        click.echo(json.dumps({"purged": purged, "retention_days": days}))
+        return
+    console.print(f"purged the bytes of {purged} packet(s) delivered over {days} days ago")
+
+
 COMMANDS: list[click.Command] = [privacy]
 
 __all__ = ["COMMANDS"]

@@ -123,6 +123,13 @@ class PrivacySection(_Section):
         default=True, description="ask the agency to delete a case's data when it ends"
     )
     deletion_days: int = Field(default=30, ge=1, le=365)
+    packet_retention_days: int = Field(
+        default=365,
+        ge=0,
+        le=3650,
+        description="purge a delivered packet's bytes (sealed at rest) this many days after "
+        "delivery; its SHA-256 and evidence leaf stay. 0 keeps them",
+    )
 
 
 class GatewaySettings(_Section):

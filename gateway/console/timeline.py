@@ -16,6 +16,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.dispatch.outbox import open_payload
 from gateway.errors import NotFound
 from gateway.resolutions.rules import ACTIONS
 from gateway.store.console_tables import MismatchAction, MismatchComment
@@ -132,13 +133,14 @@ async def _balances_sent(conn: AsyncConnection, pids: list[str]) -> dict[str, in
     sent, as stored in the outbox)."""
     o = OUTBOX.c
     found: dict[str, int | None] = {}
-    for pid, payload in await conn.execute(
-        sa.select(o.placement_id, o.payload).where(
+    for pid, key, stored in await conn.execute(
+        sa.select(o.placement_id, o.dedupe_key, o.payload).where(
             o.placement_id.in_(pids), o.packet_type == "placement.created"
         )
     ):
+        payload = open_payload(conn, key, stored)  # None once purged after its retention
         try:
-            amount = json.loads(payload)["data"]["balance"]["amount_minor"]
+            amount = json.loads(payload or b"")["data"]["balance"]["amount_minor"]
         except (ValueError, KeyError, TypeError):
             amount = None
         found[pid] = amount if isinstance(amount, int) else None

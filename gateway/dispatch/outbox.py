@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.dispatch.packets import RenderedPacket
-from gateway.store.database import dialect_insert
+from gateway.errors import GatewayError
+from gateway.store.database import PayloadSealer, dialect_insert, sealer_of
 from gateway.store.tables import OutboxItem
 
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
@@ -65,6 +66,7 @@ async def enqueue(
     """Queue packets in the caller's transaction. Returns dedupe_key → id of newly queued items."""
     if not items:
         return {}
+    sealer = sealer_of(conn)
     rows = [
         {
             "dedupe_key": i.packet.dedupe_key,
@@ -72,7 +74,7 @@ async def enqueue(
             "placement_id": i.placement_id,
             "packet_type": i.packet.packet_type,
             "packet_version": i.packet.packet_version,
-            "payload": i.packet.payload,
+            "payload": _seal(sealer, i.packet.dedupe_key, i.packet.payload),
             "payload_sha256": i.packet.sha256,
             "state": "pending",
             "attempts": 0,
@@ -141,9 +143,69 @@ async def claim(
         )
     )
     result = await conn.execute(stmt)
-    items = [ClaimedItem(*row) for row in result.all()]
+    sealer = sealer_of(conn)
+    items = [
+        ClaimedItem(
+            r.id,
+            r.dedupe_key,
+            r.agency_id,
+            r.placement_id,
+            r.packet_type,
+            r.packet_version,
+            open_stored(sealer, r.dedupe_key, r.payload),
+            r.attempts,
+            r.max_attempts,
+            r.lease_token,
+        )
+        for r in result.all()
+    ]
     items.sort(key=lambda i: i.id)
     return items
+
+
+def _seal(sealer: PayloadSealer | None, dedupe_key: str, payload: bytes) -> bytes:
+    return payload if sealer is None else sealer.seal(payload, bound_to=f"outbox:{dedupe_key}")
+
+
+_SEALED = 0x01
+"""The first byte of a sealed blob (the PII key ring's format); packet JSON starts with "{"."""
+
+
+def open_stored(sealer: PayloadSealer | None, dedupe_key: str, stored: bytes) -> bytes:
+    """A stored payload opened with ``sealer`` (b"" once purged; GatewayError when sealed
+    bytes do not open)."""
+    stored = bytes(stored)
+    if not stored or stored[0] != _SEALED:  # purged, or stored before sealing existed
+        return stored
+    if sealer is None:
+        raise GatewayError(
+            f"packet {dedupe_key} is sealed, and this database was opened without the PII "
+            "key ring (secrets.pii_keys)"
+        )
+    return sealer.unseal(stored, bound_to=f"outbox:{dedupe_key}")
+
+
+def open_payload(conn: AsyncConnection, dedupe_key: str, stored: bytes) -> bytes | None:
+    """A stored packet's exact bytes (sealed at rest under the PII key ring, bound to the
+    packet), or None once purged after its retention (``purge_payloads``)."""
+    return open_stored(sealer_of(conn), dedupe_key, stored) or None
+
+
+async def purge_payloads(
+    conn: AsyncConnection, *, delivered_before: datetime, now: datetime
+) -> int:
+    """Drop the bytes of packets delivered before ``delivered_before``, keeping their SHA-256
+    (``payload_sha256``, and the evidence leaf), and when they were purged. Returns how many."""
+    result = await conn.execute(
+        OUTBOX.update()
+        .where(
+            OC.state == "delivered",
+            OC.delivered_at < delivered_before,
+            OC.payload_purged_at.is_(None),
+        )
+        .values(payload=b"", payload_purged_at=now)
+    )
+    return int(result.rowcount or 0)
 
 
 def _sqlite_due(*, now: datetime, limit: int, excluded: Sequence[str]) -> sa.TextualSelect:
@@ -267,6 +329,9 @@ __all__ = [
     "mark_delivered",
     "mark_failed",
     "next_due",
+    "open_payload",
+    "open_stored",
+    "purge_payloads",
     "reap",
     "requeue",
 ]

@@ -22,9 +22,10 @@ longer matches the signed manifest.
 ``verify_bundle`` (pure) checks a bundle without any database: the checkpoint's signature by
 a trusted key, each leaf's hash and inclusion proof against the checkpoint's root, that the
 leaf body names the kind and ref it is listed under, each attached byte string against
-the leaf's ``sha256``, and the manifest's signature and every line of it against the bundle.
-Malformed input (not an object, null entries, wrong types) is a problem in the report,
-never an exception. ``agency-gateway evidence export CASE`` and ``evidence check-bundle
+the leaf's ``sha256`` (packet bytes purged after their retention are named with the time of
+the purge; the leaf still proves their hash), and the manifest's signature and every line of it
+against the bundle. Malformed input (not an object, null entries, wrong types) is a problem in the
+report, never an exception. ``agency-gateway evidence export CASE`` and ``evidence check-bundle
 FILE --key KEY`` are the two ends.
 
 The proofs come from one streamed read of the log's leaf hashes, the subtree roots they
@@ -43,6 +44,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.dispatch.outbox import open_payload
 from gateway.errors import EvidenceError, NotFound
 from gateway.evidence.log import EvidenceLog
 from gateway.evidence.merkle import leaf_hash, root_from_inclusion_proof
@@ -76,8 +78,13 @@ DISPATCHES = MailDispatch.__table__  # type: ignore[attr-defined]
 BATCH_ITEMS = FileBatchItem.__table__  # type: ignore[attr-defined]
 REMOTE_FILES = RemoteFile.__table__  # type: ignore[attr-defined]
 
+
+class Purged(str):
+    """When attested bytes were purged after their retention (their hash is still proved)."""
+
+
 Attested = dict[str, bytes | str]
-"""Leaf ref → the attested bytes, or why they are withheld."""
+"""Leaf ref → the attested bytes, why they are withheld, or when they were ``Purged``."""
 
 
 async def export_case(
@@ -127,6 +134,8 @@ async def export_case(
         evidence = attested.get(body["ref"])
         if isinstance(evidence, bytes):
             entry["attested"] = {"bytes_base64": base64.b64encode(evidence).decode()}
+        elif isinstance(evidence, Purged):
+            entry["attested"] = {"purged_at": str(evidence)}
         elif isinstance(evidence, str):
             entry["attested"] = {"withheld": evidence}
         entries.append(entry)
@@ -160,6 +169,8 @@ def manifest_text(bundle: Mapping[str, Any]) -> str:
             what = "bytes " + hashlib.sha256(data).hexdigest()
         elif "withheld" in attested:
             what = "withheld " + _word(attested["withheld"], spaces=True)
+        elif "purged_at" in attested:
+            what = "purged " + _word(attested["purged_at"])
         else:
             what = "nothing attached"
         body = str(entry["body"]).encode()
@@ -183,19 +194,19 @@ async def _case_refs(
     mine = set(placements)
     refs = {f"case:{case_id}", *(f"placement:{p}" for p in placements)}
     attested: Attested = {}
-    outbox: dict[int, bytes] = dict(
-        (
-            await conn.execute(
-                sa.select(OUTBOX.c.id, OUTBOX.c.payload).where(
-                    OUTBOX.c.placement_id.in_(placements)
-                )
-            )
-        ).all()
-    )
-    for oid, payload in outbox.items():
+    ids = []
+    for oid, key, stored, purged_at in await conn.execute(
+        sa.select(
+            OUTBOX.c.id, OUTBOX.c.dedupe_key, OUTBOX.c.payload, OUTBOX.c.payload_purged_at
+        ).where(OUTBOX.c.placement_id.in_(placements))
+    ):
+        ids.append(oid)
         refs.add(f"outbox:{oid}")
-        attested[f"outbox:{oid}"] = bytes(payload)
-    ids = sorted(outbox)
+        payload = open_payload(conn, key, stored)
+        attested[f"outbox:{oid}"] = (
+            payload if payload is not None else Purged(purged_at.isoformat() if purged_at else "")
+        )
+    ids.sort()
     refs.update(
         f"attempt:{a}"
         for a in (
@@ -353,7 +364,7 @@ def verify_bundle(bundle: object, trusted: Sequence[NoteVerifier]) -> BundleRepo
         attested = entry.get("attested") or {}
         if not isinstance(attested, Mapping) or not isinstance(fields, Mapping):
             report.problems.append(f"{where}: malformed entry (attested or body)")
-        elif "withheld" in attested:
+        elif "withheld" in attested or "purged_at" in attested:
             report.withheld += 1
         elif "bytes_base64" in attested:
             try:

@@ -73,14 +73,29 @@ class PiiKeyRing:
         return self.keys[0]
 
     def encrypt(self, record: Mapping[str, object], *, bound_to: str) -> bytes:
+        plaintext = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
+        return self.seal(plaintext, bound_to=bound_to)
+
+    def decrypt(self, blob: bytes, *, bound_to: str) -> dict[str, object]:
+        result: dict[str, object] = json.loads(self.unseal(blob, bound_to=bound_to))
+        return result
+
+    def seal(self, data: bytes, *, bound_to: str) -> bytes:
+        """``data`` encrypted under the current key, ``bound_to`` as associated data."""
         kid, _key = self.current
         nonce = secrets.token_bytes(12)
-        plaintext = json.dumps(record, ensure_ascii=False, sort_keys=True).encode()
-        sealed = self._ciphers[kid].encrypt(nonce, plaintext, bound_to.encode())
+        sealed = self._ciphers[kid].encrypt(nonce, data, bound_to.encode())
         kid_b = kid.encode()
         return bytes([_VERSION, len(kid_b)]) + kid_b + nonce + sealed
 
-    def decrypt(self, blob: bytes, *, bound_to: str) -> dict[str, object]:
+    @staticmethod
+    def is_sealed(blob: bytes) -> bool:
+        """Whether ``blob`` has the sealed format (JSON text never starts with this byte)."""
+        return len(blob) > 0 and blob[0] == _VERSION
+
+    def unseal(self, blob: bytes, *, bound_to: str) -> bytes:
+        """The bytes ``seal`` sealed; GatewayError when the blob is damaged, bound to
+        something else, or sealed under a key no longer in the ring."""
         if len(blob) < 2 or blob[0] != _VERSION:
             raise GatewayError("PII blob has an unknown format")
         kid_len = blob[1]
@@ -95,11 +110,9 @@ class PiiKeyRing:
                 f"PII key {kid!r} is not in the key ring (was it removed too early?)"
             )
         try:
-            plaintext = cipher.decrypt(nonce, sealed, bound_to.encode())
+            return cipher.decrypt(nonce, sealed, bound_to.encode())
         except InvalidTag:
             raise GatewayError(f"PII blob for {bound_to} failed authentication") from None
-        result: dict[str, object] = json.loads(plaintext)
-        return result
 
     def mac(self, data: bytes) -> str:
         """A keyed hash: detects changed rows without a guessable hash of personal data."""

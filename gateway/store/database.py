@@ -9,7 +9,7 @@ up front, so two processes never deadlock upgrading a read lock. PostgreSQL uses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -45,11 +45,40 @@ def normalise_url(url: str, base_dir: Path) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+class PayloadSealer(Protocol):
+    """Seals bytes that carry personal data before they are stored (the PII key ring)."""
+
+    def seal(self, data: bytes, *, bound_to: str) -> bytes: ...
+
+    def unseal(self, blob: bytes, *, bound_to: str) -> bytes: ...
+
+
+_SEALER = "gateway_sealer"
+
+
+def sealer_of(conn: AsyncConnection) -> PayloadSealer | None:
+    """The sealer of the database ``conn`` belongs to (None for a store built without one,
+    as some tests and tools do)."""
+    sealer: PayloadSealer | None = conn.info.get(_SEALER)
+    return sealer
+
+
 class Database:
-    """An async engine plus the transaction discipline the gateway relies on."""
+    """An async engine plus the transaction discipline the gateway relies on.
+
+    With ``sealer`` (the composition root always gives one), every connection carries it, so
+    code that writes or reads packet bytes inside a transaction seals and opens them
+    (gateway.dispatch.outbox) without a key being passed through every call.
+    """
 
     def __init__(
-        self, url: str, *, base_dir: Path = Path("."), pool_size: int = 5, echo: bool = False
+        self,
+        url: str,
+        *,
+        base_dir: Path = Path("."),
+        pool_size: int = 5,
+        echo: bool = False,
+        sealer: PayloadSealer | None = None,
     ):
         self.url = normalise_url(url, base_dir)
         self.dialect = make_url(self.url).get_backend_name()
@@ -66,8 +95,14 @@ class Database:
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self.sealer = sealer
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
+        if sealer is not None:
+
+            @event.listens_for(self.engine.sync_engine, "connect")
+            def _carry_sealer(_dbapi_connection: Any, record: Any) -> None:
+                record.info[_SEALER] = sealer
 
     @property
     def is_sqlite(self) -> bool:
@@ -131,4 +166,4 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-__all__ = ["Database", "dialect_insert", "normalise_url"]
+__all__ = ["Database", "PayloadSealer", "dialect_insert", "normalise_url", "sealer_of"]

@@ -105,6 +105,8 @@ class OutboxItem(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(sa_column=_ts())
     delivered_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    payload_purged_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    """When the packet's bytes were purged after their retention (``payload_sha256`` stays)."""
 
 
 class DeliveryAttempt(SQLModel, table=True):

@@ -339,6 +339,30 @@ def test_intake_with_rejected_rows_exits_1_naming_every_bad_field(keyed_copy: Pa
     assert "1 rejected" in plain.output
 
 
+def test_the_demo_leaves_no_personal_data_in_clear_in_its_database_or_output(
+    keyed_copy: Path,
+) -> None:
+    """Every channel runs (webhook, SFTP, email), packets are written, sealed, delivered and
+    purged never: the database file and everything the demo printed or logged hold no debtor
+    name, national id or phone in clear."""
+    result = cli(keyed_copy, "--log-level", "info", "demo", "--once", "--accounts", "120")
+    assert result.code == 0, result.output[-3000:]
+    demo = keyed_copy / "var" / "demo"
+    with (demo / "accounts.csv").open(encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    secrets = {v for r in rows for v in (r["name"], r["national_id"], *r["phones"].split(";"))}
+    assert len(secrets) > 200
+    database = demo / "gateway.db"
+    stored = b"".join(
+        p.read_bytes() for p in (database, database.with_name("gateway.db-wal")) if p.exists()
+    )
+    assert rows[0]["account_id"].encode() in stored  # the scan does see plain columns
+    leaked = sorted(s for s in secrets if s.encode() in stored)
+    assert leaked == [], f"{len(leaked)} personal values in clear in the database file"
+    printed = [s for s in secrets if s in result.output]
+    assert printed == [], f"{len(printed)} personal values in the demo's output and logs"
+
+
 def test_mismatches_list_json_is_valid(placed_copy: Path) -> None:
     result = cli(placed_copy, "mismatches", "list", "--json")
     assert result.code == 0, result.output

@@ -31,6 +31,7 @@ from gateway.config.settings import AllocationSection
 from gateway.console import accounts, api_docs, personal_data
 from gateway.console.sessions import Auth
 from gateway.contracts.openapi import openapi_document
+from gateway.dispatch.outbox import open_stored
 from gateway.evidence.bundle import verify_bundle
 from gateway.keys import self_signed
 from gateway.privacy.pii import PiiKeyRing
@@ -102,6 +103,10 @@ class Console:
     async def one(self, query: Any) -> Any:
         async with self.world.gateway.db.snapshot() as conn:
             return (await conn.execute(query)).one()
+
+    def packet_bytes(self, row: Any) -> bytes:
+        """An outbox row's packet bytes, opened (they are sealed at rest)."""
+        return open_stored(self.world.gateway.pii, row.dedupe_key, row.payload)
 
     async def all(self, query: Any) -> list[Any]:
         async with self.world.gateway.db.snapshot() as conn:
@@ -580,7 +585,7 @@ async def test_recalling_a_placement_queues_the_recall_packet(console: Console) 
         )
     )
     assert packet.state == "pending"
-    assert json.loads(packet.payload)["data"]["reason_code"] == "NO_RESPONSE"
+    assert json.loads(console.packet_bytes(packet))["data"]["reason_code"] == "NO_RESPONSE"
     packet_leaf = await console.one(
         sa.select(LEAVES.c.seq).where(
             LEAVES.c.kind == "packet", LEAVES.c.ref == f"outbox:{packet.id}"
@@ -608,7 +613,7 @@ async def test_amending_queues_the_next_version_with_the_new_balance(console: Co
             OUTBOX.c.placement_id == m.placement_id, OUTBOX.c.packet_type == "placement.amended"
         )
     )
-    data = json.loads(packet.payload)["data"]
+    data = json.loads(console.packet_bytes(packet))["data"]
     assert data["version"] == 2 and data["balance"]["amount_minor"] == 123_456
     assert data["previous_balance"]["amount_minor"] == before.balance_minor
     assert data["reason"] == "restructured after a partial payment"

@@ -18,6 +18,7 @@ from adapters.sftp.parsing import read_records
 from gateway.bootstrap import Gateway
 from gateway.dispatch import outbox
 from gateway.dispatch.dispatcher import DrainStats
+from gateway.dispatch.outbox import open_stored
 from gateway.errors import HostKeyChanged
 from gateway.ports import OutboundPacket
 from gateway.runtime import checkpoint
@@ -384,7 +385,14 @@ async def test_send_delivers_one_packet_as_a_batch_of_one(world: SftpWorld) -> N
             row = (await conn.execute(sa.select(OUTBOX))).one()
         adapter = (await gateway.dispatcher()).adapters[AGENCY_ID]
         receipt = await adapter.send(
-            OutboundPacket(row.id, row.dedupe_key, AGENCY_ID, row.packet_type, row.payload, 1)
+            OutboundPacket(
+                row.id,
+                row.dedupe_key,
+                AGENCY_ID,
+                row.packet_type,
+                open_stored(gateway.pii, row.dedupe_key, row.payload),
+                1,
+            )
         )
         assert receipt.details["remote_path"] == f"inbox/{base(1)}.csv"
         assert receipt.response_sha256 == sha256(world.path("inbox") / f"{base(1)}.csv")
