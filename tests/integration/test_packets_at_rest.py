@@ -12,6 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from aiohttp import web
+from prometheus_client import generate_latest
 from pytest_aiohttp import AiohttpServer
 
 from gateway.bootstrap import build
@@ -88,6 +89,10 @@ async def test_packets_are_sealed_at_rest_sent_exactly_and_purged_with_proofs_in
             assert rows[0]["placement_id"].encode() in stored  # the scan sees plain columns
             leaked = [s for s in secrets if s.encode() in stored]
             assert leaked == [], f"{len(leaked)} personal values in clear in the database file"
+
+        metrics = generate_latest(gateway.metrics.registry).decode()
+        assert "gateway_" in metrics  # the scan reads the real exposition
+        assert [s for s in secrets if s in metrics] == []
 
         # Retention: a year after delivery the bytes go, their proofs stay.
         clock.advance(timedelta(days=settings.privacy.packet_retention_days + 1).total_seconds())
