@@ -78,6 +78,8 @@ class BatchDrain:
         lease_seconds = max(float(self._lease_seconds), adapter.lease_seconds)
         # The claim's own owner tag fences the bulk recording of delivered batches.
         owner = f"{uuid.uuid4().hex[:12]}@{self._worker_id}"[:64]
+        # Items refused together (one file) are one finding, however they are reported.
+        batch = f"{agency_id}:{owner[:12]}"
         stats = DrainStats()
         builder = adapter.open_batch()
         started, t0 = self._now(), time.perf_counter()
@@ -116,7 +118,7 @@ class BatchDrain:
                     )
                     continue
                 outcomes = await self._batch_outcomes(reported, leases, started, t0)
-                stats.add(await self._recorder.record(outcomes))
+                stats.add(await self._recorder.record(outcomes, batch=batch))
         except DeliveryError as exc:
             failure = exc
         except Exception as exc:
@@ -138,7 +140,7 @@ class BatchDrain:
                 part = remaining[start : start + RECORD_CHUNK]
                 stats.add(
                     await self._recorder.record(
-                        await self._batch_outcomes(part, leases, started, t0)
+                        await self._batch_outcomes(part, leases, started, t0), batch=batch
                     )
                 )
         circuit = self._circuits[agency_id]

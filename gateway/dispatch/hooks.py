@@ -7,7 +7,8 @@ at once (an agency may answer before we record the delivery). A packet given up 
 a ``dead_delivery`` mismatch.
 """
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from gateway.lifecycle import ACTIVITY_EVENTS
 from gateway.reconciliation.kinds import MismatchDraft, NewExpectation
 from gateway.reconciliation.recorder import EXPECTATIONS, E, X, expectation_row, insert_mismatches
 from gateway.store.database import dialect_insert
+from gateway.store.tables import Mismatch
 
 
 async def meet_arrived(
@@ -53,6 +55,14 @@ async def meet_arrived(
                 )
                 .values(state="met", met_by_event_id=arrived)
             )
+
+
+MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
+M = MISMATCHES.c
+
+
+def _merged(known: list[str], more: Iterable[str]) -> list[str]:
+    return sorted({*known, *more})
 
 
 class ReconciliationHooks:
@@ -144,6 +154,57 @@ class ReconciliationHooks:
                 )
                 for item, error in items
             ),
+            now=now,
+        )
+
+    async def on_dead_batch(
+        self,
+        conn: AsyncConnection,
+        batch: str,
+        items: Sequence[tuple[ClaimedItem, str]],
+        *,
+        now: datetime,
+    ) -> None:
+        if not items:
+            return
+        key = f"dead_delivery:batch:{batch}"
+        first, error = items[0]
+        found = (
+            await conn.execute(sa.select(M.id, M.ours).where(M.dedupe_key == key))
+        ).one_or_none()
+        ours = json.loads(found.ours) if found is not None else {"batch": batch, "outbox_ids": []}
+        ids = sorted({*ours["outbox_ids"], *(item.id for item, _ in items)})
+        pids = sorted({*ours.get("placement_ids", []), *(item.placement_id for item, _ in items)})
+        ours.update(
+            outbox_ids=ids,
+            placement_ids=pids,
+            cases=len(pids),
+            packet_types=sorted(
+                {*ours.get("packet_types", []), *(i.packet_type for i, _ in items)}
+            ),
+        )
+        detail = (
+            f"a batch of {len(ids)} packet(s) for {len(pids)} case(s) to {first.agency_id} was "
+            f"given up as a whole: {error}"
+        )[:1000]
+        if found is not None:
+            await conn.execute(
+                MISMATCHES.update()
+                .where(M.id == found.id)
+                .values(ours=json.dumps(ours), detail=detail, updated_at=now)
+            )
+            return
+        await insert_mismatches(
+            conn,
+            [
+                (
+                    key,
+                    MismatchDraft("dead_delivery", None, detail, ours, {"last_error": error[:500]}),
+                    first.agency_id,
+                    None,
+                    first.id,
+                )
+            ],
             now=now,
         )
 

@@ -11,6 +11,7 @@ jittered backoff (gateway.dispatch.retry), or ``dead`` when attempts run out; pe
 same dedupe key when the receiver deduplicates, else parked in ``unknown`` for ops.
 """
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,38 @@ class DeliveryHooks(Protocol):
     async def on_dead(
         self, conn: AsyncConnection, items: Sequence[tuple[ClaimedItem, str]], *, now: datetime
     ) -> None: ...
+
+    async def on_dead_batch(
+        self,
+        conn: AsyncConnection,
+        batch: str,
+        items: Sequence[tuple[ClaimedItem, str]],
+        *,
+        now: datetime,
+    ) -> None:
+        """``on_dead`` for items given up together because their whole batch (one file) was
+        refused: one finding for the batch, naming its cases, however many chunks report it."""
+        ...
+
+
+def _given_up_together(
+    dead: Sequence[tuple[ClaimedItem, str, int]], batch: str | None
+) -> tuple[list[tuple[ClaimedItem, str]], dict[str, list[tuple[ClaimedItem, str]]]]:
+    """Split what was given up: items of a ``batch`` that share one error (one refused file)
+    are one finding, keyed by the batch and the error, so every chunk that reports them
+    lands on the same finding; anything else is one finding per item."""
+    groups: dict[int, list[tuple[ClaimedItem, str]]] = {}
+    for item, error, identity in dead:
+        groups.setdefault(identity, []).append((item, error))
+    alone: list[tuple[ClaimedItem, str]] = []
+    together: dict[str, list[tuple[ClaimedItem, str]]] = {}
+    for items in groups.values():
+        if batch is None or len(items) < 2:
+            alone.extend(items)
+            continue
+        digest = hashlib.sha256(items[0][1].encode()).hexdigest()[:12]
+        together[f"{batch}:{digest}"] = items
+    return alone, together
 
 
 @dataclass(slots=True)
@@ -160,8 +193,11 @@ class DeliveryRecorder:
             held.extend(page)
         return held
 
-    async def record(self, outcomes: Sequence[SendOutcome]) -> DrainStats:
-        """Record outcomes in one transaction; return what happened."""
+    async def record(
+        self, outcomes: Sequence[SendOutcome], *, batch: str | None = None
+    ) -> DrainStats:
+        """Record outcomes in one transaction; return what happened. With ``batch``, the
+        outcomes are those of one refused batch, and what is given up is one finding."""
         stats = DrainStats(claimed=len(outcomes))
         if not outcomes:
             return stats
@@ -206,7 +242,7 @@ class DeliveryRecorder:
                     await self._hooks.on_delivered(
                         conn, [o.item for o in part if o.item.id in held], now=now
                     )
-            dead: list[tuple[ClaimedItem, str]] = []
+            dead: list[tuple[ClaimedItem, str, int]] = []
             gone: dict[str, str] = {}
             for o in outcomes:
                 if o.outcome == "delivered":
@@ -226,7 +262,7 @@ class DeliveryRecorder:
                     continue
                 if state == "dead":
                     stats.dead += 1
-                    dead.append((o.item, error))
+                    dead.append((o.item, error, id(o.error)))
                 elif state == "unknown":
                     stats.unknown += 1
                 else:
@@ -236,8 +272,11 @@ class DeliveryRecorder:
             for agency_id, reason in gone.items():
                 # Once per agency: a batch channel reports one refusal for many items.
                 await self._disable_endpoint(conn, agency_id, reason, now)
-            if dead:
-                await self._hooks.on_dead(conn, dead, now=now)
+            alone, together = _given_up_together(dead, batch)
+            for key, items in together.items():
+                await self._hooks.on_dead_batch(conn, key, items, now=now)
+            if alone:
+                await self._hooks.on_dead(conn, alone, now=now)
         failed: dict[int, list[SendOutcome]] = {}
         for o in outcomes:
             if o.error is not None:

@@ -57,13 +57,15 @@ async def load_facts(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Mis
             ).where(EVENTS.c.id.in_(event_ids))
         )
     }
+    batches = {r["id"]: _batch_outbox_ids(r["kind"], r["ours"]) for r in rows}
+    named = [r["outbox_id"] for r in rows if r["outbox_id"] is not None]
     dead = await conn.execute(
         sa.select(OUTBOX.c.id, OUTBOX.c.placement_id)
         .where(
             OUTBOX.c.state.in_(["dead", "unknown"]),
             sa.or_(
                 OUTBOX.c.placement_id.in_(pids),
-                OUTBOX.c.id.in_([r["outbox_id"] for r in rows if r["outbox_id"] is not None]),
+                OUTBOX.c.id.in_(named + [i for ids in batches.values() for i in ids]),
             ),
         )
         .order_by(OUTBOX.c.id)
@@ -88,7 +90,11 @@ async def load_facts(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Mis
         event = events.get(r["event_id"])
         own = r["outbox_id"]
         resendable = (
-            (own,) if own in by_outbox else tuple(by_placement.get(r["placement_id"] or "", ()))
+            tuple(i for i in batches[r["id"]] if i in by_outbox)
+            if batches[r["id"]]
+            else (own,)
+            if own in by_outbox
+            else tuple(by_placement.get(r["placement_id"] or "", ()))
         )
         facts[r["id"]] = MismatchFacts(
             id=r["id"],
@@ -113,6 +119,15 @@ async def load_facts(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Mis
             inbound_id=_inbound_id(r["kind"], r["theirs"]),
         )
     return facts
+
+
+def _batch_outbox_ids(kind: str, ours: str | None) -> tuple[int, ...]:
+    """The packets of a batch given up as a whole (one ``dead_delivery`` for the file)."""
+    if kind != "dead_delivery" or not ours:
+        return ()
+    value = json.loads(ours)
+    ids = value.get("outbox_ids") if isinstance(value, dict) else None
+    return tuple(i for i in ids if isinstance(i, int)) if isinstance(ids, list) else ()
 
 
 def _inbound_id(kind: str, theirs: str | None) -> int | None:

@@ -16,11 +16,13 @@ import sqlalchemy as sa
 from adapters.sftp.layouts import ParsedRecord
 from adapters.sftp.parsing import read_records
 from gateway.bootstrap import Gateway
+from gateway.console import accounts
 from gateway.dispatch import outbox
 from gateway.dispatch.dispatcher import DrainStats
 from gateway.dispatch.outbox import open_stored
 from gateway.errors import HostKeyChanged
 from gateway.ports import OutboundPacket
+from gateway.resolutions.rules import ActionRequest
 from gateway.runtime import checkpoint
 from gateway.store.tables import AgencyStatus, DeliveryAttempt, EvidenceLeaf, Mismatch, OutboxItem
 from gateway.store.transfer_tables import FileBatch, FileBatchItem, RemoteFile
@@ -297,11 +299,22 @@ async def test_another_file_under_our_final_name_is_a_conflict_and_a_resend_gets
         async with gateway.db.connect() as conn:
             batch = (await conn.execute(sa.select(BATCHES))).one()
             assert batch.state == "conflict" and "already exists" in batch.error
-            kinds = (await conn.execute(sa.select(MISMATCHES.c.kind))).scalars().all()
-            assert kinds == ["dead_delivery"] * 8
+            # One refused file is one finding, naming every case it carried.
+            [mismatch] = (await conn.execute(sa.select(MISMATCHES))).all()
             dead = (await conn.execute(sa.select(OUTBOX.c.id))).scalars().all()
-        async with gateway.db.transaction() as conn:
-            assert await outbox.requeue(conn, dead, now=datetime.now(UTC)) == 8
+            pids = (await conn.execute(sa.select(OUTBOX.c.placement_id))).scalars().all()
+        assert mismatch.kind == "dead_delivery" and mismatch.placement_id is None
+        ours = json.loads(mismatch.ours)
+        assert ours["outbox_ids"] == sorted(dead) and ours["placement_ids"] == sorted(pids)
+        assert "8 case(s)" in mismatch.detail and "already exists" in mismatch.detail
+        # Ops resend the whole batch from that one finding.
+        await accounts.add_user(
+            gateway.db, "olga", "operator", "correct horse battery staple", now=datetime.now(UTC)
+        )
+        result = await gateway.resolutions().act(
+            mismatch.id, ActionRequest("resend", "olga", "the squatter file was removed")
+        )
+        assert sorted(result.details["requeued_outbox_ids"]) == sorted(dead)
         assert (await drain(gateway)).delivered == 8
         second = base(2)
         manifest = json.loads((world.path("inbox") / f"{second}.manifest.json").read_bytes())
