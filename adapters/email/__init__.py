@@ -1,6 +1,7 @@
 """The law-firm email channel: referral mail out, replies and delivery reports back.
 
-Outbound, a packet becomes a referral mail (``render``, from the firm's templates), signed
+Outbound, a packet becomes a referral mail (``render``, from the firm's templates, under
+``headers`` folded within RFC 2047's limits), signed
 with the lender's key and encrypted to the firm (``smime``), sent through the firm's SMTP relay
 over TLS (``relay``) and kept on record with what it carried (``journal``). Inbound, the
 firm-facing mailbox is read over IMAP with TLS before any credential (``imap``, ``mailbox``);

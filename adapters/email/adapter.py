@@ -25,6 +25,7 @@ import jinja2
 from cryptography import x509
 
 from adapters.email import journal as mail_journal
+from adapters.email.headers import message_id_for, outer_headers
 from adapters.email.journal import CarriedItem
 from adapters.email.mailbox import client_tls_context
 from adapters.email.relay import SmtpRelay
@@ -34,8 +35,6 @@ from adapters.email.render import (
     MailCase,
     inner_entity,
     mail_case,
-    message_id_for,
-    outer_headers,
     render_content,
 )
 from adapters.email.smime import Signer, load_recipient, load_signer, protect

@@ -29,8 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.email import inbox_store as mail_inbox_store, journal as mail_journal
+from adapters.email.headers import message_id_for
 from adapters.email.journal import Dispatch
-from adapters.email.render import message_id_for
 from adapters.email.reply import ReadMessage, read_message, reply_events, subject_ref, verp_ref
 from adapters.email.reply_signature import OpenedReply, ReplyOpener, build_reply_opener
 from gateway.config.agencies import EmailAgency

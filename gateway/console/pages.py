@@ -5,9 +5,7 @@ a refused one renders that page again with the reason. Personal data is masked e
 the case page reveals it on an explicit, audited POST for roles allowed to see it.
 """
 
-import secrets
-from datetime import timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -23,7 +21,7 @@ from gateway.console.services import (
     filter_query,
     read_form,
 )
-from gateway.console.sessions import Principal, harden, remote_of
+from gateway.console.sessions import Principal, remote_of
 from gateway.errors import GatewayError, NotFound
 from gateway.reconciliation.kinds import SEVERITY
 from gateway.reporting.scorecards import DEFAULT_DAYS, period, rate, scorecards
@@ -31,7 +29,6 @@ from gateway.resolutions.facts import count_matching
 from gateway.resolutions.rules import ACTIONS, ROLES, ActionRefused, MismatchFilter
 from gateway.store.tables import Mismatch
 
-LOGIN_COOKIE = "agw_login"
 M = Mismatch.__table__.c  # type: ignore[attr-defined]
 
 
@@ -41,98 +38,6 @@ def _services(request: web.Request) -> ConsoleServices:
 
 def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
-
-
-def _local(target: str | None) -> str:
-    """Only a path on this site is followed after login (no open redirect). Browsers read
-    ``\\`` as ``/`` and drop tabs and newlines inside a URL, so ``/\\evil.example/`` and
-    ``/<TAB>/evil.example/`` would leave the site: any such character, a scheme, a host or a
-    path that does not start with exactly one ``/`` sends the user home instead."""
-    if not target or "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
-        return "/"
-    parts = urlsplit(target)
-    path_ok = parts.path.startswith("/") and not parts.path.startswith("//")
-    if parts.scheme or parts.netloc or not path_ok:
-        return "/"
-    return target
-
-
-async def login_form(
-    request: web.Request,
-    *,
-    error: str = "",
-    status: int = 200,
-    name: str = "",
-    next_: str | None = None,
-) -> web.Response:
-    """The login page, with a login CSRF token (double-submit cookie). After a failed attempt
-    it keeps the name typed and where the user was going."""
-    services = _services(request)
-    token = secrets.token_urlsafe(24)
-    response = render(
-        "login.html",
-        None,
-        status=status,
-        error=error,
-        login_token=token,
-        next=_local(next_ if next_ is not None else request.query.get("next")),
-        name=name,
-    )
-    response.set_cookie(
-        LOGIN_COOKIE,
-        token,
-        max_age=600,
-        path="/login",
-        httponly=True,
-        samesite="Strict",
-        secure=services.auth.secure(request),
-    )
-    harden(response, secure=services.auth.secure(request))
-    return response
-
-
-async def login_submit(request: web.Request) -> web.StreamResponse:
-    services = _services(request)
-    form = await read_form(request)
-    presented, expected = form.get("login_token"), request.cookies.get(LOGIN_COOKIE)
-    if (
-        not isinstance(presented, str)
-        or not expected
-        or not secrets.compare_digest(presented, expected)
-    ):
-        return await login_form(request, error="The login form expired; try again.", status=403)
-    settings = services.settings
-    typed = {"name": str(form.get("name", ""))[:64], "next_": str(form.get("next", "/"))}
-    try:
-        user = await accounts.login(
-            services.db,
-            typed["name"],
-            str(form.get("password", "")),
-            remote=remote_of(request),
-            now=services.auth.now(),
-            max_failures=settings.login_max_failures,
-            window=timedelta(minutes=settings.login_window_minutes),
-        )
-    except accounts.LoginThrottled as exc:
-        return await login_form(request, error=str(exc), status=429, **typed)
-    except accounts.LoginRefused as exc:
-        return await login_form(request, error=str(exc), status=401, **typed)
-    await services.auth.end_session(request)  # a login never continues an older session
-    token = await services.auth.start_session(user, request)
-    response = _see_other(_local(str(form.get("next", "/"))))
-    services.auth.set_cookie(response, request, token)
-    response.del_cookie(LOGIN_COOKIE, path="/login")
-    harden(response, secure=services.auth.secure(request))
-    return response
-
-
-@page("viewer")
-async def logout(request: web.Request, principal: Principal) -> web.StreamResponse:
-    services = _services(request)
-    await services.auth.end_session(request)
-    response = _see_other("/login")
-    services.auth.clear_cookie(response, request)
-    return response
 
 
 @page("viewer")
@@ -423,9 +328,6 @@ __all__ = [
     "bulk_action",
     "case_page",
     "dashboard",
-    "login_form",
-    "login_submit",
-    "logout",
     "mismatch_action",
     "mismatch_page",
     "mismatch_queue",

@@ -10,7 +10,7 @@ masked personal data, audited reveal), ``/agencies`` and ``/agencies/{id}``, and
 
 from aiohttp import web
 
-from gateway.console import case_evidence, pages
+from gateway.console import case_evidence, login, pages
 from gateway.console.api import add_api_routes
 from gateway.console.rendering import static_file
 from gateway.console.services import CONSOLE_KEY, ConsoleServices
@@ -28,9 +28,9 @@ def add_console(app: web.Application, services: ConsoleServices) -> None:
 
     app.on_response_prepare.append(security_headers)
     router = app.router
-    router.add_get("/login", pages.login_form)
-    router.add_post("/login", pages.login_submit)
-    router.add_post("/logout", pages.logout)
+    router.add_get("/login", login.login_form)
+    router.add_post("/login", login.login_submit)
+    router.add_post("/logout", login.logout)
     router.add_get("/", pages.dashboard)
     router.add_get("/mismatches", pages.mismatch_queue)
     router.add_post("/mismatches/bulk", pages.bulk_action)

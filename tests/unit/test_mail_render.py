@@ -13,13 +13,12 @@ import jinja2
 import pytest
 
 from adapters.email.adapter import batch_reference, template_environment
+from adapters.email.headers import message_id_for, outer_headers
 from adapters.email.render import (
     CaseDocument,
     inner_entity,
     mail_case,
-    message_id_for,
     minor_to_text,
-    outer_headers,
     render_content,
 )
 from gateway.config.email import DEFAULT_TEMPLATE_NAMES
