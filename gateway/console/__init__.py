@@ -2,8 +2,8 @@
 
 ``routes`` mounts it on the gateway's HTTP server (``gateway.server``); ``login``,
 ``sessions``, ``accounts`` and ``guards`` authenticate and authorise every route (roles, CSRF,
-rate-limited login); ``pages`` and ``api`` are the thin handlers; ``read_model`` and ``timeline`` are what
-they read; ``personal_data`` masks and audits revealing; ``case_evidence`` serves bundles;
+rate-limited login); ``pages`` and ``api`` are the thin handlers; ``read_model`` and ``timeline``
+are what they read; ``personal_data`` masks and audits revealing; ``case_evidence`` serves bundles;
 ``rendering`` is the Jinja2 environment; ``api_docs`` and ``api_schemas`` describe the API.
 """
 
