@@ -38,7 +38,6 @@ from gateway.bench.dataset import (
     BenchSetup,
     build_gateway,
     check_concurrency,
-    config,
     copy_database,
     counts,
     seed_template,
@@ -47,8 +46,6 @@ from gateway.bench.load import post_payloads, serve_bare
 from gateway.bench.report import Progress, context, load_average, rate, summarise
 from gateway.dispatch.outbox import open_payload
 from gateway.errors import GatewayError
-from gateway.privacy.pii import PiiKeyRing
-from gateway.store.database import Database
 from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, Expectation, OutboxItem
 
 TARGET_RATIO = 0.6
@@ -116,17 +113,15 @@ async def measure(
 
 async def outbox_payloads(setup: BenchSetup) -> list[bytes]:
     """The packets' exact bytes (opened: they are sealed at rest), for the raw loop."""
-    settings, _agencies = config(setup)
-    keys = PiiKeyRing.parse(settings.secrets.pii_keys.resolve(settings.base_dir))
-    db = Database(f"sqlite:///{setup.database_path}", sealer=keys)
+    gateway = build_gateway(setup)  # the store as the gateway opens it, key ring included
     try:
-        async with db.connect() as conn:
+        async with gateway.db.connect() as conn:
             rows = await conn.execute(
                 sa.select(OUTBOX.c.dedupe_key, OUTBOX.c.payload).order_by(OUTBOX.c.id)
             )
             return [open_payload(conn, key, stored) or b"" for key, stored in rows.all()]
     finally:
-        await db.dispose()
+        await gateway.aclose()
 
 
 async def store_counts(path: Path) -> dict[str, int]:

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.dispatch.packets import RenderedPacket
 from gateway.errors import GatewayError
+from gateway.privacy.pii import PiiKeyRing
 from gateway.store.database import PayloadSealer, dialect_insert, sealer_of
 from gateway.store.tables import OutboxItem
 
@@ -167,15 +168,11 @@ def _seal(sealer: PayloadSealer | None, dedupe_key: str, payload: bytes) -> byte
     return payload if sealer is None else sealer.seal(payload, bound_to=f"outbox:{dedupe_key}")
 
 
-_SEALED = 0x01
-"""The first byte of a sealed blob (the PII key ring's format); packet JSON starts with "{"."""
-
-
 def open_stored(sealer: PayloadSealer | None, dedupe_key: str, stored: bytes) -> bytes:
     """A stored payload opened with ``sealer`` (b"" once purged; GatewayError when sealed
     bytes do not open)."""
     stored = bytes(stored)
-    if not stored or stored[0] != _SEALED:  # purged, or stored before sealing existed
+    if not PiiKeyRing.is_sealed(stored):  # purged, or stored before sealing existed
         return stored
     if sealer is None:
         raise GatewayError(
