@@ -162,6 +162,14 @@ def load_config(
     """Read gateway.toml and every agency file; raise ConfigError listing all problems."""
     settings = load_settings(config_path, base_dir=base_dir)
     agencies = load_agencies(settings.agencies_path())
+    tiers = settings.allocation.tiers
+    unknown = [
+        f"{a.source or a.id}: tier: {a.tier!r} is not one of [allocation] tiers {list(tiers)}"
+        for a in agencies.values()
+        if a.tier not in tiers
+    ]
+    if unknown:
+        raise ConfigError(unknown)
     return settings, agencies
 
 

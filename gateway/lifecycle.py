@@ -22,6 +22,15 @@ have left and the channel's receiver cannot deduplicate. The reaper returns expi
 ``pending``; ops may return ``dead`` and ``unknown`` items to ``pending`` (resend).
 
 *Mismatch*: ``open`` ↔ ``investigating`` → ``resolved`` | ``dismissed`` | ``written_off``.
+
+*Case*: the lender's account through its life. ``open`` when it arrives; ``placed`` with a
+collection agency or ``legal`` with a law firm; back to ``returned`` when the agency returns or
+rejects it, its placement expires or it is recalled to escalate (the next allocation takes it to
+the next tier); ``recalled`` when ops take it back (``reopen`` makes it allocatable again);
+``held`` while a hold (deceased, bankrupt, dispute, ...) stands, and a hold on a placed case
+recalls it; ``closed`` when it is paid off, cured or settled (a later intake that shows it
+overdue again reopens it); ``written_off`` for good. Every move is a row of ``case_history``
+with who or what made it and why (gateway.cases.history).
 """
 
 from typing import Final
@@ -112,12 +121,62 @@ MISMATCH_TRANSITIONS: Final[dict[str, frozenset[str]]] = {
 }
 
 
+CASE_STATES: Final = (
+    "open",
+    "held",
+    "placed",
+    "legal",
+    "returned",
+    "recalled",
+    "closed",
+    "written_off",
+)
+
+_ENDS: Final = {"close": "closed", "write_off": "written_off"}
+_WAITING: Final = {"place": "placed", "place_legal": "legal", "hold": "held", **_ENDS}
+_WITH_AGENCY: Final = {
+    "return": "returned",
+    "reject": "returned",
+    "expire": "returned",
+    "escalate": "returned",
+    "recall": "recalled",
+    "hold": "held",
+    **_ENDS,
+}
+
+CASE_TRANSITIONS: Final[dict[str, dict[str, str]]] = {
+    "open": dict(_WAITING),
+    "returned": dict(_WAITING),
+    "held": {"hold": "held", "release": "open", **_ENDS},
+    "placed": dict(_WITH_AGENCY),
+    "legal": dict(_WITH_AGENCY),
+    "recalled": {"reopen": "returned", "hold": "held", **_ENDS},
+    "closed": {"reopen": "open", "close": "closed"},
+    "written_off": {},
+}
+"""Case status → {event → next status}. ``place`` / ``place_legal`` come from allocation,
+``return`` / ``reject`` / ``close`` / ``write_off`` follow the agency's outcome, ``expire`` from
+the expiry job, ``escalate`` from a legal escalation, ``hold`` / ``release`` from intake or ops,
+``recall`` / ``reopen`` from ops (a closed case reopens when a later intake shows it overdue)."""
+
+ALLOCATABLE_CASE_STATES: Final = frozenset({"open", "returned"})
+"""Cases the next allocation round may place (holds, cool-off and tiers still apply)."""
+
+
+def next_case_status(status: str, event: str) -> str | None:
+    """The case status after ``event``, or None when the event is illegal in ``status``."""
+    return CASE_TRANSITIONS.get(status, {}).get(event)
+
+
 def can_transition(table: dict[str, frozenset[str]], current: str, new: str) -> bool:
     return new in table.get(current, frozenset())
 
 
 __all__ = [
     "ACTIVITY_EVENTS",
+    "ALLOCATABLE_CASE_STATES",
+    "CASE_STATES",
+    "CASE_TRANSITIONS",
     "ENDED_PLACEMENT_STATES",
     "MISMATCH_TRANSITIONS",
     "OPEN_PLACEMENT_STATES",
@@ -125,5 +184,6 @@ __all__ = [
     "PLACEMENT_TRANSITIONS",
     "TERMINAL_PLACEMENT_STATES",
     "can_transition",
+    "next_case_status",
     "next_placement_state",
 ]

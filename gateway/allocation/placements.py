@@ -14,6 +14,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.allocation.rules import CaseToAllocate, Recovery, allocate, performance_factors
+from gateway.cases.history import CaseMove, move_cases
 from gateway.clock import to_datetime
 from gateway.config.agencies import AgencyConfig
 from gateway.config.settings import AllocationSection
@@ -26,7 +27,7 @@ from gateway.dispatch.packets import (
 from gateway.dispatch.queue import queue_packets
 from gateway.errors import GatewayError, NotFound
 from gateway.evidence.log import LeafInput, append_leaves
-from gateway.lifecycle import OPEN_PLACEMENT_STATES
+from gateway.lifecycle import ALLOCATABLE_CASE_STATES, OPEN_PLACEMENT_STATES
 from gateway.ports import Clock
 from gateway.privacy.pii import PiiKeyRing
 from gateway.reporting.scorecards import placement_totals
@@ -40,7 +41,6 @@ PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
 EXPECTATIONS = Expectation.__table__  # type: ignore[attr-defined]
 C, P = CASES.c, PLACEMENTS.c
 
-ALLOCATABLE_CASE_STATES = ("open", "returned")
 WRITE_BATCH = 500
 
 
@@ -227,11 +227,24 @@ class PlacementService:
             )
             packets.append((agency, placement_id, packet))
         await conn.execute(PLACEMENTS.insert(), placements)
-        await conn.execute(
-            CASES.update()
-            .where(C.id == sa.bindparam("case_id"))
-            .values(status="placed", updated_at=now),
-            [{"case_id": p["case_id"]} for p in placements],
+        legal_tier = self._settings.legal_tier
+        await move_cases(
+            conn,
+            [
+                CaseMove(
+                    p["case_id"],
+                    "place_legal"
+                    if legal_tier and self._agencies[p["agency_id"]].tier == legal_tier
+                    else "place",
+                    "allocation",
+                    f"placed with {p['agency_id']}",
+                    placement_id=p["id"],
+                )
+                for p in placements
+            ],
+            now=now,
+            strict=True,
+            known={str(case["id"]): str(case["status"]) for case, *_ in rows},
         )
         await queue_packets(conn, packets, now=now)
 
@@ -242,9 +255,19 @@ class PlacementService:
             return await self.recall_in(conn, case_id, reason_code, now=now)
 
     async def recall_in(
-        self, conn: AsyncConnection, case_id: str, reason_code: str, *, now: datetime
+        self,
+        conn: AsyncConnection,
+        case_id: str,
+        reason_code: str,
+        *,
+        now: datetime,
+        event: str = "recall",
+        actor: str = "ops",
     ) -> str:
-        """``recall`` in the caller's transaction (ops actions attest it in the same one)."""
+        """``recall`` in the caller's transaction (ops actions attest it in the same one).
+
+        ``event`` is the case's lifecycle event: ``recall`` (ops take it back), ``hold``,
+        ``expire``, ``escalate`` or ``close`` (paid off or cured at the lender)."""
         row = (
             await conn.execute(
                 sa.select(P.id, P.agency_id, P.version).where(
@@ -263,8 +286,11 @@ class PlacementService:
             .where(P.id == placement_id)
             .values(state="recalled", recalled_at=now, recall_reason=reason_code, updated_at=now)
         )
-        await conn.execute(
-            CASES.update().where(C.id == case_id).values(status="recalled", updated_at=now)
+        await move_cases(
+            conn,
+            [CaseMove(case_id, event, actor, reason_code, placement_id=placement_id)],
+            now=now,
+            strict=True,
         )
         await conn.execute(
             EXPECTATIONS.update()

@@ -22,7 +22,7 @@ from pydantic import (
 
 from gateway.config.email import EmailSection
 from gateway.config.secrets import SecretRef
-from gateway.config.settings import format_validation_error, read_toml
+from gateway.config.settings import BUCKET_NAMES, format_validation_error, read_toml
 from gateway.config.sftp import SftpSection
 from gateway.errors import ConfigError
 
@@ -31,7 +31,7 @@ DEBTOR_FIELDS = frozenset(
 )
 """Personal fields an agency may be allowed to receive. Anything else is never sent."""
 
-BUCKETS = ("M1", "M2", "M3", "M4-6", "M6+", "LEGAL")
+BUCKETS = BUCKET_NAMES
 
 
 class _Section(BaseModel):
@@ -141,6 +141,15 @@ class AgencyBase(_Section):
     id: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
     name: str = Field(min_length=1)
     enabled: bool = True
+    tier: str = Field(
+        default="primary",
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="the allocation tier (one of [allocation] tiers)",
+    )
+    expiry_warning: bool = Field(
+        default=False,
+        description="the agency takes placement.expiring packets before a placement ends",
+    )
     fields: tuple[str, ...] = ()
     eligibility: EligibilitySection
     capacity: CapacitySection

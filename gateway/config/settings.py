@@ -10,7 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.config.secrets import SecretRef
 from gateway.errors import ConfigError
@@ -49,6 +56,40 @@ class DispatchSection(_Section):
     poll_interval_seconds: float = Field(default=0.5, gt=0, le=60)
 
 
+MAX_DPD = 3650
+"""The most days past due an intake row may carry (schemas.account.IntakeAccount.dpd)."""
+
+BUCKET_NAMES = ("M1", "M2", "M3", "M4-6", "M6+", "LEGAL")
+
+
+class BucketRule(_Section):
+    """One bucket of ``[[allocation.buckets]]``: the cases with these days past due (and,
+    optionally, balance, grades and products) belong to ``name``."""
+
+    name: Literal["M1", "M2", "M3", "M4-6", "M6+"]
+    min_dpd: int = Field(default=1, ge=0, le=3650)
+    max_dpd: int | None = Field(default=None, ge=0, le=3650)
+    min_balance_minor: int = Field(default=0, ge=0)
+    max_balance_minor: int | None = Field(default=None, ge=0)
+    grades: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "BucketRule":
+        if self.max_dpd is not None and self.max_dpd < self.min_dpd:
+            raise ValueError(f"max_dpd {self.max_dpd} is below min_dpd {self.min_dpd}")
+        return self
+
+
+DEFAULT_BUCKETS: tuple[BucketRule, ...] = (
+    BucketRule(name="M1", min_dpd=0, max_dpd=30),
+    BucketRule(name="M2", min_dpd=31, max_dpd=60),
+    BucketRule(name="M3", min_dpd=61, max_dpd=90),
+    BucketRule(name="M4-6", min_dpd=91, max_dpd=180),
+    BucketRule(name="M6+", min_dpd=181),
+)
+
+
 class AllocationSection(_Section):
     seed: int = 20260101
     placement_days: int = Field(default=180, ge=1, le=730)
@@ -64,6 +105,71 @@ class AllocationSection(_Section):
     challenger_share: float = Field(
         default=0.0, ge=0, le=0.5, description="debtor groups drawn by contract weights alone"
     )
+    tiers: tuple[str, ...] = Field(
+        default=("primary", "secondary", "legal"),
+        min_length=1,
+        description="agency tiers in the order a case moves through them",
+    )
+    legal_tier: str = Field(
+        default="legal",
+        description="the tier of law firms: placing there makes a case legal, and "
+        "escalation goes there (empty: no legal tier)",
+    )
+    cool_off_days: int = Field(
+        default=7,
+        ge=0,
+        le=365,
+        description="days a returned or expired case waits before the next tier takes it",
+    )
+    mixed_debtors: Literal["worst", "split"] = Field(
+        default="worst",
+        description="worst: a debtor's worst account decides the agency for all; "
+        "split: each bucket is placed on its own, the reason recorded",
+    )
+    expiry_grace_days: int = Field(
+        default=0, ge=0, le=30, description="days after return_by before the automatic recall"
+    )
+    expiry_warning_days: int = Field(
+        default=14, ge=0, le=90, description="days before return_by to send placement.expiring"
+    )
+    escalation: Literal["off", "auto", "approval"] = Field(
+        default="approval",
+        description="a placed case that crosses the legal threshold: leave it, recall it for "
+        "the legal tier at once, or propose the recall for ops to approve",
+    )
+    buckets: tuple[BucketRule, ...] = Field(
+        default=DEFAULT_BUCKETS,
+        min_length=1,
+        description="classification below the legal threshold; the first rule that matches wins",
+    )
+
+    @model_validator(mode="after")
+    def _tiers(self) -> "AllocationSection":
+        if len(set(self.tiers)) != len(self.tiers):
+            raise ValueError(f"tiers: each tier may appear only once, got {list(self.tiers)}")
+        covered = sorted(
+            (r.min_dpd, r.max_dpd if r.max_dpd is not None else MAX_DPD)
+            for r in self.buckets
+            if r.min_balance_minor == 0
+            and r.max_balance_minor is None
+            and not r.grades
+            and not r.products
+        )
+        reach = -1
+        for low, high in covered:
+            if low > reach + 1:
+                break
+            reach = max(reach, high)
+        if reach < MAX_DPD:
+            raise ValueError(
+                f"buckets: the rules without balance, grade or product conditions must cover "
+                f"every dpd from 0 to {MAX_DPD}; dpd {reach + 1} has no bucket"
+            )
+        if self.legal_tier and self.legal_tier not in self.tiers:
+            raise ValueError(
+                f"legal_tier {self.legal_tier!r} is not one of tiers {list(self.tiers)}"
+            )
+        return self
 
 
 class SchedulesSection(_Section):
@@ -210,4 +316,13 @@ def load_settings(
 
 Channel = Literal["webhook", "sftp", "email"]
 
-__all__ = ["Channel", "GatewaySettings", "format_validation_error", "load_settings", "read_toml"]
+__all__ = [
+    "BUCKET_NAMES",
+    "DEFAULT_BUCKETS",
+    "BucketRule",
+    "Channel",
+    "GatewaySettings",
+    "format_validation_error",
+    "load_settings",
+    "read_toml",
+]

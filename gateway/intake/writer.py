@@ -127,6 +127,9 @@ def case_columns(
             account.balance_minor,
             legal_min_dpd=allocation.legal_min_dpd,
             legal_min_balance_minor=allocation.legal_min_balance_minor,
+            rules=allocation.buckets,
+            grade=account.credit_grade,
+            product=account.product,
         ),
         "updated_at": now,
     }

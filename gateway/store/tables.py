@@ -37,6 +37,8 @@ class Case(SQLModel, table=True):
     due_date: date
     bucket: str = Field(max_length=8, index=True)
     status: str = Field(default="open", max_length=16, index=True)
+    unallocated_reason: str | None = Field(default=None, max_length=500)
+    """Why the last allocation round left the case unplaced (cleared when it is placed)."""
     created_at: datetime = Field(sa_column=_ts())
     updated_at: datetime = Field(sa_column=_ts())
 
@@ -65,6 +67,12 @@ class Placement(SQLModel, table=True):
         default="champion",
         sa_column=sa.Column(AutoString(length=16), nullable=False, server_default="champion"),
         description="how allocation drew the agency: champion or challenger",
+    )
+    tier: str | None = Field(default=None, max_length=32)
+    decision_id: int | None = Field(default=None, description="allocation_decisions.id")
+    expiry_warned_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    renewals: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
     )
     updated_at: datetime = Field(sa_column=_ts())
 
@@ -270,6 +278,7 @@ class AgencyStatus(SQLModel, table=True):
 # Each feature keeps its tables in its own module; importing them here registers them in
 # the one metadata that migrations and tests use.
 from gateway.store import (  # noqa: E402
+    case_tables as case_tables,
     console_tables as console_tables,
     mail_tables as mail_tables,
     recon_tables as recon_tables,

@@ -84,3 +84,47 @@ def test_property_older_debt_never_lands_in_an_earlier_bucket(
     dpd: int, balance: int, extra: int
 ) -> None:
     assert ORDER.index(bucket(dpd + extra, balance)) >= ORDER.index(bucket(dpd, balance))
+
+
+def test_bucket_rules_come_from_config() -> None:
+    config = AllocationSection(
+        buckets=(
+            {"name": "M1", "min_dpd": 0, "max_dpd": 15},
+            {"name": "M2", "min_dpd": 16, "max_dpd": 90, "products": ["cash-loan"]},
+            {"name": "M3", "min_dpd": 16, "max_dpd": 90},
+            {"name": "M6+", "min_dpd": 91},
+        )
+    )
+
+    def classify(dpd: int, product: str) -> str:
+        return bucket_for(
+            dpd,
+            100,
+            legal_min_dpd=config.legal_min_dpd,
+            legal_min_balance_minor=config.legal_min_balance_minor,
+            rules=config.buckets,
+            product=product,
+        )
+
+    assert classify(15, "card") == "M1"
+    assert classify(16, "cash-loan") == "M2"
+    assert classify(16, "card") == "M3"
+    assert classify(200, "card") == "M6+"
+
+
+def test_bucket_rules_must_cover_every_day_count() -> None:
+    with pytest.raises(ValueError, match="dpd 31 has no bucket"):
+        AllocationSection(
+            buckets=(
+                {"name": "M1", "min_dpd": 0, "max_dpd": 30},
+                {"name": "M2", "min_dpd": 31, "max_dpd": 60, "grades": ["A"]},
+                {"name": "M3", "min_dpd": 61},
+            )
+        )
+
+
+def test_legal_tier_must_be_a_tier() -> None:
+    with pytest.raises(ValueError, match="legal_tier 'court'"):
+        AllocationSection(tiers=("primary", "legal"), legal_tier="court")
+    with pytest.raises(ValueError, match="only once"):
+        AllocationSection(tiers=("primary", "primary"), legal_tier="")
