@@ -12,6 +12,9 @@ import aiohttp
 from adapters import ADAPTERS, check_agency
 from adapters.email.triage import VouchedReplyReader
 from gateway.allocation.placements import PlacementService
+from gateway.cases.escalation import EscalationService
+from gateway.cases.expiry import ExpiryService
+from gateway.cases.holds import CaseService
 from gateway.clock import SystemClock, to_datetime
 from gateway.config.agencies import AgencyConfig, WebhookAgency, load_agencies
 from gateway.config.settings import GatewaySettings, load_settings
@@ -51,6 +54,12 @@ class Gateway:
     note_verifier: NoteVerifier
     placements: PlacementService
     inbound: InboundService
+    cases: CaseService
+    """Ops actions on cases: hold, release, reopen (the CLI and the console)."""
+    expiry: ExpiryService
+    """Placement expiry: warnings, automatic recalls and renewals."""
+    escalations: EscalationService
+    """Escalation of placed cases that crossed the legal threshold to the legal tier."""
     _dispatcher: Dispatcher | None = None
     _session: aiohttp.ClientSession | None = None
     _adapters: dict[str, ChannelAdapter] = field(default_factory=dict)
@@ -145,6 +154,9 @@ class Gateway:
             circuits=circuits,
             evidence=self.evidence,
             note_verifier=self.note_verifier,
+            cases=self.cases,
+            expiry=self.expiry,
+            escalations=self.escalations,
         )
 
     async def aclose(self) -> None:
@@ -229,6 +241,9 @@ def build(
         for a in agencies.values()
         if isinstance(a, WebhookAgency)
     }
+    placements = PlacementService(
+        db=db, agencies=agencies, pii=pii, settings=settings.allocation, clock=clock
+    )
     return Gateway(
         settings=settings,
         agencies=agencies,
@@ -238,15 +253,28 @@ def build(
         pii=pii,
         evidence=EvidenceLog(db, signer, settings.secrets.evidence_origin),
         note_verifier=signer.verifier(),
-        placements=PlacementService(
-            db=db, agencies=agencies, pii=pii, settings=settings.allocation, clock=clock
-        ),
+        placements=placements,
         inbound=InboundService(
             db=db,
             trust=trust,
             clock=clock,
             metrics=metrics,
             max_body_bytes=settings.server.max_body_bytes,
+        ),
+        cases=CaseService(db=db, placements=placements, clock=clock),
+        expiry=ExpiryService(
+            db=db,
+            agencies=agencies,
+            placements=placements,
+            settings=settings.allocation,
+            clock=clock,
+        ),
+        escalations=EscalationService(
+            db=db,
+            agencies=agencies,
+            placements=placements,
+            settings=settings.allocation,
+            clock=clock,
         ),
     )
 

@@ -90,6 +90,19 @@ async def sla_checks(gateway: Gateway) -> dict[str, int]:
         return await run_sla_checks(conn, now=to_datetime(gateway.clock.now()))
 
 
+async def placement_terms(gateway: Gateway) -> dict[str, int]:
+    """Send the expiry warnings that are due, recall what has expired, then scan for
+    escalations to the legal tier (what ``placements expire`` and the escalation scan do)."""
+    expiry = await gateway.expiry.run()
+    scan = await gateway.escalations.scan()
+    return {
+        "warned": expiry.warned.total(),
+        "expired": expiry.expired.total(),
+        "escalations_proposed": len(scan.proposed),
+        "escalated": scan.recalled.total(),
+    }
+
+
 async def reconciliation_run(gateway: Gateway) -> dict[str, Any] | None:
     """One incremental run of the reconciliation engine (what ``agency-gateway reconcile``
     does). While another run is in progress (or was interrupted and waits for
@@ -150,6 +163,15 @@ async def run_workers(gateway: Gateway, stop: asyncio.Event) -> None:
                     "reconciliation",
                 )
             )
+        if schedules.expiry_every_seconds > 0:
+            tg.create_task(
+                every(
+                    schedules.expiry_every_seconds,
+                    stop,
+                    lambda: placement_terms(gateway),
+                    "placement terms",
+                )
+            )
         for reader in mailbox_readers(gateway):
             tg.create_task(every(reader.interval_seconds, stop, reader.poll_once, reader.name))
         for poller in channel_pollers(dispatcher):
@@ -162,6 +184,7 @@ __all__ = [
     "checkpoint",
     "every",
     "mailbox_readers",
+    "placement_terms",
     "reconciliation_run",
     "run_workers",
     "sla_checks",

@@ -1,19 +1,73 @@
-"""The lender's intake row: one overdue account as exported by the lender's core system."""
+"""The lender's intake row: one overdue account as exported by the lender's core system,
+with the hold codes that say it must not be worked."""
 
+import re
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Final
 
-from pydantic import Field, field_validator
+from pydantic import Field, WithJsonSchema, field_validator
 
 from schemas.base import MAX_MINOR, CurrencyCode, Identifier, StrictModel
 
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 \-]{5,19}$")]
 
+HOLD_CODE_PATTERN: Final = r"^[A-Z][A-Z0-9_]{1,31}$"
+KNOWN_HOLD_CODES: Final = (
+    "DECEASED",
+    "BANKRUPT",
+    "DISPUTE",
+    "LITIGATION_HOLD",
+    "COMPLAINT",
+    "STUDENT",
+    "SERIOUS_ILLNESS",
+    "IMPRISONED",
+)
+"""The hold codes every part of the gateway knows; any other code matching
+``HOLD_CODE_PATTERN`` (the lender's own) is accepted and works the same way."""
+
+MAX_HOLDS: Final = 16
+
+HoldCode = Annotated[str, Field(pattern=HOLD_CODE_PATTERN)]
+"""A reason not to work a case: upper-case letters, digits and ``_``, 2 to 32 long."""
+
+_HOLD_CODE = re.compile(HOLD_CODE_PATTERN)
+_HOLDS_SCHEMA: Final = {
+    "anyOf": [
+        {
+            "type": "array",
+            "items": {"type": "string", "pattern": HOLD_CODE_PATTERN},
+            "maxItems": MAX_HOLDS,
+        },
+        {"type": "string", "description": "codes separated by ';' (may be empty)"},
+        {"type": "null"},
+    ],
+    "default": [],
+}
+
+
+def hold_codes(value: object) -> object:
+    """The codes of a ``holds`` cell or list: split on ``;``, trimmed, upper-cased, without
+    blanks and repeats, in the order given. Other values are left for validation to reject."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split(";")
+    if not isinstance(value, list | tuple):
+        return value
+    if not all(isinstance(v, str) for v in value):
+        return value
+    return tuple(dict.fromkeys(v.strip().upper() for v in value if v.strip()))
+
+
+def is_hold_code(code: str) -> bool:
+    return _HOLD_CODE.fullmatch(code) is not None
+
 
 class IntakeAccount(StrictModel):
     """One overdue account. PII fields (name, national_id, phones, address) are encrypted at rest.
 
-    In CSV files ``phones`` is a single column with numbers separated by ``;``.
+    In CSV files ``phones`` is a single column with numbers separated by ``;``, and so is the
+    optional ``holds`` column (hold codes, e.g. ``DECEASED;DISPUTE``; empty for none).
     """
 
     account_id: Identifier = Field(description="The lender's account number; the case key")
@@ -36,6 +90,15 @@ class IntakeAccount(StrictModel):
     dpd: int = Field(ge=0, le=3650, description="Days past due as of export")
     credit_grade: str = Field(pattern=r"^[A-E]$")
     due_date: date = Field(description="Date the oldest unpaid instalment fell due")
+    holds: Annotated[tuple[HoldCode, ...], WithJsonSchema(_HOLDS_SCHEMA)] = Field(
+        default=(),
+        max_length=MAX_HOLDS,
+        description="Optional. Reasons not to work the account: DECEASED, BANKRUPT, DISPUTE, "
+        "LITIGATION_HOLD, COMPLAINT, STUDENT, SERIOUS_ILLNESS, IMPRISONED or any code of the "
+        "lender's matching ^[A-Z][A-Z0-9_]{1,31}$ (lower case is upper-cased). A list, or one "
+        "string with codes separated by ';'. Each import sets the account's holds to this "
+        "list: codes no longer listed are released.",
+    )
 
     @field_validator("phones", mode="before")
     @classmethod
@@ -44,5 +107,24 @@ class IntakeAccount(StrictModel):
             return tuple(p.strip() for p in value.split(";") if p.strip())
         return value
 
+    @field_validator("holds", mode="before")
+    @classmethod
+    def _split_holds(cls, value: object) -> object:
+        return hold_codes(value)
 
-__all__ = ["IntakeAccount"]
+    @field_validator("holds", mode="after")
+    @classmethod
+    def _sort_holds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # One order for one set, so the same holds always hash the same (content_mac).
+        return tuple(sorted(value))
+
+
+__all__ = [
+    "HOLD_CODE_PATTERN",
+    "KNOWN_HOLD_CODES",
+    "MAX_HOLDS",
+    "HoldCode",
+    "IntakeAccount",
+    "hold_codes",
+    "is_hold_code",
+]

@@ -53,6 +53,22 @@ class PlacementAmendedData(StrictModel):
     balance: NonNegativeMoney
     previous_balance: NonNegativeMoney
     reason: str = Field(max_length=200)
+    return_by: date | None = Field(
+        default=None,
+        description="The placement's new end date, when this amendment renews it (absent "
+        "when the end date is unchanged)",
+    )
+
+
+class PlacementExpiringData(StrictModel):
+    packet_id: Identifier
+    placement_id: Identifier
+    case_id: Identifier
+    return_by: date = Field(description="Date the placement ends unless it is renewed")
+    recall_on: date = Field(
+        description="Date the lender recalls the case automatically (UTC) unless it is "
+        "renewed before: return_by plus the lender's grace days, plus one"
+    )
 
 
 class PlacementRecalledData(StrictModel):
@@ -98,11 +114,21 @@ class PlacementCreated(StrictModel):
 
 
 class PlacementAmended(StrictModel):
-    """The balance of a placed case changed at the lender."""
+    """The balance of a placed case changed at the lender, or the placement was renewed
+    (``return_by``)."""
 
     type: Literal["placement.amended"]
     timestamp: UtcDatetime
     data: PlacementAmendedData
+
+
+class PlacementExpiring(StrictModel):
+    """The placement ends soon: on ``recall_on`` the lender recalls the case unless it
+    renews the placement first (a ``placement.amended`` with a later ``return_by``)."""
+
+    type: Literal["placement.expiring"]
+    timestamp: UtcDatetime
+    data: PlacementExpiringData
 
 
 class PlacementRecalled(StrictModel):
@@ -131,12 +157,18 @@ class DataDeletionRequested(StrictModel):
 
 
 CasePacket = Annotated[
-    PlacementCreated | PlacementAmended | PlacementRecalled | PaymentDirect | DataDeletionRequested,
+    PlacementCreated
+    | PlacementAmended
+    | PlacementExpiring
+    | PlacementRecalled
+    | PaymentDirect
+    | DataDeletionRequested,
     Field(discriminator="type"),
 ]
 PACKET_TYPES: tuple[str, ...] = (
     "placement.created",
     "placement.amended",
+    "placement.expiring",
     "placement.recalled",
     "payment.direct",
     "data.deletion_requested",
@@ -156,6 +188,8 @@ __all__ = [
     "PlacementAmendedData",
     "PlacementCreated",
     "PlacementCreatedData",
+    "PlacementExpiring",
+    "PlacementExpiringData",
     "PlacementRecalled",
     "PlacementRecalledData",
 ]

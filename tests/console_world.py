@@ -90,11 +90,18 @@ class ConsoleWorld:
 
 
 async def build_world(
-    make_config: Any, tmp_path: Path, agency_url: str, stub: StubAgency, *, accounts_n: int = 24
+    make_config: Any,
+    tmp_path: Path,
+    agency_url: str,
+    stub: StubAgency,
+    *,
+    accounts_n: int = 24,
+    database_url: str | None = None,
 ) -> ConsoleWorld:
-    """Everything in the module docstring; the caller closes ``world.gateway``."""
+    """Everything in the module docstring (on ``database_url``, by default a SQLite file in
+    ``tmp_path``); the caller closes ``world.gateway``."""
     _config, settings, agencies = make_config(
-        database_url="sqlite:///" + str(tmp_path / "console.db"),
+        database_url=database_url or "sqlite:///" + str(tmp_path / "console.db"),
         agencies={
             ALPHA: {"scheme": "v1", "url": agency_url},
             BETA: {"scheme": "v1a", "url": agency_url},

@@ -79,6 +79,7 @@ def case_to_allocate(**overrides: Any) -> CaseToAllocate:
         "balance_minor": 250_000,
         "currency": "CNY",
         "region": "CN-31",
+        "dpd": 45,
         "excluded_agencies": frozenset(),
     }
     values.update(overrides)

@@ -17,13 +17,25 @@ def check_email_agency(
     agency: EmailAgency, base_dir: Path, environ: Mapping[str, str] | None = None
 ) -> list[str]:
     """Every problem with the files a law firm's mail needs."""
-    return email_problems(agency.source or agency.id, agency.email, base_dir, environ)
+    return email_problems(
+        agency.source or agency.id,
+        agency.email,
+        base_dir,
+        environ,
+        expiry_warning=agency.expiry_warning,
+    )
 
 
 def email_problems(
-    source: str, email: EmailSection, base_dir: Path, environ: Mapping[str, str] | None = None
+    source: str,
+    email: EmailSection,
+    base_dir: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    expiry_warning: bool = False,
 ) -> list[str]:
-    """Resolve and parse every key, certificate and template a firm's mail needs."""
+    """Resolve and parse every key, certificate and template a firm's mail needs (the
+    ``placement.expiring`` letter only when the firm takes expiry warnings)."""
     problems: list[str] = []
 
     def resolve(key: str, ref: SecretRef) -> str | None:
@@ -64,13 +76,24 @@ def email_problems(
             problems.append(f"{source}: {exc}")
     templates = Path(email.templates_dir)
     templates = templates if templates.is_absolute() else base_dir / templates
-    kinds = [k for k in DEFAULT_TEMPLATE_NAMES if k != "batch" or email.mode == "per_batch"]
+    kinds = [
+        k
+        for k in DEFAULT_TEMPLATE_NAMES
+        if (k != "batch" or email.mode == "per_batch")
+        and (k != "placement.expiring" or expiry_warning)
+    ]
     for kind in kinds:
         for part in ("subject", "body"):
             name = f"{email.language}/{email.template_name(kind)}.{part}.j2"
             if not (templates / name).is_file():
+                why = (
+                    " (expiry_warning = true: the firm takes placement.expiring letters; add "
+                    "the template or set expiry_warning = false)"
+                    if kind == "placement.expiring"
+                    else ""
+                )
                 problems.append(
-                    f"{source}: email.templates_dir: template {templates / name} is missing"
+                    f"{source}: email.templates_dir: template {templates / name} is missing{why}"
                 )
     return problems
 

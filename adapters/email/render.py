@@ -60,6 +60,7 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "debtor_region": "地区",
         "placed_at": "委托时间",
         "return_by": "委托截止日",
+        "recall_on": "自动撤案日",
         "version": "版本",
         "reason": "原因",
         "reason_code": "撤案原因",
@@ -163,7 +164,7 @@ def mail_case(
         fields.update(placed_at=d.placed_at.isoformat(), return_by=d.return_by.isoformat())
     else:
         for name, value in data.model_dump(mode="json").items():
-            if name in fields or name == "packet_id":
+            if name in fields or name == "packet_id" or value is None:
                 continue
             if isinstance(value, dict) and "amount_minor" in value:
                 fields[name] = minor_to_text(value["amount_minor"], value["currency"])

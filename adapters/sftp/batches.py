@@ -33,6 +33,7 @@ TEMP_PATTERNS = (".part", ".tmp", ".filepart", ".writing", ".partial")
 FILE_TYPES: dict[str, str] = {
     "placement.created": "PLACEMENT",
     "placement.amended": "AMENDMENT",
+    "placement.expiring": "EXPIRING",
     "placement.recalled": "RECALL",
     "payment.direct": "PAYMENT",
     "data.deletion_requested": "DELETION",

@@ -1,19 +1,37 @@
 """Placements: allocation, recall and amendment, each written in ONE transaction with its
 outbox item and evidence leaf, so a crash can never leave a placement without its packet or
 a packet without its proof.
+
+An allocation round reads the store (``gateway.allocation.rounds``), lets the pure rules
+decide (``gateway.allocation.rules``), then writes each batch of groups' decisions together
+with their placements (each placement points at its decision), and finally the reasons of
+what stayed unplaced. ``preview`` stops after the decision.
 """
 
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.allocation.rules import CaseToAllocate, Recovery, allocate, performance_factors
+from gateway.allocation.decisions import Decision
+from gateway.allocation.rounds import (
+    AllocationReport,
+    RoundInput,
+    batches,
+    new_round_id,
+    read_factors,
+    read_round,
+    record_decisions,
+    record_reasons,
+    record_unplaced,
+)
+from gateway.allocation.routing import Policy
+from gateway.allocation.rules import AllocationResult, allocate
 from gateway.cases.history import CaseMove, move_cases
 from gateway.clock import to_datetime
 from gateway.config.agencies import AgencyConfig
@@ -27,10 +45,9 @@ from gateway.dispatch.packets import (
 from gateway.dispatch.queue import queue_packets
 from gateway.errors import GatewayError, NotFound
 from gateway.evidence.log import LeafInput, append_leaves
-from gateway.lifecycle import ALLOCATABLE_CASE_STATES, OPEN_PLACEMENT_STATES
+from gateway.lifecycle import OPEN_PLACEMENT_STATES
 from gateway.ports import Clock
 from gateway.privacy.pii import PiiKeyRing
-from gateway.reporting.scorecards import placement_totals
 from gateway.store.database import Database
 from gateway.store.tables import Case, Expectation, Placement
 
@@ -44,22 +61,22 @@ C, P = CASES.c, PLACEMENTS.c
 WRITE_BATCH = 500
 
 
-@dataclass(slots=True)
-class AllocationReport:
-    placed: int = 0
-    unallocated: int = 0
-    by_agency: Counter[str] = field(default_factory=Counter)
-    by_strategy: Counter[str] = field(default_factory=Counter)
-    reasons: Counter[str] = field(default_factory=Counter)
-    factors: dict[tuple[str, str], float] = field(default_factory=dict)
-    """The performance factors the champion draws used ((agency, currency) → factor)."""
-
-
 @dataclass(frozen=True, slots=True)
 class BalanceChange:
     case_id: str
     old_balance_minor: int
     new_balance_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewPlacement:
+    """One placement to write: the case row, the agency, its ordinal and how it was drawn."""
+
+    case: RowMapping
+    agency_id: str
+    ordinal: int
+    strategy: str
+    decision_id: int | None = None
 
 
 class PlacementService:
@@ -69,7 +86,7 @@ class PlacementService:
         db: the database.
         agencies: agency configs by id.
         pii: the key ring that decrypts debtor details for allowlisted fields.
-        settings: allocation settings (seed, placement length).
+        settings: allocation settings (seed, placement length, tiers, cool-off, mixed debtors).
         clock: time source.
     """
 
@@ -89,106 +106,139 @@ class PlacementService:
         self._clock = clock
 
     async def allocate(self) -> AllocationReport:
-        """Place every allocatable case that an agency can take."""
+        """Place every allocatable case that an agency can take; record why, per group."""
         now = to_datetime(self._clock.now())
-        report = AllocationReport()
-        async with self._db.transaction() as conn:
-            cases = (
-                (await conn.execute(sa.select(CASES).where(C.status.in_(ALLOCATABLE_CASE_STATES))))
-                .mappings()
-                .all()
-            )
-            if not cases:
-                return report
-            history = (
-                await conn.execute(
-                    sa.select(P.case_id, P.agency_id, P.state, C.debtor_id).join(CASES)
-                )
-            ).all()
-            if self._settings.performance_weighting:
-                report.factors = await self._performance_factors(conn, now)
-        excluded: dict[str, set[str]] = {}
-        open_counts: Counter[str] = Counter()
-        debtor_agency: dict[str, str] = {}
-        ordinals: Counter[str] = Counter()
-        for case_id, agency_id, state, debtor_id in history:
-            ordinals[case_id] += 1
-            if state in OPEN_PLACEMENT_STATES:
-                open_counts[agency_id] += 1
-                debtor_agency[debtor_id] = agency_id
-            elif state in ("returned", "rejected", "recalled"):
-                excluded.setdefault(case_id, set()).add(agency_id)
-        result = allocate(
-            (
-                CaseToAllocate(
-                    case_id=c["id"],
-                    debtor_id=c["debtor_id"],
-                    bucket=c["bucket"],
-                    balance_minor=c["balance_minor"],
-                    currency=c["currency"],
-                    region=c["region"],
-                    excluded_agencies=frozenset(excluded.get(c["id"], ())),
-                )
-                for c in cases
-            ),
-            list(self._agencies.values()),
-            open_counts=open_counts,
-            debtor_agency=debtor_agency,
-            seed=self._settings.seed,
-            factors=report.factors,
-            challenger_share=self._settings.challenger_share,
-        )
-        by_id = {c["id"]: c for c in cases}
-        for u in result.unallocated:
-            report.unallocated += 1
-            report.reasons[u.reason] += 1
-        for start in range(0, len(result.assignments), WRITE_BATCH):
-            chunk = result.assignments[start : start + WRITE_BATCH]
+        found, result, report = await self.plan(now)
+        return await self.commit(found, result, report, now=now)
+
+    async def commit(
+        self,
+        found: RoundInput,
+        result: AllocationResult,
+        report: AllocationReport,
+        *,
+        now: datetime,
+    ) -> AllocationReport:
+        """Write what ``plan`` decided: each batch of groups' decisions with their
+        placements, then the reasons of what stayed unplaced. A group whose cases changed
+        since the plan read them is left for the next round (``report.changed``)."""
+        if not found.cases:
+            return report
+        round_id = report.round_id = new_round_id(now)
+        seed = self._settings.seed
+        for planned in batches([d for d in result.decisions if d.chosen], WRITE_BATCH):
             async with self._db.transaction() as conn:
+                chunk = await self._unchanged(conn, planned, found, report)
+                if not chunk:
+                    continue
+                ids = await record_decisions(conn, chunk, round_id=round_id, seed=seed, now=now)
                 await self._write_placements(
                     conn,
                     [
-                        (by_id[a.case_id], a.agency_id, ordinals[a.case_id] + 1, a.strategy)
-                        for a in chunk
+                        NewPlacement(
+                            found.cases[case_id],
+                            str(d.chosen),
+                            found.ordinals[case_id] + 1,
+                            d.strategy,
+                            decision_id,
+                        )
+                        for d, decision_id in zip(chunk, ids, strict=True)
+                        for case_id in d.case_ids
                     ],
                     now,
                 )
-            for a in chunk:
-                report.by_agency[a.agency_id] += 1
-                report.by_strategy[a.strategy] += 1
-            report.placed += len(chunk)
+            report.decisions += len(chunk)
+        if result.unallocated:
+            async with self._db.transaction() as conn:
+                report.decisions += await record_unplaced(
+                    conn, found, result, round_id=round_id, seed=seed, now=now
+                )
+        log.info(
+            "allocation round %s: %d placed, %d unallocated, %d decisions recorded",
+            round_id,
+            report.placed,
+            report.unallocated,
+            report.decisions,
+        )
         return report
 
-    async def _performance_factors(
-        self, conn: AsyncConnection, now: datetime
-    ) -> dict[tuple[str, str], float]:
-        """Each agency's recovery on what it was placed in the last ``performance_days``,
-        relative to its peers (gateway.allocation.rules.performance_factors)."""
-        since = now - timedelta(days=self._settings.performance_days)
-        rows = await conn.execute(placement_totals(P.placed_at >= since))
-        return performance_factors(
-            (
-                Recovery(a, cur, int(n), int(pl or 0), int(co or 0))
-                for a, cur, n, pl, co, _recalled in rows
-            ),
-            min_placements=self._settings.performance_min_placements,
-            floor=self._settings.performance_floor,
-            cap=self._settings.performance_cap,
-        )
-
-    async def _write_placements(
+    async def _unchanged(
         self,
         conn: AsyncConnection,
-        rows: Sequence[tuple[RowMapping, str, int, str]],
-        now: datetime,
+        planned: Sequence[Decision],
+        found: RoundInput,
+        report: AllocationReport,
+    ) -> list[Decision]:
+        """The decisions whose cases are still as the round read them, in the write's
+        transaction (rows locked on PostgreSQL; SQLite's writer lock is already held). A case
+        held, closed, amended or placed since the read drops its group from this round, and
+        the next round decides it afresh."""
+        ids = [case_id for d in planned for case_id in d.case_ids]
+        query = sa.select(C.id, C.updated_at).where(C.id.in_(ids))
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        now_at = {str(i): at for i, at in await conn.execute(query)}
+        kept: list[Decision] = []
+        for decision in planned:
+            if all(now_at.get(c) == found.cases[c]["updated_at"] for c in decision.case_ids):
+                kept.append(decision)
+                continue
+            log.info(
+                "allocation: %s changed since the round read it; left for the next round",
+                ", ".join(decision.case_ids),
+            )
+            for case_id in decision.case_ids:
+                report.placed -= 1
+                report.changed += 1
+                report.by_agency[str(decision.chosen)] -= 1
+                report.by_strategy[decision.strategy] -= 1
+                report.by_agency_bucket[(str(decision.chosen), found.cases[case_id]["bucket"])] -= 1
+        if len(kept) < len(planned):
+            report.by_agency += Counter()  # drop the counts that fell to zero
+            report.by_strategy += Counter()
+            report.by_agency_bucket += Counter()
+        return kept
+
+    async def preview(self) -> AllocationReport:
+        """What ``allocate`` would do now, writing nothing."""
+        _, _, report = await self.plan(to_datetime(self._clock.now()))
+        return report
+
+    async def plan(self, now: datetime) -> tuple[RoundInput, AllocationResult, AllocationReport]:
+        """Read the round and run the rules on it (no writes)."""
+        async with self._db.snapshot() as conn:
+            found = await read_round(conn)
+            factors = (
+                await read_factors(conn, self._settings, now)
+                if found.cases and self._settings.performance_weighting
+                else {}
+            )
+        if not found.cases:
+            return found, AllocationResult(), AllocationReport()
+        result = allocate(
+            found.to_allocate,
+            list(self._agencies.values()),
+            open_counts=found.open_counts,
+            debtor_agency=found.debtor_agency,
+            seed=self._settings.seed,
+            factors=factors,
+            challenger_share=self._settings.challenger_share,
+            policy=Policy.from_settings(self._settings),
+            now=now,
+        )
+        return found, result, AllocationReport.of(found, result, factors)
+
+    async def _write_placements(
+        self, conn: AsyncConnection, rows: Sequence[NewPlacement], now: datetime
     ) -> None:
         return_by = (now + timedelta(days=self._settings.placement_days)).date()
         placements = []
         packets = []
-        for case, agency_id, ordinal, strategy in rows:
+        for row in rows:
+            case, agency_id = row.case, row.agency_id
             agency = self._agencies[agency_id]
             case_id = str(case["id"])
-            placement_id = placement_id_for(case_id, ordinal)
+            placement_id = placement_id_for(case_id, row.ordinal)
             pii = self._pii.decrypt(case["pii"], bound_to=case_id) if agency.fields else {}
             packet = render_created(
                 agency_id=agency_id,
@@ -221,7 +271,9 @@ class PlacementService:
                     "collected_minor": 0,
                     "placed_at": now,
                     "return_by": return_by,
-                    "strategy": strategy,
+                    "strategy": row.strategy,
+                    "tier": agency.tier,
+                    "decision_id": row.decision_id,
                     "updated_at": now,
                 }
             )
@@ -244,7 +296,10 @@ class PlacementService:
             ],
             now=now,
             strict=True,
-            known={str(case["id"]): str(case["status"]) for case, *_ in rows},
+            known={str(r.case["id"]): str(r.case["status"]) for r in rows},
+        )
+        await record_reasons(
+            conn, {str(r.case["id"]): None for r in rows if r.case["unallocated_reason"]}
         )
         await queue_packets(conn, packets, now=now)
 
@@ -410,5 +465,6 @@ class PlacementService:
 __all__ = [
     "AllocationReport",
     "BalanceChange",
+    "NewPlacement",
     "PlacementService",
 ]

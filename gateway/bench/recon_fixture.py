@@ -36,6 +36,11 @@ def _insert(table: str, width: int) -> str:
     return f"INSERT INTO {table} VALUES ({','.join('?' * width)})"
 
 
+INSERT_CASE = (
+    "INSERT INTO cases (id, debtor_id, pii, content_mac, region, product, currency, "
+    "principal_minor, balance_minor, dpd, credit_grade, due_date, bucket, status, created_at, "
+    f"updated_at) VALUES ({','.join('?' * 16)})"
+)
 INSERT_PLACEMENT = (
     "INSERT INTO placements (id, case_id, agency_id, state, version, currency, "
     "balance_minor, acked_balance_minor, collected_minor, agency_case_ref, placed_at, "
@@ -88,7 +93,7 @@ def _placements(
 ) -> dict[str, Book]:
     books: dict[str, Book] = {}
     for batch in _batches(placement_rows(rnd, rows, start, books)):
-        con.executemany(_insert("cases", 16), [case for case, _ in batch])
+        con.executemany(INSERT_CASE, [case for case, _ in batch])
         con.executemany(INSERT_PLACEMENT, [placement for _, placement in batch])
     summary.placements = rows
     return books

@@ -57,6 +57,11 @@ async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) ->
         "unchanged": report.unchanged,
         "amended": report.amended,
         "rejected": report.rejected,
+        "holds_added": report.holds_added,
+        "holds_released": report.holds_released,
+        "closed": report.closed,
+        "reopened": report.reopened,
+        "recalled": report.recalled,
         "sha256": report.sha256,
         "errors": [str(e) for e in report.errors[:100]],
     }
@@ -74,6 +79,12 @@ async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) ->
         f"{report.unchanged} unchanged, {report.amended} amendments queued, "
         f"{report.rejected} rejected"
     )
+    if report.holds_added or report.holds_released or report.closed or report.reopened:
+        console.print(
+            f"lifecycle: {report.holds_added} holds added, {report.holds_released} released, "
+            f"{report.closed} closed as paid off or cured, {report.reopened} reopened, "
+            f"{report.recalled} placements recalled"
+        )
     if report.rejected:
         ctx.exit(1)
 

@@ -6,50 +6,83 @@ import json
 import click
 from rich.table import Table
 
+from gateway.allocation.routing import REASONS
 from gateway.cli.context import console, err_console, open_gateway, run_async
+from gateway.config.settings import BUCKET_NAMES
 
 
 @click.command()
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="Show what a round would do, by agency and bucket; write nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 @run_async
-async def allocate(ctx: click.Context, as_json: bool) -> None:
-    """Place every open case with an eligible agency that has capacity.
+async def allocate(ctx: click.Context, preview: bool, as_json: bool) -> None:
+    """Place every allocatable case with an agency that can take it, tier by tier.
 
-    Each placement is written with its placement.created packet and evidence leaf in one
-    transaction. The result is deterministic for the same cases and allocation seed. With
-    [allocation] performance_weighting, champion draws weigh agencies by their recent
-    recovery; a challenger_share of debtors is drawn by contract weights alone, and each
-    placement records which (see `agencies scorecard --strategy`).
+    A new case goes to the first [allocation] tier with an agency whose contract takes it
+    (and waits when that tier is full); a returned or expired case goes to the next tier
+    after the cool-off, never to an agency that had it; an escalated one to the legal tier.
+    A debtor's accounts travel together (mixed buckets by [allocation] mixed_debtors). Held,
+    not overdue and zero-balance cases are never placed. Each placement is written with its
+    placement.created packet and evidence leaf in one transaction, and each debtor group's
+    decision (every agency's verdict, the weights, the draw) is recorded; every case left
+    unplaced gets its reason. The result is deterministic for the same cases and seed. With
+    performance_weighting, champion draws weigh agencies by recent recovery; a
+    challenger_share of debtors is drawn by contract weights alone.
+
+    --preview runs the same decision and prints it without writing anything.
     """
     gateway = await open_gateway(ctx)
     try:
-        report = await gateway.placements.allocate()
+        report = await (gateway.placements.preview() if preview else gateway.placements.allocate())
+        tiers = {agency_id: agency.tier for agency_id, agency in gateway.agencies.items()}
     finally:
         await gateway.aclose()
+    by_bucket: dict[str, dict[str, int]] = {}
+    for (agency_id, bucket), n in sorted(report.by_agency_bucket.items()):
+        by_bucket.setdefault(agency_id, {})[bucket] = n
     if as_json:
         click.echo(
             json.dumps(
                 {
+                    "preview": preview,
+                    "round_id": report.round_id,
                     "placed": report.placed,
                     "unallocated": report.unallocated,
                     "by_agency": dict(report.by_agency),
+                    "by_agency_bucket": by_bucket,
                     "by_strategy": dict(report.by_strategy),
                     "performance_factors": [
                         {"agency": a, "currency": cur, "factor": round(f, 4)}
                         for (a, cur), f in sorted(report.factors.items())
                     ],
-                    "reasons": dict(report.reasons),
+                    "reasons": dict(sorted(report.reasons.items())),
+                    "reason_labels": {code: REASONS[code] for code in sorted(report.reasons)},
+                    "decisions_recorded": report.decisions,
                 },
                 indent=2,
+                ensure_ascii=False,
             )
         )
         return
-    table = Table("agency", "placed")
-    for agency_id, n in sorted(report.by_agency.items()):
-        table.add_row(agency_id, str(n))
-    console.print(table)
-    console.print(f"placed {report.placed}, unallocated {report.unallocated}")
+    buckets = [b for b in BUCKET_NAMES if any(b in row for row in by_bucket.values())]
+    title = "would be placed (preview: nothing written)" if preview else "placed"
+    table = Table("agency", "tier", *buckets, "total", title=title)
+    for agency_id, row in by_bucket.items():
+        table.add_row(
+            agency_id,
+            tiers.get(agency_id, "?"),
+            *(str(row.get(b, "")) for b in buckets),
+            str(report.by_agency[agency_id]),
+        )
+    if by_bucket:
+        console.print(table)
+    verb = "would place" if preview else "placed"
+    console.print(f"{verb} {report.placed}, unallocated {report.unallocated}")
     if report.by_strategy.get("challenger"):
         console.print(
             f"  champion {report.by_strategy['champion']}, "
@@ -57,8 +90,14 @@ async def allocate(ctx: click.Context, as_json: bool) -> None:
         )
     for (agency_id, currency), factor in sorted(report.factors.items()):
         console.print(f"  performance factor {agency_id} {currency}: {factor:.2f}")
-    for reason, n in report.reasons.items():
-        console.print(f"  {n} unallocated: {reason}")
+    for code, n in report.reasons.most_common():
+        console.print(f"  {n} unallocated: {REASONS.get(code, code)} ({code})", highlight=False)
+    if report.round_id:
+        console.print(
+            f"round {report.round_id}: {report.decisions} decision(s) recorded "
+            "(`cases show ID` explains each case)",
+            highlight=False,
+        )
 
 
 @click.command()

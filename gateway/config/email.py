@@ -20,6 +20,7 @@ DOMAIN_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
 DEFAULT_TEMPLATE_NAMES: Mapping[str, str] = {
     "placement.created": "referral",
     "placement.amended": "amendment",
+    "placement.expiring": "expiring",
     "placement.recalled": "recall",
     "payment.direct": "direct_payment",
     "data.deletion_requested": "deletion",

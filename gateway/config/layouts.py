@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 RecordKind = Literal[
     "placement.created",
     "placement.amended",
+    "placement.expiring",
     "placement.recalled",
     "payment.direct",
     "data.deletion_requested",
@@ -105,6 +106,18 @@ DEFAULT_COLUMNS: dict[RecordKind, tuple[ColumnSpec, ...]] = {
         ("PREVIOUS_BALANCE", "data.previous_balance", "money"),
         ("CURRENCY", "data.balance.currency", "currency"),
         ("REASON", "data.reason", "text"),
+        # Added with renewals: empty unless the amendment renews the placement.
+        ("RETURN_BY", "data.return_by", "date"),
+    ),
+    # With widths, like data.deletion_requested, so fixed-width layouts agreed before this
+    # kind existed still load.
+    "placement.expiring": _fixed(
+        ("RECORD_TYPE", "type", "text", 24),
+        ("PACKET_ID", "data.packet_id", "text", 44),
+        ("PLACEMENT_ID", "data.placement_id", "text", 64),
+        ("CASE_ID", "data.case_id", "text", 64),
+        ("RETURN_BY", "data.return_by", "date", 10),
+        ("RECALL_ON", "data.recall_on", "date", 10),
     ),
     "placement.recalled": _cols(
         ("RECORD_TYPE", "type", "text"),

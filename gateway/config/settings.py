@@ -67,7 +67,7 @@ class BucketRule(_Section):
     optionally, balance, grades and products) belong to ``name``."""
 
     name: Literal["M1", "M2", "M3", "M4-6", "M6+"]
-    min_dpd: int = Field(default=1, ge=0, le=3650)
+    min_dpd: int = Field(default=0, ge=0, le=3650)
     max_dpd: int | None = Field(default=None, ge=0, le=3650)
     min_balance_minor: int = Field(default=0, ge=0)
     max_balance_minor: int | None = Field(default=None, ge=0)
@@ -179,6 +179,12 @@ class SchedulesSection(_Section):
     checkpoint_every_seconds: float = Field(default=30, gt=0)
     engine_every_seconds: float = Field(
         default=900, ge=0, description="full reconciliation runs; 0 leaves them to the CLI"
+    )
+    expiry_every_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="placement expiry (warnings, recalls) and the escalation scan; 0 leaves "
+        "them to the CLI",
     )
 
 

@@ -1,10 +1,13 @@
-"""The ops console: server-rendered pages and a JSON API for working the mismatch queue.
+"""The ops console: server-rendered pages and a JSON API for working the mismatch queue and
+the cases.
 
 ``routes`` mounts it on the gateway's HTTP server (``gateway.server``); ``login``,
 ``sessions``, ``accounts`` and ``guards`` authenticate and authorise every route (roles, CSRF,
-rate-limited login); ``pages`` and ``api`` are the thin handlers; ``read_model`` and ``timeline``
-are what they read; ``personal_data`` masks and audits revealing; ``case_evidence`` serves bundles;
-``rendering`` is the Jinja2 environment; ``api_docs`` and ``api_schemas`` describe the API.
+rate-limited login); ``pages``, ``case_pages`` and ``api`` are the thin handlers; ``read_model``
+and ``timeline`` (and gateway.cases.views) are what they read; ``case_actions`` acts on cases;
+``personal_data`` masks and audits revealing; ``case_evidence`` serves bundles; ``rendering`` is
+the Jinja2 environment; ``api_docs``, ``api_schemas``, ``case_schemas`` and ``schema_parts``
+describe the API.
 """
 
 from typing import TYPE_CHECKING

@@ -11,14 +11,21 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict
 
-from gateway.console import personal_data, read_model, timeline
+from gateway.cases import views as case_views
+from gateway.console import case_actions, personal_data, read_model, timeline
 from gateway.console.guards import api, problem
-from gateway.console.services import CONSOLE_KEY, ConsoleServices, filter_from
+from gateway.console.services import (
+    CONSOLE_KEY,
+    ConsoleServices,
+    case_filter_from,
+    filter_from,
+    page_limit,
+)
 from gateway.console.sessions import Principal, remote_of
 from gateway.errors import GatewayError, NotFound
 from gateway.reporting.scorecards import period, report, scorecards
 from gateway.resolutions.actions import ActionResult, BulkResult
-from gateway.resolutions.rules import DEFAULT_RECALL_CODE, ActionRequest
+from gateway.resolutions.rules import DEFAULT_RECALL_CODE, ActionRefused, ActionRequest
 
 PREFIX = "/api/v1"
 
@@ -173,6 +180,49 @@ async def bulk_action(request: web.Request, principal: Principal) -> web.StreamR
 
 
 @api("viewer")
+async def cases(request: web.Request, principal: Principal) -> web.StreamResponse:
+    services = _services(request)
+    query = request.query
+    async with services.db.snapshot() as conn:
+        data = await case_views.list_cases(
+            conn,
+            case_filter_from(query),
+            limit=page_limit(query),
+            after=query.get("after", "").strip() or None,
+        )
+    return reply(data)
+
+
+@api("viewer")
+async def case(request: web.Request, principal: Principal) -> web.StreamResponse:
+    services = _services(request)
+    async with services.db.snapshot() as conn:
+        return reply(await case_views.case_detail(conn, request.match_info["case_id"]))
+
+
+@api("operator")
+async def case_action(request: web.Request, principal: Principal) -> web.StreamResponse:
+    body = await _body(request)
+    fields: dict[str, str] = {}
+    for name, value in body.items():
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise GatewayError(f"{name} must be a string or a whole number")
+        fields[name] = str(value)
+    wanted = case_actions.request_from(fields, principal.user.name)
+    case_actions.check(wanted)
+    case_id = request.match_info["case_id"]
+    try:
+        details, seq = await case_actions.act(_services(request), case_id, wanted)
+    except NotFound:
+        raise
+    except GatewayError as exc:
+        raise ActionRefused(str(exc)) from exc
+    return reply(
+        {"case_id": case_id, "action": wanted.action, "evidence_seq": seq, "details": details}
+    )
+
+
+@api("viewer")
 async def case_timeline(request: web.Request, principal: Principal) -> web.StreamResponse:
     services = _services(request)
     case_id = request.match_info["case_id"]
@@ -252,6 +302,9 @@ def add_api_routes(app: web.Application) -> None:
     router.add_post(f"{PREFIX}/mismatches/bulk", bulk_action)
     router.add_get(f"{PREFIX}/mismatches/{{mismatch_id}}", mismatch)
     router.add_post(f"{PREFIX}/mismatches/{{mismatch_id}}/actions", mismatch_action)
+    router.add_get(f"{PREFIX}/cases", cases)
+    router.add_get(f"{PREFIX}/cases/{{case_id}}", case)
+    router.add_post(f"{PREFIX}/cases/{{case_id}}/actions", case_action)
     router.add_get(f"{PREFIX}/cases/{{case_id}}/timeline", case_timeline)
     router.add_post(f"{PREFIX}/cases/{{case_id}}/pii", reveal_pii)
     router.add_get(f"{PREFIX}/agencies", agencies)

@@ -5,8 +5,9 @@ gateway.console.api_schemas. Pure data; the handlers are in gateway.console.api 
 to it (a test calls every documented path).
 """
 
-from gateway.console.api_schemas import INT, OPEN_OBJ, STR, JsonObject, obj, ref
+from gateway.cases.views import DEFAULT_LIMIT, MAX_LIMIT
 from gateway.console.read_model import MAX_PAGE_SIZE, SORTS
+from gateway.console.schema_parts import BOOL, INT, OPEN_OBJ, STR, JsonObject, obj, ref
 
 TAG = "ops-console"
 _SECURITY: list[JsonObject] = [{"consoleToken": []}, {"consoleSession": []}]
@@ -37,6 +38,28 @@ def _params(*names: str) -> list[JsonObject]:
     ]
 
 
+_CASE_PARAMS: tuple[tuple[str, str, JsonObject], ...] = (
+    ("status", "Repeatable; a case status (README, Case lifecycle).", STR),
+    ("bucket", "Repeatable.", STR),
+    ("agency", "Repeatable; the agency of the case's open placement.", STR),
+    ("tier", "Repeatable; the tier of the case's open placement.", STR),
+    ("held", "`true`: with an active hold; `false`: without.", BOOL),
+    ("hold", "Repeatable; with an active hold of this code.", STR),
+    ("debtor", "A debtor id.", STR),
+    ("unallocated", "`true`: the last allocation round left it unplaced.", BOOL),
+    ("q", "Any id, exactly: case, debtor, placement, or the agency's case reference.", STR),
+    ("limit", f"Rows per page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}).", INT),
+    ("after", "The `next_after` of the previous page (cases come in id order).", STR),
+)
+
+
+def _case_params() -> list[JsonObject]:
+    return [
+        {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+        for name, text, schema in _CASE_PARAMS
+    ]
+
+
 def _path_param(name: str) -> JsonObject:
     schema = INT if name == "mismatch_id" else STR
     return {"name": name, "in": "path", "required": True, "schema": schema}
@@ -47,8 +70,9 @@ def _problems(*statuses: int) -> JsonObject:
         400: "The request is malformed.",
         401: "No valid token or session.",
         403: "Your role may not do this, or a session call lacks X-CSRF-Token.",
-        404: "No such mismatch, case or agency.",
-        409: "The action does not apply to the mismatch as it stands (the reason says why).",
+        404: "No such mismatch, case, placement, escalation or agency.",
+        409: "The action does not apply to the mismatch or case as it stands (the reason says "
+        "why).",
     }
     problem = {"application/problem+json": {"schema": ref("Problem")}}
     return {str(s): {"description": meaning[s], "content": problem} for s in statuses}
@@ -141,6 +165,37 @@ def paths() -> JsonObject:
                 errors=act,
             )
         },
+        "/api/v1/cases": {
+            "get": _op(
+                "listCases",
+                "Cases, filtered and searched by any id, in id order, a page at a time",
+                ref("ConsoleCasePage"),
+                params=_case_params(),
+                errors=(400, 401, 403),
+            )
+        },
+        "/api/v1/cases/{case_id}": {
+            "get": _op(
+                "getCase",
+                "One case without personal data: holds, placements and why each went to its "
+                "agency, the last round that left it unplaced, escalations, history",
+                ref("ConsoleCase"),
+                params=case,
+                errors=(401, 403, 404),
+            )
+        },
+        "/api/v1/cases/{case_id}/actions": {
+            "post": _op(
+                "actOnCase",
+                "Act on a case: hold, release, reopen, renew a placement, decide an "
+                "escalation; done through the case's services and attested",
+                ref("ConsoleCaseActionResult"),
+                role="operator",
+                params=case,
+                body="ConsoleCaseActionRequest",
+                errors=act,
+            )
+        },
         "/api/v1/cases/{case_id}/timeline": {
             "get": _op(
                 "caseTimeline",
@@ -226,8 +281,8 @@ SECURITY_SCHEMES: JsonObject = {
 
 TAG_DOC: JsonObject = {
     "name": TAG,
-    "description": "The lender's ops console as JSON: mismatch queue, actions, case "
-    "timelines, agency health. Not for agencies.",
+    "description": "The lender's ops console as JSON: mismatch queue, actions, cases and "
+    "their timelines, agency health. Not for agencies.",
 }
 
 

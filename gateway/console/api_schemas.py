@@ -1,37 +1,27 @@
 """The component schemas of the ops console's JSON API (``/api/v1``): the JSON bodies its
-operations take and return (the ``Console*`` objects in SCHEMAS), and the small JSON Schema
-building blocks they, and the operations in gateway.console.api_docs, are written with. Pure
-data, merged into ``components.schemas`` of ``schemas/openapi.json`` by gateway.contracts.openapi.
+operations take and return (the ``Console*`` objects in SCHEMAS; those of cases are in
+gateway.console.case_schemas), written with the building blocks of
+gateway.console.schema_parts. Pure data, merged into ``components.schemas`` of
+``schemas/openapi.json`` by gateway.contracts.openapi.
 """
 
-from typing import Any
-
+from gateway.console.case_schemas import CASE_SCHEMAS
 from gateway.console.read_model import SORTS
+from gateway.console.schema_parts import (
+    BOOL,
+    INT,
+    NULL_INT,
+    NULL_STR,
+    OPEN_OBJ,
+    STR,
+    TIME,
+    JsonObject,
+    obj,
+    ref,
+)
 from gateway.resolutions.rules import ACTIONS, DEFAULT_RECALL_CODE, RECALL_CODE_PATTERN, ROLES
 
-JsonObject = dict[str, Any]
-_REF = "#/components/schemas/{}"
 _STATES = ["open", "investigating", "resolved", "dismissed", "written_off"]
-
-
-def ref(name: str) -> JsonObject:
-    """A reference to the component schema NAME."""
-    return {"$ref": _REF.format(name)}
-
-
-def obj(required: list[str], properties: JsonObject, description: str = "") -> JsonObject:
-    """An object schema with these REQUIRED members and PROPERTIES."""
-    schema: JsonObject = {"type": "object", "required": required, "properties": properties}
-    if description:
-        schema["description"] = description
-    return schema
-
-
-STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
-TIME = {"type": "string", "format": "date-time"}
-NULL_INT = {"type": ["integer", "null"]}
-NULL_STR = {"type": ["string", "null"]}
-OPEN_OBJ = {"type": "object", "additionalProperties": True}
 
 _SERVICE = obj(
     ["met", "breached", "on_time_bps"],
@@ -198,7 +188,17 @@ SCHEMAS: JsonObject = {
         ["type", "at"],
         {
             "type": {
-                "enum": ["placed", "packet", "attempt", "event", "mismatch", "action", "comment"]
+                "enum": [
+                    "placed",
+                    "packet",
+                    "attempt",
+                    "event",
+                    "mismatch",
+                    "action",
+                    "comment",
+                    "status",
+                    "hold",
+                ]
             },
             "at": TIME,
             "placement_id": NULL_STR,
@@ -326,17 +326,7 @@ SCHEMAS: JsonObject = {
     ),
 }
 
+SCHEMAS.update(CASE_SCHEMAS)
 
-__all__ = [
-    "BOOL",
-    "INT",
-    "NULL_INT",
-    "NULL_STR",
-    "OPEN_OBJ",
-    "SCHEMAS",
-    "STR",
-    "TIME",
-    "JsonObject",
-    "obj",
-    "ref",
-]
+
+__all__ = ["SCHEMAS"]

@@ -1,8 +1,8 @@
 """The console's HTML pages. Handlers stay thin: guard, read or act through the core, render.
 
 A successful form action answers 303 to the page it came from (no double submit on reload);
-a refused one renders that page again with the reason. Personal data is masked everywhere;
-the case page reveals it on an explicit, audited POST for roles allowed to see it.
+a refused one renders that page again with the reason. The case pages are in
+gateway.console.case_pages.
 """
 
 from urllib.parse import urlencode
@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 from aiohttp import web
 
-from gateway.console import accounts, personal_data, read_model, timeline
+from gateway.console import accounts, personal_data, read_model
 from gateway.console.guards import page
-from gateway.console.rendering import error_page, render
+from gateway.console.rendering import render
 from gateway.console.services import (
     CONSOLE_KEY,
     ConsoleServices,
@@ -21,7 +21,7 @@ from gateway.console.services import (
     filter_query,
     read_form,
 )
-from gateway.console.sessions import Principal, remote_of
+from gateway.console.sessions import Principal
 from gateway.errors import GatewayError, NotFound
 from gateway.reconciliation.kinds import SEVERITY
 from gateway.reporting.scorecards import DEFAULT_DAYS, period, rate, scorecards
@@ -189,56 +189,6 @@ async def mismatch_action(request: web.Request, principal: Principal) -> web.Str
     return _see_other(f"/mismatches/{mismatch_id}?done={result.action}")
 
 
-async def _case_page(
-    request: web.Request,
-    principal: Principal,
-    *,
-    revealed: dict[str, object] | None = None,
-) -> web.Response:
-    services = _services(request)
-    case_id = request.match_info["case_id"]
-    async with services.db.snapshot() as conn:
-        data = await timeline.case_timeline(conn, case_id)
-    masked = await personal_data.masked_case_pii(services.db, services.pii, case_id)
-    return render(
-        "case.html",
-        principal,
-        t=data,
-        masked=masked,
-        revealed=revealed,
-        may_reveal=services.may_reveal(principal.user.role),
-    )
-
-
-@page("viewer")
-async def case_page(request: web.Request, principal: Principal) -> web.StreamResponse:
-    return await _case_page(request, principal)
-
-
-@page("viewer")
-async def reveal_pii(request: web.Request, principal: Principal) -> web.StreamResponse:
-    """Show the case's personal data once, to an allowed role, and audit it."""
-    services = _services(request)
-    if not services.may_reveal(principal.user.role):
-        return error_page(
-            principal, 403, "Not allowed", "Your role may not see personal data (masked only)."
-        )
-    form = await read_form(request)
-    reason = str(form.get("reason", "")).strip()
-    if not reason:
-        return error_page(principal, 400, "Reason needed", "Say why you need the data.")
-    revealed = await personal_data.reveal(
-        services.db,
-        services.pii,
-        request.match_info["case_id"],
-        user_name=principal.user.name,
-        reason=reason,
-        remote=remote_of(request),
-        now=services.auth.now(),
-    )
-    return await _case_page(request, principal, revealed=revealed)
-
-
 @page("viewer")
 async def agencies_page(request: web.Request, principal: Principal) -> web.StreamResponse:
     services = _services(request)
@@ -326,12 +276,10 @@ __all__ = [
     "agencies_page",
     "agency_page",
     "bulk_action",
-    "case_page",
     "dashboard",
     "mismatch_action",
     "mismatch_page",
     "mismatch_queue",
-    "reveal_pii",
     "reveals_page",
     "users_add",
     "users_page",

@@ -3,14 +3,15 @@ a JSON API at ``/api/v1``, both guarded per route (gateway.console.guards), so t
 API keeps its own path and pays nothing for the console.
 
 Pages: ``/login``, ``/`` (dashboard), ``/mismatches`` (queue, filters, sorting, paging, bulk
-actions), ``/mismatches/{id}`` (both sides, actions, history), ``/cases/{id}`` (timeline,
-masked personal data, audited reveal), ``/agencies`` and ``/agencies/{id}``, and for admins
+actions), ``/mismatches/{id}`` (both sides, actions, history), ``/cases`` (list, filters,
+search by any id), ``/cases/{id}`` (holds, placements, why this agency, timeline, masked
+personal data, audited reveal), ``/agencies`` and ``/agencies/{id}``, and for admins
 ``/users`` and ``/audit/pii``.
 """
 
 from aiohttp import web
 
-from gateway.console import case_evidence, login, pages
+from gateway.console import case_evidence, case_pages, login, pages
 from gateway.console.api import add_api_routes
 from gateway.console.rendering import static_file
 from gateway.console.services import CONSOLE_KEY, ConsoleServices
@@ -36,8 +37,10 @@ def add_console(app: web.Application, services: ConsoleServices) -> None:
     router.add_post("/mismatches/bulk", pages.bulk_action)
     router.add_get("/mismatches/{mismatch_id}", pages.mismatch_page)
     router.add_post("/mismatches/{mismatch_id}/actions", pages.mismatch_action)
-    router.add_get("/cases/{case_id}", pages.case_page)
-    router.add_post("/cases/{case_id}/reveal", pages.reveal_pii)
+    router.add_get("/cases", case_pages.case_list)
+    router.add_get("/cases/{case_id}", case_pages.case_page)
+    router.add_post("/cases/{case_id}/reveal", case_pages.reveal_pii)
+    router.add_post("/cases/{case_id}/actions", case_pages.case_action)
     router.add_post("/cases/{case_id}/evidence", case_evidence.download_bundle)
     router.add_get("/agencies", pages.agencies_page)
     router.add_get("/agencies/{agency_id}", pages.agency_page)

@@ -1,5 +1,6 @@
 """What the console's handlers share: the services they call, and how a request's query or
-form becomes a mismatch filter or an action request (the same for pages and the JSON API).
+form becomes a mismatch filter, a case filter or an action request (the same for pages and
+the JSON API).
 """
 
 import re
@@ -11,6 +12,10 @@ from typing import Final
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
+from gateway.cases.escalation import EscalationService
+from gateway.cases.expiry import ExpiryService
+from gateway.cases.holds import CaseService
+from gateway.cases.views import DEFAULT_LIMIT, CaseFilter
 from gateway.config.agencies import AgencyConfig
 from gateway.config.settings import ConsoleSection
 from gateway.console.read_model import Circuits
@@ -48,6 +53,10 @@ class ConsoleServices:
     evidence: EvidenceLog | None = None
     """The evidence log and the key that verifies its checkpoints, for case bundles."""
     note_verifier: NoteVerifier | None = None
+    cases: CaseService | None = None
+    """Holds, releases and reopenings (the case page's actions); so are the next two."""
+    expiry: ExpiryService | None = None
+    escalations: EscalationService | None = None
 
     def may_reveal(self, role: str) -> bool:
         return role in self.settings.pii_reveal_roles
@@ -97,6 +106,55 @@ def filter_query(target: MismatchFilter) -> list[tuple[str, str]]:
     return params
 
 
+def _flag(query: MultiMapping[str], name: str) -> bool | None:
+    value = query.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise GatewayError(f"{name}: {value!r} is neither true nor false")
+
+
+def case_filter_from(query: MultiMapping[str]) -> CaseFilter:
+    """``status``, ``bucket``, ``agency``, ``tier``, ``hold`` (hold code; all repeatable),
+    ``held`` and ``unallocated`` (true or false), ``debtor`` and ``q`` (any id: case,
+    debtor, placement or the agency's case reference)."""
+    return CaseFilter(
+        statuses=_values(query, "status"),
+        buckets=_values(query, "bucket"),
+        agencies=_values(query, "agency"),
+        tiers=_values(query, "tier"),
+        held=_flag(query, "held"),
+        hold_codes=_values(query, "hold"),
+        debtor_id=query.get("debtor", "").strip() or None,
+        unallocated=_flag(query, "unallocated"),
+        search=query.get("q", "").strip() or None,
+    )
+
+
+def case_filter_query(target: CaseFilter) -> list[tuple[str, str]]:
+    """The query parameters that ``case_filter_from`` turns back into ``target``."""
+    params = [("status", s) for s in target.statuses] + [("bucket", b) for b in target.buckets]
+    params += [("agency", a) for a in target.agencies] + [("tier", t) for t in target.tiers]
+    params += [("hold", h) for h in target.hold_codes]
+    for name, flag in (("held", target.held), ("unallocated", target.unallocated)):
+        if flag is not None:
+            params.append((name, "true" if flag else "false"))
+    if target.debtor_id:
+        params.append(("debtor", target.debtor_id))
+    if target.search:
+        params.append(("q", target.search))
+    return params
+
+
+def page_limit(query: MultiMapping[str], name: str = "limit") -> int:
+    """A positive page size from the query (the reader caps it), or the default."""
+    text = query.get(name, "").strip()
+    return int(text) if _INT.match(text) and int(text) > 0 else DEFAULT_LIMIT
+
+
 def minor_units(text: str) -> int:
     """``1234.56`` → 123456 (exact decimal arithmetic; at most two decimals)."""
     try:
@@ -133,8 +191,11 @@ __all__ = [
     "UNASSIGNED",
     "ConsoleServices",
     "action_request",
+    "case_filter_from",
+    "case_filter_query",
     "filter_from",
     "filter_query",
     "minor_units",
+    "page_limit",
     "read_form",
 ]

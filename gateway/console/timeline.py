@@ -6,7 +6,12 @@ Entry types: ``placed``, ``packet`` (queued, with the SHA-256 of its exact bytes
 agency, with the channel it came by, the SHA-256 of the raw message and its id there: the
 webhook id, the mail's Message-ID or the result file's hash; an email reply also carries
 the verdict on the firm's signature), ``mismatch`` (raised),
-``action`` and ``comment`` (by ops). Personal data never appears here.
+``action`` and ``comment`` (by ops), and ``status``: a step of the case's life from
+``case_history`` (the event, from and to, who or what made it and why), with its ``case``
+evidence leaf when the step has one of its own (steps a placement packet attests, such as a
+placement or a recall, are proved by that packet's entry), and ``hold`` (a hold put on or
+released, with its ``hold`` leaf when the change moved no status). Personal data never
+appears here.
 """
 
 import json
@@ -16,9 +21,11 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.cases.history import ATTESTED_BY_PACKETS
 from gateway.dispatch.outbox import open_payload
 from gateway.errors import NotFound
 from gateway.resolutions.rules import ACTIONS
+from gateway.store.case_tables import CaseHistory, CaseHold
 from gateway.store.console_tables import MismatchAction, MismatchComment
 from gateway.store.mail_tables import MailReply
 from gateway.store.tables import (
@@ -45,8 +52,14 @@ LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
 ACTION_ROWS = MismatchAction.__table__  # type: ignore[attr-defined]
 COMMENTS = MismatchComment.__table__  # type: ignore[attr-defined]
 REPLIES = MailReply.__table__  # type: ignore[attr-defined]
+HISTORY = CaseHistory.__table__  # type: ignore[attr-defined]
+HOLDS = CaseHold.__table__  # type: ignore[attr-defined]
 
-_ORDER: Final = {"placed": 0, "packet": 1, "attempt": 2, "event": 3, "mismatch": 4}
+_ORDER: Final = {
+    "placed": 0, "packet": 1, "attempt": 2, "event": 3, "mismatch": 4, "hold": 6, "status": 7,
+}  # fmt: skip
+"""Entries at the same instant: what happened, then ops' actions (5), then the hold changes
+and the status steps they caused."""
 
 
 def loads(text: str | None) -> Any:
@@ -126,6 +139,75 @@ def agency_text(data: str | None) -> list[tuple[str, str]]:
         for key, label in AGENCY_TEXT
         if isinstance(fields.get(key), str) and fields[key]
     ]
+
+
+_STEP_FIELDS: Final = ("event", "from", "to", "actor", "reason")
+_HOLD_FIELDS: Final = ("action", "code", "actor", "note")
+
+
+async def _leaves_of(
+    conn: AsyncConnection, kind: str, ref: str, fields: tuple[str, ...]
+) -> list[tuple[tuple[str, ...], int]]:
+    """(what the leaf says, seq) of the leaves of ``kind`` about ``ref``, in log order."""
+    found: list[tuple[tuple[str, ...], int]] = []
+    for seq, body in await conn.execute(
+        sa.select(LEAVES.c.seq, LEAVES.c.body)
+        .where(LEAVES.c.kind == kind, LEAVES.c.ref == ref)
+        .order_by(LEAVES.c.seq)
+    ):
+        said = loads(bytes(body).decode("utf-8", "replace"))
+        if isinstance(said, dict):
+            found.append((tuple(str(said.get(k) or "") for k in fields), seq))
+    return found
+
+
+def _take(leaves: list[tuple[tuple[str, ...], int]], *said: object) -> int | None:
+    """The seq of the first unclaimed leaf that says ``said``, claimed; None if none does."""
+    key = tuple(str(value or "") for value in said)
+    for i, (found, _seq) in enumerate(leaves):
+        if found == key:
+            return leaves.pop(i)[1]
+    return None
+
+
+async def status_entries(conn: AsyncConnection, case_id: str) -> list[Row]:
+    """The case's lifecycle steps and hold changes as timeline entries, each with the leaf
+    that attests it (matched on what the leaf says, in log order)."""
+    h, ho = HISTORY.c, HOLDS.c
+    ref = f"case:{case_id}"
+    steps = await rows(
+        conn,
+        sa.select(h.at, h.event, h.from_status, h.to_status, h.actor, h.reason, h.placement_id)
+        .where(h.case_id == case_id)
+        .order_by(h.id),
+    )
+    case_leaves = await _leaves_of(conn, "case", ref, _STEP_FIELDS)
+    entries: list[Row] = []
+    for step in steps:
+        seq = None
+        if step["event"] not in ATTESTED_BY_PACKETS:
+            seq = _take(
+                case_leaves, step["event"], step["from_status"], step["to_status"],
+                step["actor"], step["reason"],
+            )  # fmt: skip
+        entries.append({"type": "status", "evidence_seq": seq, **step})
+    hold_leaves = await _leaves_of(conn, "hold", ref, _HOLD_FIELDS)
+    for hold in await rows(conn, sa.select(HOLDS).where(ho.case_id == case_id).order_by(ho.id)):
+        common = _pick(hold, "code", "source")
+        entries.append(
+            {"type": "hold", "at": hold["placed_at"], "action": "add", "actor": hold["placed_by"],
+             "note": hold["note"], **common,
+             "evidence_seq": _take(hold_leaves, "add", hold["code"], hold["placed_by"],
+                                   hold["note"])}
+        )  # fmt: skip
+        if hold["released_at"] is not None:
+            entries.append(
+                {"type": "hold", "at": hold["released_at"], "action": "release",
+                 "actor": hold["released_by"], "note": hold["release_note"], **common,
+                 "evidence_seq": _take(hold_leaves, "release", hold["code"],
+                                       hold["released_by"], hold["release_note"])}
+            )  # fmt: skip
+    return entries
 
 
 async def _balances_sent(conn: AsyncConnection, pids: list[str]) -> dict[str, int | None]:
@@ -239,6 +321,7 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
         for row in mismatches
     ]  # fmt: skip
     entries.extend(await history(conn, (row["id"] for row in mismatches)))
+    entries.extend(await status_entries(conn, case_id))
     entries.sort(key=lambda x: (x["at"], _ORDER.get(x["type"], 5), x.get("evidence_seq") or 0))
     return {
         "case": case[0],
@@ -248,4 +331,12 @@ async def case_timeline(conn: AsyncConnection, case_id: str) -> Row:
     }
 
 
-__all__ = ["AGENCY_TEXT", "agency_text", "case_timeline", "history", "loads", "rows"]
+__all__ = [
+    "AGENCY_TEXT",
+    "agency_text",
+    "case_timeline",
+    "history",
+    "loads",
+    "rows",
+    "status_entries",
+]

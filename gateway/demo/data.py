@@ -33,8 +33,10 @@ from pathlib import Path
 
 from schemas.account import IntakeAccount
 
-CSV_FIELDS: tuple[str, ...] = tuple(IntakeAccount.model_fields)
-"""Header row of intake CSV files, in model field order."""
+CSV_FIELDS: tuple[str, ...] = tuple(
+    name for name, info in IntakeAccount.model_fields.items() if info.is_required()
+)
+"""Header row of intake CSV files, in model field order (the optional ``holds`` left out)."""
 _PHONES_COLUMN = CSV_FIELDS.index("phones")
 
 _ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))

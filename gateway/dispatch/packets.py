@@ -25,6 +25,8 @@ from schemas.packets import (
     PlacementAmendedData,
     PlacementCreated,
     PlacementCreatedData,
+    PlacementExpiring,
+    PlacementExpiringData,
     PlacementRecalled,
     PlacementRecalledData,
 )
@@ -133,7 +135,11 @@ def render_amended(
     currency: str,
     reason: str,
     at: datetime,
+    return_by: date | None = None,
 ) -> RenderedPacket:
+    """``placement.amended`` bringing the agency to ``version``; ``return_by`` when the
+    amendment renews the placement (one key per version, so a renewal and a balance change
+    never share one)."""
     key = dedupe_key(agency_id, placement_id, "placement.amended", str(version))
     packet = PlacementAmended(
         type="placement.amended",
@@ -148,9 +154,37 @@ def render_amended(
                 amount_minor=previous_balance_minor, currency=currency
             ),
             reason=reason,
+            return_by=return_by,
         ),
     )
     return RenderedPacket(key, "placement.amended", version, packet_bytes(packet))
+
+
+def render_expiring(
+    *,
+    agency_id: str,
+    placement_id: str,
+    case_id: str,
+    version: int,
+    return_by: date,
+    recall_on: date,
+    at: datetime,
+) -> RenderedPacket:
+    """``placement.expiring``: one per placement term (its dedupe key is the ``return_by`` it
+    warns about, so a renewed placement is warned again before its new end)."""
+    key = dedupe_key(agency_id, placement_id, "placement.expiring", return_by.isoformat())
+    packet = PlacementExpiring(
+        type="placement.expiring",
+        timestamp=at,
+        data=PlacementExpiringData(
+            packet_id=key,
+            placement_id=placement_id,
+            case_id=case_id,
+            return_by=return_by,
+            recall_on=recall_on,
+        ),
+    )
+    return RenderedPacket(key, "placement.expiring", version, packet_bytes(packet))
 
 
 def render_recalled(
@@ -244,5 +278,6 @@ __all__ = [
     "render_created",
     "render_deletion_request",
     "render_direct_payment",
+    "render_expiring",
     "render_recalled",
 ]

@@ -1,6 +1,7 @@
 """Intake, the first step of a case's life: the lender's overdue-account export is read and
 validated (``reader``), each account classified into a bucket by days past due and balance
-(``classification``) and written as one ``cases`` row, personal data encrypted (``writer``);
+(``classification``) and written as one ``cases`` row, personal data encrypted (``writer``),
+its holds and paid-off or cured figures applied to the case (gateway.cases.scrubs);
 ``service`` runs a whole file and reports every rejected line.
 """
 

@@ -5,12 +5,14 @@ Theory of operation: the reader walks the stream once, line by line, and yields 
 field) and what was wrong. It never holds the file in memory; the only state it keeps is the
 line on which each account id was first seen, to reject duplicates within one file.
 
-* CSV: the first non-blank record is the header and must name every ``IntakeAccount`` field
-  exactly once and nothing else; a wrong header is one *fatal* error on its line and nothing
-  after it is read. ``phones`` holds numbers separated by ``;``. Blank records (no text in any
-  cell) are skipped. Line numbers are physical lines, so a quoted cell spanning lines does
-  not shift the numbers of later rows.
-* JSON Lines: one object per line; blank lines are skipped; unknown keys are errors.
+* CSV: the first non-blank record is the header and must name every required
+  ``IntakeAccount`` field exactly once, may name the optional ones (``holds``) once, and
+  nothing else; a wrong header is one *fatal* error on its line and nothing after it is read.
+  ``phones`` holds numbers and ``holds`` hold codes, each separated by ``;``. Blank records
+  (no text in any cell) are skipped. Line numbers are physical lines, so a quoted cell
+  spanning lines does not shift the numbers of later rows.
+* JSON Lines: one object per line; blank lines are skipped; unknown keys are errors;
+  ``holds`` may be left out, or be a list of codes or one string of codes separated by ``;``.
 * Encoding: UTF-8, with or without a byte-order mark. A binary stream is decoded line by line,
   so invalid bytes reject only the rows they are in.
 
@@ -32,8 +34,14 @@ from schemas.account import IntakeAccount
 
 Format = Literal["csv", "jsonl"]
 
-FIELDS: tuple[str, ...] = tuple(IntakeAccount.model_fields)
-"""CSV columns and JSON keys, in the schema's order (every one is required)."""
+FIELDS: tuple[str, ...] = tuple(
+    name for name, info in IntakeAccount.model_fields.items() if info.is_required()
+)
+"""The required CSV columns and JSON keys, in the schema's order."""
+OPTIONAL_FIELDS: tuple[str, ...] = tuple(
+    name for name in IntakeAccount.model_fields if name not in FIELDS
+)
+"""Columns and keys a file may leave out (``holds``)."""
 
 SUFFIXES: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -137,7 +145,9 @@ def _words(err: Any) -> tuple[str, str]:
     if kind == "missing":
         message = "required field is missing"
     elif kind == "extra_forbidden":
-        message = f"unknown field; expected only: {', '.join(FIELDS)}"
+        message = f"unknown field; expected only: {', '.join(FIELDS + OPTIONAL_FIELDS)}"
+    elif field == "holds" and kind == "string_pattern_mismatch":
+        message = "not a hold code; use A-Z, 0-9 and _ (2 to 32, starting with a letter)"
     else:
         message = err["msg"]
     if len(loc) > 1 and isinstance(loc[1], int):
@@ -211,7 +221,12 @@ def _header_error(header: list[str], line: int, source: str) -> RowError | None:
     for column in header:
         if column not in IntakeAccount.model_fields:
             return RowError(
-                line, column, f"unknown column; expected exactly: {','.join(FIELDS)}", source, True
+                line,
+                column,
+                f"unknown column; expected exactly: {','.join(FIELDS)} "
+                f"and optionally: {','.join(OPTIONAL_FIELDS)}",
+                source,
+                True,
             )
         if column in seen:
             return RowError(line, column, "column appears twice in the header", source, True)
@@ -278,6 +293,7 @@ def _read_csv(lines: _Lines, validate: _Validator) -> Iterator[ParsedRow | RowEr
 
 __all__ = [
     "FIELDS",
+    "OPTIONAL_FIELDS",
     "SUFFIXES",
     "Format",
     "ParsedRow",

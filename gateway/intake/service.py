@@ -3,10 +3,11 @@
 Theory of operation: the file is streamed (never loaded whole) through
 ``gateway.intake.reader`` in batches of ``batch_size`` rows. Parsing, validation, hashing and
 encryption run in a worker thread; ``gateway.intake.writer`` writes each batch in ONE
-transaction (insert new cases, update changed ones, queue amendments for changed balances),
-so re-importing a file writes nothing. At the end one ``intake`` evidence leaf records the
-file's SHA-256 and the counts. In strict mode a first streaming pass validates the whole
-file and nothing is written unless every row is valid.
+transaction (insert new cases, update changed ones, apply the file's holds and close, recall
+or reopen cases paid off, cured or overdue again (gateway.cases.scrubs), queue amendments for
+changed balances), so re-importing a file writes nothing. At the end one ``intake`` evidence
+leaf records the file's SHA-256 and the counts. In strict mode a first streaming pass
+validates the whole file and nothing is written unless every row is valid.
 """
 
 import asyncio
@@ -45,6 +46,13 @@ class IntakeReport:
     updated: int = 0
     unchanged: int = 0
     amended: int = 0
+    holds_added: int = 0
+    holds_released: int = 0
+    closed: int = 0
+    """Cases closed (or their placement recalled) because the account was paid off or cured."""
+    reopened: int = 0
+    recalled: int = 0
+    """Placements recalled by a new hold or a paid-off or cured account."""
     rejected: int = 0
     errors: list[RowError] = field(default_factory=list)
     sha256: str = ""
@@ -61,6 +69,11 @@ class IntakeReport:
         self.updated += counts.updated
         self.unchanged += counts.unchanged
         self.amended += counts.amended
+        self.holds_added += counts.scrubs.held
+        self.holds_released += counts.scrubs.released
+        self.closed += counts.scrubs.closed
+        self.reopened += counts.scrubs.reopened
+        self.recalled += counts.scrubs.recalled
 
 
 @dataclass(slots=True)
@@ -139,6 +152,11 @@ async def _record(db: Database, clock: Clock, path: Path, report: IntakeReport) 
         "updated": report.updated,
         "unchanged": report.unchanged,
         "rejected": report.rejected,
+        "holds_added": report.holds_added,
+        "holds_released": report.holds_released,
+        "closed": report.closed,
+        "reopened": report.reopened,
+        "recalled": report.recalled,
     }
     async with db.transaction() as conn:
         await append_leaves(
@@ -252,7 +270,8 @@ async def import_file(
     report.elapsed_seconds = time.perf_counter() - started
     log.info(
         "intake %s: %d rows (%d inserted, %d updated, %d unchanged, %d amended, "
-        "%d rejected) in %.1f s",
+        "%d rejected; %d holds added, %d released, %d closed, %d reopened, %d recalled) "
+        "in %.1f s",
         path.name,
         report.rows,
         report.inserted,
@@ -260,6 +279,11 @@ async def import_file(
         report.unchanged,
         report.amended,
         report.rejected,
+        report.holds_added,
+        report.holds_released,
+        report.closed,
+        report.reopened,
+        report.recalled,
         report.elapsed_seconds,
     )
     return report

@@ -3,14 +3,22 @@
 Theory of operation: the plan is pure; the writer is its thin database shell. Each batch is
 written in ONE transaction with batched Core statements:
 
-1. fetch ``(id, content_mac, balance_minor)`` of the batch's existing cases;
+1. fetch ``(id, content_mac, balance_minor, dpd, status)`` of the batch's existing cases;
 2. insert the new ones (``status = "open"``) as plain driver rows in one ``executemany``
    (``bulk_insert``: SQLAlchemy's per-row parameter processing would cost more than the
    insert itself);
 3. update the ones whose ``content_mac`` (a keyed hash of the whole validated row) differs,
    and leave the others untouched, so re-importing a file writes nothing;
-4. for changed balances, ask ``PlacementService.amend_balances`` to queue
-   ``placement.amended`` packets in the same transaction.
+4. hand the rows that may need a lifecycle step — new or changed rows that list holds or
+   are no longer overdue, changed rows of held, closed or written-off cases — to
+   ``gateway.cases.scrubs`` (holds follow the file; paid-off and cured cases are closed or
+   recalled; overdue-again ones reopened), in the same transaction;
+5. for changed balances, ask ``PlacementService.amend_balances`` to queue
+   ``placement.amended`` packets in the same transaction (after the scrubs: a placement they
+   recalled gets no amendment).
+
+``content_mac`` leaves ``holds`` out when the row lists none, so files from before the
+column existed hash as they always did.
 
 Personal fields go only into the encrypted ``pii`` blob.
 """
@@ -24,6 +32,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.allocation.placements import BalanceChange, PlacementService
+from gateway.cases.scrubs import (
+    HOLD_BEARING_STATES,
+    ScrubCounts,
+    ScrubRow,
+    apply_scrubs,
+    is_overdue,
+)
 from gateway.clock import to_datetime
 from gateway.config.settings import AllocationSection
 from gateway.intake.classification import bucket_for
@@ -74,6 +89,8 @@ class WriteCounts:
     updated: int
     unchanged: int
     amended: int
+    scrubs: ScrubCounts = field(default_factory=ScrubCounts)
+    """Holds added and released, cases closed, reopened and recalled."""
 
 
 @dataclass(slots=True)
@@ -82,7 +99,11 @@ class _Plan:
     """Driver-ready rows of ``INSERT_COLUMNS``."""
     updates: list[dict[str, object]] = field(default_factory=list)
     changes: list[BalanceChange] = field(default_factory=list)
+    scrubs: list[ScrubRow] = field(default_factory=list)
     unchanged: int = 0
+
+
+_WITHOUT_HOLDS: set[str] = {"holds"}
 
 
 def content_mac(account: IntakeAccount, pii: PiiKeyRing) -> str:
@@ -92,7 +113,8 @@ def content_mac(account: IntakeAccount, pii: PiiKeyRing) -> str:
     serialiser, several times faster than a sorted ``json.dumps``); changing the schema's
     field order would make every row look changed once.
     """
-    return pii.mac(account.__pydantic_serializer__.to_json(account))
+    exclude = None if account.holds else _WITHOUT_HOLDS
+    return pii.mac(account.__pydantic_serializer__.to_json(account, exclude=exclude))
 
 
 def case_columns(
@@ -137,7 +159,7 @@ def case_columns(
 
 def _plan(
     batch: Sequence[ValidRow],
-    existing: Mapping[str, tuple[str, int]],
+    existing: Mapping[str, tuple[str, int, int, str]],
     *,
     pii: PiiKeyRing,
     allocation: AllocationSection,
@@ -153,15 +175,32 @@ def _plan(
             plan.unchanged += 1
             continue
         columns = case_columns(account, item.mac, pii=pii, allocation=allocation, now=now)
+        overdue = is_overdue(account.balance_minor, account.dpd)
         if known is None:
             columns["id"] = account.account_id
             columns["due_date"] = day(account.due_date)
             plan.inserts.append(tuple(columns[name] for name in INSERT_COLUMNS))
+            if account.holds or not overdue:
+                plan.scrubs.append(_scrub(account, was_overdue=True, new=True))
             continue
+        _mac, balance, dpd, status = known
         plan.updates.append({"b_id": account.account_id, **columns})
-        if known[1] != account.balance_minor:
-            plan.changes.append(BalanceChange(account.account_id, known[1], account.balance_minor))
+        if account.holds or not overdue or status in HOLD_BEARING_STATES:
+            plan.scrubs.append(_scrub(account, was_overdue=is_overdue(balance, dpd)))
+        if balance != account.balance_minor:
+            plan.changes.append(BalanceChange(account.account_id, balance, account.balance_minor))
     return plan
+
+
+def _scrub(account: IntakeAccount, *, was_overdue: bool, new: bool = False) -> ScrubRow:
+    return ScrubRow(
+        account.account_id,
+        account.holds,
+        account.balance_minor,
+        account.dpd,
+        was_overdue=was_overdue,
+        new=new,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,23 +230,27 @@ class CaseWriter:
             )
             if plan.updates:
                 await conn.execute(_UPDATE, plan.updates)
+            scrubs = await apply_scrubs(conn, plan.scrubs, placements=self.placements, now=now)
             amended = await self.placements.amend_balances(conn, plan.changes, now=now)
-        return WriteCounts(len(plan.inserts), len(plan.updates), plan.unchanged, amended)
+        return WriteCounts(len(plan.inserts), len(plan.updates), plan.unchanged, amended, scrubs)
 
 
 def _as_is(value: date) -> object:
     return value
 
 
-async def _existing(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
-    found: dict[str, tuple[str, int]] = {}
+async def _existing(
+    conn: AsyncConnection, ids: Sequence[str]
+) -> dict[str, tuple[str, int, int, str]]:
+    """case id → (content_mac, balance_minor, dpd, status) of the cases that exist."""
+    found: dict[str, tuple[str, int, int, str]] = {}
     for start in range(0, len(ids), _LOOKUP_CHUNK):
         chunk = ids[start : start + _LOOKUP_CHUNK]
         result = await conn.execute(
-            sa.select(C.id, C.content_mac, C.balance_minor).where(C.id.in_(chunk))
+            sa.select(C.id, C.content_mac, C.balance_minor, C.dpd, C.status).where(C.id.in_(chunk))
         )
-        for case_id, mac, balance in result:
-            found[case_id] = (mac, balance)
+        for case_id, mac, balance, dpd, status in result:
+            found[case_id] = (mac, balance, dpd, status)
     return found
 
 

@@ -1,7 +1,8 @@
 """Reconciliation against the store: applies rule decisions, keeps expectations and raises
 mismatches. The rules themselves are in gateway.reconciliation.event_rules; the SLA checks that
 breach expectations past due are in gateway.reconciliation.sla; the effects of deliveries are in
-gateway.dispatch.hooks.
+gateway.dispatch.hooks. An event that ends a case's open placement moves the case too
+(gateway.cases.outcomes), in the same transaction.
 """
 
 import json
@@ -13,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.cases.outcomes import PlacementEnding, follow_outcomes, placement_ending
 from gateway.reconciliation.event_rules import assess, event_money, event_placement_id
 from gateway.reconciliation.kinds import (
     RULE_VERSION,
@@ -227,11 +229,15 @@ async def apply_events(
     original = dict(views)
     event_rows = []
     decisions = []
+    endings: list[PlacementEnding] = []
     for item in incoming:
         pid = event_placement_id(item.event)
-        decision = assess(item.event, item.agency_id, views.get(pid) if pid else None)
+        before = views.get(pid) if pid else None
+        decision = assess(item.event, item.agency_id, before)
         if decision.applied and decision.placement is not None:
             views[decision.placement.id] = decision.placement
+            if (ending := placement_ending(item.event, before, decision.placement)) is not None:
+                endings.append(ending)
         decisions.append(decision)
         money = event_money(item.event)
         event_rows.append(
@@ -275,6 +281,7 @@ async def apply_events(
                 for v in changed
             ],
         )
+    await follow_outcomes(conn, endings, now=now)
     meets = []
     new_expectations = []
     mismatches = []

@@ -5,7 +5,9 @@ placement it writes a *script*, a queue of ``Step``s drawn from ``seed`` and the
 alone, so the same seed always gives the same script. ``next_event`` renders the next step into
 the exact bytes of one agency event, reading the case's state at that moment: an amendment, a
 direct payment or a recall that arrives before a step is sent changes what the step says, or
-drops it; a deletion request drops what is left and is answered with ``data.deleted``.
+drops it; a deletion request drops what is left and is answered with ``data.deleted``. An
+expiry warning is noted on the case (``warned_for``) and changes nothing else; a renewal (an
+amendment with ``return_by``) moves the case's end date.
 Honest steps never report more money than the agency believes is outstanding.
 
 Faults: with probability ``fault_rate`` a placement's script gets one event from
@@ -19,7 +21,7 @@ import json
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final, Literal
 
 from schemas.events import ContactChannel, ContactOutcome
@@ -30,6 +32,7 @@ from schemas.packets import (
     PlacementAmended,
     PlacementCreated,
     PlacementCreatedData,
+    PlacementExpiring,
 )
 
 FaultKind = Literal[
@@ -118,6 +121,9 @@ class CaseFile:
     rendered: int = 0
     ack_event_id: str | None = None
     scripted: bool = False
+    return_by: date | None = None
+    warned_for: date | None = None
+    """The ``return_by`` of the last expiry warning received."""
     steps: deque[Step] = field(default_factory=deque)
 
     @property
@@ -173,6 +179,10 @@ class EventPlanner:
             return None
         if isinstance(packet, PlacementAmended):
             case.balance = packet.data.balance.amount_minor
+            if packet.data.return_by is not None:
+                case.return_by = packet.data.return_by
+        elif isinstance(packet, PlacementExpiring):
+            case.warned_for = packet.data.return_by
         elif isinstance(packet, PaymentDirect):
             case.credited += packet.data.amount.amount_minor
         elif isinstance(packet, DataDeletionRequested):
@@ -202,6 +212,7 @@ class EventPlanner:
             balance=data.balance.amount_minor,
             token=token,
             agency_case_ref="AC-" + ref.hexdigest().upper(),
+            return_by=data.return_by,
         )
         self.cases[data.placement_id] = case
         return case

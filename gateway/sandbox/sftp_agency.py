@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 ``SandboxSftpAgency`` is the agency's back office working on its own disk: ``process_once``
 takes every placement batch whose done marker is in ``inbox/`` (placements first, then
-amendments, payments, recalls and deletion requests), checks the manifest (marker
+expiry warnings, amendments, payments, recalls and deletion requests), checks the manifest (marker
 = manifest SHA-256, file sizes, SHA-256, record counts and control totals), parses the data
 file with the agency's layout, feeds the same ``EventPlanner`` as the webhook sandbox, and
 writes a result file (some rows deliberately faulty) and an inventory statement to
@@ -91,10 +91,12 @@ _FAULTY: tuple[Callable[[dict[str, Any]], dict[str, Any]], ...] = (
 """Rows an agency gets wrong: unknown event type, unknown channel, negative amount."""
 
 _LIFE_ORDER: dict[str, int] = {
-    t: n for n, t in enumerate(("PLACEMENT", "AMENDMENT", "PAYMENT", "RECALL", "DELETION"))
+    t: n
+    for n, t in enumerate(("PLACEMENT", "EXPIRING", "AMENDMENT", "PAYMENT", "RECALL", "DELETION"))
 }
 """File type → its place in a placement's life. The batches in the inbox are read in this
-order (a placement before its recall, a recall before the deletion request), not by name:
+order (a placement before its recall, a recall before the deletion request, an expiry warning
+before the renewal that answers it), not by name:
 names sort DELETION before PLACEMENT, and a packet for a placement not yet read is dropped."""
 
 
@@ -384,6 +386,7 @@ def _packet(record: dict[str, Any], packet_type: str, now: datetime) -> CasePack
             "previous_balance": balance,
             "reason": "-",
         },
+        "placement.expiring": {"case_id": case_id, "return_by": today, "recall_on": today},
         "placement.recalled": {"case_id": case_id, "reason_code": "RECALL", "recalled_at": moment},
         "payment.direct": {"case_id": case_id, "payment_id": f"pay_{pid}", "paid_at": moment},
         "data.deletion_requested": {

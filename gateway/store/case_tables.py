@@ -89,7 +89,11 @@ class Escalation(SQLModel, table=True):
     """A placed case past the legal threshold: proposed → approved (recalled) | rejected."""
 
     __tablename__ = "escalations"
-    __table_args__ = (sa.Index("ix_escalations_state", "state"),)
+    __table_args__ = (
+        sa.Index("ix_escalations_state", "state"),
+        # At most one per placement: a rejected one is never proposed again.
+        sa.Index("uq_escalations_placement", "placement_id", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: str = Field(max_length=128, index=True)

@@ -20,7 +20,7 @@ from pytest_aiohttp import AiohttpServer
 
 from gateway.server import create_app
 from gateway.store.tables import Mismatch
-from tests.console_world import PASSWORD, ConsoleWorld, StubAgency, build_world
+from tests.console_world import ALPHA, PASSWORD, ConsoleWorld, StubAgency, build_world
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -145,6 +145,41 @@ async def test_an_operator_resolves_a_mismatch_and_a_viewer_cannot(
     assert state == "open"
 
 
+async def test_an_operator_finds_a_case_by_the_agency_ref_and_holds_it(
+    served: tuple[ConsoleWorld, str], browser: Browser
+) -> None:
+    world, base = served
+    pid, case_id, _balance = world.placements[ALPHA][1]  # acknowledged as "ALPHA-1"
+    page = await log_in(browser, base, "olga")
+    await page.get_by_role("link", name="Cases", exact=True).click()
+    await page.get_by_label("search by any id").fill("ALPHA-1")
+    await page.get_by_role("button", name="Find", exact=True).click()
+    rows = page.locator("#cases tbody tr")
+    await expect(rows).to_have_count(1)
+    await rows.first.get_by_role("link", name=case_id, exact=True).click()
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(f"Case {case_id}")
+    why = page.locator("#why")
+    await expect(why).to_contain_text(f"{pid} → {ALPHA}")
+    await expect(why.locator("tr.chosen")).to_contain_text(ALPHA)
+
+    hold = page.locator("#hold-form")
+    await hold.get_by_label("hold code").fill("DISPUTE")
+    await hold.get_by_label("hold note").fill("debtor wrote to the lender")
+    await hold.get_by_role("button", name="Put on hold").click()
+    await expect(page.get_by_role("status")).to_contain_text("Put on hold: recorded")
+    await expect(page.locator("h1 .badge.case-held")).to_be_visible()
+    await expect(page.locator("#holds tbody")).to_contain_text("debtor wrote to the lender")
+    await expect(page.locator("#placements tbody")).to_contain_text("recalled")
+    await expect(page.locator("#timeline")).to_contain_text("hold put on")
+
+    release = page.locator("form.action-release")
+    await release.get_by_label("release note").fill("lender confirmed the debt")
+    await release.get_by_role("button", name="Release DISPUTE").click()
+    await expect(page.get_by_role("status")).to_contain_text("Release hold: recorded")
+    await expect(page.locator("h1 .badge.case-open")).to_be_visible()
+    await expect(page.locator("form.action-release")).to_have_count(0)
+
+
 async def test_screenshots_of_the_main_pages(
     served: tuple[ConsoleWorld, str], browser: Browser, tmp_path: Path
 ) -> None:
@@ -185,6 +220,7 @@ async def test_screenshots_of_the_main_pages(
         "agency.png": "/agencies/AGY_BETA",
         "agencies.png": "/agencies",
         "users.png": "/users",
+        "cases.png": "/cases?status=placed",
     }
     for name, path in shots.items():
         await page.goto(f"{base}{path}")

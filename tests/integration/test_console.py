@@ -842,7 +842,9 @@ async def test_the_case_timeline_shows_every_packet_receipt_event_and_action(
     detail = await (await operator.api("GET", f"/mismatches/{mismatch_id}")).json()
     case_id = detail["case_id"]
     timeline = await (await operator.api("GET", f"/cases/{case_id}/timeline")).json()
-    types = [e["type"] for e in timeline["entries"]]
+    steps = [e["event"] for e in timeline["entries"] if e["type"] == "status"]
+    assert steps[:1] == ["place"]  # the case's lifecycle is merged in
+    types = [e["type"] for e in timeline["entries"] if e["type"] != "status"]
     assert types[:3] == ["placed", "packet", "attempt"]
     assert types.count("event") == 3 and "mismatch" in types
     packet = next(e for e in timeline["entries"] if e["type"] == "packet")

@@ -8,13 +8,14 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from gateway.allocation.performance import Recovery, performance_factors
+from gateway.allocation.routing import fit_verdict, worst_bucket
 from gateway.allocation.rules import (
+    REASONS,
     AllocationResult,
     CaseToAllocate,
-    Recovery,
     allocate,
     eligible,
-    performance_factors,
 )
 from gateway.config.agencies import AgencyConfig
 from tests.factories import agency_config, case_to_allocate
@@ -156,7 +157,11 @@ def test_disabled_agency_gets_nothing() -> None:
 def test_ineligible_cases_are_unallocated_with_a_reason() -> None:
     agency = agency_config(eligibility={"buckets": ["M1"]})
     result = run([case_to_allocate(case_id="AC7", bucket="LEGAL")], [agency])
-    assert unplaced(result) == {"AC7": "no eligible agency with free capacity"}
+    # The true reason, not "no eligible agency with free capacity" (issue 16).
+    assert unplaced(result) == {
+        "AC7": "no agency can take it (AGY_TEST: bucket LEGAL not in contract)"
+    }
+    assert [u.code for u in result.unallocated] == ["no_eligible_agency"]
 
 
 def test_never_back_to_an_agency_that_returned_the_case() -> None:
@@ -256,13 +261,25 @@ def test_property_capacity_never_exceeded_and_groups_kept(
     for agency in agencies:
         assert open_counts[agency.id] + load[agency.id] <= agency.capacity.max_open_placements
     by_id = {a.id: a for a in agencies}
+    where = placed(result)
+    codes = {u.case_id: u.code for u in result.unallocated}
+    assert set(where) | set(codes) == {c.case_id for c in cases}
+    assert set(codes.values()) <= set(REASONS)
+    # Under "worst" the debtor's worst owed account decides eligibility for all of them.
+    worst: dict[str, str] = {}
+    for case in cases:
+        if case.balance_minor > 0:
+            worst[case.debtor_id] = worst_bucket([case.bucket, worst.get(case.debtor_id, "M1")])
     debtor_agencies: dict[str, set[str | None]] = {}
     for case in cases:
-        agency_id = placed(result).get(case.case_id)
+        agency_id = where.get(case.case_id)
+        if case.balance_minor <= 0:
+            assert codes[case.case_id] == "nothing_owed"
+            continue
         debtor_agencies.setdefault(case.debtor_id, set()).add(agency_id)
         if agency_id is not None:
-            assert eligible(by_id[agency_id], case)
-    # All of a debtor's accounts are placed with one agency, or none is placed.
+            assert fit_verdict(by_id[agency_id], [case], worst[case.debtor_id]) is None
+    # All of a debtor's owed accounts are placed with one agency, or none is placed.
     assert all(len(found) == 1 for found in debtor_agencies.values())
 
 

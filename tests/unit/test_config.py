@@ -341,3 +341,42 @@ def test_check_secrets_reports_the_wrong_key_type_for_the_scheme(tmp_path: Path)
     assert "signing.keys[0]" in problems[0] and "whsk_" in problems[0]
     assert "inbound.keys[0]" in problems[1] and "whpk_" in problems[1]
     assert all(private.removeprefix("whsk_")[:20] not in p for p in problems)
+
+
+def test_an_agency_tier_outside_the_configured_tiers_is_named(tmp_path: Path) -> None:
+    from gateway.bootstrap import load_config
+
+    settings = write(
+        tmp_path / "gateway.toml",
+        SETTINGS + '\n[allocation]\ntiers = ["first", "court"]\nlegal_tier = "court"\n',
+    )
+    agency = write(
+        tmp_path / "agencies" / "agy_test.toml",
+        AGENCY.replace('channel = "webhook"', 'channel = "webhook"\ntier = "primary"'),
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(settings, base_dir=tmp_path)
+    assert problems_of(info) == [
+        f"{agency}: tier: 'primary' is not one of [allocation] tiers ['first', 'court']"
+    ]
+    write(agency, AGENCY.replace('channel = "webhook"', 'channel = "webhook"\ntier = "court"'))
+    _settings, agencies = load_config(settings, base_dir=tmp_path)
+    assert agencies["AGY_TEST"].tier == "court"
+
+
+def test_bucket_rules_with_a_gap_are_named_with_the_first_uncovered_dpd(tmp_path: Path) -> None:
+    problems = settings_problems(
+        tmp_path,
+        SETTINGS
+        + """
+[[allocation.buckets]]
+name = "M1"
+max_dpd = 30
+
+[[allocation.buckets]]
+name = "M2"
+min_dpd = 40
+""",
+    )
+    assert len(problems) == 1
+    assert "allocation" in problems[0] and "dpd 31 has no bucket" in problems[0]

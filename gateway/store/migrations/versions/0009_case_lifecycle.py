@@ -97,6 +97,7 @@ def upgrade() -> None:
     with op.batch_alter_table("escalations", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_escalations_case_id"), ["case_id"], unique=False)
         batch_op.create_index("ix_escalations_state", ["state"], unique=False)
+        batch_op.create_index("uq_escalations_placement", ["placement_id"], unique=True)
 
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.add_column(
@@ -129,6 +130,7 @@ def downgrade() -> None:
         batch_op.drop_column("unallocated_reason")
 
     with op.batch_alter_table("escalations", schema=None) as batch_op:
+        batch_op.drop_index("uq_escalations_placement")
         batch_op.drop_index("ix_escalations_state")
         batch_op.drop_index(batch_op.f("ix_escalations_case_id"))
 
