@@ -231,12 +231,13 @@ class PlacementService:
     async def _write_placements(
         self, conn: AsyncConnection, rows: Sequence[NewPlacement], now: datetime
     ) -> None:
-        return_by = (now + timedelta(days=self._settings.placement_days)).date()
         placements = []
         packets = []
         for row in rows:
             case, agency_id = row.case, row.agency_id
             agency = self._agencies[agency_id]
+            term = agency.placement_days or self._settings.placement_days
+            return_by = (now + timedelta(days=term)).date()
             case_id = str(case["id"])
             placement_id = placement_id_for(case_id, row.ordinal)
             pii = self._pii.decrypt(case["pii"], bound_to=case_id) if agency.fields else {}

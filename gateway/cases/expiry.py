@@ -136,11 +136,12 @@ class ExpiryService:
 
     # -- planning -------------------------------------------------------------------------
 
-    async def plan(self) -> ExpiryPlan:
-        """What a run would do now, read in one snapshot; nothing is written."""
-        now = self._now()
+    async def plan(self, *, as_of: date | None = None) -> ExpiryPlan:
+        """What a run would do today (or on ``as_of``), read in one snapshot; nothing is
+        written."""
+        today = as_of or self._now().date()
         async with self._db.snapshot() as conn:
-            return await self.plan_in(conn, now.date())
+            return await self.plan_in(conn, today)
 
     async def plan_in(self, conn: AsyncConnection, today: date) -> ExpiryPlan:
         settings = self._settings
@@ -182,24 +183,32 @@ class ExpiryService:
 
     # -- running --------------------------------------------------------------------------
 
-    async def run(self, *, batch: int = 200, progress: Progress | None = None) -> ExpiryReport:
+    async def run(
+        self,
+        *,
+        batch: int = 200,
+        progress: Progress | None = None,
+        as_of: date | None = None,
+    ) -> ExpiryReport:
         """Send the warnings that are due, then recall what has expired, ``batch`` placements
-        to a transaction; ``progress(done, total)`` after each batch."""
-        plan = await self.plan()
+        to a transaction; ``progress(done, total)`` after each batch. ``as_of`` decides what
+        is due by another day than today (the demo's simulation of later days); what is
+        written is still stamped with the clock's time."""
+        plan = await self.plan(as_of=as_of)
         report = ExpiryReport(plan.today)
         total = len(plan.warnings) + len(plan.expired)
         done = 0
         for start in range(0, len(plan.warnings), batch):
             chunk = plan.warnings[start : start + batch]
             async with self._db.transaction() as conn:
-                await self._warn(conn, chunk, self._now(), report)
+                await self._warn(conn, chunk, self._now(), report, plan.today)
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
         for start in range(0, len(plan.expired), batch):
             chunk = plan.expired[start : start + batch]
             async with self._db.transaction() as conn:
-                await self._expire(conn, chunk, self._now(), report)
+                await self._expire(conn, chunk, self._now(), report, plan.today)
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
@@ -215,18 +224,23 @@ class ExpiryService:
         """``run`` in the caller's transaction, all at once."""
         plan = await self.plan_in(conn, now.date())
         report = ExpiryReport(plan.today)
-        await self._warn(conn, plan.warnings, now, report)
-        await self._expire(conn, plan.expired, now, report)
+        await self._warn(conn, plan.warnings, now, report, plan.today)
+        await self._expire(conn, plan.expired, now, report, plan.today)
         return report
 
     async def _warn(
-        self, conn: AsyncConnection, due: Sequence[TermEnd], now: datetime, report: ExpiryReport
+        self,
+        conn: AsyncConnection,
+        due: Sequence[TermEnd],
+        now: datetime,
+        report: ExpiryReport,
+        today: date,
     ) -> None:
         if not due:
             return
         settings = self._settings
         first, last = warning_window(
-            now.date(),
+            today,
             warning_days=settings.expiry_warning_days,
             grace_days=settings.expiry_grace_days,
         )
@@ -269,9 +283,14 @@ class ExpiryService:
         report.warned_ids += warned
 
     async def _expire(
-        self, conn: AsyncConnection, due: Sequence[TermEnd], now: datetime, report: ExpiryReport
+        self,
+        conn: AsyncConnection,
+        due: Sequence[TermEnd],
+        now: datetime,
+        report: ExpiryReport,
+        today: date,
     ) -> None:
-        cutoff = expiry_cutoff(now.date(), self._settings.expiry_grace_days)
+        cutoff = expiry_cutoff(today, self._settings.expiry_grace_days)
         for term in due:
             if term.agency_id not in self._agencies:
                 report.skipped[term.placement_id] = (

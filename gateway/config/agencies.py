@@ -146,6 +146,12 @@ class AgencyBase(_Section):
         pattern=r"^[a-z][a-z0-9_]{0,31}$",
         description="the allocation tier (one of [allocation] tiers)",
     )
+    placement_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=730,
+        description="the contract's placement term in days (default [allocation] placement_days)",
+    )
     expiry_warning: bool = Field(
         default=False,
         description="the agency takes placement.expiring packets before a placement ends",

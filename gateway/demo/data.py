@@ -297,15 +297,18 @@ def generate_accounts(count: int, *, seed: int, as_of: date) -> Iterator[IntakeA
             produced += 1
 
 
-def write_csv(accounts: Iterable[IntakeAccount], path: Path) -> int:
-    """Write an intake CSV (UTF-8, header row, phones joined by ``;``); return the row count."""
+def write_csv(accounts: Iterable[IntakeAccount], path: Path, *, holds: bool = False) -> int:
+    """Write an intake CSV (UTF-8, header row, phones joined by ``;``; with ``holds`` the
+    optional ``holds`` column too, codes joined by ``;``); return the row count."""
     rows = 0
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_FIELDS)
+        writer.writerow((*CSV_FIELDS, "holds") if holds else CSV_FIELDS)
         for account in accounts:
             row: list[object] = [getattr(account, field) for field in CSV_FIELDS]
             row[_PHONES_COLUMN] = ";".join(account.phones)
+            if holds:
+                row.append(";".join(account.holds))
             writer.writerow(row)
             rows += 1
     return rows

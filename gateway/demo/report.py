@@ -44,6 +44,7 @@ async def count_rows(gateway: Gateway) -> dict[str, object]:
 
         return {
             "cases_by_bucket": await grouped(by(cases.c.bucket, cases)),
+            "cases_by_status": await grouped(by(cases.c.status, cases)),
             "placements_by_agency": await grouped(by(placements.c.agency_id, placements)),
             "placements_by_state": await grouped(by(placements.c.state, placements)),
             "packets_by_type": await grouped(by(outbox.c.packet_type, outbox)),
@@ -60,6 +61,7 @@ def print_summary(console: Console, summary: dict[str, object]) -> None:
     console.rule("[bold]agency-gateway demo[/]")
     for title, key in (
         ("cases by bucket", "cases_by_bucket"),
+        ("cases by status", "cases_by_status"),
         ("placements by agency", "placements_by_agency"),
         ("placements by state", "placements_by_state"),
         ("packets by type", "packets_by_type"),

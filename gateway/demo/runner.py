@@ -17,12 +17,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
 from rich.console import Console
 
-from gateway.bootstrap import Gateway, build, load_config
+from gateway.bootstrap import build, load_config
 from gateway.clock import to_datetime
 from gateway.config.agencies import WebhookAgency
+from gateway.demo.case_life import (
+    CaseLife,
+    approve_escalations,
+    day2_accounts,
+    expire,
+    life_notes,
+    lifecycle_checks,
+    placed_case_ids,
+    plan_day2,
+    renew_one,
+    second_round,
+)
 from gateway.demo.data import generate_accounts, write_csv
 from gateway.demo.report import count_rows, firm_note, print_summary
 from gateway.demo.sandboxes import (
@@ -40,7 +51,6 @@ from gateway.sandbox.partners import start_webhook_sandbox
 from gateway.sandbox.sftp_site import SftpSandboxes
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
 from gateway.store.migrate import upgrade
-from gateway.store.tables import Placement
 
 DEMO_DIR = Path("var/demo")
 
@@ -67,7 +77,9 @@ async def run_demo(
         update={
             "database": settings.database.model_copy(
                 update={"url": f"sqlite:///{(demo_dir / 'gateway.db').resolve()}"}
-            )
+            ),
+            # The demo's second round runs minutes after the first, not days: no cool-off.
+            "allocation": settings.allocation.model_copy(update={"cool_off_days": 0}),
         }
     )
     generate_missing(settings, agencies)
@@ -141,23 +153,28 @@ async def run_demo(
         await write_firm_documents(gateway, firms)
         await dispatch_until_settled(gateway, sandboxes, sftp, firms)
 
-        # Lender-side changes after placement: a few recalls and balance amendments.
-        placed = await _placed_case_ids(gateway, limit=max(2, options.accounts // 50))
-        recalls = placed[: len(placed) // 2]
-        for case_id in recalls:
+        # Lender-side changes after placement: a few recalls, balance amendments, a death, a
+        # payoff and an account that crosses the legal threshold.
+        legal_tier = settings.allocation.legal_tier
+        day2 = plan_day2(
+            await placed_case_ids(gateway, limit=max(2, options.accounts // 50)),
+            await placed_case_ids(
+                gateway, limit=max(8, options.accounts // 25), outside_tier=legal_tier
+            ),
+        )
+        for case_id in day2.recalls:
             await gateway.placements.recall(case_id, "PAID_DIRECT")
         amended_file = demo_dir / "accounts-day2.csv"
-        changed = set(placed[len(placed) // 2 :])
         write_csv(
-            (
-                a.model_copy(update={"balance_minor": max(0, a.balance_minor - 10_000)})
-                if a.account_id in changed
-                else a
-                for a in generate_accounts(options.accounts, seed=options.seed, as_of=as_of)
+            day2_accounts(
+                generate_accounts(options.accounts, seed=options.seed, as_of=as_of),
+                day2,
+                legal_min_dpd=settings.allocation.legal_min_dpd,
             ),
             amended_file,
+            holds=True,
         )
-        day2 = await import_file(
+        changed = await import_file(
             amended_file,
             db=gateway.db,
             pii=gateway.pii,
@@ -166,10 +183,38 @@ async def run_demo(
             clock=gateway.clock,
         )
         notes.append(
-            f"recalled {len(recalls)} placements; re-import changed {day2.updated} balances "
-            f"and queued {day2.amended} amendments"
+            f"recalled {len(day2.recalls)} placements; re-import changed {changed.updated} "
+            f"rows and queued {changed.amended} amendments; {day2.deceased} held DECEASED "
+            f"and {day2.paid_off} paid off (both recalled), {day2.to_legal} past the legal "
+            "threshold"
+        )
+        life = CaseLife()
+        await approve_escalations(gateway, life)
+        await dispatch_until_settled(gateway, sandboxes, sftp, firms)
+        # Simulated days: the early-stage agency's placements reach their term.
+        short = min(
+            (a for a in agencies.values() if a.placement_days and a.enabled),
+            key=lambda a: a.placement_days or 0,
+            default=None,
+        )
+        term_end = await renew_one(gateway, short.id, life) if short else None
+        if term_end is not None:
+            await expire(
+                gateway,
+                warn_on=term_end - timedelta(days=settings.allocation.expiry_warning_days),
+                expire_on=term_end + timedelta(days=settings.allocation.expiry_grace_days + 1),
+                life=life,
+            )
+            await dispatch_until_settled(gateway, sandboxes, sftp, firms)
+        await second_round(gateway, life)
+        # Checked as the round left it: the agencies' later returns wait for the next round.
+        life.checks = await lifecycle_checks(
+            gateway,
+            as_of=life.expiry_as_of or as_of,
+            grace_days=settings.allocation.expiry_grace_days,
         )
         await dispatch_until_settled(gateway, sandboxes, sftp, firms)
+        notes.extend(life_notes(life))
         # Placements that ended (recalled, returned, closed) ask for deletion (PIPL Art. 21).
         swept = await gateway.request_deletions()
         await dispatch_until_settled(gateway, sandboxes, sftp, firms)
@@ -205,6 +250,7 @@ async def run_demo(
             f"{'verified' if verification.ok else 'VERIFICATION FAILED'}"
         )
         bundle_ok = True
+        recalls = day2.recalls
         if recalls:
             # One recalled case's bundle, as a lender would hand it to an auditor.
             bundle = await export_case(
@@ -232,12 +278,13 @@ async def run_demo(
             + sftp.stats_json()
             + [f.stats_json() for f in firms]
         )
+        summary["lifecycle"] = life.as_json()
         summary["notes"] = notes
         if options.as_json:
             console.print_json(json.dumps(summary, default=str))
         else:
             print_summary(console, summary)
-        if not verification.ok or not bundle_ok:
+        if not verification.ok or not bundle_ok or not life.ok():
             raise SystemExit(1)
         if not options.once:
             console.print(
@@ -263,18 +310,6 @@ async def run_demo(
                 loop.add_signal_handler(sig, stop.set)
             await run_workers(gateway, stop)
     return summary
-
-
-async def _placed_case_ids(gateway: Gateway, *, limit: int) -> list[str]:
-    placements = Placement.__table__  # type: ignore[attr-defined]
-    async with gateway.db.connect() as conn:
-        rows = await conn.execute(
-            sa.select(placements.c.case_id)
-            .where(placements.c.state.in_(["acknowledged", "active"]))
-            .order_by(placements.c.case_id)
-            .limit(limit)
-        )
-        return [r[0] for r in rows.all()]
 
 
 __all__ = ["DemoOptions", "run_demo"]

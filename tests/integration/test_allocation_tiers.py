@@ -386,3 +386,28 @@ async def test_a_case_held_between_the_plan_and_the_write_is_left_for_the_next_r
     assert placed == {"AC000", "AC001", "AC003"}
     [(status,)] = await world.rows(sa.select(C.status).where(C.id == "AC002"))
     assert status == "held"
+
+
+async def test_an_agency_contract_term_sets_return_by(world: World) -> None:
+    short = {
+        agency_id: agency.model_copy(update={"placement_days": 30})
+        if agency_id == "AGP1"
+        else agency
+        for agency_id, agency in world.gateway.agencies.items()
+    }
+    service = PlacementService(
+        db=world.gateway.db,
+        agencies=short,
+        pii=world.gateway.pii,
+        settings=world.allocation,
+        clock=world.clock,
+    )
+    await world.intake([account(f"AC{n:03d}", f"CU{n:03d}", 45) for n in range(12)])
+    await service.allocate()
+    terms = {
+        agency_id: return_by
+        for agency_id, return_by in await world.rows(sa.select(P.agency_id, P.return_by))
+    }
+    assert set(terms) == PRIMARY
+    assert terms["AGP1"] == (T0 + 30 * DAY).date()
+    assert terms["AGP2"] == (T0 + world.allocation.placement_days * DAY).date()
