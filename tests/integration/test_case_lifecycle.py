@@ -79,7 +79,10 @@ async def test_every_allowed_step_moves_the_case_and_is_recorded(db: Database) -
         )
     assert result.refused == [] and result.missing == []
     async with db.connect() as conn:
-        statuses = dict((await conn.execute(sa.select(CASES.c.id, CASES.c.status))).all())
+        statuses: dict[str, str] = {
+            str(i): str(st)
+            for i, st in (await conn.execute(sa.select(CASES.c.id, CASES.c.status))).all()
+        }
         history = {r.case_id: r for r in (await conn.execute(sa.select(HISTORY))).all()}
         leaves = [
             r.ref
@@ -118,7 +121,10 @@ async def test_every_refused_step_writes_nothing(db: Database) -> None:
     ]
     async with db.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(HISTORY))).scalar() == 0
-        unchanged = dict((await conn.execute(sa.select(CASES.c.id, CASES.c.status))).all())
+        unchanged: dict[str, str] = {
+            str(i): str(st)
+            for i, st in (await conn.execute(sa.select(CASES.c.id, CASES.c.status))).all()
+        }
     assert unchanged == {f"R{n:03d}": s for n, (s, _e) in enumerate(REFUSED)}
 
 
