@@ -202,6 +202,13 @@ class Child:
         times = self._ps.cpu_times()
         return float(times.user + times.system)
 
+    async def kill(self) -> int | None:
+        """SIGKILL the child (nothing of it runs afterwards) and wait for it; return its exit
+        code. Its pipe stays open, so a pending ``receive`` ends in the usual error."""
+        self._process.kill()
+        await asyncio.to_thread(self._process.join, 5)
+        return self._process.exitcode
+
     async def close(self, *, grace: float = 10.0) -> None:
         """Wait up to ``grace`` seconds for the child to exit, then terminate it."""
         if grace > 0:
