@@ -80,14 +80,28 @@ class Trailer:
 
 @dataclass(slots=True)
 class Totals:
-    """Control totals: records written and the sum of their amounts per currency."""
+    """Control totals: records written and the sum of their amounts per currency. Amounts
+    of different currencies are never added together: a trailer's one total is only
+    defined for a file in one currency (``control_total_minor``)."""
 
     record_count: int = 0
     amounts: dict[str, int] = field(default_factory=dict)
 
     @property
     def control_total_minor(self) -> int:
+        """The total of a file in one currency (0 for a file without amounts)."""
+        if len(self.amounts) > 1:
+            raise ValueError(
+                f"one control total cannot add amounts in {', '.join(sorted(self.amounts))}"
+            )
         return sum(self.amounts.values())
+
+    def mixes(self, record: Mapping[str, Any]) -> str | None:
+        """The currency of ``record`` when it is not the currency of the records so far."""
+        money = control_money(record)
+        if money is None or not self.amounts or money[0] in self.amounts:
+            return None
+        return money[0]
 
     def add(self, record: Mapping[str, Any]) -> None:
         self.record_count += 1
@@ -298,11 +312,29 @@ class RecordWriter:
         # orjson: decoding the stored packets is a third of rendering with the json module.
         records = [orjson.loads(p) for p in payloads]
         if self.layout.format == "jsonl":
-            for record in records:
+            lines: list[bytes] = []
+            errors: list[tuple[int, RowError]] = []
+            for n, (payload, record) in enumerate(zip(payloads, records, strict=True)):
+                if (refused := self._one_currency(record)) is not None:
+                    errors.append((n, refused))
+                    continue
                 self.totals.add(record)
-            self._lines_written += len(payloads)
-            return b"".join(p.rstrip(b"\n") + b"\n" for p in payloads), []
+                self._lines_written += 1
+                lines.append(payload.rstrip(b"\n") + b"\n")
+            return b"".join(lines), errors
         return self.write_records(records)
+
+    def _one_currency(self, record: Mapping[str, Any]) -> RowError | None:
+        """A file with a trailer has one control total, so it carries one currency: a record
+        in another currency than the file's first amount is left out."""
+        if not self.layout.trailer or (other := self.totals.mixes(record)) is None:
+            return None
+        return RowError(
+            self._lines_written + 1,
+            "currency",
+            f"an amount in {other} cannot go into a file of {', '.join(self.totals.amounts)} "
+            "amounts: the TRAILER has one control total",
+        )
 
     def write_records(
         self, records: Sequence[Mapping[str, Any]]
@@ -311,7 +343,10 @@ class RecordWriter:
         errors: list[tuple[int, RowError]] = []
         if self.layout.format == "jsonl":
             lines = []
-            for record in records:
+            for n, record in enumerate(records):
+                if (refused := self._one_currency(record)) is not None:
+                    errors.append((n, refused))
+                    continue
                 self.totals.add(record)
                 lines.append(
                     json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
@@ -321,6 +356,9 @@ class RecordWriter:
         rows: list[list[str]] = []
         fixed: list[bytes] = []
         for n, record in enumerate(records):
+            if (refused := self._one_currency(record)) is not None:
+                errors.append((n, refused))
+                continue
             try:
                 cells = [fmt(get(record), record) for _, get, fmt in self._cells]
                 if self.layout.format == "fixed":
@@ -345,7 +383,8 @@ class RecordWriter:
         return b"".join(line + eol for line in fixed), errors
 
     def finish(self) -> bytes:
-        """The TRAILER record (count and control total) if the layout has one."""
+        """The TRAILER record (count and control total) if the layout has one. Its total is
+        in the file's one currency (``write`` leaves out records in another)."""
         if not self.layout.trailer:
             return b""
         count, total = self.totals.record_count, self.totals.control_total_minor

@@ -4,10 +4,12 @@
 mapping, ready for pydantic), a ``RowError`` (line, column, reason) per bad row, and the
 ``Trailer`` if the file has one. A bad row never stops the file. CSV is decoded as a text
 stream; fixed-width rows are cut in bytes (widths count bytes of the file's encoding) before
-each cell is decoded; JSON Lines rows are whole records. A CSV header is skipped, except that
-one naming only the first columns of the layout means rows of just those columns (files
-written before the layout grew). Layouts are ``LayoutSection``s; the inverse is
-``adapters.sftp.layouts.RecordWriter``.
+each cell is decoded; JSON Lines rows are whole records. A header is recognised by what it
+says, never by its position: when the layout has one, a first row that names the layout's
+columns in order (any case) is skipped, and one naming only the first columns of the layout
+means rows of just those columns (files written before the layout grew). Any other first row
+is data: a file sent without its header loses no row. Layouts are ``LayoutSection``s; the
+inverse is ``adapters.sftp.layouts.RecordWriter``.
 """
 
 import csv
@@ -187,16 +189,19 @@ class _RowReader:
                 best = spec
         return best.name if best is not None else ".".join(path)
 
-    def for_header(self, cells: Sequence[str]) -> "_RowReader":
-        """The reader for a CSV file whose header names only the first columns of the
-        layout: a layout that grew columns at the end (``METHOD`` and ``REFERENCE`` of the
-        default result columns) still reads files written to it before. Any other header is
-        not looked at: the layout alone says what the cells are."""
-        names = [c.name for c in self.columns]
-        given = [c.strip() for c in cells]
+    def for_header(self, cells: Sequence[str]) -> "_RowReader | None":
+        """The reader for the rows after a first row that is the header, or None when the
+        first row is not a header (it is data). A header names the layout's columns in
+        order, in any case; one naming only the first columns means a layout that grew
+        columns at the end (``METHOD`` and ``REFERENCE`` of the default result columns) and
+        files written to it before: their rows have just those columns."""
+        names = [c.name.casefold() for c in self.columns]
+        given = [c.strip().casefold() for c in cells]
+        if given == names:
+            return self
         if 0 < len(given) < len(names) and given == names[: len(given)]:
             return _RowReader(self.layout, self.columns[: len(given)])
-        return self
+        return None
 
 
 def column_for(layout: LayoutSection, kind: RecordKind, loc: Sequence[str | int]) -> str:
@@ -227,8 +232,10 @@ def _read_csv(
             line_start, line = line + 1, rows.line_num
             if first and layout.header:
                 first = False
-                reader = reader.for_header(cells)
-                continue
+                after_header = reader.for_header(cells)
+                if after_header is not None:
+                    reader = after_header
+                    continue
             first = False
             if not cells:
                 continue
@@ -244,6 +251,18 @@ def _read_csv(
         text.detach()
 
 
+def _is_fixed_header(body: bytes, reader: _RowReader, encoding: str) -> bool:
+    """Whether a fixed-width first line is the header: each column's name in its width."""
+    offset = 0
+    for column in reader.columns:
+        width = column.width or 0
+        cell = body[offset : offset + width].decode(encoding, errors="replace")
+        offset += width
+        if cell.strip().strip(column.pad).strip().casefold() != column.name.casefold():
+            return False
+    return offset == len(body)
+
+
 def _read_fixed(
     stream: IO[bytes], layout: LayoutSection, reader: _RowReader
 ) -> Iterator[ParsedRecord | RowError | Trailer]:
@@ -254,7 +273,7 @@ def _read_fixed(
         if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         body = raw.rstrip(b"\r\n")
-        if not body or (line == 1 and layout.header):
+        if not body or (line == 1 and layout.header and _is_fixed_header(body, reader, encoding)):
             continue
         if body.startswith(TRAILER_TAG.encode()):
             tail = body[len(TRAILER_TAG) :]

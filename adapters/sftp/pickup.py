@@ -20,7 +20,9 @@ One ``poll_once`` opens one session on the agency's server and:
 5. Otherwise ONE transaction stores the raw file, its evidence leaf and the events of its
    good rows, reconciled, with the pickup's counts and row errors
    (``adapters.sftp.pickup_store.commit_file``). Then the file and its companions move to
-   ``archive/YYYY/MM/DD/``, or to ``error/`` with ``NAME.reason.txt`` when no row was good.
+   ``archive/YYYY/MM/DD/``, or to ``error/`` with ``NAME.reason.txt`` when no row was good
+   (each row error on its own line: line, column, reason). Companions (manifest, done marker,
+   ``.sha256`` sidecar) move with their file.
 """
 
 import asyncio
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from adapters.sftp import pickup_store as store
 from adapters.sftp.batches import (
+    CHECKSUM_SUFFIX,
     MANIFEST_SUFFIX,
     ManifestInvalid,
     base_of,
@@ -376,11 +379,17 @@ class ResultPickup:
         else:
             folder = folders.error
             if reason is None:
-                reason = await store.first_reason(self._db, pickup_id)
+                reason = await store.refusal_reason(self._db, pickup_id)
         await session.makedirs(folder)
         final = await self._move(session, path, folder, name, pickup_id)
         base = base_of(name)
-        for companion in (base + MANIFEST_SUFFIX, base + self._cfg.naming.done_suffix):
+        companions = (
+            base + MANIFEST_SUFFIX,
+            base + self._cfg.naming.done_suffix,
+            name + CHECKSUM_SUFFIX,
+            base + CHECKSUM_SUFFIX,
+        )
+        for companion in dict.fromkeys(companions):
             source = remote_path(folders.results, companion)
             if await session.stat(source) is not None:
                 await self._move(session, source, folder, companion, pickup_id)

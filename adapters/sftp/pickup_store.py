@@ -253,13 +253,26 @@ def file_error(message: str) -> str:
     return json.dumps([{"line": 0, "field": "file", "message": message}])
 
 
-async def first_reason(db: Database, pickup_id: int) -> str:
+async def refusal_reason(db: Database, pickup_id: int) -> str:
+    """Why a pickup went to ``error/``, for its reason file: a file-level reason as it is;
+    row errors one per line with their line and column, as ``sftp errors`` shows them."""
     async with db.snapshot() as conn:
-        errors = (
-            await conn.execute(sa.select(P.errors).where(P.id == pickup_id))
-        ).scalar_one_or_none()
-    first = json.loads(errors)[0] if errors else {}
-    return str(first.get("message", "refused; see agency-gateway sftp errors"))
+        row = (
+            await conn.execute(
+                sa.select(P.errors, P.rows_total, P.rows_failed).where(P.id == pickup_id)
+            )
+        ).one_or_none()
+    errors: list[dict[str, Any]] = json.loads(row.errors) if row is not None and row.errors else []
+    if row is None or not errors:
+        return "refused; see agency-gateway sftp errors"
+    if len(errors) == 1 and errors[0].get("field") == "file":
+        return str(errors[0].get("message", ""))
+    stored = "" if len(errors) >= (row.rows_failed or 0) else f" (the first {len(errors)} below)"
+    lines = [
+        f"none of its {row.rows_total} row(s) was accepted; {row.rows_failed} problem(s){stored}:"
+    ]
+    lines += [f"line {e['line']}: {e['field']}: {e['message']}" for e in errors]
+    return "\n".join(lines)
 
 
 def _take(items: Iterator[Any], n: int) -> list[Any]:
@@ -394,8 +407,8 @@ __all__ = [
     "endpoint_disabled",
     "file_error",
     "finish",
-    "first_reason",
     "forget_sighting",
     "latest",
     "record_sightings",
+    "refusal_reason",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapters.sftp.layouts import ParsedRecord, RowError, Trailer
+from adapters.sftp.layouts import ParsedRecord, RowError, Totals, Trailer
 from adapters.sftp.parsing import column_for
 from gateway.config.layouts import LayoutSection, RecordKind
 from schemas.events import (
@@ -51,6 +51,18 @@ class FileTally:
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
     trailer: Trailer | None = None
+    totals: Totals = field(default_factory=Totals)
+    """Amounts per currency of the rows that could be read (for the trailer's total)."""
+    unread: int = 0
+    """Rows that could not be read at all: their amounts are unknown."""
+
+    def read(self, row: ParsedRecord | RowError) -> None:
+        self.rows_total += 1
+        if isinstance(row, RowError):
+            self.unread += 1
+            self.fail(row)
+        else:
+            self.totals.add(row.record)
 
     def fail(self, error: RowError) -> None:
         self.error_count += 1
@@ -58,7 +70,9 @@ class FileTally:
             self.errors.append(error)
 
     def check_counts(self, manifest_count: int | None) -> None:
-        """File-level checks: the trailer's and the manifest's record counts."""
+        """File-level checks: the trailer's record count and control total, and the
+        manifest's record count. The trailer's one total is in the file's one currency: a
+        file whose amounts are in several currencies cannot match it and is told so."""
         if self.trailer is not None and self.trailer.record_count != self.rows_total:
             self.fail(
                 RowError(
@@ -67,6 +81,26 @@ class FileTally:
                     f"says {self.trailer.record_count} records, the file has {self.rows_total}",
                 )
             )
+        if self.trailer is not None and len(self.totals.amounts) > 1:
+            self.fail(
+                RowError(
+                    self.trailer.line,
+                    "TRAILER",
+                    "one control total cannot add amounts in "
+                    f"{', '.join(sorted(self.totals.amounts))}: send one currency per file",
+                )
+            )
+        elif self.trailer is not None and not self.unread:
+            total = self.totals.control_total_minor
+            if self.trailer.control_total_minor != total:
+                self.fail(
+                    RowError(
+                        self.trailer.line,
+                        "TRAILER",
+                        f"says a control total of {self.trailer.control_total_minor} minor "
+                        f"units, the file's amounts add up to {total}",
+                    )
+                )
         if manifest_count is not None and manifest_count != self.rows_total:
             self.fail(
                 RowError(
@@ -85,9 +119,8 @@ def result_events(
         if isinstance(row, Trailer):
             tally.trailer = row
             continue
-        tally.rows_total += 1
+        tally.read(row)
         if isinstance(row, RowError):
-            tally.fail(row)
             continue
         try:
             event = AGENCY_EVENT_ADAPTER.validate_python(row.record)
@@ -115,9 +148,8 @@ def statement_event(
         if isinstance(row, Trailer):
             tally.trailer = row
             continue
-        tally.rows_total += 1
+        tally.read(row)
         if isinstance(row, RowError):
-            tally.fail(row)
             continue
         record = dict(row.record)
         start, end = record.pop("period_start", None), record.pop("period_end", None)

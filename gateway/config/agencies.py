@@ -188,6 +188,17 @@ class SftpAgency(AgencyBase):
     channel: Literal["sftp"]
     sftp: SftpSection
 
+    @model_validator(mode="after")
+    def _one_currency_per_trailer(self) -> "SftpAgency":
+        currencies = self.eligibility.currencies
+        if self.sftp.layout.trailer and len(set(currencies)) > 1:
+            raise ValueError(
+                f"sftp.layout.trailer has one control total, which cannot add amounts in "
+                f"{', '.join(currencies)}: set eligibility.currencies to one currency, or "
+                "sftp.layout.trailer = false"
+            )
+        return self
+
 
 class EmailAgency(AgencyBase):
     """A law firm that receives referral mail and replies by email."""

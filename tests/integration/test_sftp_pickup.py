@@ -390,3 +390,74 @@ async def test_a_file_left_in_processing_by_a_crash_is_taken_again(
     assert await (await pickup_of(gateway)).poll_once() == {"done": 1}
     assert world.files("processing") == [] and name in archived(world)
     assert await count(gateway, EVENTS) == len(pids)
+
+
+async def test_a_checksum_sidecar_moves_with_its_file_to_archive_and_to_error(
+    world: SftpWorld, gateway: Gateway
+) -> None:
+    pids = await placement_ids(gateway)
+    good = f"{AGENCY_ID}_LENDERX_RESULT_20260116_0011.csv"
+    body = render(world, "result", [contact(p) for p in pids])
+    put(world, good, body)
+    (world.path("results") / f"{good}.sha256").write_text(f"{sha256_hex(body)}  {good}\n")
+    refused = f"{AGENCY_ID}_LENDERX_RESULT_20260116_0012.csv"
+    other = render(world, "result", [ack(p, n) for n, p in enumerate(pids)])
+    put(world, refused, other)
+    (world.path("results") / f"{refused}.sha256").write_text(f"{sha256_hex(other)}  {refused}\n")
+    (world.path("results") / refused).write_bytes(other[:-10])
+    assert await (await pickup_of(gateway)).poll_once() == {"done": 1, "failed": 1}
+    assert f"{good}.sha256" in archived(world)
+    assert f"{refused}.sha256" in world.files("error")
+    assert world.files("results") == [] and world.files("processing") == []
+
+
+async def test_a_file_with_no_good_row_says_the_line_and_column_of_each_problem(
+    world: SftpWorld, gateway: Gateway
+) -> None:
+    pids = await placement_ids(gateway)
+    bad_channel = {**contact(pids[0]), "data": {**contact(pids[0])["data"], "channel": "fax"}}
+    bad_type = {**contact(pids[1]), "type": "contact.attemptd"}
+    name = f"{AGENCY_ID}_LENDERX_RESULT_20260116_0013.csv"
+    put(world, name, render(world, "result", [bad_channel, bad_type]))
+    assert await (await pickup_of(gateway)).poll_once() == {"failed": 1}
+    reason = (world.path("error") / f"{name}.reason.txt").read_text()
+    assert "line 2: CHANNEL: Input should be 'call'" in reason
+    assert "line 3: EVENT_TYPE: unknown event type 'contact.attemptd'" in reason
+    assert "none of its 2 row(s) was accepted; 2 problem(s):" in reason
+
+
+async def test_a_result_file_sent_without_its_header_applies_every_row(
+    world: SftpWorld, gateway: Gateway
+) -> None:
+    pids = await placement_ids(gateway)
+    name = f"{AGENCY_ID}_LENDERX_RESULT_20260116_0014.csv"
+    body = render(world, "result", [contact(p) for p in pids])
+    headless = body.split(b"\n", 1)[1]
+    results = world.path("results")
+    results.joinpath(name).write_bytes(headless)
+    base = name.split(".", 1)[0]
+    manifest = Manifest(
+        batch_id=base,
+        sender=AGENCY_ID,
+        receiver="LENDERX",
+        file_type="RESULT",
+        business_date=datetime.now(UTC).date(),
+        seq=1,
+        created_at=datetime.now(UTC),
+        files=(
+            ManifestFile(
+                name,
+                len(headless),
+                sha256_hex(headless),
+                sha256_hex(headless),
+                len(pids),
+                "csv",
+                "utf-8",
+            ),
+        ),
+        case_count=len(pids),
+    ).render()
+    (results / f"{base}.manifest.json").write_bytes(manifest)
+    (results / f"{base}.done").write_bytes(done_marker(sha256_hex(manifest)))
+    assert await (await pickup_of(gateway)).poll_once() == {"done": 1}
+    assert await count(gateway, EVENTS) == len(pids)

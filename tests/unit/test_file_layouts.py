@@ -513,11 +513,40 @@ def test_a_result_file_written_before_method_and_reference_existed_still_reads()
         ),
         RowError(3, "row", "23 cells, the layout has 21"),
     ]
-    # Any other header is not read: the layout alone says what the cells are.
+    # A first row that does not name the layout's columns is no header: it is read as data.
     renamed = "\n".join(["事件," + ",".join(old[1:]), ",".join(row)]) + "\n"
     assert parse(result_layout(), "result", renamed.encode()) == [
-        RowError(2, "row", "21 cells, the layout has 23")
+        RowError(1, "row", "21 cells, the layout has 23"),
+        RowError(2, "row", "21 cells, the layout has 23"),
     ]
+
+
+def test_a_csv_result_file_sent_without_its_header_loses_no_row() -> None:
+    """The header is recognised by what it says: a file that starts with a data row is read
+    from that row, and a header in another case is still the header."""
+    first = cells(EVENT_TYPE="case.closed", PLACEMENT_ID="PL-1", REASON="settled")
+    second = cells(EVENT_TYPE="case.closed", PLACEMENT_ID="PL-2", REASON="settled")
+    headless = parse(result_layout(), "result", f"{first}\n{second}\n".encode())
+    assert [(r.line, r.record["data"]["placement_id"]) for r in headless] == [
+        (1, "PL-1"),
+        (2, "PL-2"),
+    ]
+    lower = ",".join(c.name.lower() for c in result_layout().columns_for("result"))
+    headed = parse(result_layout(), "result", f"{lower}\n{first}\n".encode())
+    assert [(r.line, r.record["data"]["placement_id"]) for r in headed] == [(2, "PL-1")]
+
+
+def test_a_fixed_width_file_sent_without_its_header_loses_no_row() -> None:
+    layout = fixed_layout(header=True)
+    data = render(layout, "placement.recalled", [recalled(1), recalled(22)])
+    header, body = data.split(b"\n", 1)
+    assert header.startswith(b"REC ")
+    for text, first_line in ((data, 2), (body, 1)):
+        rows = parse(layout, "placement.recalled", text)
+        assert [(r.line, r.record["data"]["placement_id"]) for r in rows[:2]] == [
+            (first_line, "PL-1"),
+            (first_line + 1, "PL-22"),
+        ]
 
 
 def test_times_without_a_zone_marker_are_written_and_read_in_the_layouts_zone() -> None:
@@ -601,3 +630,55 @@ def test_a_cut_off_file_is_recognised(
     path.write_bytes(body)
     found = cut_off(path, layout)
     assert (found is None) if reason is None else (found is not None and reason in found)
+
+
+def payment_record(n: int, amount: int, currency: str) -> dict[str, Any]:
+    return {
+        "type": "payment.reported",
+        "timestamp": "2026-02-01T09:00:00Z",
+        "data": {
+            "placement_id": f"PL-{n}",
+            "amount": {"amount_minor": amount, "currency": currency},
+            "payment_id": f"P{n}",
+            "paid_at": "2026-02-01T08:00:00Z",
+        },
+    }
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_file_with_a_trailer_never_adds_amounts_of_two_currencies(fmt: str) -> None:
+    records = [
+        payment_record(1, 1000, "CNY"),
+        payment_record(2, 250, "USD"),
+        payment_record(3, 5, "CNY"),
+    ]
+    writer = RecordWriter(result_layout(format=fmt, trailer=True), "result")
+    chunk, errors = writer.write_records(records)
+    assert [(i, e.field) for i, e in errors] == [(1, "currency")]
+    assert b"PL-1" in chunk and b"PL-3" in chunk and b"PL-2" not in chunk
+    assert "USD" in errors[0][1].message and "TRAILER" in errors[0][1].message
+    assert writer.totals.amounts == {"CNY": 1005}
+    trailer = writer.finish()
+    assert b"1005" in trailer and b"2" in trailer
+    # Without a trailer every row is written and the totals stay apart, per currency.
+    plain = RecordWriter(result_layout(format=fmt), "result")
+    assert plain.write_records(records)[1] == []
+    assert plain.totals.amounts == {"CNY": 1005, "USD": 250}
+    with pytest.raises(ValueError, match="CNY, USD"):
+        _ = plain.totals.control_total_minor
+
+
+def test_an_sftp_agency_with_a_trailer_takes_placements_in_one_currency() -> None:
+    import tomllib
+
+    from pydantic import ValidationError
+
+    from gateway.config.agencies import parse_agency
+
+    gamma = Path(__file__).parents[2] / "config" / "agencies" / "agy_gamma.toml"
+    raw = tomllib.loads(gamma.read_text())
+    assert raw["sftp"]["layout"]["trailer"] is True
+    parse_agency(raw)
+    raw["eligibility"]["currencies"] = ["CNY", "USD"]
+    with pytest.raises(ValidationError, match="one control total"):
+        parse_agency(raw)

@@ -287,3 +287,44 @@ def test_the_iso_fast_path_reads_exactly_what_strptime_reads(text: str) -> None:
         else:
             assert isinstance(row, ParsedRecord), row
             assert read(row.record) == expected
+
+
+def paid(n: int, amount: str, currency: str) -> dict[str, str]:
+    return {
+        "EVENT_TYPE": "payment.reported",
+        "EVENT_TIME": "2026-02-01T09:00:00Z",
+        "PLACEMENT_ID": f"PL-{n}",
+        "CURRENCY": currency,
+        "AMOUNT": amount,
+        "PAYMENT_ID": f"P{n}",
+        "PAID_AT": "2026-02-01T08:00:00Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("rows", "trailer", "problem"),
+    [
+        ([paid(1, "10.00", "CNY"), paid(2, "2.50", "CNY")], "TRAILER,2,1250", None),
+        (
+            [paid(1, "10.00", "CNY"), paid(2, "2.50", "CNY")],
+            "TRAILER,2,1000",
+            "says a control total of 1000 minor units, the file's amounts add up to 1250",
+        ),
+        (
+            [paid(1, "10.00", "CNY"), paid(2, "2.50", "USD")],
+            "TRAILER,2,1250",
+            "one control total cannot add amounts in CNY, USD: send one currency per file",
+        ),
+    ],
+    ids=["matches", "differs", "mixes-currencies"],
+)
+def test_a_trailer_s_control_total_is_checked_in_the_file_s_one_currency(
+    rows: list[dict[str, str]], trailer: str, problem: str | None
+) -> None:
+    layout = LayoutSection(trailer=True)
+    body = csv_file(*rows) + f"{trailer}\n".encode()
+    found, tally = events(layout, body)
+    assert (tally.rows_total, tally.rows_ok, len(found)) == (2, 2, 2)
+    tally.check_counts(2)
+    expected = [] if problem is None else [RowError(4, "TRAILER", problem)]
+    assert tally.errors == expected
