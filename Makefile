@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install lock lock-upgrade demo test test-latest check format schemas clean
+.PHONY: install lock lock-upgrade demo test test-latest check format schemas i18n-extract clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -80,6 +80,18 @@ format: $(STAMP)
 ## schemas: regenerate schemas/json/*.json and the OpenAPI document from the code
 schemas: $(STAMP)
 	$(BIN)/agency-gateway schemas export
+
+## i18n-extract: collect the console's strings (babel.cfg) and update both catalogues; then
+## translate the new entries in gateway/console/locale/zh_CN (the English one is filled in)
+I18N := gateway/console/locale
+i18n-extract: $(STAMP)
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output \
+	  --project agency-gateway --copyright-holder "agency-gateway" \
+	  -o $(I18N)/messages.pot gateway/console
+	$(BIN)/pybabel -q update --no-fuzzy-matching --ignore-obsolete --width 100 -D messages \
+	  -i $(I18N)/messages.pot -d $(I18N)
+	$(BIN)/python -m gateway.console.catalogues fill-english $(I18N)
+	rm -f $(I18N)/messages.pot
 
 clean:
 	rm -rf $(VENV) .venv-latest $(TOOLS) var .mypy_cache .ruff_cache .pytest_cache

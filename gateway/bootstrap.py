@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -157,6 +158,7 @@ class Gateway:
             cases=self.cases,
             expiry=self.expiry,
             escalations=self.escalations,
+            zone=ZoneInfo(self.settings.reconciliation.timezone),
         )
 
     async def aclose(self) -> None:

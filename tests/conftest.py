@@ -131,14 +131,15 @@ def _toml_document(top: Mapping[str, object], sections: Mapping[str, Mapping[str
 @pytest.fixture
 def make_config(tmp_path: Path) -> ConfigFactory:
     """``make_config(database_url=..., agencies={ID: {"scheme": "v1"|"v1a", "url": ...,
-    "retry": {...}, "sla": {...}}}, dispatch={...})`` writes ``tmp_path/config`` with key
-    files under ``keys/`` and returns (gateway.toml path, settings, agencies)."""
+    "retry": {...}, "sla": {...}}}, dispatch={...}, console={...})`` writes ``tmp_path/config``
+    with key files under ``keys/`` and returns (gateway.toml path, settings, agencies)."""
 
     def write(
         *,
         database_url: str,
         agencies: Mapping[str, Mapping[str, object]],
         dispatch: Mapping[str, object] | None = None,
+        console: Mapping[str, object] | None = None,
     ) -> Config:
         base = tmp_path / "config"
         (base / "agencies").mkdir(parents=True, exist_ok=True)
@@ -156,6 +157,7 @@ def make_config(tmp_path: Path) -> ConfigFactory:
                         "evidence_origin": "gateway.test/evidence",
                     },
                     "dispatch": {"poll_interval_seconds": 0.1, **(dispatch or {})},
+                    **({"console": dict(console)} if console else {}),
                 },
             ),
             encoding="utf-8",

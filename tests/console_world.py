@@ -97,6 +97,7 @@ async def build_world(
     *,
     accounts_n: int = 24,
     database_url: str | None = None,
+    language: str = "en",
 ) -> ConsoleWorld:
     """Everything in the module docstring (on ``database_url``, by default a SQLite file in
     ``tmp_path``); the caller closes ``world.gateway``."""
@@ -106,6 +107,7 @@ async def build_world(
             ALPHA: {"scheme": "v1", "url": agency_url},
             BETA: {"scheme": "v1a", "url": agency_url},
         },
+        console={"language": language},
     )
     clock = ManualClock(START.timestamp())
     gateway = build(settings, agencies, clock=clock)

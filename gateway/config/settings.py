@@ -198,6 +198,10 @@ class ConsoleSection(_Section):
     login_max_failures: int = Field(default=5, ge=1, le=1000)
     login_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
     pii_reveal_roles: tuple[Literal["viewer", "operator", "admin"], ...] = ("admin",)
+    language: Literal["zh-CN", "en"] = Field(
+        default="zh-CN",
+        description="the console's language unless a user picks another in the page header",
+    )
 
 
 class ReconciliationSection(_Section):

@@ -130,7 +130,7 @@ async def mismatches(request: web.Request, principal: Principal) -> web.StreamRe
     async with services.db.snapshot() as conn:
         data = await read_model.queue(
             conn,
-            filter_from(query),
+            filter_from(query, now=services.auth.now()),
             sort=query.get("sort", "id"),
             descending=query.get("dir", "desc") != "asc",
             page=int(query["page"]) if query.get("page", "").isdigit() else 1,
@@ -173,8 +173,9 @@ async def bulk_action(request: web.Request, principal: Principal) -> web.StreamR
     limit = body.get("limit", 1000)
     if not isinstance(limit, int) or limit < 1:
         raise GatewayError("limit must be a positive integer")
-    result = await _services(request).resolutions.bulk(
-        filter_from(pairs), _action(body, principal.user.name), limit=limit
+    services = _services(request)
+    result = await services.resolutions.bulk(
+        filter_from(pairs, now=services.auth.now()), _action(body, principal.user.name), limit=limit
     )
     return reply(_bulk(result))
 

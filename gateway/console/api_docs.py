@@ -25,6 +25,10 @@ def _params(*names: str) -> list[JsonObject]:
         "dir": "`asc` or `desc` (default).",
         "page": "1-based.",
         "per_page": f"At most {MAX_PAGE_SIZE}.",
+        "older_than": "Raised more than this many days ago.",
+        "newer_than": "Raised less than this many days ago.",
+        "min_amount": "The difference is at least this in size (`1234.56`).",
+        "max_amount": "The difference is at most this in size.",
     }
     return [
         {
@@ -108,7 +112,21 @@ def _op(
     return operation
 
 
-_LIST_PARAMS = ("state", "kind", "agency", "severity", "assignee", "q", "sort", "dir", "page")
+_LIST_PARAMS = (
+    "state",
+    "kind",
+    "agency",
+    "severity",
+    "assignee",
+    "q",
+    "older_than",
+    "newer_than",
+    "min_amount",
+    "max_amount",
+    "sort",
+    "dir",
+    "page",
+)
 
 
 def paths() -> JsonObject:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.console import personal_data
 from gateway.console.guards import page
+from gateway.console.i18n import _
 from gateway.console.rendering import error_page
 from gateway.console.services import CONSOLE_KEY
 from gateway.console.sessions import Principal, remote_of
@@ -27,21 +28,30 @@ async def download_bundle(request: web.Request, principal: Principal) -> web.Str
         return error_page(
             principal,
             403,
-            "Not allowed",
-            "Evidence bundles carry personal data your role may not see.",
+            _("Not allowed"),
+            _("Evidence bundles carry personal data your role may not see."),
         )
     if services.evidence is None or services.note_verifier is None:
-        return error_page(principal, 503, "No evidence log", "This process signs no evidence.")
+        return error_page(
+            principal, 503, _("No evidence log"), _("This process signs no evidence.")
+        )
     form = await request.post()
     reason = str(form.get("reason", "")).strip()
     if not reason:
-        return error_page(principal, 400, "Reason needed", "Say who the bundle is for and why.")
+        return error_page(
+            principal, 400, _("Reason needed"), _("Say who the bundle is for and why.")
+        )
     case_id = request.match_info["case_id"]
     now = services.auth.now()
     async with services.db.transaction() as conn:
         placed = (await conn.execute(sa.select(P.id).where(P.case_id == case_id).limit(1))).first()
         if placed is None:
-            return error_page(principal, 404, "No such case", f"case {case_id} was never placed")
+            return error_page(
+                principal,
+                404,
+                _("No such case"),
+                _("case %(id)s was never placed") % {"id": case_id},
+            )
         await personal_data.audit_reveal(
             conn,
             case_id,
@@ -56,7 +66,7 @@ async def download_bundle(request: web.Request, principal: Principal) -> web.Str
             services.db, services.evidence, services.note_verifier, case_id, now=now
         )
     except NotFound as exc:
-        return error_page(principal, 404, "No such case", str(exc))
+        return error_page(principal, 404, _("No such case"), str(exc))
     return web.Response(
         body=json.dumps(bundle, indent=1, ensure_ascii=False).encode(),
         content_type="application/json",

@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway.cases import views
 from gateway.console import case_actions, personal_data, timeline
 from gateway.console.guards import page
+from gateway.console.i18n import _
 from gateway.console.rendering import error_page, render
 from gateway.console.services import (
     CONSOLE_KEY,
@@ -24,6 +25,7 @@ from gateway.console.services import (
     read_form,
 )
 from gateway.console.sessions import Principal, remote_of
+from gateway.console.vocabulary import action_label
 from gateway.errors import GatewayError, NotFound
 from gateway.lifecycle import CASE_STATES
 from schemas.account import KNOWN_HOLD_CODES
@@ -91,7 +93,7 @@ async def _case_page(
         masked=masked,
         revealed=revealed,
         may_reveal=services.may_reveal(principal.user.role),
-        done=f"{case_actions.CASE_ACTIONS[done]}: recorded"
+        done=_("%(action)s: recorded") % {"action": action_label(done)}
         if done in case_actions.CASE_ACTIONS
         else "",
         error=error,
@@ -112,12 +114,15 @@ async def reveal_pii(request: web.Request, principal: Principal) -> web.StreamRe
     services = _services(request)
     if not services.may_reveal(principal.user.role):
         return error_page(
-            principal, 403, "Not allowed", "Your role may not see personal data (masked only)."
+            principal,
+            403,
+            _("Not allowed"),
+            _("Your role may not see personal data (masked only)."),
         )
     form = await read_form(request)
     reason = str(form.get("reason", "")).strip()
     if not reason:
-        return error_page(principal, 400, "Reason needed", "Say why you need the data.")
+        return error_page(principal, 400, _("Reason needed"), _("Say why you need the data."))
     revealed = await personal_data.reveal(
         services.db,
         services.pii,

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from gateway.console.i18n import N_, _
 from gateway.console.rendering import error_page
 from gateway.console.services import CONSOLE_KEY
 from gateway.console.sessions import (
@@ -25,6 +26,7 @@ from gateway.console.sessions import (
     harden,
     same_origin,
 )
+from gateway.console.vocabulary import term
 from gateway.errors import GatewayError, NotFound
 from gateway.inbound.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from gateway.resolutions.rules import ActionRefused
@@ -36,10 +38,10 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 def _status_of(error: GatewayError) -> tuple[int, str]:
     if isinstance(error, NotFound):
-        return 404, "Not found"
+        return 404, N_("Not found")
     if isinstance(error, ActionRefused):
-        return 409, "Action refused"
-    return 400, "Bad request"
+        return 409, N_("Action refused")
+    return 400, N_("Bad request")
 
 
 def page(role: str = "viewer") -> Callable[[GuardedHandler], Handler]:
@@ -57,30 +59,35 @@ def page(role: str = "viewer") -> Callable[[GuardedHandler], Handler]:
                     status=303, headers={"Location": f"/login?next={quote(target, safe='')}"}
                 )
             elif not same_origin(request):
-                response = error_page(principal, 403, "Refused", "The form came from elsewhere.")
+                response = error_page(
+                    principal, 403, _("Refused"), _("The form came from elsewhere.")
+                )
             elif request.method in UNSAFE_METHODS and not csrf_matches(
                 principal, _text((await request.post()).get(CSRF_FIELD))
             ):
                 response = error_page(
                     principal,
                     403,
-                    "Form expired",
-                    "This form is no longer valid (stale page or new session). "
-                    "Reload the page and try again.",
+                    _("Form expired"),
+                    _(
+                        "This form is no longer valid (stale page or new session). "
+                        "Reload the page and try again."
+                    ),
                 )
             elif not principal.user.at_least(role):
                 response = error_page(
                     principal,
                     403,
-                    "Not allowed",
-                    f"This needs the {role} role; you are signed in as a {principal.user.role}.",
+                    _("Not allowed"),
+                    _("This needs the %(role)s role; you are signed in as a %(yours)s.")
+                    % {"role": term(role), "yours": term(principal.user.role)},
                 )
             else:
                 try:
                     response = await handler(request, principal)
                 except GatewayError as exc:
                     status, title = _status_of(exc)
-                    response = error_page(principal, status, title, str(exc))
+                    response = error_page(principal, status, _(title), str(exc))
             harden(response, secure=auth.secure(request))
             return response
 

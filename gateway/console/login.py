@@ -10,6 +10,8 @@ from aiohttp import web
 
 from gateway.console import accounts
 from gateway.console.guards import page
+from gateway.console.i18n import _, language_of
+from gateway.console.languages import remember as remember_language
 from gateway.console.rendering import render
 from gateway.console.services import CONSOLE_KEY, ConsoleServices, read_form
 from gateway.console.sessions import Principal, harden, remote_of
@@ -82,7 +84,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         or not expected
         or not secrets.compare_digest(presented, expected)
     ):
-        return await login_form(request, error="The login form expired; try again.", status=403)
+        return await login_form(request, error=_("The login form expired; try again."), status=403)
     settings = services.settings
     typed = {"name": str(form.get("name", ""))[:64], "next_": str(form.get("next", "/"))}
     try:
@@ -95,15 +97,22 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             max_failures=settings.login_max_failures,
             window=timedelta(minutes=settings.login_window_minutes),
         )
-    except accounts.LoginThrottled as exc:
-        return await login_form(request, error=str(exc), status=429, **typed)
-    except accounts.LoginRefused as exc:
-        return await login_form(request, error=str(exc), status=401, **typed)
+    except accounts.LoginThrottled:
+        throttled = _(
+            "too many failed logins for this name or from this address in the last %(minutes)s "
+            "minutes; logins stay refused until fewer have failed in that time"
+        ) % {"minutes": settings.login_window_minutes}
+        return await login_form(request, error=throttled, status=429, **typed)
+    except accounts.LoginRefused:
+        return await login_form(request, error=_("Wrong name or password."), status=401, **typed)
     await services.auth.end_session(request)  # a login never continues an older session
     token = await services.auth.start_session(user, request)
     response = _see_other(local_path(str(form.get("next", "/"))))
     services.auth.set_cookie(response, request, token)
     response.del_cookie(LOGIN_COOKIE, path="/login")
+    language = language_of(str(form.get("lang", "")))
+    if language is not None:  # the language the login page was shown in stays
+        remember_language(response, request, language)
     harden(response, secure=services.auth.secure(request))
     return response
 

@@ -11,8 +11,13 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from gateway.console import accounts, personal_data, read_model
+from gateway.console.comparison import compare
 from gateway.console.guards import page
+from gateway.console.i18n import _
+from gateway.console.inbound_health import inbound_health
+from gateway.console.navigation import local_path, neighbours, queue_address, queue_order, with_back
 from gateway.console.rendering import render
+from gateway.console.saved_views import list_views
 from gateway.console.services import (
     CONSOLE_KEY,
     ConsoleServices,
@@ -22,6 +27,7 @@ from gateway.console.services import (
     read_form,
 )
 from gateway.console.sessions import Principal
+from gateway.console.vocabulary import action_label
 from gateway.errors import GatewayError, NotFound
 from gateway.reconciliation.kinds import SEVERITY
 from gateway.reporting.scorecards import DEFAULT_DAYS, period, rate, scorecards
@@ -75,6 +81,9 @@ async def _queue_page(
             conn, target, sort=sort, descending=descending, page=page_no, per_page=per_page
         )
     params = filter_query(target)
+    order = [("sort", data["sort"]), ("dir", "desc" if data["descending"] else "asc")]
+    order.append(("per_page", str(data["per_page"])))
+    back = queue_address([*params, *order, ("page", str(data["page"]))])
     return render(
         "queue.html",
         principal,
@@ -83,6 +92,10 @@ async def _queue_page(
         target=target,
         filter_params=params,
         filter_qs=urlencode(params),
+        back_param=urlencode({"back": back}),
+        back=back,
+        view_qs=urlencode(params + order),
+        views=await list_views(services.db, principal.user.name),
         kinds=await _known_kinds(services),
         agencies=sorted(services.agencies),
         states=["open", "investigating", "resolved", "dismissed", "written_off"],
@@ -94,7 +107,8 @@ async def _queue_page(
 
 @page("viewer")
 async def mismatch_queue(request: web.Request, principal: Principal) -> web.StreamResponse:
-    return await _queue_page(request, principal, target=filter_from(request.query))
+    now = _services(request).auth.now()
+    return await _queue_page(request, principal, target=filter_from(request.query, now=now))
 
 
 CONFIRMED_ACTIONS = frozenset({"recall", "write_off", "amend"})
@@ -108,7 +122,8 @@ async def bulk_action(request: web.Request, principal: Principal) -> web.StreamR
     (``upto``). A recall, write-off or amendment first asks to confirm the count."""
     services = _services(request)
     form = await read_form(request)
-    target = filter_from(form)
+    target = filter_from(form, now=services.auth.now())
+    back = queue_address(filter_query(target))  # the list the form came from, its filters kept
     if form.get("scope") != "filter":
         picked = tuple(int(v) for v in form.getall("pick", ()) if v.isdigit())
         if not picked:
@@ -116,7 +131,7 @@ async def bulk_action(request: web.Request, principal: Principal) -> web.StreamR
                 request,
                 principal,
                 target=target,
-                error="Tick at least one mismatch, or choose 'all matching the filter'.",
+                error=_("Tick at least one mismatch, or choose 'all matching the filter'."),
                 status=400,
             )
         target = MismatchFilter(states=(), ids=picked)
@@ -131,6 +146,7 @@ async def bulk_action(request: web.Request, principal: Principal) -> web.StreamR
                 principal,
                 action=action,
                 count=count,
+                back=back,
                 fields=[
                     (k, v)
                     for k, v in form.items()
@@ -138,7 +154,7 @@ async def bulk_action(request: web.Request, principal: Principal) -> web.StreamR
                 ],
             )
     result = await services.resolutions.bulk(target, action_request(form, principal.user.name))
-    return render("bulk_result.html", principal, result=result, action=action)
+    return render("bulk_result.html", principal, result=result, action=action, back=back)
 
 
 @page("viewer")
@@ -147,25 +163,45 @@ async def mismatch_page(request: web.Request, principal: Principal) -> web.Strea
 
 
 async def _mismatch_page(
-    request: web.Request, principal: Principal, *, error: str = "", status: int = 200
+    request: web.Request,
+    principal: Principal,
+    *,
+    back: str | None = None,
+    error: str = "",
+    status: int = 200,
 ) -> web.Response:
     services = _services(request)
     mismatch_id = _int(request.match_info["mismatch_id"])
+    back = back or local_path(request.query.get("back"))
+    order = queue_order(back, now=services.auth.now())
+    previous_id = next_id = None
     async with services.db.snapshot() as conn:
         data = await read_model.mismatch_detail(conn, mismatch_id)
+        if order is not None:
+            target, sort, descending = order
+            previous_id, next_id = await neighbours(
+                conn, target, mismatch_id, sort=sort, descending=descending
+            )
     users = [
         u
         for u in await accounts.list_users(services.db)
         if not u["disabled"] and u["role"] != "viewer"
     ]
     done = request.query.get("done", "")
+    done_on = request.query.get("done_on", "")
     return render(
         "mismatch.html",
         principal,
         status=status,
         m=data,
+        fields=compare(data["ours"], data["theirs"], data["kind"]),
+        back=back,
+        previous_href=with_back(f"/mismatches/{previous_id}", back) if previous_id else None,
+        next_href=with_back(f"/mismatches/{next_id}", back) if next_id else None,
+        next_id=next_id,
+        done_on=int(done_on) if done_on.isdigit() and int(done_on) != mismatch_id else None,
         users=users,
-        done=ACTIONS[done].label if done in ACTIONS else "",
+        done=action_label(done) if done in ACTIONS else "",
         error=error,
         can_act=principal.user.at_least("operator"),
     )
@@ -176,17 +212,26 @@ async def mismatch_action(request: web.Request, principal: Principal) -> web.Str
     services = _services(request)
     mismatch_id = _int(request.match_info["mismatch_id"])
     form = await read_form(request)
+    back = local_path(form.get("back"))
     try:
         result = await services.resolutions.act(
             mismatch_id, action_request(form, principal.user.name)
         )
     except ActionRefused as exc:
-        return await _mismatch_page(request, principal, error=str(exc), status=409)
+        return await _mismatch_page(request, principal, back=back, error=str(exc), status=409)
     except NotFound:
         raise
     except GatewayError as exc:
-        return await _mismatch_page(request, principal, error=str(exc), status=400)
-    return _see_other(f"/mismatches/{mismatch_id}?done={result.action}")
+        return await _mismatch_page(request, principal, back=back, error=str(exc), status=400)
+    if form.get("then") == "next":
+        # "Submit and next": the mismatch after this one in the list the page was opened
+        # from (counted when the page was shown); at the end of the list, the list itself.
+        next_id = form.get("next_id", "")
+        if next_id.isdigit():
+            done = {"done": result.action, "done_on": str(mismatch_id)}
+            return _see_other(with_back(f"/mismatches/{next_id}", back, **done))
+        return _see_other(back or "/mismatches")
+    return _see_other(with_back(f"/mismatches/{mismatch_id}", back, done=result.action))
 
 
 @page("viewer")
@@ -216,6 +261,9 @@ async def agency_page(request: web.Request, principal: Principal) -> web.StreamR
     async with services.db.snapshot() as conn:
         data = await read_model.agency_page(
             conn, agency, services.circuits(), now=services.auth.now()
+        )
+        data["inbound"] = await inbound_health(
+            conn, agency.id, agency.channel, now=services.auth.now()
         )
     return render("agency.html", principal, a=data)
 
@@ -255,7 +303,7 @@ async def users_switch(request: web.Request, principal: Principal) -> web.Stream
     name = request.match_info["name"]
     disable = request.match_info["switch"] == "disable"
     if disable and name == principal.user.name:
-        return await _users_page(request, principal, error="You cannot disable yourself.")
+        return await _users_page(request, principal, error=_("You cannot disable yourself."))
     await accounts.set_disabled(services.db, name, disabled=disable, now=services.auth.now())
     return _see_other("/users")
 

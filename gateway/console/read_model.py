@@ -56,7 +56,8 @@ SORTS: Final[dict[str, sa.ColumnElement[Any]]] = {
     "severity": sa.case(SEVERITY_RANK, value=M.severity, else_=0),
     "agency": M.agency_id,
     "state": M.state,
-    "delta": M.delta_minor,
+    # No NULL in a sort key: both databases order alike and "next" is a plain keyset step.
+    "delta": sa.func.coalesce(M.delta_minor, 0),
 }
 MAX_PAGE_SIZE: Final = 200
 
@@ -206,6 +207,16 @@ def _queue_select() -> sa.Select[Any]:
     )
 
 
+def queue_query(
+    target: MismatchFilter, *, sort: str = "id", descending: bool = True
+) -> sa.Select[Any]:
+    """Every mismatch in ``target``, in the queue's order: what ``queue`` pages through and
+    the export (gateway.console.list_exports) streams whole."""
+    key = SORTS.get(sort, M.id)
+    order = [key.desc(), M.id.desc()] if descending else [key.asc(), M.id.asc()]
+    return _queue_select().where(*target.clauses()).order_by(*order)
+
+
 async def queue(
     conn: AsyncConnection,
     target: MismatchFilter,
@@ -226,13 +237,9 @@ async def queue(
     pages = max(1, -(-total // per_page))
     page = max(1, min(page, pages))
     sort = sort if sort in SORTS else "id"
-    key = SORTS[sort]
-    order = [key.desc(), M.id.desc()] if descending else [key.asc(), M.id.asc()]
     items = await rows(
         conn,
-        _queue_select()
-        .where(*clauses)
-        .order_by(*order)
+        queue_query(target, sort=sort, descending=descending)
         .limit(per_page)
         .offset((page - 1) * per_page),
     )
@@ -367,4 +374,5 @@ __all__ = [
     "dashboard",
     "mismatch_detail",
     "queue",
+    "queue_query",
 ]

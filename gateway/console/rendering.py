@@ -1,8 +1,9 @@
-"""Server-side HTML for the console: one Jinja2 environment (autoescaping, strict undefined),
-the display filters, and the static files (CSS, a few lines of JS), served from memory.
+"""Server-side HTML for the console: one Jinja2 environment (autoescaping, strict undefined,
+the i18n extension translating into the request's language), the display filters (amounts per
+locale, times in the lender's zone, codes by their display names), and the static files (CSS, a
+few lines of JS), served from memory.
 """
 
-from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -10,31 +11,16 @@ from typing import Any, Final
 import jinja2
 from aiohttp import web
 
+from gateway.console import i18n
+from gateway.console.formats import NONE, money, timestamp, zone_label
 from gateway.console.sessions import CSRF_FIELD, Principal
+from gateway.console.vocabulary import action_description, action_label, term
 from gateway.resolutions.rules import ACTIONS
-from schemas.base import decimal_text
 
 HERE: Final = Path(__file__).parent
 TEMPLATES: Final = HERE / "templates"
 STATIC: Final = HERE / "static"
 STATIC_TYPES: Final = {".css": "text/css", ".js": "text/javascript"}
-NONE: Final = "\u2013"  # an en dash stands for "no value"
-
-
-def money(amount_minor: int | None, currency: str | None = None) -> str:
-    """12345, CNY → ``CNY 123.45`` (integer arithmetic; never a float)."""
-    if amount_minor is None:
-        return NONE
-    code = currency or ""
-    return f"{code} {decimal_text(amount_minor, code, grouping=True)}".strip()
-
-
-def timestamp(value: datetime | date | None) -> str:
-    if value is None:
-        return NONE
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return value.isoformat()
 
 
 def short(value: str | None, length: int = 12) -> str:
@@ -48,7 +34,13 @@ def percent(value: float | None) -> str:
 
 
 def label(action: str) -> str:
-    return ACTIONS[action].label if action in ACTIONS else action.replace("_", " ")
+    """An action's name in the current language."""
+    return action_label(action)
+
+
+def language() -> str:
+    """The current response's language tag (``<html lang>``)."""
+    return i18n.current().language
 
 
 @cache
@@ -59,9 +51,28 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
-    env.filters.update(money=money, ts=timestamp, short=short, percent=percent, label=label)
-    env.globals.update(ACTIONS=ACTIONS, CSRF_FIELD=CSRF_FIELD)
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.gettext, i18n.ngettext, newstyle=True
+    )
+    env.filters.update(
+        money=money,
+        ts=timestamp,
+        short=short,
+        percent=percent,
+        label=label,
+        term=term,
+        describe=action_description,
+    )
+    env.globals.update(
+        ACTIONS=ACTIONS,
+        CSRF_FIELD=CSRF_FIELD,
+        LANGUAGES=i18n.NAMES,
+        language=language,
+        here=lambda: i18n.current().path,
+        zone_label=zone_label,
+    )
     return env
 
 

@@ -6,13 +6,17 @@ Pages: ``/login``, ``/`` (dashboard), ``/mismatches`` (queue, filters, sorting, 
 actions), ``/mismatches/{id}`` (both sides, actions, history), ``/cases`` (list, filters,
 search by any id), ``/cases/{id}`` (holds, placements, why this agency, timeline, masked
 personal data, audited reveal), ``/agencies`` and ``/agencies/{id}``, and for admins
-``/users`` and ``/audit/pii``.
+``/users`` and ``/audit/pii``. ``/mismatches.csv``, ``/cases.xlsx`` and the like export a
+filtered list (gateway.console.list_exports). ``/search?q=`` finds anything by its id
+(gateway.console.search); ``POST /mismatches/views`` and ``/mismatches/views/{id}/delete``
+keep a user's saved views of the queue (gateway.console.saved_views).
 """
 
 from aiohttp import web
 
-from gateway.console import case_evidence, case_pages, login, pages
-from gateway.console.api import add_api_routes
+from gateway.console import case_evidence, case_pages, languages, login, pages, saved_views, search
+from gateway.console.api import PREFIX, add_api_routes
+from gateway.console.list_exports import add_export_routes
 from gateway.console.rendering import static_file
 from gateway.console.services import CONSOLE_KEY, ConsoleServices
 from gateway.console.sessions import harden
@@ -28,13 +32,18 @@ def add_console(app: web.Application, services: ConsoleServices) -> None:
         harden(response, secure=services.auth.secure(request))
 
     app.on_response_prepare.append(security_headers)
+    app.middlewares.append(languages.language_middleware)
     router = app.router
     router.add_get("/login", login.login_form)
     router.add_post("/login", login.login_submit)
     router.add_post("/logout", login.logout)
+    router.add_post("/language", languages.switch_language)
     router.add_get("/", pages.dashboard)
+    router.add_get("/search", search.search_page)
     router.add_get("/mismatches", pages.mismatch_queue)
     router.add_post("/mismatches/bulk", pages.bulk_action)
+    router.add_post("/mismatches/views", saved_views.create_view)
+    router.add_post("/mismatches/views/{view_id}/delete", saved_views.remove_view)
     router.add_get("/mismatches/{mismatch_id}", pages.mismatch_page)
     router.add_post("/mismatches/{mismatch_id}/actions", pages.mismatch_action)
     router.add_get("/cases", case_pages.case_list)
@@ -50,6 +59,7 @@ def add_console(app: web.Application, services: ConsoleServices) -> None:
     router.add_get("/audit/pii", pages.reveals_page)
     router.add_get("/static/{name}", static_file)
     add_api_routes(app)
+    add_export_routes(app, api_prefix=PREFIX)
 
 
 __all__ = ["CONSOLE_KEY", "ConsoleServices", "add_console"]

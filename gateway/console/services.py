@@ -6,8 +6,10 @@ the JSON API).
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
@@ -18,6 +20,7 @@ from gateway.cases.holds import CaseService
 from gateway.cases.views import DEFAULT_LIMIT, CaseFilter
 from gateway.config.agencies import AgencyConfig
 from gateway.config.settings import ConsoleSection
+from gateway.console.i18n import SHANGHAI
 from gateway.console.read_model import Circuits
 from gateway.console.sessions import Auth
 from gateway.errors import GatewayError
@@ -57,6 +60,8 @@ class ConsoleServices:
     """Holds, releases and reopenings (the case page's actions); so are the next two."""
     expiry: ExpiryService | None = None
     escalations: EscalationService | None = None
+    zone: ZoneInfo = SHANGHAI
+    """The lender's time zone (``reconciliation.timezone``): the console shows times in it."""
 
     def may_reveal(self, role: str) -> bool:
         return role in self.settings.pii_reveal_roles
@@ -75,14 +80,35 @@ def _values(query: MultiMapping[str], name: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in query.getall(name, ()) if v.strip())
 
 
-def filter_from(query: MultiMapping[str]) -> MismatchFilter:
+def _days(query: MultiMapping[str], name: str) -> int | None:
+    text = query.get(name, "").strip()
+    if not text:
+        return None
+    if not _INT.match(text):
+        raise GatewayError(f"{name}: {text!r} is not a number of days; write it like 7")
+    return int(text)
+
+
+def _amount(query: MultiMapping[str], name: str) -> int | None:
+    text = query.get(name, "").strip()
+    return minor_units(text) if text else None
+
+
+def filter_from(query: MultiMapping[str], *, now: datetime | None = None) -> MismatchFilter:
     """``state`` (repeatable; ``all`` for every state; default open and investigating),
     ``kind``, ``agency``, ``severity`` (repeatable), ``assignee`` (``-`` for unassigned),
     ``q`` (placement or case id prefix), ``id`` (repeatable), ``upto`` (the highest id a
-    page counted)."""
+    page counted), ``older_than`` and ``newer_than`` (days before ``now``), ``min_amount``
+    and ``max_amount`` (the size of the difference, like 1234.56)."""
     states = _values(query, "state")
     assignee = query.get("assignee", "").strip()
+    older, newer = _days(query, "older_than"), _days(query, "newer_than")
     return MismatchFilter(
+        older_than_days=older,
+        newer_than_days=newer,
+        as_of=(now or datetime.now(UTC)) if older is not None or newer is not None else None,
+        min_amount_minor=_amount(query, "min_amount"),
+        max_amount_minor=_amount(query, "max_amount"),
         states=() if ALL in states else (states or ("open", "investigating")),
         kinds=_values(query, "kind"),
         agencies=_values(query, "agency"),
@@ -103,6 +129,18 @@ def filter_query(target: MismatchFilter) -> list[tuple[str, str]]:
         params.append(("assignee", target.assignee or UNASSIGNED))
     if target.search:
         params.append(("q", target.search))
+    for name, days in (
+        ("older_than", target.older_than_days),
+        ("newer_than", target.newer_than_days),
+    ):
+        if days is not None:
+            params.append((name, str(days)))
+    for name, minor in (
+        ("min_amount", target.min_amount_minor),
+        ("max_amount", target.max_amount_minor),
+    ):
+        if minor is not None:
+            params.append((name, str(Decimal(minor).scaleb(-2))))
     return params
 
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.cases.history import ATTESTED_BY_PACKETS
+from gateway.console.i18n import N_
 from gateway.dispatch.outbox import open_payload
 from gateway.errors import NotFound
 from gateway.resolutions.rules import ACTIONS
@@ -117,13 +118,13 @@ async def _leaf_seqs(conn: AsyncConnection, kind: str, refs: list[str]) -> dict[
 
 
 AGENCY_TEXT: tuple[tuple[str, str], ...] = (
-    ("agency_case_ref", "their case ref"),
-    ("reason", "reason"),
-    ("summary", "summary"),
-    ("channel", "channel"),
-    ("court", "court"),
-    ("court_case_number", "court case no."),
-    ("reference", "their reference"),
+    ("agency_case_ref", N_("their case ref")),
+    ("reason", N_("reason")),
+    ("summary", N_("summary")),
+    ("channel", N_("channel")),
+    ("court", N_("court")),
+    ("court_case_number", N_("court case no.")),
+    ("reference", N_("their reference")),
 )
 """The free text an agency may write in an event, as (field, label): shown on the timeline as
 the agency wrote it (escaped by the template), never interpreted."""

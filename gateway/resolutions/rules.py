@@ -15,6 +15,7 @@ says, per mismatch kind, how accepting the agency's figure changes our placement
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 import sqlalchemy as sa
@@ -219,9 +220,27 @@ class MismatchFilter:
     upto_id: int | None = None
     """Only mismatches that existed when a page counted them (ids only grow): a bulk action
     on "all N matching" acts on those N, not on rows raised since."""
+    older_than_days: int | None = None
+    """Raised more than this many days before ``as_of``."""
+    newer_than_days: int | None = None
+    """Raised less than this many days before ``as_of``."""
+    as_of: datetime | None = None
+    """The moment the age filters count from (the age filters need it)."""
+    min_amount_minor: int | None = None
+    """The size of the difference (``abs(delta_minor)``) is at least this."""
+    max_amount_minor: int | None = None
+    """The size of the difference is at most this."""
 
     def clauses(self) -> list[sa.ColumnElement[bool]]:
         found: list[sa.ColumnElement[bool]] = []
+        if self.as_of is not None and self.older_than_days is not None:
+            found.append(M.created_at < self.as_of - timedelta(days=self.older_than_days))
+        if self.as_of is not None and self.newer_than_days is not None:
+            found.append(M.created_at > self.as_of - timedelta(days=self.newer_than_days))
+        if self.min_amount_minor is not None:
+            found.append(sa.func.abs(M.delta_minor) >= self.min_amount_minor)
+        if self.max_amount_minor is not None:
+            found.append(sa.func.abs(M.delta_minor) <= self.max_amount_minor)
         if self.upto_id is not None:
             found.append(M.id <= self.upto_id)
         for column, values in (

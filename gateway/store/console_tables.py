@@ -137,6 +137,19 @@ class PiiReveal(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_ts())
 
 
+class SavedView(SQLModel, table=True):
+    """A person's named mismatch-queue filter: ``query`` is the queue's query string."""
+
+    __tablename__ = "console_saved_views"
+    __table_args__ = (sa.UniqueConstraint("user_name", "name", name="uq_saved_views_user_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_name: str = Field(max_length=64, index=True)
+    name: str = Field(max_length=80)
+    query: str = Field(max_length=2000)
+    created_at: datetime = Field(sa_column=_ts())
+
+
 __all__ = [
     "ApiToken",
     "ConsoleSession",
@@ -146,4 +159,5 @@ __all__ = [
     "MismatchAssignment",
     "MismatchComment",
     "PiiReveal",
+    "SavedView",
 ]

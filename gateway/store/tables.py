@@ -47,7 +47,10 @@ class Placement(SQLModel, table=True):
     """A case handed to one agency. ``version`` grows with every amendment sent."""
 
     __tablename__ = "placements"
-    __table_args__ = (sa.Index("ix_placements_agency_state", "agency_id", "state"),)
+    __table_args__ = (
+        sa.Index("ix_placements_agency_state", "agency_id", "state"),
+        sa.Index("ix_placements_agency_case_ref", "agency_case_ref"),  # the console's search
+    )
 
     id: str = Field(primary_key=True, max_length=128)
     case_id: str = Field(foreign_key="cases.id", index=True, max_length=128)
@@ -143,6 +146,9 @@ class InboundMessage(SQLModel, table=True):
     __tablename__ = "inbound_messages"
     __table_args__ = (
         sa.UniqueConstraint("agency_id", "channel", "external_id", name="uq_inbound_external"),
+        # The console's search finds a webhook id, and an agency's inbound health reads by time.
+        sa.Index("ix_inbound_external_id", "external_id"),
+        sa.Index("ix_inbound_agency_received", "agency_id", "received_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -163,7 +169,10 @@ class AgencyEventRow(SQLModel, table=True):
     """A parsed agency event, linked to its raw message."""
 
     __tablename__ = "agency_events"
-    __table_args__ = (sa.Index("ix_events_agency_type_ref", "agency_id", "event_type", "ref"),)
+    __table_args__ = (
+        sa.Index("ix_events_agency_type_ref", "agency_id", "event_type", "ref"),
+        sa.Index("ix_events_ref", "ref"),  # the console's search by payment id
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     inbound_id: int = Field(foreign_key="inbound_messages.id", index=True)

@@ -230,3 +230,31 @@ async def test_screenshots_of_the_main_pages(
     await page.screenshot(path=str(target / "case-timeline.png"), full_page=True)
     for name in [*shots, "login.png", "case-timeline.png"]:
         assert (target / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_the_search_box_and_the_keyboard_shortcuts(
+    served: tuple[ConsoleWorld, str], browser: Browser
+) -> None:
+    world, base = served
+    page = await log_in(browser, base, "olga")
+    _pid, case_id, _balance = world.placements[ALPHA][1]
+    # The header's search box: an agency's reference, in any case, opens the case.
+    await page.locator("#search-box").fill("alpha-1")
+    await page.locator("#search-box").press("Enter")
+    await expect(page).to_have_url(f"{base}/cases/{case_id}")
+
+    async with world.gateway.db.snapshot() as conn:
+        found = await conn.execute(sa.select(MISMATCHES.c.id).order_by(MISMATCHES.c.id))
+        ids = list(found.scalars())
+    await page.goto(f"{base}/mismatches?state=all&sort=id&dir=asc")
+    for key in ("j", "j", "o"):  # the second row, opened
+        await page.keyboard.press(key)
+    await expect(page).to_have_url(re.compile(rf"/mismatches/{ids[1]}\?back="))
+    await page.keyboard.press("j")  # the next one of the same list
+    await expect(page).to_have_url(re.compile(rf"/mismatches/{ids[2]}\?back="))
+    await page.keyboard.press("k")
+    await expect(page).to_have_url(re.compile(rf"/mismatches/{ids[1]}\?back="))
+    await page.keyboard.press("u")  # back to the list, its filters kept
+    await expect(page).to_have_url(re.compile(r"/mismatches\?state=all&sort=id&dir=asc"))
+    await page.keyboard.press("/")
+    await expect(page.locator("#search-box")).to_be_focused()

@@ -9,7 +9,9 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   for (const form of document.querySelectorAll("form.action-write_off, form.action-recall")) {
     form.addEventListener("submit", (event) => {
-      if (!window.confirm("This cannot be undone. Continue?")) event.preventDefault();
+      // The page says it in its language (base.html); English if it does not.
+      const question = document.body.dataset.irreversible || "This cannot be undone. Continue?";
+      if (!window.confirm(question)) event.preventDefault();
     });
   }
 });
