@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.bench.child import Child, Finished, ParentLink, peak_rss_mb
+from gateway.bench.dataset import import_and_place
 from gateway.bootstrap import Gateway, build
 from gateway.config.agencies import (
     BUCKETS,
@@ -54,10 +55,8 @@ from gateway.dispatch.hooks import ReconciliationHooks
 from gateway.dispatch.outbox import ClaimedItem, counts_by_state
 from gateway.dispatch.records import DrainStats
 from gateway.errors import GatewayError
-from gateway.intake.service import import_file
 from gateway.keys import generate_missing
 from gateway.store.database import normalise_url
-from gateway.store.migrate import upgrade
 
 Recording = Literal["group-commit", "whole-batch"]
 RUN_TIMEOUT_SECONDS = 3600.0
@@ -173,26 +172,7 @@ async def seed(setup: ChaosSetup, placements: int, *, seed: int) -> None:
         write_csv(
             generate_accounts(placements, seed=seed, as_of=datetime.now(UTC).date()), csv_path
         )
-    gateway = build(settings, agencies)
-    try:
-        await upgrade(gateway.db)
-        report = await import_file(
-            csv_path,
-            db=gateway.db,
-            pii=gateway.pii,
-            placements=gateway.placements,
-            allocation=settings.allocation,
-            clock=gateway.clock,
-            strict=True,
-        )
-        allocated = await gateway.placements.allocate()
-    finally:
-        await gateway.aclose()
-    if report.inserted != placements or allocated.placed != placements:
-        raise GatewayError(
-            f"chaos benchmark seeding: {report.inserted} cases imported and {allocated.placed} "
-            f"placed, expected {placements} of each"
-        )
+    await import_and_place(settings, agencies, csv_path, placements, what="chaos benchmark seeding")
 
 
 class WholeBatchDispatcher(Dispatcher):

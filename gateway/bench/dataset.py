@@ -128,6 +128,20 @@ async def seed_template(setup: BenchSetup, cases: int, *, seed: int = 20260101) 
     csv_path = setup.workdir / f"accounts-{cases}.csv"
     as_of = datetime.now(UTC).date()
     write_csv(generate_accounts(cases, seed=seed, as_of=as_of), csv_path)
+    await import_and_place(settings, agencies, csv_path, cases, what="benchmark seeding")
+
+
+async def import_and_place(
+    settings: GatewaySettings,
+    agencies: dict[str, AgencyConfig],
+    csv_path: Path,
+    expected: int,
+    *,
+    what: str,
+) -> None:
+    """Upgrade the configured store, import ``csv_path`` strictly and allocate, as the
+    operator would; raise GatewayError (naming ``what``) unless every one of ``expected``
+    accounts was imported and placed."""
     gateway = build(settings, agencies)
     try:
         await upgrade(gateway.db)
@@ -143,10 +157,10 @@ async def seed_template(setup: BenchSetup, cases: int, *, seed: int = 20260101) 
         allocated = await gateway.placements.allocate()
     finally:
         await gateway.aclose()
-    if report.inserted != cases or allocated.placed != cases:
+    if report.inserted != expected or allocated.placed != expected:
         raise GatewayError(
-            f"benchmark seeding: {report.inserted} cases imported and {allocated.placed} "
-            f"placed, expected {cases} of each"
+            f"{what}: {report.inserted} cases imported and {allocated.placed} "
+            f"placed, expected {expected} of each"
         )
 
 
@@ -196,6 +210,7 @@ __all__ = [
     "config",
     "copy_database",
     "counts",
+    "import_and_place",
     "placements",
     "remove_database",
     "seed_template",
