@@ -204,28 +204,32 @@ class DeliveryRecorder:
         now = self._now()
         async with self._db.transaction() as conn:
             attempt_ids = await self._insert_attempts(conn, outcomes)
-            receipts = [
-                LeafInput(
-                    kind="receipt",
-                    ref=f"attempt:{attempt_id}",
-                    fields={
-                        "attempt_id": attempt_id,
-                        "outbox_id": o.item.id,
-                        "dedupe_key": o.item.dedupe_key,
-                        "agency_id": o.item.agency_id,
-                        "outcome": o.outcome,
-                        "http_status": o.receipt.status if o.receipt else _status_of(o.error),
-                        "response_sha256": o.receipt.response_sha256 if o.receipt else None,
-                        "request_timestamp": o.request_timestamp,
-                        **(
-                            {"details": dict(o.receipt.details)}
-                            if o.receipt is not None and o.receipt.details
-                            else {}
-                        ),
-                    },
-                )
-                for o, attempt_id in zip(outcomes, attempt_ids, strict=True)
-            ]
+            await append_leaves(
+                conn,
+                [
+                    LeafInput(
+                        kind="receipt",
+                        ref=f"attempt:{attempt_id}",
+                        fields={
+                            "attempt_id": attempt_id,
+                            "outbox_id": o.item.id,
+                            "dedupe_key": o.item.dedupe_key,
+                            "agency_id": o.item.agency_id,
+                            "outcome": o.outcome,
+                            "http_status": o.receipt.status if o.receipt else _status_of(o.error),
+                            "response_sha256": o.receipt.response_sha256 if o.receipt else None,
+                            "request_timestamp": o.request_timestamp,
+                            **(
+                                {"details": dict(o.receipt.details)}
+                                if o.receipt is not None and o.receipt.details
+                                else {}
+                            ),
+                        },
+                    )
+                    for o, attempt_id in zip(outcomes, attempt_ids, strict=True)
+                ],
+                now=now,
+            )
             delivered = [o for o in outcomes if o.outcome == "delivered"]
             for start in range(0, len(delivered), RECORD_CHUNK):
                 part = delivered[start : start + RECORD_CHUNK]
@@ -273,10 +277,6 @@ class DeliveryRecorder:
                 await self._hooks.on_dead_batch(conn, key, items, now=now)
             if alone:
                 await self._hooks.on_dead(conn, alone, now=now)
-            # Last: on PostgreSQL the append takes the evidence lock, which every recorder of
-            # every worker waits for until this transaction commits; taken at the end, it is
-            # held for the leaves and the commit only, so answers get recorded sooner.
-            await append_leaves(conn, receipts, now=now)
         failed: dict[int, list[SendOutcome]] = {}
         for o in outcomes:
             if o.error is not None:
