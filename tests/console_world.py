@@ -26,6 +26,7 @@ from gateway.demo.data import generate_accounts, write_csv
 from gateway.intake.service import import_file
 from gateway.keys import sandbox_keys
 from gateway.reconciliation.sla import run_sla_checks
+from gateway.server import create_app
 from gateway.signing import sign
 from gateway.store.migrate import upgrade
 from gateway.store.tables import Mismatch, Placement
@@ -87,6 +88,16 @@ class ConsoleWorld:
         async with self.gateway.db.snapshot() as conn:
             found = await conn.execute(sa.select(m.id).where(m.kind == kind).order_by(m.id))
             return int(found.scalars().first() or 0)
+
+
+def console_app(gateway: Gateway) -> web.Application:
+    """The gateway's app with the console, as ``serve`` builds it."""
+    return create_app(
+        inbound=gateway.inbound,
+        db=gateway.db,
+        metrics_=gateway.metrics,
+        console=gateway.console_services(),
+    )
 
 
 async def build_world(

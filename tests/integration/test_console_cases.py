@@ -27,9 +27,16 @@ from gateway.clock import to_datetime
 from gateway.console import accounts
 from gateway.contracts.openapi import openapi_document
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
-from gateway.server import create_app
 from gateway.store.tables import Case, EvidenceLeaf, Placement
-from tests.console_world import ALPHA, BETA, PASSWORD, ConsoleWorld, StubAgency, build_world
+from tests.console_world import (
+    ALPHA,
+    BETA,
+    PASSWORD,
+    ConsoleWorld,
+    StubAgency,
+    build_world,
+    console_app,
+)
 
 Client = TestClient[web.Request, Any]
 CASES = Case.__table__  # type: ignore[attr-defined]
@@ -87,12 +94,7 @@ async def served(
     agency = await aiohttp_server(stub.app())
     built = await build_world(make_config, tmp_path, str(agency.make_url("/hooks")), stub)
     gateway = built.gateway
-    app = create_app(
-        inbound=gateway.inbound,
-        db=gateway.db,
-        metrics_=gateway.metrics,
-        console=gateway.console_services(),
-    )
+    app = console_app(gateway)
     yield Served(built, await aiohttp_server(app), aiohttp_client)
     await gateway.aclose()
 

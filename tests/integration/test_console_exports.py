@@ -28,9 +28,8 @@ from gateway.cases.views import list_cases
 from gateway.clock import to_datetime
 from gateway.console import accounts, read_model
 from gateway.console.services import case_filter_from, filter_from
-from gateway.server import create_app
 from gateway.store.tables import EvidenceLeaf, Mismatch
-from tests.console_world import ALPHA, PASSWORD, ConsoleWorld, StubAgency, build_world
+from tests.console_world import ALPHA, PASSWORD, ConsoleWorld, StubAgency, build_world, console_app
 
 Client = TestClient[web.Request, Any]
 LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
@@ -81,12 +80,7 @@ async def served(
         make_config, tmp_path, str(agency.make_url("/hooks")), stub, database_url=database_url
     )
     gateway = built.gateway
-    app = create_app(
-        inbound=gateway.inbound,
-        db=gateway.db,
-        metrics_=gateway.metrics,
-        console=gateway.console_services(),
-    )
+    app = console_app(gateway)
     yield Served(built, await aiohttp_server(app), aiohttp_client)
     await gateway.aclose()
 

@@ -17,8 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.clock import to_datetime
-from gateway.server import create_app
-from tests.console_world import ALPHA, PASSWORD, ConsoleWorld, StubAgency, build_world
+from tests.console_world import ALPHA, PASSWORD, ConsoleWorld, StubAgency, build_world, console_app
 
 Client = TestClient[web.Request, web.Application]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -61,12 +60,7 @@ async def served(
         make_config, tmp_path, str(agency.make_url("/hooks")), stub, language="zh-CN"
     )
     gateway = world.gateway
-    app = create_app(
-        inbound=gateway.inbound,
-        db=gateway.db,
-        metrics_=gateway.metrics,
-        console=gateway.console_services(),
-    )
+    app = console_app(gateway)
     yield Served(world, await aiohttp_server(app), aiohttp_client)
     await gateway.aclose()
 

@@ -27,13 +27,21 @@ from gateway.console.inbound_health import inbound_health
 from gateway.console.navigation import local_path
 from gateway.console.timeline import loads
 from gateway.resolutions.rules import MismatchFilter
-from gateway.server import create_app
 from gateway.store.database import Database
 from gateway.store.mail_tables import MailboxState, MailReply
 from gateway.store.recon_tables import LenderPayment, PaymentFeed
 from gateway.store.tables import AgencyEventRow, InboundMessage, Mismatch, OutboxItem, Placement
 from gateway.store.transfer_tables import FilePickup
-from tests.console_world import ALPHA, BETA, PASSWORD, START, ConsoleWorld, StubAgency, build_world
+from tests.console_world import (
+    ALPHA,
+    BETA,
+    PASSWORD,
+    START,
+    ConsoleWorld,
+    StubAgency,
+    build_world,
+    console_app,
+)
 
 Client = TestClient[web.Request, Any]
 M = Mismatch.__table__.c  # type: ignore[attr-defined]
@@ -83,12 +91,7 @@ async def served(
         make_config, tmp_path, str(agency.make_url("/hooks")), stub, database_url=database_url
     )
     gateway = world.gateway
-    app = create_app(
-        inbound=gateway.inbound,
-        db=gateway.db,
-        metrics_=gateway.metrics,
-        console=gateway.console_services(),
-    )
+    app = console_app(gateway)
     yield Served(world, await aiohttp_server(app), aiohttp_client)
     await gateway.aclose()
 
