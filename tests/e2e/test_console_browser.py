@@ -18,9 +18,8 @@ import sqlalchemy as sa
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 from pytest_aiohttp import AiohttpServer
 
-from gateway.server import create_app
 from gateway.store.tables import Mismatch
-from tests.console_world import ALPHA, PASSWORD, ConsoleWorld, StubAgency, build_world
+from tests.console_world import ALPHA, PASSWORD, ConsoleWorld, StubAgency, build_world, console_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -49,12 +48,7 @@ async def served(
     agency = await aiohttp_server(stub.app())
     world = await build_world(make_config, tmp_path, str(agency.make_url("/hooks")), stub)
     gateway = world.gateway
-    app = create_app(
-        inbound=gateway.inbound,
-        db=gateway.db,
-        metrics_=gateway.metrics,
-        console=gateway.console_services(),
-    )
+    app = console_app(gateway)
     server = await aiohttp_server(app)
     yield world, str(server.make_url("")).rstrip("/")
     await gateway.aclose()

@@ -9,28 +9,24 @@ Chinese text needs a CJK font to render (Debian ``fonts-noto-cjk``; ``.ci/run`` 
 
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 from pytest_aiohttp import AiohttpServer
 
-from gateway.server import create_app
 from gateway.store.tables import Mismatch
-from tests.console_world import ALPHA, PASSWORD, ConsoleWorld, StubAgency, build_world
+from tests.console_world import ALPHA, PASSWORD, ConsoleWorld, StubAgency, build_world, console_app
+from tests.e2e import test_console_browser as english
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "zh-CN"
 MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="needs Debian chromium (.ci/run installs it)"
-)
+pytestmark = english.pytestmark
+browser = english.browser
 
 
 @pytest.fixture
@@ -43,23 +39,10 @@ async def served(
         make_config, tmp_path, str(agency.make_url("/hooks")), stub, language="zh-CN"
     )
     gateway = world.gateway
-    app = create_app(
-        inbound=gateway.inbound,
-        db=gateway.db,
-        metrics_=gateway.metrics,
-        console=gateway.console_services(),
-    )
+    app = console_app(gateway)
     server = await aiohttp_server(app)
     yield world, str(server.make_url("")).rstrip("/")
     await gateway.aclose()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 async def log_in(browser: Browser, base: str, name: str) -> Page:

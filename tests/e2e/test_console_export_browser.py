@@ -6,53 +6,17 @@ holds in either of the console's languages."""
 import asyncio
 import csv
 import io
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import pytest
 from openpyxl import load_workbook
-from playwright.async_api import Browser, Download, Page, async_playwright, expect
-from pytest_aiohttp import AiohttpServer
+from playwright.async_api import Browser, Download, Page, expect
 
-from gateway.server import create_app
-from tests.console_world import ALPHA, PASSWORD, ConsoleWorld, StubAgency, build_world
+from tests.console_world import ALPHA, PASSWORD, ConsoleWorld
+from tests.e2e import test_console_browser as english
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="needs Debian chromium (.ci/run installs it)"
-)
-
-
-@pytest.fixture
-async def served(
-    make_config: Any, tmp_path: Path, aiohttp_server: AiohttpServer
-) -> AsyncIterator[tuple[ConsoleWorld, str]]:
-    """The console world served on a real loopback port; yields (world, base URL)."""
-    stub = StubAgency()
-    agency = await aiohttp_server(stub.app())
-    world = await build_world(make_config, tmp_path, str(agency.make_url("/hooks")), stub)
-    gateway = world.gateway
-    app = create_app(
-        inbound=gateway.inbound,
-        db=gateway.db,
-        metrics_=gateway.metrics,
-        console=gateway.console_services(),
-    )
-    server = await aiohttp_server(app)
-    yield world, str(server.make_url("")).rstrip("/")
-    await gateway.aclose()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
+pytestmark = english.pytestmark
+browser = english.browser
+served = english.served
 
 
 async def log_in(browser: Browser, base: str, name: str) -> Page:
