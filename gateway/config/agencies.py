@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from gateway.config.email import EmailSection
+from gateway.config.lender import Registration
 from gateway.config.secrets import SecretRef
 from gateway.config.settings import BUCKET_NAMES, format_validation_error, read_toml
 from gateway.config.sftp import SftpSection
@@ -157,6 +158,11 @@ class AgencyBase(_Section):
         description="the agency takes placement.expiring packets before a placement ends",
     )
     fields: tuple[str, ...] = ()
+    registration: Registration | None = Field(
+        default=None,
+        description="the agency's legal entity, printed on its authorisation letters and on "
+        "borrower notices (required before it can be sent a placement with a letter)",
+    )
     eligibility: EligibilitySection
     capacity: CapacitySection
     retry: RetrySection = RetrySection()

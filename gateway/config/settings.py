@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.lender import LenderSection
 from gateway.config.secrets import SecretRef
 from gateway.errors import ConfigError
 
@@ -261,6 +262,7 @@ class GatewaySettings(_Section):
     reconciliation: ReconciliationSection = ReconciliationSection()
     console: ConsoleSection = ConsoleSection()
     privacy: PrivacySection = PrivacySection()
+    lender: LenderSection = LenderSection()
     agencies_dir: str = "config/agencies"
     base_dir: Path = Path(".")
     config_path: Path | None = None

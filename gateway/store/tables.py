@@ -25,6 +25,12 @@ class Case(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=128)
     debtor_id: str = Field(index=True, max_length=128)
+    debtor_key: str | None = Field(
+        default=None,
+        index=True,
+        max_length=64,
+        description="keyed hash of debtor_id (PiiKeyRing.debtor_key): the console finds by it",
+    )
     pii: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
     content_mac: str = Field(max_length=64, description="keyed hash of the intake row")
     region: str = Field(max_length=16)
@@ -39,6 +45,17 @@ class Case(SQLModel, table=True):
     status: str = Field(default="open", max_length=16, index=True)
     unallocated_reason: str | None = Field(default=None, max_length=500)
     """Why the last allocation round left the case unplaced (cleared when it is placed)."""
+    # The lender's breakdown and loan details from intake (optional columns; not PII).
+    principal_due_minor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    interest_minor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    penalty_minor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    fees_minor: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    contract_no: str | None = Field(default=None, max_length=64)
+    disbursed_on: date | None = None
+    annual_rate_bp: int | None = None
+    claim_batch_id: str | None = Field(default=None, max_length=40, index=True)
+    """The confirmation batch (``claim_batches``) of the intake that last created or changed
+    the case; it is allocated only once that batch is approved."""
     created_at: datetime = Field(sa_column=_ts())
     updated_at: datetime = Field(sa_column=_ts())
 
@@ -288,7 +305,9 @@ class AgencyStatus(SQLModel, table=True):
 # the one metadata that migrations and tests use.
 from gateway.store import (  # noqa: E402
     case_tables as case_tables,
+    claim_tables as claim_tables,
     console_tables as console_tables,
+    document_tables as document_tables,
     mail_tables as mail_tables,
     recon_tables as recon_tables,
     transfer_tables as transfer_tables,
