@@ -25,11 +25,19 @@ $(STAMP): uv.lock pyproject.toml | $(UV)
 	$(UV) sync --locked --extra dev
 	touch $(STAMP)
 
-## install: .venv holding exactly what uv.lock names (runtime and dev), the project editable
+## install: .venv holding exactly what uv.lock names (runtime and dev), the project editable,
+## and (as root on Debian) the CJK font authorisation letters embed
 install: $(STAMP)
+	@[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing fonts-wqy-microhei for the authorisation letters' Chinese text"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null || true; \
+	  else \
+	    echo "note: fonts-wqy-microhei is not installed (needs root on Debian); letters need a CJK TrueType font ([lender] letter_font)"; \
+	  fi
 
 ## demo: install, then run the end-to-end demo on SQLite (DEMO_ARGS=--once to exit when done)
-demo: $(STAMP)
+demo: install
 	@command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing dovecot-imapd for the sandbox law firm's mailbox"; \
@@ -40,13 +48,20 @@ demo: $(STAMP)
 	$(BIN)/agency-gateway demo $(DEMO_ARGS)
 
 ## test: the whole test suite (PostgreSQL tests run when GATEWAY_TEST_POSTGRES_URL is set)
-test: $(STAMP)
+test: install
 	@command -v gpg >/dev/null 2>&1 || \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing gnupg for the OpenPGP tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnupg >/dev/null || true; \
 	  else \
 	    echo "note: gnupg is not installed (needs root on Debian); the OpenPGP tests are skipped"; \
+	  fi
+	@command -v pdfsig >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing poppler-utils to verify authorisation letters independently"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null || true; \
+	  else \
+	    echo "note: poppler-utils is not installed (needs root on Debian); the letter verification tests are skipped"; \
 	  fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

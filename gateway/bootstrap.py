@@ -11,13 +11,22 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from adapters import ADAPTERS, check_agency
+from adapters.email.link_service import DocumentLinks
 from adapters.email.triage import VouchedReplyReader
+from adapters.webhook import WebhookAdapter
 from gateway.allocation.placements import PlacementService
 from gateway.cases.escalation import EscalationService
 from gateway.cases.expiry import ExpiryService
 from gateway.cases.holds import CaseService
 from gateway.clock import SystemClock, to_datetime
-from gateway.config.agencies import AgencyConfig, WebhookAgency, load_agencies
+from gateway.config.agencies import (
+    AgencyConfig,
+    EmailAgency,
+    EndpointSection,
+    RetrySection,
+    WebhookAgency,
+    load_agencies,
+)
 from gateway.config.settings import GatewaySettings, load_settings
 from gateway.console.read_model import Circuits
 from gateway.console.services import ConsoleServices
@@ -25,18 +34,28 @@ from gateway.console.sessions import Auth
 from gateway.dispatch import outbox
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.hooks import ReconciliationHooks
+from gateway.documents.fetch import DocumentFetchService
+from gateway.documents.prepare import PackPreparer
+from gateway.documents.store import DocumentStore, FolderStore
 from gateway.errors import ConfigError
 from gateway.evidence.log import EvidenceLog
 from gateway.evidence.signed_note import NoteSigner, NoteVerifier
 from gateway.inbound.service import InboundService, InboundTrust
+from gateway.letters.service import LetterService
 from gateway.metrics import Metrics
-from gateway.ports import AdapterContext, ChannelAdapter, Clock
+from gateway.notices.content import NOTICE_SENDER, NoticeTemplates
+from gateway.notices.hooks import NoticeHooks
+from gateway.notices.scan import NoticeScanner
+from gateway.notices.service import NoticeService
+from gateway.ports import AdapterContext, ChannelAdapter, Clock, Recipient
+from gateway.privacy.debtor_keys import KeyingResult, key_debtors
 from gateway.privacy.deletion import SweepResult, request_deletions
 from gateway.privacy.pii import PiiKeyRing
 from gateway.reconciliation.engine import ReconEngine
 from gateway.resolutions.actions import ResolutionService
-from gateway.signing import parse_verifying_key
+from gateway.signing import parse_signing_key, parse_verifying_key
 from gateway.store.database import Database
+from gateway.verification.service import VerificationService
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +80,16 @@ class Gateway:
     """Placement expiry: warnings, automatic recalls and renewals."""
     escalations: EscalationService
     """Escalation of placed cases that crossed the legal threshold to the legal tier."""
+    notices: NoticeService
+    """Borrower notices: the scan that queues them, their list and resend (gateway.notices)."""
+    verification: VerificationService
+    """The public collector-verification checks (gateway.verification)."""
+    documents: DocumentStore
+    """The lender's document store (``[documents] store``), hashed at intake."""
+    document_fetch: DocumentFetchService
+    """The webhook agencies' document fetch endpoint (gateway.documents.fetch)."""
+    letters: LetterService | None = None
+    """Issues and revokes authorisation letters (None without ``[lender] registration``)."""
     _dispatcher: Dispatcher | None = None
     _session: aiohttp.ClientSession | None = None
     _adapters: dict[str, ChannelAdapter] = field(default_factory=dict)
@@ -76,19 +105,36 @@ class Gateway:
                 http=self._session,
                 clock=self.clock.now,
                 db=self.db,
+                documents=self.documents,
             )
             for agency in self.agencies.values():
                 self._adapters[agency.id] = ADAPTERS[agency.channel](agency, context)
+            recipients: dict[str, Recipient] = {**self.agencies}
+            recipients[NOTICE_SENDER] = notice_recipient(self.settings)
+            if self.settings.notices.enabled:
+                self._adapters[NOTICE_SENDER] = notice_adapter(self.settings, context)
             self._dispatcher = Dispatcher(
                 db=self.db,
                 adapters=self._adapters,
-                agencies=self.agencies,
-                hooks=ReconciliationHooks(agencies=self.agencies),
+                agencies=recipients,
+                hooks=NoticeHooks(ReconciliationHooks(agencies=self.agencies)),
                 clock=self.clock,
                 batch_size=self.settings.dispatch.batch_size,
                 lease_seconds=self.settings.dispatch.lease_seconds,
             )
         return self._dispatcher
+
+    def document_links(self) -> DocumentLinks | None:
+        """The handler of law firms' document links (adapters.email.link_service); None when
+        no firm has ``[email.links]``."""
+        keys = {
+            a.id: a.email.links.key.resolve(self.settings.base_dir).encode()
+            for a in self.agencies.values()
+            if isinstance(a, EmailAgency) and a.email.links is not None
+        }
+        if not keys:
+            return None
+        return DocumentLinks(db=self.db, keys=keys, documents=self.documents, clock=self.clock.now)
 
     def recon_engine(self) -> ReconEngine:
         """The reconciliation engine (``reconcile`` and ``serve``'s timer run the same)."""
@@ -126,6 +172,11 @@ class Gateway:
                 conn, delivered_before=now - timedelta(days=days), now=now
             )
 
+    async def key_debtors(self, *, everything: bool = False) -> KeyingResult:
+        """Key the cases without a debtor key, or all of them when the key changed
+        (gateway.privacy.debtor_keys); ``serve`` does it on start."""
+        return await key_debtors(self.db, self.pii, everything=everything)
+
     def resolutions(self) -> ResolutionService:
         """The mismatch actions (the console and ``mismatches resolve`` act through it)."""
         return ResolutionService(
@@ -134,6 +185,7 @@ class Gateway:
             agencies=self.agencies,
             clock=self.clock,
             vouched_replies=VouchedReplyReader(base_dir=self.settings.base_dir),
+            four_eyes=self.settings.four_eyes,
         )
 
     def console_services(self) -> ConsoleServices:
@@ -159,6 +211,7 @@ class Gateway:
             expiry=self.expiry,
             escalations=self.escalations,
             zone=ZoneInfo(self.settings.reconciliation.timezone),
+            four_eyes=self.settings.four_eyes,
         )
 
     async def aclose(self) -> None:
@@ -167,7 +220,74 @@ class Gateway:
             await adapter.aclose()
         if self._session is not None:
             await self._session.close()
+        if self.letters is not None:
+            self.letters.close()
         await self.db.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRecipient:
+    """The lender's messaging service as the dispatcher sees it (``gateway.ports.Recipient``).
+    Always known to the dispatcher, so notices queued while ``[notices]`` was on wait (and
+    are never claimed) while it is off."""
+
+    id: str
+    retry: RetrySection
+
+
+def notice_recipient(settings: GatewaySettings) -> NoticeRecipient:
+    r = settings.notices.retry
+    return NoticeRecipient(
+        NOTICE_SENDER,
+        RetrySection(
+            max_attempts=r.max_attempts,
+            base_seconds=r.base_seconds,
+            cap_seconds=r.cap_seconds,
+            concurrency=r.concurrency,
+            max_retry_after_seconds=r.max_retry_after_seconds,
+        ),
+    )
+
+
+def notice_adapter(settings: GatewaySettings, context: AdapterContext) -> WebhookAdapter:
+    """The signed webhook to the lender's messaging service (``[notices]``)."""
+    notices = settings.notices
+    if notices.url is None:
+        raise ConfigError("[notices] url is required when notices are enabled")
+    return WebhookAdapter(
+        recipient=NOTICE_SENDER,
+        endpoint=EndpointSection(
+            url=notices.url,
+            timeout_seconds=notices.timeout_seconds,
+            connect_timeout_seconds=notices.connect_timeout_seconds,
+            allow_plain_http=notices.allow_plain_http,
+        ),
+        keys=[
+            parse_signing_key(notices.scheme, ref.resolve(settings.base_dir))
+            for ref in notices.keys
+        ],
+        session=context.http,
+        clock=context.clock,
+    )
+
+
+def notice_service(
+    settings: GatewaySettings, agencies: dict[str, AgencyConfig], db: Database, clock: Clock
+) -> NoticeService:
+    """The notice service; its scanner only while ``[notices]`` is on."""
+    notices = settings.notices
+    scanner = None
+    if notices.enabled:
+        override = settings.base_dir / notices.templates_dir if notices.templates_dir else None
+        scanner = NoticeScanner(
+            agencies=agencies,
+            lender=settings.lender,
+            settings=notices,
+            templates=NoticeTemplates(notices.languages, override_dir=override),
+            lender_id=settings.gateway.lender_id,
+            zone=ZoneInfo(settings.reconciliation.timezone),
+        )
+    return NoticeService(db=db, scanner=scanner, clock=clock)
 
 
 def load_config(
@@ -204,6 +324,18 @@ def check_all_secrets(settings: GatewaySettings, agencies: dict[str, AgencyConfi
             parse(ref.resolve(settings.base_dir))
         except ConfigError as exc:
             problems.append(f"{source}: {key} ({ref.describe()}): {exc}")
+    notices = settings.notices
+    if notices.enabled:
+        for i, ref in enumerate(notices.keys):
+            try:
+                parse_signing_key(notices.scheme, ref.resolve(settings.base_dir))
+            except ConfigError as exc:
+                problems.append(f"{source}: notices.keys[{i}] ({ref.describe()}): {exc}")
+        if settings.lender.registration is None:
+            problems.append(
+                f"{source}: [notices] enabled needs [lender.registration] (every notice "
+                "names the lender)"
+            )
     for agency in agencies.values():
         problems.extend(check_agency(agency, settings.base_dir))
     return problems
@@ -243,18 +375,59 @@ def build(
         for a in agencies.values()
         if isinstance(a, WebhookAgency)
     }
+    store_path = Path(settings.documents.store)
+    documents = FolderStore(store_path if store_path.is_absolute() else base / store_path)
+    # The letter service (gateway.letters) exists once the lender's registration is
+    # configured (a missing signing certificate or agency registration is a ConfigError when
+    # a letter is issued); without it, [documents] letters = "required" refuses to place
+    # cases (gateway.documents.prepare.LettersUnavailable).
+    letters = (
+        LetterService(
+            lender=settings.lender,
+            agencies=agencies,
+            pii=pii,
+            base_dir=base,
+            config_file=str(settings.config_path or "gateway.toml"),
+            zone=ZoneInfo(settings.reconciliation.timezone),
+            workers=settings.lender.letter_workers,
+        )
+        if settings.lender.registration is not None
+        else None
+    )
     placements = PlacementService(
-        db=db, agencies=agencies, pii=pii, settings=settings.allocation, clock=clock
+        db=db,
+        agencies=agencies,
+        pii=pii,
+        settings=settings.allocation,
+        clock=clock,
+        packs=PackPreparer(
+            # "off": placements carry no letter, even where the lender could issue one.
+            letters=letters if settings.documents.letters == "required" else None,
+            require_letters=settings.documents.letters == "required",
+            statements=settings.documents.statements,
+            verify_url=settings.lender.verify_url,
+        ),
     )
     return Gateway(
         settings=settings,
         agencies=agencies,
+        letters=letters,
         db=db,
         clock=clock,
         metrics=metrics,
         pii=pii,
         evidence=EvidenceLog(db, signer, settings.secrets.evidence_origin),
         note_verifier=signer.verifier(),
+        notices=notice_service(settings, agencies, db, clock),
+        verification=VerificationService(
+            db=db,
+            pii=pii,
+            agencies=agencies,
+            settings=settings.verification,
+            zone=ZoneInfo(settings.reconciliation.timezone),
+            clock=clock,
+            metrics=metrics,
+        ),
         placements=placements,
         inbound=InboundService(
             db=db,
@@ -278,6 +451,8 @@ def build(
             settings=settings.allocation,
             clock=clock,
         ),
+        documents=documents,
+        document_fetch=DocumentFetchService(db=db, trust=trust, store=documents, clock=clock),
     )
 
 

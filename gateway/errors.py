@@ -15,6 +15,9 @@
     │   ├── SchemaViolation           422  JSON does not match the event schema
     │   ├── ConflictingDuplicate      409  same webhook-id, different bytes
     │   ├── ForeignPlacement          403  the event names a placement the agency does not hold
+    │   ├── DocumentNotFound          404  no such document in a placement the agency holds
+    │   ├── DocumentGone              410  the placement has ended: its documents are withdrawn
+    │   ├── DocumentUnavailable       503  the stored copy failed its check; retry later
     │   └── StoreUnavailable          503  the database is unavailable; retry later
     ├── DeliveryError             a send to an agency failed; carries agency_id
     │   ├── TransientDeliveryError    worth retrying (timeouts, 5xx, 429, connection loss)
@@ -28,7 +31,11 @@
     ├── EvidenceError             the evidence log does not verify
     ├── RunInProgress             a reconciliation run is still running (or waits for a resume)
     ├── PgpError                  gpg refused to encrypt, decrypt or verify (SFTP files)
+    ├── DocumentError             a document of the lender's store is unsafe or unreadable
+    │   └── DocumentChanged           its bytes no longer match the SHA-256 recorded at intake
     ├── ActionRefused             a mismatch action is not allowed in the mismatch's state
+    │   ├── FourEyesRefused           the second-person rule refuses it (maker = checker, role)
+    │   └── ApprovalRequired          a second person must approve first (carries approval_id)
     └── LoginRefused              console login: wrong name or password
         └── LoginThrottled            too many failed logins; wait and try again
 
@@ -140,6 +147,30 @@ class ForeignPlacement(InboundError):
     title = "Placement not held by this agency"
 
 
+class DocumentNotFound(InboundError):
+    """No such document in a placement this agency holds."""
+
+    status = 404
+    slug = "document-not-found"
+    title = "Document not found"
+
+
+class DocumentGone(InboundError):
+    """The placement has ended; its documents can no longer be fetched."""
+
+    status = 410
+    slug = "document-gone"
+    title = "Document gone"
+
+
+class DocumentUnavailable(InboundError):
+    """The document cannot be served now: its stored copy failed its check. Retry later."""
+
+    status = 503
+    slug = "document-unavailable"
+    title = "Document unavailable"
+
+
 class StoreUnavailable(InboundError):
     """The gateway could not store the message; retry later."""
 
@@ -214,8 +245,30 @@ class PgpError(GatewayError):
     """gpg refused to encrypt, decrypt or verify."""
 
 
+class DocumentError(GatewayError):
+    """A document of the lender's store is unsafe (a link, a path leaving the store) or
+    unreadable."""
+
+
+class DocumentChanged(DocumentError):
+    """A document's bytes no longer match the size and SHA-256 recorded when it was hashed."""
+
+
 class ActionRefused(GatewayError):
     """The action is not allowed for this mismatch as it stands now."""
+
+
+class FourEyesRefused(ActionRefused):
+    """The four-eyes rule refuses this: the maker cannot be the checker, and the checker
+    must be a known user of a permitted role."""
+
+
+class ApprovalRequired(ActionRefused):
+    """This action needs a second person's approval before it runs."""
+
+    def __init__(self, message: str | None = None, *, approval_id: int | None = None) -> None:
+        super().__init__(message)
+        self.approval_id = approval_id
 
 
 class LoginRefused(GatewayError):
@@ -228,12 +281,19 @@ class LoginThrottled(LoginRefused):
 
 __all__ = [
     "ActionRefused",
+    "ApprovalRequired",
     "ConfigError",
     "ConflictingDuplicate",
     "DeliveryError",
+    "DocumentChanged",
+    "DocumentError",
+    "DocumentGone",
+    "DocumentNotFound",
+    "DocumentUnavailable",
     "EndpointGone",
     "EvidenceError",
     "ForeignPlacement",
+    "FourEyesRefused",
     "GatewayError",
     "HostKeyChanged",
     "InboundError",

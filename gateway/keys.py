@@ -6,6 +6,9 @@
 * ``secrets.pii_keys``: a PII key ring line ``k<date>:<base64 32 bytes>``;
 * ``secrets.evidence_signing_key``: a C2SP note signing key (``PRIVATE+KEY+...``), with the
   verifier key beside it as ``<file>.pub`` to hand to auditors;
+* ``lender.signing_certificate``/``signing_key``: a demo CA and a document-signing
+  certificate issued by it for the authorisation letters, the CA certificate beside them as
+  ``<name>-ca.crt`` for verifiers (gateway.letters.certificates);
 * an agency's ``signing.keys``: ``whsec_`` (v1) or ``whsk_`` (v1a, with ``<file>.pub``
   holding the ``whpk_`` to give the agency);
 * an agency's ``inbound.keys``: ``whsec_`` (v1, the secret shared with the agency) or, for
@@ -33,6 +36,7 @@ from gateway.config.secrets import SecretRef
 from gateway.config.settings import GatewaySettings
 from gateway.errors import ConfigError
 from gateway.evidence.signed_note import generate_key
+from gateway.letters.certificates import ca_path_for, demo_signing_set
 from gateway.privacy.pii import PiiKeyRing
 from gateway.signing import (
     SigningKey,
@@ -65,6 +69,18 @@ def _resolve_path(ref: SecretRef, base_dir: Path) -> Path | None:
     return path if path.is_absolute() else base_dir / path
 
 
+def _notice_key_maker(scheme: str) -> Callable[[Path], None]:
+    def make(path: Path) -> None:
+        if scheme == "v1":
+            _write_secret(path, generate_hmac_secret())
+            return
+        private, public = generate_ed25519_pair()
+        _write_secret(path, private)
+        Path(f"{path}.pub").write_text(public + "\n", encoding="utf-8")
+
+    return make
+
+
 def generate_missing(
     settings: GatewaySettings, agencies: dict[str, AgencyConfig]
 ) -> list[KeyAction]:
@@ -95,6 +111,15 @@ def generate_missing(
         Path(f"{path}.pub").write_text(verifier + "\n", encoding="utf-8")
 
     handle(settings.secrets.evidence_signing_key, "evidence checkpoint key (Ed25519)", evidence_key)
+    actions.extend(generate_lender_signing(settings))
+    if settings.notices.enabled:
+        for ref in settings.notices.keys:
+            # The messaging service verifies with the .whsec itself (v1) or the .pub (v1a).
+            handle(
+                ref,
+                f"borrower notices {settings.notices.scheme} key",
+                _notice_key_maker(settings.notices.scheme),
+            )
     for agency in agencies.values():
         if isinstance(agency, EmailAgency):
             actions.extend(generate_email_keys(agency, base))
@@ -133,6 +158,32 @@ def generate_missing(
 
                 handle(ref, f"{agency.id} inbound v1a public key (+ sandbox private)", inbound_pair)
     return actions
+
+
+def generate_lender_signing(settings: GatewaySettings) -> list[KeyAction]:
+    """The lender's demo document-signing certificate, key and CA certificate
+    (gateway.letters.certificates), when ``[lender] signing_certificate`` and
+    ``signing_key`` name files and neither exists."""
+    lender = settings.lender
+    what = "lender letter-signing certificate + key (+ -ca.crt)"
+    cert_path = _resolve_path(lender.signing_certificate, settings.base_dir)
+    key_path = _resolve_path(lender.signing_key, settings.base_dir)
+    if cert_path is None or key_path is None:
+        env = lender.signing_certificate.env or lender.signing_key.env
+        return [KeyAction(f"${env}", what, "set env")]
+    if cert_path.exists() and key_path.exists():
+        return [KeyAction(str(cert_path), what, "exists")]
+    if cert_path.exists() or key_path.exists():
+        raise ConfigError(
+            f"[lender]: only one of {cert_path} and {key_path} exists; they are made as a "
+            "pair, so remove the other one and run `agency-gateway keys generate` again"
+        )
+    registration = lender.registration
+    made = demo_signing_set(registration.legal_name if registration else "Demo Lender")
+    _write_secret(key_path, made.key.strip())
+    cert_path.write_text(made.chain, encoding="utf-8")
+    ca_path_for(cert_path).write_text(made.ca, encoding="utf-8")
+    return [KeyAction(str(cert_path), what, "created")]
 
 
 def self_signed(
@@ -231,6 +282,17 @@ def generate_email_keys(agency: EmailAgency, base_dir: Path) -> list[KeyAction]:
             actions.append(KeyAction(str(path), what, "exists"))
         else:
             _write_secret(path, secrets.token_urlsafe(24))
+            actions.append(KeyAction(str(path), what, "created"))
+    if email.links is not None:
+        # The key document links are signed with (adapters.email.links): 32 random bytes.
+        path = _resolve_path(email.links.key, base_dir)
+        what = f"{agency.id} document link key"
+        if path is None:
+            actions.append(KeyAction(f"${email.links.key.env}", what, "set env"))
+        elif path.exists():
+            actions.append(KeyAction(str(path), what, "exists"))
+        else:
+            _write_secret(path, secrets.token_hex(32))
             actions.append(KeyAction(str(path), what, "created"))
     for ca_file in {email.smtp.ca_file, email.imap.ca_file if email.imap else None} - {None}:
         assert ca_file is not None
@@ -334,6 +396,7 @@ def sandbox_keys(
 __all__ = [
     "KeyAction",
     "generate_email_keys",
+    "generate_lender_signing",
     "generate_missing",
     "generate_sftp_keys",
     "sandbox_keys",

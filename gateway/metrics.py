@@ -38,6 +38,23 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.borrower_notices = Gauge(
+            "gateway_borrower_notices",
+            "Borrower notices by state (failed: given up, the placement is flagged)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.verification_checks = Counter(
+            "gateway_verification_checks",
+            "Collector verification checks answered by this process, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.verification_failed_hour = Gauge(
+            "gateway_verification_failed_last_hour",
+            "Verification checks that matched no authorisation in the last hour (all processes)",
+            registry=self.registry,
+        )
 
 
 __all__ = ["Metrics"]

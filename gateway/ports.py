@@ -10,13 +10,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.config.agencies import EmailAgency
-from gateway.errors import DeliveryError
+from gateway.config.agencies import EmailAgency, RetrySection
+from gateway.errors import DeliveryError, DocumentError
 from gateway.store.database import Database
 
 
@@ -60,6 +60,18 @@ class Receipt:
     details: Mapping[str, str] = field(default_factory=dict)
 
 
+class Recipient(Protocol):
+    """Whom the dispatcher sends to: an agency (its config), or another receiver the outbox
+    serves (the lender's messaging service, ``gateway.notices``). The dispatcher needs only
+    the id and how hard to try."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def retry(self) -> RetrySection: ...
+
+
 class ChannelAdapter(Protocol):
     """Sends packets to one agency over its protocol.
 
@@ -78,6 +90,30 @@ class ChannelAdapter(Protocol):
     async def aclose(self) -> None: ...
 
 
+class DocumentSource(Protocol):
+    """The lender's document store as the channels read it: the part of
+    ``gateway.documents.store.DocumentStore`` they use (blocking; call from a worker
+    thread). Declared here because the ports sit below the core that implements it."""
+
+    def open(self, source: str) -> BinaryIO: ...
+
+    def describe(self, source: str) -> str: ...
+
+
+class NoDocumentStore:
+    """Stands in for the store when none is configured: a pack's store documents cannot be
+    read (its generated documents still can, from the database)."""
+
+    def open(self, source: str) -> BinaryIO:
+        raise DocumentError(
+            f"{source}: no document store is configured ([documents] store), so the "
+            "case's own documents cannot be sent"
+        )
+
+    def describe(self, source: str) -> str:
+        return f"{source} (no document store configured)"
+
+
 @dataclass(frozen=True, slots=True)
 class AdapterContext:
     """What the composition root hands every adapter factory.
@@ -87,12 +123,16 @@ class AdapterContext:
         http: the process's shared HTTP client session.
         clock: returns Unix time.
         db: the database, for channels that keep their own delivery records (email).
+        documents: the lender's document store, for channels that deliver the placements'
+            document packs themselves (SFTP batches, law-firm mail); None when none is
+            configured (a pack's store documents then cannot be sent).
     """
 
     base_dir: Path
     http: aiohttp.ClientSession
     clock: Callable[[], float]
     db: Database | None = None
+    documents: DocumentSource | None = None
 
 
 class Clock(Protocol):
@@ -267,10 +307,13 @@ __all__ = [
     "BatchReport",
     "ChannelAdapter",
     "Clock",
+    "DocumentSource",
     "InboundPoller",
+    "NoDocumentStore",
     "OutboundPacket",
     "PollingChannel",
     "Receipt",
+    "Recipient",
     "RemoteEntry",
     "RemoteFolder",
     "RemoteSession",

@@ -30,7 +30,14 @@ async def web_server(gateway: Gateway, host: str, port: int) -> AsyncIterator[st
     await gateway.inbound.start()
     console = gateway.console_services() if gateway.settings.console.enabled else None
     app = create_app(
-        inbound=gateway.inbound, db=gateway.db, metrics_=gateway.metrics, console=console
+        inbound=gateway.inbound,
+        db=gateway.db,
+        metrics_=gateway.metrics,
+        console=console,
+        documents=gateway.document_fetch,
+        document_links=links.handle if (links := gateway.document_links()) else None,
+        verification=gateway.verification if gateway.settings.verification.enabled else None,
+        lender_name=lender_name(gateway),
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -43,6 +50,17 @@ async def web_server(gateway: Gateway, host: str, port: int) -> AsyncIterator[st
         yield f"http://{host}:{real_port}"
     finally:
         await runner.cleanup()
+
+
+def lender_name(gateway: Gateway) -> str:
+    """The lender's registered name, shown above the public verification form."""
+    registration = gateway.settings.lender.registration
+    return registration.legal_name if registration is not None else ""
+
+
+async def notice_scan(gateway: Gateway) -> dict[str, object]:
+    """Queue the borrower notices that are due (gateway.notices.scan)."""
+    return (await gateway.notices.scan()).as_dict()
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -172,6 +190,11 @@ async def run_workers(gateway: Gateway, stop: asyncio.Event) -> None:
                     "placement terms",
                 )
             )
+        notices = gateway.settings.notices
+        if notices.enabled and notices.scan_every_seconds > 0:
+            tg.create_task(
+                every(notices.scan_every_seconds, stop, lambda: notice_scan(gateway), "notices")
+            )
         for reader in mailbox_readers(gateway):
             tg.create_task(every(reader.interval_seconds, stop, reader.poll_once, reader.name))
         for poller in channel_pollers(dispatcher):
@@ -183,7 +206,9 @@ __all__ = [
     "channel_pollers",
     "checkpoint",
     "every",
+    "lender_name",
     "mailbox_readers",
+    "notice_scan",
     "placement_terms",
     "reconciliation_run",
     "run_workers",

@@ -10,19 +10,25 @@ import sqlalchemy as sa
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from adapters.email.links import LINK_ROUTE
 from gateway.console.routes import ConsoleServices, add_console
+from gateway.documents.fetch import DocumentFetchService
 from gateway.errors import InboundError, PayloadTooLarge, UnknownAgency
 from gateway.inbound.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE, problem_body
 from gateway.inbound.service import InboundService
 from gateway.metrics import Metrics
+from gateway.notices.service import notice_counts
 from gateway.store.database import Database
 from gateway.store.tables import Mismatch, OutboxItem
+from gateway.verification.service import VerificationService
+from gateway.verification.web import VERIFICATION_KEY, add_verification
 
 log = logging.getLogger(__name__)
 
 INBOUND_KEY = web.AppKey("inbound", InboundService)
 DB_KEY = web.AppKey("db", Database)
 METRICS_KEY = web.AppKey("metrics", Metrics)
+DOCUMENTS_KEY = web.AppKey("documents", DocumentFetchService)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -118,6 +124,43 @@ async def receive_event(request: web.Request) -> web.Response:
     )
 
 
+async def fetch_document(request: web.Request) -> web.StreamResponse:
+    """A webhook agency fetches one document of its placement's pack (gateway.documents.fetch:
+    verified before parsing, only its own open placements, every request recorded)."""
+    documents = request.app[DOCUMENTS_KEY]
+    agency_id = request.match_info["agency_id"]
+    request_id = uuid.uuid4().hex
+    try:
+        if not documents.knows(agency_id):
+            raise UnknownAgency(f"no agency {agency_id!r} fetches documents from this gateway")
+        limit = documents.max_body_bytes
+        too_large = request.content_length is not None and request.content_length > limit
+        body = None if too_large else await _whole_body(request, limit)
+        fetched = await documents.open(
+            agency_id, request.headers.items(), body, request_id=request_id
+        )
+    except InboundError as exc:
+        refusal = _problem_response(exc, request)
+        refusal.headers["X-Request-Id"] = request_id
+        return refusal
+    response = web.StreamResponse(headers=fetched.headers())
+    response.content_length = fetched.document.size
+    await response.prepare(request)
+    try:
+        async for chunk in fetched.body:
+            await response.write(chunk)
+    except Exception as exc:
+        # Headers are gone: the only honest signal left is a cut-off body.
+        await documents.aborted(fetched, agency_id, exc)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    finally:
+        await fetched.body.aclose()  # closes the store file however the transfer ended
+    await response.write_eof()
+    return response
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -147,6 +190,11 @@ async def metrics(request: web.Request) -> web.Response:
             )
         ).all():
             m.mismatches.labels(kind).set(n)
+        for state, n in (await notice_counts(conn)).items():
+            m.borrower_notices.labels(state).set(n)
+    verification = request.app.get(VERIFICATION_KEY)
+    if verification is not None:
+        m.verification_failed_hour.set(await verification.failed_last_hour())
     return web.Response(
         body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
@@ -158,9 +206,15 @@ def create_app(
     db: Database,
     metrics_: Metrics,
     console: ConsoleServices | None = None,
+    documents: DocumentFetchService | None = None,
+    verification: VerificationService | None = None,
+    lender_name: str = "",
+    document_links: Handler | None = None,
 ) -> web.Application:
     """Build the application; the caller owns the services and closes them. With
-    ``console``, the ops console's pages and JSON API are mounted too (gateway.console.routes)."""
+    ``console``, the ops console's pages and JSON API are mounted too (gateway.console.routes);
+    with ``documents``, the agencies' document fetch endpoint; with ``verification``, the
+    public collector-verification page and API (gateway.verification.web)."""
     app = web.Application(
         middlewares=[problem_middleware], client_max_size=inbound.max_body_bytes + 1
     )
@@ -168,12 +222,20 @@ def create_app(
     app[DB_KEY] = db
     app[METRICS_KEY] = metrics_
     app.router.add_post("/v1/agencies/{agency_id}/events", receive_event)
+    if documents is not None:
+        app[DOCUMENTS_KEY] = documents
+        app.router.add_post("/v1/agencies/{agency_id}/documents", fetch_document)
+    if document_links is not None:
+        # Law firms' signed document links (adapters.email.link_service).
+        app.router.add_get(LINK_ROUTE, document_links)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    if verification is not None:
+        add_verification(app, verification, lender=lender_name)
     if console is not None:
         add_console(app, console)
     return app
 
 
-__all__ = ["DB_KEY", "INBOUND_KEY", "METRICS_KEY", "create_app"]
+__all__ = ["DB_KEY", "DOCUMENTS_KEY", "INBOUND_KEY", "METRICS_KEY", "create_app"]

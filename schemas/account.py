@@ -5,7 +5,8 @@ import re
 from datetime import date
 from typing import Annotated, Final
 
-from pydantic import Field, WithJsonSchema, field_validator
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from schemas.base import MAX_MINOR, CurrencyCode, Identifier, StrictModel
 
@@ -26,6 +27,9 @@ KNOWN_HOLD_CODES: Final = (
 ``HOLD_CODE_PATTERN`` (the lender's own) is accepted and works the same way."""
 
 MAX_HOLDS: Final = 16
+
+BREAKDOWN_FIELDS: Final = ("principal_due_minor", "interest_minor", "penalty_minor", "fees_minor")
+"""The optional parts of ``balance_minor``; when all four are given they must add up to it."""
 
 HoldCode = Annotated[str, Field(pattern=HOLD_CODE_PATTERN)]
 """A reason not to work a case: upper-case letters, digits and ``_``, 2 to 32 long."""
@@ -68,6 +72,9 @@ class IntakeAccount(StrictModel):
 
     In CSV files ``phones`` is a single column with numbers separated by ``;``, and so is the
     optional ``holds`` column (hold codes, e.g. ``DECEASED;DISPUTE``; empty for none).
+    The optional breakdown (``principal_due_minor``, ``interest_minor``, ``penalty_minor``,
+    ``fees_minor``), ``contract_no``, ``disbursed_on`` and ``annual_rate_bp`` may be left out
+    or empty; when all four parts are given they must add up to ``balance_minor``.
     """
 
     account_id: Identifier = Field(description="The lender's account number; the case key")
@@ -90,6 +97,40 @@ class IntakeAccount(StrictModel):
     dpd: int = Field(ge=0, le=3650, description="Days past due as of export")
     credit_grade: str = Field(pattern=r"^[A-E]$")
     due_date: date = Field(description="Date the oldest unpaid instalment fell due")
+    principal_due_minor: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MINOR,
+        description="Optional. Outstanding principal in minor units (principal_minor is the "
+        "original principal)",
+    )
+    interest_minor: int | None = Field(
+        default=None, ge=0, le=MAX_MINOR, description="Optional. Interest owed in minor units"
+    )
+    penalty_minor: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MINOR,
+        description="Optional. Penalty interest and late charges owed in minor units",
+    )
+    fees_minor: int | None = Field(
+        default=None, ge=0, le=MAX_MINOR, description="Optional. Fees owed in minor units"
+    )
+    contract_no: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Optional. The loan contract number",
+    )
+    disbursed_on: date | None = Field(
+        default=None, description="Optional. Date the loan was disbursed"
+    )
+    annual_rate_bp: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description="Optional. Annual interest rate in basis points (2400 = 24%)",
+    )
     holds: Annotated[tuple[HoldCode, ...], WithJsonSchema(_HOLDS_SCHEMA)] = Field(
         default=(),
         max_length=MAX_HOLDS,
@@ -112,6 +153,32 @@ class IntakeAccount(StrictModel):
     def _split_holds(cls, value: object) -> object:
         return hold_codes(value)
 
+    @field_validator(
+        *BREAKDOWN_FIELDS, "contract_no", "disbursed_on", "annual_rate_bp", mode="before"
+    )
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        # An empty CSV cell of an optional column means "not given".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _breakdown_adds_up(self) -> "IntakeAccount":
+        parts = [getattr(self, name) for name in BREAKDOWN_FIELDS]
+        if all(p is not None for p in parts) and sum(parts) != self.balance_minor:
+            raise PydanticCustomError(
+                "breakdown_mismatch",
+                "{fields} add up to {total}, not to balance_minor {balance}; the breakdown "
+                "must add up to the balance",
+                {
+                    "fields": " + ".join(BREAKDOWN_FIELDS),
+                    "total": sum(parts),
+                    "balance": self.balance_minor,
+                },
+            )
+        return self
+
     @field_validator("holds", mode="after")
     @classmethod
     def _sort_holds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -120,6 +187,7 @@ class IntakeAccount(StrictModel):
 
 
 __all__ = [
+    "BREAKDOWN_FIELDS",
     "HOLD_CODE_PATTERN",
     "KNOWN_HOLD_CODES",
     "MAX_HOLDS",

@@ -6,6 +6,12 @@ Every packet travels in the same envelope as inbound events::
 
 The ``webhook-id`` header (and the ``packet_id`` field) is stable across retries; agencies
 deduplicate on it. Debtor fields appear only when the agency's contract allows them.
+
+``placement.created`` (and a renewal's ``placement.amended``) carry the placement's signed
+authorisation letter (``authorisation``) and its document pack (``documents``): each
+document's kind, name, size and SHA-256. A webhook agency fetches the bytes from
+``POST /v1/agencies/{agency_id}/documents`` while the placement is open, and checks them
+against the descriptor (docs/agency-protocol.md, "Documents").
 """
 
 from datetime import date
@@ -29,6 +35,49 @@ class Debtor(StrictModel):
     region: str | None = None
 
 
+DocumentKind = Literal[
+    "authorisation_letter",
+    "loan_contract",
+    "repayment_history",
+    "balance_breakdown",
+    "notarisation",
+    "preservation",
+    "other",
+]
+
+
+class Authorisation(StrictModel):
+    """The signed authorisation letter (授权委托书) that lets the agency act on this case."""
+
+    letter_no: str = Field(
+        min_length=4, max_length=32, description="The letter's number, printed on it"
+    )
+    valid_from: date
+    valid_until: date = Field(description="Last day the letter authorises the agency")
+    verify_url: str = Field(
+        pattern=r"^https?://",
+        description="The lender's public verification page for this letter (also its QR code)",
+    )
+
+
+class DocumentDescriptor(StrictModel):
+    """One document of the placement's pack. Fetch its bytes by ``document_id`` and check
+    them against ``size`` and ``sha256`` before use."""
+
+    document_id: int = Field(ge=1)
+    kind: DocumentKind
+    name: str = Field(min_length=1, max_length=255, description="File name to save it under")
+    media_type: str = Field(max_length=100)
+    size: int = Field(ge=0, description="Bytes")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Lowercase hex SHA-256")
+    reference: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Notarisation certificate number or electronic preservation (存证) "
+        "platform and deposit id, when the lender has one",
+    )
+
+
 class PlacementCreatedData(StrictModel):
     packet_id: Identifier = Field(description="Stable id of this packet; equals the webhook-id")
     placement_id: Identifier
@@ -43,6 +92,12 @@ class PlacementCreatedData(StrictModel):
     debtor: Debtor
     placed_at: UtcDatetime
     return_by: date = Field(description="Date the placement ends unless renewed")
+    authorisation: Authorisation | None = Field(
+        default=None, description="The letter authorising you for this placement"
+    )
+    documents: tuple[DocumentDescriptor, ...] | None = Field(
+        default=None, description="The placement's document pack, letter first"
+    )
 
 
 class PlacementAmendedData(StrictModel):
@@ -57,6 +112,12 @@ class PlacementAmendedData(StrictModel):
         default=None,
         description="The placement's new end date, when this amendment renews it (absent "
         "when the end date is unchanged)",
+    )
+    authorisation: Authorisation | None = Field(
+        default=None, description="A renewal's new letter; it supersedes the previous one"
+    )
+    documents: tuple[DocumentDescriptor, ...] | None = Field(
+        default=None, description="A renewal's document pack, in full"
     )
 
 
@@ -77,6 +138,11 @@ class PlacementRecalledData(StrictModel):
     case_id: Identifier
     reason_code: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
     recalled_at: UtcDatetime
+    revoked_letters: tuple[str, ...] | None = Field(
+        default=None,
+        description="Authorisation letters revoked by this recall: stop using them now; the "
+        "placement's documents can no longer be fetched",
+    )
 
 
 class PaymentDirectData(StrictModel):
@@ -176,12 +242,15 @@ PACKET_TYPES: tuple[str, ...] = (
 
 __all__ = [
     "PACKET_TYPES",
+    "Authorisation",
     "Bucket",
     "CasePacket",
     "DataDeletionRequested",
     "DataDeletionRequestedData",
     "Debtor",
     "DeletionReason",
+    "DocumentDescriptor",
+    "DocumentKind",
     "PaymentDirect",
     "PaymentDirectData",
     "PlacementAmended",

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -17,7 +17,7 @@ from gateway.bootstrap import Gateway, build
 from gateway.clock import ManualClock, to_datetime
 from gateway.config.agencies import WebhookAgency
 from gateway.dispatch.outbox import open_payload
-from gateway.intake.reader import FIELDS
+from gateway.intake.reader import FIELDS, OPTIONAL_FIELDS
 from gateway.intake.service import IntakeReport, import_file
 from gateway.keys import sandbox_keys
 from gateway.signing import sign
@@ -60,8 +60,10 @@ def account(n: int, **overrides: object) -> dict[str, object]:
 
 
 def write_intake(path: Path, rows: list[dict[str, object]], *, holds: bool = True) -> Path:
-    """A CSV intake file; with ``holds`` the optional column is written (empty when absent)."""
-    columns = [*FIELDS, "holds"] if holds else list(FIELDS)
+    """A CSV intake file; with ``holds`` the optional column is written (empty when absent),
+    and so is every other optional column that some row gives."""
+    extra = [f for f in OPTIONAL_FIELDS if f != "holds" and any(f in row for row in rows)]
+    columns = [*FIELDS, *extra, "holds"] if holds else [*FIELDS, *extra]
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)
@@ -82,7 +84,15 @@ class CaseWorld:
     def db(self) -> Database:
         return self.gateway.db
 
-    async def intake(self, rows: list[dict[str, object]], *, holds: bool = True) -> IntakeReport:
+    async def intake(
+        self,
+        rows: list[dict[str, object]],
+        *,
+        holds: bool = True,
+        confirmation: Literal["four_eyes", "off"] = "off",
+        maker: str = "system",
+    ) -> IntakeReport:
+        """Import ``rows``; confirmation is "off" unless a test is about claim confirmation."""
         self._files += 1
         path = write_intake(self.tmp_path / f"day{self._files}.csv", rows, holds=holds)
         return await import_file(
@@ -92,6 +102,8 @@ class CaseWorld:
             placements=self.gateway.placements,
             allocation=self.gateway.settings.allocation,
             clock=self.clock,
+            confirmation=confirmation,
+            maker=maker,
         )
 
     async def allocate(self) -> int:

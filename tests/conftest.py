@@ -157,6 +157,8 @@ def make_config(tmp_path: Path) -> ConfigFactory:
                         "evidence_origin": "gateway.test/evidence",
                     },
                     "dispatch": {"poll_interval_seconds": 0.1, **(dispatch or {})},
+                    # No lender registration here: placements carry no letter.
+                    "documents": {"letters": "off"},
                     **({"console": dict(console)} if console else {}),
                 },
             ),
@@ -224,7 +226,13 @@ def seed_placements(tmp_path: Path) -> Seeder:
         as_of = datetime.fromtimestamp(clock.now(), UTC).date()
         write_csv(generate_accounts(count, seed=seed, as_of=as_of), path)
         report = await import_file(
-            path, db=db, pii=pii, placements=service, allocation=allocation, clock=clock
+            path,
+            db=db,
+            pii=pii,
+            placements=service,
+            allocation=allocation,
+            clock=clock,
+            confirmation="off",
         )
         assert report.inserted == count, report.errors
         await service.allocate()

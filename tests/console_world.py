@@ -135,6 +135,7 @@ async def build_world(
         placements=gateway.placements,
         allocation=settings.allocation,
         clock=clock,
+        confirmation="off",
     )
     await gateway.placements.allocate()
     p = Placement.__table__.c  # type: ignore[attr-defined]

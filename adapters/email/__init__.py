@@ -1,7 +1,9 @@
 """The law-firm email channel: referral mail out, replies and delivery reports back.
 
 Outbound, a packet becomes a referral mail (``render``, from the firm's templates, under
-``headers`` folded within RFC 2047's limits), signed
+``headers`` folded within RFC 2047's limits) carrying the placement's document pack, attached
+or as signed links (``attachments``, ``links``; the gateway serves the links with
+``link_service``), signed
 with the lender's key and encrypted to the firm (``smime``), sent through the firm's SMTP relay
 over TLS (``relay``) and kept on record with what it carried (``journal``). Inbound, the
 firm-facing mailbox is read over IMAP with TLS before any credential (``imap``, ``mailbox``);

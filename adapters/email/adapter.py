@@ -8,6 +8,10 @@
   so a resend keeps it. When an earlier attempt may have reached the firm, the resend says so
   (``X-Gateway-Possible-Duplicate: yes`` and a subject mark). Mail is not idempotent for the
   firm, so an unknown outcome parks the item in ``unknown`` for ops.
+* Each referral (and renewal) carries the documents its packet lists from the placement's
+  document pack: attached up to ``max_attachment_bytes`` per mail, else listed with signed
+  links (adapters.email.attachments), always with their SHA-256 in the body. A document
+  that changed since it was recorded stops the mail (permanent error naming the file).
 * A deletion request (``data.deletion_requested``) never lists or attaches the case's
   documents: a mail asking the firm to delete the case's personal data must not carry it.
 * The mail goes out through the firm's relay (adapters.email.relay: TLS always, SMTP answers
@@ -25,22 +29,29 @@ import jinja2
 from cryptography import x509
 
 from adapters.email import journal as mail_journal
+from adapters.email.attachments import LinkKey, listed_document_ids, mail_documents
 from adapters.email.headers import message_id_for, outer_headers
 from adapters.email.journal import CarriedItem
+from adapters.email.links import MIN_KEY_BYTES
 from adapters.email.mailbox import client_tls_context
 from adapters.email.relay import SmtpRelay
-from adapters.email.render import (
-    DOCUMENT_KINDS,
-    CaseDocument,
-    MailCase,
-    inner_entity,
-    mail_case,
-    render_content,
-)
+from adapters.email.render import MailCase, inner_entity, mail_case, render_content
 from adapters.email.smime import Signer, load_recipient, load_signer, protect
 from gateway.config.agencies import AgencyConfig, EmailAgency
-from gateway.errors import ConfigError, DeliveryError, OutcomeUnknown, PermanentDeliveryError
-from gateway.ports import AdapterContext, OutboundPacket, Receipt
+from gateway.errors import (
+    ConfigError,
+    DeliveryError,
+    DocumentError,
+    OutcomeUnknown,
+    PermanentDeliveryError,
+)
+from gateway.ports import (
+    AdapterContext,
+    DocumentSource,
+    NoDocumentStore,
+    OutboundPacket,
+    Receipt,
+)
 from gateway.store.database import Database
 
 EXCERPT_CHARS = 500
@@ -63,28 +74,6 @@ def batch_reference(dedupe_keys: Sequence[str]) -> str:
     return "batch_" + hashlib.sha256("|".join(sorted(dedupe_keys)).encode()).hexdigest()[:24]
 
 
-def case_documents(directory: Path | None, case_id: str, attach: bool) -> list[CaseDocument]:
-    """The files in ``<directory>/<case_id>/``, hashed; read whole only when attached."""
-    if directory is None or not (directory / case_id).is_dir():
-        return []
-    documents = []
-    for path in sorted((directory / case_id).iterdir()):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        kind = next((k for k in DOCUMENT_KINDS if path.name.lower().startswith(k)), "other")
-        documents.append(
-            CaseDocument(
-                kind,
-                path.name,
-                hashlib.sha256(data).hexdigest(),
-                len(data),
-                data if attach else None,
-            )
-        )
-    return documents
-
-
 class EmailAdapter:
     """Sends packets to one law firm by email.
 
@@ -94,9 +83,10 @@ class EmailAdapter:
         recipient: the firm's certificate; mail is encrypted to it when given.
         templates: the Jinja2 environment over the firm's template directory.
         relay: the firm's SMTP relay.
-        db: where earlier attempts are looked up (None: never a possible duplicate, tests
-            only).
-        documents_dir: where each case's documents live, if anywhere.
+        db: where earlier attempts are looked up and the placements' document packs read
+            (None: never a possible duplicate and no documents, tests only).
+        documents: the lender's document store (the packs' store documents).
+        links: how the firm's document links are made; None without ``[email.links]``.
         clock: returns Unix time.
     """
 
@@ -111,8 +101,9 @@ class EmailAdapter:
         templates: jinja2.Environment,
         relay: SmtpRelay,
         db: Database | None,
-        documents_dir: Path | None,
         clock: Callable[[], float],
+        documents: DocumentSource | None = None,
+        links: LinkKey | None = None,
     ) -> None:
         self._agency = agency
         self._email = agency.email
@@ -121,7 +112,8 @@ class EmailAdapter:
         self._templates = templates
         self._relay = relay
         self._db = db
-        self._documents_dir = documents_dir
+        self._store: DocumentSource = documents if documents is not None else NoDocumentStore()
+        self._links = links
         self._clock = clock
         self._allowed = frozenset(agency.fields)
         self._pending: list[tuple[OutboundPacket, asyncio.Future[Receipt]]] = []
@@ -178,18 +170,45 @@ class EmailAdapter:
             if not future.done():
                 future.set_result(receipt)
 
-    def _case(self, packet: OutboundPacket) -> MailCase:
-        case = mail_case(packet.payload, self._allowed)
-        if packet.packet_type in WITHOUT_DOCUMENTS:
-            return case
-        documents = case_documents(self._documents_dir, case.case_id, self._email.attach_documents)
-        return replace(case, documents=tuple(documents))
+    async def _with_documents(
+        self, packets: Sequence[OutboundPacket], cases: list[MailCase]
+    ) -> list[MailCase]:
+        """The cases with the documents their packets list (none on a deletion request)."""
+        listed = {
+            c.placement_id: listed_document_ids(p.payload)
+            for p, c in zip(packets, cases, strict=True)
+            if p.packet_type not in WITHOUT_DOCUMENTS
+        }
+        if self._db is None or not any(listed.values()):
+            return cases
+        try:
+            async with self._db.snapshot() as conn:
+                documents = await mail_documents(
+                    conn,
+                    listed,
+                    agency_id=self._agency.id,
+                    email=self._email,
+                    store=self._store,
+                    links=self._links,
+                    now=self._clock(),
+                )
+        except DocumentError as exc:
+            raise PermanentDeliveryError(
+                f"{self._agency.id}: {exc}", agency_id=self._agency.id
+            ) from exc
+        return [
+            replace(c, documents=documents[c.placement_id]) if c.placement_id in documents else c
+            for c in cases
+        ]
 
     async def _deliver(self, packets: Sequence[OutboundPacket], batch_ref: str | None) -> Receipt:
         email = self._email
         ref = batch_ref or packets[0].dedupe_key
         message_id = message_id_for(ref, email.message_id_domain)
-        cases = await asyncio.to_thread(lambda: [self._case(p) for p in packets])
+        cases = await asyncio.to_thread(
+            lambda: [mail_case(p.payload, self._allowed) for p in packets]
+        )
+        cases = await self._with_documents(packets, cases)
         possible_duplicate = False
         if self._db is not None:
             async with self._db.snapshot() as conn:
@@ -280,6 +299,15 @@ def build_email_adapter(agency: AgencyConfig, context: AdapterContext) -> EmailA
         if smime.encrypt_cert is not None
         else None
     )
+    links: LinkKey | None = None
+    if email.links is not None:
+        key = email.links.key.resolve(base).encode()
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                f"{agency.source or agency.id}: email.links.key: {len(key)} bytes; a link key "
+                f"needs at least {MIN_KEY_BYTES} (e.g. openssl rand -hex 32)"
+            )
+        links = LinkKey(email.links.base_url, key, email.links.valid_days)
     templates_dir = path(email.templates_dir)
     assert templates_dir is not None
     relay = SmtpRelay(
@@ -296,8 +324,9 @@ def build_email_adapter(agency: AgencyConfig, context: AdapterContext) -> EmailA
         templates=template_environment(templates_dir),
         relay=relay,
         db=context.db,
-        documents_dir=path(email.documents_dir),
         clock=context.clock,
+        documents=context.documents,
+        links=links,
     )
 
 
@@ -305,6 +334,5 @@ __all__ = [
     "EmailAdapter",
     "batch_reference",
     "build_email_adapter",
-    "case_documents",
     "template_environment",
 ]

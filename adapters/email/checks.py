@@ -5,6 +5,7 @@ as ``file: key: reason``."""
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from adapters.email.links import MIN_KEY_BYTES
 from adapters.email.reply_signature import openssl_missing
 from adapters.email.smime import load_certificate, load_recipient, load_signer
 from gateway.config.agencies import EmailAgency
@@ -61,6 +62,13 @@ def email_problems(
         resolve("smtp.password", email.smtp.password)
     if email.imap is not None:
         resolve("imap.password", email.imap.password)
+    if email.links is not None:
+        link_key = resolve("links.key", email.links.key)
+        if link_key is not None and len(link_key.encode()) < MIN_KEY_BYTES:
+            problems.append(
+                f"{source}: email.links.key: {len(link_key.encode())} bytes; a link key needs "
+                f"at least {MIN_KEY_BYTES} (e.g. openssl rand -hex 32)"
+            )
     for key_name, ca_file in (
         ("smtp.ca_file", email.smtp.ca_file),
         ("imap.ca_file", email.imap.ca_file if email.imap else None),

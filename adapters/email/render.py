@@ -12,8 +12,9 @@
   carries both ``name="=?utf-8?b?...?="`` and ``filename*=utf-8''...``, serialised with
   ``compat32`` (the modern policy rewrites the encoded ``name`` back into RFC 2231).
 * The attached case file (CSV with a UTF-8 BOM so Excel shows Chinese, or JSON) holds the
-  same rows as the body. Documents are listed with their SHA-256 and attached when the
-  firm's config says so.
+  same rows as the body. The placement's documents (its document pack) are listed with
+  their SHA-256, each attached, or, for a mail that would be too large, with a signed link
+  (adapters.email.links) the firm downloads it by.
 """
 
 import csv
@@ -34,7 +35,7 @@ from pydantic import TypeAdapter
 
 from gateway.inbound.reply_sheet import REPLY_COLUMNS
 from schemas.base import Money, decimal_text
-from schemas.packets import CasePacket, PlacementCreated
+from schemas.packets import Authorisation, CasePacket, PlacementCreated
 
 WIRE = compat32.clone(linesep="\r\n")
 CASE_PACKET: TypeAdapter[CasePacket] = TypeAdapter(CasePacket)
@@ -72,15 +73,31 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "delete_by": "确认删除期限",
         "categories": "个人信息类别",
         "legal_basis": "法律依据",
+        "letter_no": "授权委托书编号",
+        "letter_valid_until": "授权有效期至",
+        "revoked_letters": "已撤销的授权委托书",
     },
     "en": {},
 }
+
+_NOT_FIELDS = frozenset({"packet_id", "authorisation", "documents"})
+"""Packet fields that are not case fields: the letter is shown by its number, the
+documents are listed on their own."""
 
 LIST_SEPARATOR = "; "
 """Joins a list field (a deletion request's ``categories``) into one text field; the
 deletion templates split it back to list the categories one per line."""
 
-DOCUMENT_KINDS = ("contract", "statement", "authorisation", "notarisation")
+DOCUMENT_KINDS = (
+    "authorisation_letter",
+    "loan_contract",
+    "repayment_history",
+    "balance_breakdown",
+    "notarisation",
+    "preservation",
+    "other",
+)
+"""The kinds of a pack's documents (gateway.store.document_tables)."""
 TAG_WORDS = {"zh": ("案件", "批次"), "en": ("Case", "Batch")}
 DUPLICATE_MARK = {"zh": "[可能重复]", "en": "[Possible duplicate]"}
 
@@ -92,13 +109,16 @@ def minor_to_text(amount_minor: int, currency: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CaseDocument:
-    """One document of a case: listed with its hash; ``data`` is set when it is attached."""
+    """One document of a placement's pack: always listed with its hash; ``data`` is set when
+    it is attached, ``link`` (valid until ``link_expires``, ISO date) when it is not."""
 
     kind: str
     filename: str
     sha256: str
     size: int
     data: bytes | None = None
+    link: str | None = None
+    link_expires: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +184,7 @@ def mail_case(
         fields.update(placed_at=d.placed_at.isoformat(), return_by=d.return_by.isoformat())
     else:
         for name, value in data.model_dump(mode="json").items():
-            if name in fields or name == "packet_id" or value is None:
+            if name in fields or name in _NOT_FIELDS or value is None:
                 continue
             if isinstance(value, dict) and "amount_minor" in value:
                 fields[name] = minor_to_text(value["amount_minor"], value["currency"])
@@ -173,6 +193,9 @@ def mail_case(
                 fields[name] = LIST_SEPARATOR.join(str(v) for v in value)
             else:
                 fields[name] = str(value)
+    letter = getattr(data, "authorisation", None)
+    if isinstance(letter, Authorisation):
+        fields.update(letter_no=letter.letter_no, letter_valid_until=letter.valid_until.isoformat())
     return MailCase(packet.type, data.placement_id, data.case_id, fields, tuple(documents))
 
 

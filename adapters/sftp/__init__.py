@@ -2,7 +2,8 @@
 
 Outbound, due packets of one agency become one file batch per packet type (``drop``): named
 and numbered with a manifest (``batches``), rendered in the agency's layout (``layouts``) into
-a local spool (``spool``), optionally OpenPGP-encrypted (``pgp``) and uploaded without ever
+a local spool (``spool``) with the documents its packets list (``documents``), optionally
+OpenPGP-encrypted (``pgp``) and uploaded without ever
 overwriting a file (``upload``), each batch on record (``batch_store``). Inbound, result and
 statement files are seen, claimed and read (``pickup``, ``pickup_store``), parsed row by row
 (``parsing``) into agency events (``result_rows``) and handed to reconciliation. Sessions pin

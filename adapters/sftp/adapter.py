@@ -31,6 +31,7 @@ from gateway.ports import (
     AdapterContext,
     BatchBuilder,
     BatchDelivered,
+    DocumentSource,
     InboundPoller,
     OutboundPacket,
     Receipt,
@@ -55,6 +56,7 @@ class SftpAdapter:
         spool_dir: Path,
         clock: Callable[[], float],
         pgp_keys: dict[str, str | None] | None = None,
+        documents: DocumentSource | None = None,
     ) -> None:
         cfg = agency.sftp
         self.agency = agency
@@ -72,6 +74,7 @@ class SftpAdapter:
             spool_dir=spool_dir / "out",
             clock=clock,
             pgp=self.pgp,
+            documents=documents,
         )
         self.pickup = ResultPickup(
             db=db,
@@ -176,6 +179,7 @@ def build_sftp_adapter(agency: AgencyConfig, context: AdapterContext) -> SftpAda
         spool_dir=spool,
         clock=context.clock,
         pgp_keys=pgp_keys,
+        documents=context.documents,
     )
 
 

@@ -4,6 +4,8 @@ A batch is what one dispatch cycle drops for one agency and one file type::
 
     LENDERX_AGY_GAMMA_PLACEMENT_20260115_0003.csv[.pgp]   data file (the agency's layout)
     LENDERX_AGY_GAMMA_PLACEMENT_20260115_0003.manifest.json
+    LENDERX_AGY_GAMMA_PLACEMENT_20260115_0003.documents/  the cases' documents, if any:
+        PL-C1-1/01_authorisation_letter.pdf[.pgp]          one folder per placement
     LENDERX_AGY_GAMMA_PLACEMENT_20260115_0003.done        written last: the manifest's sha256
 
 Each file is uploaded under a temporary name (``.NAME.part``) and renamed. The sequence
@@ -11,6 +13,12 @@ number is per (agency, type, UTC business date), starts at 1 and is never reused
 that re-sends cases names the files it replaces in ``resend_of``. The manifest carries the
 control totals (record count, outstanding amount per currency) and, per file, its size and
 the SHA-256 of the bytes as transmitted (ciphertext when encrypted) and of the plaintext.
+
+Documents (the authorisation letter, the loan contract, statements: ``documents[]`` of the
+packets) travel in the batch's documents folder under names made only of ``[A-Za-z0-9._-]``
+(safe on every server and file system; the original name is in the manifest), one folder per
+placement, and the manifest's ``documents[]`` lists each with its placement, kind, original
+name, path (relative to the manifest's folder), size and SHA-256.
 """
 
 import hashlib
@@ -27,6 +35,8 @@ from gateway.config.sftp import NamingSection
 MANIFEST_SCHEMA_VERSION = "1"
 MANIFEST_SUFFIX = ".manifest.json"
 CHECKSUM_SUFFIX = ".sha256"
+DOCUMENTS_SUFFIX = ".documents"
+"""The batch's documents folder is ``<base>.documents/``."""
 TEMP_PATTERNS = (".part", ".tmp", ".filepart", ".writing", ".partial")
 """Suffixes that mean "still being written" in every common client."""
 
@@ -83,6 +93,32 @@ def batch_names(
         done=base + naming.done_suffix,
         checksum=data + CHECKSUM_SUFFIX if naming.checksum_sidecar else None,
     )
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_component(text: str, *, limit: int = 80) -> str:
+    """``text`` as one path component every SFTP server and file system accepts: only
+    ``[A-Za-z0-9._-]``, no leading dot, at most ``limit`` characters. A changed text gets a
+    short hash of the original, so two different texts never share a component."""
+    cleaned = _UNSAFE.sub("_", text).lstrip(".")[:limit] or "_"
+    if cleaned == text:
+        return cleaned
+    return f"{cleaned[: limit - 9]}_{sha256_hex(text.encode())[:8]}"
+
+
+def document_path(
+    base: str, placement_id: str, ordinal: int, kind: str, name: str, *, encrypted: bool
+) -> str:
+    """Where a document goes, relative to the batch's folder:
+    ``<base>.documents/<placement>/<nn>_<kind>.<ext>[.pgp]`` (the ordinal keeps two
+    documents of one kind apart; the extension is the original name's, when safe)."""
+    ext = name.rpartition(".")[2].lower() if "." in name else ""
+    suffix = f".{ext}" if ext and re.fullmatch(r"[a-z0-9]{1,8}", ext) else ""
+    file_name = f"{ordinal:02d}_{safe_component(kind, limit=40)}{suffix}"
+    file_name += ".pgp" if encrypted else ""
+    return f"{base}{DOCUMENTS_SUFFIX}/{safe_component(placement_id)}/{file_name}"
 
 
 def remote_path(folder: str, name: str) -> str:
@@ -174,6 +210,43 @@ class ManifestFile:
 
 
 @dataclass(frozen=True, slots=True)
+class ManifestDocument:
+    """One document in a manifest: ``bytes``/``sha256`` are of the file as transmitted,
+    ``size``/``plaintext_sha256`` of the document itself (the packet's ``documents[]``)."""
+
+    placement_id: str
+    document_id: int
+    kind: str
+    name: str
+    media_type: str
+    path: str
+    size: int
+    plaintext_sha256: str
+    bytes: int
+    sha256: str
+    reference: str | None = None
+    encryption: str | None = None
+    recipient_fpr: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "placement_id": self.placement_id,
+            "document_id": self.document_id,
+            "kind": self.kind,
+            "name": self.name,
+            "media_type": self.media_type,
+            "path": self.path,
+            "size": self.size,
+            "plaintext_sha256": self.plaintext_sha256,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "reference": self.reference,
+            "encryption": self.encryption,
+            "recipient_fpr": self.recipient_fpr,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """What a batch contains and its control totals (NACHA-style file control)."""
 
@@ -188,9 +261,10 @@ class Manifest:
     case_count: int
     totals: Mapping[str, int] = field(default_factory=dict)
     resend_of: tuple[str, ...] = ()
+    documents: tuple[ManifestDocument, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "schema_version": MANIFEST_SCHEMA_VERSION,
             "batch_id": self.batch_id,
             "sender": self.sender,
@@ -209,6 +283,11 @@ class Manifest:
                 ],
             },
         }
+        if self.documents:
+            # Only when there are any: a batch without documents keeps its manifest unchanged.
+            body["documents"] = [d.to_json() for d in self.documents]
+            body["control"]["document_count"] = len(self.documents)
+        return body
 
     def render(self) -> bytes:
         """Deterministic bytes: the same batch always renders the same manifest."""
@@ -262,6 +341,7 @@ def sha256_hex(data: bytes) -> str:
 
 __all__ = [
     "CHECKSUM_SUFFIX",
+    "DOCUMENTS_SUFFIX",
     "FILE_TYPES",
     "MANIFEST_SCHEMA_VERSION",
     "MANIFEST_SUFFIX",
@@ -269,6 +349,7 @@ __all__ = [
     "TEMP_PATTERNS",
     "BatchNames",
     "Manifest",
+    "ManifestDocument",
     "ManifestEntry",
     "ManifestFile",
     "ManifestInvalid",
@@ -277,11 +358,13 @@ __all__ = [
     "checksum_line",
     "classify",
     "dated_folder",
+    "document_path",
     "done_marker",
     "is_companion",
     "is_temporary",
     "read_manifest",
     "remote_path",
+    "safe_component",
     "sha256_hex",
     "temp_name",
     "temp_path",

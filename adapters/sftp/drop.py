@@ -18,9 +18,10 @@ Theory of operation
    stops). A delivered batch is reported as one ``BatchDelivered``: the dispatcher records
    its members in bulk (gateway.dispatch.batch_records), each with a receipt naming its file and
    line.
-3. A resumed batch is re-rendered from the stored packets in record order; the same layout
-   gives the same bytes (encrypted bytes do not: adapters.sftp.upload keeps the recorded
-   hash once the final name exists on the server).
+3. A resumed batch is re-rendered from the stored packets in record order (listing the same
+   documents in the same order); the same layout gives the same bytes (encrypted bytes do
+   not: adapters.sftp.upload keeps the recorded hash once the final name exists on the
+   server).
 
 Nothing of the file is held in memory: rows stream to disk and uploads stream from disk.
 """
@@ -53,6 +54,7 @@ from gateway.errors import (
 from gateway.ports import (
     BatchDelivered,
     BatchReport,
+    DocumentSource,
     OutboundPacket,
     Receipt,
     RemoteFolder,
@@ -78,6 +80,7 @@ class FileDrop:
         spool_dir: where batch files are rendered before upload.
         clock: returns Unix time (business dates and timestamps are UTC).
         pgp: returns the agency's OpenPGP keys, or None when files go unencrypted.
+        documents: the lender's document store, for the documents the packets list.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class FileDrop:
         spool_dir: Path,
         clock: Callable[[], float],
         pgp: PgpProvider,
+        documents: DocumentSource | None = None,
     ) -> None:
         self.db = db
         self.agency = agency
@@ -96,6 +100,7 @@ class FileDrop:
         self.spool_dir = spool_dir
         self.clock = clock
         self.pgp = pgp
+        self.documents = documents
 
     def now(self) -> datetime:
         return to_datetime(self.clock())
@@ -116,7 +121,9 @@ class FileDropBatch:
         self._resends: dict[str, set[str]] = {}
         self._rejected: list[Result] = []
         self._spooled: list[SpoolBatch] = []
-        self._upload = BatchUpload(db=drop.db, agency=drop.agency, pgp=drop.pgp, now=drop.now)
+        self._upload = BatchUpload(
+            db=drop.db, agency=drop.agency, pgp=drop.pgp, now=drop.now, documents=drop.documents
+        )
 
     # -- staging ---------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ _FALSE = frozenset({"false", "0", "n", "no"})
 
 Parser = Callable[[str], Any]
 
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}", re.ASCII)
 _ISO_DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _ISO_TIMESTAMP_SHAPE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", re.ASCII
@@ -158,6 +159,9 @@ class _RowReader:
         for n in self._row_currency:
             if cells[n].strip():
                 row_currency = cells[n].strip().upper()
+                if not _CURRENCY_CODE.fullmatch(row_currency):
+                    # Named here: otherwise the error would name the money column it fills.
+                    return RowError(line, self.columns[n].name, "not an ISO 4217 code, e.g. CNY")
         for n, ((spec, path, parse), cell) in enumerate(zip(self._cells, cells, strict=True)):
             if not cell.strip() or n in self._row_currency:
                 continue
@@ -312,15 +316,41 @@ def _whole(value: object) -> int:
     raise ValueError("not a whole number")
 
 
+class _NotWireJson(ValueError):
+    pass
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _NotWireJson(
+                f"the key {key!r} appears twice in one object, and JSON parsers disagree on "
+                "which value counts"
+            )
+        seen.add(key)
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotWireJson(f"{name} is not a JSON number")
+
+
 def _read_jsonl(stream: IO[bytes]) -> Iterator[ParsedRecord | RowError | Trailer]:
+    # Each line is an event exactly as it would be POSTed (docs/agency-protocol.md 7.6), so
+    # it is read as strictly: a repeated key or NaN is refused, not resolved.
     for line, raw in enumerate(stream, 1):
         if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            record = json.loads(
+                raw.decode("utf-8"),
+                object_pairs_hook=_one_value_per_key,
+                parse_constant=_no_constant,
+            )
+        except (UnicodeDecodeError, json.JSONDecodeError, _NotWireJson) as exc:
             yield RowError(line, "line", f"not a JSON object: {exc}")
             continue
         if not isinstance(record, dict):

@@ -7,6 +7,7 @@ events (``schemas.events``). A bad row becomes a ``RowError`` naming the file's 
 the column; it never stops the file: the good rows still count.
 """
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -32,6 +33,10 @@ MAX_STORED_ERRORS = 1000
 def _first_error(exc: ValidationError, layout: LayoutSection, kind: RecordKind) -> tuple[str, str]:
     err = exc.errors(include_url=False, include_input=False)[0]
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    if err["type"] == "json_invalid":
+        # A JSON Lines row that Python's reader took but the strict one refuses: a lone
+        # surrogate escape ("\ud800") or a number too large for a float (1e400).
+        return "line", f"not a JSON object as the API reads one: {err['msg']}"
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
         tag = (err.get("ctx") or {}).get("tag")
         what = f"unknown event type {tag!r}" if tag else "no event type"
@@ -111,6 +116,15 @@ class FileTally:
             )
 
 
+def _validate_event(record: dict[str, Any], layout: LayoutSection) -> AgencyEvent:
+    """A JSON Lines row is an event exactly as it would be POSTed: validated as strictly as
+    the webhook API validates one (``5000.0``, ``"5000"`` and ``true`` are not integers).
+    Cells of CSV and fixed-width rows were already typed by their column."""
+    if layout.format == "jsonl":
+        return AGENCY_EVENT_ADAPTER.validate_json(json.dumps(record), strict=True)
+    return AGENCY_EVENT_ADAPTER.validate_python(record)
+
+
 def result_events(
     rows: Iterable[ParsedRecord | RowError | Trailer], layout: LayoutSection, tally: FileTally
 ) -> Iterator[AgencyEvent]:
@@ -123,7 +137,7 @@ def result_events(
         if isinstance(row, RowError):
             continue
         try:
-            event = AGENCY_EVENT_ADAPTER.validate_python(row.record)
+            event = _validate_event(row.record, layout)
         except ValidationError as exc:
             column, message = _first_error(exc, layout, "result")
             tally.fail(RowError(row.line, column, message))
@@ -154,7 +168,10 @@ def statement_event(
         record = dict(row.record)
         start, end = record.pop("period_start", None), record.pop("period_end", None)
         try:
-            item = StatementItem.model_validate(record)
+            if layout.format == "jsonl":
+                item = StatementItem.model_validate_json(json.dumps(record), strict=True)
+            else:
+                item = StatementItem.model_validate(record)
         except ValidationError as exc:
             column, message = _first_error(exc, layout, "statement")
             tally.fail(RowError(row.line, column, message))

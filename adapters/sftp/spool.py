@@ -2,7 +2,8 @@
 
 ``SpoolBatch`` is one batch's data file being written: rows are rendered by the layout's
 ``RecordWriter`` chunk by chunk and appended to disk while their SHA-256 runs along, so the
-file is never held in memory. ``companion_files`` writes the manifest, the done marker (the
+file is never held in memory; the documents its packets list are noted as rows are written
+(adapters.sftp.documents). ``companion_files`` writes the manifest, the done marker (the
 manifest's SHA-256) and the optional checksum sidecar next to it. Everything here is local
 disk; the caller runs it in worker threads.
 """
@@ -20,12 +21,14 @@ from adapters.sftp.batches import (
     FILE_TYPES,
     BatchNames,
     Manifest,
+    ManifestDocument,
     ManifestFile,
     checksum_line,
     done_marker,
     remote_path,
     sha256_hex,
 )
+from adapters.sftp.documents import ListedDocument, listed_documents
 from adapters.sftp.layouts import RecordWriter
 from gateway.config.sftp import SftpSection
 
@@ -54,6 +57,8 @@ class SpoolBatch:
     folder: Path
     fh: BinaryIO
     resend_of: set[str] = field(default_factory=set)
+    documents: list[ListedDocument] = field(default_factory=list)
+    """The documents the written rows' packets list, in record order."""
     digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     size: int = 0
     records: int = 0
@@ -103,6 +108,8 @@ class SpoolBatch:
         written = []
         for n, i in enumerate(i for i in range(len(payloads)) if i not in failed):
             written.append((i, self.records + n + 1, before + n + 1))
+            if b'"documents"' in payloads[i]:  # most packets list none: skip the parse
+                self.documents += listed_documents(payloads[i])
         self.records += len(written)
         return written, [(i, str(e)) for i, e in errors]
 
@@ -129,9 +136,11 @@ def companion_files(
     section: SftpSection,
     receiver: str,
     resend_of: Sequence[str],
+    documents: Sequence[ManifestDocument] = (),
 ) -> list[LocalFile]:
-    """Render the manifest for ``data``, the done marker and the checksum sidecar, and write
-    them next to the data file (in the order they are uploaded, marker last)."""
+    """Render the manifest for ``data`` (and the batch's ``documents``), the done marker and
+    the checksum sidecar, and write them next to the data file (in the order they are
+    uploaded, marker last)."""
     naming, folders, layout = section.naming, section.folders, section.layout
     manifest = Manifest(
         batch_id=batch.names.base,
@@ -157,6 +166,7 @@ def companion_files(
         case_count=batch.records,
         totals=batch.writer.totals.amounts,
         resend_of=tuple(resend_of),
+        documents=tuple(documents),
     ).render()
     bodies: list[tuple[str, str, bytes]] = []
     if batch.names.checksum is not None:

@@ -6,9 +6,14 @@ Theory of operation
 staged or re-rendered by adapters.sftp.drop):
 
 1. It finishes the data file (trailer), encrypts it when the agency wants OpenPGP, hashes
-   it, renders the manifest and done marker, and records every file's path, size and
-   SHA-256 (``staged``) before a byte leaves.
-2. Data file, checksum sidecar and manifest are uploaded under temporary names,
+   it, copies the documents its packets list into the spool (adapters.sftp.documents) and
+   encrypts and hashes them the same way, renders the manifest and done marker, and records
+   every file's path, size and SHA-256 (``staged``; documents as roles ``doc:1``, ``doc:2``,
+   ...) before a byte leaves. A document that cannot be sent (changed since it was
+   recorded, missing from its pack) fails the batch (permanent error; a resend gets a new
+   sequence number).
+2. Data file, documents (in their folder ``<base>.documents/<placement>/``, created as
+   needed), checksum sidecar and manifest are uploaded under temporary names,
    size-checked and renamed, the done marker last (the same way, so a crash never leaves a
    partial marker). A final name that already exists is never overwritten: its SHA-256 is
    compared, equal means it arrived before a crash (``present``), different is a conflict
@@ -17,22 +22,22 @@ staged or re-rendered by adapters.sftp.drop):
 
 Encrypted bytes differ on every run, so when a resumed batch is re-rendered the recorded
 hash is replaced only while the final name does not exist on the server; once it exists,
-the recorded hash is what it must match.
+the recorded hash is what it must match (data file and documents alike).
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 
 from adapters.sftp import batch_store as store
-from adapters.sftp.batches import remote_path, temp_path
+from adapters.sftp.batches import ManifestDocument, document_path, remote_path, temp_path
+from adapters.sftp.documents import copy_document, find_documents
 from adapters.sftp.pgp import Pgp, PgpError
 from adapters.sftp.spool import LocalFile, SpoolBatch, companion_files, hash_file
 from gateway.config.agencies import SftpAgency
-from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.errors import DocumentError, PermanentDeliveryError, TransientDeliveryError
 from gateway.evidence.log import LeafInput, append_leaves
-from gateway.ports import RemoteSession
+from gateway.ports import DocumentSource, NoDocumentStore, RemoteSession
 from gateway.store.database import Database
 
 PgpProvider = Callable[[], Awaitable[Pgp | None]]
@@ -46,6 +51,8 @@ class BatchUpload:
         agency: the agency's config (naming, folders, OpenPGP).
         pgp: returns the agency's OpenPGP keys, or None when files go unencrypted.
         now: the current time (UTC).
+        documents: the lender's document store (the packs' store documents); None when
+            none is configured.
     """
 
     def __init__(
@@ -55,12 +62,14 @@ class BatchUpload:
         agency: SftpAgency,
         pgp: PgpProvider,
         now: Callable[[], datetime],
+        documents: DocumentSource | None = None,
     ) -> None:
         self._db = db
         self._agency = agency
         self._cfg = agency.sftp
         self._pgp = pgp
         self._now = now
+        self._store: DocumentSource = documents if documents is not None else NoDocumentStore()
 
     async def deliver(
         self,
@@ -78,7 +87,12 @@ class BatchUpload:
         files = await self._finish(batch, recorded, connected, resend_of)
         session = await connected()
         states: dict[str, str] = {}
+        folders: set[str] = set()
         for local in files:
+            folder = local.staged.remote_path.rpartition("/")[0]
+            if local.staged.role.startswith("doc:") and folder not in folders:
+                await session.makedirs(folder)
+                folders.add(folder)
             state, remote_sha = await self._put(session, local)
             if state == "conflict":
                 error = self._conflict(local.staged, remote_sha)
@@ -150,22 +164,10 @@ class BatchUpload:
         data = store.StagedFile(
             "data", data_path, data_size, data_sha, plain_sha, batch.records, fpr
         )
-        data_file: Path | None = data_local
-        old = recorded.get("data")
-        if old is not None and old.sha256 != data_sha:
-            # Re-encrypted: the old bytes bind only if they already reached the server.
-            if await (await connected()).stat(data_path) is not None:
-                data = store.StagedFile(
-                    "data",
-                    data_path,
-                    old.size,
-                    old.sha256,
-                    old.plaintext_sha256,
-                    old.record_count,
-                    old.recipient_fpr,
-                )
-                data_file = None
-        files = [LocalFile(data, data_file)]
+        data_file = await self._bound(LocalFile(data, data_local), recorded, connected)
+        data = data_file.staged
+        documents, listed = await self._documents(batch, recorded, connected, pgp)
+        files = [data_file, *documents]
         files += await asyncio.to_thread(
             companion_files,
             batch,
@@ -173,6 +175,7 @@ class BatchUpload:
             section=self._cfg,
             receiver=self._agency.id,
             resend_of=resend_of,
+            documents=listed,
         )
         async with self._db.transaction() as conn:
             await store.stage(
@@ -186,6 +189,113 @@ class BatchUpload:
                 now=self._now(),
             )
         return files
+
+    async def _bound(
+        self,
+        local: LocalFile,
+        recorded: dict[str, store.RemoteFileRow],
+        connected: Callable[[], Awaitable[RemoteSession]],
+    ) -> LocalFile:
+        """``local``, or the recorded rendering of its role when that differs (re-encrypted)
+        and already reached the server: the old bytes bind once they are there."""
+        staged = local.staged
+        old = recorded.get(staged.role)
+        if old is None or old.sha256 == staged.sha256 or old.remote_path != staged.remote_path:
+            return local
+        if await (await connected()).stat(staged.remote_path) is None:
+            return local
+        return LocalFile(
+            store.StagedFile(
+                staged.role,
+                staged.remote_path,
+                old.size,
+                old.sha256,
+                old.plaintext_sha256,
+                old.record_count,
+                old.recipient_fpr,
+            ),
+            None,
+        )
+
+    async def _documents(
+        self,
+        batch: SpoolBatch,
+        recorded: dict[str, store.RemoteFileRow],
+        connected: Callable[[], Awaitable[RemoteSession]],
+        pgp: Pgp | None,
+    ) -> tuple[list[LocalFile], list[ManifestDocument]]:
+        """Copy, encrypt and hash the documents the batch's packets list; their files and
+        manifest entries, in order."""
+        if not batch.documents:
+            return [], []
+        files: list[LocalFile] = []
+        listed: list[ManifestDocument] = []
+        per_placement: dict[str, int] = {}
+        try:
+            async with self._db.snapshot() as conn:
+                found = await find_documents(conn, batch.documents)
+                for n, (placement_id, doc) in enumerate(found, 1):
+                    ordinal = per_placement[placement_id] = per_placement.get(placement_id, 0) + 1
+                    path = document_path(
+                        batch.names.base,
+                        placement_id,
+                        ordinal,
+                        doc.kind,
+                        doc.name,
+                        encrypted=pgp is not None,
+                    )
+                    plain = batch.folder / path.removesuffix(".pgp")
+                    await copy_document(conn, doc, plain, store=self._store)
+                    local, fpr = plain, None
+                    if pgp is not None:
+                        local = batch.folder / path
+                        await pgp.encrypt_file(
+                            plain,
+                            local,
+                            filename=plain.name,
+                            sign=self._cfg.pgp is not None and self._cfg.pgp.sign,
+                        )
+                        fpr = pgp.recipient_fingerprint
+                    sha, size = await asyncio.to_thread(hash_file, local)
+                    staged = store.StagedFile(
+                        f"doc:{n}",
+                        remote_path(self._cfg.folders.inbox, path),
+                        size,
+                        sha,
+                        doc.sha256,
+                        None,
+                        fpr,
+                    )
+                    file = await self._bound(LocalFile(staged, local), recorded, connected)
+                    files.append(file)
+                    listed.append(
+                        ManifestDocument(
+                            placement_id=placement_id,
+                            document_id=doc.id,
+                            kind=doc.kind,
+                            name=doc.name,
+                            media_type=doc.media_type,
+                            path=path,
+                            size=doc.size,
+                            plaintext_sha256=doc.sha256,
+                            bytes=file.staged.size,
+                            sha256=file.staged.sha256,
+                            reference=doc.reference,
+                            encryption="openpgp" if fpr else None,
+                            recipient_fpr=fpr,
+                        )
+                    )
+        except (DocumentError, PgpError) as exc:
+            error = PermanentDeliveryError(
+                f"{self._agency.id}: batch {batch.names.base}: {exc}",
+                agency_id=self._agency.id,
+            )
+            async with self._db.transaction() as conn:
+                await store.set_state(
+                    conn, batch.id, "failed", now=self._now(), error=str(error)[:2000]
+                )
+            raise error from exc
+        return files, listed
 
     async def _put(self, session: RemoteSession, local: LocalFile) -> tuple[str, str]:
         """Upload one file without ever overwriting: (``uploaded``, ``present`` or

@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 
 from gateway import __version__
-from gateway.config.agencies import AgencyConfig, WebhookAgency
+from gateway.config.agencies import AgencyConfig, EndpointSection, WebhookAgency
 from gateway.errors import (
     ConfigError,
     EndpointGone,
@@ -61,6 +61,8 @@ class WebhookAdapter:
         keys: our signing keys for this agency; all of them sign every request.
         session: a shared aiohttp session (the composition root owns it).
         clock: returns Unix time; injectable for tests.
+        recipient: instead of ``agency``, another receiver's id and ``endpoint`` (the
+            lender's messaging service, which takes borrower notices).
     """
 
     idempotent_receiver = True
@@ -68,23 +70,30 @@ class WebhookAdapter:
     def __init__(
         self,
         *,
-        agency: WebhookAgency,
+        agency: WebhookAgency | None = None,
         keys: Sequence[SigningKey],
         session: aiohttp.ClientSession,
         clock: Callable[[], float],
+        recipient: str | None = None,
+        endpoint: EndpointSection | None = None,
     ) -> None:
-        self._agency = agency
+        if agency is not None:
+            recipient, endpoint = agency.id, agency.endpoint
+        if recipient is None or endpoint is None:
+            raise TypeError("WebhookAdapter needs an agency, or a recipient and its endpoint")
+        self._recipient = recipient
+        self._endpoint = endpoint
         self._keys = tuple(keys)
         self._session = session
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(
-            total=agency.endpoint.timeout_seconds,
-            sock_connect=agency.endpoint.connect_timeout_seconds,
+            total=endpoint.timeout_seconds,
+            sock_connect=endpoint.connect_timeout_seconds,
         )
         self._user_agent = f"agency-gateway/{__version__}"
 
     async def send(self, packet: OutboundPacket) -> Receipt:
-        agency_id = self._agency.id
+        agency_id = self._recipient
         timestamp = int(self._clock())
         headers = {
             "content-type": "application/json",
@@ -95,7 +104,7 @@ class WebhookAdapter:
         }
         try:
             async with self._session.post(
-                self._agency.endpoint.url,
+                self._endpoint.url,
                 data=packet.payload,
                 headers=headers,
                 allow_redirects=False,
@@ -106,7 +115,7 @@ class WebhookAdapter:
                 retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise TransientDeliveryError(
-                f"{agency_id}: cannot connect to {self._agency.endpoint.url}: {exc}",
+                f"{agency_id}: cannot connect to {self._endpoint.url}: {exc}",
                 agency_id=agency_id,
             ) from exc
         except (TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
@@ -125,7 +134,7 @@ class WebhookAdapter:
                 response_sha256=hashlib.sha256(body).hexdigest(),
                 response_excerpt=excerpt,
             )
-        what = f"{agency_id}: HTTP {status} from {self._agency.endpoint.url}: {excerpt[:200]}"
+        what = f"{agency_id}: HTTP {status} from {self._endpoint.url}: {excerpt[:200]}"
         if status == 410:
             raise EndpointGone(what, agency_id=agency_id, status=status)
         if status in THROTTLE_STATUSES:

@@ -43,8 +43,10 @@ from gateway.dispatch.packets import (
     render_recalled,
 )
 from gateway.dispatch.queue import queue_packets
+from gateway.documents.prepare import PackPreparer, PackRequest, PreparedPack
 from gateway.errors import GatewayError, NotFound
 from gateway.evidence.log import LeafInput, append_leaves
+from gateway.letters.service import revoke_letters
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
 from gateway.ports import Clock
 from gateway.privacy.pii import PiiKeyRing
@@ -88,6 +90,9 @@ class PlacementService:
         pii: the key ring that decrypts debtor details for allowlisted fields.
         settings: allocation settings (seed, placement length, tiers, cool-off, mixed debtors).
         clock: time source.
+        packs: prepares each new placement's authorisation letter and document pack in the
+            placement's transaction, and revokes letters on recall (gateway.documents);
+            None: packets carry no letter and no documents.
     """
 
     def __init__(
@@ -98,12 +103,14 @@ class PlacementService:
         pii: PiiKeyRing,
         settings: AllocationSection,
         clock: Clock,
+        packs: PackPreparer | None = None,
     ) -> None:
         self._db = db
         self._agencies = agencies
         self._pii = pii
         self._settings = settings
         self._clock = clock
+        self.packs = packs
 
     async def allocate(self) -> AllocationReport:
         """Place every allocatable case that an agency can take; record why, per group."""
@@ -232,7 +239,6 @@ class PlacementService:
         self, conn: AsyncConnection, rows: Sequence[NewPlacement], now: datetime
     ) -> None:
         placements = []
-        packets = []
         for row in rows:
             case, agency_id = row.case, row.agency_id
             agency = self._agencies[agency_id]
@@ -240,26 +246,6 @@ class PlacementService:
             return_by = (now + timedelta(days=term)).date()
             case_id = str(case["id"])
             placement_id = placement_id_for(case_id, row.ordinal)
-            pii = self._pii.decrypt(case["pii"], bound_to=case_id) if agency.fields else {}
-            packet = render_created(
-                agency_id=agency_id,
-                placement_id=placement_id,
-                case_id=case_id,
-                bucket=case["bucket"],
-                dpd=case["dpd"],
-                balance_minor=case["balance_minor"],
-                principal_minor=case["principal_minor"],
-                currency=case["currency"],
-                due_date=case["due_date"],
-                product=case["product"],
-                credit_grade=case["credit_grade"],
-                debtor_id=case["debtor_id"],
-                region=case["region"],
-                pii=pii,
-                allowed_fields=frozenset(agency.fields),
-                placed_at=now,
-                return_by=return_by,
-            )
             placements.append(
                 {
                     "id": placement_id,
@@ -278,8 +264,46 @@ class PlacementService:
                     "updated_at": now,
                 }
             )
-            packets.append((agency, placement_id, packet))
         await conn.execute(PLACEMENTS.insert(), placements)
+        packs: dict[str, PreparedPack] = {}
+        if self.packs is not None:
+            packs = await self.packs.prepare_packs(
+                conn,
+                [
+                    PackRequest(p["id"], p["case_id"], p["agency_id"], now.date(), p["return_by"])
+                    for p in placements
+                ],
+                now=now,
+            )
+        packets = []
+        for row, p in zip(rows, placements, strict=True):
+            case, agency_id = row.case, row.agency_id
+            agency = self._agencies[agency_id]
+            case_id, placement_id = p["case_id"], p["id"]
+            pii = self._pii.decrypt(case["pii"], bound_to=case_id) if agency.fields else {}
+            pack = packs.get(placement_id)
+            packet = render_created(
+                agency_id=agency_id,
+                placement_id=placement_id,
+                case_id=case_id,
+                bucket=case["bucket"],
+                dpd=case["dpd"],
+                balance_minor=case["balance_minor"],
+                principal_minor=case["principal_minor"],
+                currency=case["currency"],
+                due_date=case["due_date"],
+                product=case["product"],
+                credit_grade=case["credit_grade"],
+                debtor_id=case["debtor_id"],
+                region=case["region"],
+                pii=pii,
+                allowed_fields=frozenset(agency.fields),
+                placed_at=now,
+                return_by=p["return_by"],
+                authorisation=None if pack is None else pack.authorisation,
+                documents=None if pack is None else pack.documents,
+            )
+            packets.append((agency, placement_id, packet))
         legal_tier = self._settings.legal_tier
         await move_cases(
             conn,
@@ -353,6 +377,16 @@ class PlacementService:
             .where(EXPECTATIONS.c.placement_id == placement_id, EXPECTATIONS.c.state == "open")
             .values(state="cancelled")
         )
+        revoked = (
+            await self.packs.revoke(conn, [placement_id], reason=event, now=now)
+            if self.packs is not None
+            else []
+        )
+        # A letter issued while letters were on must not outlive its placement because they
+        # were turned off since (or no letter service is configured now): revoking is plain
+        # SQL (gateway.letters.service), needs no signing key, and finds nothing to do when
+        # the packs already revoked it.
+        revoked += await revoke_letters(conn, [placement_id], reason=event, now=now)
         packet = render_recalled(
             agency_id=agency_id,
             placement_id=placement_id,
@@ -360,6 +394,7 @@ class PlacementService:
             version=version,
             reason_code=reason_code,
             at=now,
+            revoked_letters=revoked,
         )
         await queue_packets(conn, [(self._agencies[agency_id], placement_id, packet)], now=now)
         await append_leaves(
@@ -383,6 +418,7 @@ class PlacementService:
         *,
         batch: int = 200,
         progress: Callable[[int, int], None] | None = None,
+        actor: str = "ops",
     ) -> list[str]:
         """Recall every open placement ``agency_id`` holds (its contract ends): each as
         ``recall`` does, ``batch`` to a transaction; ``progress(done, total)`` after each.
@@ -412,7 +448,9 @@ class PlacementService:
                         )
                     ).first()
                     if still_open is not None:
-                        recalled.append(await self.recall_in(conn, case_id, reason_code, now=now))
+                        recalled.append(
+                            await self.recall_in(conn, case_id, reason_code, now=now, actor=actor)
+                        )
             if progress is not None:
                 progress(min(start + batch, len(cases)), len(cases))
         return recalled

@@ -1,7 +1,8 @@
 """An allocation round's store side: read what the rules need, record what they decided.
 
 ``read_round`` gathers, in one snapshot, the allocatable cases with everything
-``gateway.allocation.rules`` weighs: each case's earlier placements (agency, tier, state),
+``gateway.allocation.rules`` weighs: whether its claim batch is approved, each case's earlier
+placements (agency, tier, state),
 its active holds, its latest lifecycle event and when it last came back from an agency, and
 the open placements per agency and per debtor. ``record_decisions`` stores the rules'
 explanations (``allocation_decisions``), batched, and returns their ids so the placements can
@@ -23,10 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.allocation.decisions import AllocationResult, Assignment, Decision, Unallocated
 from gateway.allocation.performance import Recovery, performance_factors
 from gateway.allocation.routing import CAME_BACK_EVENTS, CaseToAllocate, PastPlacement
+from gateway.claims.states import ALLOCATABLE_BATCH_STATES
 from gateway.config.settings import AllocationSection
 from gateway.lifecycle import ALLOCATABLE_CASE_STATES, OPEN_PLACEMENT_STATES
 from gateway.reporting.scorecards import placement_totals
 from gateway.store.case_tables import AllocationDecision, CaseHistory, CaseHold
+from gateway.store.claim_tables import ClaimBatch
 from gateway.store.tables import Case, Placement
 
 CASES = Case.__table__  # type: ignore[attr-defined]
@@ -34,6 +37,7 @@ PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
 HISTORY = CaseHistory.__table__  # type: ignore[attr-defined]
 HOLDS = CaseHold.__table__  # type: ignore[attr-defined]
 DECISIONS = AllocationDecision.__table__  # type: ignore[attr-defined]
+BATCHES = ClaimBatch.__table__  # type: ignore[attr-defined]
 C, P, H, D = CASES.c, PLACEMENTS.c, HISTORY.c, DECISIONS.c
 
 ALLOCATABLE = C.status.in_(sorted(ALLOCATABLE_CASE_STATES))
@@ -109,6 +113,14 @@ async def read_round(conn: AsyncConnection) -> RoundInput:
     if not rows:
         return found
     found.cases = {str(r["id"]): r for r in rows}
+    unconfirmed: dict[str, str] = {
+        batch_id: f"{batch_id} ({status})"
+        for batch_id, status in await conn.execute(
+            sa.select(BATCHES.c.id, BATCHES.c.status).where(
+                BATCHES.c.status.not_in(sorted(ALLOCATABLE_BATCH_STATES))
+            )
+        )
+    }
     past: dict[str, list[PastPlacement]] = {}
     debtor_agencies: dict[str, set[str]] = {}
     placements = await conn.execute(
@@ -166,6 +178,7 @@ async def read_round(conn: AsyncConnection) -> RoundInput:
             placements=tuple(past.get(case_id, ())),
             last_event=last_event.get(case_id),
             came_back_at=came_back.get(case_id),
+            unconfirmed_batch=unconfirmed.get(r["claim_batch_id"] or ""),
         )
         for case_id, r in found.cases.items()
     ]

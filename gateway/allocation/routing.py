@@ -3,7 +3,8 @@ for, and each agency's verdict on it (pure).
 
 Theory of operation
 -------------------
-A case first passes ``screen``: it must be allocatable (``gateway.lifecycle``), free of holds,
+A case first passes ``screen``: it must be allocatable (``gateway.lifecycle``), confirmed (the
+claim batch of the intake that last created or changed it approved, gateway.claims), free of holds,
 overdue (dpd > 0), owe something (balance > 0) and, if it came back from an agency (a
 ``return`` or ``expire`` in its history), be past its cool-off. A case that fails one of
 these is left out of the round with that reason; it never reaches an agency.
@@ -34,6 +35,7 @@ from gateway.lifecycle import ALLOCATABLE_CASE_STATES
 
 REASONS: Final[dict[str, str]] = {
     "not_allocatable": "not in an allocatable status",
+    "unconfirmed": "its claim batch is not approved (claims list)",
     "held": "on hold",
     "not_overdue": "not overdue (0 days past due)",
     "nothing_owed": "nothing owed (balance 0)",
@@ -81,6 +83,8 @@ class CaseToAllocate:
     excluded_agencies: frozenset[str] = frozenset()
     last_event: str | None = None
     came_back_at: datetime | None = None
+    unconfirmed_batch: str | None = None
+    """The claim batch (and its state) that a second person has not approved yet, if any."""
 
     @property
     def had(self) -> frozenset[str]:
@@ -127,6 +131,8 @@ def screen(case: CaseToAllocate, *, now: datetime | None, policy: Policy) -> tup
     """(reason code, detail) when the case must not be placed now, else None."""
     if case.status not in ALLOCATABLE_CASE_STATES:
         return "not_allocatable", f"the case is {case.status}"
+    if case.unconfirmed_batch is not None:
+        return "unconfirmed", f"claim batch {case.unconfirmed_batch}: not approved"
     if case.holds:
         return "held", f"on hold: {', '.join(sorted(set(case.holds)))}"
     if case.dpd <= 0:

@@ -47,6 +47,7 @@ from gateway.config.agencies import (
     SigningSection,
     WebhookAgency,
 )
+from gateway.config.documents import DocumentsSection
 from gateway.config.secrets import SecretRef
 from gateway.config.settings import DatabaseSection, DispatchSection, GatewaySettings
 from gateway.demo.data import generate_accounts, write_csv
@@ -123,6 +124,8 @@ def config(setup: ChaosSetup) -> tuple[GatewaySettings, dict[str, AgencyConfig]]
             lease_seconds=setup.lease_seconds,
             poll_interval_seconds=setup.poll_interval_seconds,
         ),
+        # Benchmarks measure the pipeline, not the lender's letters (gateway.letters).
+        documents=DocumentsSection(letters="off"),
         agencies_dir=str(setup.workdir / "agencies"),
         base_dir=setup.workdir,
     )

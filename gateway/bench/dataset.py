@@ -28,6 +28,7 @@ from gateway.config.agencies import (
     SigningSection,
     WebhookAgency,
 )
+from gateway.config.documents import DocumentsSection
 from gateway.config.secrets import SecretRef
 from gateway.config.settings import DatabaseSection, DispatchSection, GatewaySettings
 from gateway.demo.data import generate_accounts, write_csv
@@ -99,6 +100,8 @@ def config(setup: BenchSetup) -> tuple[GatewaySettings, dict[str, AgencyConfig]]
     settings = GatewaySettings(
         database=DatabaseSection(url=f"sqlite:///{setup.database_path}"),
         dispatch=DispatchSection(batch_size=setup.batch_size),
+        # Benchmarks measure the pipeline, not the lender's letters (gateway.letters).
+        documents=DocumentsSection(letters="off"),
         agencies_dir=str(setup.workdir / "agencies"),
         base_dir=setup.workdir,
     )
@@ -153,6 +156,7 @@ async def import_and_place(
             allocation=settings.allocation,
             clock=gateway.clock,
             strict=True,
+            confirmation="off",
         )
         allocated = await gateway.placements.allocate()
     finally:

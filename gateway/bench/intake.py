@@ -77,6 +77,7 @@ async def importing(link: ParentLink, workdir: Path, database: Path, accounts: P
                 allocation=gateway.settings.allocation,
                 clock=gateway.clock,
                 batch_size=BATCH,
+                confirmation="off",
             )
             imports.append(
                 {

@@ -22,6 +22,7 @@ from gateway.config.agencies import (
     RetrySection,
     SftpAgency,
 )
+from gateway.config.documents import DocumentsSection
 from gateway.config.secrets import SecretRef
 from gateway.config.settings import DatabaseSection, DispatchSection, GatewaySettings
 from gateway.config.sftp import NamingSection, PgpSection, SftpSection
@@ -83,6 +84,9 @@ class SftpBench:
         settings = GatewaySettings(
             database=DatabaseSection(url=f"sqlite:///{self.database_path}"),
             dispatch=DispatchSection(batch_size=1000, lease_seconds=3600),
+            # Benchmarks measure the pipeline, not the lender's letters (gateway.letters); the
+            # baseline puts the data file alone, so the batch carries no documents either.
+            documents=DocumentsSection(letters="off", statements=False),
             agencies_dir=str(self.workdir / "agencies"),
             base_dir=self.workdir,
         )
@@ -107,6 +111,7 @@ async def seed(setup: SftpBench, cases: int) -> None:
             allocation=settings.allocation,
             clock=gateway.clock,
             strict=True,
+            confirmation="off",
         )
         placed = await gateway.placements.allocate()
     finally:

@@ -44,6 +44,7 @@ from gateway.config.agencies import AgencyConfig
 from gateway.config.settings import AllocationSection
 from gateway.dispatch.packets import render_amended, render_expiring
 from gateway.dispatch.queue import queue_packets
+from gateway.documents.prepare import PackRequest
 from gateway.errors import GatewayError, NotFound
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
@@ -396,6 +397,13 @@ class ExpiryService:
                 updated_at=now,
             )
         )
+        # A renewal issues a new letter (superseding the old one) and fresh statements.
+        pack = None
+        if self._placements.packs is not None:
+            prepared = await self._placements.packs.prepare_packs(
+                conn, [PackRequest(placement_id, case_id, agency_id, now.date(), new)], now=now
+            )
+            pack = prepared[placement_id]
         packet = render_amended(
             agency_id=agency_id,
             placement_id=placement_id,
@@ -407,6 +415,8 @@ class ExpiryService:
             reason=f"renewed until {new.isoformat()}",
             at=now,
             return_by=new,
+            authorisation=None if pack is None else pack.authorisation,
+            documents=None if pack is None else pack.documents,
         )
         await queue_packets(conn, [(agency, placement_id, packet)], now=now)
         await append_leaves(

@@ -23,7 +23,8 @@ agency event (reason)                   case event
 ======================================  ============================================
 
 A placement we recalled first is not open, so its confirmation moves nothing: the case
-already moved when we recalled it.
+already moved when we recalled it. Every ending also revokes the placement's authorisation
+letter (gateway.letters, reason ``returned``, ``closed`` or ``rejected``), as a recall does.
 """
 
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.cases.history import CaseMove, move_cases, statuses
 from gateway.cases.holds import NewHold, add_holds, clip
+from gateway.letters.service import revoke_letters
 from gateway.lifecycle import OPEN_PLACEMENT_STATES, TERMINAL_PLACEMENT_STATES
 from gateway.reconciliation.kinds import PlacementView
 from schemas.events import AgencyEvent, CaseClosed, CaseReturned, PlacementRejected
@@ -98,6 +100,14 @@ async def follow_outcomes(
     query when ``endings`` is empty."""
     if not endings:
         return 0
+    # The agency no longer acts on these cases: their authorisation letters end now, whatever
+    # the case does next (the collector verification page answers from the letter's status).
+    ended: dict[str, list[str]] = {}
+    for ending in endings:
+        verb = _VERB.get(ending.event_type, ending.event_type)
+        ended.setdefault(verb, []).append(ending.placement_id)
+    for verb, placement_ids in ended.items():
+        await revoke_letters(conn, placement_ids, reason=verb, now=now)
     current = await statuses(conn, [e.case_id for e in endings])
     moves: list[CaseMove] = []
     holds: list[NewHold] = []

@@ -50,7 +50,10 @@ class CaseFilter:
     any case: codes are stored in capitals);
     ``unallocated`` that the last allocation round left it unplaced with a reason;
     ``search`` is any id, exactly: case id, debtor id, placement id or the agency's own case
-    reference (as typed, or in capitals).
+    reference (as typed, or in capitals). ``debtor_key`` is one debtor's keyed hash
+    (``PiiKeyRing.debtor_key``); with ``search_keys`` (the keys of ``search``'s spellings)
+    ``search`` finds a debtor by its key and never by the id in clear (the console does this;
+    the CLI, on the server, matches ``debtor_id`` as given).
     """
 
     statuses: tuple[str, ...] = ()
@@ -60,8 +63,10 @@ class CaseFilter:
     held: bool | None = None
     hold_codes: tuple[str, ...] = ()
     debtor_id: str | None = None
+    debtor_key: str | None = None
     unallocated: bool | None = None
     search: str | None = None
+    search_keys: tuple[str, ...] | None = None
 
     def clauses(self) -> list[sa.ColumnElement[bool]]:
         found: list[sa.ColumnElement[bool]] = []
@@ -71,6 +76,8 @@ class CaseFilter:
             found.append(C.bucket.in_(self.buckets))
         if self.debtor_id:
             found.append(C.debtor_id == self.debtor_id)
+        if self.debtor_key:
+            found.append(C.debtor_key == self.debtor_key)
         if self.agencies or self.tiers:
             placed = sa.select(P.id).where(P.case_id == C.id, P.state.in_(OPEN_PLACEMENT_STATES))
             if self.agencies:
@@ -89,18 +96,26 @@ class CaseFilter:
             reason = C.unallocated_reason
             found.append(reason.is_not(None) if self.unallocated else reason.is_(None))
         if self.search and (term := self.search.strip()):
-            found.append(C.id.in_(_ids_matching(list(dict.fromkeys((term, term.upper()))))))
+            terms = list(dict.fromkeys((term, term.upper())))
+            found.append(C.id.in_(_ids_matching(terms, self.search_keys)))
         return found
 
 
-def _ids_matching(terms: list[str]) -> sa.CompoundSelect[Any]:
+def _ids_matching(terms: list[str], keys: tuple[str, ...] | None) -> sa.CompoundSelect[Any]:
     # One indexed look-up per kind of id, rather than an OR the planner may not split.
+    debtor = C.debtor_id.in_(terms) if keys is None else C.debtor_key.in_(keys)
     return sa.union(
         sa.select(C.id).where(C.id.in_(terms)),
-        sa.select(C.id).where(C.debtor_id.in_(terms)),
+        sa.select(C.id).where(debtor),
         sa.select(P.case_id).where(P.id.in_(terms)),
         sa.select(P.case_id).where(P.agency_case_ref.in_(terms)),
     )
+
+
+async def debtor_key_among(conn: AsyncConnection, keys: Iterable[str]) -> str | None:
+    """The one of ``keys`` that some case's debtor has, if any."""
+    found = await conn.execute(sa.select(C.debtor_key).where(C.debtor_key.in_(list(keys))).limit(1))
+    return found.scalar_one_or_none()
 
 
 async def _rows(conn: AsyncConnection, query: sa.Select[Any]) -> list[Row]:
@@ -166,8 +181,8 @@ async def list_cases(
     ).scalar_one()
     query = (
         sa.select(
-            C.id, C.debtor_id, C.status, C.bucket, C.dpd, C.currency, C.balance_minor,
-            C.product, C.unallocated_reason, C.updated_at,
+            C.id, C.debtor_id, C.debtor_key, C.status, C.bucket, C.dpd, C.currency,
+            C.balance_minor, C.product, C.unallocated_reason, C.updated_at,
         )
         .where(*clauses)
         .order_by(C.id)
@@ -301,6 +316,7 @@ __all__ = [
     "CaseFilter",
     "active_hold_codes",
     "case_detail",
+    "debtor_key_among",
     "history_of",
     "list_cases",
     "open_placements",

@@ -91,33 +91,68 @@ async def agencies_disable(ctx: click.Context, agency_id: str, reason: str) -> N
     "--reason", default="CONTRACT_END", show_default=True, help="Recall reason code sent."
 )
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--approval",
+    "approval_id",
+    type=int,
+    help="Run under this approved four-eyes request (see `approvals`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 @click.pass_context
 @run_async
 async def agencies_recall_all(
-    ctx: click.Context, agency_id: str, reason: str, yes: bool, as_json: bool
+    ctx: click.Context,
+    agency_id: str,
+    reason: str,
+    yes: bool,
+    approval_id: int | None,
+    as_json: bool,
 ) -> None:
     """Recall every open placement AGENCY_ID holds, for when its contract ends: each gets
     placement.recalled (as `recall` would), and once ended, a data.deletion_requested
     (see README "Privacy: proof of deletion"). To stop new cases reaching it, set
-    `enabled = false` in its config; its replies and result files are still read."""
+    `enabled = false` in its config; its replies and result files are still read.
+
+    Recalling more than [four_eyes] bulk_recall.above placements needs a second person: the
+    command stores an approval request and exits 1 naming it; once another user approved
+    it, run this again with --approval ID (the open placements must be the same ones). The
+    --as/--token user is recorded as who recalled them."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from gateway.allocation.placements import P
+    from gateway.approvals.gates import gate
+    from gateway.cli.attribution import acting_user, ops_actor
+    from gateway.clock import to_datetime
     from gateway.lifecycle import OPEN_PLACEMENT_STATES
 
     gateway = await open_gateway(ctx)
     try:
         if agency_id not in gateway.agencies:
             raise GatewayError(f"no agency {agency_id!r} in {gateway.settings.agencies_dir}")
+        user = await acting_user(ctx, gateway.db, gateway.clock)
         async with gateway.db.connect() as conn:
-            held = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        P.agency_id == agency_id, P.state.in_(OPEN_PLACEMENT_STATES)
+            open_ids = list(
+                (
+                    await conn.execute(
+                        sa.select(P.id)
+                        .where(P.agency_id == agency_id, P.state.in_(OPEN_PLACEMENT_STATES))
+                        .order_by(P.id)
                     )
-                )
-            ).scalar_one()
+                ).scalars()
+            )
+        held = len(open_ids)
+        await gate(
+            gateway.db,
+            gateway.settings.four_eyes,
+            action="bulk_recall",
+            subject=f"agency:{agency_id}",
+            size=held,
+            payload={"agency": agency_id, "reason": reason.upper(), "placements": open_ids},
+            maker=user,
+            approval_id=approval_id,
+            now=to_datetime(gateway.clock.now()),
+            count=held,
+        )
         if not yes and held and not as_json:
             click.confirm(
                 f"recall all {held} open placements of {agency_id} ({reason})?", abort=True
@@ -134,6 +169,7 @@ async def agencies_recall_all(
                 agency_id,
                 reason.upper(),
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
+                actor=ops_actor(user.name if user is not None else None),
             )
     finally:
         await gateway.aclose()

@@ -120,6 +120,22 @@ async def bench_evidence(leaves: int, per_transaction: int, progress: bool) -> N
     click.echo(json.dumps(report, indent=2))
 
 
+@bench.command("letters")
+@click.option("--letters", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes of the pool measured (default: CPUs, at most 4).",
+)
+def bench_letters(letters: int, workers: int | None) -> None:
+    """Authorisation letters: render + PAdES sign per letter, in process and across a
+    process pool, against a plain Helvetica PDF of the same text (JSON)."""
+    from gateway.bench.letters import run
+
+    click.echo(json.dumps(run(letters=letters, workers=workers), indent=2, ensure_ascii=False))
+
+
 @bench.command("chaos-dispatch")
 @click.option(
     "--placements",

@@ -5,12 +5,12 @@ Each is one transaction, recorded in the case's history and attested in the evid
 """
 
 import dataclasses
-import getpass
 import json
 
 import click
 
 from gateway.cases.holds import HoldOutcome
+from gateway.cli.attribution import ops_actor, recorded_actor
 from gateway.cli.cases import cases
 from gateway.cli.context import console, open_gateway, run_async
 from schemas.account import KNOWN_HOLD_CODES
@@ -18,20 +18,11 @@ from schemas.account import KNOWN_HOLD_CODES
 _CODES = ", ".join(KNOWN_HOLD_CODES)
 
 
-def ops_actor(name: str | None) -> str:
-    """``ops:NAME``: the name given, or the operating-system user."""
-    if not name:
-        try:
-            name = getpass.getuser()
-        except (KeyError, OSError):  # no user name in the environment or the password db
-            name = "unknown"
-    return name if name.startswith("ops:") else f"ops:{name}"
-
-
 actor_option = click.option(
     "--actor",
     envvar="GATEWAY_OPS_USER",
-    help="Who acts, recorded as ops:NAME (default: $GATEWAY_OPS_USER or the OS user).",
+    help="Who acts, recorded as ops:NAME (default: the global --as or --token user, "
+    "else the OS user).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 note_option = click.option("--note", help="Why, in words (kept with the hold and its history).")
@@ -68,7 +59,12 @@ async def hold(
     """
     gateway = await open_gateway(ctx)
     try:
-        outcome = await gateway.cases.hold(case_id, code, actor=ops_actor(actor), note=note)
+        outcome = await gateway.cases.hold(
+            case_id,
+            code,
+            actor=await recorded_actor(ctx, gateway.db, gateway.clock, legacy=actor),
+            note=note,
+        )
     finally:
         await gateway.aclose()
     if as_json:
@@ -112,7 +108,12 @@ async def release(
     """
     gateway = await open_gateway(ctx)
     try:
-        outcome = await gateway.cases.release(case_id, code, actor=ops_actor(actor), note=note)
+        outcome = await gateway.cases.release(
+            case_id,
+            code,
+            actor=await recorded_actor(ctx, gateway.db, gateway.clock, legacy=actor),
+            note=note,
+        )
     finally:
         await gateway.aclose()
     if as_json:
@@ -139,7 +140,11 @@ async def reopen(
     still stands)."""
     gateway = await open_gateway(ctx)
     try:
-        status = await gateway.cases.reopen(case_id, actor=ops_actor(actor), note=note)
+        status = await gateway.cases.reopen(
+            case_id,
+            actor=await recorded_actor(ctx, gateway.db, gateway.clock, legacy=actor),
+            note=note,
+        )
     finally:
         await gateway.aclose()
     if as_json:

@@ -15,7 +15,8 @@ from rich.table import Table
 from gateway.cases.escalation import ESCALATION_STATES, EscalationView, escalation_views
 from gateway.cases.expiry import ExpiryPlan, ExpiryReport, TermEnd
 from gateway.cases.terms import MAX_RENEWAL_DAYS
-from gateway.cli.case_holds import actor_option, ops_actor
+from gateway.cli.attribution import ops_actor, recorded_actor
+from gateway.cli.case_holds import actor_option
 from gateway.cli.cases import cases, placements
 from gateway.cli.context import console, err_console, open_gateway, run_async
 
@@ -177,9 +178,10 @@ async def renew(
     the next version); a new expiry warning is due before the new date. Only an open
     placement can be renewed.
     """
-    who, why = _actor(actor), _note(note)
+    why = _note(note)
     gateway = await open_gateway(ctx)
     try:
+        who = _actor(await recorded_actor(ctx, gateway.db, gateway.clock, legacy=actor))
         renewal = await gateway.expiry.renew(placement_id, days, actor=who, note=why)
     finally:
         await gateway.aclose()
@@ -308,9 +310,10 @@ async def escalate(
     """
     if decision is None:
         raise click.UsageError("say --approve or --reject")
-    who, why = _actor(actor), _note(note)
+    why = _note(note)
     gateway = await open_gateway(ctx)
     try:
+        who = _actor(await recorded_actor(ctx, gateway.db, gateway.clock, legacy=actor))
         service = gateway.escalations
         if decision == "approve":
             view = await service.approve(escalation_id, actor=who, note=why)

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from gateway.cli.attribution import acting_user, recorded_actor
 from gateway.cli.context import console, err_console, open_gateway, run_async
 
 
@@ -22,11 +23,26 @@ async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) ->
     --strict); the command then exits 1, so a script notices. Importing the same file
     again changes nothing; a changed balance of a placed case queues a placement.amended
     packet to its agency. The file format is in README ("Intake file").
+
+    Each import is a claim batch (债权确认) made by the --as user (or --token's); with
+    [claims] confirmation = "four_eyes" a second person approves it (`claims approve`)
+    before its cases can be allocated.
     """
     from gateway.intake.service import import_file
 
     gateway = await open_gateway(ctx)
     try:
+        confirmation = gateway.settings.claims.confirmation
+        user = await acting_user(
+            ctx,
+            gateway.db,
+            gateway.clock,
+            required=confirmation == "four_eyes",
+            purpose="intake (the importer makes the claim batch a second person confirms)",
+        )
+        maker = (
+            user.name if user is not None else await recorded_actor(ctx, gateway.db, gateway.clock)
+        )
         with Progress(
             TextColumn("[bold]intake[/] {task.description}"),
             BarColumn(),
@@ -45,7 +61,10 @@ async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) ->
                 allocation=gateway.settings.allocation,
                 clock=gateway.clock,
                 strict=strict,
+                confirmation=confirmation,
+                maker=maker,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
+                documents=gateway.documents,
             )
     finally:
         await gateway.aclose()
@@ -63,6 +82,10 @@ async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) ->
         "reopened": report.reopened,
         "recalled": report.recalled,
         "sha256": report.sha256,
+        "documents_recorded": report.documents_recorded,
+        "documents_changed": report.documents_changed,
+        "documents_refused": report.documents_refused,
+        "claim_batch": None if report.claim_batch is None else report.claim_batch.as_dict(),
         "errors": [str(e) for e in report.errors[:100]],
     }
     if as_json:
@@ -85,6 +108,22 @@ async def intake(ctx: click.Context, file: Path, strict: bool, as_json: bool) ->
             f"{report.closed} closed as paid off or cured, {report.reopened} reopened, "
             f"{report.recalled} placements recalled"
         )
+    if report.documents_recorded or report.documents_refused:
+        console.print(
+            f"documents: {report.documents_recorded} recorded from the document store "
+            f"({report.documents_changed} new versions of changed files), "
+            f"{report.documents_refused} refused (see the log)"
+        )
+    batch = report.claim_batch
+    if batch is not None and batch.status == "pending":
+        console.print(
+            f"claim batch {batch.id}: {batch.cases} cases pending confirmation by a second "
+            f"person (`claims show {batch.id}`, then `--as OTHER claims approve {batch.id}`); "
+            "until then none of its cases is allocated",
+            highlight=False,
+        )
+    elif batch is not None:
+        console.print(f"claim batch {batch.id}: {batch.status} by {batch.decided_by}")
     if report.rejected:
         ctx.exit(1)
 

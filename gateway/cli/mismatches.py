@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 import click
 from rich.table import Table
 
+from gateway.cli.attribution import acting_user
 from gateway.cli.context import console, err_console, open_gateway, run_async
-from gateway.console import accounts, read_model, timeline
+from gateway.console import read_model, timeline
 from gateway.console.read_model import SORTS
 from gateway.errors import GatewayError
 from gateway.resolutions.actions import ActionResult
@@ -193,7 +194,17 @@ async def mismatches_show(
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--action", type=click.Choice(list(ACTIONS)), required=True, help="What to do.")
 @click.option("--reason", default="", help="Why (required to close; the comment for 'comment').")
-@click.option("--as", "actor", envvar="GATEWAY_OPS_USER", required=True, help="Who acts.")
+@click.option(
+    "--as",
+    "actor",
+    help="Who acts (an active console user); default: the global --as or --token.",
+)
+@click.option(
+    "--approval",
+    "approval_id",
+    type=int,
+    help="write_off or accept above [four_eyes]'s amount: the approved request to run under.",
+)
 @click.option("--assignee", help="For 'assign': the user (empty string to unassign).")
 @click.option("--balance-minor", type=int, help="For 'amend': the new balance, minor units.")
 @click.option("--recall-code", default="RECONCILIATION", show_default=True, help="For 'recall'.")
@@ -208,7 +219,8 @@ async def mismatches_resolve(
     ids: tuple[int, ...],
     action: str,
     reason: str,
-    actor: str,
+    actor: str | None,
+    approval_id: int | None,
     assignee: str | None,
     balance_minor: int | None,
     recall_code: str,
@@ -228,21 +240,27 @@ async def mismatches_resolve(
     Actions: investigate, reopen, assign, comment, accept (take the agency's figure),
     resend (dead packet back to the outbox), recall, amend (queue placement.amended),
     dismiss, write_off. Each is audited with --as and --reason and attested by an
-    evidence leaf. Exits 1 when any mismatch refused the action.
+    evidence leaf. Exits 1 when any mismatch refused the action. A write_off or accept
+    above [four_eyes]'s amount is refused with a pending approval request; once another
+    user approved it (`approvals approve ID`), run it again with --approval ID.
     """
     if bool(ids) == all_matching:
         raise GatewayError("name mismatch ids, or use --all-matching with filters (not both)")
-    request = ActionRequest(
-        action=action,
-        actor=actor,
-        reason=reason,
-        assignee=assignee,
-        balance_minor=balance_minor,
-        recall_code=recall_code,
-    )
     gateway = await open_gateway(ctx)
     try:
-        await accounts.active_user(gateway.db, actor)
+        user = await acting_user(
+            ctx, gateway.db, gateway.clock, name=actor, required=True, purpose="mismatches resolve"
+        )
+        assert user is not None
+        request = ActionRequest(
+            action=action,
+            actor=user.name,
+            reason=reason,
+            assignee=assignee,
+            balance_minor=balance_minor,
+            recall_code=recall_code,
+            approval_id=approval_id,
+        )
         service = gateway.resolutions()
         target = (
             MismatchFilter(states=(), ids=ids)

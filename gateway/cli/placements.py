@@ -7,6 +7,7 @@ import click
 from rich.table import Table
 
 from gateway.allocation.routing import REASONS
+from gateway.cli.attribution import acting_user, recorded_actor
 from gateway.cli.context import console, err_console, open_gateway, run_async
 from gateway.config.settings import BUCKET_NAMES
 
@@ -17,10 +18,18 @@ from gateway.config.settings import BUCKET_NAMES
     is_flag=True,
     help="Show what a round would do, by agency and bucket; write nothing.",
 )
+@click.option(
+    "--approval",
+    "approval_id",
+    type=int,
+    help="Run the round under this approved four-eyes request (see `approvals`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 @run_async
-async def allocate(ctx: click.Context, preview: bool, as_json: bool) -> None:
+async def allocate(
+    ctx: click.Context, preview: bool, approval_id: int | None, as_json: bool
+) -> None:
     """Place every allocatable case with an agency that can take it, tier by tier.
 
     A new case goes to the first [allocation] tier with an agency whose contract takes it
@@ -35,10 +44,57 @@ async def allocate(ctx: click.Context, preview: bool, as_json: bool) -> None:
     challenger_share of debtors is drawn by contract weights alone.
 
     --preview runs the same decision and prints it without writing anything.
+
+    Cases whose claim batch is not approved stay unallocated (`unconfirmed`). A round that
+    would place more than [four_eyes] allocation_round.above cases needs a second person:
+    the command stores an approval request and exits 1 naming it; once another user has
+    approved it, run `allocate --approval ID` (the round re-planned must not place more
+    cases than were approved). The --as/--token user is recorded with the round.
     """
+    from gateway.approvals.gates import attest, gate
+    from gateway.clock import to_datetime
+
     gateway = await open_gateway(ctx)
     try:
-        report = await (gateway.placements.preview() if preview else gateway.placements.allocate())
+        if preview:
+            report = await gateway.placements.preview()
+        else:
+            user = await acting_user(ctx, gateway.db, gateway.clock)
+            now = to_datetime(gateway.clock.now())
+            found, result, report = await gateway.placements.plan(now)
+            ran_under = await gate(
+                gateway.db,
+                gateway.settings.four_eyes,
+                action="allocation_round",
+                subject=f"allocation:{now:%Y-%m-%dT%H:%M:%SZ}",
+                size=report.placed,
+                payload={
+                    "placed": report.placed,
+                    "by_agency": dict(sorted(report.by_agency.items())),
+                    "unallocated": report.unallocated,
+                },
+                maker=user,
+                approval_id=approval_id,
+                now=now,
+                count=report.placed,
+                match="count",
+            )
+            report = await gateway.placements.commit(found, result, report, now=now)
+            if report.round_id is not None:
+                await attest(
+                    gateway.db,
+                    kind="allocation_round",
+                    ref=f"round:{report.round_id}",
+                    fields={
+                        "by": user.name
+                        if user is not None
+                        else await recorded_actor(ctx, gateway.db, gateway.clock),
+                        "placed": report.placed,
+                        "unallocated": report.unallocated,
+                        "approval": ran_under,
+                    },
+                    now=now,
+                )
         tiers = {agency_id: agency.tier for agency_id, agency in gateway.agencies.items()}
     finally:
         await gateway.aclose()
@@ -111,10 +167,17 @@ async def recall(ctx: click.Context, case_id: str, reason: str) -> None:
     """Recall CASE_ID from its agency: queues placement.recalled.
 
     From then on any activity the agency reports on that placement is a mismatch.
+    The --as/--token user (else the OS user) is recorded as who recalled it.
     """
+    from gateway.clock import to_datetime
+
     gateway = await open_gateway(ctx)
     try:
-        placement_id = await gateway.placements.recall(case_id, reason.upper())
+        actor = await recorded_actor(ctx, gateway.db, gateway.clock)
+        async with gateway.db.transaction() as conn:
+            placement_id = await gateway.placements.recall_in(
+                conn, case_id, reason.upper(), now=to_datetime(gateway.clock.now()), actor=actor
+            )
     finally:
         await gateway.aclose()
     console.print(f"recalled {placement_id}; placement.recalled queued (run `dispatch` or `serve`)")

@@ -1,4 +1,5 @@
-"""CLI commands of data protection: ``privacy deletions`` and ``privacy request-deletions``."""
+"""CLI commands of data protection: ``privacy deletions``, ``privacy request-deletions``,
+``privacy purge-packets`` and ``privacy debtor-keys``."""
 
 import json
 
@@ -105,6 +106,29 @@ async def purge_packets(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps({"purged": purged, "retention_days": days}))
         return
     console.print(f"purged the bytes of {purged} packet(s) delivered over {days} days ago")
+
+
+@privacy.command("debtor-keys")
+@click.option(
+    "--all", "everything", is_flag=True, help="Re-key every case, not only those without a key."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_context
+@run_async
+async def debtor_keys(ctx: click.Context, everything: bool, as_json: bool) -> None:
+    """Write the keyed hash of the debtor id (``cases.debtor_key``, what the console finds a
+    debtor by) on every case that lacks one, or on every case when the key changed (the
+    oldest key of ``secrets.pii_keys`` was retired). ``serve`` does the same on start."""
+    gateway = await open_gateway(ctx)
+    try:
+        result = await gateway.key_debtors(everything=everything)
+    finally:
+        await gateway.aclose()
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+        return
+    how = "every case re-keyed" if result.rekeyed_all else "cases without a key"
+    console.print(f"debtor key written on {result.keyed} case(s) ({how})")
 
 
 COMMANDS: list[click.Command] = [privacy]

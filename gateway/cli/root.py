@@ -14,6 +14,7 @@ import click
 from gateway import __version__
 from gateway.cli import (
     agencies as agency_commands,
+    approvals as approval_commands,
     bench as bench_commands,
     case_holds as case_hold_commands,
     case_terms as case_term_commands,
@@ -23,6 +24,7 @@ from gateway.cli import (
     intake as intake_commands,
     mail as mail_commands,
     mismatches as mismatch_commands,
+    notices as notice_commands,
     placements as placement_commands,
     privacy as privacy_commands,
     reconcile as reconcile_commands,
@@ -31,6 +33,7 @@ from gateway.cli import (
     sftp as transfer_commands,
     users as console_commands,
 )
+from gateway.cli.attribution import as_option, remember, token_option
 from gateway.cli.context import (
     GatewayGroup,
     config_path,
@@ -59,8 +62,17 @@ from gateway.logs import configure_logging
     help="How much to log (to stderr).",
 )
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
+@as_option
+@token_option
 @click.pass_context
-def main(ctx: click.Context, config: Path, log_level: str, log_json: bool) -> None:
+def main(
+    ctx: click.Context,
+    config: Path,
+    log_level: str,
+    log_json: bool,
+    as_user: str | None,
+    token: str | None,
+) -> None:
     """agency-gateway: hand overdue loan cases to collection agencies, prove what was
     sent, and reconcile what comes back.
 
@@ -69,18 +81,21 @@ def main(ctx: click.Context, config: Path, log_level: str, log_json: bool) -> No
       agency-gateway keys generate        create missing key files
       agency-gateway check-config         validate settings, agencies and keys
       agency-gateway db upgrade           create or migrate the database
-      agency-gateway intake accounts.csv  import overdue accounts
+      agency-gateway --as ana intake F    import overdue accounts (ana makes the batch)
+      agency-gateway --as bo claims approve ID   a second person confirms the claims
       agency-gateway allocate             place cases with agencies
       agency-gateway dispatch             send queued packets once
       agency-gateway serve                inbound API, workers and schedulers
       agency-gateway payments import F    load the lender's payment feed
       agency-gateway reconcile            batch reconciliation and SLA checks
       agency-gateway mismatches list      see what disagrees
+      agency-gateway notices list --failed   borrower notices that were not delivered
       agency-gateway sandbox              simulated agencies where the config points
       agency-gateway demo                 all of the above against sandbox agencies
     """
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
+    remember(ctx, as_user, token)
     configure_logging(log_level, as_json=log_json)
 
 
@@ -96,6 +111,9 @@ async def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     from gateway.runtime import run_workers, web_server
 
     gateway = await open_gateway(ctx)
+    # Cases written before migration 0015, or keyed under a retired PII key, become
+    # findable by debtor id in the console.
+    await gateway.key_debtors()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -169,6 +187,7 @@ async def demo(
 
 for _module in (
     agency_commands,
+    approval_commands,
     bench_commands,
     console_commands,
     evidence_commands,
@@ -179,6 +198,7 @@ for _module in (
     case_term_commands,
     mail_commands,
     mismatch_commands,
+    notice_commands,
     placement_commands,
     privacy_commands,
     reconcile_commands,

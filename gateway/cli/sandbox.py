@@ -74,6 +74,7 @@ async def sandbox(
     from contextlib import AsyncExitStack
 
     from gateway.bootstrap import load_config
+    from gateway.sandbox.document_check import lender_certificate
     from gateway.sandbox.partners import SandboxPartners, choose
 
     settings, agencies = load_config(config_path(ctx))
@@ -94,6 +95,7 @@ async def sandbox(
             seed=seed,
             fault_rate=fault_rate,
             stack=stack,
+            letter_trust=lender_certificate(settings.lender.signing_certificate, settings.base_dir),
         )
         listing = [
             {"agency": p.agency_id, "channel": p.channel, "listening": p.listening, "note": p.note}

@@ -118,6 +118,21 @@ class RepliesSection(_Section):
     )
 
 
+class DocumentLinksSection(_Section):
+    """Links to the placement's documents, listed in the mail instead of attachments when the
+    pack is larger than ``max_attachment_bytes``: each link names one document of one
+    placement, is signed with ``key`` (HMAC-SHA256) and expires after ``valid_days``; the
+    gateway serves it only while the placement is open with this firm
+    (adapters.email.link_service)."""
+
+    base_url: str = Field(
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="The gateway's address as the firm reaches it, e.g. https://gw.lender.cn",
+    )
+    key: SecretRef = Field(description="At least 32 bytes; shared with nobody")
+    valid_days: int = Field(default=14, ge=1, le=90)
+
+
 class EmailSection(_Section):
     """How referral mail is sent to the firm and how its replies are read."""
 
@@ -138,14 +153,33 @@ class EmailSection(_Section):
     language: Literal["zh", "en"] = "zh"
     template_names: dict[str, str] = Field(default_factory=dict)
     case_file: Literal["csv", "json", "none"] = "csv"
-    documents_dir: str | None = Field(
-        default=None, description="Each case's documents live in <documents_dir>/<case_id>/"
+    attach_documents: bool = Field(
+        default=True,
+        description="attach the placement's document pack (up to max_attachment_bytes); "
+        "false: list it with links (or, without [email.links], list it only)",
     )
-    attach_documents: bool = False
+    max_attachment_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=0,
+        description="above this total per mail the documents are listed with links instead",
+    )
+    links: DocumentLinksSection | None = None
     smtp: SmtpSection
     smime: SmimeSection
     imap: ImapSection | None = None
     replies: RepliesSection = RepliesSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: object) -> object:
+        if isinstance(data, dict) and "documents_dir" in data:
+            raise ValueError(
+                "documents_dir was removed: the mail now carries each placement's own "
+                "document pack (its authorisation letter and the case's documents from the "
+                "lender's document store, [documents] store in gateway.toml); move the "
+                "<documents_dir>/<case_id>/ folders into that store and delete this key"
+            )
+        return data
 
     @model_validator(mode="after")
     def _addresses(self) -> Self:
@@ -166,6 +200,7 @@ class EmailSection(_Section):
 
 __all__ = [
     "DEFAULT_TEMPLATE_NAMES",
+    "DocumentLinksSection",
     "EmailSection",
     "ImapSection",
     "RepliesSection",

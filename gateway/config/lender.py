@@ -28,6 +28,15 @@ class Registration(_Section):
     phone: str = Field(min_length=3, max_length=40, description="the public contact number")
 
 
+class RepaymentAccount(_Section):
+    """The lender's account that borrowers pay into, named on every authorisation letter:
+    the agency may collect into this account only."""
+
+    bank: str = Field(min_length=1, max_length=200, description="开户行, the bank and branch")
+    account_name: str = Field(min_length=1, max_length=200, description="户名")
+    account_no: str = Field(pattern=r"^[0-9 ]{8,40}$", description="账号")
+
+
 class LenderSection(_Section):
     """``[lender]``: the lender's registration, and the letters it issues.
 
@@ -51,6 +60,25 @@ class LenderSection(_Section):
         pattern=r"^[A-Z]{2,6}$",
         description="letter numbers read <prefix><year>-<sequence>-<check>",
     )
+    repayment_account: RepaymentAccount | None = None
+    """The account printed on letters as the only one the agency may collect into; without
+    it the letter says "the lender's own repayment channels" (README "Authorisation
+    letters")."""
+    letter_english: bool = Field(
+        default=False,
+        description="add an English translation page to each letter (Chinese stays the legal text)",
+    )
+    letter_workers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="processes that render and sign big batches of letters (1: a thread)",
+    )
+    letter_font: str | None = Field(
+        default=None,
+        description="a TrueType (.ttf/.ttc) CJK font for letters; default: the first of "
+        "WenQuanYi Micro Hei, WenQuanYi Zen Hei, AR PL UMing found in /usr/share/fonts",
+    )
 
 
-__all__ = ["CREDIT_CODE_PATTERN", "LenderSection", "Registration"]
+__all__ = ["CREDIT_CODE_PATTERN", "LenderSection", "Registration", "RepaymentAccount"]

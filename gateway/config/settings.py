@@ -19,7 +19,9 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.documents import DocumentsSection
 from gateway.config.lender import LenderSection
+from gateway.config.notices import NoticesSection, VerificationSection
 from gateway.config.secrets import SecretRef
 from gateway.errors import ConfigError
 
@@ -249,6 +251,42 @@ class PrivacySection(_Section):
     )
 
 
+Role = Literal["viewer", "operator", "admin"]
+
+
+class ClaimsSection(_Section):
+    """Claim confirmation (债权确认) of each intake file (gateway.claims)."""
+
+    confirmation: Literal["four_eyes", "off"] = Field(
+        default="four_eyes",
+        description="four_eyes: a second person approves each intake's batch before its "
+        "cases are allocated; off: batches are recorded and approved by 'system' at once",
+    )
+
+
+class FourEyesRule(_Section):
+    """When an action needs a second person, and who may be that person."""
+
+    enabled: bool = True
+    above: int = Field(
+        default=0,
+        ge=0,
+        description="cases (allocation_round, bulk_recall) or minor units (write_off, "
+        "accept_agency_figure) beyond which a second person must approve; 0: always",
+    )
+    checker_roles: tuple[Role, ...] = Field(default=("operator", "admin"), min_length=1)
+
+
+class FourEyesSection(_Section):
+    """Actions that need a second person (gateway.approvals). The maker is never the checker."""
+
+    claim_confirmation: FourEyesRule = FourEyesRule()
+    allocation_round: FourEyesRule = FourEyesRule(above=1000)
+    bulk_recall: FourEyesRule = FourEyesRule(above=20)
+    write_off: FourEyesRule = FourEyesRule(above=1_000_000)
+    accept_agency_figure: FourEyesRule = FourEyesRule(above=1_000_000)
+
+
 class GatewaySettings(_Section):
     """All process-wide settings. ``base_dir`` anchors relative paths (key files, SQLite)."""
 
@@ -262,7 +300,12 @@ class GatewaySettings(_Section):
     reconciliation: ReconciliationSection = ReconciliationSection()
     console: ConsoleSection = ConsoleSection()
     privacy: PrivacySection = PrivacySection()
+    claims: ClaimsSection = ClaimsSection()
+    four_eyes: FourEyesSection = FourEyesSection()
     lender: LenderSection = LenderSection()
+    documents: DocumentsSection = DocumentsSection()
+    notices: NoticesSection = NoticesSection()
+    verification: VerificationSection = VerificationSection()
     agencies_dir: str = "config/agencies"
     base_dir: Path = Path(".")
     config_path: Path | None = None
@@ -333,6 +376,9 @@ __all__ = [
     "DEFAULT_BUCKETS",
     "BucketRule",
     "Channel",
+    "ClaimsSection",
+    "FourEyesRule",
+    "FourEyesSection",
     "GatewaySettings",
     "format_validation_error",
     "load_settings",

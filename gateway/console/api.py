@@ -118,7 +118,11 @@ async def dashboard(request: web.Request, principal: Principal) -> web.StreamRes
     services = _services(request)
     async with services.db.snapshot() as conn:
         data = await read_model.dashboard(
-            conn, services.agencies, services.circuits(), now=services.auth.now()
+            conn,
+            services.agencies,
+            services.circuits(),
+            now=services.auth.now(),
+            zone=services.zone,
         )
     return reply(data)
 
@@ -187,7 +191,7 @@ async def cases(request: web.Request, principal: Principal) -> web.StreamRespons
     async with services.db.snapshot() as conn:
         data = await case_views.list_cases(
             conn,
-            case_filter_from(query),
+            case_filter_from(query, services.pii),
             limit=page_limit(query),
             after=query.get("after", "").strip() or None,
         )

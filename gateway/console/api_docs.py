@@ -49,9 +49,19 @@ _CASE_PARAMS: tuple[tuple[str, str, JsonObject], ...] = (
     ("tier", "Repeatable; the tier of the case's open placement.", STR),
     ("held", "`true`: with an active hold; `false`: without.", BOOL),
     ("hold", "Repeatable; with an active hold of this code.", STR),
-    ("debtor", "A debtor id.", STR),
+    (
+        "debtor_key",
+        "One debtor's keyed hash (64 hex digits; `debtor_key` of a case row). A debtor id in "
+        "clear (`debtor`) is refused: it would sit in URLs and logs.",
+        STR,
+    ),
     ("unallocated", "`true`: the last allocation round left it unplaced.", BOOL),
-    ("q", "Any id, exactly: case, debtor, placement, or the agency's case reference.", STR),
+    (
+        "q",
+        "Any id, exactly: case, placement, the agency's case reference, or a debtor id "
+        "(found by its key).",
+        STR,
+    ),
     ("limit", f"Rows per page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}).", INT),
     ("after", "The `next_after` of the previous page (cases come in id order).", STR),
 )

@@ -7,6 +7,7 @@ render. Personal data is masked everywhere; the case page reveals it on an expli
 POST for roles allowed to see it.
 """
 
+from dataclasses import replace
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from gateway.console.services import (
 from gateway.console.sessions import Principal, remote_of
 from gateway.console.vocabulary import action_label
 from gateway.errors import GatewayError, NotFound
+from gateway.letters.service import letters_of_case
 from gateway.lifecycle import CASE_STATES
 from schemas.account import KNOWN_HOLD_CODES
 
@@ -42,7 +44,7 @@ async def case_list(request: web.Request, principal: Principal) -> web.StreamRes
     query = request.query
     error = ""
     try:
-        target = case_filter_from(query)
+        target = case_filter_from(query, services.pii)
     except GatewayError as exc:
         target, error = views.CaseFilter(), str(exc)
     limit = page_limit(query)
@@ -65,6 +67,26 @@ async def case_list(request: web.Request, principal: Principal) -> web.StreamRes
     )
 
 
+@page("viewer")
+async def find_cases(request: web.Request, principal: Principal) -> web.StreamResponse:
+    """``POST /cases``: the filter form, posted so that a debtor id typed in it never sits in
+    a URL or an access log. Answers 303 to ``GET /cases`` with the same filters, the debtor
+    id (typed as a debtor, or as "any id" when it names one) turned into its key."""
+    services = _services(request)
+    form = await read_form(request)
+    debtor = str(form.pop("debtor", "")).strip()
+    if debtor:
+        form["debtor_key"] = services.pii.debtor_key(debtor)
+    target = case_filter_from(form, services.pii)
+    if target.search and target.search_keys:
+        async with services.db.snapshot() as conn:
+            key = await views.debtor_key_among(conn, target.search_keys)
+        if key is not None:
+            target = replace(target, debtor_key=key, search=None, search_keys=())
+    params = case_filter_query(target)
+    return web.Response(status=303, headers={"Location": "/cases?" + urlencode(params)})
+
+
 def _tiers(services: ConsoleServices) -> list[str]:
     return sorted({agency.tier for agency in services.agencies.values()})
 
@@ -82,6 +104,7 @@ async def _case_page(
     async with services.db.snapshot() as conn:
         detail = await views.case_detail(conn, case_id)
         data = await timeline.case_timeline(conn, case_id)
+        letters = await letters_of_case(conn, case_id)
     masked = await personal_data.masked_case_pii(services.db, services.pii, case_id)
     done = request.query.get("done", "")
     return render(
@@ -92,6 +115,7 @@ async def _case_page(
         detail=detail,
         masked=masked,
         revealed=revealed,
+        letters=letters,
         may_reveal=services.may_reveal(principal.user.role),
         done=_("%(action)s: recorded") % {"action": action_label(done)}
         if done in case_actions.CASE_ACTIONS

@@ -33,6 +33,10 @@ CASE_SCHEMAS: JsonObject = {
         {
             "id": STR,
             "debtor_id": STR,
+            "debtor_key": {
+                **NULL_STR,
+                "description": "Keyed hash of the debtor id: filter by it (`debtor_key`).",
+            },
             "status": _CASE_STATUS,
             "bucket": STR,
             "dpd": INT,

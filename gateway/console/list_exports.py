@@ -119,7 +119,7 @@ def _queue(services: ConsoleServices, request: web.Request) -> Listing:
 
 
 def _cases(services: ConsoleServices, request: web.Request) -> Listing:
-    target = case_filter_from(request.query)
+    target = case_filter_from(request.query, services.pii)
 
     async def count() -> int:
         async with services.db.snapshot() as conn:

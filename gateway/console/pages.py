@@ -51,7 +51,11 @@ async def dashboard(request: web.Request, principal: Principal) -> web.StreamRes
     services = _services(request)
     async with services.db.snapshot() as conn:
         data = await read_model.dashboard(
-            conn, services.agencies, services.circuits(), now=services.auth.now()
+            conn,
+            services.agencies,
+            services.circuits(),
+            now=services.auth.now(),
+            zone=services.zone,
         )
     return render("dashboard.html", principal, data=data)
 

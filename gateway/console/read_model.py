@@ -8,7 +8,7 @@ of queries, whatever the number of rows behind it.
 """
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -134,15 +134,24 @@ async def agencies_overview(
     return [_agency_row(a, counts, circuits) for a in agencies.values()]
 
 
+def local_midnight(now: datetime, zone: tzinfo) -> datetime:
+    """The start of ``now``'s day in ``zone`` (the lender's), as an aware time: at 23:30 UTC
+    it is already tomorrow in Asia/Shanghai, so "today" began 30 minutes ago."""
+    local = now.astimezone(zone)
+    return datetime.combine(local.date(), time(0), tzinfo=zone).astimezone(UTC)
+
+
 async def dashboard(
     conn: AsyncConnection,
     agencies: Mapping[str, AgencyConfig],
     circuits: Circuits | None,
     *,
     now: datetime,
+    zone: tzinfo,
 ) -> Row:
-    """Open mismatches by kind and agency, today's deliveries and failures (UTC day), dead
-    and unknown items, and the endpoint and circuit state of each agency."""
+    """Open mismatches by kind and agency, today's deliveries and failures (today: since
+    midnight in ``zone``, the lender's time zone), dead and unknown items, and the endpoint
+    and circuit state of each agency."""
     unresolved = M.state.in_(UNRESOLVED)
     by_kind_agency = await _tuples(
         conn,
@@ -153,7 +162,7 @@ async def dashboard(
     severity = await _pairs(
         conn, sa.select(M.severity, sa.func.count()).where(unresolved).group_by(M.severity)
     )
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = local_midnight(now, zone)
     today = await _tuples(
         conn,
         sa.select(A.agency_id, A.outcome, sa.func.count())
@@ -169,6 +178,7 @@ async def dashboard(
         row["failed_today"] = sum(n for a, o, n in today if a == agency_id and o != "delivered")
     return {
         "as_of": now,
+        "today_since": midnight,
         "open_mismatches": sum(n for _k, _a, n in by_kind_agency),
         "by_severity": {s: severity.get(s, 0) for s in SEVERITY_RANK},
         "kinds": kinds,
@@ -372,6 +382,7 @@ __all__ = [
     "agencies_overview",
     "agency_page",
     "dashboard",
+    "local_midnight",
     "mismatch_detail",
     "queue",
     "queue_query",

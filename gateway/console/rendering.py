@@ -12,6 +12,7 @@ import jinja2
 from aiohttp import web
 
 from gateway.console import i18n
+from gateway.console.core_texts import said
 from gateway.console.formats import NONE, money, timestamp, zone_label
 from gateway.console.sessions import CSRF_FIELD, Principal
 from gateway.console.vocabulary import action_description, action_label, term
@@ -63,6 +64,7 @@ def environment() -> jinja2.Environment:
         percent=percent,
         label=label,
         term=term,
+        said=said,
         describe=action_description,
     )
     env.globals.update(

@@ -4,19 +4,36 @@ API keeps its own path and pays nothing for the console.
 
 Pages: ``/login``, ``/`` (dashboard), ``/mismatches`` (queue, filters, sorting, paging, bulk
 actions), ``/mismatches/{id}`` (both sides, actions, history), ``/cases`` (list, filters,
-search by any id), ``/cases/{id}`` (holds, placements, why this agency, timeline, masked
-personal data, audited reveal), ``/agencies`` and ``/agencies/{id}``, and for admins
-``/users`` and ``/audit/pii``. ``/mismatches.csv``, ``/cases.xlsx`` and the like export a
-filtered list (gateway.console.list_exports). ``/search?q=`` finds anything by its id
-(gateway.console.search); ``POST /mismatches/views`` and ``/mismatches/views/{id}/delete``
-keep a user's saved views of the queue (gateway.console.saved_views).
+search by any id; the filter form is POSTed and redirected, so a debtor id typed in it
+reaches the URL only as its key), ``/cases/{id}`` (holds, placements, why this agency,
+timeline, masked personal data, audited reveal), ``/agencies`` and ``/agencies/{id}``,
+``/notices`` (borrower notices, failed ones flagged) and ``/verification`` (the public check
+log; gateway.console.notice_pages), and for
+admins ``/users`` and ``/audit/pii``. ``/mismatches.csv``, ``/cases.xlsx`` and the like export
+a filtered list (gateway.console.list_exports). ``POST /search`` (the header's box; ``GET
+/search?q=`` for links) finds anything by its id (gateway.console.search);
+``POST /mismatches/views`` and ``/mismatches/views/{id}/delete`` keep a user's saved views of
+the queue (gateway.console.saved_views). ``/approvals``, ``/approvals/{id}`` and
+``/claims/{id}`` show claim batches and four-eyes requests with their decisions
+(gateway.console.approval_pages).
 """
 
 from aiohttp import web
 
-from gateway.console import case_evidence, case_pages, languages, login, pages, saved_views, search
+from gateway.console import (
+    case_evidence,
+    case_letters,
+    case_pages,
+    languages,
+    login,
+    pages,
+    saved_views,
+    search,
+)
 from gateway.console.api import PREFIX, add_api_routes
+from gateway.console.approval_pages import add_approval_routes
 from gateway.console.list_exports import add_export_routes
+from gateway.console.notice_pages import notices_page, verification_page
 from gateway.console.rendering import static_file
 from gateway.console.services import CONSOLE_KEY, ConsoleServices
 from gateway.console.sessions import harden
@@ -40,6 +57,7 @@ def add_console(app: web.Application, services: ConsoleServices) -> None:
     router.add_post("/language", languages.switch_language)
     router.add_get("/", pages.dashboard)
     router.add_get("/search", search.search_page)
+    router.add_post("/search", search.search_page)
     router.add_get("/mismatches", pages.mismatch_queue)
     router.add_post("/mismatches/bulk", pages.bulk_action)
     router.add_post("/mismatches/views", saved_views.create_view)
@@ -47,17 +65,22 @@ def add_console(app: web.Application, services: ConsoleServices) -> None:
     router.add_get("/mismatches/{mismatch_id}", pages.mismatch_page)
     router.add_post("/mismatches/{mismatch_id}/actions", pages.mismatch_action)
     router.add_get("/cases", case_pages.case_list)
+    router.add_post("/cases", case_pages.find_cases)
     router.add_get("/cases/{case_id}", case_pages.case_page)
     router.add_post("/cases/{case_id}/reveal", case_pages.reveal_pii)
     router.add_post("/cases/{case_id}/actions", case_pages.case_action)
     router.add_post("/cases/{case_id}/evidence", case_evidence.download_bundle)
+    router.add_post("/cases/{case_id}/letters/{letter_no}", case_letters.download_letter)
     router.add_get("/agencies", pages.agencies_page)
     router.add_get("/agencies/{agency_id}", pages.agency_page)
     router.add_get("/users", pages.users_page)
     router.add_post("/users", pages.users_add)
     router.add_post("/users/{name}/{switch:disable|enable}", pages.users_switch)
     router.add_get("/audit/pii", pages.reveals_page)
+    router.add_get("/notices", notices_page)
+    router.add_get("/verification", verification_page)
     router.add_get("/static/{name}", static_file)
+    add_approval_routes(app)
     add_api_routes(app)
     add_export_routes(app, api_prefix=PREFIX)
 

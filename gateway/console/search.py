@@ -1,8 +1,10 @@
 """Find anything: the search box in every page's header, ``/search?q=``.
 
 One text is looked up as every kind of id the floor is handed: a mismatch id (``123`` or
-``#123``), a case id, a debtor id (the lender's debtor id, which ``cases.debtor_id`` keeps in
-clear; the debtor's personal data stays encrypted and is never searched), a placement id, the
+``#123``), a case id, a debtor id (by its keyed hash: the text is hashed with
+``PiiKeyRing.debtor_key`` and looked up in ``cases.debtor_key``, and the debtor's hit links to
+``/cases?debtor_key=<hash>``, so the id itself is never looked up in clear nor put in a URL;
+the debtor's personal data stays encrypted and is never searched), a placement id, the
 agency's case reference, an outbox packet (its id or dedupe key), an inbound webhook id
 (``inbound_messages.external_id``), an agency payment id (``agency_events.ref``), a lender
 payment id (``lender_payments.payment_id``) and an agency id. The match is exact and ignores
@@ -11,7 +13,9 @@ lookups use indexes.
 
 ``find`` runs the queries (one per kind) and returns ``Hit`` rows; ``outcome`` (pure) decides:
 every hit leads to one page → go there; several pages → the results page, grouped by kind;
-none → "nothing found", saying what was looked for.
+none → "nothing found", saying what was looked for. The header's search box POSTs (with the
+session's CSRF token), so what was typed reaches neither the URL nor an access log; the
+results page is the POST's answer. ``GET /search?q=`` answers the same, for links.
 """
 
 import re
@@ -26,8 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.console.guards import page
 from gateway.console.rendering import render
-from gateway.console.services import CONSOLE_KEY
+from gateway.console.services import CONSOLE_KEY, debtor_keys, read_form
 from gateway.console.sessions import Principal
+from gateway.privacy.pii import PiiKeyRing
 from gateway.store.recon_tables import LenderPayment
 from gateway.store.tables import (
     AgencyEventRow,
@@ -123,8 +128,11 @@ async def _rows(conn: AsyncConnection, query: sa.Select[Any]) -> list[Any]:
     return list((await conn.execute(query.limit(MAX_HITS_PER_KIND))).all())
 
 
-async def find(conn: AsyncConnection, text: str, agencies: Iterable[str]) -> list[Hit]:
-    """Every record ``text`` is the id of (at most ``MAX_HITS_PER_KIND`` of each kind)."""
+async def find(
+    conn: AsyncConnection, text: str, agencies: Iterable[str], ring: PiiKeyRing
+) -> list[Hit]:
+    """Every record ``text`` is the id of (at most ``MAX_HITS_PER_KIND`` of each kind); a
+    debtor by the keys ``ring`` gives the spellings of ``text``."""
     text = text.strip()[:MAX_QUERY]
     if not text:
         return []
@@ -139,11 +147,13 @@ async def find(conn: AsyncConnection, text: str, agencies: Iterable[str]) -> lis
             hits.append(Hit("mismatch", f"#{mid}", f"/mismatches/{mid}", agency_id))
     for case_id, debtor in await _rows(conn, sa.select(C.id, C.debtor_id).where(C.id.in_(names))):
         hits.append(Hit("case", case_id, case_href(case_id, None), detail=debtor))
-    for debtor, count in await _rows(
+    for key, debtor, count in await _rows(
         conn,
-        sa.select(C.debtor_id, sa.func.count()).where(C.debtor_id.in_(names)).group_by(C.debtor_id),
+        sa.select(C.debtor_key, C.debtor_id, sa.func.count())
+        .where(C.debtor_key.in_(debtor_keys(text, ring)))
+        .group_by(C.debtor_key, C.debtor_id),
     ):
-        href = "/cases?" + urlencode({"debtor": debtor})
+        href = "/cases?" + urlencode({"debtor_key": key})
         hits.append(Hit("debtor", debtor, href, detail=str(count)))
     placement = sa.select(P.id, P.case_id, P.agency_id, P.agency_case_ref)
     for pid, case_id, agency_id, ref in await _rows(conn, placement.where(P.id.in_(names))):
@@ -193,11 +203,13 @@ async def find(conn: AsyncConnection, text: str, agencies: Iterable[str]) -> lis
 
 @page("viewer")
 async def search_page(request: web.Request, principal: Principal) -> web.StreamResponse:
-    """Straight to the one page the text leads to; else the hits grouped by kind."""
+    """Straight to the one page the text leads to; else the hits grouped by kind. The text
+    comes from the posted form (the header's box) or from ``?q=`` (links)."""
     services = request.app[CONSOLE_KEY]
-    text = request.query.get("q", "").strip()[:MAX_QUERY]
+    fields = await read_form(request) if request.method == "POST" else request.query
+    text = fields.get("q", "").strip()[:MAX_QUERY]
     async with services.db.snapshot() as conn:
-        hits = await find(conn, text, services.agencies)
+        hits = await find(conn, text, services.agencies, services.pii)
     target = outcome(hits)
     if target is not None:
         return web.Response(status=303, headers={"Location": target})

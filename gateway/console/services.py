@@ -19,7 +19,7 @@ from gateway.cases.expiry import ExpiryService
 from gateway.cases.holds import CaseService
 from gateway.cases.views import DEFAULT_LIMIT, CaseFilter
 from gateway.config.agencies import AgencyConfig
-from gateway.config.settings import ConsoleSection
+from gateway.config.settings import ConsoleSection, FourEyesSection
 from gateway.console.i18n import SHANGHAI
 from gateway.console.read_model import Circuits
 from gateway.console.sessions import Auth
@@ -62,6 +62,8 @@ class ConsoleServices:
     escalations: EscalationService | None = None
     zone: ZoneInfo = SHANGHAI
     """The lender's time zone (``reconciliation.timezone``): the console shows times in it."""
+    four_eyes: FourEyesSection = field(default_factory=FourEyesSection)
+    """Who may approve what (``[four_eyes]``): claim batches and approvals pages."""
 
     def may_reveal(self, role: str) -> bool:
         return role in self.settings.pii_reveal_roles
@@ -155,10 +157,30 @@ def _flag(query: MultiMapping[str], name: str) -> bool | None:
     raise GatewayError(f"{name}: {value!r} is neither true nor false")
 
 
-def case_filter_from(query: MultiMapping[str]) -> CaseFilter:
+_DEBTOR_KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+def debtor_keys(text: str, ring: PiiKeyRing) -> tuple[str, ...]:
+    """The debtor keys of the spellings a search tries for ``text`` (as typed, upper, lower)."""
+    text = text.strip()
+    return tuple(sorted({ring.debtor_key(t) for t in (text, text.upper(), text.lower())}))
+
+
+def case_filter_from(query: MultiMapping[str], ring: PiiKeyRing) -> CaseFilter:
     """``status``, ``bucket``, ``agency``, ``tier``, ``hold`` (hold code; all repeatable),
-    ``held`` and ``unallocated`` (true or false), ``debtor`` and ``q`` (any id: case,
-    debtor, placement or the agency's case reference)."""
+    ``held`` and ``unallocated`` (true or false), ``debtor_key`` (one debtor's keyed hash, as
+    the search and the case pages link it) and ``q`` (any id: case, placement, the agency's
+    case reference, or a debtor id, found by its key). A debtor id in clear (``debtor``) is
+    refused: it would sit in URLs and access logs."""
+    if query.get("debtor", "").strip():
+        raise GatewayError(
+            "debtor: the console does not take a debtor id in a URL; type it in the search "
+            "box, which links to the debtor's cases by its key (debtor_key)"
+        )
+    debtor_key = query.get("debtor_key", "").strip().lower() or None
+    if debtor_key is not None and not _DEBTOR_KEY.match(debtor_key):
+        raise GatewayError("debtor_key: expected 64 hex digits, as the search links it")
+    search = query.get("q", "").strip() or None
     return CaseFilter(
         statuses=_values(query, "status"),
         buckets=_values(query, "bucket"),
@@ -166,9 +188,10 @@ def case_filter_from(query: MultiMapping[str]) -> CaseFilter:
         tiers=_values(query, "tier"),
         held=_flag(query, "held"),
         hold_codes=_values(query, "hold"),
-        debtor_id=query.get("debtor", "").strip() or None,
+        debtor_key=debtor_key,
         unallocated=_flag(query, "unallocated"),
-        search=query.get("q", "").strip() or None,
+        search=search,
+        search_keys=debtor_keys(search, ring) if search else (),
     )
 
 
@@ -180,8 +203,8 @@ def case_filter_query(target: CaseFilter) -> list[tuple[str, str]]:
     for name, flag in (("held", target.held), ("unallocated", target.unallocated)):
         if flag is not None:
             params.append((name, "true" if flag else "false"))
-    if target.debtor_id:
-        params.append(("debtor", target.debtor_id))
+    if target.debtor_key:
+        params.append(("debtor_key", target.debtor_key))
     if target.search:
         params.append(("q", target.search))
     return params
@@ -220,6 +243,9 @@ def action_request(form: MultiMapping[str], actor: str) -> ActionRequest:
             else (minor_units(balance) if balance else None)
         ),
         recall_code=form.get("recall_code", "").strip() or DEFAULT_RECALL_CODE,
+        approval_id=int(approval)
+        if (approval := str(form.get("approval_id", "")).strip()).isdigit()
+        else None,
     )
 
 
@@ -231,6 +257,7 @@ __all__ = [
     "action_request",
     "case_filter_from",
     "case_filter_query",
+    "debtor_keys",
     "filter_from",
     "filter_query",
     "minor_units",

@@ -12,6 +12,7 @@ the result to ``schemas/openapi.json``.
 from pydantic import TypeAdapter
 
 from gateway.console import api_docs as console_api, api_schemas as console_schemas
+from gateway.contracts import document_api
 from gateway.contracts.wire_schemas import (
     DIALECT,
     EVENTS_PATH,
@@ -292,6 +293,7 @@ def openapi_document() -> JsonObject:
         raise ValueError(f"wire model names clash with OpenAPI components: {clashes}")
     components.update(_PROBLEM_SCHEMAS)
     components.update(console_schemas.SCHEMAS)
+    components.update(document_api.schemas())
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": DIALECT,
@@ -306,12 +308,14 @@ def openapi_document() -> JsonObject:
         },
         "tags": [
             {"name": "events", "description": "Agency to gateway."},
+            {"name": "documents", "description": "Agencies fetch their placements' documents."},
             {"name": "packets", "description": "Gateway to agency (webhooks)."},
             {"name": "operations", "description": "Probes and metrics for the lender's ops."},
             console_api.TAG_DOC,
         ],
         "paths": {
             EVENTS_PATH: {"post": _events_operation()},
+            document_api.DOCUMENTS_PATH: {"post": document_api.documents_operation()},
             "/healthz": _probe("Liveness probe", _status_json("The process is running.", "ok")),
             "/readyz": _probe(
                 "Readiness probe",
@@ -331,6 +335,7 @@ def openapi_document() -> JsonObject:
         "components": {
             "schemas": components,
             "parameters": _PARAMETERS,
+            "headers": document_api.HEADERS,
             "securitySchemes": console_api.SECURITY_SCHEMES,
         },
     }

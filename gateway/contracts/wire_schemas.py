@@ -1,7 +1,8 @@
 """The JSON Schema documents of the wire models (draft 2020-12).
 
 One document per packet and event type, plus the two discriminated unions (``case-packet``,
-``agency-event``) and the intake row (``intake-account``), each with a stable ``$id`` under
+``agency-event``), the intake row (``intake-account``) and the borrower notice sent to the
+lender's messaging service (``borrower-notice``), each with a stable ``$id`` under
 :data:`SCHEMA_BASE_URI`. Pure: gateway.contracts.export writes them to ``schemas/json/``, and
 gateway.contracts.openapi reuses the dialect, the base URI and the per-type models.
 """
@@ -13,6 +14,7 @@ from pydantic import BaseModel, TypeAdapter
 from schemas.account import IntakeAccount
 from schemas.base import SCHEMA_VERSION
 from schemas.events import EVENT_TYPES, AgencyEvent
+from schemas.notices import BorrowerNotice
 from schemas.packets import PACKET_TYPES, CasePacket
 
 JsonObject = dict[str, Any]
@@ -66,6 +68,11 @@ def json_schemas() -> dict[str, JsonObject]:
             },
         ),
     }
+    docs["borrower-notice"] = _document(
+        "borrower-notice",
+        "Borrower notice (what the gateway POSTs to the lender's messaging service)",
+        BorrowerNotice.model_json_schema(mode="validation"),
+    )
     for type_name in PACKET_TYPES:
         schema = PACKET_MODELS[type_name].model_json_schema(mode="validation")
         docs[type_name] = _document(type_name, f"{type_name} packet", schema)

@@ -20,6 +20,7 @@ from datetime import date, timedelta
 import sqlalchemy as sa
 
 from gateway.bootstrap import Gateway
+from gateway.demo.data import rebalanced
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
 from gateway.store.case_tables import CaseHold
 from gateway.store.tables import Case, Placement
@@ -65,13 +66,11 @@ def day2_accounts(
     """The day-2 export: the first file with the plan's changes."""
     for account in accounts:
         if account.account_id in plan.amended:
-            yield account.model_copy(
-                update={"balance_minor": max(1, account.balance_minor - 10_000)}
-            )
+            yield rebalanced(account, max(1, account.balance_minor - 10_000))
         elif account.account_id == plan.deceased:
             yield account.model_copy(update={"holds": ("DECEASED",)})
         elif account.account_id == plan.paid_off:
-            yield account.model_copy(update={"balance_minor": 0})
+            yield rebalanced(account, 0)
         elif account.account_id == plan.to_legal:
             late = legal_min_dpd + 10
             yield account.model_copy(

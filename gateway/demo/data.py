@@ -31,13 +31,36 @@ from datetime import date, timedelta
 from itertools import accumulate
 from pathlib import Path
 
-from schemas.account import IntakeAccount
+from schemas.account import BREAKDOWN_FIELDS, IntakeAccount
 
 CSV_FIELDS: tuple[str, ...] = tuple(
     name for name, info in IntakeAccount.model_fields.items() if info.is_required()
 )
 """Header row of intake CSV files, in model field order (the optional ``holds`` left out)."""
 _PHONES_COLUMN = CSV_FIELDS.index("phones")
+BREAKDOWN_COLUMNS: tuple[str, ...] = (
+    *BREAKDOWN_FIELDS,
+    "contract_no",
+    "disbursed_on",
+    "annual_rate_bp",
+)
+"""The optional columns ``write_csv(breakdown=True)`` adds."""
+
+
+def rebalanced(account: IntakeAccount, balance_minor: int) -> IntakeAccount:
+    """The account with a new balance; a given breakdown still adds up: a payment comes off
+    penalty, interest and fees first and principal last, and a rise is principal."""
+    parts = {name: getattr(account, name) for name in BREAKDOWN_FIELDS}
+    if any(p is None for p in parts.values()):
+        return account.model_copy(update={"balance_minor": balance_minor})
+    paid = sum(parts.values()) - balance_minor
+    for name in ("penalty_minor", "interest_minor", "fees_minor", "principal_due_minor"):
+        take = max(0, min(parts[name], paid))
+        parts[name] -= take
+        paid -= take
+    parts["principal_due_minor"] += max(0, -paid)
+    return account.model_copy(update={"balance_minor": balance_minor, **parts})
+
 
 _ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
 _ID_CHECK = "10X98765432"
@@ -245,7 +268,9 @@ def _principal_yuan(rng: random.Random, product: str) -> int:
     return max(low, min(high, round(value / step) * step))
 
 
-def _account(rng: random.Random, debtor: _Debtor, account_id: str, as_of: date) -> IntakeAccount:
+def _account(
+    rng: random.Random, debtor: _Debtor, account_id: str, as_of: date, breakdown: bool = False
+) -> IntakeAccount:
     product = rng.choices(_PRODUCT_NAMES, cum_weights=_PRODUCT_CUM)[0]
     principal = _principal_yuan(rng, product) * 100
     stage = rng.choices(range(len(DPD_RANGES)), cum_weights=_DPD_CUM)[0]
@@ -258,6 +283,19 @@ def _account(rng: random.Random, debtor: _Debtor, account_id: str, as_of: date) 
     interest = round(outstanding * rng.uniform(0.10, 0.24) * dpd / 365)
     late_fee = rng.choice((0, 0, 2_000, 5_000, 10_000, 20_000, 50_000))
     grade = rng.choices("ABCDE", cum_weights=_GRADE_CUM[stage])[0]
+    # The breakdown draws nothing from rng: the same seed gives the same accounts either way.
+    details: dict[str, object] = {}
+    if breakdown:
+        term_days = 365 * (1 + int(account_id[-1]) % 3)
+        details = {
+            "principal_due_minor": outstanding,
+            "interest_minor": interest,
+            "penalty_minor": late_fee,
+            "fees_minor": 0,
+            "contract_no": f"LC-{account_id}",
+            "disbursed_on": as_of - timedelta(days=dpd + term_days // 2),
+            "annual_rate_bp": 1800 + 100 * (int(account_id[-2]) % 7),
+        }
     return IntakeAccount(
         account_id=account_id,
         debtor_id=debtor.debtor_id,
@@ -273,11 +311,18 @@ def _account(rng: random.Random, debtor: _Debtor, account_id: str, as_of: date) 
         dpd=dpd,
         credit_grade=grade,
         due_date=as_of - timedelta(days=dpd),
+        **details,
     )
 
 
-def generate_accounts(count: int, *, seed: int, as_of: date) -> Iterator[IntakeAccount]:
+def generate_accounts(
+    count: int, *, seed: int, as_of: date, breakdown: bool = False
+) -> Iterator[IntakeAccount]:
     """Yield ``count`` valid accounts, the same ones for the same ``(count, seed, as_of)``.
+
+    With ``breakdown`` each also carries the optional balance breakdown (outstanding
+    principal, interest, late fee as penalty, no fees), a contract number, a disbursement
+    date and a rate; the other fields are the same as without.
 
     Accounts of one debtor are yielded together; ids are ``AC`` / ``CU`` plus 10 digits,
     unique within one call.
@@ -293,19 +338,23 @@ def generate_accounts(count: int, *, seed: int, as_of: date) -> Iterator[IntakeA
         debtors += 1
         accounts = rng.choice((2, 3)) if rng.random() < MULTI_ACCOUNT_SHARE else 1
         for _ in range(min(accounts, count - produced)):
-            yield _account(rng, debtor, f"AC{account_base + produced:010d}", as_of)
+            yield _account(rng, debtor, f"AC{account_base + produced:010d}", as_of, breakdown)
             produced += 1
 
 
-def write_csv(accounts: Iterable[IntakeAccount], path: Path, *, holds: bool = False) -> int:
-    """Write an intake CSV (UTF-8, header row, phones joined by ``;``; with ``holds`` the
+def write_csv(
+    accounts: Iterable[IntakeAccount], path: Path, *, holds: bool = False, breakdown: bool = False
+) -> int:
+    """Write an intake CSV (UTF-8, header row, phones joined by ``;``; with ``breakdown`` the
+    optional breakdown and contract columns (empty when not given); with ``holds`` the
     optional ``holds`` column too, codes joined by ``;``); return the row count."""
     rows = 0
+    fields = (*CSV_FIELDS, *BREAKDOWN_COLUMNS) if breakdown else CSV_FIELDS
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow((*CSV_FIELDS, "holds") if holds else CSV_FIELDS)
+        writer.writerow((*fields, "holds") if holds else fields)
         for account in accounts:
-            row: list[object] = [getattr(account, field) for field in CSV_FIELDS]
+            row: list[object] = [getattr(account, field) for field in fields]
             row[_PHONES_COLUMN] = ";".join(account.phones)
             if holds:
                 row.append(";".join(account.holds))
@@ -325,6 +374,7 @@ def write_jsonl(accounts: Iterable[IntakeAccount], path: Path) -> int:
 
 
 __all__ = [
+    "BREAKDOWN_COLUMNS",
     "CITIES",
     "CSV_FIELDS",
     "DPD_RANGES",
@@ -333,6 +383,7 @@ __all__ = [
     "City",
     "generate_accounts",
     "national_id_check_digit",
+    "rebalanced",
     "write_csv",
     "write_jsonl",
 ]

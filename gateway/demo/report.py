@@ -11,6 +11,9 @@ from rich.table import Table
 
 from gateway.bootstrap import Gateway
 from gateway.sandbox.law_firm import SandboxLawFirm
+from gateway.sandbox.webhook_agency import SandboxWebhookAgency
+from gateway.store.document_tables import CaseDocument, DocumentFetch
+from gateway.store.notice_tables import BorrowerNotice, VerificationCheck
 from gateway.store.tables import (
     AgencyEventRow,
     Case,
@@ -37,6 +40,10 @@ async def count_rows(gateway: Gateway) -> dict[str, object]:
     events = AgencyEventRow.__table__  # type: ignore[attr-defined]
     mismatches = Mismatch.__table__  # type: ignore[attr-defined]
     leaves = EvidenceLeaf.__table__  # type: ignore[attr-defined]
+    documents = CaseDocument.__table__  # type: ignore[attr-defined]
+    fetches = DocumentFetch.__table__  # type: ignore[attr-defined]
+    notices = BorrowerNotice.__table__  # type: ignore[attr-defined]
+    checks = VerificationCheck.__table__  # type: ignore[attr-defined]
     async with gateway.db.connect() as conn:
 
         async def grouped(query: sa.Select[str, int]) -> dict[str, int]:
@@ -53,6 +60,11 @@ async def count_rows(gateway: Gateway) -> dict[str, object]:
             "events_by_type": await grouped(by(events.c.event_type, events)),
             "mismatches_by_kind": await grouped(by(mismatches.c.kind, mismatches)),
             "evidence_leaves_by_kind": await grouped(by(leaves.c.kind, leaves)),
+            "documents_by_kind": await grouped(by(documents.c.kind, documents)),
+            "document_fetches_by_outcome": await grouped(by(fetches.c.outcome, fetches)),
+            "notices_by_kind": await grouped(by(notices.c.kind, notices)),
+            "notices_by_state": await grouped(by(notices.c.state, notices)),
+            "verification_checks_by_outcome": await grouped(by(checks.c.outcome, checks)),
         }
 
 
@@ -70,6 +82,11 @@ def print_summary(console: Console, summary: dict[str, object]) -> None:
         ("agency events by type", "events_by_type"),
         ("mismatches by kind", "mismatches_by_kind"),
         ("evidence leaves by kind", "evidence_leaves_by_kind"),
+        ("documents by kind", "documents_by_kind"),
+        ("document fetches by outcome", "document_fetches_by_outcome"),
+        ("borrower notices by kind", "notices_by_kind"),
+        ("borrower notices by state", "notices_by_state"),
+        ("collector checks by outcome", "verification_checks_by_outcome"),
     ):
         values = summary[key]
         assert isinstance(values, dict)
@@ -93,9 +110,27 @@ def firm_note(firm: SandboxLawFirm) -> str:
     )
     return (
         f"law firm {firm.agency.id}: {s.mails_received} referral mails over SMTP+STARTTLS, "
-        f"{s.decrypted} decrypted, {s.signatures_verified} signatures verified; {replies}; "
+        f"{s.decrypted} decrypted, {s.signatures_verified} signatures verified; "
+        f"{s.documents_verified} documents matched the SHA-256 in the body "
+        f"({s.documents_downloaded} by link, {len(s.document_problems)} did not); {replies}; "
         f"reply variants: {faults}"
     )
 
 
-__all__ = ["count_rows", "firm_note", "print_summary"]
+def documents_note(sandboxes: list[SandboxWebhookAgency]) -> str:
+    """One summary note on the documents the sandbox webhook agencies fetched and checked."""
+    total: dict[str, int] = {}
+    for sandbox in sandboxes:
+        for name, n in sandbox.documents.stats.as_dict().items():
+            total[name] = total.get(name, 0) + n
+    return (
+        f"documents: webhook agencies fetched {total.get('fetched', 0)} of "
+        f"{total.get('listed', 0)} listed, {total.get('verified', 0)} matched their SHA-256, "
+        f"{total.get('failed', 0)} failed; {total.get('letters_verified', 0)} letter "
+        f"signatures verified ({total.get('letters_failed', 0)} did not); after recall "
+        f"{total.get('refused_after_recall', 0)} fetches refused with 410, "
+        f"{total.get('served_after_recall', 0)} served"
+    )
+
+
+__all__ = ["count_rows", "documents_note", "firm_note", "print_summary"]

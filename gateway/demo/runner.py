@@ -34,19 +34,26 @@ from gateway.demo.case_life import (
     renew_one,
     second_round,
 )
+from gateway.demo.confirmation import Confirmation, import_and_confirm
 from gateway.demo.data import generate_accounts, write_csv
-from gateway.demo.report import count_rows, firm_note, print_summary
+from gateway.demo.notices import (
+    notices_note,
+    start_messaging,
+    trust,
+    verify_some,
+    with_notices,
+)
+from gateway.demo.report import count_rows, documents_note, firm_note, print_summary
 from gateway.demo.sandboxes import (
     dispatch_until_settled,
     start_law_firms,
-    write_firm_documents,
 )
 from gateway.evidence.bundle import export_case, verify_bundle
-from gateway.intake.service import import_file
 from gateway.keys import generate_missing
 from gateway.privacy.deletion import deletion_status
 from gateway.reconciliation.sla import run_sla_checks
 from gateway.runtime import checkpoint, run_workers, web_server
+from gateway.sandbox.document_check import lender_certificate
 from gateway.sandbox.partners import start_webhook_sandbox
 from gateway.sandbox.sftp_site import SftpSandboxes
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
@@ -86,6 +93,11 @@ async def run_demo(
     notes: list[str] = []
     started = time.perf_counter()
     async with AsyncExitStack() as stack:
+        # Borrower notices go to a sandbox messaging service that verifies their signatures.
+        messaging = await start_messaging(stack)
+        settings = with_notices(settings, messaging.url)
+        generate_missing(settings, agencies)
+        trust(messaging, settings)
         sandboxes: list[SandboxWebhookAgency] = []
         for agency_id, agency in list(agencies.items()):
             if not isinstance(agency, WebhookAgency):
@@ -96,6 +108,9 @@ async def run_demo(
                 seed=options.seed,
                 fault_rate=options.fault_rate,
                 stack=stack,
+                letter_trust=lender_certificate(
+                    settings.lender.signing_certificate, settings.base_dir
+                ),
             )
             if updated.endpoint.url != agency.endpoint.url:
                 notes.append(f"{agency_id}: port taken, sandbox moved to {updated.endpoint.url}")
@@ -135,22 +150,20 @@ async def run_demo(
         accounts_file = demo_dir / "accounts.csv"
         as_of = datetime.now(UTC).date()
         write_csv(
-            generate_accounts(options.accounts, seed=options.seed, as_of=as_of), accounts_file
-        )
-        report = await import_file(
+            generate_accounts(options.accounts, seed=options.seed, as_of=as_of, breakdown=True),
             accounts_file,
-            db=gateway.db,
-            pii=gateway.pii,
-            placements=gateway.placements,
-            allocation=settings.allocation,
-            clock=gateway.clock,
+            breakdown=True,
         )
+        claims = Confirmation()
+        report = await import_and_confirm(gateway, accounts_file, claims, expect_placeable=True)
         notes.append(f"intake: {report.inserted} accounts imported from {accounts_file}")
+        notes.extend(claims.notes)
+        claims.notes.clear()
         allocation = await gateway.placements.allocate()
         notes.append(
             f"allocation: {allocation.placed} placed, {allocation.unallocated} left unallocated"
         )
-        await write_firm_documents(gateway, firms)
+        await gateway.notices.scan_all()  # what serve's schedule does: tell the borrowers
         await dispatch_until_settled(gateway, sandboxes, sftp, firms)
 
         # Lender-side changes after placement: a few recalls, balance amendments, a death, a
@@ -167,21 +180,16 @@ async def run_demo(
         amended_file = demo_dir / "accounts-day2.csv"
         write_csv(
             day2_accounts(
-                generate_accounts(options.accounts, seed=options.seed, as_of=as_of),
+                generate_accounts(options.accounts, seed=options.seed, as_of=as_of, breakdown=True),
                 day2,
                 legal_min_dpd=settings.allocation.legal_min_dpd,
             ),
             amended_file,
             holds=True,
+            breakdown=True,
         )
-        changed = await import_file(
-            amended_file,
-            db=gateway.db,
-            pii=gateway.pii,
-            placements=gateway.placements,
-            allocation=settings.allocation,
-            clock=gateway.clock,
-        )
+        changed = await import_and_confirm(gateway, amended_file, claims, expect_placeable=False)
+        notes.extend(claims.notes)
         notes.append(
             f"recalled {len(day2.recalls)} placements; re-import changed {changed.updated} "
             f"rows and queued {changed.amended} amendments; {day2.deceased} held DECEASED "
@@ -213,10 +221,12 @@ async def run_demo(
             as_of=life.expiry_as_of or as_of,
             grace_days=settings.allocation.expiry_grace_days,
         )
+        life.checks.update(claims.checks)
         await dispatch_until_settled(gateway, sandboxes, sftp, firms)
         notes.extend(life_notes(life))
         # Placements that ended (recalled, returned, closed) ask for deletion (PIPL Art. 21).
         swept = await gateway.request_deletions()
+        await gateway.notices.scan_all()  # the moves and recalls since the first scan
         await dispatch_until_settled(gateway, sandboxes, sftp, firms)
         async with gateway.db.connect() as conn:
             asked = await deletion_status(conn)
@@ -228,6 +238,9 @@ async def run_demo(
         )
         for firm in firms:
             notes.append(firm_note(firm))
+        await verify_some(gateway, messaging)
+        notes.append(await notices_note(gateway, messaging, url))
+        notes.append(documents_note(sandboxes))
         if sftp.sandboxes:
             notes.append(
                 "sftp: result files picked up by outcome "

@@ -13,15 +13,12 @@ import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from gateway.bootstrap import Gateway
 from gateway.config.agencies import AgencyConfig, EmailAgency
 from gateway.runtime import channel_pollers, mailbox_readers
-from gateway.sandbox.law_firm import SandboxLawFirm, sandbox_documents
+from gateway.sandbox.law_firm import SandboxLawFirm
 from gateway.sandbox.sftp_site import SftpSandboxes
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
-from gateway.store.tables import Placement
 
 SETTLE_TIMEOUT = 120.0
 
@@ -41,13 +38,6 @@ async def start_law_firms(
     for agency_id, agency in list(agencies.items()):
         if not isinstance(agency, EmailAgency):
             continue
-        agency = agency.model_copy(
-            update={
-                "email": agency.email.model_copy(
-                    update={"documents_dir": str((demo_dir / "documents").resolve())}
-                )
-            }
-        )
         firm = SandboxLawFirm(agency=agency, base_dir=base_dir, seed=seed, fault_rate=fault_rate)
         await firm.start()
         stack.push_async_callback(firm.aclose)
@@ -59,22 +49,6 @@ async def start_law_firms(
             )
         firms.append(firm)
     return firms
-
-
-async def write_firm_documents(gateway: Gateway, firms: list[SandboxLawFirm]) -> None:
-    """Placeholder contracts and authorisation letters for the cases placed with firms."""
-    placements = Placement.__table__  # type: ignore[attr-defined]
-    for firm in firms:
-        agency = gateway.agencies[firm.agency.id]
-        assert isinstance(agency, EmailAgency) and agency.email.documents_dir
-        async with gateway.db.connect() as conn:
-            rows = await conn.execute(
-                sa.select(placements.c.case_id).where(placements.c.agency_id == firm.agency.id)
-            )
-            case_ids = [r[0] for r in rows.all()]
-        folder = Path(agency.email.documents_dir)
-        for case_id in case_ids:
-            await asyncio.to_thread(sandbox_documents, folder, case_id)
 
 
 async def dispatch_until_settled(
@@ -114,5 +88,4 @@ __all__ = [
     "SETTLE_TIMEOUT",
     "dispatch_until_settled",
     "start_law_firms",
-    "write_firm_documents",
 ]

@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.clock import to_datetime
-from gateway.config.agencies import AgencyConfig
 from gateway.dispatch import outbox
 from gateway.dispatch.batches import BatchDrain, packet_of
 from gateway.dispatch.circuit import CircuitBreaker
@@ -38,7 +37,7 @@ from gateway.dispatch.records import (
     SendOutcome,
 )
 from gateway.errors import OutcomeUnknown, PermanentDeliveryError, TransientDeliveryError
-from gateway.ports import BatchChannelAdapter, ChannelAdapter, Clock
+from gateway.ports import BatchChannelAdapter, ChannelAdapter, Clock, Recipient
 from gateway.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,8 @@ class Dispatcher:
     Args:
         db: the database.
         adapters: one channel adapter per agency id.
-        agencies: agency configs (retry policy, concurrency, circuit settings).
+        agencies: whom items go to: agency configs, and any other recipient the outbox
+            serves (retry policy, concurrency, circuit settings).
         hooks: domain effects of delivery (expectations, dead-delivery mismatches).
         clock: time source.
         batch_size: items per claim.
@@ -67,7 +67,7 @@ class Dispatcher:
         *,
         db: Database,
         adapters: Mapping[str, ChannelAdapter],
-        agencies: Mapping[str, AgencyConfig],
+        agencies: Mapping[str, Recipient],
         hooks: DeliveryHooks,
         clock: Clock,
         batch_size: int = 50,

@@ -6,7 +6,7 @@ put on the wire; nothing re-serialises them later.
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -14,11 +14,13 @@ from pydantic import BaseModel
 
 from schemas.base import NonNegativeMoney, PositiveMoney
 from schemas.packets import (
+    Authorisation,
     Bucket,
     DataDeletionRequested,
     DataDeletionRequestedData,
     Debtor,
     DeletionReason,
+    DocumentDescriptor,
     PaymentDirect,
     PaymentDirectData,
     PlacementAmended,
@@ -86,8 +88,12 @@ def render_created(
     allowed_fields: frozenset[str],
     placed_at: datetime,
     return_by: date,
+    authorisation: Authorisation | None = None,
+    documents: Sequence[DocumentDescriptor] | None = None,
 ) -> RenderedPacket:
-    """Render ``placement.created``; personal fields only where the allowlist names them."""
+    """Render ``placement.created``; personal fields only where the allowlist names them.
+    ``authorisation`` and ``documents`` are the placement's letter and document pack
+    (gateway.documents.prepare); a gateway without packs leaves them out."""
 
     def allowed(name: str) -> object:
         return pii.get(name) if f"debtor.{name}" in allowed_fields else None
@@ -119,6 +125,8 @@ def render_created(
             debtor=debtor,
             placed_at=placed_at,
             return_by=return_by,
+            authorisation=authorisation,
+            documents=None if documents is None else tuple(documents),
         ),
     )
     return RenderedPacket(key, "placement.created", 1, packet_bytes(packet))
@@ -136,10 +144,12 @@ def render_amended(
     reason: str,
     at: datetime,
     return_by: date | None = None,
+    authorisation: Authorisation | None = None,
+    documents: Sequence[DocumentDescriptor] | None = None,
 ) -> RenderedPacket:
     """``placement.amended`` bringing the agency to ``version``; ``return_by`` when the
     amendment renews the placement (one key per version, so a renewal and a balance change
-    never share one)."""
+    never share one), with the renewal's new letter and pack when there are packs."""
     key = dedupe_key(agency_id, placement_id, "placement.amended", str(version))
     packet = PlacementAmended(
         type="placement.amended",
@@ -155,6 +165,8 @@ def render_amended(
             ),
             reason=reason,
             return_by=return_by,
+            authorisation=authorisation,
+            documents=None if documents is None else tuple(documents),
         ),
     )
     return RenderedPacket(key, "placement.amended", version, packet_bytes(packet))
@@ -188,8 +200,16 @@ def render_expiring(
 
 
 def render_recalled(
-    *, agency_id: str, placement_id: str, case_id: str, version: int, reason_code: str, at: datetime
+    *,
+    agency_id: str,
+    placement_id: str,
+    case_id: str,
+    version: int,
+    reason_code: str,
+    at: datetime,
+    revoked_letters: Sequence[str] = (),
 ) -> RenderedPacket:
+    """``placement.recalled``, naming the authorisation letters the recall revoked."""
     key = dedupe_key(agency_id, placement_id, "placement.recalled", "1")
     packet = PlacementRecalled(
         type="placement.recalled",
@@ -200,6 +220,7 @@ def render_recalled(
             case_id=case_id,
             reason_code=reason_code,
             recalled_at=at,
+            revoked_letters=tuple(revoked_letters) or None,
         ),
     )
     return RenderedPacket(key, "placement.recalled", version, packet_bytes(packet))

@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.clock import to_datetime
-from gateway.config.agencies import AgencyConfig
 from gateway.dispatch import outbox
 from gateway.dispatch.batch_records import record_batch_delivery
 from gateway.dispatch.outbox import ClaimedItem
@@ -33,7 +32,7 @@ from gateway.errors import (
     TransientDeliveryError,
 )
 from gateway.evidence.log import LeafInput, append_leaves
-from gateway.ports import BatchDelivered, ChannelAdapter, Clock, Receipt
+from gateway.ports import BatchDelivered, ChannelAdapter, Clock, Receipt, Recipient
 from gateway.store.database import Database
 from gateway.store.driver_sql import insert_numbered
 from gateway.store.tables import AgencyStatus, DeliveryAttempt
@@ -148,7 +147,7 @@ class DeliveryRecorder:
         *,
         db: Database,
         adapters: Mapping[str, ChannelAdapter],
-        agencies: Mapping[str, AgencyConfig],
+        agencies: Mapping[str, Recipient],
         hooks: DeliveryHooks,
         clock: Clock,
     ) -> None:

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -215,10 +216,19 @@ def xlsx_rows(data: bytes) -> list[Row]:
         workbook.close()
 
 
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        seen.add(key)
+    return dict(pairs)
+
+
 def json_events(data: bytes) -> ParsedEvents:
     """Wire-format events: a list, or ``{"events": [...]}``; each item checked on its own."""
     try:
-        document = json.loads(_decode(data))
+        document = json.loads(_decode(data), object_pairs_hook=_one_value_per_key)
     except (ValueError, json.JSONDecodeError) as exc:
         return ParsedEvents((), (LineError(1, "file", f"not valid JSON: {exc}"),))
     items = document.get("events") if isinstance(document, dict) else document
@@ -228,7 +238,8 @@ def json_events(data: bytes) -> ParsedEvents:
     errors: list[LineError] = []
     for n, item in enumerate(items, start=1):
         try:
-            events.append(AGENCY_EVENT_ADAPTER.validate_python(item))
+            # As strictly as the webhook API: these are wire events (5000.0 is no integer).
+            events.append(AGENCY_EVENT_ADAPTER.validate_json(json.dumps(item), strict=True))
         except ValidationError as exc:
             errors.extend(_validation_errors(n, exc))
     return ParsedEvents(tuple(events), tuple(errors))

@@ -6,7 +6,8 @@ field) and what was wrong. It never holds the file in memory; the only state it 
 line on which each account id was first seen, to reject duplicates within one file.
 
 * CSV: the first non-blank record is the header and must name every required
-  ``IntakeAccount`` field exactly once, may name the optional ones (``holds``) once, and
+  ``IntakeAccount`` field exactly once, may name the optional ones (``holds``, the balance
+  breakdown, ``contract_no``, ``disbursed_on``, ``annual_rate_bp``) once, and
   nothing else; a wrong header is one *fatal* error on its line and nothing after it is read.
   ``phones`` holds numbers and ``holds`` hold codes, each separated by ``;``. Blank records
   (no text in any cell) are skipped. Line numbers are physical lines, so a quoted cell
@@ -30,7 +31,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from gateway.errors import IntakeError
-from schemas.account import IntakeAccount
+from schemas.account import BREAKDOWN_FIELDS, IntakeAccount
 
 Format = Literal["csv", "jsonl"]
 
@@ -41,7 +42,7 @@ FIELDS: tuple[str, ...] = tuple(
 OPTIONAL_FIELDS: tuple[str, ...] = tuple(
     name for name in IntakeAccount.model_fields if name not in FIELDS
 )
-"""Columns and keys a file may leave out (``holds``)."""
+"""Columns and keys a file may leave out (``holds``, the breakdown and the contract's details)."""
 
 SUFFIXES: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -146,6 +147,9 @@ def _words(err: Any) -> tuple[str, str]:
         message = "required field is missing"
     elif kind == "extra_forbidden":
         message = f"unknown field; expected only: {', '.join(FIELDS + OPTIONAL_FIELDS)}"
+    elif kind == "breakdown_mismatch":
+        field = ",".join(BREAKDOWN_FIELDS)
+        message = err["msg"]
     elif field == "holds" and kind == "string_pattern_mismatch":
         message = "not a hold code; use A-Z, 0-9 and _ (2 to 32, starting with a letter)"
     else:

@@ -6,8 +6,13 @@ encryption run in a worker thread; ``gateway.intake.writer`` writes each batch i
 transaction (insert new cases, update changed ones, apply the file's holds and close, recall
 or reopen cases paid off, cured or overdue again (gateway.cases.scrubs), queue amendments for
 changed balances), so re-importing a file writes nothing. At the end one ``intake`` evidence
-leaf records the file's SHA-256 and the counts. In strict mode a first streaming pass
-validates the whole file and nothing is written unless every row is valid.
+leaf records the file's SHA-256 and the counts, and the run's confirmation batch (opened before
+the first write, so every case written points at it) is closed with the file's figures for a
+second person to approve (gateway.claims). With the lender's document store, the store files
+of the file's cases are hashed into ``case_documents`` and the evidence log after the
+accounts are written (gateway.documents.hashing; unchanged files write nothing). In strict
+mode a first streaming pass validates the whole file and nothing is written unless every row
+is valid.
 """
 
 import asyncio
@@ -18,11 +23,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from gateway.allocation.placements import PlacementService
+from gateway.claims.batches import SYSTEM, BatchRecord, close_batch, count_gone, open_batch
+from gateway.claims.tally import Tally
 from gateway.clock import to_datetime
 from gateway.config.settings import AllocationSection
+from gateway.documents.hashing import hash_store_documents
+from gateway.documents.store import DocumentStore
 from gateway.errors import IntakeError
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.intake.reader import Format, ParsedRow, RowError, detect_format, read_accounts
@@ -54,8 +63,15 @@ class IntakeReport:
     recalled: int = 0
     """Placements recalled by a new hold or a paid-off or cured account."""
     rejected: int = 0
+    documents_recorded: int = 0
+    """Store documents hashed for the first time, or new versions of changed ones."""
+    documents_changed: int = 0
+    documents_refused: int = 0
+    """Store files refused (symbolic links, unreadable), each logged with its case."""
     errors: list[RowError] = field(default_factory=list)
     sha256: str = ""
+    claim_batch: BatchRecord | None = None
+    """The run's confirmation batch (gateway.claims): its figures and review status."""
     elapsed_seconds: float = 0.0
 
     def reject(self, error: RowError) -> None:
@@ -175,6 +191,7 @@ async def _stream(
     strict: bool,
     batch_size: int,
     progress: Callable[[int, int], None] | None,
+    listed: set[str] | None = None,
 ) -> None:
     fh, total_bytes = await asyncio.to_thread(_open, path)
     metered = _MeteredFile(fh)
@@ -203,6 +220,8 @@ async def _stream(
                 )
             for error in batch.errors:
                 report.reject(error)
+            if listed is not None:
+                listed.update(v.account.account_id for v in batch.valid)
             report.rows += len(batch.valid) + len(batch.errors)
             if batch.valid:
                 report.add(await writer.write(batch.valid))
@@ -232,6 +251,9 @@ async def import_file(
     strict: bool = False,
     batch_size: int = 1000,
     progress: Callable[[int, int], None] | None = None,
+    confirmation: Literal["four_eyes", "off"] = "four_eyes",
+    maker: str = SYSTEM,
+    documents: DocumentStore | None = None,
 ) -> IntakeReport:
     """Import the lender's CSV or JSON Lines file of overdue accounts.
 
@@ -241,7 +263,14 @@ async def import_file(
     (the first 20 errors and the total) before anything is written. A wrong CSV header, an
     unknown extension or an unreadable file always raise IntakeError before any write.
     ``progress(bytes_done, bytes_total)`` is called after each batch of the import pass.
+    With ``documents`` (the lender's document store) the store files of the file's cases
+    are hashed after the accounts are written (gateway.documents.hashing).
     Returns the counts, the kept errors, the file's SHA-256 and the elapsed time.
+
+    Every run records a confirmation batch (gateway.claims.batches) made by ``maker``, and
+    the cases it creates or changes point at it: with ``confirmation="four_eyes"`` (the
+    default, as in ``[claims]``) none of them is allocated until a second person approves
+    it; with ``"off"`` it is approved at once by ``system``.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -249,7 +278,8 @@ async def import_file(
     fmt = detect_format(path)
     validated_sha: str | None = None
     report = IntakeReport()
-    writer = CaseWriter(db, pii, placements, allocation, clock)
+    tally = Tally()
+    listed: set[str] = set()
     if strict:
         shown, total, validated_sha = await asyncio.to_thread(_validate_all, path, fmt)
         if total:
@@ -259,14 +289,42 @@ async def import_file(
                 f"{path}: {total} invalid row{'s' if total > 1 else ''}; nothing was "
                 f"imported (strict mode). Fix them and import again:\n{listing}{more}"
             )
+    batch_id = await open_batch(db, file_name=path.name, maker=maker, now=to_datetime(clock.now()))
+    writer = CaseWriter(db, pii, placements, allocation, clock, batch_id=batch_id, tally=tally)
     await _stream(
-        path, fmt, writer, report, strict=strict, batch_size=batch_size, progress=progress
+        path,
+        fmt,
+        writer,
+        report,
+        strict=strict,
+        batch_size=batch_size,
+        progress=progress,
+        listed=listed,
     )
     if validated_sha is not None and validated_sha != report.sha256:
         raise IntakeError(
             f"{path}: the file changed between validation and import; import it again"
         )
+    if documents is not None and listed:
+        counts = await hash_store_documents(db, documents, listed, now=to_datetime(clock.now()))
+        report.documents_recorded = counts.recorded + counts.changed
+        report.documents_changed = counts.changed
+        report.documents_refused = len(counts.refused)
+    gone = await count_gone(db, listed)
+    listed.clear()
+    tally.note_gone(*gone)
     await _record(db, clock, path, report)
+    report.claim_batch = await close_batch(
+        db,
+        batch_id,
+        file_name=path.name,
+        sha256=report.sha256,
+        rows=report.rows,
+        tally=tally,
+        maker=maker,
+        confirmation=confirmation,
+        now=to_datetime(clock.now()),
+    )
     report.elapsed_seconds = time.perf_counter() - started
     log.info(
         "intake %s: %d rows (%d inserted, %d updated, %d unchanged, %d amended, "

@@ -1,9 +1,16 @@
 """Encryption of personal data at rest: AES-256-GCM under a key ring with rotation.
 
 The key ring is text, one key per line: ``<key id>:<base64 of 32 bytes>``. The first line is
-the current key (used to encrypt); the others still decrypt older rows. A blob is
+the current key (used to encrypt); the others still decrypt older rows (rotation adds a new
+first line, so the last line is the oldest key). A blob is
 ``0x01 | len(kid) | kid | nonce(12) | ciphertext+tag``; the case id is bound in as associated
 data, so a blob copied onto another case does not decrypt.
+
+Two keyed hashes derive from the ring, each under its own label: ``mac`` (changed-row
+detection) from the current key, so it changes at rotation, which only makes every intake row
+look changed once; and ``debtor_key`` (the console's search by debtor id) from the OLDEST key,
+so that rotation leaves it alone: links and saved filters carrying a debtor key keep working.
+Retiring the oldest key changes it; gateway.privacy.debtor_keys notices and re-keys.
 """
 
 import base64
@@ -30,6 +37,7 @@ class PiiKeyRing:
     keys: tuple[tuple[str, bytes], ...]
     _ciphers: dict[str, AESGCM] = field(init=False, repr=False, compare=False)
     _mac_key: bytes = field(init=False, repr=False, compare=False)
+    _debtor_key: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Built once: constructing AESGCM and deriving the MAC key per row is measurable.
@@ -38,6 +46,11 @@ class PiiKeyRing:
             self,
             "_mac_key",
             hashlib.sha256(b"agency-gateway/pii-mac\x00" + self.keys[0][1]).digest(),
+        )
+        object.__setattr__(
+            self,
+            "_debtor_key",
+            hashlib.sha256(b"agency-gateway/debtor-key\x00" + self.keys[-1][1]).digest(),
         )
 
     def __repr__(self) -> str:
@@ -117,6 +130,13 @@ class PiiKeyRing:
     def mac(self, data: bytes) -> str:
         """A keyed hash: detects changed rows without a guessable hash of personal data."""
         return hmac.new(self._mac_key, data, hashlib.sha256).hexdigest()
+
+    def debtor_key(self, debtor_id: str) -> str:
+        """The keyed hash the console finds a debtor by (64 hex digits): what URLs, links and
+        saved filters carry instead of the debtor id. Stable across rotation (see above);
+        surrounding spaces are ignored, case is not (the lender's ids are exact)."""
+        data = b"debtor\x00" + debtor_id.strip().encode()
+        return hmac.new(self._debtor_key, data, hashlib.sha256).hexdigest()
 
 
 __all__ = ["PiiKeyRing"]

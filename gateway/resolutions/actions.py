@@ -18,6 +18,12 @@ append an ``action`` evidence leaf with who, why and what changed. Effects:
   next version, optionally with a new balance);
 * ``assign`` and ``comment`` write their own rows; the others only move the state.
 
+Four eyes: a ``write_off`` or an ``accept`` whose difference is above ``[four_eyes]``'s amount,
+or a bulk ``recall`` of more mismatches than ``bulk_recall`` allows, is not applied; a pending
+approval request is stored instead (after the action's transaction rolled back) and
+ApprovalRequired names it. Once a second person approved it, the same action
+with ``approval_id`` runs, after checking that the mismatch is still what was approved.
+
 Bulk actions apply one action to a filtered set in chunks, each mismatch in its own
 savepoint: one refusal does not undo the others, and each gets its own audit row and leaf.
 """
@@ -34,12 +40,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.allocation.placements import PlacementService
+from gateway.approvals import store as approvals
+from gateway.approvals.rules import needs_second_person
 from gateway.clock import to_datetime
 from gateway.config.agencies import AgencyConfig, EmailAgency
+from gateway.config.settings import FourEyesSection
 from gateway.dispatch import outbox
 from gateway.dispatch.packets import render_amended
 from gateway.dispatch.queue import queue_packets
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import ApprovalRequired, GatewayError, NotFound
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.ports import Clock, VouchedReplies
 from gateway.resolutions.facts import count_matching, load_facts, select_ids
@@ -96,6 +105,26 @@ class BulkResult:
     """How many mismatches the target held; more than ``matched`` when truncated."""
 
 
+FOUR_EYES_ACTIONS: dict[str, str] = {"write_off": "write_off", "accept": "accept_agency_figure"}
+"""Mismatch action → its ``[four_eyes]`` rule."""
+
+
+class _NeedsApproval(ApprovalRequired):
+    """Raised inside the action's transaction; the request is stored after it rolls back."""
+
+    def __init__(
+        self,
+        action: str,
+        subject: str,
+        payload: dict[str, object],
+        amount_minor: int | None,
+        currency: str | None,
+    ) -> None:
+        super().__init__(f"{subject}: {action} needs a second person")
+        self.action, self.subject, self.payload = action, subject, payload
+        self.amount_minor, self.currency = amount_minor, currency
+
+
 class ResolutionService:
     """Applies ops actions to mismatches (see the module docstring).
 
@@ -105,6 +134,8 @@ class ResolutionService:
         agencies: agency configs by id (retry policy of queued packets).
         clock: time source.
         vouched_replies: reads a law firm's reply that ops vouches for (the email channel).
+        four_eyes: when a write-off or an accepted agency figure needs a second person
+            (gateway.approvals); None: never.
     """
 
     def __init__(
@@ -115,21 +146,26 @@ class ResolutionService:
         agencies: Mapping[str, AgencyConfig],
         clock: Clock,
         vouched_replies: VouchedReplies,
+        four_eyes: FourEyesSection | None = None,
     ) -> None:
         self._db = db
         self._placements = placements
         self._agencies = agencies
         self._clock = clock
         self._vouched_replies = vouched_replies
+        self._four_eyes = four_eyes
 
     async def act(self, mismatch_id: int, request: ActionRequest) -> ActionResult:
         """Apply one action; raise NotFound, or ActionRefused saying why it cannot apply."""
         if request.action not in ACTIONS:
             raise ActionRefused(f"unknown action {request.action!r}; one of {', '.join(ACTIONS)}")
         now = to_datetime(self._clock.now())
-        async with self._db.transaction() as conn:
-            await self._check_actor(conn, request.actor)
-            return await self._act(conn, mismatch_id, request, now=now, batch=None)
+        try:
+            async with self._db.transaction() as conn:
+                await self._check_actor(conn, request.actor)
+                return await self._act(conn, mismatch_id, request, now=now, batch=None)
+        except _NeedsApproval as need:
+            raise await self._ask(need, request.actor, now=now) from None
 
     async def bulk(
         self, target: MismatchFilter, request: ActionRequest, *, limit: int = MAX_BULK
@@ -138,12 +174,14 @@ class ResolutionService:
         if request.action not in ACTIONS:
             raise ActionRefused(f"unknown action {request.action!r}; one of {', '.join(ACTIONS)}")
         result = BulkResult(batch=secrets.token_hex(8))
+        needs: list[tuple[int, _NeedsApproval]] = []
         async with self._db.snapshot() as conn:
             ids = await select_ids(conn, target, min(limit, MAX_BULK) + 1)
             result.total = await count_matching(conn, target)
         result.truncated = len(ids) > min(limit, MAX_BULK)
         ids = ids[: min(limit, MAX_BULK)]
         result.matched = len(ids)
+        await self._bulk_recall_gate(ids, request)
         for start in range(0, len(ids), _CHUNK):
             now = to_datetime(self._clock.now())
             async with self._db.transaction() as conn:
@@ -154,11 +192,69 @@ class ResolutionService:
                             done = await self._act(
                                 conn, mismatch_id, request, now=now, batch=result.batch
                             )
+                    except _NeedsApproval as need:
+                        needs.append((mismatch_id, need))
                     except GatewayError as exc:
                         result.refused[mismatch_id] = str(exc)
                     else:
                         result.done.append(done)
+            for mismatch_id, wanted in needs:
+                result.refused[mismatch_id] = str(await self._ask(wanted, request.actor, now=now))
+            needs.clear()
         return result
+
+    async def _bulk_recall_gate(self, ids: list[int], request: ActionRequest) -> None:
+        """Four eyes on recalling many placements at once (``[four_eyes] bulk_recall``): run
+        under the approval the request names, for exactly these mismatches, or ask for one."""
+        if request.action != "recall" or self._four_eyes is None:
+            return
+        now = to_datetime(self._clock.now())
+        payload: dict[str, object] = {
+            "action": "recall",
+            "mismatches": ids,
+            "recall_code": request.recall_code,
+        }
+        if request.approval_id is not None:
+            async with self._db.transaction() as conn:
+                await approvals.execute(
+                    conn,
+                    request.approval_id,
+                    action="bulk_recall",
+                    payload=payload,
+                    now=now,
+                    by=request.actor,
+                )
+        elif needs_second_person(self._four_eyes, "bulk_recall", len(ids)):
+            need = _NeedsApproval("bulk_recall", "mismatches:recall", payload, None, None)
+            raise await self._ask(need, request.actor, now=now, count=len(ids))
+
+    async def _ask(
+        self, need: "_NeedsApproval", maker: str, *, now: datetime, count: int = 1
+    ) -> ApprovalRequired:
+        """Store the request a second person must approve; the error that names it."""
+        async with self._db.transaction() as conn:
+            approval = await approvals.request(
+                conn,
+                action=need.action,
+                subject=need.subject,
+                payload=need.payload,
+                maker=maker,
+                now=now,
+                count=count,
+                amount_minor=need.amount_minor,
+                currency=need.currency,
+            )
+        size = (
+            f"{count} placements"
+            if need.amount_minor is None
+            else f"{need.amount_minor} minor units"
+        )
+        return ApprovalRequired(
+            f"{need.subject}: {need.action} of {size} needs a second person: approval "
+            f"#{approval.id} is pending; once another user approved it, act again with "
+            f"approval {approval.id}",
+            approval_id=approval.id,
+        )
 
     async def _check_actor(self, conn: AsyncConnection, name: str) -> None:
         row = (
@@ -189,6 +285,7 @@ class ResolutionService:
         why_not = refusal(spec, facts, request)
         if why_not is not None:
             raise ActionRefused(f"mismatch {mismatch_id}: {why_not}")
+        await self._second_person(conn, facts, request, now=now)
         details = await self._effect(conn, facts, request, now=now)
         to_state = spec.to_state or facts.state
         values: dict[str, object] = {"state": to_state, "updated_at": now}
@@ -251,6 +348,30 @@ class ResolutionService:
         )
         await conn.execute(table.update().where(table.c.id == row_id).values(evidence_seq=seq))
         return ActionResult(mismatch_id, spec.name, facts.state, to_state, seq, details)
+
+    async def _second_person(
+        self, conn: AsyncConnection, f: MismatchFacts, request: ActionRequest, *, now: datetime
+    ) -> None:
+        """Four eyes on write-offs and accepted figures above ``[four_eyes]``'s amount: run
+        under the approval the request names (it must match), or ask for one."""
+        action = FOUR_EYES_ACTIONS.get(request.action)
+        if action is None or self._four_eyes is None:
+            return
+        amount = abs(f.delta_minor or 0)
+        payload = {
+            "mismatch": f.id,
+            "action": request.action,
+            "kind": f.kind,
+            "placement": f.placement_id,
+            "delta_minor": f.delta_minor,
+            "currency": f.currency,
+        }
+        if request.approval_id is not None:
+            await approvals.execute(
+                conn, request.approval_id, action=action, payload=payload, now=now, by=request.actor
+            )
+        elif needs_second_person(self._four_eyes, action, amount):
+            raise _NeedsApproval(action, f"mismatch:{f.id}", payload, amount, f.currency)
 
     async def _effect(
         self, conn: AsyncConnection, f: MismatchFacts, request: ActionRequest, *, now: datetime

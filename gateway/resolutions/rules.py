@@ -166,6 +166,9 @@ class ActionRequest:
     """``amend`` only: the new balance (default: restate the current one)."""
     recall_code: str = DEFAULT_RECALL_CODE
     """``recall`` only: the reason code the agency receives."""
+    approval_id: int | None = None
+    """``write_off`` and ``accept`` above the four-eyes amount: the approved request to run
+    under (gateway.approvals)."""
 
 
 def refusal(spec: ActionSpec, f: MismatchFacts, request: ActionRequest | None = None) -> str | None:

@@ -7,10 +7,11 @@ Theory of operation
   Every accepted mail is queued for the firm's clerk.
 * **The clerk** opens each mail as the firm would: decrypts it with the firm's private key
   (``<encrypt_cert>.sandbox``), verifies the lender's signature with
-  ``openssl smime -verify`` (recorded as unverified when openssl is missing), reads the
-  attached case file, and writes a reply per mail, signed with the firm's key (its
-  script, with the faults below, is gateway.sandbox.firm_script): a CSV reply sheet with
-  an acknowledgement,
+  ``openssl smime -verify`` (recorded as unverified when openssl is missing), checks every
+  document the body lists (name and SHA-256) against the attachment of that name, or
+  downloads it by its link, reads the attached case file, and writes a reply per mail,
+  signed with the firm's key (its script, with the faults below, is
+  gateway.sandbox.firm_script): a CSV reply sheet with an acknowledgement,
   a lawyer's letter, often a suit with its court case number, sometimes a payment or a
   return. Recalls are answered with a return, deletion requests
   (``data.deletion_requested``) with a ``data.deleted`` row (method ``deleted``).
@@ -26,17 +27,21 @@ Theory of operation
 
 import asyncio
 import email
+import hashlib
 import logging
+import re
 import shutil
 import ssl
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import Message
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aioimaplib import IMAP4_SSL  # type: ignore[import-untyped]
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -119,6 +124,10 @@ class FirmStats:
     signatures_verified: int = 0
     signatures_unverified: int = 0
     cases: int = 0
+    documents_verified: int = 0
+    documents_downloaded: int = 0
+    documents_listed_only: int = 0
+    document_problems: list[str] = field(default_factory=list)
     replies_appended: int = 0
     faults: Counter[str] = field(default_factory=Counter)
 
@@ -163,6 +172,8 @@ class SandboxLawFirm:
             )
         self.stats = FirmStats(faults=self._script.faults)
         self.reply_path_skipped: str | None = None
+        self.bodies: list[str] = []
+        """The text of every referral read, decrypted (what the firm's clerk saw)."""
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._busy = 0
         self._server: asyncio.Server | None = None
@@ -275,6 +286,10 @@ class SandboxLawFirm:
             "signatures_verified": self.stats.signatures_verified,
             "signatures_unverified": self.stats.signatures_unverified,
             "cases": self.stats.cases,
+            "documents_verified": self.stats.documents_verified,
+            "documents_downloaded": self.stats.documents_downloaded,
+            "documents_listed_only": self.stats.documents_listed_only,
+            "document_problems": list(self.stats.document_problems),
             "replies_appended": self.stats.replies_appended,
             "faults": dict(self.stats.faults),
             "reply_path_skipped": self.reply_path_skipped,
@@ -328,9 +343,58 @@ class SandboxLawFirm:
         await process.communicate(entity)
         return process.returncode == 0
 
+    async def _check_documents(self, inner: Message) -> None:
+        """Each document the body lists, checked against its attachment or downloaded by its
+        link; what does not match is recorded in ``document_problems``."""
+        body = next((p for p in inner.walk() if p.get_content_type() == "text/plain"), None)
+        if body is None:
+            return
+        payload = body.get_payload(decode=True)
+        text = payload.decode("utf-8") if isinstance(payload, bytes) else ""
+        self.bodies.append(text)
+        listed = listed_documents(text)
+        attached = [
+            (str(p.get_filename()), hashlib.sha256(data).hexdigest())
+            for p in inner.walk()
+            if p.get_filename() and isinstance(data := p.get_payload(decode=True), bytes)
+        ]
+        for doc in listed:
+            if doc.link is not None:
+                data = await self._download(doc.link)
+                found = (doc.name, hashlib.sha256(data).hexdigest()) if data is not None else None
+                self.stats.documents_downloaded += data is not None
+            elif (doc.name, doc.sha256) in attached:
+                found = (doc.name, doc.sha256)
+                attached.remove(found)
+            elif any(name == doc.name for name, _ in attached):
+                found = (doc.name, "")
+            else:
+                self.stats.documents_listed_only += 1
+                continue
+            if found == (doc.name, doc.sha256):
+                self.stats.documents_verified += 1
+            else:
+                self.stats.document_problems.append(f"{doc.name}: SHA-256 differs from the body")
+
+    async def _download(self, url: str) -> bytes | None:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+                session.get(url) as response,
+            ):
+                if response.status != 200:
+                    self.stats.document_problems.append(f"{url}: HTTP {response.status}")
+                    return None
+                return await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.stats.document_problems.append(f"{url}: {exc!r}")
+            return None
+
     async def _answer(self, raw: bytes) -> None:
         entity = await self._open(raw)
-        cases = cases_in(email.message_from_bytes(entity, policy=default_policy))
+        inner = email.message_from_bytes(entity, policy=default_policy)
+        await self._check_documents(inner)
+        cases = cases_in(inner)
         self.stats.cases += len(cases)
         answer = self._script.answer(
             email.message_from_bytes(raw, policy=default_policy),
@@ -369,23 +433,37 @@ class SandboxLawFirm:
         self.stats.replies_appended += 1
 
 
-def sandbox_documents(directory: Path, case_id: str) -> None:
-    """Write placeholder documents for a case (the demo's contract and authorisation)."""
-    folder = directory / case_id
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("contract.pdf", f"%PDF-1.4\n% loan contract of {case_id} (sandbox placeholder)\n"),
-        ("authorisation_letter.pdf", f"%PDF-1.4\n% authorisation for {case_id} (sandbox)\n"),
-    ):
-        path = folder / name
-        if not path.exists():
-            path.write_text(text, encoding="utf-8")
+@dataclass(frozen=True, slots=True)
+class ListedDocument:
+    """A document as a referral's body lists it (gateway templates ``_documents.j2``)."""
+
+    name: str
+    sha256: str
+    link: str | None = None
+
+
+_LISTED = re.compile(
+    r"^\s*- (?P<name>.+?)\s*[（(]\d+ (?:字节|bytes)[）)]\s*sha256=(?P<sha256>[0-9a-f]{64})"
+)
+_LINK = re.compile(r"^\s*(?:下载：|download: )(?P<url>https?://[^\s（(]+)")
+
+
+def listed_documents(text: str) -> list[ListedDocument]:
+    """The documents a body lists, each with the download link on the line after it."""
+    found: list[ListedDocument] = []
+    for line in text.splitlines():
+        if (m := _LISTED.match(line)) is not None:
+            found.append(ListedDocument(m["name"], m["sha256"]))
+        elif (link := _LINK.match(line)) is not None and found:
+            found[-1] = ListedDocument(found[-1].name, found[-1].sha256, link["url"])
+    return found
 
 
 __all__ = [
     "FirmStats",
+    "ListedDocument",
     "SandboxLawFirm",
-    "sandbox_documents",
+    "listed_documents",
     "server_tls_context",
     "smtp_server",
 ]

@@ -96,10 +96,12 @@ async def start_webhook_sandbox(
     fault_rate: float,
     stack: AsyncExitStack,
     move_if_taken: bool = True,
+    letter_trust: bytes | None = None,
 ) -> tuple[SandboxWebhookAgency, WebhookAgency]:
     """Start the agency's sandbox on its endpoint's host and port; when the port is taken,
     on a free one (``move_if_taken``, the demo) or not at all (a ConfigError). Returns the
-    sandbox and the agency with its endpoint pointing at the sandbox."""
+    sandbox and the agency with its endpoint pointing at the sandbox. ``letter_trust``: the
+    lender's signing certificate the sandbox verifies authorisation letters against."""
     verify, sign = sandbox_keys(agency, base_dir)
     url = urlsplit(agency.endpoint.url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
@@ -115,6 +117,7 @@ async def start_webhook_sandbox(
         signing_keys=sign,
         seed=seed,
         fault_rate=fault_rate,
+        letter_trust=letter_trust,
     )
     runner = web.AppRunner(sandbox.app(), access_log=None)
     await runner.setup()
@@ -147,13 +150,17 @@ class SandboxPartners:
         seed: int,
         fault_rate: float,
         stack: AsyncExitStack,
+        letter_trust: bytes | None = None,
     ) -> "SandboxPartners":
-        """Start a sandbox for each of ``agencies``; ``stack`` stops them all."""
+        """Start a sandbox for each of ``agencies``; ``stack`` stops them all. Webhook
+        sandboxes verify authorisation letters against ``letter_trust`` (the lender's CA)."""
         site = cls()
         for agency in agencies:
             try:
                 if isinstance(agency, WebhookAgency):
-                    await site._webhook(agency, base_dir, gateway_url, seed, fault_rate, stack)
+                    await site._webhook(
+                        agency, base_dir, gateway_url, seed, fault_rate, stack, letter_trust
+                    )
                 elif isinstance(agency, EmailAgency):
                     await site._law_firm(agency, base_dir, seed, fault_rate, stack)
             except (OSError, ValueError) as exc:
@@ -192,6 +199,7 @@ class SandboxPartners:
         seed: int,
         fault_rate: float,
         stack: AsyncExitStack,
+        letter_trust: bytes | None = None,
     ) -> None:
         _loopback(agency.id, "endpoint.url's host", urlsplit(agency.endpoint.url).hostname or "")
         sandbox, _ = await start_webhook_sandbox(
@@ -201,6 +209,7 @@ class SandboxPartners:
             fault_rate=fault_rate,
             stack=stack,
             move_if_taken=False,
+            letter_trust=letter_trust,
         )
         sandbox.set_gateway_url(gateway_url)
         self.partners.append(

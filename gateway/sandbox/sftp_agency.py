@@ -6,7 +6,9 @@ Theory of operation
 takes every placement batch whose done marker is in ``inbox/`` (placements first, then
 expiry warnings, amendments, payments, recalls and deletion requests), checks the manifest (marker
 = manifest SHA-256, file sizes, SHA-256, record counts and control totals), parses the data
-file with the agency's layout, feeds the same ``EventPlanner`` as the webhook sandbox, and
+file with the agency's layout, checks every document the manifest lists in the batch's
+documents folder (size and SHA-256 as transmitted, and of the plaintext once decrypted),
+feeds the same ``EventPlanner`` as the webhook sandbox, and
 writes a result file (some rows deliberately faulty) and an inventory statement to
 ``results/`` the way a careful agency does: temporary name, rename, manifest, done marker.
 Processed batches move to ``received/``. A ``data.deletion_requested`` record is answered in
@@ -61,6 +63,7 @@ class FileAgencyStats:
     statement_files: int = 0
     events_written: Counter[str] = field(default_factory=Counter)
     faulty_rows_written: int = 0
+    documents_verified: int = 0
     rejections: list[str] = field(default_factory=list)
 
 
@@ -221,11 +224,37 @@ class SandboxSftpAgency:
                 if found is None or len(found) != item["record_count"]:
                     return self._reject(base, f"{item['name']}: record count or trailer differs")
                 cases += [c for c in (self._apply(p, item["name"]) for p in found) if c]
+            problem = self._check_documents(manifest.get("documents") or [])
+            if problem is not None:
+                return self._reject(base, problem)
         except (OSError, KeyError, ValueError) as exc:
             return self._reject(base, f"unreadable batch: {exc}")
         self.stats.batches_received += 1
         self._archive(base)
         return cases
+
+    def _check_documents(self, documents: list[dict[str, Any]]) -> str | None:
+        """Check each listed document as transmitted and as plaintext; the first problem."""
+        for item in documents:
+            relative = Path(item["path"])
+            if relative.is_absolute() or ".." in relative.parts:
+                return f"document path {item['path']!r} leaves the inbox"
+            path = self.inbox / relative
+            if _file_digest(path) != (item["bytes"], item["sha256"]):
+                return f"document {item['path']} does not match the manifest"
+            plain = path
+            if item.get("encryption") == "openpgp":
+                if self._decrypt is None:
+                    return "encrypted documents, but this agency has no key"
+                plain = path.with_name(path.name + ".plain")
+                self._decrypt(path, plain)
+            digest = _file_digest(plain)
+            if plain != path:
+                plain.unlink()
+            if digest != (item["size"], item["plaintext_sha256"]):
+                return f"document {item['path']}: plaintext differs from the manifest"
+            self.stats.documents_verified += 1
+        return None
 
     def _reject(self, base: str, reason: str) -> list[CaseFile] | None:
         self.stats.batches_rejected += 1
@@ -354,7 +383,18 @@ class SandboxSftpAgency:
             "statement_files": s.statement_files,
             "events_written": dict(s.events_written),
             "faulty_rows_written": s.faulty_rows_written,
+            "documents_verified": s.documents_verified,
         }
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    """(size, SHA-256) of a file, streamed."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
 
 
 def _packet(record: dict[str, Any], packet_type: str, now: datetime) -> CasePacket:

@@ -11,6 +11,11 @@ parse. Each case that gained events goes to the ``EventPusher``
 in script order (acknowledgement first).
 
 ``fault_log`` lists the faults injected and the status the gateway answered to each.
+
+A packet that lists documents (``placement.created``, a renewal's ``placement.amended``)
+has them fetched and checked in the background by the ``DocumentChecker``
+(``gateway/sandbox/document_check.py``): size, SHA-256 and the letter's signature; a
+``placement.recalled`` makes it check that the gateway now refuses them.
 """
 
 import asyncio
@@ -25,6 +30,7 @@ from gateway.clock import SystemClock
 from gateway.errors import InboundError, MalformedPayload, SchemaViolation
 from gateway.ports import Clock
 from gateway.sandbox.agency_script import EventPlanner
+from gateway.sandbox.document_check import DocumentChecker
 from gateway.sandbox.event_pusher import AgencyStats, EventPusher, InjectedFault
 from gateway.signing import SigningKey, VerifyingKey, read_headers, verify
 from schemas.packets import CasePacket
@@ -62,6 +68,8 @@ class SandboxWebhookAgency:
         status_override: answer every packet post with this status, unprocessed.
         delay_seconds: sleep this long before answering a packet post (after processing it),
             to make the sender time out.
+        letter_trust: the lender's signing certificate (PEM) the authorisation letters are
+            verified against; None: a letter's signature need only be intact.
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class SandboxWebhookAgency:
         fail_next: int = 0,
         status_override: int | None = None,
         delay_seconds: float = 0.0,
+        letter_trust: bytes | None = None,
     ) -> None:
         self.agency_id = agency_id
         self.planner = EventPlanner(agency_id=agency_id, seed=seed, fault_rate=fault_rate)
@@ -109,6 +118,13 @@ class SandboxWebhookAgency:
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
         )
+        self.documents = DocumentChecker(
+            agency_id=agency_id,
+            signing_keys=signing_keys,
+            clock=self._clock,
+            letter_trust=letter_trust,
+            request_timeout=request_timeout,
+        )
         if gateway_url is not None:
             self.set_gateway_url(gateway_url)
 
@@ -125,6 +141,7 @@ class SandboxWebhookAgency:
     def set_gateway_url(self, url: str) -> None:
         """Point the pusher at the gateway; events planned so far start to flow."""
         self.pusher.set_gateway_url(url)
+        self.documents.set_gateway_url(url)
 
     @property
     def events_url(self) -> str | None:
@@ -206,6 +223,10 @@ class SandboxWebhookAgency:
         case = self.planner.on_packet(packet)
         if case is not None:
             self.pusher.schedule(case, case.remaining - before)
+        if packet.type in ("placement.created", "placement.amended") and packet.data.documents:
+            self.documents.schedule(packet.data.placement_id, packet.data.documents)
+        elif packet.type == "placement.recalled":
+            self.documents.recalled(packet.data.placement_id)
         return web.json_response({"received": msg_id})
 
     def _refuse(self, exc: InboundError) -> web.Response:
@@ -241,6 +262,7 @@ class SandboxWebhookAgency:
             "events_abandoned": s.events_abandoned,
             "retries": s.retries,
             "pending_events": self.pusher.pending,
+            "documents": self.documents.stats.as_dict(),
         }
 
     # -- pushing events ---------------------------------------------------------------------
@@ -250,12 +272,14 @@ class SandboxWebhookAgency:
         await self.pusher.start()
 
     async def aclose(self) -> None:
-        """Stop the pusher; events not yet sent stay pending."""
+        """Stop the pusher and the document checks; events not yet sent stay pending."""
         await self.pusher.aclose()
+        await self.documents.aclose()
 
     async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 (the demo's contract)
-        """Wait until every planned event was sent, refused or abandoned; False on timeout."""
-        return await self.pusher.drain(timeout)
+        """Wait until every planned event was sent, refused or abandoned, and every document
+        check finished; False on timeout."""
+        return await self.pusher.drain(timeout) and await self.documents.drain(timeout)
 
 
 __all__ = ["SandboxWebhookAgency"]

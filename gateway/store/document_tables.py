@@ -13,6 +13,8 @@ SQLModel needs runtime annotations here: no `from __future__ import annotations`
 * ``authorisation_letters``: the signed letter (授权委托书) that authorises one agency to act
   on one placement's case, by number, with its validity; revoked when the placement is
   recalled or expires, superseded when a renewal issues a new letter.
+* ``document_fetches``: every request of a webhook agency for a document of its pack
+  (gateway.documents.fetch), served or refused, with the request id it was answered with.
 """
 
 # No `from __future__ import annotations` here: SQLModel needs runtime annotations.
@@ -70,4 +72,26 @@ class AuthorisationLetter(SQLModel, table=True):
     revoke_reason: str | None = Field(default=None, max_length=32)
 
 
-__all__ = ["AuthorisationLetter", "CaseDocument"]
+class DocumentFetch(SQLModel, table=True):
+    """One document request by an agency and how it was answered (see the module docstring).
+    ``placement_id`` and ``document_id`` are empty when the request was refused before its
+    body was read (bad signature, too large, not JSON)."""
+
+    __tablename__ = "document_fetches"
+    __table_args__ = (sa.Index("ix_document_fetches_agency_at", "agency_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    agency_id: str = Field(max_length=32)
+    placement_id: str | None = Field(default=None, index=True, max_length=128)
+    document_id: int | None = None
+    outcome: str = Field(
+        max_length=24,
+        description="served, aborted, not_found, gone, unauthorised, invalid or unavailable",
+    )
+    status: int
+    size: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    request_id: str = Field(max_length=40, index=True)
+    at: datetime = Field(sa_column=_ts())
+
+
+__all__ = ["AuthorisationLetter", "CaseDocument", "DocumentFetch"]

@@ -309,6 +309,7 @@ from gateway.store import (  # noqa: E402
     console_tables as console_tables,
     document_tables as document_tables,
     mail_tables as mail_tables,
+    notice_tables as notice_tables,
     recon_tables as recon_tables,
     transfer_tables as transfer_tables,
 )

@@ -73,10 +73,22 @@ def cli(cwd: Path, *args: str) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
-def make_workspace(directory: Path) -> Path:
-    """Copy the repository's config and point the database at ``directory``."""
+def make_workspace(directory: Path, *, confirmation: str = "off") -> Path:
+    """Copy the repository's config and point the database at ``directory``.
+
+    ``confirmation`` is the workspace's ``[claims] confirmation``: "off" by default, so
+    these tests import and allocate without a second person; the claim confirmation flow
+    itself is tested with "four_eyes" (tests/e2e/test_cli_claims.py)."""
     shutil.copytree(REPO / "config", directory / "config")
     point_database_at(directory)
+    settings = directory / "config" / "gateway.toml"
+    text, count = re.subn(
+        r'(?m)^confirmation = "four_eyes"',
+        f'confirmation = "{confirmation}"',
+        settings.read_text(encoding="utf-8"),
+    )
+    assert count == 1, "config/gateway.toml has no [claims] confirmation line"
+    settings.write_text(text, encoding="utf-8")
     return directory
 
 

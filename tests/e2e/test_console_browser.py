@@ -236,6 +236,20 @@ async def test_the_search_box_and_the_keyboard_shortcuts(
     await page.locator("#search-box").fill("alpha-1")
     await page.locator("#search-box").press("Enter")
     await expect(page).to_have_url(f"{base}/cases/{case_id}")
+    # A debtor id: the browser is sent to the debtor's cases by its key; the id is in no
+    # address the browser visited (the box posts).
+    async with world.gateway.db.snapshot() as conn:
+        found = await conn.execute(
+            sa.text("SELECT debtor_id FROM cases WHERE id = :id"), {"id": case_id}
+        )
+        debtor = found.scalar_one()
+    visited: list[str] = []
+    page.on("request", lambda request: visited.append(request.url))
+    await page.locator("#search-box").fill(debtor)
+    await page.locator("#search-box").press("Enter")
+    await expect(page).to_have_url(re.compile(r"/cases\?debtor_key=[0-9a-f]{64}$"))
+    await expect(page.locator("#cases tbody")).to_contain_text(case_id)
+    assert visited and not [url for url in visited if debtor in url]
 
     async with world.gateway.db.snapshot() as conn:
         found = await conn.execute(sa.select(MISMATCHES.c.id).order_by(MISMATCHES.c.id))

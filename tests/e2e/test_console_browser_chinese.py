@@ -179,3 +179,14 @@ async def test_chinese_screenshots_of_the_main_pages(
         await page.screenshot(path=str(target / name), full_page=True)
     for name in [*shots, "login.png"]:
         assert (target / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The core's English sentences show in Chinese: SLA breaches, a duplicate's detail, the
+    # allocation's verdicts and the lifecycle's reasons.
+    await page.goto(f"{base}/agencies/AGY_BETA")
+    await expect(page.locator("body")).to_contain_text("前报告")
+    await expect(page.locator("body")).not_to_contain_text("sent no")
+    await page.goto(f"{base}/mismatches/{duplicate}")
+    await expect(page.locator("p.lead")).to_contain_text("被再次报告且金额不同")
+    await page.goto(f"{base}/cases/{case_id}")
+    await expect(page.locator("#why")).to_contain_text("可分派")
+    await expect(page.locator("#timeline")).to_contain_text("委派给 AGY_ALPHA")
+    await expect(page.locator("#timeline")).not_to_contain_text("reported again")

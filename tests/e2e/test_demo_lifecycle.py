@@ -25,6 +25,25 @@ def test_the_demo_moves_cases_through_their_life(request: pytest.FixtureRequest)
     assert life["second_round_placed_by_tier"].get("secondary", 0) > 0
     assert life["second_round_placed_by_tier"].get("legal", 0) >= 1
     assert "no_eligible_agency" not in life["second_round_unallocated_by_reason"]
+    # The webhook sandboxes fetched every listed document, checked its SHA-256 and the
+    # letters' signatures, and were refused the documents of recalled placements.
+    documents = [
+        s["documents"]
+        for s in summary["sandbox"]
+        if "refused_after_recall" in (s.get("documents") or {})
+    ]
+    assert sum(d["listed"] for d in documents) > 0
+    assert all(d["verified"] == d["fetched"] == d["listed"] for d in documents), documents
+    assert sum(d["letters_verified"] for d in documents) > 0
+    assert sum(d["letters_failed"] + d["failed"] + d["served_after_recall"] for d in documents) == 0
+    assert sum(d["refused_after_recall"] for d in documents) > 0
+    # The SFTP agency checked every document its batches carried against the manifest, and
+    # the law firm every attachment against the SHA-256 listed in the mail's body.
+    files = [s for s in summary["sandbox"] if "batches_rejected" in s]
+    assert files and sum(s["documents_verified"] for s in files) > 0, files
+    firms = [s for s in summary["sandbox"] if "document_problems" in s]
+    assert firms and sum(s["documents_verified"] for s in firms) > 0, firms
+    assert all(s["document_problems"] == [] for s in firms), firms
 
     database = workspace / "var" / "demo" / "gateway.db"
     with sqlite3.connect(database) as con:

@@ -1,9 +1,12 @@
 """Shared setup of the email channel tests: a law firm's config with generated keys, a
-capturing aiosmtpd server with STARTTLS and AUTH, and seeded placements held by the firm."""
+capturing aiosmtpd server with STARTTLS and AUTH, seeded placements held by the firm, and
+documents in the lender's store listed in their packets."""
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +16,17 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from gateway.bootstrap import load_config
 from gateway.config.agencies import BUCKETS, AgencyConfig, EmailAgency
 from gateway.config.settings import GatewaySettings
+from gateway.dispatch.outbox import open_stored
 from gateway.keys import generate_missing
+from gateway.store.database import Database, sealer_of
+from gateway.store.document_tables import CaseDocument
 from gateway.store.tables import OutboxItem, Placement
 
 FIRM = "ZHENGYI"
 TEMPLATES = Path(__file__).resolve().parents[2] / "config" / "templates" / "email"
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
+DOCUMENTS = CaseDocument.__table__  # type: ignore[attr-defined]
 
 
 def _toml(value: object) -> str:
@@ -207,3 +214,70 @@ async def outbox_states(db: Any) -> dict[str, int]:
             sa.select(OUTBOX.c.state, sa.func.count()).group_by(OUTBOX.c.state)
         )
         return {state: n for state, n in rows.all()}
+
+
+async def list_store_documents(
+    db: Database, store: Path, placement_ids: list[str], files: Mapping[str, bytes]
+) -> dict[str, list[int]]:
+    """Put ``files`` in each placement's case folder of the lender's store, record them as
+    the case's documents, and list them in the placement's ``placement.created`` packet (as
+    gateway.documents does at allocation). Placement → document ids."""
+    listed: dict[str, list[int]] = {}
+    async with db.transaction() as conn:
+        for placement_id in placement_ids:
+            case_id = (
+                await conn.execute(
+                    sa.select(PLACEMENTS.c.case_id).where(PLACEMENTS.c.id == placement_id)
+                )
+            ).scalar_one()
+            descriptors = []
+            for name, data in files.items():
+                (store / case_id).mkdir(parents=True, exist_ok=True)
+                (store / case_id / name).write_bytes(data)
+                digest = hashlib.sha256(data).hexdigest()
+                row = {
+                    "case_id": case_id,
+                    "placement_id": None,
+                    "kind": "loan_contract",
+                    "name": name,
+                    "media_type": "application/pdf",
+                    "size": len(data),
+                    "sha256": digest,
+                    "source": f"{case_id}/{name}",
+                    "created_at": datetime.now(UTC),
+                }
+                doc_id = (
+                    await conn.execute(DOCUMENTS.insert().returning(DOCUMENTS.c.id), row)
+                ).scalar_one()
+                listed.setdefault(placement_id, []).append(doc_id)
+                descriptors.append(
+                    {
+                        "document_id": doc_id,
+                        "kind": "loan_contract",
+                        "name": name,
+                        "media_type": "application/pdf",
+                        "size": len(data),
+                        "sha256": digest,
+                    }
+                )
+            item = (
+                await conn.execute(
+                    sa.select(OUTBOX.c.id, OUTBOX.c.dedupe_key, OUTBOX.c.payload).where(
+                        OUTBOX.c.placement_id == placement_id,
+                        OUTBOX.c.packet_type == "placement.created",
+                    )
+                )
+            ).one()
+            sealer = sealer_of(conn)
+            packet = json.loads(open_stored(sealer, item.dedupe_key, item.payload))
+            packet["data"]["documents"] = descriptors
+            payload = json.dumps(packet, ensure_ascii=False, sort_keys=True).encode()
+            stored = payload
+            if sealer is not None:
+                stored = sealer.seal(payload, bound_to=f"outbox:{item.dedupe_key}")
+            await conn.execute(
+                OUTBOX.update()
+                .where(OUTBOX.c.id == item.id)
+                .values(payload=stored, payload_sha256=hashlib.sha256(payload).hexdigest())
+            )
+    return listed

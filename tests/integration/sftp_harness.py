@@ -110,10 +110,13 @@ async def start_world(
     *,
     host_key: asyncssh.SSHKey | None = None,
     dispatch: Mapping[str, Any] | None = None,
+    sections: Mapping[str, Any] | None = None,
     **agency: Any,
 ) -> SftpWorld:
     """Start a sandbox server, write a config whose agency pins its host key (unless
-    ``sftp.host_keys`` is overridden), generate our client key and authorize it."""
+    ``sftp.host_keys`` is overridden), generate our client key and authorize it.
+    ``sections`` adds sections to gateway.toml; placements carry no document pack unless
+    ``sections["documents"]`` asks for one (no letters, no generated statements)."""
     server_key = asyncssh.generate_private_key("ssh-ed25519")
     server = SandboxSftpServer(host_key=server_key, users=[])
     port = await server.start()
@@ -135,6 +138,8 @@ async def start_world(
                         "evidence_origin": "gateway.test/evidence",
                     },
                     "dispatch": {"poll_interval_seconds": 0.1, **(dispatch or {})},
+                    "documents": {"letters": "off", "statements": False},
+                    **(sections or {}),
                 }
             )
         )
@@ -192,6 +197,7 @@ async def seed(world: SftpWorld, count: int, *, seed: int = 11) -> None:
             placements=gateway.placements,
             allocation=world.settings.allocation,
             clock=gateway.clock,
+            confirmation="off",
         )
         assert report.inserted == count, report.errors
         placed = await gateway.placements.allocate()

@@ -65,6 +65,7 @@ async def test_champions_follow_recovery_and_challengers_are_recorded(
             placements=service,
             allocation=allocation,
             clock=clock,
+            confirmation="off",
         )
         assert imported.inserted == 600
         report = await service.allocate()

@@ -70,6 +70,7 @@ class World:
             placements=self.service,
             allocation=self.allocation,
             clock=self.clock,
+            confirmation="off",
         )
         assert report.inserted == len(accounts), report.errors
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -148,7 +148,7 @@ async def test_the_search_box_goes_straight_to_the_page_of_every_kind_of_id(
         case1.lower(): case_page,  # case id, any case
         p1.lower(): case_page,  # placement id
         "alpha-1": case_page,  # the agency's case reference
-        debtor: "/cases?debtor=" + quote(debtor),
+        debtor: "/cases?debtor_key=" + world.gateway.pii.debtor_key(debtor),
         dedupe_key: f"/cases/{packet_case}",  # a packet
         webhook_id.upper(): case_page,  # a webhook id
         "pay-1001": case_page,  # an agency payment id (two events, one case)
@@ -373,6 +373,12 @@ async def test_the_mismatch_page_highlights_the_differing_fields(served: Served)
         marked = set(re.findall(r'<tr class="differs" data-field="([^"]+)">', page))
         assert marked == differing, kind
         assert page.count('<span class="sr-only">') >= len(differing)
+    # The payment reported again: our recorded amount_minor against their amount, one row.
+    mismatch_id = await served.world.mismatch_id("conflicting_duplicate")
+    [(ours, theirs)] = await served.all(sa.select(M.ours, M.theirs).where(M.id == mismatch_id))
+    page = await (await client.get(f"/mismatches/{mismatch_id}")).text()
+    marked = set(re.findall(r'<tr class="differs" data-field="([^"]+)">', page))
+    assert marked == {"amount_minor"}, (loads(ours), loads(theirs))
 
 
 # --- agency health -------------------------------------------------------------------------

@@ -110,6 +110,7 @@ async def seed(settings: GatewaySettings, agencies: dict[str, AgencyConfig], tmp
             placements=gateway.placements,
             allocation=settings.allocation,
             clock=gateway.clock,
+            confirmation="off",
         )
         assert (await gateway.placements.allocate()).placed == PLACEMENTS
     finally:

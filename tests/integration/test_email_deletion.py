@@ -35,6 +35,7 @@ from gateway.clock import ManualClock, to_datetime
 from gateway.config.settings import AllocationSection
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.hooks import ReconciliationHooks
+from gateway.documents.store import FolderStore
 from gateway.keys import self_signed
 from gateway.ports import AdapterContext
 from gateway.privacy.deletion import deletion_status, request_deletions
@@ -43,7 +44,6 @@ from gateway.runtime import mailbox_readers
 from gateway.sandbox.dovecot import ThrowawayDovecot, free_port, unavailable_reason
 from gateway.sandbox.law_firm import (
     SandboxLawFirm,
-    sandbox_documents,
     server_tls_context,
     smtp_server,
 )
@@ -55,6 +55,7 @@ from tests.integration.email_setup import (
     Capture,
     authenticator,
     firm_of,
+    list_store_documents,
     secret,
     with_ports,
     write_firm_config,
@@ -111,7 +112,6 @@ async def ended(
         database_url=database_url,
         email={
             "imap": {"username": IMAP_LOGIN, "mailbox": f"T{uuid.uuid4().hex[:10]}"},
-            "documents_dir": "documents",
             "attach_documents": True,
         },
     )
@@ -126,10 +126,17 @@ async def ended(
     await upgrade(db)
     clock = ManualClock(START)
     [(pid, case_id, *_)] = await seed_placements(db, {FIRM: agency}, 1, clock)
-    sandbox_documents(base / "documents", case_id)
+    await list_store_documents(db, base / "store", [pid], {"contract.pdf": b"%PDF-1.4\n"})
     session = aiohttp.ClientSession()
     adapter = build_email_adapter(
-        agency, AdapterContext(base_dir=base, http=session, clock=clock.now, db=db)
+        agency,
+        AdapterContext(
+            base_dir=base,
+            http=session,
+            clock=clock.now,
+            db=db,
+            documents=FolderStore(base / "store"),
+        ),
     )
     dispatcher = Dispatcher(
         db=db,

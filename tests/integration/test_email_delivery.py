@@ -26,6 +26,7 @@ from gateway.config.agencies import EmailAgency
 from gateway.dispatch import outbox
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.hooks import ReconciliationHooks
+from gateway.documents.store import FolderStore
 from gateway.ports import AdapterContext
 from gateway.sandbox.law_firm import server_tls_context, smtp_server
 from gateway.store.database import Database
@@ -38,6 +39,7 @@ from tests.integration.email_setup import (
     Capture,
     authenticator,
     firm_of,
+    list_store_documents,
     outbox_states,
     secret,
     with_ports,
@@ -71,7 +73,7 @@ async def firm_setup(
     _, _, agencies = write_firm_config(
         base,
         database_url=database_url,
-        email={"documents_dir": str(tmp_path / "documents"), "attach_documents": True},
+        email={"attach_documents": True},
     )
     db = Database(database_url)
     await upgrade(db)
@@ -124,13 +126,16 @@ async def start_firm(
         )
     clock = ManualClock(START)
     placed = await seed_placements(db, {FIRM: agency}, count, clock)
-    documents = Path(str(agency.email.documents_dir))
-    for _, case_id, _, _ in placed:
-        (documents / case_id).mkdir(parents=True, exist_ok=True)
-        (documents / case_id / "借款合同.pdf").write_bytes(b"%PDF-1.4\n% contract\n")
+    store = base / "store"
+    await list_store_documents(
+        db, store, [p[0] for p in placed], {"借款合同.pdf": b"%PDF-1.4\n% contract\n"}
+    )
     session = aiohttp.ClientSession()
     adapter = build_email_adapter(
-        agency, AdapterContext(base_dir=base, http=session, clock=clock.now, db=db)
+        agency,
+        AdapterContext(
+            base_dir=base, http=session, clock=clock.now, db=db, documents=FolderStore(store)
+        ),
     )
     dispatcher = Dispatcher(
         db=db,

@@ -149,6 +149,7 @@ async def test_intake_to_reconciliation_over_real_protocols(
             placements=gateway.placements,
             allocation=settings.allocation,
             clock=gateway.clock,
+            confirmation="off",
         )
         assert intake.inserted == ACCOUNTS
         allocation = await gateway.placements.allocate()

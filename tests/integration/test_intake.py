@@ -102,6 +102,7 @@ class Env:
             placements=self.placements,
             allocation=self.allocation,
             clock=self.clock,
+            confirmation="off",
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -356,7 +357,13 @@ async def test_personal_data_never_reaches_the_database_file_in_clear(tmp_path: 
     path = write_jsonl(tmp_path / "secret.jsonl", rows)
     try:
         report = await import_file(
-            path, db=db, pii=pii, placements=placements, allocation=allocation, clock=clock
+            path,
+            db=db,
+            pii=pii,
+            placements=placements,
+            allocation=allocation,
+            clock=clock,
+            confirmation="off",
         )
         # A changed row is written a second time (an UPDATE): still encrypted.
         rows[7] = account(7, name=SECRET_NAME, national_id=SECRET_ID, phones=SECRET_PHONE, dpd=9)
@@ -367,6 +374,7 @@ async def test_personal_data_never_reaches_the_database_file_in_clear(tmp_path: 
             placements=placements,
             allocation=allocation,
             clock=clock,
+            confirmation="off",
         )
     finally:
         await db.dispose()

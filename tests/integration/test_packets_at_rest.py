@@ -63,6 +63,7 @@ async def test_packets_are_sealed_at_rest_sent_exactly_and_purged_with_proofs_in
             placements=gateway.placements,
             allocation=settings.allocation,
             clock=clock,
+            confirmation="off",
         )
         assert (await gateway.placements.allocate()).placed == 12
         stats = await (await gateway.dispatcher()).drain_once()
@@ -138,6 +139,7 @@ async def test_an_emptied_payload_that_was_not_purged_is_caught(
             placements=gateway.placements,
             allocation=settings.allocation,
             clock=gateway.clock,
+            confirmation="off",
         )
         await gateway.placements.allocate()
         async with gateway.db.transaction() as conn:

@@ -90,6 +90,7 @@ def test_one_document_per_wire_type_with_unique_ids() -> None:
         "intake-account",
         "case-packet",
         "agency-event",
+        "borrower-notice",
         *PACKET_TYPES,
         *EVENT_TYPES,
     }

@@ -1,0 +1,117 @@
+"""A batch's documents: what its packets list, copied from the placements' packs into the spool.
+
+Theory of operation
+-------------------
+The packets of a batch list their placement's documents (``data.documents[]`` of
+``placement.created``, and of the ``placement.amended`` that renews a placement: the new
+letter). ``listed_documents`` reads those references from the packet bytes as rows are
+written to the data file (adapters.sftp.spool), so a batch re-rendered to resume it lists
+the same documents in the same order.
+
+``spool_documents`` looks the references up in the placements' packs (gateway.documents,
+one query for the batch), and copies each document into the batch's spool folder under its
+remote path (adapters.sftp.batches.document_path), streamed chunk by chunk while its size and
+SHA-256 are checked against the pack's (a document that changed since it was recorded, or one
+a packet lists that its pack no longer holds, stops the batch with a permanent error naming
+the placement and the document). The caller encrypts, hashes and uploads the copies like the
+data file.
+"""
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.documents.pack import PackDocument, document_stream, pack_of
+from gateway.documents.store import DocumentStore
+from gateway.errors import DocumentError
+from gateway.ports import DocumentSource
+
+
+@dataclass(frozen=True, slots=True)
+class ListedDocument:
+    """A document a packet of the batch lists, by placement and ``case_documents`` id."""
+
+    placement_id: str
+    document_id: int
+
+
+def listed_documents(payload: bytes) -> list[ListedDocument]:
+    """The documents a packet lists (``data.documents[].document_id``); none when it lists
+    none or is not a JSON packet (the layout already refused what it cannot read)."""
+    try:
+        data = json.loads(payload).get("data")
+    except (ValueError, AttributeError):
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get("documents"), list):
+        return []
+    placement_id = data.get("placement_id")
+    if not isinstance(placement_id, str):
+        return []
+    return [
+        ListedDocument(placement_id, int(d["document_id"]))
+        for d in data["documents"]
+        if isinstance(d, dict) and type(d.get("document_id")) is int
+    ]
+
+
+async def find_documents(
+    conn: AsyncConnection, listed: Sequence[ListedDocument]
+) -> list[tuple[str, PackDocument]]:
+    """(placement, document) for every reference, in order; DocumentError naming the
+    placement and the document when its pack does not hold it."""
+    packs = await pack_of(conn, sorted({ref.placement_id for ref in listed}))
+    found: list[tuple[str, PackDocument]] = []
+    for ref in listed:
+        by_id = {doc.id: doc for doc in packs.get(ref.placement_id, [])}
+        doc = by_id.get(ref.document_id)
+        if doc is None:
+            raise DocumentError(
+                f"placement {ref.placement_id}: its packet lists document {ref.document_id}, "
+                "which is not in its document pack; resend the placement"
+            )
+        found.append((ref.placement_id, doc))
+    return found
+
+
+async def copy_document(
+    conn: AsyncConnection, doc: PackDocument, target: Path, *, store: DocumentSource
+) -> None:
+    """Stream ``doc`` into ``target`` (its size and SHA-256 checked on the way by
+    gateway.documents; DocumentChanged when they differ, and ``target`` is removed)."""
+    await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+    fh = await asyncio.to_thread(target.open, "wb")
+    digest, size = hashlib.sha256(), 0
+    try:
+        # The composition root hands gateway.documents' store; the port names only the
+        # part the channels use.
+        chunks = await document_stream(conn, doc, store=cast("DocumentStore", store))
+        async for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            await asyncio.to_thread(fh.write, chunk)
+    except BaseException:
+        await asyncio.to_thread(fh.close)
+        await asyncio.to_thread(target.unlink, True)
+        raise
+    await asyncio.to_thread(fh.close)
+    if (size, digest.hexdigest()) != (doc.size, doc.sha256):
+        # document_stream checks too; this guards the copy itself.
+        await asyncio.to_thread(target.unlink, True)
+        raise DocumentError(
+            f"case {doc.case_id}: document {doc.name} copied as {size} bytes with another "
+            "SHA-256 than recorded; it was not sent"
+        )
+
+
+__all__ = [
+    "ListedDocument",
+    "copy_document",
+    "find_documents",
+    "listed_documents",
+]
