@@ -341,6 +341,37 @@ def check_all_secrets(settings: GatewaySettings, agencies: dict[str, AgencyConfi
     return problems
 
 
+def check_letters(settings: GatewaySettings, agencies: dict[str, AgencyConfig]) -> list[str]:
+    """What would stop allocation issuing authorisation letters (``[documents] letters =
+    "required"``): the lender's registration, the signing certificate and key, the font, and
+    every enabled agency's registration. Empty when letters are off or ready."""
+    source = str(settings.config_path or "gateway.toml")
+    if settings.documents.letters != "required":
+        return []
+    if settings.lender.registration is None:
+        return [
+            f'{source}: [lender] registration: missing; [documents] letters = "required" '
+            "refuses to place cases without it (README 'Authorisation letters')"
+        ]
+    try:
+        pii = PiiKeyRing.parse(settings.secrets.pii_keys.resolve(settings.base_dir))
+    except ConfigError:
+        return []  # reported by check_all_secrets
+    service = LetterService(
+        lender=settings.lender,
+        agencies=agencies,
+        pii=pii,
+        base_dir=settings.base_dir,
+        config_file=source,
+        zone=ZoneInfo(settings.reconciliation.timezone),
+        workers=1,
+    )
+    try:
+        return service.problems(a.id for a in agencies.values() if a.enabled)
+    finally:
+        service.close()
+
+
 def build(
     settings: GatewaySettings,
     agencies: dict[str, AgencyConfig],

@@ -13,15 +13,16 @@ from gateway.errors import ConfigError
 @click.command("check-config")
 @click.pass_context
 def check_config(ctx: click.Context) -> None:
-    """Validate gateway.toml, every agency file and every key they reference.
+    """Validate gateway.toml, every agency file and every key they reference, and that
+    authorisation letters can be issued (registrations, signing certificate, font).
 
     Reports each problem as `file: key: reason` and exits 2 if there is any.
     """
-    from gateway.bootstrap import check_all_secrets, load_config
+    from gateway.bootstrap import check_all_secrets, check_letters, load_config
     from gateway.config.agencies import WebhookAgency
 
     settings, agencies = load_config(config_path(ctx))
-    problems = check_all_secrets(settings, agencies)
+    problems = check_all_secrets(settings, agencies) + check_letters(settings, agencies)
     if problems:
         raise ConfigError(problems)
     table = Table("agency", "name", "channel", "buckets", "capacity", "keys")

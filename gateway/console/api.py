@@ -68,6 +68,11 @@ def _action(body: dict[str, Any], actor: str) -> ActionRequest:
     if balance is not None and (not isinstance(balance, int) or isinstance(balance, bool)):
         raise GatewayError("balance_minor must be an integer (minor units)")
     assignee = body.get("assignee")
+    approval = body.get("approval_id")
+    if approval is not None and (
+        not isinstance(approval, int) or isinstance(approval, bool) or approval < 1
+    ):
+        raise GatewayError("approval_id must be a positive integer (the approval's number)")
     return ActionRequest(
         action=text("action"),
         actor=actor,
@@ -75,6 +80,7 @@ def _action(body: dict[str, Any], actor: str) -> ActionRequest:
         assignee=assignee if isinstance(assignee, str) else None,
         balance_minor=balance,
         recall_code=text("recall_code", DEFAULT_RECALL_CODE) or DEFAULT_RECALL_CODE,
+        approval_id=approval,
     )
 
 

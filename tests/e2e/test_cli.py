@@ -259,6 +259,20 @@ def test_check_config_names_file_and_key_of_a_removed_key_file(keyed_copy: Path)
     assert "does not exist" in result.stderr
 
 
+def test_check_config_names_what_stops_authorisation_letters(keyed_copy: Path) -> None:
+    (keyed_copy / "var/keys/lender-signing.key").write_text("not a key\n", encoding="utf-8")
+    agency_file = keyed_copy / "config" / "agencies" / "agy_beta.toml"
+    text = agency_file.read_text(encoding="utf-8")
+    start = text.index("[registration]")
+    end = text.find("\n[", start + 1)
+    agency_file.write_text(text[:start] + (text[end + 1 :] if end >= 0 else ""), "utf-8")
+    result = cli(keyed_copy, "check-config")
+    assert_clean_failure(result, 2)
+    assert "signing_key" in result.stderr
+    assert "AGY_BETA" in result.stderr and "registration" in result.stderr
+    assert "not a key" not in result.output
+
+
 def test_check_config_names_file_and_key_of_a_typo(keyed_copy: Path) -> None:
     agency_file = keyed_copy / "config" / "agencies" / "agy_beta.toml"
     text = agency_file.read_text(encoding="utf-8")

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
+from standardwebhooks.webhooks import Webhook
 
 from gateway.cli.root import main
 from gateway.notices.content import NOTICE_SENDER, NoticeTemplates, notice_key
@@ -75,6 +77,9 @@ def signature_holds(secret: str, msg_id: str, timestamp: str, body: bytes, heade
     key = base64.b64decode(secret.removeprefix("whsec_"))
     mac = hmac.digest(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
     expected = "v1," + base64.b64encode(mac).decode()
+    # The public reference library (standardwebhooks) must agree with the rule written out.
+    when = datetime.fromtimestamp(int(timestamp), UTC)
+    assert Webhook(key).sign(msg_id, when, body) == expected
     return any(hmac.compare_digest(expected, part) for part in header.split())
 
 

@@ -8,15 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from pytest_aiohttp import AiohttpClient
 
+from gateway.approvals import store as approvals
 from gateway.clock import to_datetime
 from gateway.console.accounts import add_user
+from gateway.reconciliation.kinds import MismatchDraft
+from gateway.reconciliation.recorder import insert_mismatches
+from gateway.store.tables import Mismatch
 from tests.case_world import CaseWorld, account, build_case_world
 from tests.console_world import console_app
 from tests.integration.test_console import Session
 
 PASSWORD = "correct horse battery staple"
+MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -92,3 +98,57 @@ async def test_a_second_person_approves_a_batch_in_the_console(
     approval = await bo.client.get(f"/approvals/{report.claim_batch.approval_id}")
     assert approval.status == 200 and batch_id in await approval.text()
     assert (await bo.client.get("/approvals/999")).status == 404
+
+
+async def test_a_large_write_off_in_the_console_runs_under_the_approval_it_asked_for(
+    world: CaseWorld, aiohttp_client: AiohttpClient
+) -> None:
+    async with world.db.transaction() as conn:
+        await insert_mismatches(
+            conn,
+            [
+                (
+                    "k1",
+                    MismatchDraft("unknown_placement", None, "t", {}, {}, 2_000_000),
+                    "AGY_ONE",
+                    None,
+                    None,
+                )
+            ],
+            now=_now(world),
+        )
+        mismatch_id = (await conn.execute(sa.select(MISMATCHES.c.id))).scalar_one()
+
+    ana = await session(aiohttp_client, world, "ana")
+    page = await (await ana.client.get(f"/mismatches/{mismatch_id}")).text()
+    assert 'name="approval_id"' in page  # the form has a field for the approval's number
+    asked = await ana.act(mismatch_id, "write_off", reason="lost")
+    text = await asked.text()
+    assert asked.status == 409, text
+    async with world.db.connect() as conn:
+        (state,) = (
+            await conn.execute(sa.select(MISMATCHES.c.state).where(MISMATCHES.c.id == mismatch_id))
+        ).one()
+    assert state == "open"
+    async with world.db.connect() as conn:
+        pending = [
+            a for a in await approvals.listing(conn, status="pending") if a.action == "write_off"
+        ]
+    [approval] = pending
+    assert f"#{approval.id}" in text or str(approval.id) in text
+
+    bo = await session(aiohttp_client, world, "bo")
+    decided = await bo.client.post(
+        f"/approvals/{approval.id}/decision",
+        data={"csrf_token": bo.csrf, "decision": "approve"},
+        allow_redirects=False,
+    )
+    assert decided.status == 303
+    done = await ana.act(mismatch_id, "write_off", reason="lost", approval_id=str(approval.id))
+    assert done.status == 303, await done.text()
+    async with world.db.connect() as conn:
+        (state,) = (
+            await conn.execute(sa.select(MISMATCHES.c.state).where(MISMATCHES.c.id == mismatch_id))
+        ).one()
+        assert (await approvals.get(conn, approval.id)).status == "executed"
+    assert state == "written_off"

@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
+from standardwebhooks.webhooks import Webhook
 
 from adapters.webhook.adapter import WebhookAdapter
 from gateway.clock import ManualClock, to_datetime
@@ -34,6 +35,7 @@ from gateway.ports import ChannelAdapter
 from gateway.reconciliation.sla import run_sla_checks
 from gateway.server import create_app
 from gateway.signing import (
+    HmacKey,
     SigningKey,
     VerifyingKey,
     generate_ed25519_pair,
@@ -78,6 +80,15 @@ def key_pair(scheme: str) -> tuple[SigningKey, VerifyingKey]:
         return secret, secret
     private, public = generate_ed25519_pair()
     return parse_ed25519_private(private), parse_ed25519_public(public)
+
+
+def library_accepts(key: HmacKey, headers: Mapping[str, str], body: bytes) -> bool:
+    """Whether the public Standard Webhooks library (``standardwebhooks``), which shares no
+    code with ours, computes one of the ``v1`` signatures the request carries. Its ``verify``
+    would also hold the timestamp to the wall clock; these tests run on a manual clock."""
+    timestamp = datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
+    expected = Webhook(key.secret).sign(headers["webhook-id"], timestamp, body)
+    return expected in headers["webhook-signature"].split()
 
 
 @dataclass
@@ -161,6 +172,10 @@ class Receiver:
             headers = read_headers(request.headers.items())
             verify(headers, body, [self.verifying[agency_id]], now=int(self.clock.now()))
         except InboundError:
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        key = self.verifying[agency_id]
+        if isinstance(key, HmacKey) and not library_accepts(key, request.headers, body):
             self.bad_signatures += 1
             return web.Response(status=401)
         self.in_flight += 1

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
+from standardwebhooks.webhooks import Webhook
 
 from gateway.allocation.placements import PlacementService
 from gateway.clock import ManualClock, to_datetime
@@ -30,6 +31,7 @@ from gateway.metrics import Metrics
 from gateway.privacy.pii import PiiKeyRing
 from gateway.server import create_app
 from gateway.signing import (
+    HmacKey,
     SigningKey,
     VerifyingKey,
     generate_ed25519_pair,
@@ -459,6 +461,31 @@ async def test_a_signed_event_arriving_in_pieces_is_accepted_whole(
     assert (answer.status, json.loads(answer.body)["status"]) == (200, "accepted"), answer.body
     [row] = await world.inbound()
     assert row.body == body and row.status == "accepted"
+
+
+async def test_an_event_signed_by_the_public_standard_webhooks_library_is_accepted(
+    world: World,
+) -> None:
+    """An agency that signs with the reference library (``standardwebhooks``, no code shared
+    with ours) is understood; a body it did not sign is refused."""
+    key = world.keys["AGY_A"]
+    assert isinstance(key, HmacKey)
+    body = ack(world.held["AGY_A"][0])
+    when = datetime.fromtimestamp(int(world.clock.now()), UTC)
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": "evt_library",
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(key.secret).sign("evt_library", when, body),
+    }
+    answer = await send_hard_way(world, "AGY_A", body, "evt_library", headers=headers)
+    assert (answer.status, json.loads(answer.body)["status"]) == (200, "accepted"), answer.body
+    tampered = body.replace(b'"REF-1"', b'"REF-2"')
+    assert tampered != body
+    refused = await send_hard_way(world, "AGY_A", tampered, "evt_library", headers=headers)
+    assert refused.status == 401
+    [row] = await world.inbound()
+    assert row.body == body and row.external_id == "evt_library"
 
 
 async def test_an_event_near_the_limit_streamed_in_small_chunks_is_accepted(world: World) -> None:
