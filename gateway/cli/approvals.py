@@ -6,6 +6,8 @@ user of a role ``[four_eyes]`` permits, never the request's maker.
 """
 
 import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import click
 from rich.table import Table
@@ -14,12 +16,45 @@ from gateway.allocation.routing import money
 from gateway.cli.attribution import acting_user
 from gateway.cli.context import GatewayGroup, console, open_gateway, run_async
 from gateway.clock import to_datetime
+from gateway.console.accounts import User
+
+T = TypeVar("T")
+S = TypeVar("S", str, int)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 
 
 def _echo(data: object) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+async def _decided(
+    ctx: click.Context,
+    decision: Callable[..., Awaitable[T]],
+    subject: S,
+    approve: bool,
+    note: str | None,
+    *,
+    purpose: str,
+) -> tuple[User, T]:
+    """The acting checker (required: ``--as`` or ``--token``) and their ``decision`` on
+    ``subject`` (a claim batch or an approval request), recorded."""
+    gateway = await open_gateway(ctx)
+    try:
+        checker = await acting_user(ctx, gateway.db, gateway.clock, required=True, purpose=purpose)
+        assert checker is not None
+        decided = await decision(
+            gateway.db,
+            subject,
+            approve=approve,
+            checker=checker,
+            four_eyes=gateway.settings.four_eyes,
+            now=to_datetime(gateway.clock.now()),
+            note=note,
+        )
+    finally:
+        await gateway.aclose()
+    return checker, decided
 
 
 @click.group(cls=GatewayGroup)
@@ -136,23 +171,9 @@ def _decide_batch_command(approve: bool) -> click.Command:
     async def command(ctx: click.Context, batch_id: str, note: str | None, as_json: bool) -> None:
         from gateway.approvals.decisions import decide_batch
 
-        gateway = await open_gateway(ctx)
-        try:
-            checker = await acting_user(
-                ctx, gateway.db, gateway.clock, required=True, purpose=f"{verb} a claim batch"
-            )
-            assert checker is not None
-            batch = await decide_batch(
-                gateway.db,
-                batch_id,
-                approve=approve,
-                checker=checker,
-                four_eyes=gateway.settings.four_eyes,
-                now=to_datetime(gateway.clock.now()),
-                note=note,
-            )
-        finally:
-            await gateway.aclose()
+        checker, batch = await _decided(
+            ctx, decide_batch, batch_id, approve, note, purpose=f"{verb} a claim batch"
+        )
         if as_json:
             _echo(batch.as_dict())
             return
@@ -255,23 +276,9 @@ def _decide_command(approve: bool) -> click.Command:
     ) -> None:
         from gateway.approvals.decisions import decide
 
-        gateway = await open_gateway(ctx)
-        try:
-            checker = await acting_user(
-                ctx, gateway.db, gateway.clock, required=True, purpose=f"{verb} an approval"
-            )
-            assert checker is not None
-            approval = await decide(
-                gateway.db,
-                approval_id,
-                approve=approve,
-                checker=checker,
-                four_eyes=gateway.settings.four_eyes,
-                now=to_datetime(gateway.clock.now()),
-                note=note,
-            )
-        finally:
-            await gateway.aclose()
+        checker, approval = await _decided(
+            ctx, decide, approval_id, approve, note, purpose=f"{verb} an approval"
+        )
         if as_json:
             _echo(approval.as_dict())
             return
