@@ -9,6 +9,7 @@ request's maker; a refusal shows the page again with the reason. Handlers stay t
 """
 
 import json
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
@@ -83,14 +84,36 @@ def _decision(form: dict[str, str]) -> tuple[bool, str | None]:
 @page("operator")
 async def batch_decision(request: web.Request, principal: Principal) -> web.StreamResponse:
     """``POST /claims/{batch_id}/decision``: approve or reject as the logged-in user."""
-    services = _services(request)
     batch_id = request.match_info["batch_id"]
+    return await _decided(
+        request,
+        principal,
+        decide_batch,
+        batch_id,
+        page=_batch_page,
+        location=f"/claims/{quote(batch_id, safe='')}",
+    )
+
+
+async def _decided(
+    request: web.Request,
+    principal: Principal,
+    decision: Callable[..., Awaitable[object]],
+    subject: str | int,
+    *,
+    page: Callable[..., Awaitable[web.StreamResponse]],
+    location: str,
+) -> web.StreamResponse:
+    """The logged-in user's ``decision`` on ``subject`` (a claim batch or an approval
+    request) from the posted form; refused: ``page`` again with the reason (409 when the
+    four-eyes rules refuse, 400 for a bad form); done: back to ``location``."""
+    services = _services(request)
     form = await read_form(request)
     try:
         approve, note = _decision(dict(form))
-        await decide_batch(
+        await decision(
             services.db,
-            batch_id,
+            subject,
             approve=approve,
             checker=principal.user,
             four_eyes=services.four_eyes,
@@ -98,15 +121,13 @@ async def batch_decision(request: web.Request, principal: Principal) -> web.Stre
             note=note,
         )
     except ActionRefused as exc:
-        return await _batch_page(request, principal, error=str(exc), status=409)
+        return await page(request, principal, error=str(exc), status=409)
     except GatewayError as exc:
         if isinstance(exc, NotFound):
             raise
-        return await _batch_page(request, principal, error=str(exc), status=400)
+        return await page(request, principal, error=str(exc), status=400)
     done = "approved" if approve else "rejected"
-    return web.Response(
-        status=303, headers={"Location": f"/claims/{quote(batch_id, safe='')}?done={done}"}
-    )
+    return web.Response(status=303, headers={"Location": f"{location}?done={done}"})
 
 
 async def _approval_page(
@@ -144,28 +165,15 @@ async def approval_page(request: web.Request, principal: Principal) -> web.Strea
 @page("operator")
 async def approval_decision(request: web.Request, principal: Principal) -> web.StreamResponse:
     """``POST /approvals/{approval_id}/decision``: approve or reject as the logged-in user."""
-    services = _services(request)
     approval_id = _approval_id(request)
-    form = await read_form(request)
-    try:
-        approve, note = _decision(dict(form))
-        await decide(
-            services.db,
-            approval_id,
-            approve=approve,
-            checker=principal.user,
-            four_eyes=services.four_eyes,
-            now=services.auth.now(),
-            note=note,
-        )
-    except ActionRefused as exc:
-        return await _approval_page(request, principal, error=str(exc), status=409)
-    except GatewayError as exc:
-        if isinstance(exc, NotFound):
-            raise
-        return await _approval_page(request, principal, error=str(exc), status=400)
-    done = "approved" if approve else "rejected"
-    return web.Response(status=303, headers={"Location": f"/approvals/{approval_id}?done={done}"})
+    return await _decided(
+        request,
+        principal,
+        decide,
+        approval_id,
+        page=_approval_page,
+        location=f"/approvals/{approval_id}",
+    )
 
 
 def add_approval_routes(app: web.Application) -> None:
