@@ -14,18 +14,19 @@ from rich.table import Table
 
 from gateway.allocation.routing import money
 from gateway.cli.attribution import acting_user
-from gateway.cli.context import GatewayGroup, console, open_gateway, run_async
+from gateway.cli.context import (
+    GatewayGroup,
+    console,
+    echo_json,
+    json_option,
+    open_gateway,
+    run_async,
+)
 from gateway.clock import to_datetime
 from gateway.console.accounts import User
 
 T = TypeVar("T")
 S = TypeVar("S", str, int)
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
-
-
-def _echo(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 async def _decided(
@@ -83,7 +84,7 @@ async def claims_list(ctx: click.Context, status: str | None, as_json: bool) -> 
     finally:
         await gateway.aclose()
     if as_json:
-        _echo([b.as_dict() for b in found])
+        echo_json([b.as_dict() for b in found])
         return
     table = Table("batch", "file", "maker", "status", "cases", "balance", "new", "gone", "by")
     for b in found:
@@ -117,7 +118,7 @@ async def claims_show(ctx: click.Context, batch_id: str, as_json: bool) -> None:
     finally:
         await gateway.aclose()
     if as_json:
-        _echo(batch.as_dict())
+        echo_json(batch.as_dict())
         return
     console.print(
         f"batch {batch.id}: {batch.file_name} (sha256 {batch.file_sha256[:16]}…), "
@@ -175,7 +176,7 @@ def _decide_batch_command(approve: bool) -> click.Command:
             ctx, decide_batch, batch_id, approve, note, purpose=f"{verb} a claim batch"
         )
         if as_json:
-            _echo(batch.as_dict())
+            echo_json(batch.as_dict())
             return
         after = "its cases may now be allocated" if approve else "its cases stay unallocated"
         console.print(f"claim batch {batch.id} {batch.status} by {checker.name}; {after}")
@@ -218,7 +219,7 @@ async def approvals_list(ctx: click.Context, status: str | None, as_json: bool) 
     finally:
         await gateway.aclose()
     if as_json:
-        _echo([a.as_dict() for a in found])
+        echo_json([a.as_dict() for a in found])
         return
     table = Table("id", "action", "subject", "count", "amount", "maker", "status", "checker")
     for a in found:
@@ -252,7 +253,7 @@ async def approvals_show(ctx: click.Context, approval_id: int, as_json: bool) ->
     finally:
         await gateway.aclose()
     if as_json:
-        _echo(approval.as_dict())
+        echo_json(approval.as_dict())
         return
     data = approval.as_dict()
     payload = data.pop("payload")
@@ -280,7 +281,7 @@ def _decide_command(approve: bool) -> click.Command:
             ctx, decide, approval_id, approve, note, purpose=f"{verb} an approval"
         )
         if as_json:
-            _echo(approval.as_dict())
+            echo_json(approval.as_dict())
             return
         console.print(
             f"approval #{approval.id} ({approval.action} {approval.subject}) "

@@ -12,7 +12,7 @@ import click
 from gateway.cases.holds import HoldOutcome
 from gateway.cli.attribution import ops_actor, recorded_actor
 from gateway.cli.cases import cases
-from gateway.cli.context import console, open_gateway, run_async
+from gateway.cli.context import console, json_option, open_gateway, run_async
 from schemas.account import KNOWN_HOLD_CODES
 
 _CODES = ", ".join(KNOWN_HOLD_CODES)
@@ -24,7 +24,6 @@ actor_option = click.option(
     help="Who acts, recorded as ops:NAME (default: the global --as or --token user, "
     "else the OS user).",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 note_option = click.option("--note", help="Why, in words (kept with the hold and its history).")
 
 

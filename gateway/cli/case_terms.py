@@ -4,9 +4,7 @@ escalate`` (gateway.cases.escalation). ``serve`` runs the expiry and the escalat
 its ``schedules.expiry_every_seconds`` timer; these commands do the same by hand.
 """
 
-import json
 from dataclasses import asdict
-from datetime import date, datetime
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -18,20 +16,10 @@ from gateway.cases.terms import MAX_RENEWAL_DAYS
 from gateway.cli.attribution import ops_actor, recorded_actor
 from gateway.cli.case_holds import actor_option
 from gateway.cli.cases import cases, placements
-from gateway.cli.context import console, err_console, open_gateway, run_async
+from gateway.cli.context import console, echo_json, err_console, open_gateway, run_async
 
 NONE = "-"
 _TEXT = 500
-
-
-def _default(value: object) -> object:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, default=_default, ensure_ascii=False, indent=2))
 
 
 def _note(note: str | None) -> str | None:
@@ -124,7 +112,7 @@ async def expire(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
         await gateway.aclose()
     if dry_run:
         if as_json:
-            _echo_json(
+            echo_json(
                 {
                     "dry_run": True,
                     "today": plan.today,
@@ -136,7 +124,7 @@ async def expire(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
             _print_plan(plan)
         return
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "dry_run": False,
                 "today": report.today,
@@ -186,7 +174,7 @@ async def renew(
     finally:
         await gateway.aclose()
     if as_json:
-        _echo_json(asdict(renewal))
+        echo_json(asdict(renewal))
         return
     console.print(
         f"renewed {renewal.placement_id} ({renewal.agency_id}) from "
@@ -245,7 +233,7 @@ async def escalations(
                 "recalled": dict(scanned.recalled),
                 "skipped": scanned.skipped,
             }
-        _echo_json(document)
+        echo_json(document)
         return
     if scanned is not None:
         console.print(
@@ -322,7 +310,7 @@ async def escalate(
     finally:
         await gateway.aclose()
     if as_json:
-        _echo_json(_view_json(view))
+        echo_json(_view_json(view))
         return
     line = f"escalation {view.id} {view.state} by {view.decided_by}"
     if view.state == "approved":

@@ -2,7 +2,6 @@
 and ``cases history``. They read through gateway.cases.views, as the console and its JSON API
 do, so all three say the same thing; none of them shows personal data."""
 
-import json
 from datetime import date, datetime
 from typing import Any
 
@@ -18,20 +17,10 @@ from gateway.cases.views import (
     list_cases,
 )
 from gateway.cli.cases import cases
-from gateway.cli.context import console, open_gateway, run_async
+from gateway.cli.context import console, echo_json, open_gateway, run_async
 from schemas.base import decimal_text
 
 NONE = "-"
-
-
-def _default(value: object) -> object:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, default=_default, ensure_ascii=False, indent=2))
 
 
 def _text(value: object) -> str:
@@ -111,7 +100,7 @@ async def cases_list(
     )
     page = await _read(ctx, list_cases, target, limit=limit, after=after)
     if as_json:
-        _echo_json(page)
+        echo_json(page)
         return
     table = Table(
         Column("case", no_wrap=True), "debtor", "status", "bucket", "dpd", "balance", "agency",
@@ -188,7 +177,7 @@ async def cases_show(ctx: click.Context, case_id: str, as_json: bool) -> None:
     draw), why the last round left it unplaced, escalations and its history."""
     data = await _read(ctx, case_detail, case_id)
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     c = data["case"]
     console.print(f"[bold]Case {c['id']}[/] ({c['status']})", highlight=False)
@@ -256,7 +245,7 @@ async def cases_history(ctx: click.Context, case_id: str, as_json: bool) -> None
     made it (intake, allocation, expiry, escalation, agency:ID, ops:NAME) and why."""
     rows = await _read(ctx, history_of, case_id)
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     console.print(_history_table(rows) if rows else f"{case_id}: no status change recorded")
 

@@ -2,7 +2,9 @@
 opening the gateway from ``--config``."""
 
 import asyncio
+import json
 from collections.abc import Callable, Coroutine
+from datetime import date, datetime
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -20,6 +22,19 @@ R = TypeVar("R")
 
 console = Console()
 err_console = Console(stderr=True)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def echo_json(data: object) -> None:
+    """``data`` as indented JSON on stdout: Chinese as is, dates and times in ISO 8601."""
+    click.echo(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2))
 
 
 def run_async(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
@@ -67,7 +82,9 @@ __all__ = [
     "GatewayGroup",
     "config_path",
     "console",
+    "echo_json",
     "err_console",
+    "json_option",
     "open_gateway",
     "run_async",
 ]

@@ -7,14 +7,13 @@ resolution service, so every CLI action is audited and attested like a console a
 
 import json
 from collections.abc import Callable
-from datetime import date, datetime
 from typing import Any, TypeVar
 
 import click
 from rich.table import Table
 
 from gateway.cli.attribution import acting_user
-from gateway.cli.context import console, err_console, open_gateway, run_async
+from gateway.cli.context import console, echo_json, err_console, open_gateway, run_async
 from gateway.console import read_model, timeline
 from gateway.console.read_model import SORTS
 from gateway.errors import GatewayError
@@ -22,16 +21,6 @@ from gateway.resolutions.actions import ActionResult
 from gateway.resolutions.rules import ACTIONS, ActionRequest, MismatchFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _default(value: object) -> object:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, default=_default, ensure_ascii=False, indent=2))
 
 
 def filter_options(assignee_flag: str = "--assignee") -> Callable[[F], F]:
@@ -122,7 +111,7 @@ async def mismatches_list(
     finally:
         await gateway.aclose()
     if as_json:
-        _echo_json(data["items"])
+        echo_json(data["items"])
         return
     table = Table(
         "id", "kind", "sev", "state", "agency", "placement", "delta", "assignee", "detail"
@@ -166,7 +155,7 @@ async def mismatches_show(
     finally:
         await gateway.aclose()
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     console.print(
         f"[bold]#{data['id']} {data['kind']}[/] ({data['severity']}, {data['state']}) "
@@ -271,7 +260,7 @@ async def mismatches_resolve(
     finally:
         await gateway.aclose()
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "batch": result.batch,
                 "matched": result.matched,
