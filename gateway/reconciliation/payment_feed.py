@@ -291,10 +291,17 @@ async def _store(
         ).all()
     }
     holders = await _holders(conn, {p.receipt.case_id for p in batch if p.receipt.case_id})
+    named = await _placements(
+        conn, {p.receipt.placement_id for p in batch if p.receipt.placement_id}
+    )
     rows = []
     for p in batch:
         r = p.receipt
         digest = r.digest()
+        problem = _placement_problem(r, named)
+        if problem is not None:
+            report.errors.append(RowError(p.line, problem[0], problem[1], report.source))
+            continue
         before = existing.get(r.payment_id)
         if before is not None:
             if before.line_sha256 == digest:
@@ -310,7 +317,11 @@ async def _store(
                     )
                 )
             continue
-        placement_id, agency_id = r.placement_id, r.agency_id
+        placement_id, agency_id, case_id = r.placement_id, r.agency_id, r.case_id
+        if placement_id is not None and placement_id in named:
+            # A receipt keyed by the placement is matched like one keyed by the case: the
+            # agency holding it and its case come from the placement itself.
+            case_id, agency_id = named[placement_id][0], agency_id or named[placement_id][1]
         if r.kind == "debtor" and placement_id is None and r.case_id is not None:
             placement_id, holder = _holder_at(holders.get(r.case_id, []), r.received_at)
             agency_id = agency_id or holder
@@ -323,7 +334,7 @@ async def _store(
                 "line_no": p.line,
                 "line_sha256": digest,
                 "kind": r.kind,
-                "case_id": r.case_id,
+                "case_id": case_id,
                 "placement_id": placement_id,
                 "agency_id": agency_id,
                 "agency_payment_ref": r.agency_payment_ref,
@@ -355,6 +366,29 @@ async def _holders(
     for case_id, placed_at, pid, agency in rows.all():
         found.setdefault(case_id, []).append((placed_at, pid, agency))
     return found
+
+
+async def _placements(conn: AsyncConnection, ids: set[str]) -> dict[str, tuple[str, str]]:
+    """The placements receipts name: placement id → (case id, agency)."""
+    if not ids:
+        return {}
+    P = PLACEMENTS.c
+    rows = await conn.execute(sa.select(P.id, P.case_id, P.agency_id).where(P.id.in_(sorted(ids))))
+    return {pid: (case_id, agency) for pid, case_id, agency in rows.all()}
+
+
+def _placement_problem(r: FeedLine, named: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    """Why a receipt's placement cannot be taken as written: (field, reason), or None."""
+    if r.placement_id is None:
+        return None
+    if r.placement_id not in named:
+        return "placement_id", f"no placement {r.placement_id}"
+    case_id, agency = named[r.placement_id]
+    if r.case_id is not None and r.case_id != case_id:
+        return "case_id", f"{r.case_id} is not the case of placement {r.placement_id} ({case_id})"
+    if r.agency_id is not None and r.agency_id != agency:
+        return "agency_id", f"placement {r.placement_id} is held by {agency}, not {r.agency_id}"
+    return None
 
 
 def _holder_at(

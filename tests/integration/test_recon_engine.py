@@ -458,6 +458,79 @@ async def test_three_way_matching_with_the_lender_feed(world: World, tmp_path: P
     )
 
 
+async def test_a_receipt_keyed_by_its_placement_is_matched_like_one_keyed_by_its_case(
+    world: World, tmp_path: Path
+) -> None:
+    """The lender's receipt names the placement, not the case: its agency and case come from
+    the placement, so the keyed pass finds the agency's report and a short receipt is an
+    amount mismatch (it used to be neither matched nor flagged); a placement that does not
+    exist, or is held by another agency, is refused naming the field."""
+    exact, short = world.placement("AGA", 0), world.placement("AGA", 1)
+    paid = at(1)
+    await world.report(
+        "AGA",
+        [
+            event(
+                "payment.reported",
+                placement_id=pid,
+                payment_id=ref,
+                amount=10_000,
+                paid_at=paid.isoformat(),
+                timestamp=paid,
+            )
+            for pid, ref in ((exact[0], "K-EXACT"), (short[0], "K-SHORT"))
+        ],
+    )
+    received = at(2).isoformat()
+    common = {"kind": "debtor", "currency": "CNY", "received_at": received}
+    feed = feed_csv(
+        tmp_path / "feed.csv",
+        [
+            {"payment_id": "P1", "amount_minor": 10_000, "placement_id": exact[0], **common},
+            {
+                "payment_id": "P2",
+                "amount_minor": 9_870,  # 1.30 short
+                "placement_id": short[0],
+                "agency_payment_ref": "K-SHORT",
+                **common,
+            },
+            {"payment_id": "P3", "amount_minor": 500, "placement_id": "PL-NOWHERE", **common},
+            {
+                "payment_id": "P4",
+                "amount_minor": 500,
+                "placement_id": exact[0],
+                "agency_id": "AGB",
+                **common,
+            },
+        ],
+    )
+    imported = await import_feed(feed, db=world.db, now=to_datetime(world.clock.now()))
+    assert imported.imported == 2
+    assert [(e.line, e.field) for e in imported.errors] == [(4, "placement_id"), (5, "agency_id")]
+    assert "PL-NOWHERE" in imported.errors[0].message
+    async with world.db.connect() as conn:
+        stored = (
+            await conn.execute(
+                sa.select(RECEIPTS.c.payment_id, RECEIPTS.c.case_id, RECEIPTS.c.agency_id).order_by(
+                    RECEIPTS.c.payment_id
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in stored] == [("P1", exact[1], "AGA"), ("P2", short[1], "AGA")]
+
+    world.clock.advance(5 * 86_400)
+    await world.engine().run()
+    async with world.db.connect() as conn:
+        links = (
+            await conn.execute(sa.select(MATCHES.c.pass_name, MATCHES.c.lender_payment_id))
+        ).all()
+    assert Counter(p for p, _ in links) == {"tolerance": 1, "keyed": 1}
+    found = kinds(await world.mismatches())
+    assert found["amount_mismatch"] == 1
+    assert found["payment_not_received"] == 0
+    assert found["payment_not_reported"] == 0
+
+
 async def test_statement_against_our_placements(world: World) -> None:
     b = world.by_agency["AGB"]
     a0 = world.placement("AGA", 0)
