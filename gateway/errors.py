@@ -30,6 +30,7 @@
     ├── NotFound                  a case, placement or mismatch id does not exist
     ├── EvidenceError             the evidence log does not verify
     ├── RunInProgress             a reconciliation run is still running (or waits for a resume)
+    ├── RoleHeld                  another process holds a cluster role (e.g. an allocation round)
     ├── PgpError                  gpg refused to encrypt, decrypt or verify (SFTP files)
     ├── DocumentError             a document of the lender's store is unsafe or unreadable
     │   └── DocumentChanged           its bytes no longer match the SHA-256 recorded at intake
@@ -241,6 +242,10 @@ class RunInProgress(GatewayError):
     """Another reconciliation run is running, or was interrupted and waits for a resume."""
 
 
+class RoleHeld(GatewayError):
+    """Another process holds this role of the cluster; try again once it is done."""
+
+
 class PgpError(GatewayError):
     """gpg refused to encrypt, decrypt or verify."""
 
@@ -308,6 +313,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermanentDeliveryError",
     "PgpError",
+    "RoleHeld",
     "RunInProgress",
     "SchemaViolation",
     "SignatureInvalid",

@@ -11,6 +11,7 @@ what stayed unplaced. ``preview`` stops after the decision.
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,6 +35,7 @@ from gateway.allocation.routing import Policy
 from gateway.allocation.rules import AllocationResult, allocate
 from gateway.cases.history import CaseMove, move_cases
 from gateway.clock import to_datetime
+from gateway.cluster import ALLOCATION_ROUND, Lease, LeaseStore, holder_id, holding
 from gateway.config.agencies import AgencyConfig
 from gateway.config.settings import AllocationSection
 from gateway.dispatch.packets import (
@@ -58,6 +60,9 @@ log = logging.getLogger(__name__)
 CASES = Case.__table__  # type: ignore[attr-defined]
 PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
 EXPECTATIONS = Expectation.__table__  # type: ignore[attr-defined]
+
+ROUND_LEASE_SECONDS = 60.0
+"""The allocation round's lease, renewed every third of it while the round runs."""
 C, P = CASES.c, PLACEMENTS.c
 
 WRITE_BATCH = 500
@@ -113,10 +118,22 @@ class PlacementService:
         self.packs = packs
 
     async def allocate(self) -> AllocationReport:
-        """Place every allocatable case that an agency can take; record why, per group."""
-        now = to_datetime(self._clock.now())
-        found, result, report = await self.plan(now)
-        return await self.commit(found, result, report, now=now)
+        """Place every allocatable case that an agency can take; record why, per group.
+
+        A round holds the cluster's ``allocation-round`` lease from its read to its last
+        write, so rounds of different processes (``serve`` instances, the CLI) never
+        overlap: a second caller gets RoleHeld at once rather than waiting."""
+        async with self.exclusive_round():
+            now = to_datetime(self._clock.now())
+            found, result, report = await self.plan(now)
+            return await self.commit(found, result, report, now=now)
+
+    def exclusive_round(self) -> AbstractAsyncContextManager[Lease]:
+        """Hold the cluster's ``allocation-round`` role for a round's plan and commit; raise
+        RoleHeld, naming the holder, while another process's round runs."""
+        return holding(
+            LeaseStore(self._db), ALLOCATION_ROUND, holder_id(), seconds=ROUND_LEASE_SECONDS
+        )
 
     async def commit(
         self,

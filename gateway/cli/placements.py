@@ -50,6 +50,9 @@ async def allocate(
     the command stores an approval request and exits 1 naming it; once another user has
     approved it, run `allocate --approval ID` (the round re-planned must not place more
     cases than were approved). The --as/--token user is recorded with the round.
+
+    One round runs at a time across every process on the database: while another runs
+    (another `serve`, another `allocate`), the command exits 1 naming its holder.
     """
     from gateway.approvals.gates import attest, gate
     from gateway.clock import to_datetime
@@ -59,42 +62,44 @@ async def allocate(
         if preview:
             report = await gateway.placements.preview()
         else:
-            user = await acting_user(ctx, gateway.db, gateway.clock)
-            now = to_datetime(gateway.clock.now())
-            found, result, report = await gateway.placements.plan(now)
-            ran_under = await gate(
-                gateway.db,
-                gateway.settings.four_eyes,
-                action="allocation_round",
-                subject=f"allocation:{now:%Y-%m-%dT%H:%M:%SZ}",
-                size=report.placed,
-                payload={
-                    "placed": report.placed,
-                    "by_agency": dict(sorted(report.by_agency.items())),
-                    "unallocated": report.unallocated,
-                },
-                maker=user,
-                approval_id=approval_id,
-                now=now,
-                count=report.placed,
-                match="count",
-            )
-            report = await gateway.placements.commit(found, result, report, now=now)
-            if report.round_id is not None:
-                await attest(
+            # One round at a time across every process: RoleHeld names the other's holder.
+            async with gateway.placements.exclusive_round():
+                user = await acting_user(ctx, gateway.db, gateway.clock)
+                now = to_datetime(gateway.clock.now())
+                found, result, report = await gateway.placements.plan(now)
+                ran_under = await gate(
                     gateway.db,
-                    kind="allocation_round",
-                    ref=f"round:{report.round_id}",
-                    fields={
-                        "by": user.name
-                        if user is not None
-                        else await recorded_actor(ctx, gateway.db, gateway.clock),
+                    gateway.settings.four_eyes,
+                    action="allocation_round",
+                    subject=f"allocation:{now:%Y-%m-%dT%H:%M:%SZ}",
+                    size=report.placed,
+                    payload={
                         "placed": report.placed,
+                        "by_agency": dict(sorted(report.by_agency.items())),
                         "unallocated": report.unallocated,
-                        "approval": ran_under,
                     },
+                    maker=user,
+                    approval_id=approval_id,
                     now=now,
+                    count=report.placed,
+                    match="count",
                 )
+                report = await gateway.placements.commit(found, result, report, now=now)
+                if report.round_id is not None:
+                    await attest(
+                        gateway.db,
+                        kind="allocation_round",
+                        ref=f"round:{report.round_id}",
+                        fields={
+                            "by": user.name
+                            if user is not None
+                            else await recorded_actor(ctx, gateway.db, gateway.clock),
+                            "placed": report.placed,
+                            "unallocated": report.unallocated,
+                            "approval": ran_under,
+                        },
+                        now=now,
+                    )
         tiers = {agency_id: agency.tier for agency_id, agency in gateway.agencies.items()}
     finally:
         await gateway.aclose()

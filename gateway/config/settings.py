@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.cluster import ClusterSection
 from gateway.config.documents import DocumentsSection
 from gateway.config.lender import LenderSection
 from gateway.config.notices import NoticesSection, VerificationSection
@@ -306,6 +307,7 @@ class GatewaySettings(_Section):
     documents: DocumentsSection = DocumentsSection()
     notices: NoticesSection = NoticesSection()
     verification: VerificationSection = VerificationSection()
+    cluster: ClusterSection = ClusterSection()
     agencies_dir: str = "config/agencies"
     base_dir: Path = Path(".")
     config_path: Path | None = None

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.console.services import ConsoleServices
 from gateway.errors import GatewayError, NotFound
-from gateway.evidence.log import LeafInput, append_leaves
+from gateway.evidence.log import LeafInput, append_leaves_sequenced
 from gateway.lifecycle import next_case_status
 from gateway.store.case_tables import Escalation
 from gateway.store.tables import Placement
@@ -173,7 +173,7 @@ async def act(
     now = services.auth.now()
     async with services.db.transaction() as conn:
         details = await _effect(services, conn, case_id, request, now=now)
-        [seq] = await append_leaves(
+        [seq] = await append_leaves_sequenced(
             conn,
             [
                 LeafInput(

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import NotFound
-from gateway.evidence.log import LeafInput, append_leaves
+from gateway.evidence.log import LeafInput, append_leaves_sequenced
 from gateway.privacy.pii import PiiKeyRing
 from gateway.store.console_tables import PiiReveal
 from gateway.store.database import Database
@@ -143,7 +143,7 @@ async def audit_reveal(
             ],
         )
     ).scalar_one()
-    [seq] = await append_leaves(
+    [seq] = await append_leaves_sequenced(
         conn,
         [
             LeafInput(

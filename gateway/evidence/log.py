@@ -11,6 +11,14 @@ Theory of operation
   to commit, so seq order is commit order and committed leaves are always a contiguous
   prefix ``0..n-1`` (append leaves late in a long transaction). Triggers refuse UPDATE and
   DELETE on the leaf table.
+* Staging (PostgreSQL, when the database has ``stage_evidence`` on, as ``serve`` sets it):
+  ``append_leaves`` writes the leaves to ``evidence_staged`` instead, taking no lock, so
+  writers of every process run side by side. ``sequence_staged`` (the cluster's one
+  sequencer, gateway.cluster; and every checkpoint and verification before it reads) moves
+  the committed staged leaves into the log under the writer lock in one statement, numbered
+  in staging order, so the log stays a contiguous prefix. A leaf is in the log once
+  sequenced; a caller that stores its leaf's seq in its own row uses
+  ``append_leaves_sequenced``, which always takes the lock.
 * ``EvidenceLog.checkpoint`` signs ``origin / size / root`` over every committed leaf. It
   folds stored leaf hashes into a compact range, resuming from the range it last signed,
   and refuses to sign when the stored prefix no longer hashes to the previous checkpoint.
@@ -44,7 +52,8 @@ from gateway.evidence.signed_note import (
     sign_note,
 )
 from gateway.evidence.verification import verify_log
-from gateway.store.database import Database
+from gateway.store.cluster_tables import EvidenceStaged
+from gateway.store.database import STAGE_EVIDENCE, Database
 from gateway.store.driver_sql import bulk_insert
 from gateway.store.tables import (
     Checkpoint,
@@ -55,6 +64,7 @@ from gateway.store.tables import (
 )
 
 LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
+STAGED = EvidenceStaged.__table__  # type: ignore[attr-defined]
 CHECKPOINTS = Checkpoint.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
@@ -65,6 +75,8 @@ APPEND_LOCK_KEY = 0x4556_4C4F_4701_0001
 CHECKPOINT_LOCK_KEY = 0x4556_4C4F_4701_0002
 
 _STREAM_BATCH = 10_000
+SEQUENCE_BATCH = 20_000
+"""Staged leaves moved into the log by one sequencer transaction at most."""
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 )
@@ -90,9 +102,21 @@ async def append_leaves(
     conn: AsyncConnection, leaves: Sequence[LeafInput], *, now: datetime
 ) -> list[int]:
     """Write ``leaves`` in the caller's open transaction (never commits) with one batched
-    insert and return their consecutive ``seq`` numbers. On PostgreSQL this takes the
-    evidence advisory lock, which other appenders wait for until the caller commits."""
+    insert. Return their consecutive ``seq`` numbers, or ``[]`` when they were staged for
+    the sequencer (PostgreSQL with staging on: no lock taken). Without staging, PostgreSQL
+    takes the evidence advisory lock, which other appenders wait for until the caller
+    commits."""
     return await append_bodies(
+        conn, [(leaf.kind, leaf.ref, leaf.body()) for leaf in leaves], now=now
+    )
+
+
+async def append_leaves_sequenced(
+    conn: AsyncConnection, leaves: Sequence[LeafInput], *, now: datetime
+) -> list[int]:
+    """``append_leaves`` that always numbers the leaves in the caller's transaction (under
+    the writer lock, held to commit), for a caller that stores a leaf's seq in its own row."""
+    return await _append_numbered(
         conn, [(leaf.kind, leaf.ref, leaf.body()) for leaf in leaves], now=now
     )
 
@@ -102,6 +126,23 @@ async def append_bodies(
 ) -> list[int]:
     """``append_leaves`` for (kind, ref, canonical body) triples whose bodies were already
     encoded (``LeafInput.body`` or a ``gateway.evidence.leaf_template.LeafTemplate``)."""
+    if not leaves:
+        return []
+    if conn.info.get(STAGE_EVIDENCE):
+        await bulk_insert(
+            conn,
+            STAGED,
+            ("kind", "ref", "body", "leaf_hash"),
+            [(kind, ref, body, leaf_hash(body)) for kind, ref, body in leaves],
+            constants={"created_at": now},
+        )
+        return []
+    return await _append_numbered(conn, leaves, now=now)
+
+
+async def _append_numbered(
+    conn: AsyncConnection, leaves: Sequence[tuple[str, str, bytes]], *, now: datetime
+) -> list[int]:
     if not leaves:
         return []
     # Hashing happens before the lock: on PostgreSQL it is held until the caller commits.
@@ -117,6 +158,56 @@ async def append_bodies(
         constants={"created_at": now},
     )
     return list(range(start, start + len(rows)))
+
+
+# One statement: take the oldest committed staged leaves out of staging and append them,
+# numbered in staging order after the log's last leaf. Run under the writer lock.
+_SEQUENCE_SQL = sa.text(
+    """
+    WITH moved AS (
+        DELETE FROM evidence_staged
+        WHERE id IN (SELECT id FROM evidence_staged ORDER BY id LIMIT :batch)
+        RETURNING id, kind, ref, body, leaf_hash, created_at
+    ), base AS (
+        SELECT coalesce(max(seq) + 1, 0) AS next FROM evidence_leaves
+    )
+    INSERT INTO evidence_leaves (seq, kind, ref, body, leaf_hash, created_at)
+    SELECT base.next + row_number() OVER (ORDER BY moved.id) - 1,
+           moved.kind, moved.ref, moved.body, moved.leaf_hash, moved.created_at
+    FROM moved CROSS JOIN base
+    """
+)
+
+
+async def sequence_staged(db: Database, *, batch: int = SEQUENCE_BATCH) -> int:
+    """Move committed staged leaves (at most ``batch``, oldest first) into the log, in one
+    transaction under the writer lock; return how many. 0 on SQLite, which never stages.
+    Safe to call from any process at any time: the lock orders the callers."""
+    if db.is_sqlite:
+        return 0
+    async with db.transaction() as conn:
+        waiting = await conn.execute(sa.select(STAGED.c.id).limit(1))
+        if waiting.first() is None:
+            return 0
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_KEY)))
+        moved = await conn.execute(_SEQUENCE_SQL, {"batch": batch})
+        return int(moved.rowcount)
+
+
+async def sequence_all(db: Database) -> int:
+    """``sequence_staged`` until nothing committed waits; return how many leaves moved."""
+    total = 0
+    while moved := await sequence_staged(db):
+        total += moved
+    return total
+
+
+async def staged_count(db: Database) -> int:
+    """Committed leaves waiting for the sequencer (what to watch on a cluster)."""
+    async with db.snapshot() as conn:
+        return int(
+            (await conn.execute(sa.select(sa.func.count()).select_from(STAGED))).scalar_one()
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +257,9 @@ class EvidenceLog:
     async def checkpoint(self, *, now: datetime) -> Checkpoint | None:
         """Sign a checkpoint over every committed leaf if the tree grew since the last one;
         None if it did not. Raise EvidenceError rather than sign a tree that is not an
-        extension of the previous checkpoint."""
+        extension of the previous checkpoint. Staged leaves committed before the call are
+        sequenced first."""
+        await sequence_all(self._db)
         async with self._db.transaction() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CHECKPOINT_LOCK_KEY)))
@@ -275,7 +368,9 @@ class EvidenceLog:
 
     async def verify(self, verifiers: Sequence[NoteVerifier]) -> VerificationReport:
         """Recompute and check everything (gateway.evidence.verification). Never raises for a
-        verification failure: every problem goes into the report."""
+        verification failure: every problem goes into the report. Staged leaves committed
+        before the call are sequenced first."""
+        await sequence_all(self._db)
         return await verify_log(self._db, self._origin, verifiers)
 
 
@@ -331,6 +426,7 @@ async def _fold_hashes(conn: AsyncConnection, compact: CompactRange, stop: int) 
 __all__ = [
     "APPEND_LOCK_KEY",
     "CHECKPOINT_LOCK_KEY",
+    "SEQUENCE_BATCH",
     "ConsistencyProof",
     "EvidenceLog",
     "InclusionProof",
@@ -339,4 +435,8 @@ __all__ = [
     "VerificationReport",
     "append_bodies",
     "append_leaves",
+    "append_leaves_sequenced",
+    "sequence_all",
+    "sequence_staged",
+    "staged_count",
 ]

@@ -49,7 +49,7 @@ from gateway.dispatch import outbox
 from gateway.dispatch.packets import render_amended
 from gateway.dispatch.queue import queue_packets
 from gateway.errors import ApprovalRequired, GatewayError, NotFound
-from gateway.evidence.log import LeafInput, append_leaves
+from gateway.evidence.log import LeafInput, append_leaves_sequenced
 from gateway.ports import Clock, VouchedReplies
 from gateway.resolutions.facts import count_matching, load_facts, select_ids
 from gateway.resolutions.rules import (
@@ -325,7 +325,7 @@ class ResolutionService:
                 },
             )
             table, ref_field = ACTIONS_TABLE, "action_id"
-        [seq] = await append_leaves(
+        [seq] = await append_leaves_sequenced(
             conn,
             [
                 LeafInput(

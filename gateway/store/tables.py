@@ -306,6 +306,7 @@ class AgencyStatus(SQLModel, table=True):
 from gateway.store import (  # noqa: E402
     case_tables as case_tables,
     claim_tables as claim_tables,
+    cluster_tables as cluster_tables,
     console_tables as console_tables,
     document_tables as document_tables,
     mail_tables as mail_tables,
