@@ -7,12 +7,15 @@ Ours is one complete run of the production engine (gateway.reconciliation.engine
 events pass with the contact rules, the three-way match, statements and the SLA checks,
 with breaks, matches, direct-pay packets and evidence leaves committed.
 
-The baseline is ``SELECT`` of the columns the events pass reads from both tables, ``FROM
-agency_events LEFT JOIN placements ON placements.id = agency_events.placement_id``, every
-row fetched through the same reader (gateway.store.row_stream) on the same engine and then
-dropped. It runs before and after ours; the ratio uses the faster of the two, which is the
-harder comparison for us. For reference the report also times the same join aggregated
-inside the database (``count``/``sum``, no row leaves SQLite).
+The baseline is the same join in DuckDB (``duckdb_join``): ``agency_events LEFT JOIN
+placements ON placements.id = agency_events.placement_id``, the columns the events pass
+reads, every joined row aggregated inside DuckDB, reading the same SQLite file through the
+sqlite scanner the engine uses (gateway.reconciliation.columnar; attaching is not timed,
+though the engine's run pays for its own). It runs before and after ours; the ratio uses the
+faster of the two, the harder comparison for us. The target is ``TARGET_SECONDS`` and at
+most ``TARGET_RATIO`` times that join. For reference the report also times the bare SQLite
+join (``SELECT`` of the same columns, every row fetched through gateway.store.row_stream)
+and the join aggregated inside SQLite.
 
 The fixture (gateway.bench.recon_fixture) is bulk-loaded before any timing.
 """
@@ -31,6 +34,8 @@ from gateway.bench.report import Progress, context, load_average
 from gateway.clock import ManualClock
 from gateway.config.agencies import AgencyConfig, parse_agency
 from gateway.config.settings import ReconciliationSection
+from gateway.reconciliation import columnar_worker
+from gateway.reconciliation.columnar import open_store
 from gateway.reconciliation.engine import ReconEngine
 from gateway.reconciliation.sources import EVENTS, PLACEMENTS, epoch_seconds
 from gateway.store.database import Database
@@ -38,7 +43,7 @@ from gateway.store.migrate import upgrade
 from gateway.store.row_stream import stream_rows
 from gateway.store.tables import Mismatch
 
-TARGET_SECONDS = 10.0
+TARGET_SECONDS = 3.0
 TARGET_RATIO = 3.0
 MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
 SETTINGS = ReconciliationSection(amount_tolerance_minor=100, date_window_days=3)
@@ -95,6 +100,25 @@ async def time_bare_join(db: Database) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
+DUCKDB_JOIN = """
+SELECT count(*), count(p.id), sum(p.balance_minor), sum(e.amount_minor), max(e.id),
+    max(e.agency_id), max(e.placement_id), max(e.event_type), max(e.ref), max(e.currency),
+    max(epoch_us(e.occurred_at)), max(p.agency_id), max(p.currency), max(epoch_us(p.recalled_at))
+FROM events e LEFT JOIN placements p ON p.id = e.placement_id
+"""
+
+
+def time_duckdb_join(url: str) -> tuple[float, int]:
+    """In the columnar worker (gateway.reconciliation.columnar_worker), where the events
+    pass runs: the bare join of the same columns in DuckDB over the store file; its seconds
+    and rows."""
+    with open_store(url) as con:
+        started = time.perf_counter()
+        row = con.execute(DUCKDB_JOIN).fetchone()
+        seconds = time.perf_counter() - started
+    return seconds, int(row[0]) if row else 0
+
+
 async def time_aggregate_join(db: Database) -> float:
     E, P = EVENTS.c, PLACEMENTS.c
     query = sa.select(
@@ -129,15 +153,23 @@ async def run(
             summary = await asyncio.to_thread(recon_fixture.build, path, rows, seed=seed)
             load_seconds = time.perf_counter() - started
             db = Database(f"sqlite:///{path}")
-            say("bare join")
-            before, joined = await time_bare_join(db)
+            say("DuckDB join")
+            duck_before, joined = await columnar_worker.call(
+                time_duckdb_join, db.url, doing="the DuckDB join"
+            )
+            say("bare SQLite join")
+            before, sqlite_rows = await time_bare_join(db)
             clock = ManualClock(summary.as_of.timestamp())
             engine = ReconEngine(db=db, agencies=bench_agencies(), settings=SETTINGS, clock=clock)
             say("reconciliation run")
             started = time.perf_counter()
             report = await engine.run()
             ours = time.perf_counter() - started
-            say("bare join again")
+            say("DuckDB join again, bare SQLite join again")
+            duck_after, _ = await columnar_worker.call(
+                time_duckdb_join, db.url, doing="the DuckDB join"
+            )
+            worker_rss = await columnar_worker.call(peak_rss_mb, doing="its peak RSS")
             after, _ = await time_bare_join(db)
             aggregate = await time_aggregate_join(db)
             async with db.connect() as conn:
@@ -148,25 +180,33 @@ async def run(
             await db.dispose()
     run_ = report.run
     classified = sum(run_.counts.get("classified", {}).values())
-    baseline = min(before, after)
+    baseline = min(duck_before, duck_after)
     ratio = ours / baseline
+    sqlite_join = min(before, after)
+    met = ours <= TARGET_SECONDS and ratio <= TARGET_RATIO
     return {
         "benchmark": "reconcile",
-        "measure": "seconds for one full reconciliation run vs a bare SQL join of the same "
-        "two tables (rows fetched), same database, same run",
+        "measure": "seconds for one full reconciliation run vs the DuckDB join of the same "
+        "two tables over the same SQLite file, same run",
+        "target": f"<= {TARGET_SECONDS} s and <= {TARGET_RATIO}x the DuckDB join",
         "rows": rows,
         "placements": summary.placements,
         "events": summary.events,
         "lender_receipts": summary.receipts,
         "seconds": round(ours, 3),
-        "baseline_join_seconds": [round(before, 3), round(after, 3)],
+        "baseline": "DuckDB join (sqlite scanner, same file)",
+        # Four places: the join of a small run takes a few milliseconds.
+        "baseline_join_seconds": [round(duck_before, 4), round(duck_after, 4)],
         "baseline_rows": joined,
-        "aggregate_join_seconds": round(aggregate, 3),
         "ratio": round(ratio, 3),
-        "ratio_to_aggregate_join": round(ours / aggregate, 3),
+        "sqlite_join_seconds": [round(before, 3), round(after, 3)],
+        "sqlite_join_rows": sqlite_rows,
+        "ratio_to_sqlite_join": round(ours / sqlite_join, 3),
+        "sqlite_aggregate_join_seconds": round(aggregate, 3),
         "target_seconds": TARGET_SECONDS,
         "target_ratio": TARGET_RATIO,
-        "meets_target": ours <= TARGET_SECONDS and ratio <= TARGET_RATIO,
+        "target_met": met,
+        "meets_target": met,
         "passes_seconds": {k: round(v, 3) for k, v in report.seconds.items()},
         "events_classified": classified,
         "breaks_written": written,
@@ -176,6 +216,7 @@ async def run(
         "run_id": run_.id,
         "load_seconds": round(load_seconds, 1),
         "peak_rss_mb": peak_rss_mb(),
+        "worker_peak_rss_mb": worker_rss,
         "wall_seconds": round(time.perf_counter() - wall, 1),
         "context": context(
             database="sqlite+aiosqlite file in a temp dir (WAL, synchronous=FULL, BEGIN IMMEDIATE)",
@@ -185,4 +226,12 @@ async def run(
     }
 
 
-__all__ = ["TARGET_RATIO", "TARGET_SECONDS", "bare_join", "bench_agencies", "run"]
+__all__ = [
+    "DUCKDB_JOIN",
+    "TARGET_RATIO",
+    "TARGET_SECONDS",
+    "bare_join",
+    "bench_agencies",
+    "run",
+    "time_duckdb_join",
+]

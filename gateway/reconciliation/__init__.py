@@ -4,10 +4,11 @@
 kinds start there. On arrival, ``event_rules`` judges each event against the placement and
 ``recorder`` applies the decisions in the inbound transaction. In the batch run (``engine``,
 its run records in ``runs``, its reads in ``sources``), set-based passes re-derive the event
-checks (``event_audit``), match payments three ways (``three_way`` over ``matching`` and
-``match_inputs``, fed by the lender's ``payment_feed``), compare statements
-(``statement_pass`` over ``statements``), apply the ``contact_rules`` and breach overdue
-expectations (``sla``). The rule modules are pure; the passes are their I/O shells.
+checks and apply the contact rules in DuckDB (``columnar``, tested against the pure
+references ``event_audit`` and ``contact_rules``), match payments three ways (``three_way``
+over ``matching`` and ``match_inputs``, fed by the lender's ``payment_feed``), compare
+statements (``statement_pass`` over ``statements``) and breach overdue expectations
+(``sla``). The rule modules are pure; the passes are their I/O shells.
 """
 
 from typing import TYPE_CHECKING

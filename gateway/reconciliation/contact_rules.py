@@ -116,7 +116,7 @@ def check_contacts(
         at_local = at_s + (offset(bucket) if shift is None else shift)
         sod = at_local % 86_400
         if (sod >= start or sod < end) if wraps else (start <= sod < end):
-            found.append(_violation(row, "quiet_hours", rules, at_s))
+            found.append(violation(row, "quiet_hours", rules, at_s))
         if code == _EFFECTIVE_CALL:
             day = (row[1], placements[row[2]][6], at_local // 86_400)
             per_day[day] = per_day.get(day, 0) + 1
@@ -145,11 +145,11 @@ def check_contacts(
                 weeks[(row[1], debtor)].append((at_s, row[0], row))
         for attempts in days.values():
             for at_s, _eid, row in sorted(attempts)[cap:]:
-                found.append(_violation(row, "daily_effective_calls", rules, at_s))
+                found.append(violation(row, "daily_effective_calls", rules, at_s))
         for attempts in weeks.values():
             assert weekly is not None
             found.extend(
-                _violation(row, "calls_per_7_days", rules, at_s)
+                violation(row, "calls_per_7_days", rules, at_s)
                 for at_s, row in _over_rolling_cap(sorted(attempts), weekly)
             )
     found.sort(key=lambda b: (b.event_id or 0, b.rule))
@@ -175,7 +175,7 @@ _WHAT = {
 }
 
 
-def _violation(row: ContactFacts, rule: str, rules: ContactRules, at_s: int) -> Break:
+def violation(row: ContactFacts, rule: str, rules: ContactRules, at_s: int) -> Break:
     when = datetime.fromtimestamp(at_s, rules.zone)
     code = row[4]
     channel, effective = CHANNELS.get(code // 2, "other"), code % 2 == 1
@@ -195,4 +195,4 @@ def _violation(row: ContactFacts, rule: str, rules: ContactRules, at_s: int) -> 
     return Break(row[0], row[1], draft, rule)
 
 
-__all__ = ["CHANNELS", "INTRUSIVE", "ContactRules", "check_contacts"]
+__all__ = ["CHANNELS", "INTRUSIVE", "ContactRules", "check_contacts", "violation"]

@@ -5,12 +5,15 @@ Theory of operation
 A run (gateway.reconciliation.runs) fixes its inputs, then runs the passes of ``PASSES``:
 
 1. ``events``: every event since the last run (with the history of the debtors it
-   touches) against our placements (gateway.reconciliation.event_audit), streamed in id order and
-   committed every ``batch_events`` events with the checkpoint; then the contact attempts
-   against the contact rules (gateway.reconciliation.contact_rules).
+   touches) against our placements, then the contact attempts against the contact rules:
+   set-based queries in DuckDB over the store read in place (gateway.reconciliation.columnar;
+   gateway.reconciliation.event_audit and gateway.reconciliation.contact_rules are the pure
+   reference it is tested against). The breaks are committed window by window of
+   ``batch_events`` event ids, each window with its checkpoint.
 2. ``payments``: the three-way match with the lender's payment feed
-(gateway.reconciliation.three_way). 3. ``statements``: every agency inventory statement not yet
-   reconciled (gateway.reconciliation.statements).
+   (gateway.reconciliation.three_way), from the payments the events pass saw.
+3. ``statements``: every agency inventory statement not yet reconciled
+   (gateway.reconciliation.statements).
 4. ``expectations``: statement expectations for each agency's last complete period, then
    the SLA checks: overdue acknowledgements, first activity, promised payments (summing
    instalments) and statements become breaks.
@@ -19,25 +22,18 @@ Every break is written with ``ON CONFLICT DO NOTHING`` on its dedupe key, so run
 resuming, or the incremental path having raised it first never makes a duplicate. The run
 counts, per section, the records classified, the breaks found and the breaks new.
 
-Reading a full run (a million placements and as many events) is most of its cost. The
-events pass joins events to placements in Python, through a dict of placement facts: SQL
-would look every event's placement up in a B-tree, in event order, several times slower.
-Memory is the other cost (first touching a page is not free): only placements some event
-names are loaded, a contact attempt is kept as the five facts the contact rules read, and
-the placements are let go before the payments pass.
-On SQLite the events are read in windows the database computes in its own thread while
-this one classifies the previous window (gateway.store.row_stream). The cyclic garbage
-collector is paused for the run (``_collector_paused``).
+The events pass runs in a worker process of its own (gateway.reconciliation.columnar_worker:
+DuckDB's copy of SQLite must not share a process with the gateway's); only its breaks, counts
+and the payments come back. The cyclic garbage collector is paused for
+the run (``_collector_paused``).
 """
 
-import asyncio
-import contextlib
 import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import aclosing, contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,15 +44,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.clock import to_datetime
 from gateway.config.agencies import AgencyConfig
 from gateway.config.settings import ReconciliationSection
+from gateway.crashpoints import crash_point
 from gateway.evidence.log import EvidenceLog, LeafInput, append_leaves
 from gateway.ports import Clock
 from gateway.reconciliation import (
+    columnar_worker,
     runs as recon_runs,
     statement_pass as statement_reconciler,
     three_way,
 )
-from gateway.reconciliation.contact_rules import ContactRules, check_contacts
-from gateway.reconciliation.event_audit import Break, EventAudit, EventFacts, PlacementFacts
+from gateway.reconciliation.columnar import EventPass
+from gateway.reconciliation.contact_rules import ContactRules
+from gateway.reconciliation.event_audit import Break
 from gateway.reconciliation.match_inputs import Tolerance
 from gateway.reconciliation.recorder import (
     insert_expectations,
@@ -64,22 +63,12 @@ from gateway.reconciliation.recorder import (
 )
 from gateway.reconciliation.runs import PASSES, Run
 from gateway.reconciliation.sla import run_sla_checks
-from gateway.reconciliation.sources import (
-    affected_placements,
-    event_facts,
-    event_window,
-    placement_facts,
-)
 from gateway.store.database import Database
 from gateway.store.recon_tables import PaymentFeed
-from gateway.store.row_stream import Row, stream_rows, stream_windows
 
 log = logging.getLogger(__name__)
 
 FEEDS = PaymentFeed.__table__  # type: ignore[attr-defined]
-WINDOW_EVENTS = 10_000
-"""Events per window of a full scan (see gateway.store.row_stream.stream_windows): small
-enough for SQLite to sort in memory."""
 
 
 @contextmanager
@@ -142,7 +131,7 @@ class ReconEngine:
             settings.statement_tolerance_minor, settings.statement_tolerance_bps
         )
         self._contact_rules = ContactRules.from_settings(settings)
-        self._audits: dict[int, EventAudit] = {}
+        self._audits: dict[int, EventPass] = {}
 
     def describe(self) -> dict[str, Any]:
         """The settings a run applies (hashed into its ``rules_sha256``)."""
@@ -231,6 +220,7 @@ class ReconEngine:
                 now=self._now(),
             )
             run.count("new", new)
+            crash_point("reconcile.before_checkpoint")
             await recon_runs.save(conn, run, checkpoint=checkpoint)
 
     # 1. events and contact rules
@@ -238,92 +228,43 @@ class ReconEngine:
     async def _events(self, run: Run) -> None:
         await self._scan(run, commit=True)
 
-    async def _scan(self, run: Run, *, commit: bool) -> EventAudit:
-        """Stream the run's events through an EventAudit. With ``commit``, write breaks
-        every ``batch_events`` events and the contact violations at the end; without, only
-        rebuild the audit's state (a run resumed after this pass needs its payments)."""
-        dialect = self._db.dialect
-        only = (
-            None
-            if run.after_event_id == 0
-            else affected_placements(run.after_event_id, run.upto_event_id)
-        )
+    async def _scan(self, run: Run, *, commit: bool) -> EventPass:
+        """The events pass in DuckDB (gateway.reconciliation.columnar). With ``commit``,
+        write the breaks window by window of ``batch_events`` event ids, each with its
+        checkpoint, then the contact violations; without, only derive the payments the
+        three-way match reads (a run resumed after this pass)."""
         resume_after = (
             int(run.checkpoint.get("after_id", run.after_event_id)) if commit else run.upto_event_id
         )
-        batch = self._settings.batch_events
-        async with self._db.snapshot() as read:
-            placements: dict[str, PlacementFacts] = {}
-            facts = placement_facts(dialect, only, named_upto=run.upto_event_id)
-            async for chunk in stream_rows(read, facts):
-                placements.update({row[0]: row for row in chunk})
-            audit = EventAudit(placements)
-            pending: list[tuple[str, Break]] = []
-            since = 0
-            chunks: AsyncGenerator[list[Row], None]
-            if only is None:
-                # A full run reads every event: in windows the database computes while we
-                # classify the previous one (gateway.store.row_stream.stream_windows).
-                chunks = stream_windows(
-                    read,
-                    event_window(dialect),
-                    after=run.after_event_id,
-                    upto=run.upto_event_id,
-                    step=min(WINDOW_EVENTS, batch),
-                )
-            else:
-                chunks = stream_rows(
-                    read,
-                    event_facts(
-                        dialect, upto=run.upto_event_id, after=run.after_event_id, only=only
-                    ),
-                )
-            # A batch's commit runs while the next events are classified; the run's counts
-            # change only once the previous commit has saved its own with its checkpoint.
-            committing: asyncio.Future[None] | None = None
-            try:
-                async with aclosing(chunks):
-                    async for chunk in chunks:
-                        rows: Sequence[EventFacts] = chunk
-                        if rows[0][0] <= resume_after:
-                            cut = _first_after(rows, resume_after)
-                            audit.feed(rows[:cut], emit=False)
-                            audit.counts.clear()
-                            rows = rows[cut:]
-                        if not rows:
-                            continue
-                        pending.extend((b.dedupe_key, b) for b in audit.feed(rows))
-                        since += len(rows)
-                        if since >= batch:
-                            if committing is not None:
-                                await committing
-                            run.count("classified", audit.counts)
-                            audit.counts.clear()
-                            checkpoint = {"pass": "events", "after_id": rows[-1][0]}
-                            committing = asyncio.ensure_future(
-                                self._commit(run, pending, checkpoint=checkpoint)
-                            )
-                            pending, since = [], 0
-                if not commit:
-                    return audit
-                violations = [
-                    (b.dedupe_key, b)
-                    for b in check_contacts(audit.contacts, placements, self._contact_rules)
-                    if (b.event_id or 0) > run.after_event_id
-                ]
-                if committing is not None:
-                    await committing
-            except BaseException:
-                if committing is not None:
-                    with contextlib.suppress(Exception):
-                        await committing  # what was classified before stays committed
-                raise
-            run.count("classified", audit.counts)
-            audit.counts.clear()
-        run.count("contacts", {"checked": len(audit.contacts), "violations": len(violations)})
-        await self._commit(run, [*pending, *violations], checkpoint={"pass": "payments"})
-        self._audits[run.id] = audit
-        return audit
+        window = self._settings.batch_events
+        found = await columnar_worker.run_events_pass(
+            columnar_worker.EventsJob(
+                url=self._db.url,
+                run_id=run.id,
+                after=run.after_event_id,
+                upto=run.upto_event_id,
+                emit_after=resume_after,
+                window=window,
+                rules=self._contact_rules if commit else None,
+            )
+        )
+        if not commit:
+            return found
+        for w in sorted(found.breaks.keys() | found.counts.keys()):
+            run.count("classified", found.counts.get(w, Counter()))
+            after_id = min((w + 1) * window - 1, run.upto_event_id)
+            await self._commit(
+                run,
+                [(b.dedupe_key, b) for b in found.breaks.get(w, ())],
+                checkpoint={"pass": "events", "after_id": after_id},
+            )
+        violations = [
+            (b.dedupe_key, b) for b in found.violations if (b.event_id or 0) > run.after_event_id
+        ]
+        run.count("contacts", {"checked": found.contacts, "violations": len(violations)})
+        await self._commit(run, violations, checkpoint={"pass": "payments"})
+        self._audits[run.id] = found
+        return found
 
     # 2. the lender's payment feed
 
@@ -394,17 +335,6 @@ class ReconEngine:
             run.count("found", breaches)
             run.count("new", breaches)
             await recon_runs.save(conn, run, checkpoint={"pass": "done"})
-
-
-def _first_after(rows: Sequence[EventFacts], event_id: int) -> int:
-    lo, hi = 0, len(rows)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if rows[mid][0] <= event_id:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 __all__ = ["ReconEngine", "RunReport"]

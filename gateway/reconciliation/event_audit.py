@@ -30,6 +30,10 @@ so a batch run never raises what arrival already raised. ``illegal_transition`` 
 
 ``EventAudit.feed`` takes events in chunks and may be told not to emit: a resumed run
 replays the events before its checkpoint to rebuild the state, then emits from there on.
+
+The batch engine runs these rules as set-based queries in DuckDB
+(gateway.reconciliation.columnar); this module is their pure reference, the specification
+those queries are tested against (tests/integration/test_recon_columnar.py).
 """
 
 from collections import Counter

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,7 +27,7 @@ from gateway.config.agencies import AgencyConfig
 from gateway.dispatch.packets import RenderedPacket, render_direct_payment
 from gateway.dispatch.queue import queue_packets
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
-from gateway.reconciliation.event_audit import Break, EventAudit
+from gateway.reconciliation.event_audit import Break
 from gateway.reconciliation.kinds import MismatchDraft
 from gateway.reconciliation.match_inputs import AgencyPayment, Contract, LenderReceipt, Tolerance
 from gateway.reconciliation.matching import MatchResult, match
@@ -74,8 +74,18 @@ def _day(value: date) -> int:
     return (value - _EPOCH).days
 
 
+class SeenPayments(Protocol):
+    """What the events pass saw of the agency's payments: gateway.reconciliation.columnar's
+    ``EventPass``, or the pure reference audit (gateway.reconciliation.event_audit)."""
+
+    @property
+    def payments(self) -> Mapping[tuple[str, str], AgencyPayment]: ...
+
+    def knows(self, placement_id: str) -> bool: ...
+
+
 async def agency_payments(
-    conn: AsyncConnection, audit: EventAudit, *, after_event_id: int, agency_ids: list[str]
+    conn: AsyncConnection, audit: SeenPayments, *, after_event_id: int, agency_ids: list[str]
 ) -> list[AgencyPayment]:
     """The agency side: the payments the events pass saw (net of reversals, as of the
     run), plus, in an incremental run, older payments on placements it did not load; less
@@ -310,4 +320,4 @@ def _describe(record: AgencyPayment | LenderReceipt) -> dict[str, object]:
     return _payment(record) if isinstance(record, AgencyPayment) else _receipt(record)
 
 
-__all__ = ["ThreeWayOutcome", "agency_payments", "judge", "lender_side", "write"]
+__all__ = ["SeenPayments", "ThreeWayOutcome", "agency_payments", "judge", "lender_side", "write"]
