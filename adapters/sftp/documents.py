@@ -45,9 +45,15 @@ def listed_documents(payload: bytes) -> list[ListedDocument]:
     """The documents a packet lists (``data.documents[].document_id``); none when it lists
     none or is not a JSON packet (the layout already refused what it cannot read)."""
     try:
-        data = json.loads(payload).get("data")
-    except (ValueError, AttributeError):
+        record = json.loads(payload)
+    except ValueError:
         return []
+    return documents_of(record)
+
+
+def documents_of(record: object) -> list[ListedDocument]:
+    """``listed_documents`` of a packet already decoded."""
+    data = record.get("data") if isinstance(record, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("documents"), list):
         return []
     placement_id = data.get("placement_id")
@@ -112,6 +118,7 @@ async def copy_document(
 __all__ = [
     "ListedDocument",
     "copy_document",
+    "documents_of",
     "find_documents",
     "listed_documents",
 ]

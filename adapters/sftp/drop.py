@@ -9,7 +9,8 @@ Theory of operation
    upload and recording never produces a second file. Other packets join the new batch of
    their file type. Opening a batch takes the next sequence number and inserts the batch
    row in one transaction; rows are then rendered to a local spool file chunk by chunk (in a
-   worker thread) and each chunk's members are recorded with their line numbers. A packet
+   worker thread, while the dispatcher claims the next chunk) and each chunk's members are
+   recorded with their line numbers before the next chunk is rendered. A packet
    the layout cannot carry gets a permanent error; the rest of the chunk goes on.
 2. ``flush()`` hands each batch to adapters.sftp.upload: it finishes and records the files
    (``staged``) before a byte leaves, uploads them without ever overwriting a final name
@@ -27,12 +28,14 @@ Nothing of the file is held in memory: rows stream to disk and uploads stream fr
 """
 
 import asyncio
+import contextlib
 import logging
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import date, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from adapters.sftp import batch_store as store
 from adapters.sftp.batches import (
@@ -68,6 +71,15 @@ PAGE = 2000
 """Members per page when re-rendering or reporting a batch."""
 
 Result = tuple[int, Receipt | DeliveryError]
+Rendered = tuple[list[tuple[int, int, int]], list[tuple[int, str]]]
+
+
+class _Rendering(NamedTuple):
+    """A chunk being appended to a batch's data file in a worker thread."""
+
+    batch: SpoolBatch
+    group: list[OutboundPacket]
+    rendering: "asyncio.Future[Rendered]"
 
 
 class FileDrop:
@@ -121,6 +133,7 @@ class FileDropBatch:
         self._resends: dict[str, set[str]] = {}
         self._rejected: list[Result] = []
         self._spooled: list[SpoolBatch] = []
+        self._rendering: _Rendering | None = None
         self._upload = BatchUpload(
             db=drop.db, agency=drop.agency, pgp=drop.pgp, now=drop.now, documents=drop.documents
         )
@@ -156,22 +169,38 @@ class FileDropBatch:
             resent.update(m.data_name or m.base_name for m in seen)
         for packet_type, group in groups.items():
             batch = self._fresh.get(packet_type) or await self._open(packet_type)
-            written, errors = await asyncio.to_thread(batch.append, [p.payload for p in group])
-            async with self._drop.db.transaction() as conn:
-                await store.add_members(
-                    conn, batch.id, [(group[i].outbox_id, rec, line) for i, rec, line in written]
+            await self._settle()
+            # Rendered in a worker thread while the caller claims the next chunk; its members
+            # are recorded when the next chunk is staged or the batch is flushed.
+            rendering = asyncio.ensure_future(
+                asyncio.to_thread(batch.append, [p.payload for p in group])
+            )
+            self._rendering = _Rendering(batch, group, rendering)
+
+    async def _settle(self) -> None:
+        """Wait for the chunk being rendered and record its members (with their record and
+        line numbers) in one transaction; rows the layout refused become permanent errors."""
+        if self._rendering is None:
+            return
+        batch, group, rendering = self._rendering
+        # Shielded: a cancelled caller leaves the thread's write for aclose to wait for.
+        written, errors = await asyncio.shield(rendering)
+        self._rendering = None
+        async with self._drop.db.transaction() as conn:
+            await store.add_members(
+                conn, batch.id, [(group[i].outbox_id, rec, line) for i, rec, line in written]
+            )
+        for i, reason in errors:
+            self._rejected.append(
+                (
+                    group[i].outbox_id,
+                    PermanentDeliveryError(
+                        f"{self._agency.id}: {batch.names.data} {reason}; the packet "
+                        "cannot be written in this agency's layout (fix sftp.layout)",
+                        agency_id=self._agency.id,
+                    ),
                 )
-            for i, reason in errors:
-                self._rejected.append(
-                    (
-                        group[i].outbox_id,
-                        PermanentDeliveryError(
-                            f"{self._agency.id}: {batch.names.data} {reason}; the packet "
-                            "cannot be written in this agency's layout (fix sftp.layout)",
-                            agency_id=self._agency.id,
-                        ),
-                    )
-                )
+            )
 
     async def _open(self, packet_type: str) -> SpoolBatch:
         now = self._drop.now()
@@ -244,6 +273,7 @@ class FileDropBatch:
     # -- delivery ----------------------------------------------------------------------------
 
     async def flush(self) -> AsyncIterator[BatchReport]:
+        await self._settle()
         async with AsyncExitStack() as stack:
             session: RemoteSession | None = None
 
@@ -345,6 +375,12 @@ class FileDropBatch:
             yield [(outbox_id, error) for outbox_id, _, _, _ in page]
 
     async def aclose(self) -> None:
+        if self._rendering is not None:
+            # A chunk still being written must finish before its file is closed and removed;
+            # its members were never recorded, so nothing refers to the file.
+            rendering, self._rendering = self._rendering.rendering, None
+            with contextlib.suppress(Exception):
+                await rendering
         for batch in self._spooled:
             if not batch.fh.closed:
                 await asyncio.to_thread(batch.fh.close)

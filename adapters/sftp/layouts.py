@@ -310,7 +310,13 @@ class RecordWriter:
         """Render stored packet bytes; returns the chunk and (input index, error) of rows
         left out. JSON Lines rows are the payload bytes themselves."""
         # orjson: decoding the stored packets is a third of rendering with the json module.
-        records = [orjson.loads(p) for p in payloads]
+        return self.write_parsed(payloads, [orjson.loads(p) for p in payloads])
+
+    def write_parsed(
+        self, payloads: Sequence[bytes], records: Sequence[Mapping[str, Any]]
+    ) -> tuple[bytes, list[tuple[int, RowError]]]:
+        """``write`` for payloads the caller has already decoded into ``records`` (the same
+        order), so a caller that reads them too decodes each packet once."""
         if self.layout.format == "jsonl":
             lines: list[bytes] = []
             errors: list[tuple[int, RowError]] = []

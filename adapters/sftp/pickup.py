@@ -107,6 +107,7 @@ class ResultPickup:
         self._pgp = pgp
         self._worker = worker
         self.name = f"sftp-pickup:{agency.id}"
+        self.agency_id = agency.id
         self.interval_seconds = agency.sftp.readiness.poll_interval_seconds
 
     def _now(self) -> datetime:

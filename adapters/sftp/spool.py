@@ -16,6 +16,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+import orjson
+
 from adapters.sftp.batch_store import StagedFile
 from adapters.sftp.batches import (
     FILE_TYPES,
@@ -28,7 +30,7 @@ from adapters.sftp.batches import (
     remote_path,
     sha256_hex,
 )
-from adapters.sftp.documents import ListedDocument, listed_documents
+from adapters.sftp.documents import ListedDocument, documents_of
 from adapters.sftp.layouts import RecordWriter
 from gateway.config.sftp import SftpSection
 
@@ -102,14 +104,16 @@ class SpoolBatch:
         """Render and write; returns (input index, record no, line no) of written rows and
         (input index, reason) of rows left out."""
         before = self.writer.lines_written
-        chunk, errors = self.writer.write(payloads)
+        # Each packet is decoded once, for its row and for the documents it lists.
+        records = [orjson.loads(p) for p in payloads]
+        chunk, errors = self.writer.write_parsed(payloads, records)
         self.write(chunk)
         failed = {i for i, _ in errors}
         written = []
         for n, i in enumerate(i for i in range(len(payloads)) if i not in failed):
             written.append((i, self.records + n + 1, before + n + 1))
-            if b'"documents"' in payloads[i]:  # most packets list none: skip the parse
-                self.documents += listed_documents(payloads[i])
+            if b'"documents"' in payloads[i]:  # most packets list none: skip the lookup
+                self.documents += documents_of(records[i])
         self.records += len(written)
         return written, [(i, str(e)) for i, e in errors]
 

@@ -35,6 +35,7 @@ from adapters.sftp.documents import copy_document, find_documents
 from adapters.sftp.pgp import Pgp, PgpError
 from adapters.sftp.spool import LocalFile, SpoolBatch, companion_files, hash_file
 from gateway.config.agencies import SftpAgency
+from gateway.crashpoints import crash_point
 from gateway.errors import DocumentError, PermanentDeliveryError, TransientDeliveryError
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.ports import DocumentSource, NoDocumentStore, RemoteSession
@@ -93,7 +94,9 @@ class BatchUpload:
             if local.staged.role.startswith("doc:") and folder not in folders:
                 await session.makedirs(folder)
                 folders.add(folder)
+            crash_point("sftp.before_upload")
             state, remote_sha = await self._put(session, local)
+            crash_point("sftp.after_rename")
             if state == "conflict":
                 error = self._conflict(local.staged, remote_sha)
                 async with self._db.transaction() as conn:
@@ -159,7 +162,10 @@ class BatchUpload:
                     f"{self._agency.id}: {exc}", agency_id=self._agency.id
                 ) from exc
             fpr = pgp.recipient_fingerprint
-        data_sha, data_size = await asyncio.to_thread(hash_file, data_local)
+        if pgp is None:  # the spool hashed and counted the plaintext as it was written
+            data_sha, data_size = plain_sha, batch.size
+        else:
+            data_sha, data_size = await asyncio.to_thread(hash_file, data_local)
         data_path = remote_path(self._cfg.folders.inbox, batch.names.data)
         data = store.StagedFile(
             "data", data_path, data_size, data_sha, plain_sha, batch.records, fpr

@@ -6,14 +6,18 @@ outcome; for a file of 100,000 cases that is most of the dispatch time. A delive
 items are the batch's members that this batch claim still holds: ``state = 'leased'`` and
 ``lease_owner`` = the claim's tag, which fences exactly as the lease token does (an item that
 was reaped, or reaped and claimed again, no longer has this owner). Page by page (in record
-order, one transaction each, so memory and the writer lock stay bounded), for each of them:
+order, one transaction each, so memory and the writer lock stay bounded), the page's held
+members are read once (their outbox rows locked FOR UPDATE on PostgreSQL; SQLite's writer
+lock holds them), and for each of them:
 
-1. a delivery attempt each (INSERT … SELECT): outcome ``delivered``, the data file's SHA-256
-   as the response hash and ``<remote path> line <n>`` as the excerpt;
+1. a delivery attempt each, one driver-level ``executemany``: outcome ``delivered``, the data
+   file's SHA-256 as the response hash and ``<remote path> line <n>`` as the excerpt; the
+   ids are numbered up front (after the largest, under SQLite's writer lock; from the
+   table's sequence on PostgreSQL), so the receipts can name them without reading them back;
 2. a receipt evidence leaf each, byte for byte what the per-item path writes for the same
    receipt (``gateway.evidence.leaf_template``), so verification checks both alike;
-3. the delivery hooks' effects (``on_delivered_rows``: SLA expectations);
-4. state ``delivered``, returning the ids that were held.
+3. the delivery hooks' effects (``on_delivered_rows``: SLA expectations, INSERT … SELECT);
+4. state ``delivered``, by primary key.
 """
 
 from collections.abc import Sequence
@@ -27,6 +31,7 @@ from gateway.dispatch.outbox import OUTBOX
 from gateway.evidence.leaf_template import LeafTemplate, Slot
 from gateway.evidence.log import append_bodies
 from gateway.ports import BatchDelivered
+from gateway.store.driver_sql import bulk_insert, execute_rows
 from gateway.store.tables import DeliveryAttempt
 from gateway.store.transfer_tables import FileBatchItem
 
@@ -98,80 +103,86 @@ async def record_batch_delivery(
         OC.lease_owner == owner,
     )
     members = (
-        sa.select(OC.id, OC.dedupe_key, M.record_no, M.line_no)
+        sa.select(
+            OC.id, OC.dedupe_key, M.record_no, M.line_no, OC.agency_id, OC.attempts, OC.lease_token
+        )
         .where(held, M.record_no > after_record)
         .order_by(M.record_no)
         .limit(limit)
     )
     if conn.dialect.name != "sqlite":
         members = members.with_for_update(of=OUTBOX)
-    rows: Sequence[tuple[int, str, int, int]] = (await conn.execute(members)).all()
+    # The page is read once: the writer lock (SQLite) or the row locks (PostgreSQL) keep it
+    # held until commit, so every statement below works from these rows.
+    rows: Sequence[tuple[int, str, int, int, str, int, int]] = (await conn.execute(members)).all()
     if not rows:
         return [], None
+    ids = [r[0] for r in rows]
     first, last = rows[0][2], rows[-1][2]
-    page = sa.and_(held, M.record_no.between(first, last))
-    excerpt = sa.literal(f"{delivered.remote_path} line ") + sa.cast(M.line_no, sa.String)
-    attempts = (
-        ATTEMPTS.insert()
-        .from_select(
-            [
-                "outbox_id",
-                "agency_id",
-                "attempt_no",
-                "lease_token",
-                "outcome",
-                "started_at",
-                "duration_ms",
-                "request_timestamp",
-                "response_sha256",
-                "response_excerpt",
-            ],
-            sa.select(
-                OC.id,
-                OC.agency_id,
-                OC.attempts,
-                OC.lease_token,
-                sa.literal("delivered", A.outcome.type),
-                sa.literal(started_at, A.started_at.type),
-                sa.literal(duration_ms, A.duration_ms.type),
-                sa.literal(delivered.request_timestamp, A.request_timestamp.type),
-                sa.literal(delivered.sha256, A.response_sha256.type),
-                excerpt,
-            )
-            .where(page)
-            .order_by(M.record_no),
-        )
-        .returning(A.outbox_id, A.id)
+    excerpt = f"{delivered.remote_path} line "
+    attempt_ids = await _numbered(conn, len(rows))
+    await bulk_insert(
+        conn,
+        ATTEMPTS,
+        ("id", "outbox_id", "agency_id", "attempt_no", "lease_token", "response_excerpt"),
+        [
+            (attempt_id, r[0], r[4], r[5], r[6], excerpt + str(r[3]))
+            for attempt_id, r in zip(attempt_ids, rows, strict=True)
+        ],
+        constants={
+            "outcome": "delivered",
+            "started_at": started_at,
+            "duration_ms": duration_ms,
+            "request_timestamp": delivered.request_timestamp,
+            "response_sha256": delivered.sha256,
+        },
     )
-    attempt_of = {outbox_id: id_ for outbox_id, id_ in await conn.execute(attempts)}
     template = receipt_template(agency_id, delivered)
     assert template.slots == ("ref", "attempt_id", "outbox_id", "dedupe_key", "record", "line")
     bodies = []
-    for outbox_id, dedupe_key, record_no, line_no in rows:
-        attempt_id = attempt_of[outbox_id]
+    for attempt_id, (outbox_id, dedupe_key, record_no, line_no, *_) in zip(
+        attempt_ids, rows, strict=True
+    ):
         ref = f"attempt:{attempt_id}"
         body = template.body((ref, attempt_id, outbox_id, dedupe_key, str(record_no), str(line_no)))
         bodies.append(("receipt", ref, body))
     await append_bodies(conn, bodies, now=now)
+    page = sa.and_(held, M.record_no.between(first, last))
     await hooks.on_delivered_rows(
         conn, agency_id, sa.select(OC.placement_id, OC.packet_type).where(page), now=now
     )
-    in_page = sa.select(M.outbox_id).where(
-        M.batch_id == delivered.batch_id, M.record_no.between(first, last)
-    )
-    done = (
+    # By primary key, row by row: a set-based UPDATE on SQLite walks the (state, lease)
+    # index over every item still leased, once per page.
+    await execute_rows(
+        conn,
         OUTBOX.update()
-        .where(OC.id.in_(in_page), OC.state == "leased", OC.lease_owner == owner)
+        .where(OC.id == sa.bindparam("held_id"), OC.state == "leased", OC.lease_owner == owner)
         .values(
             state="delivered",
             delivered_at=now,
             lease_owner=None,
             lease_expires_at=None,
             last_error=None,
-        )
-        .returning(OC.id)
+        ),
+        [{"held_id": i} for i in ids],
     )
-    return list((await conn.execute(done)).scalars().all()), last
+    return ids, last
+
+
+async def _numbered(conn: AsyncConnection, count: int) -> list[int]:
+    """``count`` new delivery attempt ids, in order. SQLite: after the largest, which is safe
+    under ``BEGIN IMMEDIATE`` (we hold the only writer lock, as
+    gateway.store.driver_sql.insert_numbered relies on); PostgreSQL: from the table's
+    sequence."""
+    if conn.dialect.name == "sqlite":
+        last = (await conn.execute(sa.select(sa.func.max(A.id)))).scalar()
+        start = (last or 0) + 1
+        return list(range(start, start + count))
+    sequence = sa.func.pg_get_serial_sequence(ATTEMPTS.name, A.id.name)
+    taken = await conn.execute(
+        sa.select(sa.func.nextval(sequence)).select_from(sa.func.generate_series(1, count))
+    )
+    return sorted(int(i) for i in taken.scalars())
 
 
 __all__ = ["BatchHooks", "receipt_template", "record_batch_delivery"]

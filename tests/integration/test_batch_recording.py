@@ -209,3 +209,68 @@ async def test_only_items_the_claim_still_holds_are_recorded(db: Database) -> No
             for i in mine
             for kind in ("ack", "first_activity")
         )
+
+
+async def test_attempt_ids_a_batch_takes_are_never_handed_out_again(db: Database) -> None:
+    ids = await queue(db, 3)
+    owner = "batch-c@worker"
+    async with db.transaction() as conn:
+        await outbox.claim(conn, worker=owner, limit=3, lease_seconds=600, now=NOW)
+        batch_id = await store.insert_batch(
+            conn,
+            agency_id=AGENCY,
+            file_type="PLACEMENT",
+            business_date=date(2026, 11, 28),
+            seq=1,
+            base_name="B1",
+            resend_of=(),
+            now=NOW,
+        )
+        await store.add_members(conn, batch_id, [(i, n, n + 1) for n, i in enumerate(ids, 1)])
+    delivered = BatchDelivered(batch_id, 1_796_000_000, "inbox/B1.csv", 10, "ab" * 32, "")
+    async with db.transaction() as conn:
+        held, _ = await record_batch_delivery(
+            conn,
+            delivered,
+            agency_id=AGENCY,
+            owner=owner,
+            after_record=0,
+            limit=10,
+            started_at=NOW,
+            duration_ms=1,
+            hooks=agency_hooks(),
+            now=NOW,
+        )
+    assert sorted(held) == ids
+    # The next attempt recorded the ordinary way (the table's own default id) comes after
+    # every id the batch numbered itself, and names no other attempt's receipt.
+    async with db.transaction() as conn:
+        later = (
+            await conn.execute(
+                ATTEMPTS.insert()
+                .values(
+                    outbox_id=ids[0],
+                    agency_id=AGENCY,
+                    attempt_no=2,
+                    lease_token=9,
+                    outcome="transient",
+                    started_at=NOW,
+                    duration_ms=1,
+                    request_timestamp=1_796_000_000,
+                )
+                .returning(ATTEMPTS.c.id)
+            )
+        ).scalar_one()
+    async with db.connect() as conn:
+        batch_ids = (
+            (await conn.execute(sa.select(ATTEMPTS.c.id).where(ATTEMPTS.c.id != later)))
+            .scalars()
+            .all()
+        )
+        refs = set(
+            (await conn.execute(sa.select(LEAVES.c.ref).where(LEAVES.c.kind == "receipt")))
+            .scalars()
+            .all()
+        )
+    assert len(batch_ids) == 3 and later > max(batch_ids)
+    assert refs == {f"attempt:{i}" for i in batch_ids}
