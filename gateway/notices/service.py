@@ -136,7 +136,8 @@ class NoticeService:
         """Queue the failed notices again (of ``placement_ids``, or all); how many. Same
         dedupe key: a messaging service that already took one ignores it."""
         async with self._db.transaction() as conn:
-            stmt = sa.select(N.id, N.outbox_id).where(N.state == "failed")
+            # Locked, so a second resend at the same moment waits and then finds them queued.
+            stmt = sa.select(N.id, N.outbox_id).where(N.state == "failed").with_for_update()
             if placement_ids:
                 stmt = stmt.where(N.placement_id.in_(list(placement_ids)))
             rows = (await conn.execute(stmt)).all()

@@ -1,5 +1,6 @@
 """SFTP placement files against a real asyncssh server on loopback (the sandbox server):
-one batch per cycle, atomic uploads, never an overwrite, pinned host keys, crash recovery."""
+one batch per cycle, atomic uploads, never an overwrite, pinned host keys. Crash recovery is
+tested by killing real processes (test_sftp_crash.py, test_crash_points.py)."""
 
 import asyncio
 import hashlib
@@ -251,38 +252,6 @@ async def test_a_server_presenting_another_host_key_is_refused_and_the_agency_st
             await gateway.aclose()
     finally:
         await world.aclose()
-
-
-async def _pretend_crash_after_upload(gateway: Gateway) -> None:
-    """The state a crash between upload and recording leaves: files on the server, the
-    batch staged, the items back to pending once their lease was reaped."""
-    async with gateway.db.transaction() as conn:
-        await conn.execute(BATCHES.update().values(state="staged", delivered_at=None))
-        await conn.execute(FILES.update().values(state="staged", uploaded_at=None))
-        await conn.execute(OUTBOX.update().values(state="pending", delivered_at=None))
-
-
-async def test_a_crash_after_upload_is_recovered_by_the_hash_of_the_final_names(
-    world: SftpWorld,
-) -> None:
-    await seed(world, 25)
-    gateway = world.gateway()
-    try:
-        assert (await drain(gateway)).delivered == 25
-        inbox = world.path("inbox")
-        before = {p.name: (p.stat().st_mtime_ns, sha256(p)) for p in inbox.iterdir()}
-        await _pretend_crash_after_upload(gateway)
-        stats = await drain(gateway)
-        assert stats.delivered == 25
-        after = {p.name: (p.stat().st_mtime_ns, sha256(p)) for p in inbox.iterdir()}
-        assert after == before, "nothing was uploaded again, nothing overwritten"
-        async with gateway.db.connect() as conn:
-            assert set((await conn.execute(sa.select(FILES.c.state))).scalars()) == {"present"}
-            assert (
-                await conn.execute(sa.select(sa.func.count()).select_from(BATCHES))
-            ).scalar() == 1
-    finally:
-        await gateway.aclose()
 
 
 async def test_another_file_under_our_final_name_is_a_conflict_and_a_resend_gets_a_new_seq(
