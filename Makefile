@@ -15,7 +15,8 @@ PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install lock lock-upgrade demo test test-latest check format schemas i18n-extract clean
+.PHONY: install lock lock-upgrade demo test test-latest check format schemas i18n-extract clean \
+	mutation
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -87,6 +88,23 @@ check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+
+## mutation: mutation testing with mutmut (slow, not in CI) of the modules and tests that
+## [tool.mutmut] in pyproject.toml names, from a fresh copy in mutants/; MUTANTS='gateway.signing*'
+## runs a subset, MUTATION_CHILDREN the parallel workers; ends with the score per module
+## (docs/mutation.md has the last scores and the survivors)
+MUTANTS ?=
+MUTATION_CHILDREN ?= 1
+mutation: $(STAMP)
+	rm -rf mutants
+	set -f; $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS)
+	@$(BIN)/mutmut results --all true | awk -F': ' ' \
+	  { key = $$1; sub(/^ +/, "", key); module = key; sub(/\.[^.]*$$/, "", module); \
+	    if ($$2 == "not checked") next; \
+	    total[module]++; if ($$2 == "killed" || $$2 == "timeout") killed[module]++; \
+	    if ($$2 == "survived") print "survived: " key } \
+	  END { for (m in total) printf "%-32s %4d of %4d killed (%5.1f%%)\n", m, killed[m], \
+	        total[m], 100 * killed[m] / total[m] }'
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -1,9 +1,12 @@
 """The whole loop on loopback: a temp config dir with a ``v1`` and a ``v1a`` webhook agency,
 keys from ``generate_missing``, sandbox agencies speaking the real protocol, the gateway built
 by ``build()`` and served by ``gateway.runtime.web_server``; intake, allocation, dispatch,
-events back, recalls, reconciliation of the injected faults, evidence verification.
+events back, recalls, reconciliation of the injected faults, evidence verification. Every
+connection crosses a splitting proxy (tests/splitting_proxy.py): the packets on their way to
+each agency and the events on their way back arrive in pieces of a few bytes with pauses.
 """
 
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -12,19 +15,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from aiohttp import web
+from yarl import URL
 
-from gateway.bootstrap import Gateway, build
+from gateway.bootstrap import Gateway, build, load_config
 from gateway.clock import to_datetime
-from gateway.config.agencies import AgencyConfig, WebhookAgency
+from gateway.config.agencies import AgencyConfig, EmailAgency, SftpAgency, WebhookAgency
 from gateway.config.settings import GatewaySettings
+from gateway.demo.confirmation import Confirmation, import_and_confirm
 from gateway.demo.data import generate_accounts, write_csv
+from gateway.demo.sandboxes import dispatch_until_settled, start_law_firms
 from gateway.dispatch.outbox import counts_by_state
 from gateway.intake.service import import_file
-from gateway.keys import sandbox_keys
+from gateway.keys import generate_missing, sandbox_keys
 from gateway.reconciliation.sla import run_sla_checks
 from gateway.runtime import bound_socket, checkpoint, web_server
+from gateway.sandbox.document_check import lender_certificate
+from gateway.sandbox.partners import start_webhook_sandbox
+from gateway.sandbox.sftp_site import SftpSandboxes
 from gateway.sandbox.webhook_agency import SandboxWebhookAgency
 from gateway.store.migrate import upgrade
 from gateway.store.tables import (
@@ -36,6 +46,7 @@ from gateway.store.tables import (
     OutboxItem,
     Placement,
 )
+from tests.splitting_proxy import Splitting, SplittingProxy
 
 PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
@@ -48,6 +59,7 @@ LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
 ConfigFactory = Callable[..., tuple[Path, GatewaySettings, dict[str, AgencyConfig]]]
 """The ``make_config`` fixture (tests/conftest.py)."""
 
+REPO = Path(__file__).resolve().parents[2]
 ACCOUNTS = 80
 RECALLS = 6
 SETTLE_SECONDS = 90.0
@@ -100,23 +112,37 @@ async def mismatched_webhook_ids(gateway: Gateway) -> set[tuple[str, str, str]]:
     return found
 
 
+async def started(proxy: SplittingProxy) -> int:
+    await proxy.start()
+    return proxy.port
+
+
 async def test_intake_to_reconciliation_over_real_protocols(
     tmp_path: Path, database_url: str, make_config: ConfigFactory
 ) -> None:
     ids = ("AGY_V1", "AGY_V1A")
     sockets = {agency_id: bound_socket("127.0.0.1", 0) for agency_id in ids}
+    # The gateway reaches each agency, and the agencies reach the gateway, only through proxies.
+    to_agency = {
+        agency_id: SplittingProxy(
+            "127.0.0.1", sockets[agency_id].getsockname()[1], seed=n, name=f"to {agency_id}"
+        )
+        for n, agency_id in enumerate(ids)
+    }
     _, settings, agencies = make_config(
         database_url=database_url,
         agencies={
             agency_id: {
                 "scheme": "v1" if agency_id == "AGY_V1" else "v1a",
-                "url": f"http://127.0.0.1:{sockets[agency_id].getsockname()[1]}/hooks",
+                "url": f"http://127.0.0.1:{await started(to_agency[agency_id])}/hooks",
             }
             for agency_id in ids
         },
         dispatch={"batch_size": 20, "lease_seconds": 30},
     )
     async with AsyncExitStack() as stack:
+        for proxy in to_agency.values():
+            stack.push_async_callback(proxy.aclose)
         sandboxes: dict[str, SandboxWebhookAgency] = {}
         for agency_id, agency in agencies.items():
             assert isinstance(agency, WebhookAgency)
@@ -135,9 +161,13 @@ async def test_intake_to_reconciliation_over_real_protocols(
         gateway = build(settings, agencies)
         stack.push_async_callback(gateway.aclose)
         await upgrade(gateway.db)
-        url = await stack.enter_async_context(web_server(gateway, "127.0.0.1", 0))
+        url = URL(await stack.enter_async_context(web_server(gateway, "127.0.0.1", 0)))
+        assert url.port is not None
+        to_gateway = SplittingProxy("127.0.0.1", url.port, seed=7, name="to the gateway")
+        stack.push_async_callback(to_gateway.aclose)
+        proxied = str(url.with_port(await started(to_gateway)))
         for sandbox in sandboxes.values():
-            sandbox.set_gateway_url(url)
+            sandbox.set_gateway_url(proxied)
 
         accounts = tmp_path / "accounts.csv"
         today = datetime.now(UTC).date()
@@ -215,7 +245,143 @@ async def test_intake_to_reconciliation_over_real_protocols(
         assert report.ok, [str(p) for p in report.problems]
         assert report.leaves_checked == sum(leaves.values())
 
+        # All of it crossed the splitting proxies, in more pieces than were read.
+        for proxy in [*to_agency.values(), to_gateway]:
+            tally = proxy.tally
+            assert tally.connections > 0 and tally.split, (proxy.name, tally)
+            assert tally.bytes_up > 0 and tally.bytes_down > 0, (proxy.name, tally)
+
         # Allocating again queues nothing new.
         again = await gateway.placements.allocate()
         assert again.placed == 0
         assert len(await rows(gateway, sa.select(OUTBOX.c.id))) == len(items)
+
+
+def proxied_agency(agency: AgencyConfig, port: int, imap_port: int | None = None) -> AgencyConfig:
+    """``agency`` with its endpoint, SFTP server or SMTP relay (and IMAP) at a proxy's port."""
+    if isinstance(agency, WebhookAgency):
+        url = str(URL(agency.endpoint.url).with_port(port))
+        return agency.model_copy(
+            update={"endpoint": agency.endpoint.model_copy(update={"url": url})}
+        )
+    if isinstance(agency, SftpAgency):
+        return agency.model_copy(update={"sftp": agency.sftp.model_copy(update={"port": port})})
+    assert isinstance(agency, EmailAgency)
+    email = agency.email
+    update: dict[str, object] = {"smtp": email.smtp.model_copy(update={"port": port})}
+    if email.imap is not None and imap_port is not None:
+        update["imap"] = email.imap.model_copy(update={"port": imap_port})
+    return agency.model_copy(update={"email": email.model_copy(update=update)})
+
+
+@pytest.mark.slow
+async def test_every_channel_crosses_a_splitting_network(tmp_path: Path, database_url: str) -> None:
+    """The repository's own agencies (webhook, SFTP, email) against the demo's sandboxes, each
+    connection through a splitting proxy: HTTP both ways, SSH/SFTP, SMTP and IMAP."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    settings, agencies = load_config(tmp_path / "config" / "gateway.toml")
+    settings = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"url": database_url})}
+    )
+    generate_missing(settings, agencies)
+    proxies: list[SplittingProxy] = []
+    async with AsyncExitStack() as stack:
+
+        async def through(name: str, port: int) -> int:
+            # HTTP in pieces of up to 7 bytes; the bulk protocols (files over SSH, mail with
+            # attachments) in pieces of up to 97, still many per segment.
+            cut = Splitting(max_piece=7 if name.startswith("http") else 97)
+            proxy = SplittingProxy("127.0.0.1", port, seed=len(proxies), splitting=cut, name=name)
+            proxies.append(proxy)
+            stack.push_async_callback(proxy.aclose)
+            return await started(proxy)
+
+        sandboxes: list[SandboxWebhookAgency] = []
+        for agency_id, agency in list(agencies.items()):
+            if isinstance(agency, WebhookAgency):
+                sandbox, real = await start_webhook_sandbox(
+                    agency,
+                    settings.base_dir,
+                    seed=5,
+                    fault_rate=0.0,
+                    stack=stack,
+                    letter_trust=lender_certificate(
+                        settings.lender.signing_certificate, settings.base_dir
+                    ),
+                )
+                port = URL(real.endpoint.url).port
+                assert port is not None
+                agencies[agency_id] = proxied_agency(real, await through(f"http {agency_id}", port))
+                sandboxes.append(sandbox)
+        files = await SftpSandboxes.start(
+            agencies, settings.base_dir, root=tmp_path / "sftp", seed=5, fault_rate=0.0
+        )
+        stack.push_async_callback(files.aclose)
+        for agency_id, sftp_agency in files.agencies.items():
+            port = await through(f"sftp {agency_id}", sftp_agency.sftp.port)
+            agencies[agency_id] = proxied_agency(sftp_agency, port)
+        notes: list[str] = []
+        firms = await start_law_firms(
+            agencies,
+            settings.base_dir,
+            tmp_path,
+            seed=5,
+            fault_rate=0.0,
+            stack=stack,
+            notes=notes,
+        )
+        for firm in firms:
+            email = firm.updated_agency().email
+            imap = email.imap
+            agencies[firm.agency.id] = proxied_agency(
+                firm.updated_agency(),
+                await through(f"smtp {firm.agency.id}", email.smtp.port),
+                None if imap is None else await through(f"imap {firm.agency.id}", imap.port),
+            )
+        assert sandboxes and files.sandboxes and firms, "the repository config has every channel"
+
+        gateway = build(settings, agencies)
+        stack.push_async_callback(gateway.aclose)
+        await upgrade(gateway.db)
+        url = URL(await stack.enter_async_context(web_server(gateway, "127.0.0.1", 0)))
+        assert url.port is not None
+        proxied = str(url.with_port(await through("http gateway", url.port)))
+        for sandbox in sandboxes:
+            sandbox.set_gateway_url(proxied)
+
+        accounts = tmp_path / "accounts.csv"
+        today = datetime.now(UTC).date()
+        write_csv(
+            generate_accounts(60, seed=9, as_of=today, breakdown=True), accounts, breakdown=True
+        )
+        await import_and_confirm(gateway, accounts, Confirmation(), expect_placeable=True)
+        allocation = await gateway.placements.allocate()
+        assert allocation.placed > 0
+        await dispatch_until_settled(gateway, sandboxes, files, firms)
+
+        # Everything queued was delivered, and each kind of agency saw its share intact.
+        async with gateway.db.connect() as conn:
+            assert set(await counts_by_state(conn)) == {"delivered"}
+        for sandbox in sandboxes:
+            assert sandbox.stats.packets_received > 0 and not sandbox.stats.packets_refused
+            assert sum(sandbox.stats.events_sent.values()) > 0
+            assert not sandbox.stats.events_refused and sandbox.stats.events_abandoned == 0
+        for sftp_stats in files.stats_json():
+            assert sftp_stats["batches_received"] and not sftp_stats["batches_rejected"]
+            assert sftp_stats["result_files"]
+        assert sum(files.picked_up.values()) > 0
+        for firm in firms:
+            assert firm.stats.mails_received > 0
+            assert firm.stats.signatures_verified == firm.stats.mails_received
+            assert firm.stats.document_problems == []
+        await checkpoint(gateway)
+        report = await gateway.evidence.verify([gateway.note_verifier])
+        assert report.ok, [str(p) for p in report.problems]
+
+        # Every protocol crossed its proxy, in more pieces than were read.
+        for proxy in proxies:
+            assert proxy.tally.connections > 0 and proxy.tally.split, (proxy.name, proxy.tally)
+        names = {proxy.name.split()[0] for proxy in proxies}
+        assert names == {"http", "sftp", "smtp"} | (
+            {"imap"} if any(not f.reply_path_skipped for f in firms) else set()
+        )

@@ -101,6 +101,12 @@ class Answer:
         return json.loads(self.body)
 
 
+TEST_CLIENT, HARD_WAY = "test-client", "hard-way"
+BOTH_WAYS = pytest.mark.parametrize("world", [TEST_CLIENT, HARD_WAY], indirect=True)
+"""For a test of an accepted event: run it with aiohttp's test client and again with every
+request sent the hard way (tests/hard_way.py: chunked, seven bytes a chunk, with pauses)."""
+
+
 @dataclass
 class World:
     client: Client
@@ -110,6 +116,7 @@ class World:
     keys: dict[str, SigningKey]
     agencies: dict[str, AgencyConfig]
     held: dict[str, list[Held]]
+    way: str = TEST_CLIENT
 
     async def post(
         self,
@@ -134,9 +141,20 @@ class World:
         for name in drop:
             del sent[name]
         sent.update(headers or {})
-        async with self.client.post(
-            f"/v1/agencies/{agency_id}/events", data=body, headers=sent
-        ) as response:
+        path = f"/v1/agencies/{agency_id}/events"
+        if self.way == HARD_WAY:
+            server = self.client.server
+            raw = await hard_way.send(
+                str(server.host),
+                int(server.port or 0),
+                path,
+                sent,
+                hard_way.pieces(body, 7),
+                chunked=True,
+                pause=0.001,
+            )
+            return Answer(raw.status, raw.content_type, raw.body)
+        async with self.client.post(path, data=body, headers=sent) as response:
             return Answer(response.status, response.content_type, await response.read())
 
     async def rows(self, query: Any) -> list[Any]:
@@ -157,9 +175,13 @@ class World:
 
 @pytest.fixture
 async def world(
-    db: Database, seed_placements: Seeder, aiohttp_client: AiohttpClient
+    request: pytest.FixtureRequest,
+    db: Database,
+    seed_placements: Seeder,
+    aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[World]:
-    """Agencies AGY_A (v1) and AGY_B (v1a), each holding placements, and the inbound API."""
+    """Agencies AGY_A (v1) and AGY_B (v1a), each holding placements, and the inbound API;
+    ``world.post`` goes through aiohttp's test client unless a test asks for ``BOTH_WAYS``."""
     clock = ManualClock(START)
     agencies = {"AGY_A": agency_config("AGY_A", "v1"), "AGY_B": agency_config("AGY_B", "v1a")}
     await seed_placements(db, {"AGY_A": agencies["AGY_A"]}, 4, clock, seed=1)
@@ -178,7 +200,9 @@ async def world(
         max_body_bytes=MAX_BODY,
     )
     client = await aiohttp_client(create_app(inbound=inbound, db=db, metrics_=metrics))
-    yield World(client, db, clock, metrics, {a: p[0] for a, p in pairs.items()}, agencies, held)
+    keys = {a: p[0] for a, p in pairs.items()}
+    way = getattr(request, "param", TEST_CLIENT)
+    yield World(client, db, clock, metrics, keys, agencies, held, way)
     await inbound.aclose()
 
 
@@ -233,6 +257,7 @@ def assert_problem(answer: Answer, status: int, slug: str | None = None) -> dict
 
 
 @pytest.mark.parametrize("agency_id", ["AGY_A", "AGY_B"])
+@BOTH_WAYS
 async def test_an_accepted_event_is_stored_raw_with_evidence_before_the_answer(
     world: World, agency_id: str
 ) -> None:
@@ -271,6 +296,7 @@ async def test_an_accepted_event_is_stored_raw_with_evidence_before_the_answer(
     assert await world.mismatches() == []
 
 
+@BOTH_WAYS
 async def test_a_replay_gets_the_same_answer_and_is_stored_once(world: World) -> None:
     body = ack(world.held["AGY_A"][0])
     first = await world.post("AGY_A", body, msg_id="evt_replayed")
@@ -292,6 +318,7 @@ async def test_a_refusal_is_replayed_too(world: World) -> None:
     assert len(await world.inbound()) == 1 and len(await world.mismatches()) == 1
 
 
+@BOTH_WAYS
 async def test_the_same_id_with_other_bytes_is_a_409_and_a_mismatch(world: World) -> None:
     target = world.held["AGY_A"][0]
     original = ack(target, ref="REF-1")
@@ -613,6 +640,7 @@ async def test_the_same_key_twice_in_an_object_is_refused(world: World) -> None:
     assert await world.rows(sa.select(EVENTS)) == []
 
 
+@BOTH_WAYS
 async def test_a_timestamp_with_an_offset_is_accepted_in_utc(world: World) -> None:
     envelope = example_for(world, "payment.reported", paid_at="2026-03-02T17:00:00+08:00")
     answer = await world.post("AGY_A", json.dumps(envelope).encode())
@@ -648,6 +676,7 @@ async def test_an_event_for_an_unknown_placement_is_403(world: World) -> None:
 # -- reconciliation on arrival ----------------------------------------------------------------
 
 
+@BOTH_WAYS
 async def test_activity_after_a_recall_is_a_mismatch_and_not_applied(world: World) -> None:
     target = world.held["AGY_A"][0]
     assert (await world.post("AGY_A", ack(target))).status == 200
@@ -675,6 +704,7 @@ async def test_activity_after_a_recall_is_a_mismatch_and_not_applied(world: Worl
     assert late.applied is False
 
 
+@BOTH_WAYS
 async def test_over_collection_is_a_mismatch_and_the_money_is_recorded(world: World) -> None:
     target = world.held["AGY_A"][0]
     assert (await world.post("AGY_A", ack(target))).status == 200
@@ -685,6 +715,7 @@ async def test_over_collection_is_a_mismatch_and_the_money_is_recorded(world: Wo
     assert (await world.placement(target.placement_id)).collected_minor == over
 
 
+@BOTH_WAYS
 async def test_a_payment_in_another_currency_is_a_mismatch_and_not_applied(world: World) -> None:
     target = world.held["AGY_A"][0]
     assert (await world.post("AGY_A", ack(target))).status == 200
@@ -696,6 +727,7 @@ async def test_a_payment_in_another_currency_is_a_mismatch_and_not_applied(world
     assert (placement.collected_minor, placement.state) == (0, "acknowledged")
 
 
+@BOTH_WAYS
 async def test_an_ack_with_another_balance_is_a_mismatch(world: World) -> None:
     target = world.held["AGY_A"][0]
     answer = await world.post("AGY_A", ack(target, balance=target.balance_minor + 100))
@@ -849,6 +881,7 @@ async def test_every_documented_example_is_accepted_and_no_mutation_of_one_is_a_
     assert (await world.post("AGY_A", ack(target, ref="AFTER-FUZZ"))).status == 200
 
 
+@BOTH_WAYS
 async def test_health_readiness_and_metrics(world: World) -> None:
     async with world.client.get("/healthz") as response:
         assert response.status == 200 and (await response.json())["status"] == "ok"
@@ -867,6 +900,7 @@ async def test_health_readiness_and_metrics(world: World) -> None:
 # -- many at once -----------------------------------------------------------------------------
 
 
+@BOTH_WAYS
 async def test_two_hundred_concurrent_requests_are_each_stored_once_with_the_right_answer(
     world: World,
 ) -> None:

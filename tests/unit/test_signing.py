@@ -23,6 +23,8 @@ from gateway.signing import (
     parse_ed25519_private,
     parse_ed25519_public,
     parse_hmac_secret,
+    parse_signing_key,
+    parse_verifying_key,
     public_key_text,
     read_headers,
     sign,
@@ -154,6 +156,8 @@ def test_timestamp_outside_tolerance_is_refused(skew: int) -> None:
         verify(headers, BODY, [parse_hmac_secret(WHSEC)], now=TIMESTAMP + skew)
     assert info.value.status == 401
     assert "±300 s" in str(info.value)
+    # The refusal says how far off the sender's clock is, with the right sign.
+    assert f"is {skew:+d} s from server time" in str(info.value)
 
 
 def test_custom_tolerance_is_honoured() -> None:
@@ -286,18 +290,27 @@ def test_hmac_secret_is_padded_when_pasted_without_padding() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "parse"),
+    ("text", "parse", "message"),
     [
-        (WHPK, parse_ed25519_private),
-        (WHSK_64, parse_ed25519_public),
-        ("whsk_" + base64.b64encode(b"x" * 48).decode(), parse_ed25519_private),
-        ("whpk_" + base64.b64encode(b"x" * 31).decode(), parse_ed25519_public),
+        (WHPK, parse_ed25519_private, "a v1a signing key must start with whsk_"),
+        (WHSK_64, parse_ed25519_public, "a v1a verifying key must start with whpk_"),
+        (
+            "whsk_" + base64.b64encode(b"x" * 48).decode(),
+            parse_ed25519_private,
+            "a whsk_ key must decode to 32 or 64 bytes, got 48",
+        ),
+        (
+            "whpk_" + base64.b64encode(b"x" * 31).decode(),
+            parse_ed25519_public,
+            "a whpk_ key must decode to 32 bytes, got 31",
+        ),
     ],
 )
-def test_bad_ed25519_keys_are_config_errors(text: str, parse: object) -> None:
+def test_bad_ed25519_keys_are_config_errors(text: str, parse: object, message: str) -> None:
     assert callable(parse)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as info:
         parse(text)
+    assert str(info.value) == message
 
 
 def test_keys_never_print_their_secret() -> None:
@@ -351,3 +364,75 @@ def test_property_any_single_byte_change_fails(
     changed[index] ^= flip
     with pytest.raises(SignatureInvalid):
         verify(headers, bytes(changed), [verifier], now=timestamp)
+
+
+# -- found by mutation testing (docs/mutation.md) ---------------------------------------------
+
+
+def test_rotation_v1a_every_trusted_key_is_tried_not_only_the_first() -> None:
+    """Two trusted Ed25519 keys during a rotation: a message signed with the second verifies."""
+    other = parse_ed25519_public(generate_ed25519_pair()[1])
+    headers = headers_for(MSG_ID, TIMESTAMP, V1A_SIGNATURE)
+    assert verify(headers, BODY, [other, parse_ed25519_public(WHPK)], now=TIMESTAMP) == "v1a"
+
+
+@pytest.mark.parametrize("signature", [V1_SIGNATURE, V1A_SIGNATURE])
+def test_a_signature_with_characters_outside_base64_is_refused(signature: str) -> None:
+    """A lenient decoder would drop the stray character and accept a signature nobody sent."""
+    version, _, b64 = signature.partition(",")
+    headers = headers_for(MSG_ID, TIMESTAMP, f"{version},{b64[:10]}!{b64[10:]}")
+    keys: list[VerifyingKey] = [parse_hmac_secret(WHSEC), parse_ed25519_public(WHPK)]
+    with pytest.raises(SignatureInvalid):
+        verify(headers, BODY, keys, now=TIMESTAMP)
+
+
+def test_a_webhook_id_of_exactly_255_characters_is_accepted() -> None:
+    assert headers_for("m" * 255, TIMESTAMP, V1_SIGNATURE).msg_id == "m" * 255
+
+
+def test_a_webhook_id_that_was_not_utf8_is_refused() -> None:
+    """aiohttp keeps bytes that were not UTF-8 as lone surrogates; they cannot be signed."""
+    with pytest.raises(MissingHeaders, match="webhook-id"):
+        headers_for("evt_\udcff", TIMESTAMP, V1_SIGNATURE)
+
+
+@pytest.mark.parametrize("prefix", ["whsec_", "whsk_", "whpk_"])
+def test_a_key_with_characters_outside_base64_is_refused(prefix: str) -> None:
+    text = {"whsec_": WHSEC, "whsk_": WHSK_64, "whpk_": WHPK}[prefix]
+    body = text.removeprefix(prefix)
+    parse = {
+        "whsec_": parse_hmac_secret,
+        "whsk_": parse_ed25519_private,
+        "whpk_": parse_ed25519_public,
+    }[prefix]
+    with pytest.raises(ConfigError, match=f"{prefix}.* is not valid base64"):
+        parse(f"{prefix}{body[:8]}!{body[8:]}")
+
+
+def test_a_v1_secret_of_64_bytes_is_the_longest_accepted() -> None:
+    longest = "whsec_" + base64.b64encode(b"k" * 64).decode()
+    assert parse_hmac_secret(longest) == HmacKey(b"k" * 64)
+
+
+def test_keys_are_parsed_by_their_agencys_scheme() -> None:
+    assert (
+        parse_signing_key("v1", WHSEC)
+        == parse_verifying_key("v1", WHSEC)
+        == HmacKey(base64.b64decode(WHSEC.removeprefix("whsec_")))
+    )
+    signing = parse_signing_key("v1a", WHSK_64)
+    verifying = parse_verifying_key("v1a", WHPK)
+    headers = headers_for(MSG_ID, TIMESTAMP, sign(MSG_ID, TIMESTAMP, BODY, [signing]))
+    assert verify(headers, BODY, [verifying], now=TIMESTAMP) == "v1a"
+
+
+def test_a_generated_ed25519_pair_is_the_svix_layout_and_signs_verifiably() -> None:
+    whsk, whpk = generate_ed25519_pair()
+    assert whsk.startswith("whsk_") and whpk.startswith("whpk_")
+    raw = base64.b64decode(whsk.removeprefix("whsk_"))
+    assert len(raw) == 64 and raw[32:] == base64.b64decode(whpk.removeprefix("whpk_"))
+    private = parse_ed25519_private(whsk)
+    assert public_key_text(private) == whpk
+    headers = headers_for(MSG_ID, TIMESTAMP, sign(MSG_ID, TIMESTAMP, BODY, [private]))
+    assert verify(headers, BODY, [parse_ed25519_public(whpk)], now=TIMESTAMP) == "v1a"
+    assert generate_ed25519_pair() != (whsk, whpk)
