@@ -51,6 +51,7 @@ from gateway.ports import AdapterContext, ChannelAdapter, Clock, Recipient
 from gateway.privacy.debtor_keys import KeyingResult, key_debtors
 from gateway.privacy.deletion import SweepResult, request_deletions
 from gateway.privacy.pii import PiiKeyRing
+from gateway.reconciliation import columnar_worker
 from gateway.reconciliation.engine import ReconEngine
 from gateway.resolutions.actions import ResolutionService
 from gateway.signing import parse_signing_key, parse_verifying_key
@@ -121,7 +122,10 @@ class Gateway:
                 clock=self.clock,
                 batch_size=self.settings.dispatch.batch_size,
                 lease_seconds=self.settings.dispatch.lease_seconds,
+                metrics=self.metrics,
             )
+            circuits = self._dispatcher.circuits
+            self.metrics.watch_circuits(lambda: circuits)
         return self._dispatcher
 
     def document_links(self) -> DocumentLinks | None:
@@ -222,6 +226,7 @@ class Gateway:
             await self._session.close()
         if self.letters is not None:
             self.letters.close()
+        columnar_worker.shutdown()  # reconciliation's worker process, if it was started
         await self.db.dispose()
 
 
@@ -393,7 +398,8 @@ def build(
         sealer=pii,  # packets carry personal data: sealed at rest (gateway.dispatch.outbox)
     )
     signer = NoteSigner.from_text(settings.secrets.evidence_signing_key.resolve(base))
-    metrics = Metrics()
+    channels = {a.id: a.channel for a in agencies.values()}
+    metrics = Metrics(channels={**channels, NOTICE_SENDER: "webhook"}, clock=clock.now)
     trust = {
         a.id: InboundTrust(
             agency_id=a.id,

@@ -1,12 +1,17 @@
 """The long-running process: the web app, the dispatcher and the schedulers, under one
 TaskGroup, stopped cleanly by one event.
+
+Any number of these processes may share one PostgreSQL database: each serves the web app
+and runs the dispatcher; the schedulers and pollers run in the one process holding the
+``schedulers`` lease, the evidence sequencer in the one holding ``evidence-sequencer``
+(gateway.cluster), and another process takes a role over when its holder dies.
 """
 
 import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from aiohttp import web
@@ -14,12 +19,16 @@ from aiohttp import web
 from adapters.email.mailbox import MailboxReader, build_mailbox_reader
 from gateway.bootstrap import Gateway
 from gateway.clock import to_datetime
+from gateway.cluster import SCHEDULERS, SEQUENCER, Lease, LeaseStore, holder_id, lead
 from gateway.config.agencies import EmailAgency
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.errors import GatewayError, RunInProgress
+from gateway.evidence.log import SEQUENCE_BATCH, sequence_all, sequence_staged
+from gateway.monitoring.polls import metered
 from gateway.ports import InboundPoller, PollingChannel
 from gateway.reconciliation.sla import run_sla_checks
 from gateway.server import create_app
+from gateway.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +139,7 @@ async def reconciliation_run(gateway: Gateway) -> dict[str, Any] | None:
     except RunInProgress as exc:
         log.warning("scheduled reconciliation skipped: %s", exc)
         return None
+    gateway.metrics.reconciled(report.seconds)
     return report.as_dict()
 
 
@@ -157,51 +167,125 @@ def channel_pollers(dispatcher: Dispatcher) -> list[InboundPoller]:
 
 
 async def run_workers(gateway: Gateway, stop: asyncio.Event) -> None:
-    """Dispatcher plus schedulers until ``stop`` is set."""
-    schedules = gateway.settings.schedules
+    """Dispatcher plus the cluster's roles until ``stop`` is set: the schedulers and pollers
+    run in the one process holding the ``schedulers`` lease, and on PostgreSQL (with
+    ``[cluster] stage_evidence``) this process stages its evidence leaves and stands for the
+    evidence sequencer. Every process runs the dispatcher: the outbox leases share its work."""
+    cluster = gateway.settings.cluster
     dispatcher = await gateway.dispatcher()
+    leases = LeaseStore(gateway.db)
+    me = holder_id()
+    staging = cluster.stage_evidence and not gateway.db.is_sqlite
+    gateway.db.stage_evidence = staging
+
+    async def schedules(lease: Lease, role_stop: asyncio.Event) -> None:
+        await run_schedules(gateway, dispatcher, role_stop, runs=ScheduledRuns(leases, lease))
+
+    async def sequencing(_lease: Lease, role_stop: asyncio.Event) -> None:
+        await run_sequencer(gateway.db, role_stop, idle_seconds=cluster.sequence_every_seconds)
+
     async with asyncio.TaskGroup() as tg:
         tg.create_task(
             dispatcher.run(stop, poll_interval=gateway.settings.dispatch.poll_interval_seconds)
         )
         tg.create_task(
-            every(
-                schedules.checkpoint_every_seconds, stop, lambda: checkpoint(gateway), "checkpoint"
-            )
+            lead(leases, SCHEDULERS, me, seconds=cluster.lease_seconds, stop=stop, work=schedules)
         )
-        tg.create_task(
-            every(schedules.reconcile_every_seconds, stop, lambda: sla_checks(gateway), "sla")
-        )
-        if schedules.engine_every_seconds > 0:
+        if staging:
             tg.create_task(
-                every(
-                    schedules.engine_every_seconds,
-                    stop,
-                    lambda: reconciliation_run(gateway),
-                    "reconciliation",
+                lead(
+                    leases, SEQUENCER, me, seconds=cluster.lease_seconds, stop=stop, work=sequencing
                 )
             )
-        if schedules.expiry_every_seconds > 0:
-            tg.create_task(
-                every(
-                    schedules.expiry_every_seconds,
-                    stop,
-                    lambda: placement_terms(gateway),
-                    "placement terms",
-                )
+    if staging:
+        # What this process staged last would otherwise wait for the next sequencer.
+        try:
+            await sequence_all(gateway.db)
+        except Exception:
+            log.exception("evidence sequencing on shutdown failed; the next sequencer will")
+
+
+class ScheduledRuns:
+    """Records each run of a scheduled job under the schedulers lease (``cluster_runs``:
+    job, holder, fencing token, start, end), so operators see what ran where and when."""
+
+    def __init__(self, leases: LeaseStore, lease: Lease) -> None:
+        self._leases = leases
+        self._lease = lease
+
+    def recorded(
+        self, name: str, job: Callable[[], Awaitable[object]]
+    ) -> Callable[[], Awaitable[object]]:
+        async def run() -> object:
+            run_id = await self._leases.run_started(name, self._lease)
+            try:
+                result = await job()
+            except Exception:
+                await self._leases.run_finished(run_id, failed=True)
+                raise
+            await self._leases.run_finished(run_id, failed=False)
+            return result
+
+        return run
+
+    async def prune(self) -> None:
+        pruned = await self._leases.prune_runs()
+        if pruned:
+            log.info("deleted %d old scheduled-run record(s)", pruned)
+
+
+async def run_schedules(
+    gateway: Gateway, dispatcher: Dispatcher, stop: asyncio.Event, *, runs: ScheduledRuns
+) -> None:
+    """The timers and pollers of ``serve`` until ``stop`` (run by the schedulers' holder)."""
+    schedules = gateway.settings.schedules
+    jobs: list[tuple[float, str, Callable[[], Awaitable[object]]]] = [
+        (schedules.checkpoint_every_seconds, "checkpoint", lambda: checkpoint(gateway)),
+        (schedules.reconcile_every_seconds, "sla", lambda: sla_checks(gateway)),
+    ]
+    if schedules.engine_every_seconds > 0:
+        jobs.append(
+            (
+                schedules.engine_every_seconds,
+                "reconciliation",
+                lambda: reconciliation_run(gateway),
             )
-        notices = gateway.settings.notices
-        if notices.enabled and notices.scan_every_seconds > 0:
-            tg.create_task(
-                every(notices.scan_every_seconds, stop, lambda: notice_scan(gateway), "notices")
-            )
-        for reader in mailbox_readers(gateway):
-            tg.create_task(every(reader.interval_seconds, stop, reader.poll_once, reader.name))
-        for poller in channel_pollers(dispatcher):
-            tg.create_task(every(poller.interval_seconds, stop, poller.poll_once, poller.name))
+        )
+    if schedules.expiry_every_seconds > 0:
+        jobs.append(
+            (schedules.expiry_every_seconds, "placement terms", lambda: placement_terms(gateway))
+        )
+    notices = gateway.settings.notices
+    if notices.enabled and notices.scan_every_seconds > 0:
+        jobs.append((notices.scan_every_seconds, "notices", lambda: notice_scan(gateway)))
+    for reader in mailbox_readers(gateway):
+        counted = metered(reader, gateway.metrics, source="mailbox", clock=gateway.clock.now)
+        jobs.append((reader.interval_seconds, reader.name, counted.poll_once))
+    for poller in channel_pollers(dispatcher):
+        counted = metered(poller, gateway.metrics, source="sftp_pickup", clock=gateway.clock.now)
+        jobs.append((poller.interval_seconds, poller.name, counted.poll_once))
+    await runs.prune()
+    async with asyncio.TaskGroup() as tg:
+        for seconds, name, job in jobs:
+            tg.create_task(every(seconds, stop, runs.recorded(name, job), name))
+
+
+async def run_sequencer(db: Database, stop: asyncio.Event, *, idle_seconds: float) -> None:
+    """Move staged evidence leaves into the log until ``stop`` (the sequencer's holder);
+    look again after ``idle_seconds`` when a pass found less than a full batch."""
+    while not stop.is_set():
+        try:
+            moved = await sequence_staged(db)
+        except Exception:
+            log.exception("evidence sequencing failed")
+            moved = 0
+        if moved < SEQUENCE_BATCH:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=idle_seconds)
 
 
 __all__ = [
+    "ScheduledRuns",
     "bound_socket",
     "channel_pollers",
     "checkpoint",
@@ -211,6 +295,8 @@ __all__ = [
     "notice_scan",
     "placement_terms",
     "reconciliation_run",
+    "run_schedules",
+    "run_sequencer",
     "run_workers",
     "sla_checks",
     "web_server",

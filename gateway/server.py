@@ -6,7 +6,6 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
-import sqlalchemy as sa
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -17,9 +16,8 @@ from gateway.errors import InboundError, PayloadTooLarge, UnknownAgency
 from gateway.inbound.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE, problem_body
 from gateway.inbound.service import InboundService
 from gateway.metrics import Metrics
-from gateway.notices.service import notice_counts
+from gateway.monitoring.cluster import ClusterCollector
 from gateway.store.database import Database
-from gateway.store.tables import Mismatch, OutboxItem
 from gateway.verification.service import VerificationService
 from gateway.verification.web import VERIFICATION_KEY, add_verification
 
@@ -28,6 +26,7 @@ log = logging.getLogger(__name__)
 INBOUND_KEY = web.AppKey("inbound", InboundService)
 DB_KEY = web.AppKey("db", Database)
 METRICS_KEY = web.AppKey("metrics", Metrics)
+CLUSTER_KEY = web.AppKey("cluster_metrics", ClusterCollector)
 DOCUMENTS_KEY = web.AppKey("documents", DocumentFetchService)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -113,7 +112,13 @@ async def receive_event(request: web.Request) -> web.Response:
             request,
             webhook_id,
         )
-    body = await _whole_body(request, limit)
+    # A declared length within the limit is read in one call (aiohttp stops at that length);
+    # a chunked body is counted as it arrives.
+    body = (
+        await request.read()
+        if request.content_length is not None
+        else await _whole_body(request, limit)
+    )
     if body is None:
         return _problem_response(
             PayloadTooLarge(f"body is over the limit of {limit} bytes"), request, webhook_id
@@ -173,30 +178,17 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """What this process counted, then the cluster-wide numbers read from the database
+    (gateway.monitoring.cluster, cached for a few seconds)."""
     m = request.app[METRICS_KEY]
-    db = request.app[DB_KEY]
-    outbox = OutboxItem.__table__  # type: ignore[attr-defined]
-    mismatches = Mismatch.__table__  # type: ignore[attr-defined]
-    async with db.connect() as conn:
-        for state, n in (
-            await conn.execute(sa.select(outbox.c.state, sa.func.count()).group_by(outbox.c.state))
-        ).all():
-            m.outbox.labels(state).set(n)
-        for kind, n in (
-            await conn.execute(
-                sa.select(mismatches.c.kind, sa.func.count())
-                .where(mismatches.c.state.in_(["open", "investigating"]))
-                .group_by(mismatches.c.kind)
-            )
-        ).all():
-            m.mismatches.labels(kind).set(n)
-        for state, n in (await notice_counts(conn)).items():
-            m.borrower_notices.labels(state).set(n)
+    cluster = request.app[CLUSTER_KEY]
+    await cluster.refresh()
     verification = request.app.get(VERIFICATION_KEY)
     if verification is not None:
         m.verification_failed_hour.set(await verification.failed_last_hour())
     return web.Response(
-        body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        body=generate_latest(m.registry) + generate_latest(cluster.registry),
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
     )
 
 
@@ -221,6 +213,12 @@ def create_app(
     app[INBOUND_KEY] = inbound
     app[DB_KEY] = db
     app[METRICS_KEY] = metrics_
+    app[CLUSTER_KEY] = ClusterCollector(
+        db=db,
+        agencies=metrics_.channels,
+        clock=metrics_.clock,
+        cache_seconds=metrics_.cache_seconds,
+    )
     app.router.add_post("/v1/agencies/{agency_id}/events", receive_event)
     if documents is not None:
         app[DOCUMENTS_KEY] = documents
@@ -238,4 +236,4 @@ def create_app(
     return app
 
 
-__all__ = ["DB_KEY", "DOCUMENTS_KEY", "INBOUND_KEY", "METRICS_KEY", "create_app"]
+__all__ = ["CLUSTER_KEY", "DB_KEY", "DOCUMENTS_KEY", "INBOUND_KEY", "METRICS_KEY", "create_app"]

@@ -23,6 +23,7 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 from sqlalchemy.engine import make_url
 
 from gateway.allocation.placements import PlacementService
@@ -37,6 +38,11 @@ from gateway.privacy.pii import PiiKeyRing
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 from gateway.store.tables import Placement
+
+# Property tests judge behaviour, never time: hypothesis's per-example deadline is a timing
+# threshold, and on a loaded two-core machine it fails tests that are right.
+settings.register_profile("gateway", deadline=None)
+settings.load_profile("gateway")
 
 PG_ENV = "GATEWAY_TEST_POSTGRES_URL"
 

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.clock import to_datetime
+from gateway.crashpoints import crash_point
 from gateway.dispatch import outbox
 from gateway.dispatch.batches import BatchDrain, packet_of
 from gateway.dispatch.circuit import CircuitBreaker
@@ -37,6 +38,7 @@ from gateway.dispatch.records import (
     SendOutcome,
 )
 from gateway.errors import OutcomeUnknown, PermanentDeliveryError, TransientDeliveryError
+from gateway.metrics import Metrics
 from gateway.ports import BatchChannelAdapter, ChannelAdapter, Clock, Recipient
 from gateway.store.database import Database
 
@@ -60,6 +62,7 @@ class Dispatcher:
         batch_size: items per claim.
         lease_seconds: how long a claim is ours before the reaper may take it back.
         lanes: batches in progress at once (claim → send → record loops).
+        metrics: counts delivery attempts and their latency (gateway.metrics).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class Dispatcher:
         lease_seconds: float = 60,
         lanes: int = 2,
         worker_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
         self._adapters = adapters
@@ -90,7 +94,7 @@ class Dispatcher:
             for a in agencies.values()
         }
         self._recorder = DeliveryRecorder(
-            db=db, adapters=adapters, agencies=agencies, hooks=hooks, clock=clock
+            db=db, adapters=adapters, agencies=agencies, hooks=hooks, clock=clock, metrics=metrics
         )
         self._batchers = {
             agency_id: adapter
@@ -230,6 +234,7 @@ class Dispatcher:
             except PermanentDeliveryError as exc:
                 outcome = SendOutcome(item, "permanent", started, 0, request_ts, error=exc)
             else:
+                crash_point("dispatch.after_agency_ok")
                 outcome = SendOutcome(
                     item, "delivered", started, 0, receipt.request_timestamp, receipt=receipt
                 )

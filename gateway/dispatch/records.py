@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.clock import to_datetime
+from gateway.crashpoints import crash_point
 from gateway.dispatch import outbox
 from gateway.dispatch.batch_records import record_batch_delivery
 from gateway.dispatch.outbox import ClaimedItem
@@ -32,6 +33,7 @@ from gateway.errors import (
     TransientDeliveryError,
 )
 from gateway.evidence.log import LeafInput, append_leaves
+from gateway.metrics import Metrics
 from gateway.ports import BatchDelivered, ChannelAdapter, Clock, Receipt, Recipient
 from gateway.store.database import Database
 from gateway.store.driver_sql import insert_numbered
@@ -140,6 +142,7 @@ class DeliveryRecorder:
         agencies: agency configs (retry policies).
         hooks: domain effects of delivery.
         clock: time source.
+        metrics: counts attempts and their latency by agency and channel, once recorded.
     """
 
     def __init__(
@@ -150,11 +153,13 @@ class DeliveryRecorder:
         agencies: Mapping[str, Recipient],
         hooks: DeliveryHooks,
         clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
         self._adapters = adapters
         self._hooks = hooks
         self._clock = clock
+        self._metrics = metrics
         self._policies = {a.id: RetryPolicy.from_config(a.retry) for a in agencies.values()}
         self.disabled: set[str] = set()
         """Agencies whose endpoint is disabled (loaded by the dispatcher, grown on 410)."""
@@ -190,6 +195,8 @@ class DeliveryRecorder:
                     now=self._now(),
                 )
             held.extend(page)
+        if self._metrics is not None:
+            self._metrics.attempted(agency_id, "delivered", duration_ms / 1000, count=len(held))
         return held
 
     async def record(
@@ -276,6 +283,10 @@ class DeliveryRecorder:
                 await self._hooks.on_dead_batch(conn, key, items, now=now)
             if alone:
                 await self._hooks.on_dead(conn, alone, now=now)
+            crash_point("dispatch.before_outcome_commit")
+        if self._metrics is not None:
+            for o in outcomes:
+                self._metrics.attempted(o.item.agency_id, o.outcome, o.duration_ms / 1000)
         failed: dict[int, list[SendOutcome]] = {}
         for o in outcomes:
             if o.error is not None:

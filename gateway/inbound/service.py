@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.crashpoints import crash_point
 from gateway.errors import (
     InboundError,
     MalformedPayload,
@@ -92,6 +93,9 @@ def parse_event(body: bytes) -> AgencyEvent:
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
     seen: set[str] = set()
     for key, _value in pairs:
         if key in seen:
@@ -100,7 +104,7 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 "object, and JSON parsers disagree on which value counts"
             )
         seen.add(key)
-    return dict(pairs)
+    return obj
 
 
 def _location(error_type: str, loc: tuple[int | str, ...]) -> str:
@@ -226,6 +230,7 @@ class InboundService:
                 responses = await self._commit_alone(messages)
             else:
                 self._metrics.inbound_batch.observe(len(batch))
+            crash_point("inbound.after_store")
             for (_, future), response in zip(batch, responses, strict=True):
                 if not future.done():
                     future.set_result(response)
