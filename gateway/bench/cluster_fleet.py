@@ -34,14 +34,13 @@ import sqlalchemy as sa
 from gateway.bench.counting_agency import CountingAgency
 from gateway.bench.dataset import SeededPlacement, import_and_place, placements
 from gateway.bench.load import PreparedRequest, client_session
-from gateway.bench.webhook_in import event_bodies
+from gateway.bench.webhook_in import event_bodies, signed_requests
 from gateway.bootstrap import load_config
 from gateway.config.agencies import WebhookAgency
 from gateway.demo.data import generate_accounts, write_csv
 from gateway.dispatch.outbox import counts_by_state
 from gateway.errors import GatewayError
 from gateway.keys import generate_missing, sandbox_keys
-from gateway.signing import sign
 from gateway.store.database import Database
 from gateway.store.tables import Placement
 
@@ -180,20 +179,7 @@ async def inbound_requests(
         await db.dispose()
     bodies = event_bodies(fresh, worked, count, now=datetime.now(UTC))
     _, keys = sandbox_keys(agency, setup.workdir)
-    ts = int(time.time())
-    return [
-        PreparedRequest(
-            EVENT_PATH,
-            {
-                "content-type": "application/json",
-                "webhook-id": webhook_id,
-                "webhook-timestamp": str(ts),
-                "webhook-signature": sign(webhook_id, ts, body, keys),
-            },
-            body,
-        )
-        for webhook_id, body in bodies
-    ]
+    return signed_requests(bodies, keys, EVENT_PATH)
 
 
 @dataclass(eq=False)

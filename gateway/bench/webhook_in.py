@@ -151,13 +151,14 @@ def event_bodies(
 
 
 def signed_requests(
-    bodies: Sequence[tuple[str, bytes]], keys: Sequence[SigningKey]
+    bodies: Sequence[tuple[str, bytes]], keys: Sequence[SigningKey], path: str = EVENT_PATH
 ) -> list[PreparedRequest]:
-    """Sign every body now, as the agency would (the gateway allows ±5 min of clock skew)."""
+    """Sign every body now, as the agency would (the gateway allows ±5 min of clock skew),
+    for the events endpoint at ``path``."""
     ts = int(time.time())
     return [
         PreparedRequest(
-            EVENT_PATH,
+            path,
             {
                 "content-type": "application/json",
                 "webhook-id": webhook_id,

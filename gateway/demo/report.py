@@ -126,6 +126,7 @@ def documents_note(sandboxes: list[SandboxWebhookAgency]) -> str:
     return (
         f"documents: webhook agencies fetched {total.get('fetched', 0)} of "
         f"{total.get('listed', 0)} listed, {total.get('verified', 0)} matched their SHA-256, "
+        f"{total.get('gone_before_fetch', 0)} recalled before the agency fetched them (410), "
         f"{total.get('failed', 0)} failed; {total.get('letters_verified', 0)} letter "
         f"signatures verified ({total.get('letters_failed', 0)} did not); after recall "
         f"{total.get('refused_after_recall', 0)} fetches refused with 410, "

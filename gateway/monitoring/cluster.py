@@ -191,6 +191,16 @@ async def _last_run(conn: AsyncConnection) -> LastRun | None:
     return LastRun(newest, finished - completed.started_at.timestamp(), finished)
 
 
+def _labelled(
+    name: str, documentation: str, labels: list[str], values: Mapping[tuple[str, ...], float]
+) -> GaugeMetricFamily:
+    """A gauge family with one sample per label tuple, in the order given."""
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for key, value in values.items():
+        family.add_metric(list(key), value)
+    return family
+
+
 def families(snapshot: ClusterSnapshot | None) -> Iterator[GaugeMetricFamily]:
     """The snapshot as Prometheus metric families (pure); ``None``: the read failed."""
     yield GaugeMetricFamily(
@@ -200,12 +210,12 @@ def families(snapshot: ClusterSnapshot | None) -> Iterator[GaugeMetricFamily]:
     )
     if snapshot is None:
         return
-    outbox = GaugeMetricFamily(
-        "gateway_outbox_items", "Outbox items by state (all processes)", labels=["state"]
+    yield _labelled(
+        "gateway_outbox_items",
+        "Outbox items by state (all processes)",
+        ["state"],
+        {(state,): n for state, n in snapshot.outbox.items()},
     )
-    for state, n in snapshot.outbox.items():
-        outbox.add_metric([state], n)
-    yield outbox
     yield GaugeMetricFamily(
         "gateway_outbox_oldest_pending_age_seconds",
         "Seconds since the oldest pending outbox item was queued (0 when none is pending)",
@@ -216,44 +226,36 @@ def families(snapshot: ClusterSnapshot | None) -> Iterator[GaugeMetricFamily]:
         "Seconds the oldest pending outbox item has been due without being sent",
         value=snapshot.oldest_due_age,
     )
-    breaks = GaugeMetricFamily(
-        "gateway_open_mismatches", "Open mismatches (breaks) by kind", labels=["kind"]
+    yield _labelled(
+        "gateway_open_mismatches",
+        "Open mismatches (breaks) by kind",
+        ["kind"],
+        {(kind,): n for kind, n in snapshot.breaks.items()},
     )
-    for kind, n in snapshot.breaks.items():
-        breaks.add_metric([kind], n)
-    yield breaks
-    notices = GaugeMetricFamily(
+    yield _labelled(
         "gateway_borrower_notices",
         "Borrower notices by state (failed: given up, the placement is flagged)",
-        labels=["state"],
+        ["state"],
+        {(state,): n for state, n in snapshot.notices.items()},
     )
-    for state, n in snapshot.notices.items():
-        notices.add_metric([state], n)
-    yield notices
-    sla = GaugeMetricFamily(
+    yield _labelled(
         "gateway_sla_breaches",
         "Expectations breached (past due, unmet) by agency and the mismatch kind they raised",
-        labels=["agency", "kind"],
+        ["agency", "kind"],
+        dict(sorted(snapshot.sla_breaches.items())),
     )
-    for (agency_id, kind), n in sorted(snapshot.sla_breaches.items()):
-        sla.add_metric([agency_id, kind], n)
-    yield sla
-    seen = GaugeMetricFamily(
+    yield _labelled(
         "gateway_inbound_last_seen_timestamp_seconds",
         "Unix time of the newest message stored from each agency, any channel",
-        labels=["agency"],
+        ["agency"],
+        {(agency_id,): at for agency_id, at in sorted(snapshot.last_seen.items())},
     )
-    for agency_id, at in sorted(snapshot.last_seen.items()):
-        seen.add_metric([agency_id], at)
-    yield seen
-    disabled = GaugeMetricFamily(
+    yield _labelled(
         "gateway_agency_endpoint_disabled",
         "1 when deliveries to the agency are stopped (it answered 410 or ops disabled it)",
-        labels=["agency"],
+        ["agency"],
+        {(agency_id,): float(off) for agency_id, off in sorted(snapshot.disabled.items())},
     )
-    for agency_id, off in sorted(snapshot.disabled.items()):
-        disabled.add_metric([agency_id], 1.0 if off else 0.0)
-    yield disabled
     run = snapshot.last_run
     run_state = GaugeMetricFamily(
         "gateway_reconcile_last_run_state",

@@ -53,6 +53,9 @@ class DocumentStats:
     verified: int = 0
     """Fetched documents whose size and SHA-256 match their descriptor."""
     failed: int = 0
+    """Fetches answered with anything but 200 (or not at all), or bytes that did not match."""
+    gone_before_fetch: int = 0
+    """Documents of a placement recalled before the agency got to them (410, as it must)."""
     letters_verified: int = 0
     letters_failed: int = 0
     refused_after_recall: int = 0
@@ -217,7 +220,13 @@ class DocumentChecker:
                 )
                 self.stats.failed += 1
                 continue
+            if status == 410:
+                self.stats.gone_before_fetch += 1
+                continue
             if status != 200:
+                log.warning(
+                    "%s: fetching document %s answered %s", self.agency_id, doc.document_id, status
+                )
                 self.stats.failed += 1
                 continue
             self.stats.fetched += 1
