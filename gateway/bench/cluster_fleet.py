@@ -299,6 +299,10 @@ class ServeFleet:
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)
 
+    async def started(self) -> None:
+        """Wait until the processes being started in the background are serving."""
+        await asyncio.gather(*list(self._starting))
+
     async def stop(self) -> None:
         """Stop every process, those still starting included."""
         for task in list(self._starting):

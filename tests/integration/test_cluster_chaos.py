@@ -27,6 +27,7 @@ from gateway.bench.cluster_fleet import (
     write_config,
 )
 from gateway.bench.counting_agency import AgencyServers
+from gateway.bench.load import PreparedRequest
 from gateway.bootstrap import build, load_config
 from gateway.evidence.log import staged_count
 from gateway.store.cluster_tables import ClusterRun
@@ -58,22 +59,29 @@ async def postgres_url():
         yield url
 
 
-async def chaos(fleet: ServeFleet, rng: random.Random, done: asyncio.Event) -> list[ServeProcess]:
-    """SIGKILL a random live process every second or two and start another in its place,
-    ``KILLS`` times (fewer if the load is over first); one process is always left serving."""
+async def chaos_under_load(
+    fleet: ServeFleet, rng: random.Random, events: list[PreparedRequest]
+) -> tuple[list[ServeProcess], dict[str, int]]:
+    """Post the events in ``KILLS + 1`` slices; while each of the first ``KILLS`` slices is in
+    flight, SIGKILL a random live process at a random moment and start another in its place.
+    The kills follow the load, not the clock, so they land under load on a fast machine as on
+    a slow one; one process is always left serving. Returns the processes killed and every
+    event's final status."""
     killed: list[ServeProcess] = []
-    while len(killed) < KILLS:
-        try:
-            await asyncio.wait_for(done.wait(), timeout=rng.uniform(1.0, 2.5))
-            return killed
-        except TimeoutError:
-            pass
-        live = fleet.live()
-        if len(live) > 1:
-            victim = rng.choice(live)
+    statuses: dict[str, int] = {}
+    for n in range(KILLS + 1):
+        if len(fleet.live()) < 2:
+            await fleet.started()
+        posting = asyncio.create_task(
+            post_balanced(fleet.urls, events[n :: KILLS + 1], concurrency=8)
+        )
+        if n < KILLS:
+            await asyncio.sleep(rng.uniform(0.0, 0.2))
+            victim = rng.choice(fleet.live())
             killed.append(victim)
             await fleet.replace(victim)
-    return killed
+        statuses.update((await posting).statuses)
+    return killed, statuses
 
 
 async def settled(url: str, agencies: AgencyServers) -> None:
@@ -121,16 +129,10 @@ async def test_killed_serve_processes_lose_nothing(postgres_url: str, tmp_path: 
 
         fleet = ServeFleet(setup, PROCESSES)
         await fleet.start()
-        done = asyncio.Event()
-        killer = asyncio.create_task(chaos(fleet, rng, done))
-        try:
-            load = await post_balanced(fleet.urls, events, concurrency=8)
-            await asyncio.wait_for(settled(postgres_url, agencies), timeout=120)
-        finally:
-            done.set()
-            killed = await killer
+        killed, statuses = await chaos_under_load(fleet, rng, events)
+        await asyncio.wait_for(settled(postgres_url, agencies), timeout=120)
         await fleet.stop()
-        assert killed, "the chaos killed no process"
+        assert len(killed) == KILLS
 
         # Nothing lost, nothing changed: every packet reached the agency, every event got
         # a 2xx, and no id came twice with different bytes.
@@ -138,7 +140,7 @@ async def test_killed_serve_processes_lose_nothing(postgres_url: str, tmp_path: 
         assert counter.changed == set()
         assert counter.refused == 0
         assert counter.distinct == PLACEMENTS
-        assert len(load.statuses) == EVENTS
+        assert len(statuses) == EVENTS
 
         settings, agency_configs = load_config(setup.config_path, base_dir=setup.workdir)
         gateway = build(settings, agency_configs)
@@ -149,7 +151,7 @@ async def test_killed_serve_processes_lose_nothing(postgres_url: str, tmp_path: 
             assert await staged_count(gateway.db) == 0
             async with gateway.db.connect() as conn:
                 stored = set((await conn.execute(sa.select(INBOUND.c.external_id))).scalars())
-                assert stored >= set(load.statuses)
+                assert stored >= set(statuses)
                 columns = (RUNS.c.job, RUNS.c.holder, RUNS.c.token, RUNS.c.started_at)
                 runs: list[Run] = [
                     (str(job), str(holder), int(token), started, finished)
