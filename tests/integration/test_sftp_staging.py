@@ -4,12 +4,14 @@ a batch closed before it is flushed leaves nothing behind. Real asyncssh server 
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from adapters.sftp.adapter import SftpAdapter
+from gateway.bootstrap import Gateway
 from gateway.errors import PermanentDeliveryError
 from gateway.ports import BatchDelivered, OutboundPacket
 from gateway.store.tables import OutboxItem
@@ -36,21 +38,34 @@ def packet(outbox_id: int, placement_id: str, balance: object) -> OutboundPacket
     )
 
 
-async def test_chunks_keep_their_order_and_a_refused_row_is_reported_alone(
-    world: SftpWorld,
-) -> None:
-    await seed(world, 4)
+MONEY = {"amount_minor": 100, "currency": "CNY"}
+
+
+@asynccontextmanager
+async def seeded(
+    world: SftpWorld, count: int
+) -> AsyncIterator[tuple[Gateway, list[int], SftpAdapter]]:
+    """``count`` seeded placements: the gateway, their outbox ids in order, the SFTP adapter."""
+    await seed(world, count)
     gateway = world.gateway()
     try:
         async with gateway.db.connect() as conn:
             ids = sorted((await conn.execute(sa.select(OUTBOX.c.id))).scalars())
         adapter = (await gateway.dispatcher()).adapters[AGENCY_ID]
         assert isinstance(adapter, SftpAdapter)
+        yield gateway, ids, adapter
+    finally:
+        await gateway.aclose()
+
+
+async def test_chunks_keep_their_order_and_a_refused_row_is_reported_alone(
+    world: SftpWorld,
+) -> None:
+    async with seeded(world, 4) as (gateway, ids, adapter):
         builder = adapter.open_batch()
-        money = {"amount_minor": 100, "currency": "CNY"}
         try:
-            await builder.stage([packet(ids[0], "PL-A", money), packet(ids[1], "PL-B", "12")])
-            await builder.stage([packet(ids[2], "PL-C", money)])
+            await builder.stage([packet(ids[0], "PL-A", MONEY), packet(ids[1], "PL-B", "12")])
+            await builder.stage([packet(ids[2], "PL-C", MONEY)])
             await builder.stage([packet(ids[3], "PL-D", None)])
             reports = [report async for report in builder.flush()]
         finally:
@@ -71,24 +86,15 @@ async def test_chunks_keep_their_order_and_a_refused_row_is_reported_alone(
         name = delivered.remote_path.rpartition("/")[2]
         lines = (world.path("inbox") / name).read_text(encoding="utf-8").splitlines()
         assert [line.split(",")[2] for line in lines[1:]] == ["PL-A", "PL-C", "PL-D"]
-    finally:
-        await gateway.aclose()
 
 
 async def test_a_batch_closed_before_its_flush_leaves_no_spool_and_no_member(
     world: SftpWorld,
 ) -> None:
-    await seed(world, 2)
-    gateway = world.gateway()
-    try:
-        async with gateway.db.connect() as conn:
-            ids = sorted((await conn.execute(sa.select(OUTBOX.c.id))).scalars())
-        adapter = (await gateway.dispatcher()).adapters[AGENCY_ID]
-        assert isinstance(adapter, SftpAdapter)
+    async with seeded(world, 2) as (gateway, ids, adapter):
         builder = adapter.open_batch()
-        money = {"amount_minor": 100, "currency": "CNY"}
-        await builder.stage([packet(ids[0], "PL-A", money)])
-        await builder.stage([packet(ids[1], "PL-B", money)])
+        await builder.stage([packet(ids[0], "PL-A", MONEY)])
+        await builder.stage([packet(ids[1], "PL-B", MONEY)])
         await builder.aclose()
         spool = adapter.drop.spool_dir
         assert not spool.exists() or list(spool.iterdir()) == []
@@ -97,5 +103,3 @@ async def test_a_batch_closed_before_its_flush_leaves_no_spool_and_no_member(
         # The first chunk was recorded when the second was staged; the second never was.
         assert members == [ids[0]]
         assert world.files("inbox") == []
-    finally:
-        await gateway.aclose()
