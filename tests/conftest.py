@@ -27,7 +27,7 @@ from hypothesis import settings
 from sqlalchemy.engine import make_url
 
 from gateway.allocation.placements import PlacementService
-from gateway.bootstrap import load_config
+from gateway.bootstrap import Gateway, load_config
 from gateway.clock import ManualClock
 from gateway.config.agencies import BUCKETS, AgencyConfig
 from gateway.config.settings import AllocationSection, GatewaySettings
@@ -208,6 +208,21 @@ def make_config(tmp_path: Path) -> ConfigFactory:
         return gateway_toml, settings, loaded
 
     return write
+
+
+async def import_and_allocate(gateway: Gateway, path: Path) -> int:
+    """Import the accounts file at ``path`` through a built gateway (claims confirmed at once)
+    and run one allocation round; the number of cases placed."""
+    await import_file(
+        path,
+        db=gateway.db,
+        pii=gateway.pii,
+        placements=gateway.placements,
+        allocation=gateway.settings.allocation,
+        clock=gateway.clock,
+        confirmation="off",
+    )
+    return (await gateway.placements.allocate()).placed
 
 
 @pytest.fixture

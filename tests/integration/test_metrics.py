@@ -28,7 +28,6 @@ from gateway.config.agencies import AgencyConfig, WebhookAgency
 from gateway.config.settings import GatewaySettings
 from gateway.demo.data import generate_accounts, write_csv
 from gateway.inbound.service import InboundService
-from gateway.intake.service import import_file
 from gateway.keys import sandbox_keys
 from gateway.metrics import Metrics
 from gateway.monitoring.cluster import ClusterCollector
@@ -41,6 +40,7 @@ from gateway.signing import sign
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 from gateway.store.tables import Case, Expectation, InboundMessage, OutboxItem, Placement
+from tests.conftest import import_and_allocate
 from tests.integration.email_setup import FIRM, firm_of, write_firm_config
 from tests.integration.sftp_harness import AGENCY_ID, seed, start_world
 
@@ -133,16 +133,7 @@ async def test_metrics_after_deliveries_inbound_events_and_a_reconciliation_run(
     gateway = build(settings, agencies, clock=clock)
     try:
         await upgrade(gateway.db)
-        await import_file(
-            tmp_path / "a.csv",
-            db=gateway.db,
-            pii=gateway.pii,
-            placements=gateway.placements,
-            allocation=settings.allocation,
-            clock=clock,
-            confirmation="off",
-        )
-        assert (await gateway.placements.allocate()).placed == 16
+        assert await import_and_allocate(gateway, tmp_path / "a.csv") == 16
         placed = await rows(gateway, sa.select(PLACEMENTS).order_by(PLACEMENTS.c.id))
         n_up = sum(p["agency_id"] == "AGY_UP" for p in placed)
         n_down = sum(p["agency_id"] == "AGY_DOWN" for p in placed)
@@ -269,16 +260,7 @@ async def test_the_cluster_numbers_are_read_once_per_cache_period(
     try:
         await upgrade(gateway.db)
         assert await pending(collector) == 0
-        await import_file(
-            tmp_path / "a.csv",
-            db=gateway.db,
-            pii=gateway.pii,
-            placements=gateway.placements,
-            allocation=settings.allocation,
-            clock=clock,
-            confirmation="off",
-        )
-        assert (await gateway.placements.allocate()).placed == 3
+        assert await import_and_allocate(gateway, tmp_path / "a.csv") == 3
         ticks[0] = 9.0
         assert await pending(collector) == 0  # still the cached read
         ticks[0] = 10.0

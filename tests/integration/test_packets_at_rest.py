@@ -24,6 +24,7 @@ from gateway.evidence.bundle import export_case, verify_bundle
 from gateway.intake.service import import_file
 from gateway.store.migrate import upgrade
 from gateway.store.tables import OutboxItem
+from tests.conftest import import_and_allocate
 
 ConfigFactory = Callable[..., tuple[Path, GatewaySettings, dict[str, AgencyConfig]]]
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
@@ -56,16 +57,7 @@ async def test_packets_are_sealed_at_rest_sent_exactly_and_purged_with_proofs_in
     gateway = build(settings, agencies, clock=clock)
     try:
         await upgrade(gateway.db)
-        await import_file(
-            tmp_path / "accounts.csv",
-            db=gateway.db,
-            pii=gateway.pii,
-            placements=gateway.placements,
-            allocation=settings.allocation,
-            clock=clock,
-            confirmation="off",
-        )
-        assert (await gateway.placements.allocate()).placed == 12
+        assert await import_and_allocate(gateway, tmp_path / "accounts.csv") == 12
         stats = await (await gateway.dispatcher()).drain_once()
         assert stats.delivered == 12
         async with gateway.db.connect() as conn:
