@@ -4,6 +4,7 @@ exactly once as the agency counts it (deduplicating on ``webhook-id``), none los
 """
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from pytest_aiohttp import AiohttpServer
 from gateway.bootstrap import build
 from gateway.config.agencies import AgencyConfig, WebhookAgency
 from gateway.config.settings import GatewaySettings
+from gateway.crashpoints import ENV as CRASH_ENV
 from gateway.demo.data import generate_accounts, write_csv
 from gateway.intake.service import import_file
 from gateway.keys import sandbox_keys
@@ -75,7 +77,20 @@ class CountingAgency:
         return web.json_response({"received": headers.msg_id})
 
 
-async def spawn(config_path: Path, log_path: Path) -> asyncio.subprocess.Process:
+def crash_env(crash_at: str | None) -> dict[str, str]:
+    """This process's environment for a child that kills itself at the crash point
+    ``crash_at`` (``gateway.crashpoints``), or at none."""
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+    if crash_at is not None:
+        env[CRASH_ENV] = crash_at
+    return env
+
+
+async def spawn(
+    config_path: Path, log_path: Path, crash_at: str | None = None
+) -> asyncio.subprocess.Process:
+    """A dispatcher worker in a process of its own, killing itself at ``crash_at`` if given."""
+    env = crash_env(crash_at)
     with log_path.open("ab") as log:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -83,6 +98,7 @@ async def spawn(config_path: Path, log_path: Path) -> asyncio.subprocess.Process
             "tests.integration.crash_worker",
             str(config_path),
             cwd=ROOT,
+            env=env,
             stdout=log,
             stderr=log,
         )

@@ -16,7 +16,6 @@ finishes the work, against real loopback servers, on both databases.
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import sys
@@ -37,7 +36,6 @@ from adapters.sftp.layouts import ParsedRecord
 from adapters.sftp.parsing import read_records
 from gateway.bootstrap import build
 from gateway.config.agencies import WebhookAgency
-from gateway.crashpoints import ENV
 from gateway.keys import sandbox_keys
 from gateway.signing import VerifyingKey, read_headers, sign, verify
 from gateway.store.database import Database
@@ -47,7 +45,7 @@ from gateway.store.transfer_tables import FileBatch, RemoteFile
 from tests.case_world import AGENCY, account, build_case_world
 from tests.conftest import ConfigFactory
 from tests.integration.sftp_harness import seed as seed_sftp, start_world
-from tests.integration.test_crash import PLACEMENTS, outbox_by_state, seed
+from tests.integration.test_crash import PLACEMENTS, crash_env, outbox_by_state, seed, spawn
 
 pytestmark = pytest.mark.slow
 
@@ -79,25 +77,6 @@ class CountingAgency:
         self.seen[headers.msg_id] += 1
         self.changed_bodies += self.bodies.setdefault(headers.msg_id, body) != body
         return web.json_response({"received": headers.msg_id})
-
-
-async def spawn(
-    config_path: Path, log_path: Path, crash_at: str | None = None
-) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if k != ENV}
-    if crash_at is not None:
-        env[ENV] = crash_at
-    with log_path.open("ab") as log:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.integration.crash_worker",
-            str(config_path),
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
 
 
 async def delivered_attempts(db: Database) -> Counter[int]:
@@ -296,9 +275,7 @@ async def cli(
     config_path: Path, log_path: Path, *args: str, crash_at: str | None = None
 ) -> tuple[int, str]:
     """Run ``agency-gateway --config ... ARGS`` in a process of its own; (exit code, stdout)."""
-    env = {k: v for k, v in os.environ.items() if k != ENV}
-    if crash_at is not None:
-        env[ENV] = crash_at
+    env = crash_env(crash_at)
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -398,10 +375,7 @@ def free_port() -> int:
 
 async def serve(config_path: Path, log_path: Path, port: int, crash_at: str | None = None) -> Any:
     """``agency-gateway serve`` in a process of its own, once it answers on ``port``."""
-    env = {k: v for k, v in os.environ.items() if k != ENV}
-    env["GATEWAY_LISTEN"] = f"127.0.0.1:{port}"
-    if crash_at is not None:
-        env[ENV] = crash_at
+    env = crash_env(crash_at) | {"GATEWAY_LISTEN": f"127.0.0.1:{port}"}
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", "--config", str(config_path), "serve",
