@@ -312,6 +312,7 @@ from gateway.store import (  # noqa: E402
     mail_tables as mail_tables,
     notice_tables as notice_tables,
     recon_tables as recon_tables,
+    settlement_tables as settlement_tables,
     transfer_tables as transfer_tables,
 )
 
