@@ -116,6 +116,7 @@ class World:
     keys: dict[str, SigningKey]
     agencies: dict[str, AgencyConfig]
     held: dict[str, list[Held]]
+    service: InboundService
     way: str = TEST_CLIENT
 
     async def post(
@@ -202,7 +203,7 @@ async def world(
     client = await aiohttp_client(create_app(inbound=inbound, db=db, metrics_=metrics))
     keys = {a: p[0] for a, p in pairs.items()}
     way = getattr(request, "param", TEST_CLIENT)
-    yield World(client, db, clock, metrics, keys, agencies, held, way)
+    yield World(client, db, clock, metrics, keys, agencies, held, inbound, way)
     await inbound.aclose()
 
 
@@ -938,12 +939,12 @@ async def test_two_hundred_concurrent_requests_are_each_stored_once_with_the_rig
 REFUSE_POISON = {
     "sqlite": [
         "CREATE TRIGGER refuse_poison BEFORE INSERT ON inbound_messages "
-        "WHEN NEW.external_id = 'evt_poison' "
+        "WHEN NEW.external_id LIKE 'evt_poison%' "
         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
     ],
     "postgresql": [
         "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
-        "IF NEW.external_id = 'evt_poison' THEN RAISE EXCEPTION 'refused by the test'; END IF; "
+        "IF NEW.external_id LIKE 'evt_poison%' THEN RAISE EXCEPTION 'refused by the test'; END IF; "
         "RETURN NEW; END $$ LANGUAGE plpgsql",
         "CREATE TRIGGER refuse_poison BEFORE INSERT ON inbound_messages "
         "FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
@@ -969,6 +970,9 @@ async def test_a_message_the_database_refuses_costs_no_other_message_its_answer(
         msg_id: answer.status for (msg_id, _), answer in zip(requests, answers, strict=True)
     }
     assert statuses.pop("evt_poison") == 503
+    poisoned = assert_problem(answers[30], 503, "store-unavailable")
+    assert poisoned["instance"] == "/v1/agencies/AGY_A/events"
+    assert poisoned["webhook_id"] == "evt_poison"
     assert set(statuses.values()) == {200}
     stored = {r.external_id for r in await world.inbound()}
     assert stored == set(statuses)
@@ -978,3 +982,92 @@ async def test_a_message_the_database_refuses_costs_no_other_message_its_answer(
     assert "[SQL parameters hidden" in caplog.text
     messages = world.metrics.registry.get_sample_value("gateway_inbound_commit_batch_size_sum")
     assert messages == 60
+
+
+async def _refuse_poison(world: World) -> None:
+    async with world.db.transaction() as conn:
+        for statement in REFUSE_POISON[conn.dialect.name]:
+            await conn.exec_driver_sql(statement)
+
+
+async def _one_group(world: World, ids: list[str]) -> list[int]:
+    """Hand ``ids`` to the service at once: none of them awaits anything before it is queued,
+    so the writer takes all of them, in this order, as one group commit."""
+    own = world.held["AGY_A"]
+    calls = []
+    for n, msg_id in enumerate(ids):
+        body = complaint(own[n % len(own)].placement_id, n)
+        ts = int(world.clock.now())
+        headers = [
+            ("webhook-id", msg_id),
+            ("webhook-timestamp", str(ts)),
+            ("webhook-signature", sign(msg_id, ts, body, [world.keys["AGY_A"]])),
+        ]
+        calls.append(world.service.receive("AGY_A", headers, body))
+    return [response.status for response in await asyncio.gather(*calls)]
+
+
+async def test_two_refusals_in_a_row_mean_the_database_is_away_and_the_rest_is_not_tried(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _refuse_poison(world)
+
+    statuses = await _one_group(world, ["evt_ok0", "evt_poison1", "evt_poison2", "evt_ok3"])
+
+    assert statuses == [200, 503, 503, 503]
+    assert {r.external_id for r in await world.inbound()} == {"evt_ok0"}
+    assert "inbound commit of 4 message(s) failed" in caplog.text
+    tried = [
+        m for m in ("evt_ok0", "evt_poison1", "evt_poison2", "evt_ok3") if f"of {m} " in caplog.text
+    ]
+    assert tried == ["evt_poison1", "evt_poison2"], "evt_ok3 was tried after two failures"
+    observed = world.metrics.registry.get_sample_value("gateway_inbound_commit_batch_size_count")
+    assert observed == 1, "each message stored alone is one commit of one"
+
+
+async def test_a_message_stored_between_two_refusals_starts_the_count_again(
+    world: World,
+) -> None:
+    await _refuse_poison(world)
+
+    statuses = await _one_group(
+        world, ["evt_poison1", "evt_ok1", "evt_poison2", "evt_ok2", "evt_ok3"]
+    )
+
+    assert statuses == [503, 200, 503, 200, 200]
+    stored = {r.external_id for r in await world.inbound()}
+    assert stored == {"evt_ok1", "evt_ok2", "evt_ok3"}
+    assert world.metrics.registry.get_sample_value("gateway_inbound_commit_batch_size_sum") == 3
+
+
+async def test_a_lone_message_the_database_refuses_is_not_tried_twice(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _refuse_poison(world)
+
+    assert await _one_group(world, ["evt_poison1"]) == [503]
+
+    assert "inbound commit of 1 message(s) failed" in caplog.text
+    assert "inbound commit of evt_poison1" not in caplog.text
+    assert await world.inbound() == []
+    assert world.metrics.registry.get_sample_value("gateway_inbound_commit_batch_size_count") in (
+        None,
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"timestamp": "2026-03-02T09:00:00+00:00", "data": {}}', "type"),
+        (b'{"type": "no.such", "timestamp": "2026-03-02T09:00:00+00:00", "data": {}}', "type"),
+        (b"[]", "body"),
+        (b'"an event"', "body"),
+    ],
+)
+async def test_an_envelope_error_names_the_type_or_the_body(
+    world: World, body: bytes, where: str
+) -> None:
+    doc = assert_problem(await world.post("AGY_A", body), 422, "schema-violation")
+    assert doc["errors"][0]["loc"] == where
+    assert doc["detail"].startswith(f"{where}: ")
