@@ -16,6 +16,7 @@ from gateway.bootstrap import Gateway, build
 from gateway.cluster import ALLOCATION_ROUND, LeaseStore, holding
 from gateway.errors import RoleHeld
 from gateway.evidence.log import (
+    SEQUENCE_BATCH,
     EvidenceLog,
     LeafInput,
     append_leaves,
@@ -222,6 +223,70 @@ async def test_staged_writers_do_not_wait_for_each_other_and_the_log_stays_in_or
         assert proof.tree_size == 4
     finally:
         await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_the_sequencer_waits_for_a_direct_writer_and_numbers_after_its_commit(
+    postgres_url: str,
+) -> None:
+    """A process that appends directly (not staged) holds the log's lock until it commits;
+    the sequencer must queue behind it, or both would take the same seq."""
+    db = Database(postgres_url)
+    try:
+        await upgrade(db)
+        db.stage_evidence = True
+        async with db.transaction() as conn:
+            assert await append_leaves(conn, [leaf("staged:1"), leaf("staged:2")], now=NOW) == []
+        async with db.transaction() as direct:
+            assert await append_leaves_sequenced(direct, [leaf("direct:1")], now=NOW) == [0]
+            sequencer = asyncio.create_task(sequence_all(db))
+            await _advisory_lock_waiter(db)
+            assert not sequencer.done()
+        assert await asyncio.wait_for(sequencer, WITHIN) == 2
+        assert await seqs(db) == [(0, "direct:1"), (1, "staged:1"), (2, "staged:2")]
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_an_idle_sequencer_takes_no_lock_and_a_busy_one_counts_every_batch(
+    postgres_url: str,
+) -> None:
+    """With nothing staged the sequencer returns at once, even while a writer holds the
+    log's lock (an idle sequencer must never stall the writers); with more than one batch
+    staged, ``sequence_all`` returns the whole count."""
+    db = Database(postgres_url)
+    try:
+        await upgrade(db)
+        db.stage_evidence = True
+        async with db.transaction() as direct:
+            assert await append_leaves_sequenced(direct, [leaf("direct:1")], now=NOW) == [0]
+            assert await asyncio.wait_for(sequence_all(db), WITHIN) == 0
+        many = SEQUENCE_BATCH + 3
+        async with db.transaction() as conn:
+            staged = [leaf(f"many:{n}") for n in range(many)]
+            assert await append_leaves(conn, staged, now=NOW) == []
+        assert await sequence_all(db) == many
+        assert await staged_count(db) == 0
+        async with db.connect() as conn:
+            top = (await conn.execute(sa.select(sa.func.max(LEAVES.c.seq)))).scalar_one()
+        assert top == many
+    finally:
+        await db.dispose()
+
+
+async def _advisory_lock_waiter(db: Database) -> None:
+    query = sa.text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    deadline = time.monotonic() + WITHIN
+    while time.monotonic() < deadline:
+        async with db.connect() as conn:
+            if (await conn.execute(query)).scalar():
+                return
+        await asyncio.sleep(0.01)
+    pytest.fail("the sequencer never queued on the evidence log's advisory lock")
 
 
 async def test_sqlite_and_unstaged_databases_number_leaves_at_once(db: Database) -> None:
