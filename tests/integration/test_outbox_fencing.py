@@ -20,7 +20,7 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp()
 LEASE = 30
 
 
-def agency(agency_id: str = "AGY_A") -> AgencyConfig:
+def agency(agency_id: str = "AGY_A", *, max_attempts: int = 8) -> AgencyConfig:
     return parse_agency(
         {
             "id": agency_id,
@@ -31,13 +31,16 @@ def agency(agency_id: str = "AGY_A") -> AgencyConfig:
             "inbound": {"scheme": "v1", "keys": [{"env": "UNUSED_IN_THIS_TEST"}]},
             "eligibility": {"buckets": list(BUCKETS)},
             "capacity": {"max_open_placements": 100_000},
+            "retry": {"max_attempts": max_attempts},
         }
     )
 
 
-async def one_item(db: Database, seed_placements: Seeder) -> outbox.ClaimedItem:
+async def one_item(
+    db: Database, seed_placements: Seeder, *, max_attempts: int = 8
+) -> outbox.ClaimedItem:
     clock = ManualClock(START)
-    config = agency()
+    config = agency(max_attempts=max_attempts)
     await seed_placements(db, {config.id: config}, 1, clock)
     async with db.transaction() as conn:
         [item] = await outbox.claim(
@@ -137,3 +140,62 @@ async def test_a_long_error_is_kept_to_its_first_2000_characters(
             conn, item_id=item.id, lease_token=item.lease_token, state="dead", error=error
         )
     assert (await row(db)).last_error == error[:2000]
+
+
+async def test_an_item_keeps_the_attempt_limit_of_its_agency(
+    db: Database, seed_placements: Seeder
+) -> None:
+    item = await one_item(db, seed_placements, max_attempts=3)
+    assert (await row(db)).max_attempts == 3
+    assert item.max_attempts == 3
+
+
+async def test_a_reaped_item_keeps_no_trace_of_its_lease(
+    db: Database, seed_placements: Seeder
+) -> None:
+    await one_item(db, seed_placements)
+    after = to_datetime(START + LEASE + 1)
+    async with db.transaction() as conn:
+        assert await outbox.reap(conn, now=after) == 1
+        assert await outbox.counts_by_state(conn) == {"pending": 1}
+    reaped = await row(db)
+    assert (reaped.state, reaped.lease_owner, reaped.lease_expires_at, reaped.run_at) == (
+        "pending",
+        None,
+        None,
+        after,
+    )
+
+
+async def test_a_resend_puts_back_only_the_named_dead_items_from_scratch(
+    db: Database, seed_placements: Seeder
+) -> None:
+    clock = ManualClock(START)
+    config = agency()
+    await seed_placements(db, {config.id: config}, 3, clock)
+    now = to_datetime(START)
+    async with db.transaction() as conn:
+        dead, other_dead, delivered = await outbox.claim(
+            conn, worker="w-1", limit=10, lease_seconds=LEASE, now=now
+        )
+        for item in (dead, other_dead):
+            await outbox.mark_failed(
+                conn, item_id=item.id, lease_token=item.lease_token, state="dead", error="410"
+            )
+        await outbox.mark_delivered(conn, [(delivered.id, delivered.lease_token)], now=now)
+        assert await outbox.counts_by_state(conn) == {"dead": 2, "delivered": 1}
+    later = to_datetime(START + 600)
+    async with db.transaction() as conn:
+        assert await outbox.requeue(conn, [dead.id, delivered.id], now=later) == 1
+        assert await outbox.counts_by_state(conn) == {"pending": 1, "dead": 1, "delivered": 1}
+    async with db.connect() as conn:
+        rows = {r.id: r for r in (await conn.execute(sa.select(OUTBOX))).all()}
+    again = rows[dead.id]
+    assert (again.state, again.attempts, again.last_error, again.run_at) == (
+        "pending",
+        0,
+        None,
+        later,
+    )
+    assert (rows[other_dead.id].state, rows[other_dead.id].last_error) == ("dead", "410")
+    assert rows[delivered.id].state == "delivered"
