@@ -288,6 +288,7 @@ async def test_an_accepted_event_is_stored_raw_with_evidence_before_the_answer(
     )
     assert row.body_sha256 == hashlib.sha256(body).hexdigest()
     assert row.signature_scheme == ("v1" if agency_id == "AGY_A" else "v1a")
+    assert row.event_type == "placement.acknowledged"
     [leaf] = await world.rows(sa.select(LEAVES).where(LEAVES.c.kind == "inbound"))
     assert leaf.ref == f"inbound:{row.id}"
     assert json.loads(leaf.body)["sha256"] == row.body_sha256
@@ -386,9 +387,14 @@ async def test_a_missing_header_is_400(world: World, header: str) -> None:
 
 async def test_malformed_json_is_400_and_kept_as_evidence(world: World) -> None:
     body = b'{"type": "placement.acknowledged", "data": '
-    assert_problem(await world.post("AGY_A", body, msg_id="evt_broken"), 400, "malformed-json")
+    doc = assert_problem(
+        await world.post("AGY_A", body, msg_id="evt_broken"), 400, "malformed-json"
+    )
+    # The parser's own words, with where it stopped, not pydantic's wrapper around them.
+    assert doc["detail"] == "body is not valid JSON: EOF while parsing a value at line 1 column 43"
     [row] = await world.inbound()
     assert (row.body, row.status, row.response_status) == (body, "invalid", 400)
+    assert row.event_type is None
 
 
 async def test_a_schema_violation_is_422_naming_the_field(world: World) -> None:
@@ -634,8 +640,8 @@ async def test_the_same_key_twice_in_an_object_is_refused(world: World) -> None:
     body = (
         '{"type": "payment.reported", "timestamp": "2026-03-02T09:00:00Z", "data": '
         f'{{"placement_id": "{target.placement_id}", "payment_id": "P-1", "paid_at": '
-        '"2026-03-02T09:00:00Z", "amount": {"amount_minor": 1, "amount_minor": 500000, '
-        '"currency": "CNY"}}}'
+        '"2026-03-02T09:00:00Z", "amount": {"currency": "CNY", "amount_minor": 1, '
+        '"amount_minor": 500000}}}'
     ).encode()
     doc = assert_problem(await world.post("AGY_A", body), 400, "malformed-json")
     assert "'amount_minor' appears twice" in doc["detail"]
@@ -1072,3 +1078,25 @@ async def test_an_envelope_error_names_the_type_or_the_body(
     doc = assert_problem(await world.post("AGY_A", body), 422, "schema-violation")
     assert doc["errors"][0]["loc"] == where
     assert doc["detail"].startswith(f"{where}: ")
+
+
+async def test_a_schema_violation_counts_every_error_and_lists_the_first_twenty(
+    world: World,
+) -> None:
+    def statement(bad_items: int) -> bytes:
+        item = {"placement_id": "pl-1", "balance": money(-1), "status": "active"}
+        items = [item] * bad_items
+        data = {
+            "statement_id": "st-1",
+            "period_start": "2026-02-01",
+            "period_end": "2026-02-28",
+            "items": items,
+        }
+        return event("statement.submitted", data)
+
+    one = assert_problem(await world.post("AGY_A", statement(1)), 422, "schema-violation")
+    assert len(one["errors"]) == 1 and "more)" not in one["detail"]
+    two = assert_problem(await world.post("AGY_A", statement(2)), 422, "schema-violation")
+    assert len(two["errors"]) == 2 and two["detail"].endswith(" (and 1 more)")
+    many = assert_problem(await world.post("AGY_A", statement(25)), 422, "schema-violation")
+    assert len(many["errors"]) == 20 and many["detail"].endswith(" (and 24 more)")
