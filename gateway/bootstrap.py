@@ -19,6 +19,7 @@ from gateway.cases.escalation import EscalationService
 from gateway.cases.expiry import ExpiryService
 from gateway.cases.holds import CaseService
 from gateway.clock import SystemClock, to_datetime
+from gateway.concessions.decisions import ConcessionService
 from gateway.config.agencies import (
     AgencyConfig,
     EmailAgency,
@@ -54,6 +55,10 @@ from gateway.privacy.pii import PiiKeyRing
 from gateway.reconciliation import columnar_worker
 from gateway.reconciliation.engine import ReconEngine
 from gateway.resolutions.actions import ResolutionService
+from gateway.settlement.documents import renderer as statement_renderer
+from gateway.settlement.fetch import StatementDocumentFetch
+from gateway.settlement.packets import queue_statement
+from gateway.settlement.statements import StatementService
 from gateway.signing import parse_signing_key, parse_verifying_key
 from gateway.store.database import Database
 from gateway.verification.service import VerificationService
@@ -89,6 +94,8 @@ class Gateway:
     """The lender's document store (``[documents] store``), hashed at intake."""
     document_fetch: DocumentFetchService
     """The webhook agencies' document fetch endpoint (gateway.documents.fetch)."""
+    statement_fetch: StatementDocumentFetch
+    """The webhook agencies' settlement statement documents (gateway.settlement.fetch)."""
     letters: LetterService | None = None
     """Issues and revokes authorisation letters (None without ``[lender] registration``)."""
     _dispatcher: Dispatcher | None = None
@@ -192,6 +199,35 @@ class Gateway:
             four_eyes=self.settings.four_eyes,
         )
 
+    def statements(self) -> StatementService:
+        """Monthly settlement statements (``settlement`` commands, the console, inbound
+        confirmations); the PDF is signed with the lender's letter key when [lender] has one."""
+        signer = None
+        if self.letters is not None:
+            try:
+                signer = self.letters.maker().signer
+            except ConfigError:
+                log.warning("settlement statements: [lender] signing is not ready; PDFs unsigned")
+        return StatementService(
+            self.db,
+            self.agencies,
+            self.clock,
+            legal_tier=self.settings.allocation.legal_tier,
+            renderer=statement_renderer(signer),
+            sender=queue_statement,
+        )
+
+    def concessions(self) -> ConcessionService:
+        """Decisions on agencies' waiver, instalment and pause requests (``requests``
+        commands, the console)."""
+        return ConcessionService(
+            db=self.db,
+            clock=self.clock,
+            agencies=self.agencies,
+            concessions=self.settings.concessions,
+            four_eyes=self.settings.four_eyes,
+        )
+
     def console_services(self) -> ConsoleServices:
         """What the ops console needs from this gateway."""
 
@@ -216,6 +252,8 @@ class Gateway:
             escalations=self.escalations,
             zone=ZoneInfo(self.settings.reconciliation.timezone),
             four_eyes=self.settings.four_eyes,
+            statements=self.statements(),
+            concessions=self.concessions(),
         )
 
     async def aclose(self) -> None:
@@ -490,6 +528,7 @@ def build(
         ),
         documents=documents,
         document_fetch=DocumentFetchService(db=db, trust=trust, store=documents, clock=clock),
+        statement_fetch=StatementDocumentFetch(db=db, trust=trust, clock=clock),
     )
 
 

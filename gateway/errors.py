@@ -13,6 +13,8 @@
     │   ├── PayloadTooLarge           413  body over the configured limit
     │   ├── MalformedPayload          400  body is not JSON
     │   ├── SchemaViolation           422  JSON does not match the event schema
+    │   │   └── SettlementAnswerRefused  422  a settlement confirmation/dispute names another
+    │   │                                      revision or hash, a line it lacks, or a locked one
     │   ├── ConflictingDuplicate      409  same webhook-id, different bytes
     │   ├── ForeignPlacement          403  the event names a placement the agency does not hold
     │   ├── DocumentNotFound          404  no such document in a placement the agency holds
@@ -34,9 +36,12 @@
     ├── PgpError                  gpg refused to encrypt, decrypt or verify (SFTP files)
     ├── DocumentError             a document of the lender's store is unsafe or unreadable
     │   └── DocumentChanged           its bytes no longer match the SHA-256 recorded at intake
+    ├── SettlementError           a commission schedule cannot rate a line, or a statement
+    │                                 refuses a change in its state (e.g. confirmed: locked)
     ├── ActionRefused             a mismatch action is not allowed in the mismatch's state
     │   ├── FourEyesRefused           the second-person rule refuses it (maker = checker, role)
-    │   └── ApprovalRequired          a second person must approve first (carries approval_id)
+    │   ├── ApprovalRequired          a second person must approve first (carries approval_id)
+    │   └── ConcessionRefused         a waiver, plan or pause request cannot be decided that way
     └── LoginRefused              console login: wrong name or password
         └── LoginThrottled            too many failed logins; wait and try again
 
@@ -146,6 +151,14 @@ class ForeignPlacement(InboundError):
     status = 403
     slug = "foreign-placement"
     title = "Placement not held by this agency"
+
+
+class SettlementAnswerRefused(SchemaViolation):
+    """The settlement statement cannot take this confirmation or dispute."""
+
+    status = 422
+    slug = "settlement-answer-refused"
+    title = "Settlement answer refused"
 
 
 class DocumentNotFound(InboundError):
@@ -259,6 +272,10 @@ class DocumentChanged(DocumentError):
     """A document's bytes no longer match the size and SHA-256 recorded when it was hashed."""
 
 
+class SettlementError(GatewayError):
+    """The settlement statement or commission schedule refuses this."""
+
+
 class ActionRefused(GatewayError):
     """The action is not allowed for this mismatch as it stands now."""
 
@@ -276,6 +293,10 @@ class ApprovalRequired(ActionRefused):
         self.approval_id = approval_id
 
 
+class ConcessionRefused(ActionRefused):
+    """The waiver, instalment or pause request cannot be decided that way."""
+
+
 class LoginRefused(GatewayError):
     """Wrong name or password."""
 
@@ -287,6 +308,7 @@ class LoginThrottled(LoginRefused):
 __all__ = [
     "ActionRefused",
     "ApprovalRequired",
+    "ConcessionRefused",
     "ConfigError",
     "ConflictingDuplicate",
     "DeliveryError",
@@ -316,6 +338,8 @@ __all__ = [
     "RoleHeld",
     "RunInProgress",
     "SchemaViolation",
+    "SettlementAnswerRefused",
+    "SettlementError",
     "SignatureInvalid",
     "StoreUnavailable",
     "ThrottledError",

@@ -10,7 +10,8 @@ action, return or close move it on. Our own recall moves any open state to ``rec
 after that the only legal agency events are the ones that confirm the end (return, close).
 Once a placement has ended (recalled, returned, closed, rejected) the agency confirms it
 deleted the case's personal data with ``data.deleted`` (gateway.privacy.deletion); that event is
-legal only then, and changes nothing.
+legal only then, and changes nothing. ``attribution.disputed`` (money credited to the placement)
+is legal in every state and changes nothing.
 An agency event with no entry for the current state is an *illegal status transition*
 (reconciliation turns it into a mismatch and leaves the state unchanged). Events that change
 nothing about the state (a complaint, a statement) are listed as self-transitions.
@@ -40,6 +41,17 @@ TERMINAL_PLACEMENT_STATES: Final = frozenset({"returned", "closed", "rejected"})
 ENDED_PLACEMENT_STATES: Final = frozenset({"recalled", *TERMINAL_PLACEMENT_STATES})
 """Placements the agency no longer works: its copy of the personal data must go."""
 
+_REQUEST_EVENTS: Final = ("waiver.requested", "instalment.requested", "pause.requested")
+"""An agency's requests for a waiver, plan or pause (gateway.concessions): they leave the
+placement's state as it is, on any placement the agency is working."""
+
+
+def _same(state: str) -> dict[str, str]:
+    return {event: state for event in _REQUEST_EVENTS}
+
+
+_REQUESTS: Final = _same("active")
+
 _WORKING: Final = {
     "contact.attempted": "active",
     "promise.made": "active",
@@ -50,6 +62,7 @@ _WORKING: Final = {
     "case.returned": "returned",
     "case.closed": "closed",
     "complaint.received": "active",
+    **_REQUESTS,
 }
 
 PLACEMENT_TRANSITIONS: Final[dict[str, dict[str, str]]] = {
@@ -58,7 +71,7 @@ PLACEMENT_TRANSITIONS: Final[dict[str, dict[str, str]]] = {
         "placement.rejected": "rejected",
         "complaint.received": "placed",
     },
-    "acknowledged": {**_WORKING, "complaint.received": "acknowledged"},
+    "acknowledged": {**_WORKING, "complaint.received": "acknowledged", **_same("acknowledged")},
     "active": dict(_WORKING),
     "disputed": {
         "dispute.opened": "disputed",
@@ -69,6 +82,7 @@ PLACEMENT_TRANSITIONS: Final[dict[str, dict[str, str]]] = {
         "case.returned": "returned",
         "case.closed": "closed",
         "complaint.received": "disputed",
+        **_same("disputed"),
     },
     "legal": {
         "legal.action": "legal",
@@ -80,6 +94,7 @@ PLACEMENT_TRANSITIONS: Final[dict[str, dict[str, str]]] = {
         "case.returned": "returned",
         "case.closed": "closed",
         "complaint.received": "legal",
+        **_same("legal"),
     },
     "recalled": {
         "placement.acknowledged": "recalled",
@@ -92,6 +107,16 @@ PLACEMENT_TRANSITIONS: Final[dict[str, dict[str, str]]] = {
     "closed": {"complaint.received": "closed", "data.deleted": "closed"},
     "rejected": {"data.deleted": "rejected"},
 }
+for _state, _moves in PLACEMENT_TRANSITIONS.items():
+    # A dispute about money credited to the placement (gateway.settlement.disputes) changes
+    # nothing and is legal in every state: the grace window credits ended placements too.
+    _moves["attribution.disputed"] = _state
+
+AGENCY_WIDE_EVENTS: Final = frozenset(
+    {"statement.submitted", "settlement.confirmed", "settlement.disputed"}
+)
+"""Events about no one placement (an inventory; an answer to a settlement statement): no
+placement state moves, and reconciliation's placement checks skip them."""
 
 ACTIVITY_EVENTS: Final = frozenset(
     {"contact.attempted", "promise.made", "payment.reported", "legal.action"}
@@ -174,6 +199,7 @@ def can_transition(table: dict[str, frozenset[str]], current: str, new: str) -> 
 
 __all__ = [
     "ACTIVITY_EVENTS",
+    "AGENCY_WIDE_EVENTS",
     "ALLOCATABLE_CASE_STATES",
     "CASE_STATES",
     "CASE_TRANSITIONS",

@@ -44,6 +44,7 @@ async def web_server(gateway: Gateway, host: str, port: int) -> AsyncIterator[st
         metrics_=gateway.metrics,
         console=console,
         documents=gateway.document_fetch,
+        statement_documents=gateway.statement_fetch,
         document_links=links.handle if (links := gateway.document_links()) else None,
         verification=gateway.verification if gateway.settings.verification.enabled else None,
         lender_name=lender_name(gateway),
@@ -113,6 +114,9 @@ async def sla_checks(gateway: Gateway) -> dict[str, int]:
     purged = await gateway.purge_packets()
     if purged:
         log.info("purged the bytes of %d packet(s) past their retention", purged)
+    lifted = await gateway.concessions().lift_pauses()
+    if lifted:
+        log.info("lifted %d pause(s) past their last day", len(lifted))
     async with gateway.db.transaction() as conn:
         return await run_sla_checks(conn, now=to_datetime(gateway.clock.now()))
 

@@ -17,6 +17,7 @@ from gateway.inbound.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE, problem
 from gateway.inbound.service import InboundService
 from gateway.metrics import Metrics
 from gateway.monitoring.cluster import ClusterCollector
+from gateway.settlement.fetch import ROUTE as STATEMENT_DOCUMENTS_ROUTE, StatementDocumentFetch
 from gateway.store.database import Database
 from gateway.verification.service import VerificationService
 from gateway.verification.web import VERIFICATION_KEY, add_verification
@@ -28,6 +29,7 @@ DB_KEY = web.AppKey("db", Database)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 CLUSTER_KEY = web.AppKey("cluster_metrics", ClusterCollector)
 DOCUMENTS_KEY = web.AppKey("documents", DocumentFetchService)
+STATEMENT_DOCUMENTS_KEY = web.AppKey("statement_documents", StatementDocumentFetch)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -166,6 +168,28 @@ async def fetch_document(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def fetch_statement_document(request: web.Request) -> web.Response:
+    """A webhook agency fetches a document of its settlement statement
+    (gateway.settlement.fetch: verified before parsing, only its own statements, recorded)."""
+    documents = request.app[STATEMENT_DOCUMENTS_KEY]
+    agency_id = request.match_info["agency_id"]
+    request_id = uuid.uuid4().hex
+    try:
+        if not documents.knows(agency_id):
+            raise UnknownAgency(f"no agency {agency_id!r} fetches documents from this gateway")
+        limit = documents.max_body_bytes
+        too_large = request.content_length is not None and request.content_length > limit
+        body = None if too_large else await _whole_body(request, limit)
+        found = await documents.open(
+            agency_id, request.headers.items(), body, request_id=request_id
+        )
+    except InboundError as exc:
+        refusal = _problem_response(exc, request)
+        refusal.headers["X-Request-Id"] = request_id
+        return refusal
+    return web.Response(body=found.body, headers=found.headers())
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -202,6 +226,7 @@ def create_app(
     verification: VerificationService | None = None,
     lender_name: str = "",
     document_links: Handler | None = None,
+    statement_documents: StatementDocumentFetch | None = None,
 ) -> web.Application:
     """Build the application; the caller owns the services and closes them. With
     ``console``, the ops console's pages and JSON API are mounted too (gateway.console.routes);
@@ -223,6 +248,10 @@ def create_app(
     if documents is not None:
         app[DOCUMENTS_KEY] = documents
         app.router.add_post("/v1/agencies/{agency_id}/documents", fetch_document)
+    if statement_documents is not None:
+        # Settlement statements' XLSX and signed PDF (gateway.settlement.fetch).
+        app[STATEMENT_DOCUMENTS_KEY] = statement_documents
+        app.router.add_post(STATEMENT_DOCUMENTS_ROUTE, fetch_statement_document)
     if document_links is not None:
         # Law firms' signed document links (adapters.email.link_service).
         app.router.add_get(LINK_ROUTE, document_links)

@@ -5,6 +5,8 @@ The answer is the document's bytes, with ``Repr-Digest: sha-256=:<base64>:`` (RF
 check against the ``sha256`` of its descriptor in the packet (schemas.packets).
 """
 
+from typing import Literal
+
 from pydantic import Field
 
 from schemas.base import Identifier, StrictModel
@@ -17,4 +19,13 @@ class DocumentFetchRequest(StrictModel):
     document_id: int = Field(ge=1, le=2**63 - 1)
 
 
-__all__ = ["DocumentFetchRequest"]
+class StatementDocumentFetchRequest(StrictModel):
+    """Which document of a settlement statement to fetch
+    (``POST /v1/agencies/{agency_id}/settlement-documents``, signed like events): the
+    ``statement_id`` of the ``settlement.statement`` packet and the document's ``kind``."""
+
+    statement_id: int = Field(ge=1, le=2**63 - 1)
+    kind: Literal["xlsx", "pdf"]
+
+
+__all__ = ["DocumentFetchRequest", "StatementDocumentFetchRequest"]

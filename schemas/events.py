@@ -101,6 +101,47 @@ EVENT_EXAMPLES: dict[str, dict[str, Any]] = {
         ],
     },
     "data.deleted": {"placement_id": _PLACEMENT, "method": "deleted", "reference": "DEL-7781"},
+    "waiver.requested": {
+        "placement_id": _PLACEMENT,
+        "request_id": "RQ-2026-0001",
+        "settlement_amount": {"amount_minor": 120000, "currency": "CNY"},
+        "reason": "debtor unemployed since March; can pay 1200.00 now if the rest is waived",
+        "evidence_ref": "DOC-5512",
+    },
+    "instalment.requested": {
+        "placement_id": _PLACEMENT,
+        "request_id": "RQ-2026-0002",
+        "instalments": 3,
+        "first_due_date": "2026-02-10",
+        "frequency": "monthly",
+        "total": {"amount_minor": 146857, "currency": "CNY"},
+        "reason": "salary paid monthly; cannot pay in one sum",
+    },
+    "pause.requested": {
+        "placement_id": _PLACEMENT,
+        "request_id": "RQ-2026-0003",
+        "pause_from": "2026-02-01",
+        "pause_until": "2026-02-28",
+        "reason": "hospitalisation",
+    },
+    "attribution.disputed": {
+        "placement_id": _PLACEMENT,
+        "receipt_id": "RCPT-2026-000871",
+        "reason": "the debtor paid after our promise of 2026-02-01; the receipt is ours",
+        "amount_claimed": {"amount_minor": 50000, "currency": "CNY"},
+    },
+    "settlement.confirmed": {
+        "statement_id": 42,
+        "revision": 1,
+        "sha256": "3f2a9c0d5e6b7a8190a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f607",
+    },
+    "settlement.disputed": {
+        "statement_id": 42,
+        "revision": 1,
+        "line_nos": [3, 7],
+        "reason": "both cases were placed at DPD 95: the deep-arrears rate applies",
+        "claimed": {"amount_minor": 18000, "currency": "CNY"},
+    },
 }
 """One valid ``data`` per event type: the examples in the JSON Schemas and the OpenAPI
 document (the tests post each, and mutations of each, to the real API)."""
@@ -187,6 +228,18 @@ class ComplaintReceivedData(StrictModel):
     summary: str = Field(min_length=1, max_length=1000)
 
 
+class AttributionDisputedData(StrictModel):
+    placement_id: Identifier = Field(description="The agency's placement that should be credited")
+    receipt_id: Identifier = Field(
+        description="The lender's receipt id, as the payment_id of the payment.direct or "
+        "payment.attributed packet"
+    )
+    reason: str = Field(min_length=1, max_length=1000)
+    amount_claimed: PositiveMoney | None = Field(
+        default=None, description="What the agency says should be credited to the placement"
+    )
+
+
 class DataDeletedData(StrictModel):
     placement_id: Identifier
     method: Literal["deleted", "returned"] = Field(
@@ -197,6 +250,82 @@ class DataDeletedData(StrictModel):
         min_length=1,
         max_length=64,
         description="The agency's own record of it (certificate or ticket number)",
+    )
+
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+_ID_MAX = 2**31 - 1
+"""Statement ids, revisions and line numbers fit a 32-bit integer column."""
+
+
+class SettlementConfirmedData(StrictModel):
+    statement_id: int = Field(ge=1, le=_ID_MAX, description="From the settlement.statement packet")
+    revision: int = Field(ge=1, le=_ID_MAX)
+    sha256: Sha256Hex = Field(description="The packet's sha256: what the agency agrees to")
+
+
+class SettlementDisputedData(StrictModel):
+    statement_id: int = Field(ge=1, le=_ID_MAX)
+    revision: int = Field(ge=1, le=_ID_MAX)
+    line_nos: tuple[Annotated[int, Field(ge=1, le=_ID_MAX)], ...] = Field(
+        min_length=1, max_length=1000, description="The statement's lines in question"
+    )
+    reason: str = Field(min_length=1, max_length=1000)
+    claimed: NonNegativeMoney = Field(
+        description="The commission the agency says those lines earn, in total"
+    )
+
+
+ConcessionFrequency = Literal["weekly", "fortnightly", "monthly"]
+
+
+class ScheduledInstalment(StrictModel):
+    due_date: WireDate
+    amount: PositiveMoney
+
+
+class WaiverRequestedData(StrictModel):
+    placement_id: Identifier
+    request_id: Identifier = Field(description="The agency's id of this request, unique per agency")
+    waive_amount: PositiveMoney | None = Field(
+        default=None, description="The part of the balance to waive (give exactly one of the two)"
+    )
+    settlement_amount: PositiveMoney | None = Field(
+        default=None, description="What the debtor would pay to settle; the rest is waived"
+    )
+    reason: str = Field(min_length=1, max_length=500)
+    evidence_ref: str | None = Field(
+        default=None, min_length=1, max_length=64, description="The agency's evidence document"
+    )
+
+
+class InstalmentRequestedData(StrictModel):
+    placement_id: Identifier
+    request_id: Identifier = Field(description="The agency's id of this request, unique per agency")
+    instalments: int = Field(ge=2, le=120, description="How many instalments")
+    schedule: tuple[ScheduledInstalment, ...] | None = Field(
+        default=None,
+        max_length=120,
+        description="Each instalment's due date and amount; or give first_due_date and frequency",
+    )
+    first_due_date: WireDate | None = None
+    frequency: ConcessionFrequency | None = Field(
+        default=None,
+        description="With first_due_date: equal instalments, the remainder on the last one",
+    )
+    total: PositiveMoney = Field(description="What the debtor pays over the whole plan")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class PauseRequestedData(StrictModel):
+    placement_id: Identifier
+    request_id: Identifier = Field(description="The agency's id of this request, unique per agency")
+    pause_from: WireDate = Field(description="First day without collection")
+    pause_until: WireDate = Field(description="Last day without collection")
+    reason: str = Field(
+        min_length=1, max_length=500, description="e.g. hospitalisation, dispute, bereavement"
     )
 
 
@@ -325,6 +454,36 @@ class StatementSubmitted(_Event):
     data: StatementSubmittedData
 
 
+class AttributionDisputed(_Event):
+    """The agency disputes how a lender receipt was attributed (who was credited, or how
+    much): the lender reviews it as an ``attribution_disputed`` mismatch."""
+
+    model_config = _examples("attribution.disputed")
+
+    type: Literal["attribution.disputed"]
+    data: AttributionDisputedData
+
+
+class SettlementConfirmed(_Event):
+    """The agency confirms a settlement statement (佣金结算单) as issued: the revision and the
+    SHA-256 of its canonical JSON must be the ones sent; the statement is then locked."""
+
+    model_config = _examples("settlement.confirmed")
+
+    type: Literal["settlement.confirmed"]
+    data: SettlementConfirmedData
+
+
+class SettlementDisputed(_Event):
+    """The agency disputes lines of a settlement statement, with the commission it claims;
+    the lender reviews it as a ``settlement_disputed`` mismatch and issues a new revision."""
+
+    model_config = _examples("settlement.disputed")
+
+    type: Literal["settlement.disputed"]
+    data: SettlementDisputedData
+
+
 class DataDeleted(_Event):
     """The agency confirms it no longer holds the case's personal data (the answer to
     ``data.deletion_requested``); the event's timestamp is when that was done."""
@@ -333,6 +492,33 @@ class DataDeleted(_Event):
 
     type: Literal["data.deleted"]
     data: DataDeletedData
+
+
+class WaiverRequested(_Event):
+    """The agency asks the lender to waive part of the balance (减免)."""
+
+    model_config = _examples("waiver.requested")
+
+    type: Literal["waiver.requested"]
+    data: WaiverRequestedData
+
+
+class InstalmentRequested(_Event):
+    """The agency asks the lender to accept an instalment plan (分期)."""
+
+    model_config = _examples("instalment.requested")
+
+    type: Literal["instalment.requested"]
+    data: InstalmentRequestedData
+
+
+class PauseRequested(_Event):
+    """The agency asks the lender to pause collection for a while (停催)."""
+
+    model_config = _examples("pause.requested")
+
+    type: Literal["pause.requested"]
+    data: PauseRequestedData
 
 
 AgencyEvent = Annotated[
@@ -348,7 +534,13 @@ AgencyEvent = Annotated[
     | CaseClosed
     | ComplaintReceived
     | StatementSubmitted
-    | DataDeleted,
+    | DataDeleted
+    | AttributionDisputed
+    | WaiverRequested
+    | InstalmentRequested
+    | PauseRequested
+    | SettlementConfirmed
+    | SettlementDisputed,
     Field(discriminator="type"),
 ]
 
@@ -366,6 +558,12 @@ EVENT_TYPES: tuple[str, ...] = (
     "complaint.received",
     "statement.submitted",
     "data.deleted",
+    "attribution.disputed",
+    "waiver.requested",
+    "instalment.requested",
+    "pause.requested",
+    "settlement.confirmed",
+    "settlement.disputed",
 )
 
 AGENCY_EVENT_ADAPTER: TypeAdapter[AgencyEvent] = TypeAdapter(AgencyEvent)
@@ -376,20 +574,27 @@ __all__ = [
     "EVENT_EXAMPLES",
     "EVENT_TYPES",
     "AgencyEvent",
+    "AttributionDisputed",
+    "AttributionDisputedData",
     "CaseClosed",
     "CaseClosedData",
     "CaseReturned",
     "CaseReturnedData",
     "ComplaintReceived",
     "ComplaintReceivedData",
+    "ConcessionFrequency",
     "ContactAttempted",
     "ContactAttemptedData",
     "DataDeleted",
     "DataDeletedData",
     "DisputeOpened",
     "DisputeOpenedData",
+    "InstalmentRequested",
+    "InstalmentRequestedData",
     "LegalActionData",
     "LegalActionTaken",
+    "PauseRequested",
+    "PauseRequestedData",
     "PaymentReported",
     "PaymentReportedData",
     "PaymentReversed",
@@ -400,8 +605,15 @@ __all__ = [
     "PlacementRejectedData",
     "PromiseMade",
     "PromiseMadeData",
+    "ScheduledInstalment",
+    "SettlementConfirmed",
+    "SettlementConfirmedData",
+    "SettlementDisputed",
+    "SettlementDisputedData",
     "StatementItem",
     "StatementSubmitted",
     "StatementSubmittedData",
+    "WaiverRequested",
+    "WaiverRequestedData",
     "example_event",
 ]

@@ -19,7 +19,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from schemas.base import Identifier, NonNegativeMoney, PositiveMoney, StrictModel, UtcDatetime
+from schemas.base import (
+    Identifier,
+    Money,
+    NonNegativeMoney,
+    PositiveMoney,
+    StrictModel,
+    UtcDatetime,
+)
 
 Bucket = Literal["M1", "M2", "M3", "M4-6", "M6+", "LEGAL"]
 
@@ -145,6 +152,19 @@ class PlacementRecalledData(StrictModel):
     )
 
 
+class AttributionTerms(StrictModel):
+    """How much of a lender receipt is credited to the placement the packet is about, and
+    by which contract rule (docs/agency-protocol.md, "Attribution")."""
+
+    rule: Literal["held", "grace_old", "grace_shared"] = Field(
+        description="held: the placement held the case when the lender received the money; "
+        "grace_old / grace_shared: received in the grace window after the old placement "
+        "ended, credited wholly to the old agency or shared with the new holder"
+    )
+    share_bps: int = Field(ge=0, le=10_000, description="This placement's share, basis points")
+    amount: NonNegativeMoney = Field(description="The amount credited to this placement")
+
+
 class PaymentDirectData(StrictModel):
     packet_id: Identifier
     placement_id: Identifier
@@ -152,6 +172,21 @@ class PaymentDirectData(StrictModel):
     payment_id: Identifier
     amount: PositiveMoney
     paid_at: UtcDatetime
+    attribution: AttributionTerms | None = Field(
+        default=None,
+        description="Under the lender_collects money model: what of this payment is "
+        "credited to the placement (absent under agency_remits)",
+    )
+
+
+class PaymentAttributedData(StrictModel):
+    packet_id: Identifier
+    placement_id: Identifier = Field(description="The agency's ended placement credited")
+    case_id: Identifier
+    payment_id: Identifier = Field(description="The lender's receipt id (quote it to dispute)")
+    amount: PositiveMoney = Field(description="What the lender received")
+    paid_at: UtcDatetime
+    attribution: AttributionTerms
 
 
 DeletionReason = Literal["recalled", "returned", "closed", "rejected"]
@@ -169,6 +204,50 @@ class DataDeletionRequestedData(StrictModel):
         "field allowlist, plus the debtor id that every packet carries)"
     )
     legal_basis: str = Field(max_length=200)
+
+
+RequestType = Literal["waiver", "instalment", "pause"]
+RequestDecision = Literal["approved", "rejected"]
+
+
+class InstalmentTerm(StrictModel):
+    due_date: date
+    amount: PositiveMoney
+
+
+class ApprovedTerms(StrictModel):
+    """Exactly what the lender approved; only the fields of the request's type are present."""
+
+    waive_amount: PositiveMoney | None = Field(
+        default=None, description="Waived part of the balance"
+    )
+    settlement_amount: NonNegativeMoney | None = Field(
+        default=None, description="What the debtor pays to settle the case"
+    )
+    schedule: tuple[InstalmentTerm, ...] | None = Field(
+        default=None, description="Each instalment's due date and amount"
+    )
+    total: PositiveMoney | None = Field(default=None, description="The instalment plan's total")
+    pause_from: date | None = None
+    pause_until: date | None = Field(default=None, description="Collection resumes the day after")
+
+
+class RequestDecidedData(StrictModel):
+    packet_id: Identifier
+    placement_id: Identifier
+    case_id: Identifier
+    request_id: Identifier = Field(description="The agency's request id")
+    request_type: RequestType
+    decision: RequestDecision
+    terms: ApprovedTerms | None = Field(default=None, description="Present when approved")
+    reason: str | None = Field(
+        default=None, max_length=500, description="Why it was rejected (always given then)"
+    )
+    decided_at: UtcDatetime
+    valid_until: date | None = Field(
+        default=None,
+        description="An approved waiver or plan lapses unless the debtor starts paying by then",
+    )
 
 
 class PlacementCreated(StrictModel):
@@ -213,6 +292,15 @@ class PaymentDirect(StrictModel):
     data: PaymentDirectData
 
 
+class PaymentAttributed(StrictModel):
+    """The lender received a repayment on a case after the agency's placement ended, and
+    credits (some of) it to that placement under the contract's grace window."""
+
+    type: Literal["payment.attributed"]
+    timestamp: UtcDatetime
+    data: PaymentAttributedData
+
+
 class DataDeletionRequested(StrictModel):
     """The placement has ended: the agency must delete (or hand back) the case's personal
     data and confirm it with ``data.deleted`` by ``delete_by``."""
@@ -222,13 +310,84 @@ class DataDeletionRequested(StrictModel):
     data: DataDeletionRequestedData
 
 
+class RequestDecided(StrictModel):
+    """The lender's decision on an agency's waiver, instalment or pause request."""
+
+    type: Literal["request.decided"]
+    timestamp: UtcDatetime
+    data: RequestDecidedData
+
+
+class SettlementLineItem(StrictModel):
+    """One line of a settlement statement: an attributed repayment and its commission."""
+
+    line_no: int = Field(ge=1, description="Quote it to dispute the line")
+    placement_id: Identifier
+    case_id: Identifier
+    payment_id: Identifier = Field(description="The lender's receipt id")
+    paid_on: date
+    amount: NonNegativeMoney = Field(description="The amount attributed to this placement")
+    attribution_rule: str = Field(max_length=32, description="held, grace_old or grace_shared")
+    rule: str | None = Field(default=None, max_length=48, description="The commission rule")
+    rate_bps: int | None = Field(default=None, ge=0, le=10_000)
+    commission: NonNegativeMoney | None = Field(
+        default=None, description="Absent on a withheld line (its attribution is disputed)"
+    )
+    withheld: bool = Field(default=False, description="Disputed attribution: not paid yet")
+
+
+class SettlementDocumentRef(StrictModel):
+    """A document of the statement: kind (xlsx or pdf), file name, SHA-256."""
+
+    kind: Literal["xlsx", "pdf"]
+    name: str = Field(max_length=128)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    fetch: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Webhook agencies: the path (under the gateway's agency API) to POST "
+        '{"statement_id": ..., "kind": ...} to, signed like events, for the bytes',
+    )
+
+
+class SettlementStatementData(StrictModel):
+    packet_id: Identifier
+    statement_id: int = Field(ge=1)
+    revision: int = Field(ge=1, description="Confirm or dispute this revision")
+    month: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}$")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the statement's canonical JSON: settlement.confirmed names it",
+    )
+    recovered: NonNegativeMoney
+    commission: Money = Field(description="Line commission with the monthly minimum/maximum")
+    adjustments: Money
+    fees: NonNegativeMoney = Field(description="Legal fees reimbursed")
+    total: Money = Field(description="What the lender pays for the month")
+    withheld: NonNegativeMoney = Field(description="Repayments whose attribution is disputed")
+    lines: tuple[SettlementLineItem, ...] = Field(max_length=100_000)
+    documents: tuple[SettlementDocumentRef, ...] = ()
+
+
+class SettlementStatement(StrictModel):
+    """The agency's monthly commission statement (佣金结算单); answer it with
+    ``settlement.confirmed`` or ``settlement.disputed``."""
+
+    type: Literal["settlement.statement"]
+    timestamp: UtcDatetime
+    data: SettlementStatementData
+
+
 CasePacket = Annotated[
     PlacementCreated
     | PlacementAmended
     | PlacementExpiring
     | PlacementRecalled
     | PaymentDirect
-    | DataDeletionRequested,
+    | PaymentAttributed
+    | DataDeletionRequested
+    | RequestDecided
+    | SettlementStatement,
     Field(discriminator="type"),
 ]
 PACKET_TYPES: tuple[str, ...] = (
@@ -237,11 +396,16 @@ PACKET_TYPES: tuple[str, ...] = (
     "placement.expiring",
     "placement.recalled",
     "payment.direct",
+    "payment.attributed",
     "data.deletion_requested",
+    "request.decided",
+    "settlement.statement",
 )
 
 __all__ = [
     "PACKET_TYPES",
+    "ApprovedTerms",
+    "AttributionTerms",
     "Authorisation",
     "Bucket",
     "CasePacket",
@@ -251,6 +415,9 @@ __all__ = [
     "DeletionReason",
     "DocumentDescriptor",
     "DocumentKind",
+    "InstalmentTerm",
+    "PaymentAttributed",
+    "PaymentAttributedData",
     "PaymentDirect",
     "PaymentDirectData",
     "PlacementAmended",
@@ -261,4 +428,12 @@ __all__ = [
     "PlacementExpiringData",
     "PlacementRecalled",
     "PlacementRecalledData",
+    "RequestDecided",
+    "RequestDecidedData",
+    "RequestDecision",
+    "RequestType",
+    "SettlementDocumentRef",
+    "SettlementLineItem",
+    "SettlementStatement",
+    "SettlementStatementData",
 ]

@@ -14,6 +14,9 @@
   that changed since it was recorded stops the mail (permanent error naming the file).
 * A deletion request (``data.deletion_requested``) never lists or attaches the case's
   documents: a mail asking the firm to delete the case's personal data must not carry it.
+* A settlement statement (``settlement.statement``) is a ``settlement_statement`` letter
+  with the statement's XLSX and signed PDF attached whole and a reply sheet pre-filled to
+  confirm it (statement, revision, SHA-256); no case file.
 * The mail goes out through the firm's relay (adapters.email.relay: TLS always, SMTP answers
   translated into the error tree, every attempt stored before DATA).
 """
@@ -35,7 +38,13 @@ from adapters.email.journal import CarriedItem
 from adapters.email.links import MIN_KEY_BYTES
 from adapters.email.mailbox import client_tls_context
 from adapters.email.relay import SmtpRelay
-from adapters.email.render import MailCase, inner_entity, mail_case, render_content
+from adapters.email.render import (
+    CaseDocument,
+    MailCase,
+    inner_entity,
+    mail_case,
+    render_content,
+)
 from adapters.email.smime import Signer, load_recipient, load_signer, protect
 from gateway.config.agencies import AgencyConfig, EmailAgency
 from gateway.errors import (
@@ -44,6 +53,7 @@ from gateway.errors import (
     DocumentError,
     OutcomeUnknown,
     PermanentDeliveryError,
+    SettlementError,
 )
 from gateway.ports import (
     AdapterContext,
@@ -52,11 +62,14 @@ from gateway.ports import (
     OutboundPacket,
     Receipt,
 )
+from gateway.settlement.packets import statement_documents
 from gateway.store.database import Database
 
 EXCERPT_CHARS = 500
 WITHOUT_DOCUMENTS = frozenset({"data.deletion_requested"})
 """Packet types whose mail carries no case documents (see the module docstring)."""
+STATEMENT = "settlement.statement"
+"""A settlement statement's letter: its XLSX and signed PDF attached, no case file."""
 
 
 def template_environment(directory: Path) -> jinja2.Environment:
@@ -201,6 +214,36 @@ class EmailAdapter:
             for c in cases
         ]
 
+    async def _with_statement_documents(self, cases: list[MailCase]) -> list[MailCase]:
+        """A settlement statement's letter carries its XLSX and signed PDF, attached whole
+        (gateway.settlement.packets.statement_documents); one without them is not sent."""
+        if self._db is None or not any(c.packet_type == STATEMENT for c in cases):
+            return cases
+        out = []
+        async with self._db.snapshot() as conn:
+            for case in cases:
+                if case.packet_type != STATEMENT:
+                    out.append(case)
+                    continue
+                sid = int(case.fields["statement_id"])
+                try:
+                    found = await statement_documents(conn, self._agency.id, sid)
+                except SettlementError as exc:
+                    raise PermanentDeliveryError(
+                        f"{self._agency.id}: {exc}", agency_id=self._agency.id
+                    ) from exc
+                if not found:
+                    raise PermanentDeliveryError(
+                        f"{self._agency.id}: statement {sid} has no documents to attach",
+                        agency_id=self._agency.id,
+                    )
+                documents = tuple(
+                    CaseDocument(kind, name, sha, len(body), data=body)
+                    for kind, name, sha, body in found
+                )
+                out.append(replace(case, documents=documents))
+        return out
+
     async def _deliver(self, packets: Sequence[OutboundPacket], batch_ref: str | None) -> Receipt:
         email = self._email
         ref = batch_ref or packets[0].dedupe_key
@@ -209,6 +252,7 @@ class EmailAdapter:
             lambda: [mail_case(p.payload, self._allowed) for p in packets]
         )
         cases = await self._with_documents(packets, cases)
+        cases = await self._with_statement_documents(cases)
         possible_duplicate = False
         if self._db is not None:
             async with self._db.snapshot() as conn:
@@ -222,7 +266,8 @@ class EmailAdapter:
                 cases=cases,
                 firm_name=self._agency.name,
                 sender_name=email.from_name or email.from_address,
-                case_file_kind=email.case_file,
+                # a statement's lines are in its attached XLSX: no case file
+                case_file_kind="none" if kind == STATEMENT else email.case_file,
                 batch_ref=batch_ref,
                 possible_duplicate=possible_duplicate,
                 with_reply_sheet=email.replies.structured_attachment,

@@ -35,7 +35,7 @@ from pydantic import TypeAdapter
 
 from gateway.inbound.reply_sheet import REPLY_COLUMNS
 from schemas.base import Money, decimal_text
-from schemas.packets import Authorisation, CasePacket, PlacementCreated
+from schemas.packets import Authorisation, CasePacket, PlacementCreated, SettlementStatement
 
 WIRE = compat32.clone(linesep="\r\n")
 CASE_PACKET: TypeAdapter[CasePacket] = TypeAdapter(CasePacket)
@@ -76,6 +76,20 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "letter_no": "授权委托书编号",
         "letter_valid_until": "授权有效期至",
         "revoked_letters": "已撤销的授权委托书",
+        "attribution_rule": "归属规则",
+        "attribution_share": "归属比例",
+        "attribution_amount": "归属金额",
+        "request_id": "申请编号",
+        "request_type": "申请类型",
+        "decision": "审批结果",
+        "decided_at": "审批时间",
+        "valid_until": "有效期至",
+        "waive_amount": "减免金额",
+        "settlement_amount": "结清金额",
+        "schedule": "分期计划",
+        "total": "分期总额",
+        "pause_from": "停催开始日",
+        "pause_until": "停催截止日",
     },
     "en": {},
 }
@@ -156,6 +170,8 @@ def mail_case(
 ) -> MailCase:
     """Flatten one outbox packet; debtor fields outside ``allowed_fields`` are dropped."""
     packet = CASE_PACKET.validate_json(payload)
+    if isinstance(packet, SettlementStatement):
+        return statement_case(packet, documents)
     data = packet.data
     fields: dict[str, str] = {"placement_id": data.placement_id, "case_id": data.case_id}
     if isinstance(packet, PlacementCreated):
@@ -186,7 +202,27 @@ def mail_case(
         for name, value in data.model_dump(mode="json").items():
             if name in fields or name in _NOT_FIELDS or value is None:
                 continue
-            if isinstance(value, dict) and "amount_minor" in value:
+            if name == "attribution" and isinstance(value, dict):
+                # a lender receipt's attribution: rule, share and amount credited
+                fields["attribution_rule"] = str(value["rule"])
+                fields["attribution_share"] = f"{value['share_bps'] / 100:.2f}%"
+                amount = value["amount"]
+                fields["attribution_amount"] = minor_to_text(
+                    amount["amount_minor"], amount["currency"]
+                )
+            elif name == "terms" and isinstance(value, dict):
+                # a request.decided packet's approved terms, one field each
+                for term, given in value.items():
+                    if isinstance(given, dict):
+                        fields[term] = minor_to_text(given["amount_minor"], given["currency"])
+                        fields.setdefault("currency", given["currency"])
+                    elif isinstance(given, list):
+                        fields[term] = LIST_SEPARATOR.join(
+                            f"{i['due_date']} {minor_to_text(**i['amount'])}" for i in given
+                        )
+                    else:
+                        fields[term] = str(given)
+            elif isinstance(value, dict) and "amount_minor" in value:
                 fields[name] = minor_to_text(value["amount_minor"], value["currency"])
                 fields.setdefault("currency", value["currency"])
             elif isinstance(value, list):
@@ -197,6 +233,28 @@ def mail_case(
     if isinstance(letter, Authorisation):
         fields.update(letter_no=letter.letter_no, letter_valid_until=letter.valid_until.isoformat())
     return MailCase(packet.type, data.placement_id, data.case_id, fields, tuple(documents))
+
+
+def statement_case(packet: SettlementStatement, documents: Sequence[CaseDocument] = ()) -> MailCase:
+    """A settlement statement as one mail "case": no placement (its outbox key
+    ``statement:<id>`` stands in), the totals as fields; its lines travel in the attached
+    XLSX and the signed PDF (``documents``, added by the adapter)."""
+    d = packet.data
+    fields = {
+        "statement_id": str(d.statement_id),
+        "revision": str(d.revision),
+        "month": d.month,
+        "sha256": d.sha256,
+        "recovered": _money(d.recovered),
+        "commission": _money(d.commission),
+        "adjustments": _money(d.adjustments),
+        "fees": _money(d.fees),
+        "total": _money(d.total),
+        "withheld": _money(d.withheld),
+        "currency": d.total.currency,
+        "lines": str(len(d.lines)),
+    }
+    return MailCase(packet.type, f"statement:{d.statement_id}", "", fields, tuple(documents))
 
 
 def tag_for(language: str, placement_ids: Sequence[str], batch_ref: str | None) -> str:
@@ -231,6 +289,11 @@ def reply_sheet(cases: Sequence[MailCase]) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(REPLY_COLUMNS)
     for case in cases:
+        if case.packet_type == "settlement.statement":
+            # pre-filled to confirm: the statement, its revision and SHA-256
+            given = {k: case.fields[k] for k in ("statement_id", "revision", "sha256")}
+            writer.writerow([given.get(c, "") for c in REPLY_COLUMNS])
+            continue
         writer.writerow(["", case.placement_id] + [""] * (len(REPLY_COLUMNS) - 2))
     return b"\xef\xbb\xbf" + out.getvalue().encode()
 
@@ -378,5 +441,6 @@ __all__ = [
     "render_content",
     "reply_form",
     "reply_sheet",
+    "statement_case",
     "tag_for",
 ]

@@ -164,11 +164,13 @@ class MailTriage:
             return "unmatched", "no dispatch matched", None, 0
         placements = sorted({d.placement_id for d in matched})
         replies = self._agency.email.replies
+        # a statement's letter stands on ``statement:<id>``, never a row's placement
+        real = [p for p in placements if not p.startswith("statement:")]
         parsed = reply_events(
             message,
             RowDefaults(
                 received_at=message.date or now,
-                placement_id=placements[0] if len(placements) == 1 else None,
+                placement_id=real[0] if len(real) == 1 else None,
                 currency=replies.default_currency,
                 timezone=replies.timezone,
             ),

@@ -46,7 +46,9 @@ FILE_TYPES: dict[str, str] = {
     "placement.expiring": "EXPIRING",
     "placement.recalled": "RECALL",
     "payment.direct": "PAYMENT",
+    "payment.attributed": "ATTRIBUTED",
     "data.deletion_requested": "DELETION",
+    "request.decided": "DECISION",
 }
 """Packet type → the TYPE token of its file name."""
 

@@ -24,15 +24,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sftp.batches import base_of
 from adapters.sftp.layouts import ParsedRecord, RowError, Trailer
-from adapters.sftp.parsing import read_records
-from adapters.sftp.result_rows import FileTally, error_report, result_events, statement_event
+from adapters.sftp.parsing import column_for, read_records
+from adapters.sftp.result_rows import (
+    FileTally,
+    error_report,
+    refuse_row,
+    result_lines,
+    statement_event,
+)
 from gateway.config.layouts import LayoutSection, RecordKind
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.ports import RemoteEntry
 from gateway.reconciliation.recorder import IncomingEvent, apply_events
+from gateway.settlement import answers as settlement_answers
 from gateway.store.database import Database
 from gateway.store.tables import AgencyStatus, InboundMessage
 from gateway.store.transfer_tables import FilePickup
+from schemas.events import AgencyEvent
 
 PICKUPS = FilePickup.__table__  # type: ignore[attr-defined]
 INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
@@ -306,12 +314,10 @@ async def commit_file(
                             conn, [IncomingEvent(stored.agency_id, inbound_id, event, now)], now=now
                         )
                 else:
-                    events = result_events(rows, layout, tally)
+                    events = result_lines(rows, layout, tally)
                     while chunk := await asyncio.to_thread(_take, events, EVENT_CHUNK):
-                        await apply_events(
-                            conn,
-                            [IncomingEvent(stored.agency_id, inbound_id, e, now) for e in chunk],
-                            now=now,
+                        await _apply_chunk(
+                            conn, stored.agency_id, inbound_id, chunk, layout, tally, now
                         )
                 tally.check_counts(stored.manifest_count)
                 state = (
@@ -350,6 +356,36 @@ async def commit_file(
         except IntegrityError:
             return None
     return state, tally
+
+
+async def _apply_chunk(
+    conn: AsyncConnection,
+    agency_id: str,
+    inbound_id: int,
+    chunk: list[tuple[int, AgencyEvent]],
+    layout: LayoutSection,
+    tally: FileTally,
+    now: datetime,
+) -> None:
+    """Apply a chunk of rows in order. A settlement answer is checked against its statement
+    as it stands after the rows before it (gateway.settlement.answers) and applied alone: one
+    the statement cannot take is still stored (and changes nothing) but is a row error of
+    the file, in its error report like any other refused row."""
+    pending: list[IncomingEvent] = []
+    for line, event in chunk:
+        if event.type not in settlement_answers.ANSWER_TYPES:
+            pending.append(IncomingEvent(agency_id, inbound_id, event, now))
+            continue
+        if pending:
+            await apply_events(conn, pending, now=now)
+            pending = []
+        refusal = await settlement_answers.event_problem(conn, agency_id, event)
+        if refusal is not None:
+            column = column_for(layout, "result", ["data", refusal.field])
+            refuse_row(tally, line, column, f"{event.type}: {refusal.reason}")
+        await apply_events(conn, [IncomingEvent(agency_id, inbound_id, event, now)], now=now)
+    if pending:
+        await apply_events(conn, pending, now=now)
 
 
 async def _store_raw(conn: AsyncConnection, stored: StoredFile, body: bytes, now: datetime) -> int:

@@ -129,6 +129,13 @@ def result_events(
     rows: Iterable[ParsedRecord | RowError | Trailer], layout: LayoutSection, tally: FileTally
 ) -> Iterator[AgencyEvent]:
     """Validate each parsed row into an event; bad rows go to ``tally``."""
+    return (event for _, event in result_lines(rows, layout, tally))
+
+
+def result_lines(
+    rows: Iterable[ParsedRecord | RowError | Trailer], layout: LayoutSection, tally: FileTally
+) -> Iterator[tuple[int, AgencyEvent]]:
+    """``result_events`` with each event's line in the file (for refusals found later)."""
     for row in rows:
         if isinstance(row, Trailer):
             tally.trailer = row
@@ -143,7 +150,7 @@ def result_events(
             tally.fail(RowError(row.line, column, message))
             continue
         tally.rows_ok += 1
-        yield event
+        yield row.line, event
 
 
 def statement_event(
@@ -201,8 +208,23 @@ def statement_event(
         return None
 
 
+def refuse_row(tally: FileTally, line: int, column: str, reason: str) -> None:
+    """A row that was read and stored but refused by the gateway's rules (a settlement answer
+    its statement cannot take): counted as a row error, reported like any other."""
+    tally.rows_ok -= 1
+    tally.fail(RowError(line, column, reason))
+
+
 def error_report(errors: Sequence[RowError]) -> list[dict[str, object]]:
     return [{"line": e.line, "field": e.field, "message": e.message} for e in errors]
 
 
-__all__ = ["MAX_STORED_ERRORS", "FileTally", "error_report", "result_events", "statement_event"]
+__all__ = [
+    "MAX_STORED_ERRORS",
+    "FileTally",
+    "error_report",
+    "refuse_row",
+    "result_events",
+    "result_lines",
+    "statement_event",
+]

@@ -20,7 +20,12 @@ from gateway.config.settings import FourEyesRule, FourEyesSection
 from gateway.errors import ActionRefused, FourEyesRefused
 
 Action = Literal[
-    "claim_confirmation", "allocation_round", "bulk_recall", "write_off", "accept_agency_figure"
+    "claim_confirmation",
+    "allocation_round",
+    "bulk_recall",
+    "write_off",
+    "accept_agency_figure",
+    "concession_approval",
 ]
 ACTIONS: Final[tuple[Action, ...]] = (
     "claim_confirmation",
@@ -28,6 +33,7 @@ ACTIONS: Final[tuple[Action, ...]] = (
     "bulk_recall",
     "write_off",
     "accept_agency_figure",
+    "concession_approval",
 )
 
 

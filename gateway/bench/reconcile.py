@@ -67,6 +67,8 @@ def bench_agencies() -> dict[str, AgencyConfig]:
                     "commission_bps": recon_lender_feed.COMMISSION_BPS if remits else 1_000,
                     "remittance": "net",
                     "report_days": 3,
+                    # the feed it generates is the remit model's (reported, remitted)
+                    "money_model": "agency_remits",
                 },
             }
         )

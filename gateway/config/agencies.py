@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.commission import CommissionSection
 from gateway.config.email import EmailSection
 from gateway.config.lender import Registration
 from gateway.config.secrets import SecretRef
@@ -134,6 +135,31 @@ class SettlementSection(_Section):
     )
     statement_period: Literal["none", "weekly", "monthly"] = "none"
     statement_due_days: int = Field(default=5, ge=0, le=60)
+    money_model: Literal["lender_collects", "agency_remits"] = Field(
+        default="lender_collects",
+        description="lender_collects: the debtor repays the lender, the agency reports "
+        "activity and is paid commission on attributed receipts (a direct pay is no break); "
+        "agency_remits: the agency collects and remits, every receipt must be reported",
+    )
+    grace_days: int = Field(
+        default=0,
+        ge=0,
+        le=180,
+        description="days after this agency loses a case (recall, expiry, return) in which "
+        "a lender receipt still counts for it (gateway.settlement.attribution)",
+    )
+    grace_rule: Literal["old", "shared"] = Field(
+        default="old",
+        description="old: a receipt in the grace window goes wholly to this agency; shared: "
+        "split with the case's new holder by grace_share_bps",
+    )
+    grace_share_bps: int = Field(
+        default=5_000,
+        ge=0,
+        le=10_000,
+        description="this agency's share of a receipt in its grace window under "
+        "grace_rule = shared, basis points (the new holder gets the rest)",
+    )
 
 
 class AgencyBase(_Section):
@@ -168,6 +194,7 @@ class AgencyBase(_Section):
     retry: RetrySection = RetrySection()
     sla: SlaSection = SlaSection()
     settlement: SettlementSection = SettlementSection()
+    commission: CommissionSection = CommissionSection()
     source: str = Field(default="", exclude=True)
 
     @field_validator("fields")

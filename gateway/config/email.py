@@ -23,7 +23,10 @@ DEFAULT_TEMPLATE_NAMES: Mapping[str, str] = {
     "placement.expiring": "expiring",
     "placement.recalled": "recall",
     "payment.direct": "direct_payment",
+    "payment.attributed": "attributed_payment",
     "data.deletion_requested": "deletion",
+    "request.decided": "decision",
+    "settlement.statement": "settlement_statement",
     "batch": "batch",
 }
 """Packet type (or ``batch``) → template base name under ``<templates_dir>/<language>/``."""

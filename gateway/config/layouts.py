@@ -29,7 +29,9 @@ RecordKind = Literal[
     "placement.expiring",
     "placement.recalled",
     "payment.direct",
+    "payment.attributed",
     "data.deletion_requested",
+    "request.decided",
     "result",
     "statement",
 ]
@@ -136,6 +138,24 @@ DEFAULT_COLUMNS: dict[RecordKind, tuple[ColumnSpec, ...]] = {
         ("AMOUNT", "data.amount", "money"),
         ("CURRENCY", "data.amount.currency", "currency"),
         ("PAID_AT", "data.paid_at", "timestamp"),
+        # Added with the lender_collects money model: empty under agency_remits.
+        ("ATTRIBUTION_RULE", "data.attribution.rule", "text"),
+        ("ATTRIBUTION_SHARE_BPS", "data.attribution.share_bps", "int"),
+        ("ATTRIBUTED_AMOUNT", "data.attribution.amount", "money"),
+    ),
+    # With widths, so fixed-width layouts agreed before this kind existed still load.
+    "payment.attributed": _fixed(
+        ("RECORD_TYPE", "type", "text", 24),
+        ("PACKET_ID", "data.packet_id", "text", 44),
+        ("PLACEMENT_ID", "data.placement_id", "text", 64),
+        ("CASE_ID", "data.case_id", "text", 64),
+        ("PAYMENT_ID", "data.payment_id", "text", 64),
+        ("AMOUNT", "data.amount", "money", 20),
+        ("CURRENCY", "data.amount.currency", "currency", 3),
+        ("PAID_AT", "data.paid_at", "timestamp", 25),
+        ("ATTRIBUTION_RULE", "data.attribution.rule", "text", 12),
+        ("ATTRIBUTION_SHARE_BPS", "data.attribution.share_bps", "int", 5),
+        ("ATTRIBUTED_AMOUNT", "data.attribution.amount", "money", 20),
     ),
     # With widths, so that fixed-width layouts agreed before this kind existed still load;
     # CSV ignores them. CATEGORIES joins the data categories with "|".
@@ -153,6 +173,27 @@ DEFAULT_COLUMNS: dict[RecordKind, tuple[ColumnSpec, ...]] = {
             name="CATEGORIES", field="data.categories", kind="list", width=200, separator="|"
         ),
         *_fixed(("LEGAL_BASIS", "data.legal_basis", "text", 200)),
+    ),
+    # With widths, like data.deletion_requested. An approved plan's rows give its TOTAL and
+    # VALID_UNTIL (the last due date); the schedule itself is the one the agency asked for
+    # (a row's FIRST_DUE_DATE and FREQUENCY), in full in JSON Lines files.
+    "request.decided": _fixed(
+        ("RECORD_TYPE", "type", "text", 24),
+        ("PACKET_ID", "data.packet_id", "text", 44),
+        ("PLACEMENT_ID", "data.placement_id", "text", 64),
+        ("CASE_ID", "data.case_id", "text", 64),
+        ("REQUEST_ID", "data.request_id", "text", 64),
+        ("REQUEST_TYPE", "data.request_type", "text", 10),
+        ("DECISION", "data.decision", "text", 8),
+        ("CURRENCY", "currency", "currency", 3),
+        ("WAIVE_AMOUNT", "data.terms.waive_amount", "money", 20),
+        ("SETTLEMENT_AMOUNT", "data.terms.settlement_amount", "money", 20),
+        ("TOTAL", "data.terms.total", "money", 20),
+        ("PAUSE_FROM", "data.terms.pause_from", "date", 10),
+        ("PAUSE_UNTIL", "data.terms.pause_until", "date", 10),
+        ("VALID_UNTIL", "data.valid_until", "date", 10),
+        ("DECIDED_AT", "data.decided_at", "timestamp", 25),
+        ("REASON", "data.reason", "text", 500),
     ),
     "result": _cols(
         ("EVENT_TYPE", "type", "text"),
@@ -180,6 +221,29 @@ DEFAULT_COLUMNS: dict[RecordKind, tuple[ColumnSpec, ...]] = {
         # them is still read (adapters.sftp.parsing).
         ("METHOD", "data.method", "text"),
         ("REFERENCE", "data.reference", "text"),
+        # Added with the waiver, instalment and pause requests; a plan's own schedule (a
+        # list of dates and amounts) travels in JSON Lines files and webhooks only: a CSV
+        # or fixed-width row gives FIRST_DUE_DATE and FREQUENCY.
+        ("REQUEST_ID", "data.request_id", "text"),
+        ("WAIVE_AMOUNT", "data.waive_amount", "money"),
+        ("SETTLEMENT_AMOUNT", "data.settlement_amount", "money"),
+        ("EVIDENCE_REF", "data.evidence_ref", "text"),
+        ("INSTALMENTS", "data.instalments", "int"),
+        ("FIRST_DUE_DATE", "data.first_due_date", "date"),
+        ("FREQUENCY", "data.frequency", "text"),
+        ("TOTAL", "data.total", "money"),
+        ("PAUSE_FROM", "data.pause_from", "date"),
+        ("PAUSE_UNTIL", "data.pause_until", "date"),
+        # Added with attribution.disputed (REASON says why).
+        ("RECEIPT_ID", "data.receipt_id", "text"),
+        ("AMOUNT_CLAIMED", "data.amount_claimed", "money"),
+        # Added with settlement statements: the answer to a settlement.statement (REASON
+        # says why a dispute; LINE_NOS joins the line numbers in question).
+        ("STATEMENT_ID", "data.statement_id", "int"),
+        ("REVISION", "data.revision", "int"),
+        ("SHA256", "data.sha256", "text"),
+        ("LINE_NOS", "data.line_nos", "list"),
+        ("CLAIMED", "data.claimed", "money"),
     ),
     "statement": _cols(
         ("PLACEMENT_ID", "placement_id", "text"),

@@ -286,6 +286,51 @@ class FourEyesSection(_Section):
     bulk_recall: FourEyesRule = FourEyesRule(above=20)
     write_off: FourEyesRule = FourEyesRule(above=1_000_000)
     accept_agency_figure: FourEyesRule = FourEyesRule(above=1_000_000)
+    concession_approval: FourEyesRule = FourEyesRule(above=500_000)
+    """A waiver (minor units waived) or instalment plan (its total) above ``above``."""
+
+
+class ConcessionLimit(_Section):
+    """What one role may approve alone (gateway.concessions.rules). 0 means nothing."""
+
+    max_waiver_minor: int = Field(default=0, ge=0, description="largest waiver, minor units")
+    max_waiver_bps: int = Field(
+        default=0, ge=0, le=10_000, description="largest waiver as a share of the balance"
+    )
+    max_instalments: int = Field(default=0, ge=0, le=120)
+    max_instalment_months: int = Field(
+        default=0, ge=0, le=120, description="last instalment at most this many months out"
+    )
+    max_pause_days: int = Field(default=0, ge=0, le=366)
+
+
+_LIMITS: dict[Role, ConcessionLimit] = {
+    "operator": ConcessionLimit(
+        max_waiver_minor=200_000,
+        max_waiver_bps=2_000,
+        max_instalments=12,
+        max_instalment_months=12,
+        max_pause_days=30,
+    ),
+    "admin": ConcessionLimit(
+        max_waiver_minor=5_000_000,
+        max_waiver_bps=5_000,
+        max_instalments=36,
+        max_instalment_months=36,
+        max_pause_days=90,
+    ),
+}
+"""Default ``[concessions.limits]``: a viewer approves nothing."""
+
+
+class ConcessionsSection(_Section):
+    """Waiver, instalment and pause requests from agencies (gateway.concessions): the limits
+    each role may approve, and how long an approval stands."""
+
+    limits: dict[Role, ConcessionLimit] = Field(default_factory=lambda: dict(_LIMITS))
+    valid_days: int = Field(
+        default=30, ge=1, le=365, description="an approval lapses unless used within this"
+    )
 
 
 class GatewaySettings(_Section):
@@ -303,6 +348,7 @@ class GatewaySettings(_Section):
     privacy: PrivacySection = PrivacySection()
     claims: ClaimsSection = ClaimsSection()
     four_eyes: FourEyesSection = FourEyesSection()
+    concessions: ConcessionsSection = ConcessionsSection()
     lender: LenderSection = LenderSection()
     documents: DocumentsSection = DocumentsSection()
     notices: NoticesSection = NoticesSection()
@@ -379,6 +425,8 @@ __all__ = [
     "BucketRule",
     "Channel",
     "ClaimsSection",
+    "ConcessionLimit",
+    "ConcessionsSection",
     "FourEyesRule",
     "FourEyesSection",
     "GatewaySettings",

@@ -30,6 +30,7 @@ from gateway.console.vocabulary import action_label
 from gateway.errors import GatewayError, NotFound
 from gateway.letters.service import letters_of_case
 from gateway.lifecycle import CASE_STATES
+from gateway.settlement.attribution_pass import attributions_of
 from schemas.account import KNOWN_HOLD_CODES
 
 
@@ -105,6 +106,7 @@ async def _case_page(
         detail = await views.case_detail(conn, case_id)
         data = await timeline.case_timeline(conn, case_id)
         letters = await letters_of_case(conn, case_id)
+        attributions = await attributions_of(conn, case_id=case_id)
     masked = await personal_data.masked_case_pii(services.db, services.pii, case_id)
     done = request.query.get("done", "")
     return render(
@@ -116,6 +118,7 @@ async def _case_page(
         masked=masked,
         revealed=revealed,
         letters=letters,
+        attributions=attributions,
         may_reveal=services.may_reveal(principal.user.role),
         done=_("%(action)s: recorded") % {"action": action_label(done)}
         if done in case_actions.CASE_ACTIONS

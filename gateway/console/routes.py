@@ -15,7 +15,9 @@ a filtered list (gateway.console.list_exports). ``POST /search`` (the header's b
 ``POST /mismatches/views`` and ``/mismatches/views/{id}/delete`` keep a user's saved views of
 the queue (gateway.console.saved_views). ``/approvals``, ``/approvals/{id}`` and
 ``/claims/{id}`` show claim batches and four-eyes requests with their decisions
-(gateway.console.approval_pages).
+(gateway.console.approval_pages). ``/settlement`` and ``/settlement/{id}`` show the monthly
+settlement statements, their documents, and the adjust and issue actions
+(gateway.console.settlement_pages).
 """
 
 from aiohttp import web
@@ -35,8 +37,10 @@ from gateway.console.approval_pages import add_approval_routes
 from gateway.console.list_exports import add_export_routes
 from gateway.console.notice_pages import notices_page, verification_page
 from gateway.console.rendering import static_file
+from gateway.console.request_pages import add_request_routes
 from gateway.console.services import CONSOLE_KEY, ConsoleServices
 from gateway.console.sessions import harden
+from gateway.console.settlement_pages import add_settlement_routes
 
 
 def add_console(app: web.Application, services: ConsoleServices) -> None:
@@ -81,6 +85,8 @@ def add_console(app: web.Application, services: ConsoleServices) -> None:
     router.add_get("/verification", verification_page)
     router.add_get("/static/{name}", static_file)
     add_approval_routes(app)
+    add_request_routes(app)
+    add_settlement_routes(app)
     add_api_routes(app)
     add_export_routes(app, api_prefix=PREFIX)
 

@@ -18,6 +18,7 @@ from gateway.cases.escalation import EscalationService
 from gateway.cases.expiry import ExpiryService
 from gateway.cases.holds import CaseService
 from gateway.cases.views import DEFAULT_LIMIT, CaseFilter
+from gateway.concessions.decisions import ConcessionService
 from gateway.config.agencies import AgencyConfig
 from gateway.config.settings import ConsoleSection, FourEyesSection
 from gateway.console.i18n import SHANGHAI
@@ -30,6 +31,7 @@ from gateway.ports import Clock
 from gateway.privacy.pii import PiiKeyRing
 from gateway.resolutions.actions import ResolutionService
 from gateway.resolutions.rules import DEFAULT_RECALL_CODE, ActionRequest, MismatchFilter
+from gateway.settlement.statements import StatementService
 from gateway.store.database import Database
 
 ALL: Final = "all"
@@ -64,6 +66,10 @@ class ConsoleServices:
     """The lender's time zone (``reconciliation.timezone``): the console shows times in it."""
     four_eyes: FourEyesSection = field(default_factory=FourEyesSection)
     """Who may approve what (``[four_eyes]``): claim batches and approvals pages."""
+    statements: StatementService | None = None
+    """Monthly settlement statements (gateway.console.settlement_pages)."""
+    concessions: ConcessionService | None = None
+    """Agencies' waiver, instalment and pause requests (gateway.console.request_pages)."""
 
     def may_reveal(self, role: str) -> bool:
         return role in self.settings.pii_reveal_roles

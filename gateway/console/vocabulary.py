@@ -30,6 +30,8 @@ TERMS: Final[dict[str, str]] = {
     "remittance_short": N_("remittance short"),
     "payment_not_received": N_("payment not received"),
     "payment_not_reported": N_("payment not reported"),
+    "attribution_disputed": N_("attribution disputed"),
+    "settlement_disputed": N_("settlement disputed"),
     "ambiguous_match": N_("ambiguous match"),
     "statement_phantom": N_("statement phantom"),
     "statement_orphan": N_("statement orphan"),
@@ -41,6 +43,8 @@ TERMS: Final[dict[str, str]] = {
     "unparsed_reply": N_("unparsed reply"),
     "unverified_reply": N_("unverified reply"),
     "unmatched_reply": N_("unmatched reply"),
+    "unapproved_terms": N_("unapproved terms"),
+    "unapproved_waiver": N_("unapproved waiver"),
     # severities
     "high": N_("high"),
     "medium": N_("medium"),

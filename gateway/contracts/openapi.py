@@ -28,6 +28,7 @@ from gateway.errors import (
     MissingHeaders,
     PayloadTooLarge,
     SchemaViolation,
+    SettlementAnswerRefused,
     SignatureInvalid,
     StoreUnavailable,
     TimestampOutOfTolerance,
@@ -150,6 +151,7 @@ _PROBLEM_EXAMPLES: tuple[tuple[type[InboundError], str], ...] = (
     (ConflictingDuplicate, f"webhook-id {_EXAMPLE_ID} was received before with other content"),
     (PayloadTooLarge, "body is 300000 bytes; the limit is 262144 bytes"),
     (SchemaViolation, f"payment.reported.data.amount.amount_minor: {_BAD_AMOUNT}"),
+    (SettlementAnswerRefused, "statement 42 is at revision 2, not 1: confirm the revision …"),
     (StoreUnavailable, "The gateway could not store the message; retry later."),
 )
 _REFUSED_BEFORE_HEADERS = (UnknownAgency, PayloadTooLarge, MissingHeaders)
@@ -172,6 +174,8 @@ def _problem_response(status: int) -> JsonObject:
             value["errors"] = [
                 {"loc": "payment.reported.data.amount.amount_minor", "msg": _BAD_AMOUNT}
             ]
+        elif error is SettlementAnswerRefused:
+            value["errors"] = [{"loc": "settlement.confirmed.data.revision", "msg": detail}]
         examples[error.slug] = {"summary": (error.__doc__ or "").strip(), "value": value}
     return {
         "description": " ".join((e.__doc__ or "").strip() for e, _ in errors),

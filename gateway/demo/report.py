@@ -2,8 +2,11 @@
 
 ``count_rows`` groups the rows the loop wrote (cases, placements, packets, deliveries,
 events, mismatches, evidence) by their kind or state; ``print_summary`` renders those counts
-and the run's notes with rich; ``firm_note`` is the note line for one sandbox law firm.
+and the run's notes with rich (the demo month's block with ``print_month``); ``firm_note``
+is the note line for one sandbox law firm.
 """
+
+from typing import Any
 
 import sqlalchemy as sa
 from rich.console import Console
@@ -95,8 +98,84 @@ def print_summary(console: Console, summary: dict[str, object]) -> None:
             table.add_row(str(name), str(n))
         table.add_row("[bold]total[/]", f"[bold]{sum(values.values())}[/]")
         console.print(table)
+    month = summary.get("month")
+    if isinstance(month, dict):
+        print_month(console, month)
     for line in summary["notes"]:  # type: ignore[attr-defined]
         console.print(f"• {line}", highlight=False)
+
+
+def _money(minor: object) -> str:
+    value = int(str(minor))
+    sign = "-" if value < 0 else ""
+    return f"{sign}{abs(value) // 100:,}.{abs(value) % 100:02d}"
+
+
+def print_month(console: Console, month: dict[str, Any]) -> None:
+    """The demo month (gateway.demo.month.MonthAct.as_json): receipts by attribution rule,
+    the unattributable ones with their reasons, each agency's statement, the dispute and the
+    two waiver decisions."""
+    console.rule(f"[bold]month {month['month']}[/]")
+    receipts = Table(
+        title=f"lender receipts by attribution rule ({month['receipts']} receipts)",
+        title_justify="left",
+        min_width=40,
+    )
+    receipts.add_column("rule")
+    receipts.add_column("rows", justify="right")
+    receipts.add_column("minor units", justify="right")
+    for rule, n in month["attributed_by_rule"].items():
+        receipts.add_row(rule, str(n), str(month["attributed_minor_by_rule"].get(rule, 0)))
+    console.print(receipts)
+    for payment_id, reason in month["unattributable"].items():
+        console.print(f"  unattributable {payment_id}: {reason}", highlight=False)
+    for payment_id, why in month["unaccounted"].items():
+        console.print(f"  [red]NOT ACCOUNTED FOR[/] {payment_id}: {why}", highlight=False)
+    currencies = sorted({str(s["currency"]) for s in month["statements"].values()})
+    statements = Table(
+        title=f"settlement statements ({', '.join(currencies)})",
+        title_justify="left",
+        min_width=40,
+    )
+    for name in ("agency", "id", "state", "lines", "recovered", "tier", "commission", "total"):
+        left = name in ("agency", "state", "tier")
+        statements.add_column(name, justify="left" if left else "right")
+    for agency_id, s in month["statements"].items():
+        statements.add_row(
+            agency_id,
+            f"{s['statement_id']} r{s['revision']}",
+            str(s["state"]),
+            str(s["lines"]),
+            _money(s["recovered_minor"]),
+            str(s.get("tier") or "-"),
+            _money(s["commission_minor"]),
+            _money(s["total_minor"]),
+        )
+    console.print(statements)
+    dispute = month["dispute"]
+    if dispute:
+        console.print(
+            f"• dispute: {dispute['agency_id']} disputes line(s) {dispute['line_nos']} of "
+            f"statement {dispute['statement_id']} (commission "
+            f"{_money(dispute['commission_minor'])}, claims {_money(dispute['claimed_minor'])}: "
+            f"{dispute['reason']}); mismatch "
+            f"{dispute.get('mismatch_id')} {dispute.get('mismatch_kind')}",
+            highlight=False,
+        )
+    waivers = month["waivers"]
+    for decision in ("approved", "rejected"):
+        record = waivers.get(decision)
+        if record:
+            why = f" ({record['decision_reason']})" if record.get("decision_reason") else ""
+            console.print(
+                f"• waiver {decision}: {waivers['agency_id']} {record.get('request_id')} on "
+                f"{record.get('placement_id')}, now {record.get('state')}{why}",
+                highlight=False,
+            )
+    for line in month["skipped"]:
+        console.print(f"• month: {line}", highlight=False)
+    for line in month["problems"]:
+        console.print(f"[red]• month check failed:[/] {line}", highlight=False)
 
 
 def firm_note(firm: SandboxLawFirm) -> str:
@@ -134,4 +213,4 @@ def documents_note(sandboxes: list[SandboxWebhookAgency]) -> str:
     )
 
 
-__all__ = ["count_rows", "documents_note", "firm_note", "print_summary"]
+__all__ = ["count_rows", "documents_note", "firm_note", "print_month", "print_summary"]

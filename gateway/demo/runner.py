@@ -36,6 +36,7 @@ from gateway.demo.case_life import (
 )
 from gateway.demo.confirmation import Confirmation, import_and_confirm
 from gateway.demo.data import generate_accounts, write_csv
+from gateway.demo.month import run_month
 from gateway.demo.notices import (
     notices_note,
     start_messaging,
@@ -248,6 +249,19 @@ async def run_demo(
                 + f"; files under {demo_dir / 'sftp'}"
             )
 
+        # The rest of the month: the lender's receipts attributed, statements, waivers.
+        month_started = time.perf_counter()
+        month = await run_month(
+            gateway,
+            demo_dir,
+            settle=lambda: dispatch_until_settled(gateway, sandboxes, sftp, firms),
+        )
+        notes.append(
+            f"month {month.month}: {month.receipts} lender receipts from {month.feed_file}, "
+            f"{len(month.statements)} statements (documents under {demo_dir / 'statements'}), "
+            f"in {time.perf_counter() - month_started:.1f} s"
+        )
+
         horizon = to_datetime(gateway.clock.now()) + timedelta(days=7)
         async with gateway.db.transaction() as conn:
             breaches = await run_sla_checks(conn, now=horizon)
@@ -292,12 +306,13 @@ async def run_demo(
             + [f.stats_json() for f in firms]
         )
         summary["lifecycle"] = life.as_json()
+        summary["month"] = month.as_json()
         summary["notes"] = notes
         if options.as_json:
             console.print_json(json.dumps(summary, default=str))
         else:
             print_summary(console, summary)
-        if not verification.ok or not bundle_ok or not life.ok():
+        if not verification.ok or not bundle_ok or not life.ok() or month.problems():
             raise SystemExit(1)
         if not options.once:
             console.print(

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from schemas.base import NonNegativeMoney, PositiveMoney
 from schemas.packets import (
+    AttributionTerms,
     Authorisation,
     Bucket,
     DataDeletionRequested,
@@ -21,6 +22,8 @@ from schemas.packets import (
     Debtor,
     DeletionReason,
     DocumentDescriptor,
+    PaymentAttributed,
+    PaymentAttributedData,
     PaymentDirect,
     PaymentDirectData,
     PlacementAmended,
@@ -237,7 +240,10 @@ def render_direct_payment(
     currency: str,
     paid_at: datetime,
     at: datetime,
+    attribution: tuple[str, int, int] | None = None,
 ) -> RenderedPacket:
+    """``payment.direct``; ``attribution`` is (rule, share in bps, amount credited) under
+    the ``lender_collects`` money model."""
     key = dedupe_key(agency_id, placement_id, "payment.direct", payment_id)
     packet = PaymentDirect(
         type="payment.direct",
@@ -249,9 +255,51 @@ def render_direct_payment(
             payment_id=payment_id,
             amount=PositiveMoney(amount_minor=amount_minor, currency=currency),
             paid_at=paid_at,
+            attribution=None if attribution is None else _terms(*attribution, currency),
         ),
     )
     return RenderedPacket(key, "payment.direct", version, packet_bytes(packet))
+
+
+def _terms(rule: str, share_bps: int, credited: int, currency: str) -> AttributionTerms:
+    return AttributionTerms.model_validate(
+        {
+            "rule": rule,
+            "share_bps": share_bps,
+            "amount": {"amount_minor": credited, "currency": currency},
+        }
+    )
+
+
+def render_attributed_payment(
+    *,
+    agency_id: str,
+    placement_id: str,
+    case_id: str,
+    version: int,
+    payment_id: str,
+    amount_minor: int,
+    currency: str,
+    paid_at: datetime,
+    attribution: tuple[str, int, int],
+    at: datetime,
+) -> RenderedPacket:
+    """``payment.attributed``: a receipt credited to an agency's ended placement (grace)."""
+    key = dedupe_key(agency_id, placement_id, "payment.attributed", payment_id)
+    packet = PaymentAttributed(
+        type="payment.attributed",
+        timestamp=at,
+        data=PaymentAttributedData(
+            packet_id=key,
+            placement_id=placement_id,
+            case_id=case_id,
+            payment_id=payment_id,
+            amount=PositiveMoney(amount_minor=amount_minor, currency=currency),
+            paid_at=paid_at,
+            attribution=_terms(*attribution, currency),
+        ),
+    )
+    return RenderedPacket(key, "payment.attributed", version, packet_bytes(packet))
 
 
 LEGAL_BASIS = "PIPL Art. 21: entrusted processing has ended; delete or return the personal data"
@@ -296,6 +344,7 @@ __all__ = [
     "packet_bytes",
     "placement_id_for",
     "render_amended",
+    "render_attributed_payment",
     "render_created",
     "render_deletion_request",
     "render_direct_payment",

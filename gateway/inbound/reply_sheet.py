@@ -22,8 +22,21 @@ REPLY_COLUMNS: tuple[str, ...] = (
     "amount",
     "currency",
     "reason",
+    "request_id",
+    "instalments",
+    "start",
+    "until",
+    "statement_id",
+    "revision",
+    "sha256",
+    "line_nos",
 )
-"""The reply sheet's columns, in order."""
+"""The reply sheet's columns, in order. ``request_id`` to ``until`` carry waiver, instalment
+and pause requests (``request_id``; a plan's ``instalments`` and first due date ``start``,
+monthly; a pause's ``start`` and ``until``); the last four answer a settlement statement
+(its ``statement_id`` and ``revision``; a confirmation's ``sha256``; a dispute's
+``line_nos``, separated by ``;``, ``,`` or spaces, with ``reason`` and the commission
+claimed in ``amount``). Sheets filled in before a column existed still read."""
 
 HEADER_ALIASES = {
     "事件": "event_type",
@@ -45,6 +58,16 @@ HEADER_ALIASES = {
     "金额": "amount",
     "币种": "currency",
     "原因": "reason",
+    "申请编号": "request_id",
+    "期数": "instalments",
+    "开始日期": "start",
+    "截止日期": "until",
+    "结算单编号": "statement_id",
+    "结算单": "statement_id",
+    "版本": "revision",
+    "sha256": "sha256",
+    "哈希": "sha256",
+    "行号": "line_nos",
 }
 EVENT_ALIASES = {
     "ack": "placement.acknowledged",
@@ -62,6 +85,18 @@ EVENT_ALIASES = {
     "结案": "case.closed",
     "deleted": "data.deleted",
     "删除": "data.deleted",
+    "attribution_disputed": "attribution.disputed",
+    "归属异议": "attribution.disputed",
+    "waiver": "waiver.requested",
+    "减免": "waiver.requested",
+    "instalment": "instalment.requested",
+    "分期": "instalment.requested",
+    "pause": "pause.requested",
+    "停催": "pause.requested",
+    "settlement_confirmed": "settlement.confirmed",
+    "结算确认": "settlement.confirmed",
+    "settlement_disputed": "settlement.disputed",
+    "结算异议": "settlement.disputed",
 }
 ACTION_ALIASES = {
     "律师函": "lawyer_letter",
@@ -82,7 +117,7 @@ DELETION_METHODS = {
 }
 """What the ``reason`` column of a ``data.deleted`` row may say → the event's ``method``."""
 NEEDS_COURT_CASE = frozenset({"suit_filed", "judgment", "enforcement"})
-_ASCII_KEY = re.compile(r"[A-Za-z_]+")
+_ASCII_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def column_name(header: str) -> str:

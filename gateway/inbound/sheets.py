@@ -8,6 +8,16 @@ to ``agency-gateway events import FILE --agency ID``). One row is one event; the
 A ``data.deleted`` row (the answer to a deletion request) carries its method, ``deleted`` or
 ``returned``, in the ``reason`` column, and when it was done in ``occurred_at``; the sheet
 has no column for the firm's own reference, so email confirmations leave it out.
+An ``attribution.disputed`` row names the lender's receipt in ``payment_id``, says why in
+``reason`` and may claim an ``amount``.
+A ``waiver.requested`` row (减免) gives its ``request_id``, the settlement the debtor would pay
+in ``amount`` and ``reason``; ``instalment.requested`` (分期) its ``request_id``,
+``instalments``, first due date ``start`` (monthly thereafter), total in ``amount`` and
+``reason``; ``pause.requested`` (停催) its ``request_id``, ``start``, ``until`` and ``reason``.
+A ``settlement.confirmed`` row (结算确认) names the statement (``statement_id``, ``revision``)
+and the ``sha256`` it agrees to; ``settlement.disputed`` (结算异议) its ``line_nos``, ``reason``
+and the commission claimed in ``amount``. Neither is about a placement: ``placement_id`` is
+left empty and the reply's placement is not used.
 
 Every problem is reported with its line (CSV/XLSX row, JSON item, form block) and field;
 rows without problems still become events, so one bad line does not hold back the rest.
@@ -37,7 +47,13 @@ from schemas.events import AGENCY_EVENT_ADAPTER, AgencyEvent
 
 Row = tuple[int, Mapping[str, str]]
 
-_FORM_LINE = re.compile(r"^\s*(?:[^\x00-\x7f]+\s*)?([A-Za-z_]+)\s*[:\uff1a]\s*(.*?)\s*$")
+SETTLEMENT_ANSWERS = frozenset({"settlement.confirmed", "settlement.disputed"})
+"""Answers to a settlement statement: rows about a statement, not a placement."""
+_LIST_SPLIT = re.compile(r"[\s,;，；、]+")
+
+_FORM_LINE = re.compile(
+    r"^\s*(?:[^\x00-\x7f]+\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*[:\uff1a]\s*(.*?)\s*$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +89,7 @@ def _event_dict(row: Mapping[str, str], defaults: RowDefaults) -> dict[str, obje
     raw_type = row.get("event_type", "").strip()
     event_type = EVENT_ALIASES.get(raw_type.lower(), EVENT_ALIASES.get(raw_type, raw_type))
     placement_id = row.get("placement_id", "").strip() or defaults.placement_id
-    if not placement_id:
+    if not placement_id and event_type not in SETTLEMENT_ANSWERS:
         raise _FieldError("placement_id", "missing")
     when_text = row.get("occurred_at", "").strip()
     try:
@@ -95,7 +111,20 @@ def _event_dict(row: Mapping[str, str], defaults: RowDefaults) -> dict[str, obje
             raise _FieldError(name, str(exc)) from None
 
     data: dict[str, object] = {"placement_id": placement_id}
-    if event_type == "placement.acknowledged":
+    if event_type in SETTLEMENT_ANSWERS:
+        data = {
+            "statement_id": _whole(need("statement_id"), "statement_id"),
+            "revision": _whole(need("revision"), "revision"),
+        }
+        if event_type == "settlement.confirmed":
+            data["sha256"] = need("sha256").lower()
+        else:
+            data.update(
+                line_nos=[_whole(n, "line_nos") for n in _LIST_SPLIT.split(need("line_nos")) if n],
+                reason=need("reason"),
+                claimed=money(),
+            )
+    elif event_type == "placement.acknowledged":
         data.update(agency_case_ref=need("agency_case_ref"), balance=money())
     elif event_type == "placement.rejected":
         data.update(reason=need("reason"))
@@ -122,10 +151,53 @@ def _event_dict(row: Mapping[str, str], defaults: RowDefaults) -> dict[str, obje
                 "reason", f"{method!r} is not a deletion method; use deleted or returned"
             )
         data.update(method=known)
+    elif event_type == "attribution.disputed":
+        # the lender's receipt id (payment_id on the packet) goes in the payment_id column
+        data.update(receipt_id=need("payment_id"), reason=need("reason"))
+        if row.get("amount", "").strip():
+            data["amount_claimed"] = money()
+    elif event_type == "waiver.requested":
+        # the amount is the settlement the debtor would pay; the rest is waived
+        data.update(request_id=need("request_id"), settlement_amount=money(), reason=need("reason"))
+    elif event_type == "instalment.requested":
+        data.update(
+            request_id=need("request_id"),
+            instalments=_count(need("instalments")),
+            first_due_date=_day(need("start"), "start", defaults),
+            frequency="monthly",
+            total=money(),
+            reason=need("reason"),
+        )
+    elif event_type == "pause.requested":
+        data.update(
+            request_id=need("request_id"),
+            pause_from=_day(need("start"), "start", defaults),
+            pause_until=_day(need("until"), "until", defaults),
+            reason=need("reason"),
+        )
     else:
         known = ", ".join(sorted(set(EVENT_ALIASES.values())))
         raise _FieldError("event_type", f"unknown event {raw_type!r}; use one of {known}")
     return {"type": event_type, "timestamp": when.isoformat(), "data": data}
+
+
+def _day(text: str, name: str, defaults: RowDefaults) -> str:
+    try:
+        return moment(text, defaults.timezone).date().isoformat()
+    except ValueError as exc:
+        raise _FieldError(name, str(exc)) from None
+
+
+def _whole(text: str, name: str) -> int:
+    if not text.strip().isdigit():
+        raise _FieldError(name, f"{text!r} is not a whole number")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise _FieldError("instalments", f"{text!r} is not a whole number of instalments")
+    return int(text)
 
 
 class _FieldError(Exception):

@@ -14,8 +14,10 @@ up to :meth:`InboundStore.commit`, which stores the whole batch in ONE transacti
 * every new message becomes an ``inbound_messages`` row (raw body, hash, signature scheme,
   status ``accepted``, ``refused``, ``invalid`` or ``conflict`` and the exact answer) with an
   ``inbound`` evidence leaf; an event for a placement the agency does not hold is ``refused``
-  (403). Accepted and refused events go to the reconciler (gateway.reconciliation.event_rules
-  decides what they change and which mismatches they raise), in the same transaction.
+  (403), and so is a settlement answer the statement cannot take (422,
+  gateway.settlement.answers). Accepted and refused events go to the reconciler
+  (gateway.reconciliation.event_rules decides what they change and which mismatches they
+  raise), in the same transaction.
 
 When another process stored one of the ids between the lookup and the insert, the unique key
 refuses the insert and the batch is committed again, so that id is answered as a duplicate.
@@ -29,13 +31,19 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from gateway.clock import to_datetime
-from gateway.errors import ConflictingDuplicate, ForeignPlacement, InboundError
+from gateway.errors import (
+    ConflictingDuplicate,
+    ForeignPlacement,
+    InboundError,
+    SettlementAnswerRefused,
+)
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.inbound.problems import PROBLEM_CONTENT_TYPE, problem_body
 from gateway.ports import Clock
 from gateway.reconciliation.event_rules import event_placement_id
 from gateway.reconciliation.kinds import MismatchDraft
 from gateway.reconciliation.recorder import IncomingEvent, apply_events, insert_mismatches
+from gateway.settlement import answers as settlement_answers
 from gateway.store.database import Database
 from gateway.store.driver_sql import insert_numbered
 from gateway.store.tables import InboundMessage, Placement
@@ -186,7 +194,19 @@ class InboundStore:
                 else:
                     assert p.event is not None
                     pid = event_placement_id(p.event)
-                    if pid is not None and owners.get(pid) != p.agency_id:
+                    refusal = (
+                        await settlement_answers.event_problem(conn, p.agency_id, p.event)
+                        if p.event.type in settlement_answers.ANSWER_TYPES
+                        else None
+                    )
+                    if refusal is not None:
+                        loc = f"{p.event.type}.data.{refusal.field}"
+                        refused = SettlementAnswerRefused(
+                            refusal.reason, errors=[{"loc": loc, "msg": refusal.reason}]
+                        )
+                        response = problem_response(refused, p.instance, p.external_id)
+                        status = "refused"
+                    elif pid is not None and owners.get(pid) != p.agency_id:
                         response = problem_response(
                             ForeignPlacement(
                                 f"placement {pid} is not held by agency {p.agency_id}; "

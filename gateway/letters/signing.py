@@ -7,6 +7,7 @@ so ``pdfsig``, Adobe Reader, pyHanko and ``openssl cms`` over the ByteRange can 
 Synchronous and CPU-bound: callers run it off the event loop.
 """
 
+import dataclasses
 import io
 import warnings
 from typing import Any
@@ -181,11 +182,13 @@ class LetterSigner:
             signer, signer_name=leaf.subject.native.get("common_name", "lender"), reserve=reserve
         )
 
-    def sign(self, pdf: bytes) -> bytes:
-        """``pdf`` with the lender's signature appended (an incremental update)."""
+    def sign(self, pdf: bytes, *, reason: str | None = None) -> bytes:
+        """``pdf`` with the lender's signature appended (an incremental update); ``reason``
+        replaces the letter's signing reason (e.g. for a settlement statement)."""
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
         out = io.BytesIO()
-        signers.PdfSigner(self._meta, signer=self._signer).sign_pdf(
+        meta = self._meta if reason is None else dataclasses.replace(self._meta, reason=reason)
+        signers.PdfSigner(meta, signer=self._signer).sign_pdf(
             writer, output=out, bytes_reserved=self._reserve
         )
         return out.getvalue()

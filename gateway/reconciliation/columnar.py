@@ -48,7 +48,7 @@ import duckdb
 from sqlalchemy.engine import make_url
 
 from gateway.errors import GatewayError
-from gateway.lifecycle import ACTIVITY_EVENTS
+from gateway.lifecycle import ACTIVITY_EVENTS, AGENCY_WIDE_EVENTS
 from gateway.reconciliation.contact_rules import CHANNELS, INTRUSIVE, ContactRules, violation
 from gateway.reconciliation.event_audit import _NO_STATE, SKEW_SECONDS, Break, ContactFacts
 from gateway.reconciliation.event_rules import PLACEMENT_DATE_GRACE
@@ -182,6 +182,7 @@ class EventPass:
 
 
 _ACTIVITY = _sql_list(ACTIVITY_EVENTS)
+_AGENCY_WIDE = _sql_list(AGENCY_WIDE_EVENTS)
 _NO_STATE_SQL = _sql_list(_NO_STATE)
 _CHANNEL_CASE = " ".join(f"WHEN '{name}' THEN {2 * n}" for n, name in CHANNELS.items())
 _OTHER_CHANNEL = 2 * max(CHANNELS) + 2
@@ -211,7 +212,7 @@ def _events_sql(*, incremental: bool) -> str:
         reason, known, p_agency, p_currency, balance, placed_s, recalled_s, case_id,
         CASE
             WHEN NOT known THEN
-                CASE WHEN etype = 'statement.submitted' THEN 'skip'
+                CASE WHEN list_contains({_AGENCY_WIDE}, etype) THEN 'skip'
                 ELSE 'unknown_placement' END
             WHEN p_agency <> agency THEN 'wrong_agency'
             WHEN amount IS NOT NULL AND currency IS DISTINCT FROM p_currency

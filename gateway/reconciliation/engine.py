@@ -11,7 +11,10 @@ A run (gateway.reconciliation.runs) fixes its inputs, then runs the passes of ``
    reference it is tested against). The breaks are committed window by window of
    ``batch_events`` event ids, each window with its checkpoint.
 2. ``payments``: the three-way match with the lender's payment feed
-   (gateway.reconciliation.three_way), from the payments the events pass saw.
+   (gateway.reconciliation.three_way), from the payments the events pass saw; then, in the
+   same transaction, the attribution of every receipt not yet attributed to the placement
+   that held its case (gateway.settlement.attribution_pass), with its evidence leaf and the
+   ``payment.direct`` / ``payment.attributed`` packets of ``lender_collects`` agencies.
 3. ``statements``: every agency inventory statement not yet reconciled
    (gateway.reconciliation.statements).
 4. ``expectations``: statement expectations for each agency's last complete period, then
@@ -37,11 +40,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.clock import to_datetime
+from gateway.concessions import audit as concession_audit
 from gateway.config.agencies import AgencyConfig
 from gateway.config.settings import ReconciliationSection
 from gateway.crashpoints import crash_point
@@ -63,6 +68,7 @@ from gateway.reconciliation.recorder import (
 )
 from gateway.reconciliation.runs import PASSES, Run
 from gateway.reconciliation.sla import run_sla_checks
+from gateway.settlement import attribution_pass
 from gateway.store.database import Database
 from gateway.store.recon_tables import PaymentFeed
 
@@ -262,6 +268,13 @@ class ReconEngine:
             (b.dedupe_key, b) for b in found.violations if (b.event_id or 0) > run.after_event_id
         ]
         run.count("contacts", {"checked": found.contacts, "violations": len(violations)})
+        # Promises and settled closes against approved terms (gateway.concessions.audit),
+        # committed with the contact violations and the same checkpoint.
+        async with self._db.snapshot() as read:
+            terms = await concession_audit.term_breaks(
+                read, after_event_id=run.after_event_id, upto_event_id=run.upto_event_id
+            )
+        violations += [(key, Break(eid, agency, draft)) for key, draft, agency, eid, _ in terms]
         await self._commit(run, violations, checkpoint={"pass": "payments"})
         self._audits[run.id] = found
         return found
@@ -292,12 +305,21 @@ class ReconEngine:
                     sa.select(F.id, F.source, F.sha256).where(F.id.in_(sorted(outcome.feeds)))
                 )
                 feeds = [{"feed_id": i, "source": s, "sha256": h} for i, s, h in rows.all()]
+            credited = await attribution_pass.attribute_receipts(
+                read,
+                self._agencies,
+                upto_payment_id=run.upto_payment_id,
+                zone=ZoneInfo(self._settings.timezone),
+                now=self._now(),
+            )
         run.inputs["payment_feeds"] = feeds
         run.count("matches", outcome.counts())
+        run.count("attributions", credited.counts())
         now = self._now()
 
         async def links(conn: AsyncConnection) -> None:
             await three_way.write(conn, outcome, now=now)
+            await attribution_pass.record(conn, credited, run_id=run.id, now=now)
 
         await self._commit(run, outcome.breaks, checkpoint={"pass": "statements"}, extra=links)
 

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.lifecycle import ACTIVITY_EVENTS
+from gateway.lifecycle import ACTIVITY_EVENTS, AGENCY_WIDE_EVENTS
 from gateway.reconciliation.event_rules import PLACEMENT_DATE_GRACE
 from gateway.reconciliation.kinds import MismatchDraft
 from gateway.reconciliation.match_inputs import AgencyPayment
@@ -72,6 +72,10 @@ _NO_STATE: Final = frozenset(
         "contact.attempted",
         "promise.made",
         "complaint.received",
+        "waiver.requested",
+        "instalment.requested",
+        "pause.requested",
+        "attribution.disputed",
     }
 )
 _STATUS: Final = {
@@ -150,7 +154,7 @@ class EventAudit:
             etype = row[3]
             p = places.get(row[2])
             if p is None:
-                if etype == "statement.submitted":
+                if etype in AGENCY_WIDE_EVENTS:
                     continue
                 found = self._refused("unknown_placement", row, None)
             elif p[1] != row[1]:

@@ -54,6 +54,8 @@ from schemas.events import (
     PaymentReversed,
     PlacementAcknowledged,
     PromiseMade,
+    SettlementConfirmed,
+    SettlementDisputed,
     StatementSubmitted,
 )
 
@@ -90,13 +92,15 @@ def event_money(event: AgencyEvent) -> Money | None:
 
 
 def event_placement_id(event: AgencyEvent) -> str | None:
-    return None if isinstance(event, StatementSubmitted) else event.data.placement_id
+    if isinstance(event, StatementSubmitted | SettlementConfirmed | SettlementDisputed):
+        return None  # agency-wide: an inventory, or an answer to a settlement statement
+    return event.data.placement_id
 
 
 def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) -> Decision:
     """Apply the rules in the module docstring to one event."""
-    if isinstance(event, StatementSubmitted):
-        return Decision(applied=True)
+    if isinstance(event, StatementSubmitted | SettlementConfirmed | SettlementDisputed):
+        return Decision(applied=True)  # settlement answers: gateway.settlement.answers
     pid = event.data.placement_id
     theirs: dict[str, object] = {"type": event.type, "placement_id": pid}
     if placement is None:

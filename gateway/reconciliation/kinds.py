@@ -45,6 +45,10 @@ SEVERITY = {
     "unparsed_reply": "medium",
     "unverified_reply": "high",
     "unmatched_reply": "medium",
+    "unapproved_terms": "high",
+    "unapproved_waiver": "high",
+    "settlement_disputed": "medium",
+    "attribution_disputed": "medium",
 }
 MISMATCH_KINDS = tuple(SEVERITY)
 

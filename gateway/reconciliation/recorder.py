@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.cases.outcomes import PlacementEnding, follow_outcomes, placement_ending
+from gateway.concessions import requests as concession_requests
 from gateway.reconciliation.event_rules import assess, event_money, event_placement_id
 from gateway.reconciliation.kinds import (
     RULE_VERSION,
@@ -23,6 +24,7 @@ from gateway.reconciliation.kinds import (
     NewExpectation,
     PlacementView,
 )
+from gateway.settlement import answers as settlement_answers, disputes as attribution_disputes
 from gateway.store.database import dialect_insert
 from gateway.store.driver_sql import execute_rows, insert_numbered
 from gateway.store.tables import AgencyEventRow, Expectation, Mismatch, Placement
@@ -229,10 +231,12 @@ async def apply_events(
     original = dict(views)
     event_rows = []
     decisions = []
+    befores = []
     endings: list[PlacementEnding] = []
     for item in incoming:
         pid = event_placement_id(item.event)
         before = views.get(pid) if pid else None
+        befores.append(before)
         decision = assess(item.event, item.agency_id, before)
         if decision.applied and decision.placement is not None:
             views[decision.placement.id] = decision.placement
@@ -284,7 +288,7 @@ async def apply_events(
     await follow_outcomes(conn, endings, now=now)
     meets = []
     new_expectations = []
-    mismatches = []
+    mismatches: list[concession_requests.MismatchRow] = []
     for item, decision, event_id in zip(incoming, decisions, event_ids, strict=True):
         pid = event_placement_id(item.event)
         money = event_money(item.event)
@@ -327,6 +331,30 @@ async def apply_events(
             meets,
         )
     await insert_expectation_rows(conn, new_expectations)
+    mismatches += await concession_requests.on_arrival(
+        conn,
+        [
+            (i.agency_id, eid, i.event, b, d.applied)
+            for i, eid, b, d in zip(incoming, event_ids, befores, decisions, strict=True)
+        ],
+        now=now,
+    )
+    mismatches += await attribution_disputes.on_arrival(
+        conn,
+        [
+            (i.agency_id, eid, i.event, d.applied)
+            for i, eid, d in zip(incoming, event_ids, decisions, strict=True)
+        ],
+        now=now,
+    )
+    mismatches += await settlement_answers.on_arrival(
+        conn,
+        [
+            (i.agency_id, eid, i.event, d.applied)
+            for i, eid, d in zip(incoming, event_ids, decisions, strict=True)
+        ],
+        now=now,
+    )
     await insert_mismatches(conn, mismatches, now=now)
     return event_ids
 

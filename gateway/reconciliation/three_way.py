@@ -11,6 +11,13 @@ received. Loads the still-unmatched records of both sides, matches them
   received that no agency reported (``payment_not_reported``). A receipt from the debtor on
   a placement an agency still holds is a *direct pay*: a ``payment.direct`` packet is
   queued to that agency, with its evidence leaf, in the same transaction.
+
+Under an agency's ``settlement.money_model = "lender_collects"`` (the Chinese default) the
+debtor is meant to pay the lender: a direct pay on its placement is no break (the attribution
+pass, gateway.settlement.attribution_pass, credits it and sends ``payment.direct`` at once),
+and its own ``payment.reported`` events are activity reports: matched to the receipts when
+they meet one (findings inside a match still count), informational otherwise (never
+``payment_not_received``). ``agency_remits`` keeps the rules above.
 """
 
 from collections import Counter
@@ -63,11 +70,21 @@ class ThreeWayOutcome:
     links: list[tuple[str, int, str, int, int, int, int]] = field(default_factory=list)
     packets: list[tuple[AgencyConfig, str, RenderedPacket]] = field(default_factory=list)
     feeds: set[int] = field(default_factory=set)
+    activity_reports: int = 0
+    """Unmatched payments reported by ``lender_collects`` agencies (informational)."""
 
     def counts(self) -> Counter[str]:
         found: Counter[str] = Counter(m.pass_name for m in self.result.matches)
         found["direct_pay_notices"] = len(self.packets)
+        if self.activity_reports:
+            found["activity_reports"] = self.activity_reports
         return found
+
+
+def lender_collects(agencies: Mapping[str, AgencyConfig], agency_id: str | None) -> bool:
+    """Whether the agency works under the ``lender_collects`` money model."""
+    agency = agencies.get(agency_id or "")
+    return agency is not None and agency.settlement.money_model == "lender_collects"
 
 
 def _day(value: date) -> int:
@@ -204,6 +221,9 @@ async def judge(
         return day + (agency.settlement.report_days if agency else 3) < today
 
     for p in result.unmatched_agency:
+        if lender_collects(agencies, p.agency_id):
+            out.activity_reports += 1
+            continue
         if p.id not in held_p and waited(p.agency_id, p.day):
             draft = MismatchDraft(
                 "payment_not_received",
@@ -245,6 +265,8 @@ async def _unreported(
             continue  # money on a case we never placed: not an agency matter
         placement = held.get(r.placement_id or "")
         direct = r.kind == "debtor" and placement is not None
+        if placement is not None and direct and lender_collects(agencies, placement.agency_id):
+            continue  # the debtor was meant to pay the lender: attributed, not a break
         what = "a direct payment from the debtor" if direct else f"a {r.kind}"
         draft = MismatchDraft(
             "payment_not_reported",
@@ -320,4 +342,12 @@ def _describe(record: AgencyPayment | LenderReceipt) -> dict[str, object]:
     return _payment(record) if isinstance(record, AgencyPayment) else _receipt(record)
 
 
-__all__ = ["SeenPayments", "ThreeWayOutcome", "agency_payments", "judge", "lender_side", "write"]
+__all__ = [
+    "SeenPayments",
+    "ThreeWayOutcome",
+    "agency_payments",
+    "judge",
+    "lender_collects",
+    "lender_side",
+    "write",
+]

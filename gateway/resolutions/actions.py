@@ -62,6 +62,7 @@ from gateway.resolutions.rules import (
     MismatchFilter,
     refusal,
 )
+from gateway.settlement import disputes as attribution_disputes
 from gateway.store.console_tables import (
     ConsoleUser,
     MismatchAction,
@@ -82,6 +83,8 @@ M, P = MISMATCHES.c, PLACEMENTS.c
 
 MAX_BULK: Final = 1000
 _CHUNK = 100
+_DECIDED: Final = frozenset({"resolved", "dismissed", "written_off"})
+"""Mismatch states that end a dispute of attribution (its rows count again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +402,8 @@ class ResolutionService:
             return await _assign(conn, f, request, now=now)
         if name == "comment":
             return {"comment_sha256": _sha256(request.reason)}
+        if f.kind == "attribution_disputed" and ACTIONS[name].to_state in _DECIDED:
+            return {"released_attributions": await attribution_disputes.release_decided(conn, f.id)}
         return {}
 
     async def _vouch(

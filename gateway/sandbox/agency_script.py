@@ -28,11 +28,14 @@ from schemas.events import ContactChannel, ContactOutcome
 from schemas.packets import (
     CasePacket,
     DataDeletionRequested,
+    PaymentAttributed,
     PaymentDirect,
     PlacementAmended,
     PlacementCreated,
     PlacementCreatedData,
     PlacementExpiring,
+    RequestDecided,
+    SettlementStatement,
 )
 
 FaultKind = Literal[
@@ -124,6 +127,8 @@ class CaseFile:
     return_by: date | None = None
     warned_for: date | None = None
     """The ``return_by`` of the last expiry warning received."""
+    decisions: dict[str, str] = field(default_factory=dict)
+    """request id → the lender's decision on it (``request.decided``)."""
     steps: deque[Step] = field(default_factory=deque)
 
     @property
@@ -174,6 +179,8 @@ class EventPlanner:
         """Apply one accepted packet; return the case it concerns, or None if unknown."""
         if isinstance(packet, PlacementCreated):
             return self._created(packet.data)
+        if isinstance(packet, SettlementStatement):
+            return None  # an agency-wide statement, about no one case
         case = self.cases.get(packet.data.placement_id)
         if case is None:
             return None
@@ -185,6 +192,10 @@ class EventPlanner:
             case.warned_for = packet.data.return_by
         elif isinstance(packet, PaymentDirect):
             case.credited += packet.data.amount.amount_minor
+        elif isinstance(packet, PaymentAttributed):
+            pass  # commission news on an ended placement: nothing left to work
+        elif isinstance(packet, RequestDecided):
+            case.decisions[packet.data.request_id] = packet.data.decision
         elif isinstance(packet, DataDeletionRequested):
             # The case is over: whatever was still scripted is dropped, the data erased.
             case.scripted = True

@@ -429,6 +429,19 @@ def _packet(record: dict[str, Any], packet_type: str, now: datetime) -> CasePack
         "placement.expiring": {"case_id": case_id, "return_by": today, "recall_on": today},
         "placement.recalled": {"case_id": case_id, "reason_code": "RECALL", "recalled_at": moment},
         "payment.direct": {"case_id": case_id, "payment_id": f"pay_{pid}", "paid_at": moment},
+        "payment.attributed": {
+            "case_id": case_id,
+            "payment_id": f"pay_{pid}",
+            "paid_at": moment,
+            "attribution": {"rule": "grace_old", "share_bps": 10_000, "amount": zero},
+        },
+        "request.decided": {
+            "case_id": case_id,
+            "request_id": f"rq_{pid}",
+            "request_type": "waiver",
+            "decision": "rejected",
+            "decided_at": moment,
+        },
         "data.deletion_requested": {
             "case_id": case_id,
             "reason": "recalled",

@@ -218,7 +218,8 @@ class SandboxWebhookAgency:
         self._seen[msg_id] = digest
         self.stats.packets_received += 1
         self.stats.packets_by_type[packet.type] += 1
-        case = self.planner.cases.get(packet.data.placement_id)
+        pid = getattr(packet.data, "placement_id", None)  # a statement names no placement
+        case = self.planner.cases.get(pid) if pid is not None else None
         before = case.remaining if case is not None else 0
         case = self.planner.on_packet(packet)
         if case is not None:

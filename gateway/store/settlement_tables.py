@@ -51,3 +51,6 @@ class Attribution(SQLModel, table=True):
     statement_id: int | None = Field(default=None, index=True, description="settled on")
     run_id: int | None = Field(default=None, description="reconciliation_runs.id")
     created_at: datetime = Field(sa_column=_ts())
+
+
+__all__ = ["Attribution"]

@@ -307,12 +307,14 @@ from gateway.store import (  # noqa: E402
     case_tables as case_tables,
     claim_tables as claim_tables,
     cluster_tables as cluster_tables,
+    concession_tables as concession_tables,
     console_tables as console_tables,
     document_tables as document_tables,
     mail_tables as mail_tables,
     notice_tables as notice_tables,
     recon_tables as recon_tables,
     settlement_tables as settlement_tables,
+    statement_tables as statement_tables,
     transfer_tables as transfer_tables,
 )
 

@@ -529,3 +529,30 @@ async def test_a_bounce_marks_the_dispatch_dead_with_its_reason(world: World):
     assert mismatch["kind"] == "dead_delivery" and mismatch["outbox_id"] == item["id"]
     [mail] = await world.rows(MAILS, MAILS.c.ref == ref)
     assert mail["state"] == "bounced" and "unknown" in mail["bounce_reason"]
+
+
+async def test_a_firm_asks_for_a_waiver_a_plan_and_a_pause_in_its_reply_sheet(world: World):
+    from gateway.concessions.requests import list_requests
+
+    sent = world.sent[0]
+    pid = placement_of(sent)
+    header = SHEET_HEADER + ",申请编号 request_id,期数 instalments,开始日期 start,截止日期 until"
+    rows = [
+        f'受理,{pid},2026-03-03,ZY-9,,,,,"1,234.50",CNY,,,,,',
+        f'减免,{pid},2026-03-03,,,,,,"800.00",CNY,失业,ZY-W1,,,',
+        f"分期,{pid},2026-03-03,,,,,,1200.00,CNY,按月发薪,ZY-I1,3,2026-04-10,",
+        f"停催,{pid},2026-03-03,,,,,,,,住院,ZY-P1,,2026-03-05,2026-03-20",
+    ]
+    await world.append(reply(sent, sheet="\r\n".join([header, *rows]) + "\r\n"))
+    assert (await world.reader.poll()).kinds == {"reply": 1}
+    async with world.db.connect() as conn:
+        found = {r.request_id: r for r in await list_requests(conn, states=["pending"])}
+    assert found.keys() == {"ZY-W1", "ZY-I1", "ZY-P1"}
+    assert found["ZY-W1"].terms.settle_minor == 80_000
+    assert [(str(i.due_date), i.amount_minor) for i in found["ZY-I1"].terms.schedule] == [
+        ("2026-04-10", 40_000),
+        ("2026-05-10", 40_000),
+        ("2026-06-10", 40_000),
+    ]
+    pause = found["ZY-P1"].terms
+    assert (str(pause.pause_from), str(pause.pause_until)) == ("2026-03-05", "2026-03-20")

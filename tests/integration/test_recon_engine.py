@@ -58,10 +58,19 @@ SETTINGS = ReconciliationSection(amount_tolerance_minor=100, date_window_days=3)
 
 def agencies() -> dict[str, AgencyConfig]:
     return {
-        "AGA": agency_config(id="AGA", settlement={"commission_bps": 1_000, "report_days": 2}),
+        # today's remit model: these tests are about what agencies must report and remit
+        "AGA": agency_config(
+            id="AGA",
+            settlement={
+                "commission_bps": 1_000,
+                "report_days": 2,
+                "money_model": "agency_remits",
+            },
+        ),
         "AGB": agency_config(
             id="AGB",
             settlement={
+                "money_model": "agency_remits",
                 "commission_bps": 1_500,
                 "remittance": "net",
                 "report_days": 2,

@@ -132,6 +132,8 @@ def _cell(kind: str, value: Any) -> str:
         return _utc_text(value)
     if kind == "bool":
         return "true" if value else "false"
+    if kind == "list":
+        return ";".join(str(v) for v in value)  # the layout's list_separator
     return str(value)
 
 

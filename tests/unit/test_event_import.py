@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from openpyxl import Workbook
 
-from gateway.inbound.reply_sheet import amount_minor, column_name
+from gateway.inbound.reply_sheet import EVENT_ALIASES, amount_minor, column_name
 from gateway.inbound.sheets import (
     RowDefaults,
     form_rows,
@@ -13,6 +13,7 @@ from gateway.inbound.sheets import (
     parse_sheet,
     rows_to_events,
 )
+from schemas.events import SettlementConfirmed, SettlementDisputed
 
 RECEIVED = datetime(2026, 3, 3, 2, 0, tzinfo=UTC)
 DEFAULTS = RowDefaults(received_at=RECEIVED)
@@ -64,9 +65,8 @@ def test_a_csv_sheet_with_good_and_bad_lines():
     assert [str(e) for e in parsed.errors] == [
         "line 5: amount: required for case.returned",
         "line 6: occurred_at: '2026-13-01' is not a date (write e.g. 2026-03-01)",
-        "line 7: event_type: unknown event 'nonsense'; use one of case.closed, case.returned, "
-        "data.deleted, legal.action, payment.reported, placement.acknowledged, "
-        "placement.rejected",
+        "line 7: event_type: unknown event 'nonsense'; use one of "
+        + ", ".join(sorted(set(EVENT_ALIASES.values()))),
     ]
 
 
@@ -168,3 +168,56 @@ def test_a_deletion_confirmed_in_the_body_form():
 def test_an_unknown_file_type_is_one_error():
     parsed = parse_sheet("reply.docx", b"x", DEFAULTS)
     assert parsed.events == () and "use a .csv, .xlsx or .json file" in parsed.errors[0].message
+
+
+SHA = "ab" * 32
+
+
+def test_settlement_answers_in_a_sheet_name_the_statement_not_a_placement():
+    sheet = (
+        "事件 event_type,委托编号 placement_id,结算单编号 statement_id,版本 revision,"
+        "哈希 sha256,行号 line_nos,原因 reason,金额 amount\r\n"
+        f"结算确认,,7,2,{SHA.upper()},,,\r\n"
+        "结算异议,,7,2,,1；3、4,深度逾期费率,600.00\r\n"
+        f"settlement.confirmed,,7,,{SHA},,,\r\n"
+        "settlement.disputed,,7,2,,x,why,1\r\n"
+        "settlement.disputed,,7,2,,1,,1\r\n"
+    ).encode()
+    # The reply's placement is not put into a settlement answer.
+    parsed = parse_sheet("回复表.csv", sheet, RowDefaults(received_at=RECEIVED, placement_id=PID))
+    confirmed, disputed = parsed.events
+    assert confirmed.type == "settlement.confirmed"
+    assert confirmed.data.model_dump() == {"statement_id": 7, "revision": 2, "sha256": SHA}
+    assert disputed.type == "settlement.disputed"
+    assert disputed.data.line_nos == (1, 3, 4) and disputed.data.reason == "深度逾期费率"
+    assert disputed.data.claimed.amount_minor == 60_000
+    assert [str(e) for e in parsed.errors] == [
+        "line 4: revision: required for settlement.confirmed",
+        "line 5: line_nos: 'x' is not a whole number",
+        "line 6: reason: required for settlement.disputed",
+    ]
+
+
+def test_a_settlement_dispute_in_the_body_form():
+    text = (
+        "---- REPLY FORM 回复表 ----\n"
+        "事件 event_type: settlement_disputed\n"
+        "statement_id: 7\n"
+        "revision: 1\n"
+        "line_nos: 2, 5\n"
+        "reason: paid before recall\n"
+        "amount: 12.50\n"
+        "---- END ----\n"
+        "---- REPLY FORM 回复表 ----\n"
+        "事件 event_type: settlement_confirmed\n"
+        "statement_id: 8\n"
+        "revision: 1\n"
+        f"sha256: {SHA}\n"
+        "---- END ----\n"
+    )
+    parsed = rows_to_events(form_rows(text), RowDefaults(received_at=RECEIVED, placement_id=PID))
+    assert parsed.errors == ()
+    disputed, confirmed = parsed.events
+    assert isinstance(disputed, SettlementDisputed) and isinstance(confirmed, SettlementConfirmed)
+    assert disputed.data.line_nos == (2, 5) and disputed.data.claimed.amount_minor == 1250
+    assert confirmed.data.sha256 == SHA and confirmed.data.statement_id == 8

@@ -21,9 +21,10 @@ WORKING_EVENTS = frozenset(EVENT_TYPES) - {
     "complaint.received",
     "statement.submitted",
     "data.deleted",
+    "attribution.disputed",
 }
-"""Events that report work or a change of status (complaints, statements and deletion
-confirmations change nothing)."""
+"""Events that report work or a change of status (complaints, statements, deletion
+confirmations and disputes of attribution change nothing)."""
 
 
 def reachable(table: dict[str, set[str]], start: str) -> set[str]:

@@ -1,0 +1,134 @@
+"""A settlement statement answered over SFTP, against a real asyncssh server on loopback (the
+sandbox server): a result-file row ``settlement.confirmed`` (STATEMENT_ID, REVISION, SHA256)
+locks the statement; ``settlement.disputed`` (LINE_NOS, REASON, CLAIMED) opens the mismatch;
+a confirmation of another hash changes nothing."""
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.bootstrap import Gateway
+from gateway.store.migrate import upgrade
+from gateway.store.tables import Mismatch
+from tests.integration.sftp_harness import AGENCY_ID, SftpWorld, start_world
+from tests.integration.test_settlement_statements import MARCH
+from tests.integration.test_sftp_pickup import pickup_of, put, render
+from tests.settlement_world import agency, seed, service
+
+
+@pytest.fixture
+async def world(tmp_path: Path, database_url: str) -> AsyncIterator[SftpWorld]:
+    w = await start_world(tmp_path, database_url)
+    yield w
+    await w.aclose()
+
+
+@pytest.fixture
+async def gateway(world: SftpWorld) -> AsyncIterator[Gateway]:
+    gw = world.gateway()
+    try:
+        await upgrade(gw.db)
+        await seed(gw.db, AGENCY_ID, MARCH)
+        yield gw
+    finally:
+        await gw.aclose()
+
+
+async def _answers(gateway: Gateway) -> list[str]:
+    async with gateway.db.connect() as conn:
+        return [
+            str(t)
+            for t in (
+                await conn.execute(
+                    sa.text(
+                        "SELECT event_type FROM agency_events "
+                        "WHERE event_type LIKE 'settlement.%' ORDER BY id"
+                    )
+                )
+            ).scalars()
+        ]
+
+
+def _row(event_type: str, data: dict[str, object]) -> dict[str, object]:
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"type": event_type, "timestamp": at, "data": data}
+
+
+async def _state(gateway: Gateway, sid: int) -> str:
+    async with gateway.db.connect() as conn:
+        return str(
+            (
+                await conn.execute(
+                    sa.text("SELECT state FROM settlement_statements WHERE id = :i"), {"i": sid}
+                )
+            ).scalar_one()
+        )
+
+
+async def test_a_confirmation_row_locks_the_statement(world: SftpWorld, gateway: Gateway) -> None:
+    statements = service(gateway.db, agency(AGENCY_ID))
+    sid = await statements.build(AGENCY_ID, "2026-03", actor="ops:ann")
+    sha = await statements.issue(sid, actor="ops:bob")
+    wrong = _row("settlement.confirmed", {"statement_id": sid, "revision": 1, "sha256": "1" * 64})
+    body = render(world, "result", [wrong])
+    assert b",STATEMENT_ID,REVISION,SHA256,LINE_NOS,CLAIMED" in body.split(b"\n")[0]
+    name = f"{AGENCY_ID}_LENDERX_RESULT_20260403_0001.csv"
+    put(world, name, body)
+    # Stored, changes nothing, and reported as a refused row with its line and column.
+    assert await (await pickup_of(gateway)).poll_once() == {"failed": 1}
+    assert await _state(gateway, sid) == "issued"
+    reason = (world.path("error") / f"{name}.reason.txt").read_text()
+    assert (
+        f"line 2: SHA256: settlement.confirmed: statement {sid} revision 1 has SHA-256 {sha}"
+        in (reason)
+    )
+    assert await _answers(gateway) == ["settlement.confirmed"]
+    right = _row("settlement.confirmed", {"statement_id": sid, "revision": 1, "sha256": sha})
+    # The second confirmation in the same file meets a confirmed statement: refused.
+    two = render(world, "result", [right, right])
+    put(world, f"{AGENCY_ID}_LENDERX_RESULT_20260403_0002.csv", two)
+    assert await (await pickup_of(gateway)).poll_once() == {"partial": 1}
+    assert await _state(gateway, sid) == "confirmed"
+    async with gateway.db.connect() as conn:
+        errors = (
+            await conn.execute(
+                sa.text("SELECT errors, rows_ok, rows_failed FROM file_pickups ORDER BY id DESC")
+            )
+        ).first()
+    assert errors is not None
+    [error] = json.loads(errors[0])
+    assert (error["line"], error["field"], errors[1], errors[2]) == (3, "STATEMENT_ID", 1, 1)
+    assert "confirmed" in error["message"]
+
+
+async def test_a_dispute_row_opens_the_mismatch(world: SftpWorld, gateway: Gateway) -> None:
+    statements = service(gateway.db, agency(AGENCY_ID))
+    sid = await statements.build(AGENCY_ID, "2026-03", actor="ops:ann")
+    await statements.issue(sid, actor="ops:bob")
+    row = _row(
+        "settlement.disputed",
+        {
+            "statement_id": sid,
+            "revision": 1,
+            "line_nos": [1, 3],
+            "reason": "both at the deep rate",
+            "claimed": {"amount_minor": 60_000, "currency": "CNY"},
+        },
+    )
+    put(world, f"{AGENCY_ID}_LENDERX_RESULT_20260403_0001.csv", render(world, "result", [row]))
+    assert await (await pickup_of(gateway)).poll_once() == {"done": 1}
+    assert await _state(gateway, sid) == "disputed"
+    async with gateway.db.connect() as conn:
+        M = Mismatch.__table__.c  # type: ignore[attr-defined]
+        [theirs] = (
+            await conn.execute(sa.select(M.theirs).where(M.kind == "settlement_disputed"))
+        ).scalars()
+    assert json.loads(theirs) == {
+        "line_nos": [1, 3],
+        "reason": "both at the deep rate",
+        "claimed_minor": 60_000,
+    }
