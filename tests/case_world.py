@@ -6,6 +6,7 @@ and the queries the tests assert on (statuses, holds, history, packets, leaves).
 import csv
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -180,12 +181,19 @@ class CaseWorld:
         return [json.loads(r["body"]) for r in rows]
 
 
-async def build_case_world(make_config: Any, tmp_path: Path, database_url: str) -> CaseWorld:
-    """One webhook agency taking every bucket; the caller closes ``world.gateway``."""
-    _config, settings, agencies = make_config(
-        database_url=database_url,
-        agencies={AGENCY: {"scheme": "v1", "url": "http://127.0.0.1:9/hooks"}},
-    )
+async def build_case_world(
+    make_config: Any,
+    tmp_path: Path,
+    database_url: str,
+    *,
+    settlement: Mapping[str, object] | None = None,
+) -> CaseWorld:
+    """One webhook agency taking every bucket (its ``[settlement]`` as given); the caller
+    closes ``world.gateway``."""
+    spec: dict[str, object] = {"scheme": "v1", "url": "http://127.0.0.1:9/hooks"}
+    if settlement is not None:
+        spec["settlement"] = dict(settlement)
+    _config, settings, agencies = make_config(database_url=database_url, agencies={AGENCY: spec})
     clock = ManualClock(START.timestamp())
     gateway = build(settings, agencies, clock=clock)
     await upgrade(gateway.db)

@@ -137,8 +137,9 @@ def _toml_document(top: Mapping[str, object], sections: Mapping[str, Mapping[str
 @pytest.fixture
 def make_config(tmp_path: Path) -> ConfigFactory:
     """``make_config(database_url=..., agencies={ID: {"scheme": "v1"|"v1a", "url": ...,
-    "retry": {...}, "sla": {...}}}, dispatch={...}, console={...})`` writes ``tmp_path/config``
-    with key files under ``keys/`` and returns (gateway.toml path, settings, agencies)."""
+    "retry": {...}, "sla": {...}, "settlement": {...}}}, dispatch={...}, console={...})``
+    writes ``tmp_path/config`` with key files under ``keys/`` and returns (gateway.toml path,
+    settings, agencies)."""
 
     def write(
         *,
@@ -191,7 +192,7 @@ def make_config(tmp_path: Path) -> ConfigFactory:
                 "eligibility": {"buckets": list(BUCKETS), "currencies": ["CNY"]},
                 "capacity": {"max_open_placements": 100_000, "weight": 1.0},
             }
-            for name in ("retry", "sla"):
+            for name in ("retry", "sla", "settlement"):
                 if name in spec:
                     sections[name] = spec[name]  # type: ignore[assignment]
             top = {

@@ -305,7 +305,9 @@ async def mismatch_kinds(db: Database) -> Counter[str]:
 async def test_a_reconciliation_run_killed_before_its_checkpoint_resumes_to_the_same_breaks(
     tmp_path: Path, database_url: str, make_config: ConfigFactory
 ) -> None:
-    world = await build_case_world(make_config, tmp_path, database_url)
+    # The remit model: a payment the agency reports and the lender never receives is a break.
+    remits = {"money_model": "agency_remits"}
+    world = await build_case_world(make_config, tmp_path, database_url, settlement=remits)
     config_path = tmp_path / "config" / "gateway.toml"
     try:
         await world.intake([account(n) for n in range(1, 6)])
