@@ -4,7 +4,8 @@ beside them. Handlers stay thin: read, call the core, respond."""
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -131,25 +132,52 @@ async def receive_event(request: web.Request) -> web.Response:
     )
 
 
-async def fetch_document(request: web.Request) -> web.StreamResponse:
-    """A webhook agency fetches one document of its placement's pack (gateway.documents.fetch:
-    verified before parsing, only its own open placements, every request recorded)."""
-    documents = request.app[DOCUMENTS_KEY]
+_Found = TypeVar("_Found", covariant=True)
+
+
+class _Fetcher(Protocol[_Found]):
+    """What both document fetch services offer the route (gateway.documents.fetch and
+    gateway.settlement.fetch)."""
+
+    max_body_bytes: int
+
+    def knows(self, agency_id: str) -> bool: ...
+
+    async def open(
+        self,
+        agency_id: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes | None,
+        *,
+        request_id: str,
+    ) -> _Found: ...
+
+
+async def _open_fetch(request: web.Request, fetcher: _Fetcher[_Found]) -> _Found | web.Response:
+    """Read a signed fetch request (a body over the limit is left unread) and hand it to
+    ``fetcher``; a refusal comes back as the problem response, with the request id."""
     agency_id = request.match_info["agency_id"]
     request_id = uuid.uuid4().hex
     try:
-        if not documents.knows(agency_id):
+        if not fetcher.knows(agency_id):
             raise UnknownAgency(f"no agency {agency_id!r} fetches documents from this gateway")
-        limit = documents.max_body_bytes
+        limit = fetcher.max_body_bytes
         too_large = request.content_length is not None and request.content_length > limit
         body = None if too_large else await _whole_body(request, limit)
-        fetched = await documents.open(
-            agency_id, request.headers.items(), body, request_id=request_id
-        )
+        return await fetcher.open(agency_id, request.headers.items(), body, request_id=request_id)
     except InboundError as exc:
         refusal = _problem_response(exc, request)
         refusal.headers["X-Request-Id"] = request_id
         return refusal
+
+
+async def fetch_document(request: web.Request) -> web.StreamResponse:
+    """A webhook agency fetches one document of its placement's pack (gateway.documents.fetch:
+    verified before parsing, only its own open placements, every request recorded)."""
+    documents = request.app[DOCUMENTS_KEY]
+    fetched = await _open_fetch(request, documents)
+    if isinstance(fetched, web.Response):
+        return fetched
     response = web.StreamResponse(headers=fetched.headers())
     response.content_length = fetched.document.size
     await response.prepare(request)
@@ -158,7 +186,7 @@ async def fetch_document(request: web.Request) -> web.StreamResponse:
             await response.write(chunk)
     except Exception as exc:
         # Headers are gone: the only honest signal left is a cut-off body.
-        await documents.aborted(fetched, agency_id, exc)
+        await documents.aborted(fetched, request.match_info["agency_id"], exc)
         if request.transport is not None:
             request.transport.close()
         return response
@@ -172,21 +200,9 @@ async def fetch_statement_document(request: web.Request) -> web.Response:
     """A webhook agency fetches a document of its settlement statement
     (gateway.settlement.fetch: verified before parsing, only its own statements, recorded)."""
     documents = request.app[STATEMENT_DOCUMENTS_KEY]
-    agency_id = request.match_info["agency_id"]
-    request_id = uuid.uuid4().hex
-    try:
-        if not documents.knows(agency_id):
-            raise UnknownAgency(f"no agency {agency_id!r} fetches documents from this gateway")
-        limit = documents.max_body_bytes
-        too_large = request.content_length is not None and request.content_length > limit
-        body = None if too_large else await _whole_body(request, limit)
-        found = await documents.open(
-            agency_id, request.headers.items(), body, request_id=request_id
-        )
-    except InboundError as exc:
-        refusal = _problem_response(exc, request)
-        refusal.headers["X-Request-Id"] = request_id
-        return refusal
+    found = await _open_fetch(request, documents)
+    if isinstance(found, web.Response):
+        return found
     return web.Response(body=found.body, headers=found.headers())
 
 

@@ -63,7 +63,7 @@ FETCHES = DocumentFetch.__table__  # type: ignore[attr-defined]
 MAX_REQUEST_BYTES = 4096
 """A fetch request is two ids; anything larger is refused unread."""
 
-_OUTCOMES: dict[type[InboundError], str] = {
+OUTCOMES: dict[type[InboundError], str] = {
     DocumentNotFound: "not_found",
     DocumentGone: "gone",
     DocumentUnavailable: "unavailable",
@@ -74,6 +74,26 @@ _OUTCOMES: dict[type[InboundError], str] = {
     MalformedPayload: "invalid",
     SchemaViolation: "invalid",
 }
+"""What ``document_fetches.outcome`` records for each refusal (anything else: ``invalid``)."""
+
+
+def verified_body(
+    trust: InboundTrust,
+    headers: Iterable[tuple[str, str]],
+    body: bytes | None,
+    *,
+    now: int,
+    max_bytes: int,
+) -> bytes:
+    """A fetch request's body once its size and Standard Webhooks signature check out (rule
+    1: nothing is parsed before); ``body`` None means it was over the limit and left unread."""
+    if body is None or len(body) > max_bytes:
+        raise PayloadTooLarge(f"a document request is at most {max_bytes} bytes")
+    verify(
+        read_headers(list(headers)), body, trust.keys, now=now, tolerance=trust.tolerance_seconds
+    )
+    return body
+
 
 _ENDED: dict[str, str] = {
     "recalled": "was recalled",
@@ -167,23 +187,16 @@ class DocumentFetchService:
             raise UnknownAgency(f"no agency {agency_id!r} fetches documents from this gateway")
         request: DocumentFetchRequest | None = None
         try:
-            if body is None or len(body) > self.max_body_bytes:
-                raise PayloadTooLarge(f"a document request is at most {self.max_body_bytes} bytes")
-            wh = read_headers(list(headers))
-            verify(
-                wh,
-                body,
-                trust.keys,
-                now=int(self._clock.now()),
-                tolerance=trust.tolerance_seconds,
+            checked = verified_body(
+                trust, headers, body, now=int(self._clock.now()), max_bytes=self.max_body_bytes
             )
-            request = _parse(body)
+            request = _parse(checked)
             fetched = await self._open(agency_id, request, request_id)
         except InboundError as exc:
             await self._record(
                 agency_id,
                 request,
-                outcome=_OUTCOMES.get(type(exc), "invalid"),
+                outcome=OUTCOMES.get(type(exc), "invalid"),
                 status=exc.status,
                 request_id=request_id,
             )
@@ -276,7 +289,9 @@ class DocumentFetchService:
 
 __all__ = [
     "MAX_REQUEST_BYTES",
+    "OUTCOMES",
     "DocumentFetchService",
     "Fetched",
     "content_disposition",
+    "verified_body",
 ]

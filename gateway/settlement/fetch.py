@@ -26,23 +26,23 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from gateway.clock import to_datetime
-from gateway.documents.fetch import MAX_REQUEST_BYTES, content_disposition
+from gateway.documents.fetch import (
+    MAX_REQUEST_BYTES,
+    OUTCOMES,
+    content_disposition,
+    verified_body,
+)
 from gateway.errors import (
     DocumentNotFound,
     DocumentUnavailable,
     InboundError,
     MalformedPayload,
-    MissingHeaders,
-    PayloadTooLarge,
     SchemaViolation,
-    SignatureInvalid,
-    TimestampOutOfTolerance,
     UnknownAgency,
 )
 from gateway.inbound.service import InboundTrust
 from gateway.ports import Clock
 from gateway.settlement.packets import DOCUMENTS_ROUTE, outbox_key
-from gateway.signing import read_headers, verify
 from gateway.store.database import Database
 from gateway.store.document_tables import DocumentFetch
 from gateway.store.statement_tables import SettlementDocument, SettlementStatement
@@ -57,14 +57,6 @@ ROUTE = DOCUMENTS_ROUTE
 MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "pdf": "application/pdf",
-}
-
-_OUTCOMES: dict[type[InboundError], str] = {
-    DocumentNotFound: "not_found",
-    DocumentUnavailable: "unavailable",
-    SignatureInvalid: "unauthorised",
-    TimestampOutOfTolerance: "unauthorised",
-    MissingHeaders: "unauthorised",
 }
 
 
@@ -138,20 +130,17 @@ class StatementDocumentFetch:
         request: StatementDocumentFetchRequest | None = None
         document_id: int | None = None
         try:
-            if body is None or len(body) > self.max_body_bytes:
-                raise PayloadTooLarge(f"a document request is at most {self.max_body_bytes} bytes")
-            wh = read_headers(list(headers))
-            verify(
-                wh, body, trust.keys, now=int(self._clock.now()), tolerance=trust.tolerance_seconds
+            checked = verified_body(
+                trust, headers, body, now=int(self._clock.now()), max_bytes=self.max_body_bytes
             )
-            request = _parse(body)
+            request = _parse(checked)
             document_id, found = await self._read(agency_id, request, request_id)
         except InboundError as exc:
             await self._record(
                 agency_id,
                 request,
                 document_id,
-                outcome=_OUTCOMES.get(type(exc), "invalid"),
+                outcome=OUTCOMES.get(type(exc), "invalid"),
                 status=exc.status,
                 request_id=request_id,
             )
