@@ -47,9 +47,11 @@ class ConcessionAct:
     rejected: RequestRecord | None
 
 
-async def _post(
+async def post_event(
     gateway: Gateway, agency: WebhookAgency, event_type: str, data: dict[str, object]
 ) -> int:
+    """Sign ``event_type`` with the sandbox agency's inbound key and hand it to the gateway's
+    inbound service, as the agency's webhook would; the HTTP status it is answered with."""
     _verify, signing = sandbox_keys(agency, gateway.settings.base_dir)
     now = to_datetime(gateway.clock.now())
     body = json.dumps({"type": event_type, "timestamp": now.isoformat(), "data": data}).encode()
@@ -86,7 +88,7 @@ async def waiver_act(gateway: Gateway, *, person: DemoPerson = DEMO_OPERATOR) ->
         refs = []
         for n, (pid, balance, currency) in enumerate(rows, 1):
             request_id = f"DEMO-W{stamp}-{n}"
-            status = await _post(
+            status = await post_event(
                 gateway,
                 agency,
                 "waiver.requested",
@@ -110,4 +112,4 @@ async def waiver_act(gateway: Gateway, *, person: DemoPerson = DEMO_OPERATOR) ->
     return ConcessionAct(None, None, None)
 
 
-__all__ = ["DEMO_OPERATOR", "ConcessionAct", "DemoPerson", "waiver_act"]
+__all__ = ["DEMO_OPERATOR", "ConcessionAct", "DemoPerson", "post_event", "waiver_act"]

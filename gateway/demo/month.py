@@ -27,8 +27,6 @@ points, as an operator and the agencies would:
 """
 
 import csv
-import hashlib
-import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,13 +39,11 @@ import sqlalchemy as sa
 from gateway.bootstrap import Gateway
 from gateway.clock import to_datetime
 from gateway.config.agencies import WebhookAgency
-from gateway.demo.concessions import WORKED as WAIVER_STATES, ConcessionAct, waiver_act
-from gateway.keys import sandbox_keys
+from gateway.demo.concessions import WORKED as WAIVER_STATES, ConcessionAct, post_event, waiver_act
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
 from gateway.reconciliation.payment_feed import import_feed
 from gateway.settlement.attribution_pass import unaccounted_receipts
 from gateway.settlement.statements import StatementService
-from gateway.signing import sign
 from gateway.store.recon_tables import LenderPayment
 from gateway.store.settlement_tables import Attribution
 from gateway.store.tables import Case, Mismatch, Placement
@@ -145,25 +141,6 @@ def _request(record: object) -> dict[str, object] | None:
         for name in ("agency_id", "request_id", "placement_id", "kind", "state", "decision_reason")
         if hasattr(record, name) and getattr(record, name) is not None
     }
-
-
-async def post_event(
-    gateway: Gateway, agency: WebhookAgency, event_type: str, data: dict[str, object]
-) -> int:
-    """Sign ``event_type`` with the sandbox agency's inbound key and hand it to the gateway's
-    inbound service, as the agency's webhook would; the HTTP status it is answered with."""
-    _verify, signing = sandbox_keys(agency, gateway.settings.base_dir)
-    now = to_datetime(gateway.clock.now())
-    body = json.dumps({"type": event_type, "timestamp": now.isoformat(), "data": data}).encode()
-    msg_id = "demo_" + hashlib.sha256(body).hexdigest()[:24]
-    ts = int(gateway.clock.now())
-    headers = [
-        ("content-type", "application/json"),
-        ("webhook-id", msg_id),
-        ("webhook-timestamp", str(ts)),
-        ("webhook-signature", sign(msg_id, ts, body, signing)),
-    ]
-    return (await gateway.inbound.receive(agency.id, headers, body)).status
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,4 +459,4 @@ async def run_month(gateway: Gateway, demo_dir: Path, *, settle: Settle) -> Mont
     return act
 
 
-__all__ = ["FeedLine", "MonthAct", "post_event", "run_month", "write_feed"]
+__all__ = ["FeedLine", "MonthAct", "run_month", "write_feed"]
