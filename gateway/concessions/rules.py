@@ -337,11 +337,13 @@ def promise_within_terms(
     collected_minor: int,
     approved: Sequence[tuple[Terms, date | None]],
 ) -> bool:
-    """True when a promise of ``amount_minor`` by ``promised`` needs no concession (it covers
-    what is outstanding) or matches approved terms: an instalment of an approved plan it
-    covers by its due date, or the rest of an approved settlement by the approval's
-    ``valid_until``."""
-    if amount_minor >= outstanding_minor:
+    """True when a promise of ``amount_minor`` by ``promised`` needs no concession or keeps
+    to the approved terms. With no terms approved on the placement a promise of part of what
+    is outstanding is an ordinary promise to pay (a part payment waives nothing); once a plan
+    or a settlement is approved, a promise for less than the rest must match it: an
+    instalment of the plan it covers by its due date, or the rest of the settlement by the
+    approval's ``valid_until``."""
+    if amount_minor >= outstanding_minor or not approved:
         return True
     for terms, valid_until in approved:
         if terms.kind == "instalment" and any(

@@ -279,19 +279,21 @@ async def test_an_approved_plan_expects_each_instalment_and_a_missed_one_is_a_br
             "reason": "salary is monthly",
         },
     )
-    # A promise of the first instalment before the plan is approved implies terms nobody
-    # approved; the same promise after it matches the plan.
+    # Before the plan is approved a promise of part of the balance is an ordinary promise;
+    # once it is, a promise must keep to an instalment: less than one is flagged.
     promise = {
         "placement_id": p["id"],
         "amount": cny(100_000),
         "promised_date": first.isoformat(),
     }
     await world.post("promise.made", {**promise, "promise_id": "PR-1"})
-    [early] = await mismatches(world, "unapproved_terms")
-    assert (early["severity"], early["placement_id"]) == ("high", p["id"])
+    assert await mismatches(world, "unapproved_terms") == []
     await service(world).decide("AGY_ONE/RQ-I", approve=True, person=LI)
     await world.post("promise.made", {**promise, "promise_id": "PR-2"})
-    assert len(await mismatches(world, "unapproved_terms")) == 1
+    assert await mismatches(world, "unapproved_terms") == []
+    await world.post("promise.made", {**promise, "promise_id": "PR-3", "amount": cny(60_000)})
+    [short] = await mismatches(world, "unapproved_terms")
+    assert (short["severity"], short["placement_id"]) == ("high", p["id"])
 
     plan = await world.rows(
         sa.select(EXPECTATIONS.c.ref, EXPECTATIONS.c.amount_minor, EXPECTATIONS.c.state)
@@ -409,29 +411,22 @@ async def test_a_run_raises_the_term_breaks_arrival_missed_and_never_twice(
 ) -> None:
     [p, q] = await placed(world, 2)
     for placement in (p, q):
-        await world.post(
-            "promise.made",
-            {
-                "placement_id": placement["id"],
-                "promise_id": f"PR-{placement['id']}",
-                "amount": cny(1_000),
-                "promised_date": START.date().isoformat(),
-            },
-        )
-    assert len(await mismatches(world, "unapproved_terms")) == 2
+        # Closed as settled with nothing collected and no waiver approved.
+        await world.post("case.closed", {"placement_id": placement["id"], "reason": "settled"})
+    assert len(await mismatches(world, "unapproved_waiver")) == 2
     # As if the first had been stored before the check existed.
     async with world.db.transaction() as conn:
         await conn.execute(
             MISMATCHES.delete().where(
-                MISMATCHES.c.kind == "unapproved_terms", MISMATCHES.c.placement_id == p["id"]
+                MISMATCHES.c.kind == "unapproved_waiver", MISMATCHES.c.placement_id == p["id"]
             )
         )
     engine = world.gateway.recon_engine()
     first = await engine.run(full=True)
-    assert first.run.counts["new"].get("unapproved_terms") == 1
-    assert sorted(m["placement_id"] for m in await mismatches(world, "unapproved_terms")) == sorted(
-        [p["id"], q["id"]]
-    )
+    assert first.run.counts["new"].get("unapproved_waiver") == 1
+    assert sorted(
+        m["placement_id"] for m in await mismatches(world, "unapproved_waiver")
+    ) == sorted([p["id"], q["id"]])
     again = await engine.run(full=True)
-    assert "unapproved_terms" not in again.run.counts.get("new", ())
-    assert len(await mismatches(world, "unapproved_terms")) == 2
+    assert "unapproved_waiver" not in again.run.counts.get("new", ())
+    assert len(await mismatches(world, "unapproved_waiver")) == 2
