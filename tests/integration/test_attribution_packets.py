@@ -11,21 +11,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from aiohttp import web
 
-from gateway.bootstrap import build
 from gateway.clock import ManualClock, to_datetime
 from gateway.config.agencies import AgencyConfig, WebhookAgency
 from gateway.config.settings import GatewaySettings
 from gateway.dispatch.outbox import open_stored
-from gateway.keys import sandbox_keys
 from gateway.reconciliation.payment_feed import import_feed
 from gateway.runtime import bound_socket
-from gateway.sandbox.webhook_agency import SandboxWebhookAgency
 from gateway.store.database import sealer_of
-from gateway.store.migrate import upgrade
 from gateway.store.tables import OutboxItem
 from tests.conftest import Seeder
+from tests.sandbox_world import serve_sandbox
 
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 ConfigFactory = Callable[..., tuple[Path, GatewaySettings, dict[str, AgencyConfig]]]
@@ -48,23 +44,8 @@ async def test_direct_and_attributed_payments_reach_the_sandbox_agency(
     )
     agencies = {agency.id: agency}
     clock = ManualClock(START.timestamp())
-    verify_keys, signing_keys = sandbox_keys(agency, settings.base_dir)
-    sandbox = SandboxWebhookAgency(
-        agency_id=agency.id,
-        verify_keys=verify_keys,
-        signing_keys=signing_keys,
-        seed=3,
-        fault_rate=0.0,
-        clock=clock,
-    )
     async with AsyncExitStack() as stack:
-        runner = web.AppRunner(sandbox.app(), access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.SockSite(runner, sock).start()
-        gateway = build(settings, agencies, clock=clock)
-        stack.push_async_callback(gateway.aclose)
-        await upgrade(gateway.db)
+        sandbox, gateway = await serve_sandbox(stack, sock, settings, agencies, agency, clock)
         placed = await seed_placements(gateway.db, agencies, 2, clock)
         dispatcher = await gateway.dispatcher()
         assert (await dispatcher.drain_once()).delivered == 2

@@ -16,12 +16,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from adapters.sftp.layouts import ParsedRecord, RecordWriter
 from adapters.sftp.parsing import read_records
-from gateway.bootstrap import Gateway, build
+from gateway.bootstrap import Gateway
 from gateway.clock import ManualClock
 from gateway.concessions.decisions import ConcessionService
 from gateway.concessions.requests import list_requests
@@ -29,13 +28,12 @@ from gateway.config.agencies import AgencyConfig, WebhookAgency
 from gateway.config.settings import GatewaySettings
 from gateway.keys import sandbox_keys
 from gateway.runtime import bound_socket
-from gateway.sandbox.webhook_agency import SandboxWebhookAgency
 from gateway.server import create_app
 from gateway.signing import sign
-from gateway.store.migrate import upgrade
 from tests.conftest import Seeder
 from tests.integration.sftp_harness import AGENCY_ID, SftpWorld, seed, start_world
 from tests.integration.test_sftp_pickup import pickup_of, put
+from tests.sandbox_world import serve_sandbox
 
 ConfigFactory = Callable[..., tuple[Path, GatewaySettings, dict[str, AgencyConfig]]]
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -113,23 +111,8 @@ async def test_a_webhook_agency_asks_over_http_and_its_sandbox_gets_the_decision
     agency = agencies["AGY_REQ"]
     assert isinstance(agency, WebhookAgency)
     clock = ManualClock(START.timestamp())
-    verify_keys, signing_keys = sandbox_keys(agency, settings.base_dir)
-    sandbox = SandboxWebhookAgency(
-        agency_id=agency.id,
-        verify_keys=verify_keys,
-        signing_keys=signing_keys,
-        seed=3,
-        fault_rate=0.0,
-        clock=clock,
-    )
     async with AsyncExitStack() as stack:
-        runner = web.AppRunner(sandbox.app(), access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.SockSite(runner, sock).start()
-        gateway = build(settings, agencies, clock=clock)
-        stack.push_async_callback(gateway.aclose)
-        await upgrade(gateway.db)
+        sandbox, gateway = await serve_sandbox(stack, sock, settings, agencies, agency, clock)
         await gateway.inbound.start()
         [(pid, *_)] = await seed_placements(gateway.db, agencies, 1, clock)
         dispatcher = await gateway.dispatcher()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from aiohttp import web
 
 from adapters.sftp.layouts import ParsedRecord
 from adapters.sftp.parsing import read_records
@@ -18,13 +17,11 @@ from gateway.bootstrap import Gateway, build, load_config
 from gateway.clock import ManualClock
 from gateway.config.agencies import AgencyConfig, WebhookAgency
 from gateway.config.settings import GatewaySettings
-from gateway.keys import sandbox_keys
 from gateway.runtime import bound_socket
-from gateway.sandbox.webhook_agency import SandboxWebhookAgency
-from gateway.store.migrate import upgrade
 from gateway.store.tables import Placement
 from tests.conftest import Seeder
 from tests.integration.sftp_harness import AGENCY_ID, SftpWorld, seed, start_world
+from tests.sandbox_world import serve_sandbox
 
 PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
 ConfigFactory = Callable[..., tuple[Path, GatewaySettings, dict[str, AgencyConfig]]]
@@ -62,23 +59,8 @@ async def test_the_warning_and_the_renewal_reach_the_sandbox_webhook_agency(
     agency = agencies["AGY_WARN"]
     assert isinstance(agency, WebhookAgency)
     clock = ManualClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp())
-    verify_keys, signing_keys = sandbox_keys(agency, settings.base_dir)
-    sandbox = SandboxWebhookAgency(
-        agency_id=agency.id,
-        verify_keys=verify_keys,
-        signing_keys=signing_keys,
-        seed=3,
-        fault_rate=0.0,
-        clock=clock,
-    )
     async with AsyncExitStack() as stack:
-        runner = web.AppRunner(sandbox.app(), access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.SockSite(runner, sock).start()
-        gateway = build(settings, agencies, clock=clock)
-        stack.push_async_callback(gateway.aclose)
-        await upgrade(gateway.db)
+        sandbox, gateway = await serve_sandbox(stack, sock, settings, agencies, agency, clock)
         placed = await seed_placements(gateway.db, agencies, 4, clock)
         dispatcher = await gateway.dispatcher()
         assert (await dispatcher.drain_once()).delivered == len(placed)
