@@ -28,6 +28,7 @@ from gateway.config.agencies import BUCKETS, parse_agency
 from gateway.inbound.service import InboundService, InboundTrust
 from gateway.metrics import Metrics
 from gateway.server import create_app
+from gateway.settlement.answers import ANSWER_TYPES
 from gateway.signing import (
     SigningKey,
     generate_ed25519_pair,
@@ -139,6 +140,16 @@ def _placement_ids(body: bytes) -> set[str]:
     return {p for p in found if isinstance(p, str)}
 
 
+ANSWER_REFUSED = "/settlement-answer-refused"
+
+
+def _answers_a_statement(body: bytes) -> bool:
+    try:
+        return json.loads(body).get("type") in ANSWER_TYPES
+    except (ValueError, AttributeError):
+        return False
+
+
 def named(loc: str, event_type: object) -> str:
     """A parser error location without the union's tag in front (``payment.reported.data``
     → ``data``)."""
@@ -151,7 +162,12 @@ def check(body: bytes, verdict: Verdict, answer: tuple[int, str, bytes], held: s
     where = f"body {body!r}\nverdict {verdict}\nanswer {status} {raw!r}"
     assert status < 500, where
     if verdict.outcome == "valid":
-        if _placement_ids(body) <= held:
+        if _answers_a_statement(body):
+            # The statement it answers must exist, at that revision and hash: a check no
+            # schema can state, refused with its own 422.
+            refused = status == 422 and json.loads(raw)["type"].endswith(ANSWER_REFUSED)
+            assert status == 200 or refused, where
+        elif _placement_ids(body) <= held:
             assert status == 200, where
         else:
             assert status in (200, 403), where
