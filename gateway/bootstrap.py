@@ -19,6 +19,8 @@ from gateway.cases.escalation import EscalationService
 from gateway.cases.expiry import ExpiryService
 from gateway.cases.holds import CaseService
 from gateway.clock import SystemClock, to_datetime
+from gateway.complaints.service import ComplaintService
+from gateway.complaints.store import DeadlinePolicy
 from gateway.concessions.decisions import ConcessionService
 from gateway.config.agencies import (
     AgencyConfig,
@@ -39,6 +41,7 @@ from gateway.documents.fetch import DocumentFetchService
 from gateway.documents.prepare import PackPreparer
 from gateway.documents.store import DocumentStore, FolderStore
 from gateway.errors import ConfigError
+from gateway.evaluation.service import EvaluationService
 from gateway.evidence.log import EvidenceLog
 from gateway.evidence.signed_note import NoteSigner, NoteVerifier
 from gateway.inbound.service import InboundService, InboundTrust
@@ -53,7 +56,9 @@ from gateway.privacy.debtor_keys import KeyingResult, key_debtors
 from gateway.privacy.deletion import SweepResult, request_deletions
 from gateway.privacy.pii import PiiKeyRing
 from gateway.reconciliation import columnar_worker
+from gateway.reconciliation.contact_rules import ContactRules
 from gateway.reconciliation.engine import ReconEngine
+from gateway.register.gate import RegisterGate
 from gateway.resolutions.actions import ResolutionService
 from gateway.settlement.documents import renderer as statement_renderer
 from gateway.settlement.fetch import StatementDocumentFetch
@@ -217,6 +222,36 @@ class Gateway:
             sender=queue_statement,
         )
 
+    def complaints(self) -> ComplaintService:
+        """Complaints about collection (``complaints`` commands, the console, the lender's
+        complaint webhook), with ``[complaints]`` deadlines in the lender's time zone."""
+        section = self.settings.complaints
+        return ComplaintService(
+            db=self.db,
+            clock=self.clock,
+            pii=self.pii,
+            cases=self.cases,
+            policy=DeadlinePolicy.of(section, ZoneInfo(self.settings.reconciliation.timezone)),
+            hold_on_open=section.hold_on_open,
+        )
+
+    def evaluations(self) -> EvaluationService:
+        """Annual agency evaluations (``evaluation`` commands, the console, the demo); the
+        PDFs are signed with the lender's letter key when [lender] has one."""
+        signer = None
+        if self.letters is not None:
+            try:
+                signer = self.letters.maker().signer
+            except ConfigError:
+                log.warning("annual evaluations: [lender] signing is not ready; PDFs unsigned")
+        return EvaluationService(
+            self.db,
+            rules=self.settings.evaluation,
+            four_eyes=self.settings.four_eyes,
+            signer=signer,
+            agencies=self.agencies,
+        )
+
     def concessions(self) -> ConcessionService:
         """Decisions on agencies' waiver, instalment and pause requests (``requests``
         commands, the console)."""
@@ -253,7 +288,11 @@ class Gateway:
             zone=ZoneInfo(self.settings.reconciliation.timezone),
             four_eyes=self.settings.four_eyes,
             statements=self.statements(),
+            evaluations=self.evaluations(),
             concessions=self.concessions(),
+            complaints=self.complaints(),
+            scorecards=self.settings.scorecards,
+            register=self.settings.agency_register,
         )
 
     async def aclose(self) -> None:
@@ -482,6 +521,10 @@ def build(
             statements=settings.documents.statements,
             verify_url=settings.lender.verify_url,
         ),
+        register=RegisterGate(
+            enforce=settings.agency_register.enforce,
+            zone=ZoneInfo(settings.reconciliation.timezone),
+        ),
     )
     return Gateway(
         settings=settings,
@@ -510,6 +553,7 @@ def build(
             clock=clock,
             metrics=metrics,
             max_body_bytes=settings.server.max_body_bytes,
+            contact_rules=ContactRules.from_settings(settings.reconciliation),
         ),
         cases=CaseService(db=db, placements=placements, clock=clock),
         expiry=ExpiryService(

@@ -41,7 +41,12 @@
     ├── ActionRefused             a mismatch action is not allowed in the mismatch's state
     │   ├── FourEyesRefused           the second-person rule refuses it (maker = checker, role)
     │   ├── ApprovalRequired          a second person must approve first (carries approval_id)
-    │   └── ConcessionRefused         a waiver, plan or pause request cannot be decided that way
+    │   ├── ConcessionRefused         a waiver, plan or pause request cannot be decided that way
+    │   ├── ComplaintRefused          a complaint cannot move that way (its state, an outcome)
+    │   ├── QaRefused                 a QA sample item cannot take that review in its state
+    │   ├── RegisterRefused           a register change is not allowed (blacklisted is final),
+    │   │                                 or the agency may not take or keep cases now
+    │   └── EvaluationRefused         an annual evaluation's decision cannot be made that way
     └── LoginRefused              console login: wrong name or password
         └── LoginThrottled            too many failed logins; wait and try again
 
@@ -293,8 +298,25 @@ class ApprovalRequired(ActionRefused):
         self.approval_id = approval_id
 
 
+class ComplaintRefused(ActionRefused):
+    """The complaint cannot move that way in its state."""
+
+
+class QaRefused(ActionRefused):
+    """The QA sample item cannot take that action in its state."""
+
+
 class ConcessionRefused(ActionRefused):
     """The waiver, instalment or pause request cannot be decided that way."""
+
+
+class RegisterRefused(ActionRefused):
+    """The agency register refuses this: the status change is not allowed, or the agency's
+    standing (status, contract, qualifications) does not let it take cases now."""
+
+
+class EvaluationRefused(ActionRefused):
+    """The annual evaluation's decision cannot be proposed or approved in its state."""
 
 
 class LoginRefused(GatewayError):
@@ -308,6 +330,7 @@ class LoginThrottled(LoginRefused):
 __all__ = [
     "ActionRefused",
     "ApprovalRequired",
+    "ComplaintRefused",
     "ConcessionRefused",
     "ConfigError",
     "ConflictingDuplicate",
@@ -318,6 +341,7 @@ __all__ = [
     "DocumentNotFound",
     "DocumentUnavailable",
     "EndpointGone",
+    "EvaluationRefused",
     "EvidenceError",
     "ForeignPlacement",
     "FourEyesRefused",
@@ -335,6 +359,8 @@ __all__ = [
     "PayloadTooLarge",
     "PermanentDeliveryError",
     "PgpError",
+    "QaRefused",
+    "RegisterRefused",
     "RoleHeld",
     "RunInProgress",
     "SchemaViolation",

@@ -27,6 +27,7 @@ from gateway.evidence.log import SEQUENCE_BATCH, sequence_all, sequence_staged
 from gateway.monitoring.polls import metered
 from gateway.ports import InboundPoller, PollingChannel
 from gateway.reconciliation.sla import run_sla_checks
+from gateway.register.lapse import check_register
 from gateway.server import create_app
 from gateway.store.database import Database
 
@@ -132,6 +133,37 @@ async def placement_terms(gateway: Gateway) -> dict[str, int]:
         "escalations_proposed": len(scan.proposed),
         "escalated": scan.recalled.total(),
     }
+
+
+async def register_check(gateway: Gateway) -> dict[str, object]:
+    """Expiry reminders and lapse recalls of the agency register (what `register check`
+    does; gateway.register.lapse)."""
+    gate = gateway.placements.register
+    if gate is None:
+        return {}
+    report = await check_register(
+        gateway.db,
+        gateway.placements,
+        gateway.settings.agency_register,
+        gate,
+        now=to_datetime(gateway.clock.now()),
+    )
+    return report.as_dict()
+
+
+async def evaluations_due(gateway: Gateway) -> dict[str, object]:
+    """The annual evaluation of each agency whose contract ends within ``[evaluation]
+    before_contract_end_days`` and has no recent report (what `evaluation report --due`
+    does; gateway.evaluation.service)."""
+    service = gateway.evaluations()
+    now = to_datetime(gateway.clock.now())
+    due = await service.due(sorted(gateway.agencies), today=now.date())
+    if not due:
+        return {"generated": []}
+    ids = await service.generate(
+        due, end=now.date(), trigger="contract_end", actor="schedule", now=now
+    )
+    return {"generated": ids}
 
 
 async def reconciliation_run(gateway: Gateway) -> dict[str, Any] | None:
@@ -259,6 +291,14 @@ async def run_schedules(
         jobs.append(
             (schedules.expiry_every_seconds, "placement terms", lambda: placement_terms(gateway))
         )
+    register = gateway.settings.agency_register
+    if register.check_every_seconds > 0:
+        jobs.append((register.check_every_seconds, "register", lambda: register_check(gateway)))
+    evaluation = gateway.settings.evaluation
+    if evaluation.check_every_seconds > 0:
+        jobs.append(
+            (evaluation.check_every_seconds, "evaluation", lambda: evaluations_due(gateway))
+        )
     notices = gateway.settings.notices
     if notices.enabled and notices.scan_every_seconds > 0:
         jobs.append((notices.scan_every_seconds, "notices", lambda: notice_scan(gateway)))
@@ -293,12 +333,14 @@ __all__ = [
     "bound_socket",
     "channel_pollers",
     "checkpoint",
+    "evaluations_due",
     "every",
     "lender_name",
     "mailbox_readers",
     "notice_scan",
     "placement_terms",
     "reconciliation_run",
+    "register_check",
     "run_schedules",
     "run_sequencer",
     "run_workers",

@@ -27,6 +27,8 @@ ReturnReason = Literal[
     "uncollectable", "deceased", "bankrupt", "disputed", "contract_end", "recalled", "other"
 ]
 CloseReason = Literal["paid_in_full", "settled", "recalled", "written_off"]
+ContactParty = Literal["debtor", "guarantor", "third_party"]
+ThirdPartyPurpose = Literal["locate", "debt"]
 StatementStatus = Literal["active", "disputed", "legal", "closed", "returned"]
 
 
@@ -47,6 +49,9 @@ EVENT_EXAMPLES: dict[str, dict[str, Any]] = {
         "outcome": "reached",
         "attempted_at": "2026-01-16T02:15:00Z",
         "effective": True,
+        "party": "debtor",
+        "collector_id": "C-0042",
+        "recording_ref": "rec/2026/01/16/C-0042-0215.mp3",
     },
     "promise.made": {
         "placement_id": _PLACEMENT,
@@ -175,6 +180,27 @@ class ContactAttemptedData(StrictModel):
     outcome: ContactOutcome
     attempted_at: UtcDatetime
     effective: bool = Field(description="True when the debtor was actually spoken to")
+    party: ContactParty = Field(
+        default="debtor",
+        description="Whom the agency contacted: the debtor (the default when omitted), a "
+        "guarantor, or a third party (a relative, employer or other contact)",
+    )
+    purpose: ThirdPartyPurpose | None = Field(
+        default=None,
+        description="Why a third party was contacted: `locate` (only to reach the debtor, the "
+        "debt not disclosed) or `debt` (the debt was discussed). A third-party contact that "
+        "is not `locate` is a conduct violation; ignored for the debtor and guarantors",
+    )
+    collector_id: Identifier | None = Field(
+        default=None, description="The agency's own identifier of the collector who made it"
+    )
+    recording_ref: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The agency's reference of the call recording (for the lender's QA sample)",
+    )
 
 
 class PromiseMadeData(StrictModel):
@@ -585,6 +611,7 @@ __all__ = [
     "ConcessionFrequency",
     "ContactAttempted",
     "ContactAttemptedData",
+    "ContactParty",
     "DataDeleted",
     "DataDeletedData",
     "DisputeOpened",
@@ -613,6 +640,7 @@ __all__ = [
     "StatementItem",
     "StatementSubmitted",
     "StatementSubmittedData",
+    "ThirdPartyPurpose",
     "WaiverRequested",
     "WaiverRequestedData",
     "example_event",

@@ -327,7 +327,11 @@ class SettlementLineItem(StrictModel):
     payment_id: Identifier = Field(description="The lender's receipt id")
     paid_on: date
     amount: NonNegativeMoney = Field(description="The amount attributed to this placement")
-    attribution_rule: str = Field(max_length=32, description="held, grace_old or grace_shared")
+    attribution_rule: str = Field(
+        max_length=32,
+        description="held, grace_old, grace_shared, or moved (the lender moved the share to "
+        "this placement after a dispute)",
+    )
     rule: str | None = Field(default=None, max_length=48, description="The commission rule")
     rate_bps: int | None = Field(default=None, ge=0, le=10_000)
     commission: NonNegativeMoney | None = Field(

@@ -137,7 +137,8 @@ def _toml_document(top: Mapping[str, object], sections: Mapping[str, Mapping[str
 @pytest.fixture
 def make_config(tmp_path: Path) -> ConfigFactory:
     """``make_config(database_url=..., agencies={ID: {"scheme": "v1"|"v1a", "url": ...,
-    "retry": {...}, "sla": {...}, "settlement": {...}}}, dispatch={...}, console={...})``
+    "retry": {...}, "sla": {...}, "settlement": {...}}}, dispatch={...}, console={...},
+    register={...})``
     writes ``tmp_path/config`` with key files under ``keys/`` and returns (gateway.toml path,
     settings, agencies)."""
 
@@ -147,6 +148,7 @@ def make_config(tmp_path: Path) -> ConfigFactory:
         agencies: Mapping[str, Mapping[str, object]],
         dispatch: Mapping[str, object] | None = None,
         console: Mapping[str, object] | None = None,
+        register: Mapping[str, object] | None = None,
     ) -> Config:
         base = tmp_path / "config"
         (base / "agencies").mkdir(parents=True, exist_ok=True)
@@ -166,6 +168,8 @@ def make_config(tmp_path: Path) -> ConfigFactory:
                     "dispatch": {"poll_interval_seconds": 0.1, **(dispatch or {})},
                     # No lender registration here: placements carry no letter.
                     "documents": {"letters": "off"},
+                    # Agencies need no register entry unless a test asks for the register.
+                    "register": {"enforce": False, **(register or {})},
                     **({"console": dict(console)} if console else {}),
                 },
             ),

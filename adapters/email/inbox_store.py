@@ -10,6 +10,8 @@ Every function works in the caller's open transaction and never commits.
   ``mailbox_position`` and ``save_mailbox_position`` keep (UIDVALIDITY, last UID).
 * ``raise_mismatch`` puts a message that could not be read, matched or trusted in front of
   ops, once per message.
+* ``apply_reply_events`` reconciles a reply's events; a settlement answer its statement
+  cannot take is returned as refused, for the caller to report like a refused row.
 * ``record_sheet`` stores a sheet imported by hand and reconciles its events.
 
 The mail that was sent, and bounces, are kept by adapters.email.journal.
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.reconciliation.kinds import MismatchDraft
 from gateway.reconciliation.recorder import IncomingEvent, apply_events, insert_mismatches
+from gateway.settlement import answers as settlement_answers
 from gateway.store.database import dialect_insert
 from gateway.store.mail_tables import MailboxState, MailReply
 from gateway.store.tables import InboundMessage
@@ -222,11 +225,44 @@ async def raise_mismatch(
     )
 
 
+async def apply_reply_events(
+    conn: AsyncConnection,
+    agency_id: str,
+    inbound_id: int,
+    events: Sequence[AgencyEvent],
+    now: datetime,
+) -> list[str]:
+    """Reconcile a reply's events in order and return the answers refused. A settlement
+    answer (``settlement.confirmed`` / ``settlement.disputed``) is checked against its
+    statement as it stands after the events before it (gateway.settlement.answers) and
+    applied alone: one the statement cannot take (unknown statement, another revision or
+    SHA-256, already confirmed, unknown lines) is still stored and changes nothing, and its
+    reason is returned, to be reported like a refused row of the sheet (never dropped)."""
+    refused: list[str] = []
+    pending: list[IncomingEvent] = []
+    for event in events:
+        if event.type not in settlement_answers.ANSWER_TYPES:
+            pending.append(IncomingEvent(agency_id, inbound_id, event, now))
+            continue
+        if pending:
+            await apply_events(conn, pending, now=now)
+            pending = []
+        refusal = await settlement_answers.event_problem(conn, agency_id, event)
+        if refusal is not None:
+            refused.append(f"{event.type}: {refusal.field}: {refusal.reason}")
+        await apply_events(conn, [IncomingEvent(agency_id, inbound_id, event, now)], now=now)
+    if pending:
+        await apply_events(conn, pending, now=now)
+    return refused
+
+
 @dataclass(frozen=True, slots=True)
 class SheetImport:
     inbound_id: int
     new: bool
     applied: int
+    refused: tuple[str, ...] = ()
+    """Settlement answers the statement could not take (``apply_reply_events``)."""
 
 
 async def record_sheet(
@@ -254,14 +290,16 @@ async def record_sheet(
     )
     if not new or not events:
         return SheetImport(inbound_id, new, 0)
-    await apply_events(
-        conn, [IncomingEvent(agency_id, inbound_id, e, now) for e in events], now=now
-    )
-    return SheetImport(inbound_id, True, len(events))
+    refused = await apply_reply_events(conn, agency_id, inbound_id, events, now)
+    if refused:
+        event_type = events[0].type if len(events) == 1 else None
+        await set_inbound_status(conn, inbound_id, "partial", event_type)
+    return SheetImport(inbound_id, True, len(events), tuple(refused))
 
 
 __all__ = [
     "SheetImport",
+    "apply_reply_events",
     "mailbox_position",
     "raise_mismatch",
     "record_reply",

@@ -11,8 +11,9 @@ A message is one of:
   a signature is required, a bad signature, an unknown signer): nothing in it is read; an
   ``unverified_reply`` mismatch names why.
 * a **reply** matched to a dispatch (In-Reply-To / References, else the subject tag): its
-  events are reconciled like webhook events. No usable events, or bad lines, raise an
-  ``unparsed_reply`` mismatch.
+  events are reconciled like webhook events. No usable events, bad lines, or a settlement
+  answer its statement cannot take (another revision or SHA-256, an unknown statement or
+  line), raise an ``unparsed_reply`` mismatch naming each.
 * **unmatched**: no dispatch found; an ``unmatched_reply`` mismatch. The raw message is kept
   in every case, never dropped.
 
@@ -35,7 +36,6 @@ from adapters.email.reply import ReadMessage, read_message, reply_events, subjec
 from adapters.email.reply_signature import OpenedReply, ReplyOpener, build_reply_opener
 from gateway.config.agencies import EmailAgency
 from gateway.inbound.sheets import RowDefaults
-from gateway.reconciliation.recorder import IncomingEvent, apply_events
 
 CHANNEL = "email"
 
@@ -177,15 +177,15 @@ class MailTriage:
             sheets=replies.structured_attachment,
             body_form=replies.body_form,
         )
+        refused: list[str] = []
         if parsed.events:
-            await apply_events(
-                conn,
-                [IncomingEvent(self._agency.id, inbound_id, e, now) for e in parsed.events],
-                now=now,
+            refused = await mail_inbox_store.apply_reply_events(
+                conn, self._agency.id, inbound_id, parsed.events, now
             )
         message_id = matched[0].message_id
-        if parsed.errors or not parsed.events:
-            problems = [str(e) for e in parsed.errors] or [
+        if parsed.errors or refused or not parsed.events:
+            # A settlement answer its statement cannot take is a refused row like any other.
+            problems = [str(e) for e in parsed.errors] + refused or [
                 "no reply sheet (CSV, XLSX, JSON)"
                 + (" and no reply form" if replies.body_form else "")
                 + " with events was found"

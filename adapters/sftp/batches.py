@@ -14,6 +14,10 @@ that re-sends cases names the files it replaces in ``resend_of``. The manifest c
 control totals (record count, outstanding amount per currency) and, per file, its size and
 the SHA-256 of the bytes as transmitted (ciphertext when encrypted) and of the plaintext.
 
+A ``SETTLEMENT`` batch carries monthly settlement statements: one row per statement line and
+a summary row each (adapters.sftp.layouts ``statement_rows``); its documents folder holds each
+statement's XLSX and signed PDF under ``statement-<id>/``.
+
 Documents (the authorisation letter, the loan contract, statements: ``documents[]`` of the
 packets) travel in the batch's documents folder under names made only of ``[A-Za-z0-9._-]``
 (safe on every server and file system; the original name is in the manifest), one folder per
@@ -49,6 +53,7 @@ FILE_TYPES: dict[str, str] = {
     "payment.attributed": "ATTRIBUTED",
     "data.deletion_requested": "DELETION",
     "request.decided": "DECISION",
+    "settlement.statement": "SETTLEMENT",
 }
 """Packet type → the TYPE token of its file name."""
 

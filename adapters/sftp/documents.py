@@ -29,16 +29,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.documents.pack import PackDocument, document_stream, pack_of
 from gateway.documents.store import DocumentStore
-from gateway.errors import DocumentError
+from gateway.errors import DocumentError, SettlementError
 from gateway.ports import DocumentSource
+from gateway.settlement.packets import statement_document_rows
 
 
 @dataclass(frozen=True, slots=True)
 class ListedDocument:
-    """A document a packet of the batch lists, by placement and ``case_documents`` id."""
+    """A document a packet of the batch lists, by placement and ``case_documents`` id; or a
+    settlement statement's document (``statement_id`` set, ``placement_id`` is
+    ``statement:<id>``, the packet's ``kind`` and ``sha256``; ``document_id`` unused)."""
 
     placement_id: str
     document_id: int
+    statement_id: int | None = None
+    kind: str = ""
+    sha256: str = ""
 
 
 def listed_documents(payload: bytes) -> list[ListedDocument]:
@@ -53,9 +59,18 @@ def listed_documents(payload: bytes) -> list[ListedDocument]:
 
 def documents_of(record: object) -> list[ListedDocument]:
     """``listed_documents`` of a packet already decoded."""
-    data = record.get("data") if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        return []
+    data = record.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("documents"), list):
         return []
+    if record.get("type") == "settlement.statement" and type(data.get("statement_id")) is int:
+        sid = int(data["statement_id"])
+        return [
+            ListedDocument(f"statement:{sid}", 0, sid, str(d["kind"]), str(d["sha256"]))
+            for d in data["documents"]
+            if isinstance(d, dict) and isinstance(d.get("kind"), str)
+        ]
     placement_id = data.get("placement_id")
     if not isinstance(placement_id, str):
         return []
@@ -82,6 +97,58 @@ async def find_documents(
                 "which is not in its document pack; resend the placement"
             )
         found.append((ref.placement_id, doc))
+    return found
+
+
+STATEMENT_MEDIA_TYPES = {
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StatementFile:
+    """A settlement statement's document, its bytes checked against its SHA-256."""
+
+    statement_id: int
+    document_id: int
+    kind: str
+    name: str
+    sha256: str
+    body: bytes
+
+    @property
+    def media_type(self) -> str:
+        return STATEMENT_MEDIA_TYPES.get(self.kind, "application/octet-stream")
+
+
+async def find_statement_files(
+    conn: AsyncConnection, agency_id: str, listed: Sequence[ListedDocument]
+) -> list[StatementFile]:
+    """The statement documents ``listed`` (the agency's own statements only), in order;
+    DocumentError naming the statement when one is missing or its bytes or SHA-256 are not
+    what the packet lists (a statement re-issued since: its new packet carries the new
+    documents)."""
+    by_statement: dict[int, dict[str, tuple[int, str, str, bytes]]] = {}
+    for sid in sorted({ref.statement_id for ref in listed if ref.statement_id is not None}):
+        try:
+            rows = await statement_document_rows(conn, agency_id, sid)
+        except SettlementError as exc:
+            raise DocumentError(str(exc)) from exc
+        by_statement[sid] = {
+            kind: (doc_id, name, sha, body) for doc_id, kind, name, sha, body in rows
+        }
+    found: list[StatementFile] = []
+    for ref in listed:
+        assert ref.statement_id is not None
+        row = by_statement.get(ref.statement_id, {}).get(ref.kind)
+        if row is None or row[2] != ref.sha256:
+            raise DocumentError(
+                f"statement {ref.statement_id}: its packet lists a {ref.kind} document "
+                f"(SHA-256 {ref.sha256[:12]}…) that is not the statement's; it was not sent"
+            )
+        doc_id, name, sha, body = row
+        found.append(StatementFile(ref.statement_id, doc_id, ref.kind, name, sha, body))
     return found
 
 
@@ -116,9 +183,12 @@ async def copy_document(
 
 
 __all__ = [
+    "STATEMENT_MEDIA_TYPES",
     "ListedDocument",
+    "StatementFile",
     "copy_document",
     "documents_of",
     "find_documents",
+    "find_statement_files",
     "listed_documents",
 ]

@@ -20,6 +20,11 @@ yields a ``ParsedRecord`` per good row (the nested mapping, ready for pydantic),
 
 JSON Lines files carry records whole, one canonical JSON object per line; outbound lines are
 the stored packet bytes themselves.
+
+A ``settlement.statement`` packet is the one packet that is more than one row in CSV and
+fixed-width files: ``statement_rows`` turns it into one ``LINE`` row per statement line and
+a ``SUMMARY`` row with its totals, and the writer writes them all or none (a statement is
+never sent in part).
 """
 
 import csv
@@ -273,6 +278,39 @@ def _line_end(layout: LayoutSection) -> str:
     return "\r\n" if layout.line_ending == "crlf" else "\n"
 
 
+EXPANDED_KINDS = frozenset({"settlement.statement"})
+"""Packet types written as several rows each in CSV and fixed-width files."""
+
+_STATEMENT_HEAD = ("packet_id", "statement_id", "revision", "month", "sha256")
+
+
+def statement_rows(packet: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a ``settlement.statement`` packet: one ``LINE`` per statement line, then
+    the ``SUMMARY`` (totals and the number of lines); every row repeats the statement's id,
+    revision, month and SHA-256."""
+    data = packet.get("data")
+    if type(data) is not dict:
+        raise ValueError("a settlement.statement packet without data")
+    head = {k: data.get(k) for k in _STATEMENT_HEAD}
+    kind = packet.get("type")
+    lines = data.get("lines") or []
+    rows: list[dict[str, Any]] = [
+        {"type": kind, "row": "LINE", "data": {**head, **line}} for line in lines
+    ]
+    summary = {
+        **head,
+        "line_count": len(lines),
+        "recovered": data.get("recovered"),
+        "commission": data.get("commission"),
+        "adjustments": data.get("adjustments"),
+        "fees": data.get("fees"),
+        "total": data.get("total"),
+        "withheld_amount": data.get("withheld"),
+    }
+    rows.append({"type": kind, "row": "SUMMARY", "data": summary})
+    return rows
+
+
 class RecordWriter:
     """Renders one data file of ``kind`` records in ``layout``, chunk by chunk (see module)."""
 
@@ -288,6 +326,11 @@ class RecordWriter:
         self._encoding = "utf-8" if layout.encoding == "utf-8-sig" else layout.encoding
         self._eol = _line_end(layout)
         self._lines_written = 0
+
+    @property
+    def expands(self) -> bool:
+        """True when one record becomes several rows (``statement_rows``)."""
+        return self.kind in EXPANDED_KINDS and self.layout.format != "jsonl"
 
     @property
     def lines_written(self) -> int:
@@ -328,7 +371,31 @@ class RecordWriter:
                 self._lines_written += 1
                 lines.append(payload.rstrip(b"\n") + b"\n")
             return b"".join(lines), errors
+        if self.expands:
+            return self._write_expanded(records)
         return self.write_records(records)
+
+    def _write_expanded(
+        self, records: Sequence[Mapping[str, Any]]
+    ) -> tuple[bytes, list[tuple[int, RowError]]]:
+        """Each record as its rows (``statement_rows``), all of them or none: a record one
+        of whose rows cannot be written is left out whole, with that row's error."""
+        chunks: list[bytes] = []
+        errors: list[tuple[int, RowError]] = []
+        for n, record in enumerate(records):
+            saved = (self._lines_written, self.totals.record_count, dict(self.totals.amounts))
+            try:
+                rows = statement_rows(record)
+            except ValueError as exc:
+                errors.append((n, RowError(self._lines_written + 1, "record", str(exc))))
+                continue
+            chunk, refused = self.write_records(rows)
+            if refused:
+                self._lines_written, self.totals.record_count, self.totals.amounts = saved
+                errors.append((n, refused[0][1]))
+                continue
+            chunks.append(chunk)
+        return b"".join(chunks), errors
 
     def _one_currency(self, record: Mapping[str, Any]) -> RowError | None:
         """A file with a trailer has one control total, so it carries one currency: a record
@@ -426,6 +493,7 @@ class RecordWriter:
 
 
 __all__ = [
+    "EXPANDED_KINDS",
     "ISO_DATE",
     "ISO_TIMESTAMP",
     "TRAILER_TAG",
@@ -440,4 +508,5 @@ __all__ = [
     "lookup",
     "parse_money",
     "path_of",
+    "statement_rows",
 ]

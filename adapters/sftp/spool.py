@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -64,6 +64,9 @@ class SpoolBatch:
     digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     size: int = 0
     records: int = 0
+    """Packets written (the batch's members)."""
+    rows: int = 0
+    """Rows written: the records, except that a statement is its lines and summary."""
 
     @classmethod
     def create(
@@ -106,6 +109,8 @@ class SpoolBatch:
         before = self.writer.lines_written
         # Each packet is decoded once, for its row and for the documents it lists.
         records = [orjson.loads(p) for p in payloads]
+        if self.writer.expands:
+            return self._append_expanded(payloads, records)
         chunk, errors = self.writer.write_parsed(payloads, records)
         self.write(chunk)
         failed = {i for i, _ in errors}
@@ -115,7 +120,28 @@ class SpoolBatch:
             if b'"documents"' in payloads[i]:  # most packets list none: skip the lookup
                 self.documents += documents_of(records[i])
         self.records += len(written)
+        self.rows += len(written)
         return written, [(i, str(e)) for i, e in errors]
+
+    def _append_expanded(
+        self, payloads: Sequence[bytes], records: Sequence[Any]
+    ) -> tuple[list[tuple[int, int, int]], list[tuple[int, str]]]:
+        """``append`` for packets of several rows each (a settlement statement: its lines and
+        summary): a member's line number is its first row's; ``rows`` counts every row."""
+        written: list[tuple[int, int, int]] = []
+        errors: list[tuple[int, str]] = []
+        for i, (payload, record) in enumerate(zip(payloads, records, strict=True)):
+            before = self.writer.lines_written
+            chunk, refused = self.writer.write_parsed([payload], [record])
+            if refused:
+                errors.append((i, str(refused[0][1])))
+                continue
+            self.write(chunk)
+            self.records += 1
+            self.rows += self.writer.lines_written - before
+            written.append((i, self.records, before + 1))
+            self.documents += documents_of(record)
+        return written, errors
 
     def close(self) -> str:
         """Write the trailer, close the file; returns the plaintext SHA-256."""
@@ -160,7 +186,7 @@ def companion_files(
                 bytes=data.size,
                 sha256=data.sha256,
                 plaintext_sha256=data.plaintext_sha256 or "",
-                record_count=batch.records,
+                record_count=batch.rows,
                 layout=layout.format,
                 encoding=layout.encoding,
                 encryption="openpgp" if data.recipient_fpr else None,

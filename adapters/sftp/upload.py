@@ -28,20 +28,38 @@ the recorded hash is what it must match (data file and documents alike).
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
 
 from adapters.sftp import batch_store as store
 from adapters.sftp.batches import ManifestDocument, document_path, remote_path, temp_path
-from adapters.sftp.documents import copy_document, find_documents
+from adapters.sftp.documents import copy_document, find_documents, find_statement_files
 from adapters.sftp.pgp import Pgp, PgpError
 from adapters.sftp.spool import LocalFile, SpoolBatch, companion_files, hash_file
 from gateway.config.agencies import SftpAgency
 from gateway.crashpoints import crash_point
+from gateway.documents.pack import PackDocument
 from gateway.errors import DocumentError, PermanentDeliveryError, TransientDeliveryError
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.ports import DocumentSource, NoDocumentStore, RemoteSession
 from gateway.store.database import Database
 
 PgpProvider = Callable[[], Awaitable[Pgp | None]]
+
+
+class _Source(NamedTuple):
+    """A document to send: a placement pack's, or a settlement statement's (``placement_id``
+    ``statement:<id>``, in the folder ``statement-<id>``)."""
+
+    placement_id: str
+    folder: str
+    document_id: int
+    kind: str
+    name: str
+    media_type: str
+    size: int
+    sha256: str
+    reference: str | None
 
 
 class BatchUpload:
@@ -167,9 +185,7 @@ class BatchUpload:
         else:
             data_sha, data_size = await asyncio.to_thread(hash_file, data_local)
         data_path = remote_path(self._cfg.folders.inbox, batch.names.data)
-        data = store.StagedFile(
-            "data", data_path, data_size, data_sha, plain_sha, batch.records, fpr
-        )
+        data = store.StagedFile("data", data_path, data_size, data_sha, plain_sha, batch.rows, fpr)
         data_file = await self._bound(LocalFile(data, data_local), recorded, connected)
         data = data_file.staged
         documents, listed = await self._documents(batch, recorded, connected, pgp)
@@ -237,21 +253,59 @@ class BatchUpload:
         files: list[LocalFile] = []
         listed: list[ManifestDocument] = []
         per_placement: dict[str, int] = {}
+        pack_refs = [r for r in batch.documents if r.statement_id is None]
+        statement_refs = [r for r in batch.documents if r.statement_id is not None]
         try:
             async with self._db.snapshot() as conn:
-                found = await find_documents(conn, batch.documents)
-                for n, (placement_id, doc) in enumerate(found, 1):
-                    ordinal = per_placement[placement_id] = per_placement.get(placement_id, 0) + 1
-                    path = document_path(
-                        batch.names.base,
+                found = await find_documents(conn, pack_refs) if pack_refs else []
+                entries: list[tuple[_Source, Callable[[Path], Awaitable[None]]]] = []
+                for placement_id, doc in found:
+
+                    async def copy(target: Path, doc: PackDocument = doc) -> None:
+                        await copy_document(conn, doc, target, store=self._store)
+
+                    source = _Source(
                         placement_id,
-                        ordinal,
+                        placement_id,
+                        doc.id,
                         doc.kind,
                         doc.name,
+                        doc.media_type,
+                        doc.size,
+                        doc.sha256,
+                        doc.reference,
+                    )
+                    entries.append((source, copy))
+                for sf in await find_statement_files(conn, self._agency.id, statement_refs):
+
+                    async def write(target: Path, body: bytes = sf.body) -> None:
+                        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+                        await asyncio.to_thread(target.write_bytes, body)
+
+                    source = _Source(
+                        f"statement:{sf.statement_id}",
+                        f"statement-{sf.statement_id}",
+                        sf.document_id,
+                        sf.kind,
+                        sf.name,
+                        sf.media_type,
+                        len(sf.body),
+                        sf.sha256,
+                        None,
+                    )
+                    entries.append((source, write))
+                for n, (src, put) in enumerate(entries, 1):
+                    ordinal = per_placement[src.folder] = per_placement.get(src.folder, 0) + 1
+                    path = document_path(
+                        batch.names.base,
+                        src.folder,
+                        ordinal,
+                        src.kind,
+                        src.name,
                         encrypted=pgp is not None,
                     )
                     plain = batch.folder / path.removesuffix(".pgp")
-                    await copy_document(conn, doc, plain, store=self._store)
+                    await put(plain)
                     local, fpr = plain, None
                     if pgp is not None:
                         local = batch.folder / path
@@ -268,7 +322,7 @@ class BatchUpload:
                         remote_path(self._cfg.folders.inbox, path),
                         size,
                         sha,
-                        doc.sha256,
+                        src.sha256,
                         None,
                         fpr,
                     )
@@ -276,17 +330,17 @@ class BatchUpload:
                     files.append(file)
                     listed.append(
                         ManifestDocument(
-                            placement_id=placement_id,
-                            document_id=doc.id,
-                            kind=doc.kind,
-                            name=doc.name,
-                            media_type=doc.media_type,
+                            placement_id=src.placement_id,
+                            document_id=src.document_id,
+                            kind=src.kind,
+                            name=src.name,
+                            media_type=src.media_type,
                             path=path,
-                            size=doc.size,
-                            plaintext_sha256=doc.sha256,
+                            size=src.size,
+                            plaintext_sha256=src.sha256,
                             bytes=file.staged.size,
                             sha256=file.staged.sha256,
-                            reference=doc.reference,
+                            reference=src.reference,
                             encryption="openpgp" if fpr else None,
                             recipient_fpr=fpr,
                         )

@@ -52,6 +52,7 @@ from gateway.letters.service import revoke_letters
 from gateway.lifecycle import OPEN_PLACEMENT_STATES
 from gateway.ports import Clock
 from gateway.privacy.pii import PiiKeyRing
+from gateway.register.gate import RegisterGate
 from gateway.store.database import Database
 from gateway.store.tables import Case, Expectation, Placement
 
@@ -86,6 +87,21 @@ class NewPlacement:
     decision_id: int | None = None
 
 
+def _uncount(report: AllocationReport, found: RoundInput, dropped: Sequence[Decision]) -> None:
+    """Take decisions left for the next round out of the report's placed counts."""
+    for decision in dropped:
+        for case_id in decision.case_ids:
+            report.placed -= 1
+            report.changed += 1
+            report.by_agency[str(decision.chosen)] -= 1
+            report.by_strategy[decision.strategy] -= 1
+            report.by_agency_bucket[(str(decision.chosen), found.cases[case_id]["bucket"])] -= 1
+    if dropped:
+        report.by_agency += Counter()  # drop the counts that fell to zero
+        report.by_strategy += Counter()
+        report.by_agency_bucket += Counter()
+
+
 class PlacementService:
     """Allocates cases, recalls and amends placements.
 
@@ -98,6 +114,8 @@ class PlacementService:
         packs: prepares each new placement's authorisation letter and document pack in the
             placement's transaction, and revokes letters on recall (gateway.documents);
             None: packets carry no letter and no documents.
+        register: the agency register's gate (gateway.register.gate), read by every round
+            and renewal; None: no register (tests that do not ask for one).
     """
 
     def __init__(
@@ -109,6 +127,7 @@ class PlacementService:
         settings: AllocationSection,
         clock: Clock,
         packs: PackPreparer | None = None,
+        register: RegisterGate | None = None,
     ) -> None:
         self._db = db
         self._agencies = agencies
@@ -116,6 +135,7 @@ class PlacementService:
         self._settings = settings
         self._clock = clock
         self.packs = packs
+        self.register = register
 
     async def allocate(self) -> AllocationReport:
         """Place every allocatable case that an agency can take; record why, per group.
@@ -153,6 +173,7 @@ class PlacementService:
         for planned in batches([d for d in result.decisions if d.chosen], WRITE_BATCH):
             async with self._db.transaction() as conn:
                 chunk = await self._unchanged(conn, planned, found, report)
+                chunk = await self._still_admitted(conn, chunk, found, report, now)
                 if not chunk:
                     continue
                 ids = await record_decisions(conn, chunk, round_id=round_id, seed=seed, now=now)
@@ -203,24 +224,45 @@ class PlacementService:
             query = query.with_for_update()
         now_at = {str(i): at for i, at in await conn.execute(query)}
         kept: list[Decision] = []
+        dropped: list[Decision] = []
         for decision in planned:
             if all(now_at.get(c) == found.cases[c]["updated_at"] for c in decision.case_ids):
                 kept.append(decision)
                 continue
+            dropped.append(decision)
             log.info(
                 "allocation: %s changed since the round read it; left for the next round",
                 ", ".join(decision.case_ids),
             )
-            for case_id in decision.case_ids:
-                report.placed -= 1
-                report.changed += 1
-                report.by_agency[str(decision.chosen)] -= 1
-                report.by_strategy[decision.strategy] -= 1
-                report.by_agency_bucket[(str(decision.chosen), found.cases[case_id]["bucket"])] -= 1
-        if len(kept) < len(planned):
-            report.by_agency += Counter()  # drop the counts that fell to zero
-            report.by_strategy += Counter()
-            report.by_agency_bucket += Counter()
+        _uncount(report, found, dropped)
+        return kept
+
+    async def _still_admitted(
+        self,
+        conn: AsyncConnection,
+        planned: list[Decision],
+        found: RoundInput,
+        report: AllocationReport,
+        now: datetime,
+    ) -> list[Decision]:
+        """The decisions whose agency the register still admits, read in the write's
+        transaction: a suspension or termination between the plan and the write stops the
+        placement (the group is left for the next round, which gives the reason)."""
+        if self.register is None or not planned:
+            return planned
+        barred, _ = await self.register.check(conn, {str(d.chosen) for d in planned}, now)
+        if not barred:
+            return planned
+        kept = [d for d in planned if d.chosen not in barred]
+        dropped = [d for d in planned if d.chosen in barred]
+        for decision in dropped:
+            log.warning(
+                "allocation: %s not placed with %s: %s",
+                ", ".join(decision.case_ids),
+                decision.chosen,
+                barred[str(decision.chosen)],
+            )
+        _uncount(report, found, dropped)
         return kept
 
     async def preview(self) -> AllocationReport:
@@ -237,6 +279,11 @@ class PlacementService:
                 if found.cases and self._settings.performance_weighting
                 else {}
             )
+            barred, shares = (
+                await self.register.check(conn, self._agencies, now)
+                if found.cases and self.register is not None
+                else ({}, {})
+            )
         if not found.cases:
             return found, AllocationResult(), AllocationReport()
         result = allocate(
@@ -249,6 +296,8 @@ class PlacementService:
             challenger_share=self._settings.challenger_share,
             policy=Policy.from_settings(self._settings),
             now=now,
+            barred=barred,
+            shares=shares,
         )
         return found, result, AllocationReport.of(found, result, factors)
 

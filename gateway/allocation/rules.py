@@ -28,6 +28,11 @@ every other group is a *champion*, drawn by the contract weight times the agency
 performance factor in the group's currency (``gateway.allocation.performance``). Each
 assignment records its strategy, so scorecards can compare the two.
 
+The register (gateway.register) comes first of all: an agency it refuses today (not
+admitted, contract not started or ended, a required qualification expired) has that refusal
+as its verdict for every group, before its contract is looked at; an agency's register share
+multiplies its contract weight in both strategies.
+
 Every group that reaches step 3 yields a ``Decision``: every configured agency with its tier
 and verdict ("eligible", or why not), the weights and factors of the eligible ones, the draw
 and the agency chosen, or the reason none was. ``gateway.allocation.rounds`` stores them.
@@ -125,11 +130,16 @@ class _Round:
     factors: Mapping[tuple[str, str], float]
     challenger_share: float
     policy: Policy
+    barred: Mapping[str, str]
+    shares: Mapping[str, float]
 
     def decide(self, part: _Part) -> Decision:
         size = len(part.cases)
         challenger = _draw(self.seed + 2, part.key) < self.challenger_share
-        fits = {a.id: fit_verdict(a, part.cases, part.bucket) for a in self.agencies}
+        fits = {
+            a.id: self.barred.get(a.id) or fit_verdict(a, part.cases, part.bucket)
+            for a in self.agencies
+        }
         floor = group_floor(floor_of(c, self.by_id, self.policy) for c in part.cases)
         target = target_tier(self.agencies, fits, floor, self.policy)
         blank = Decision(
@@ -154,7 +164,7 @@ class _Round:
                 return replace(
                     blank,
                     candidates=tuple(
-                        Candidate(a.id, a.tier, "eligible", a.capacity.weight, factor)
+                        Candidate(a.id, a.tier, "eligible", self._weight(a), factor)
                         if a.id == sticky_id
                         else Candidate(a.id, a.tier, fits[a.id] or elsewhere)
                         for a in self.agencies
@@ -221,7 +231,7 @@ class _Round:
                 candidates.append(Candidate(agency.id, agency.tier, verdict))
                 continue
             factor = self._factor(agency.id, part.currency, blank.strategy)
-            weight = agency.capacity.weight
+            weight = self._weight(agency)
             candidates.append(Candidate(agency.id, agency.tier, "eligible", weight, factor))
             pool.append((agency, weight * factor))
         tier = self.policy.tiers[target]
@@ -252,6 +262,10 @@ class _Round:
             draw=draw,
             reason="; ".join(notes) or None,
         )
+
+    def _weight(self, agency: AgencyConfig) -> float:
+        """The contract weight times the agency's register share (1 without an entry)."""
+        return agency.capacity.weight * self.shares.get(agency.id, 1.0)
 
     def _factor(self, agency_id: str, currency: str, strategy: str) -> float:
         """The performance factor a draw applies: champions only."""
@@ -320,6 +334,8 @@ def allocate(
     challenger_share: float = 0.0,
     policy: Policy = DEFAULT_POLICY,
     now: datetime | None = None,
+    barred: Mapping[str, str] | None = None,
+    shares: Mapping[str, float] | None = None,
 ) -> AllocationResult:
     """Assign cases to agencies, with a decision per group saying why.
 
@@ -333,6 +349,9 @@ def allocate(
         challenger_share: the share of groups drawn by contract weights alone.
         policy: tiers, legal tier, cool-off and the mixed-debtor rule.
         now: the time the cool-off is measured against (None: no cool-off).
+        barred: agency → why the register refuses it today (gateway.register): its verdict
+            for every group, so it is never a candidate and the reasons name it.
+        shares: agency → register share factor (0..1) multiplying its contract weight.
     """
     ordered = sorted(agencies, key=lambda a: a.id)
     state = _Round(
@@ -344,6 +363,8 @@ def allocate(
         factors=factors or {},
         challenger_share=challenger_share,
         policy=policy,
+        barred=barred or {},
+        shares=shares or {},
     )
     result = AllocationResult()
     groups: dict[tuple[str, str], list[CaseToAllocate]] = {}

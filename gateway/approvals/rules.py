@@ -26,6 +26,7 @@ Action = Literal[
     "write_off",
     "accept_agency_figure",
     "concession_approval",
+    "evaluation_decision",
 ]
 ACTIONS: Final[tuple[Action, ...]] = (
     "claim_confirmation",
@@ -34,6 +35,7 @@ ACTIONS: Final[tuple[Action, ...]] = (
     "write_off",
     "accept_agency_figure",
     "concession_approval",
+    "evaluation_decision",
 )
 
 

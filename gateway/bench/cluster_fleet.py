@@ -108,6 +108,9 @@ enabled = false
 
 [documents]
 letters = "off"
+
+[register]   # the benchmark agency has no register entry
+enforce = false
 """,
         encoding="utf-8",
     )

@@ -30,7 +30,12 @@ from gateway.config.agencies import (
 )
 from gateway.config.documents import DocumentsSection
 from gateway.config.secrets import SecretRef
-from gateway.config.settings import DatabaseSection, DispatchSection, GatewaySettings
+from gateway.config.settings import (
+    DatabaseSection,
+    DispatchSection,
+    GatewaySettings,
+    RegisterSection,
+)
 from gateway.demo.data import generate_accounts, write_csv
 from gateway.errors import GatewayError
 from gateway.intake.service import import_file
@@ -102,6 +107,8 @@ def config(setup: BenchSetup) -> tuple[GatewaySettings, dict[str, AgencyConfig]]
         dispatch=DispatchSection(batch_size=setup.batch_size),
         # Benchmarks measure the pipeline, not the lender's letters (gateway.letters).
         documents=DocumentsSection(letters="off"),
+        # The benchmark agency has no register entry (README "Agency register").
+        register=RegisterSection(enforce=False),
         agencies_dir=str(setup.workdir / "agencies"),
         base_dir=setup.workdir,
     )

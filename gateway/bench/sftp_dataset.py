@@ -24,7 +24,12 @@ from gateway.config.agencies import (
 )
 from gateway.config.documents import DocumentsSection
 from gateway.config.secrets import SecretRef
-from gateway.config.settings import DatabaseSection, DispatchSection, GatewaySettings
+from gateway.config.settings import (
+    DatabaseSection,
+    DispatchSection,
+    GatewaySettings,
+    RegisterSection,
+)
 from gateway.config.sftp import NamingSection, PgpSection, SftpSection
 from gateway.demo.data import generate_accounts, write_csv
 from gateway.errors import GatewayError
@@ -87,6 +92,8 @@ class SftpBench:
             # Benchmarks measure the pipeline, not the lender's letters (gateway.letters); the
             # baseline puts the data file alone, so the batch carries no documents either.
             documents=DocumentsSection(letters="off", statements=False),
+            # The benchmark agency has no register entry (README "Agency register").
+            register=RegisterSection(enforce=False),
             agencies_dir=str(self.workdir / "agencies"),
             base_dir=self.workdir,
         )

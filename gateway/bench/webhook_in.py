@@ -11,7 +11,9 @@ seeded store; afterwards the store is counted to prove every accepted event was 
 
 The events are a realistic mix for placements the agency holds: one in eight acknowledges a
 fresh placement (with the balance we sent), the rest report contact attempts and payments on
-placements already being worked, so reconciliation accepts them all without a mismatch.
+placements already being worked, so reconciliation accepts them all without a mismatch (the
+contacts made at 10:00 in Shanghai, each placement's on days of their own: no quiet hours,
+no cap broken on arrival).
 
 Besides the rate ``ratio``, the report gives ``cpu_ratio``: baseline server CPU per event over
 ours, i.e. the ratio with a CPU to each side; other load on the machine barely moves it.
@@ -24,7 +26,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -104,6 +106,11 @@ def event_bodies(
     kinds = ["ack"] * len(fresh) + ["activity"] * (count - len(fresh))
     random.Random(seed).shuffle(kinds)
     stamp = now.isoformat().replace("+00:00", "Z")
+    # 10:00 in Shanghai (02:00 UTC) on the latest day it has passed; a placement's n-th event
+    # is dated n days before it, so its contacts keep to quiet hours and the daily cap.
+    morning = now.replace(hour=2, minute=0, second=0, microsecond=0)
+    if morning > now:
+        morning -= timedelta(days=1)
     run = secrets.token_hex(4)
     collected: Counter[str] = Counter()
     acks = iter(fresh)
@@ -141,7 +148,9 @@ def event_bodies(
                         "placement_id": p.placement_id,
                         "channel": "call",
                         "outcome": "reached" if n % 4 == 0 else "no_answer",
-                        "attempted_at": stamp,
+                        "attempted_at": (morning - timedelta(days=n // len(worked)))
+                        .isoformat()
+                        .replace("+00:00", "Z"),
                         "effective": n % 4 == 0,
                     },
                 }

@@ -336,7 +336,8 @@ class ExpiryService:
     ) -> Renewal:
         """Extend an open placement by ``days`` and tell the agency (``placement.amended``
         with the new ``return_by``). NotFound for an unknown placement; GatewayError when it
-        is not open or the new date would still have expired."""
+        is not open or the new date would still have expired; RegisterRefused when the agency
+        register no longer admits its agency (gateway.register)."""
         now = self._now()
         async with self._db.transaction() as conn:
             return await self.renew_in(conn, placement_id, days, actor=actor, note=note, now=now)
@@ -381,6 +382,9 @@ class ExpiryService:
             raise GatewayError(
                 f"placement {placement_id} is held by {agency_id}, which is not configured"
             )
+        # A renewal keeps the case with the agency: the register must still admit it.
+        if self._placements.register is not None:
+            await self._placements.register.require(conn, agency_id, now)
         # A placement already past its grace may still be renewed, as long as the new date
         # reaches past it; renewed_return_by refuses one that would stay expired.
         new = renewed_return_by(

@@ -211,8 +211,9 @@ async def agencies_scorecard(
     strategy: str | None,
     as_json: bool,
 ) -> None:
-    """How each agency served the placements it received in a period: recovery (collected
-    / placed), acknowledgements, first activity, promises and data deletions on time,
+    """How each agency served the placements it received in a period: recovery (the money
+    the lender received and attributed to them / placed; `scorecards fair` compares within
+    strata), acknowledgements, first activity, promises and data deletions on time,
     contact-rule violations, reporting breaks and open mismatches (see README "Agency
     scorecards")."""
     from gateway.reporting.scorecards import period, rate, report, scorecards

@@ -91,8 +91,9 @@ async def events_import(
 
     One row per event, the columns of the reply sheet (README "Law-firm email"). Bad lines
     are reported with line and field and skipped; the good ones are reconciled. The file is
-    stored with an evidence leaf; importing the same file again changes nothing. Exits 1
-    when any line was refused.
+    stored with an evidence leaf; importing the same file again changes nothing. A settlement
+    answer its statement cannot take is stored, changes nothing and is reported as refused.
+    Exits 1 when any line was refused.
     """
     gateway = await open_gateway(ctx)
     try:
@@ -132,12 +133,17 @@ async def events_import(
         "imported": imported.applied if imported else 0,
         "already_imported": bool(imported and not imported.new),
         "inbound_id": imported.inbound_id if imported else None,
+        "refused": list(imported.refused) if imported else [],
     }
     if as_json:
         console.print_json(json.dumps(report, ensure_ascii=False))
     else:
         for e in parsed.errors:
             err_console.print(f"{file}: {e}", markup=False, highlight=False, soft_wrap=True)
+        for why in imported.refused if imported else ():
+            err_console.print(
+                f"{file}: refused: {why}", markup=False, highlight=False, soft_wrap=True
+            )
         if imported is not None and not imported.new:
             console.print(
                 f"{file} was imported before (inbound {imported.inbound_id}); nothing changed",
@@ -154,7 +160,7 @@ async def events_import(
                 f"{len(parsed.errors)} line(s) refused",
                 soft_wrap=True,
             )
-    if parsed.errors:
+    if parsed.errors or (imported is not None and imported.refused):
         ctx.exit(1)
 
 

@@ -1,5 +1,6 @@
-"""CLI commands of the money model: ``attributions list|show`` (who is credited with each
-lender receipt; gateway.settlement.attribution). Not to be confused with
+"""CLI commands of the money model: ``attributions list|show|resolve`` (who is credited with
+each lender receipt, and the lender's decision on a dispute; gateway.settlement.attribution
+and gateway.settlement.disputes). Not to be confused with
 gateway.cli.attribution, which records *who acts* (``--as``)."""
 
 import json
@@ -119,6 +120,87 @@ async def attributions_show(ctx: click.Context, receipt: str, as_json: bool) -> 
         )
         console.print(line + (f": {r['reason']}" if r["reason"] else ""), markup=False,
                       highlight=False)  # fmt: skip
+
+
+@attributions.command("resolve")
+@click.argument("receipt")
+@click.option("--keep", is_flag=True, help="The attribution stands: its rows count again.")
+@click.option(
+    "--move-to",
+    "move_to",
+    metavar="PLACEMENT",
+    help="Move the unsettled share(s) to this placement of the receipt's case (rule `moved`).",
+)
+@click.option("--reason", required=True, help="Why; recorded with who decided.")
+@click.option("--as", "actor", help="Who decides (a console user; default: --as / --token).")
+@click.option("--approval", "approval_id", type=int, help="A move above [four_eyes]'s amount: "
+              "the approved request to run under.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.pass_context
+@run_async
+async def attributions_resolve(
+    ctx: click.Context,
+    receipt: str,
+    keep: bool,
+    move_to: str | None,
+    reason: str,
+    actor: str | None,
+    approval_id: int | None,
+    as_json: bool,
+) -> None:
+    """Decide the open attribution dispute(s) of lender receipt RECEIPT: --keep (the
+    mismatch is dismissed and the disputed rows count again as they were) or --move-to
+    PLACEMENT (the first dispute is resolved by moving the receipt's unsettled shares to
+    PLACEMENT, with rule `moved`, the reason and an evidence leaf; the others are dismissed).
+    Every step is a mismatch action by --as with --reason. Exits 1 when there is no open
+    dispute or the decision is refused."""
+    from gateway.cli.attribution import acting_user
+    from gateway.resolutions.rules import ActionRequest, MismatchFilter
+    from gateway.settlement.disputes import open_disputes
+
+    if keep == (move_to is not None):
+        raise click.UsageError("say --keep or --move-to PLACEMENT (one of them)")
+    gateway = await open_gateway(ctx)
+    done: list[dict[str, Any]] = []
+    refused: dict[int, str] = {}
+    try:
+        user = await acting_user(
+            ctx, gateway.db, gateway.clock, name=actor, required=True, purpose="attributions"
+        )
+        assert user is not None
+        async with gateway.db.connect() as conn:
+            ids = await open_disputes(conn, receipt)
+        if not ids:
+            raise click.ClickException(f"receipt {receipt!r} has no open attribution dispute")
+        service = gateway.resolutions()
+        for n, mismatch_id in enumerate(ids):
+            move = move_to is not None and n == 0
+            request = ActionRequest(
+                action="accept" if move else "dismiss",
+                actor=user.name,
+                reason=reason,
+                placement_id=move_to if move else None,
+                approval_id=approval_id if move else None,
+            )
+            result = await service.bulk(MismatchFilter(states=(), ids=(mismatch_id,)), request)
+            refused.update(result.refused)
+            done += [
+                {"mismatch_id": r.mismatch_id, "action": r.action, "details": r.details}
+                for r in result.done
+            ]
+            if move and result.refused:
+                break
+    finally:
+        await gateway.aclose()
+    if as_json:
+        click.echo(json.dumps({"done": done, "refused": refused}, default=str, indent=2))
+    else:
+        for d in done:
+            console.print(f"#{d['mismatch_id']}: {d['action']}: {d['details']}", highlight=False)
+        for mismatch_id, why in refused.items():
+            console.print(f"#{mismatch_id}: refused: {why}", highlight=False)
+    if refused:
+        ctx.exit(1)
 
 
 COMMANDS: list[click.Command] = [attributions]

@@ -32,10 +32,12 @@ RecordKind = Literal[
     "payment.attributed",
     "data.deletion_requested",
     "request.decided",
+    "settlement.statement",
     "result",
     "statement",
 ]
-"""What a row describes: one of our packet types, an agency result event or a statement line."""
+"""What a row describes: one of our packet types (a ``settlement.statement`` is one row per
+statement line and a summary row), an agency result event or a statement line."""
 
 CellKind = Literal["text", "int", "money", "currency", "date", "timestamp", "bool", "list"]
 """How a cell is written and read (see adapters/sftp/layouts.py)."""
@@ -195,6 +197,38 @@ DEFAULT_COLUMNS: dict[RecordKind, tuple[ColumnSpec, ...]] = {
         ("DECIDED_AT", "data.decided_at", "timestamp", 25),
         ("REASON", "data.reason", "text", 500),
     ),
+    # With widths, like data.deletion_requested. A monthly statement is one LINE row per
+    # statement line and one SUMMARY row with its totals (ROW says which; each row repeats
+    # the statement's id, revision, month and SHA-256, which the agency's answer names).
+    # Line columns are empty on the SUMMARY row and the totals' columns on LINE rows; the
+    # control total is the sum of the lines' AMOUNT.
+    "settlement.statement": _fixed(
+        ("RECORD_TYPE", "type", "text", 24),
+        ("ROW", "row", "text", 7),
+        ("PACKET_ID", "data.packet_id", "text", 44),
+        ("STATEMENT_ID", "data.statement_id", "int", 12),
+        ("REVISION", "data.revision", "int", 4),
+        ("MONTH", "data.month", "text", 7),
+        ("SHA256", "data.sha256", "text", 64),
+        ("LINE_NO", "data.line_no", "int", 6),
+        ("PLACEMENT_ID", "data.placement_id", "text", 64),
+        ("CASE_ID", "data.case_id", "text", 64),
+        ("PAYMENT_ID", "data.payment_id", "text", 64),
+        ("PAID_ON", "data.paid_on", "date", 10),
+        ("AMOUNT", "data.amount", "money", 20),
+        ("CURRENCY", "currency", "currency", 3),
+        ("ATTRIBUTION_RULE", "data.attribution_rule", "text", 12),
+        ("RULE", "data.rule", "text", 64),
+        ("RATE_BPS", "data.rate_bps", "int", 6),
+        ("COMMISSION", "data.commission", "money", 20),
+        ("WITHHELD", "data.withheld", "bool", 5),
+        ("LINE_COUNT", "data.line_count", "int", 6),
+        ("RECOVERED", "data.recovered", "money", 20),
+        ("ADJUSTMENTS", "data.adjustments", "money", 20),
+        ("FEES", "data.fees", "money", 20),
+        ("TOTAL", "data.total", "money", 20),
+        ("WITHHELD_AMOUNT", "data.withheld_amount", "money", 20),
+    ),
     "result": _cols(
         ("EVENT_TYPE", "type", "text"),
         ("EVENT_TIME", "timestamp", "timestamp"),
@@ -244,6 +278,12 @@ DEFAULT_COLUMNS: dict[RecordKind, tuple[ColumnSpec, ...]] = {
         ("SHA256", "data.sha256", "text"),
         ("LINE_NOS", "data.line_nos", "list"),
         ("CLAIMED", "data.claimed", "money"),
+        # Added with collector conduct: whom a contact reached (debtor when empty), why a
+        # third party, the collector and the call recording.
+        ("PARTY", "data.party", "text"),
+        ("PURPOSE", "data.purpose", "text"),
+        ("COLLECTOR_ID", "data.collector_id", "text"),
+        ("RECORDING_REF", "data.recording_ref", "text"),
     ),
     "statement": _cols(
         ("PLACEMENT_ID", "placement_id", "text"),

@@ -7,6 +7,7 @@ keys for deployment convenience: ``GATEWAY_DATABASE_URL`` and ``GATEWAY_LISTEN``
 import os
 import tomllib
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
@@ -288,6 +289,8 @@ class FourEyesSection(_Section):
     accept_agency_figure: FourEyesRule = FourEyesRule(above=1_000_000)
     concession_approval: FourEyesRule = FourEyesRule(above=500_000)
     """A waiver (minor units waived) or instalment plan (its total) above ``above``."""
+    evaluation_decision: FourEyesRule = FourEyesRule(checker_roles=("admin",))
+    """An annual evaluation's decision (renew, reduce share, terminate): always two people."""
 
 
 class ConcessionLimit(_Section):
@@ -333,6 +336,129 @@ class ConcessionsSection(_Section):
     )
 
 
+class ScorecardsSection(_Section):
+    """The fair scorecards (gateway.reporting.stratified): how placements are stratified and
+    how sure an interval is."""
+
+    balance_bands_minor: list[int] = Field(
+        default_factory=lambda: [500_000, 2_000_000, 5_000_000],
+        description="placed-balance cuts of the balance bands (minor units, ascending)",
+    )
+    min_stratum_placements: int = Field(
+        default=5, ge=2, description="fewer placements on a side: the stratum is too small"
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="level of the intervals and of the C/C test"
+    )
+
+    @field_validator("balance_bands_minor")
+    @classmethod
+    def _ascending(cls, value: list[int]) -> list[int]:
+        if any(b <= a for a, b in pairwise(value)) or any(v <= 0 for v in value):
+            raise ValueError("balance bands must be positive and strictly ascending")
+        return value
+
+
+class EvaluationSection(_Section):
+    """The annual evaluation of each agency (gateway.evaluation): when it is generated before
+    the contract ends, and the thresholds of its recommendation."""
+
+    before_contract_end_days: int = Field(
+        default=60, ge=1, le=365, description="generate the report this many days before"
+    )
+    check_every_seconds: float = Field(
+        default=86_400,
+        ge=0,
+        description="how often serve looks for contracts ending soon; 0 leaves it to the CLI",
+    )
+    terminate_high_violations: int = Field(
+        default=10, ge=1, description="high-severity violations in the year → terminate"
+    )
+    reduce_high_violations: int = Field(
+        default=3, ge=1, description="high-severity violations in the year → reduce share"
+    )
+    reduce_upheld_per_10k: int = Field(
+        default=50, ge=0, description="upheld complaints per 10,000 placements → reduce share"
+    )
+    terminate_upheld_per_10k: int = Field(
+        default=200, ge=0, description="upheld complaints per 10,000 placements → terminate"
+    )
+    reduce_relative_bps: int = Field(
+        default=7_000,
+        ge=0,
+        le=10_000,
+        description="recovery below this share of its peers' in the same strata → reduce",
+    )
+    reduce_share_bps: int = Field(
+        default=5_000, ge=0, le=10_000, description="the share factor a reduce-share proposes"
+    )
+    min_sla_bps: int = Field(
+        default=8_000, ge=0, le=10_000, description="SLA on-time rate below this → reduce"
+    )
+
+
+class ComplaintsSection(_Section):
+    """Complaints about collection (gateway.complaints): how long the lender has to answer
+    each, the one extension it may take, and whether opening one holds the case at once.
+
+    The answer is due by the end of the day (lender's time zone) ``answer_days`` after the
+    complaint was received (the Chinese consumer-protection rule is 15 days, with an
+    extension for a complex case); ``by_channel`` overrides it for a channel (e.g. a
+    regulator's referral), ``by_category`` for a category; the shorter wins."""
+
+    answer_days: int = Field(default=15, ge=1, le=90, description="days to answer")
+    extension_days: int = Field(
+        default=15, ge=0, le=90, description="days one extension adds (0: none allowed)"
+    )
+    by_channel: dict[str, int] = Field(
+        default_factory=dict, description="channel → days to answer, overriding answer_days"
+    )
+    by_category: dict[str, int] = Field(
+        default_factory=dict, description="category → days to answer, overriding answer_days"
+    )
+    hold_on_open: bool = Field(
+        default=False,
+        description="hold the case (code COMPLAINT) whenever ops or the lender's channel "
+        "opens a complaint; otherwise a person decides per complaint",
+    )
+
+
+class RegisterSection(_Section):
+    """The agency register (gateway.register), README "Agency register": whether allocation
+    requires an entry, when to remind before expiries, and what a lapse does."""
+
+    enforce: bool = Field(
+        default=True,
+        description="allocation refuses agencies with no register entry (entries always gate)",
+    )
+    file: str | None = Field(
+        default=None, description="the register file `register import` reads by default"
+    )
+    reminder_days: tuple[int, ...] = Field(
+        default=(60, 30, 7),
+        description="remind this many days before a contract or qualification ends",
+    )
+    on_lapse: Literal["recall", "none"] = Field(
+        default="recall", description="what the register job does with a lapsed agency's cases"
+    )
+    recall_grace_days: int = Field(
+        default=0, ge=0, le=365, description="days after a lapse before its cases are recalled"
+    )
+    check_every_seconds: float = Field(
+        default=3600, ge=0, description="the register job (reminders, lapses); 0: CLI only"
+    )
+
+
+class ConductSection(_Section):
+    """Collector conduct (gateway.conduct), README "Collector conduct": the monthly QA
+    sample of call recordings per agency. The contact rules themselves (quiet hours, caps)
+    are in ``[reconciliation]``."""
+
+    qa_sample_size: int = Field(
+        default=20, ge=1, le=1000, description="recordings drawn per agency per month"
+    )
+
+
 class GatewaySettings(_Section):
     """All process-wide settings. ``base_dir`` anchors relative paths (key files, SQLite)."""
 
@@ -348,7 +474,13 @@ class GatewaySettings(_Section):
     privacy: PrivacySection = PrivacySection()
     claims: ClaimsSection = ClaimsSection()
     four_eyes: FourEyesSection = FourEyesSection()
+    evaluation: EvaluationSection = EvaluationSection()
+    scorecards: ScorecardsSection = ScorecardsSection()
     concessions: ConcessionsSection = ConcessionsSection()
+    # "register" would shadow ABCMeta.register: the field has another name, the key is the same.
+    agency_register: RegisterSection = Field(default=RegisterSection(), alias="register")
+    complaints: ComplaintsSection = ComplaintsSection()
+    conduct: ConductSection = ConductSection()
     lender: LenderSection = LenderSection()
     documents: DocumentsSection = DocumentsSection()
     notices: NoticesSection = NoticesSection()
@@ -425,11 +557,14 @@ __all__ = [
     "BucketRule",
     "Channel",
     "ClaimsSection",
+    "ComplaintsSection",
     "ConcessionLimit",
     "ConcessionsSection",
+    "ConductSection",
     "FourEyesRule",
     "FourEyesSection",
     "GatewaySettings",
+    "RegisterSection",
     "format_validation_error",
     "load_settings",
     "read_toml",

@@ -7,7 +7,17 @@ to it (a test calls every documented path).
 
 from gateway.cases.views import DEFAULT_LIMIT, MAX_LIMIT
 from gateway.console.read_model import MAX_PAGE_SIZE, SORTS
-from gateway.console.schema_parts import BOOL, INT, OPEN_OBJ, STR, JsonObject, obj, ref
+from gateway.console.schema_parts import (
+    BOOL,
+    INT,
+    NULL_STR,
+    OPEN_OBJ,
+    STR,
+    TIME,
+    JsonObject,
+    obj,
+    ref,
+)
 
 TAG = "ops-console"
 _SECURITY: list[JsonObject] = [{"consoleToken": []}, {"consoleSession": []}]
@@ -136,6 +146,46 @@ _LIST_PARAMS = (
     "sort",
     "dir",
     "page",
+)
+
+
+_COMPLAINT = obj(
+    ["id", "source", "source_ref", "case_id", "state", "deadline_at", "overdue"],
+    {
+        "id": INT,
+        "source": STR,
+        "source_ref": STR,
+        "case_id": STR,
+        "placement_id": NULL_STR,
+        "agency_id": NULL_STR,
+        "collector_id": NULL_STR,
+        "channel": STR,
+        "category": STR,
+        "received_at": TIME,
+        "deadline_at": TIME,
+        "state": STR,
+        "outcome": NULL_STR,
+        "owner": NULL_STR,
+        "held": BOOL,
+        "overdue": BOOL,
+    },
+    "A complaint (gateway.complaints); the summary is never in it.",
+)
+_LENDER_COMPLAINT = obj(
+    ["complaint_id", "received_at", "channel"],
+    {
+        "complaint_id": STR,
+        "case_id": STR,
+        "placement_id": STR,
+        "received_at": TIME,
+        "channel": STR,
+        "category": STR,
+        "contact_at": TIME,
+        "collector_id": STR,
+        "summary": STR,
+    },
+    "One complaint from the lender's channel: case_id or placement_id names the case "
+    '(README "Complaints").',
 )
 
 
@@ -279,6 +329,29 @@ def paths() -> JsonObject:
                 ],
                 errors=(400, 401, 403),
             )
+        },
+        "/api/v1/complaints": {
+            "get": _op(
+                "listComplaints",
+                "Complaints, the nearest deadline first: by default those waiting for an "
+                "answer (`state`: open, investigating, resolved, closed, waiting or all; "
+                "`agency`; `overdue=1`)",
+                {"type": "array", "items": _COMPLAINT},
+            ),
+            "post": {
+                **_op(
+                    "receiveComplaint",
+                    "The lender's complaint channel: open one complaint (the same "
+                    "complaint_id answers with the complaint it opened, created false)",
+                    {"allOf": [_COMPLAINT, obj(["created"], {"created": BOOL})]},
+                    role="operator",
+                    errors=(400, 401, 403, 404),
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _LENDER_COMPLAINT}},
+                },
+            },
         },
         "/api/v1/agencies/{agency_id}": {
             "get": _op(

@@ -17,7 +17,9 @@ the queue (gateway.console.saved_views). ``/approvals``, ``/approvals/{id}`` and
 ``/claims/{id}`` show claim batches and four-eyes requests with their decisions
 (gateway.console.approval_pages). ``/settlement`` and ``/settlement/{id}`` show the monthly
 settlement statements, their documents, and the adjust and issue actions
-(gateway.console.settlement_pages).
+(gateway.console.settlement_pages). ``/evaluations`` and ``/evaluations/{id}`` show the annual
+agency evaluations, their documents, and the decision with its four-eyes approval
+(gateway.console.evaluation_pages).
 """
 
 from aiohttp import web
@@ -34,10 +36,15 @@ from gateway.console import (
 )
 from gateway.console.api import PREFIX, add_api_routes
 from gateway.console.approval_pages import add_approval_routes
+from gateway.console.complaint_pages import add_complaint_routes
+from gateway.console.conduct_pages import add_conduct_routes
+from gateway.console.evaluation_pages import add_evaluation_routes
 from gateway.console.list_exports import add_export_routes
 from gateway.console.notice_pages import notices_page, verification_page
+from gateway.console.register_pages import add_register_routes
 from gateway.console.rendering import static_file
 from gateway.console.request_pages import add_request_routes
+from gateway.console.scorecard_pages import add_scorecard_routes
 from gateway.console.services import CONSOLE_KEY, ConsoleServices
 from gateway.console.sessions import harden
 from gateway.console.settlement_pages import add_settlement_routes
@@ -86,7 +93,12 @@ def add_console(app: web.Application, services: ConsoleServices) -> None:
     router.add_get("/static/{name}", static_file)
     add_approval_routes(app)
     add_request_routes(app)
+    add_register_routes(app)
+    add_complaint_routes(app)
+    add_conduct_routes(app)
     add_settlement_routes(app)
+    add_evaluation_routes(app)
+    add_scorecard_routes(app)
     add_api_routes(app)
     add_export_routes(app, api_prefix=PREFIX)
 

@@ -18,13 +18,20 @@ from gateway.cases.escalation import EscalationService
 from gateway.cases.expiry import ExpiryService
 from gateway.cases.holds import CaseService
 from gateway.cases.views import DEFAULT_LIMIT, CaseFilter
+from gateway.complaints.service import ComplaintService
 from gateway.concessions.decisions import ConcessionService
 from gateway.config.agencies import AgencyConfig
-from gateway.config.settings import ConsoleSection, FourEyesSection
+from gateway.config.settings import (
+    ConsoleSection,
+    FourEyesSection,
+    RegisterSection,
+    ScorecardsSection,
+)
 from gateway.console.i18n import SHANGHAI
 from gateway.console.read_model import Circuits
 from gateway.console.sessions import Auth
 from gateway.errors import GatewayError
+from gateway.evaluation.service import EvaluationService
 from gateway.evidence.log import EvidenceLog
 from gateway.evidence.signed_note import NoteVerifier
 from gateway.ports import Clock
@@ -68,8 +75,16 @@ class ConsoleServices:
     """Who may approve what (``[four_eyes]``): claim batches and approvals pages."""
     statements: StatementService | None = None
     """Monthly settlement statements (gateway.console.settlement_pages)."""
+    evaluations: EvaluationService | None = None
+    """Annual agency evaluations (gateway.console.evaluation_pages)."""
     concessions: ConcessionService | None = None
     """Agencies' waiver, instalment and pause requests (gateway.console.request_pages)."""
+    complaints: ComplaintService | None = None
+    """Complaints about collection (gateway.console.complaint_pages)."""
+    scorecards: ScorecardsSection = field(default_factory=ScorecardsSection)
+    """Strata and intervals of the fair scorecards (gateway.console.scorecard_pages)."""
+    register: RegisterSection = field(default_factory=RegisterSection)
+    """``[register]``: enforcement and reminder days (gateway.console.register_pages)."""
 
     def may_reveal(self, role: str) -> bool:
         return role in self.settings.pii_reveal_roles

@@ -1,6 +1,8 @@
-"""The OpenAPI description of the document fetch endpoint (gateway.documents.fetch), pure.
+"""The OpenAPI description of the document fetch endpoints, pure: a placement's documents
+(gateway.documents.fetch) and a settlement statement's (gateway.settlement.fetch).
 
-gateway.contracts.openapi mounts ``DOCUMENTS_PATH`` and adds ``schemas()`` to its components.
+gateway.contracts.openapi mounts ``DOCUMENTS_PATH`` and ``STATEMENT_DOCUMENTS_PATH`` and adds
+``schemas()`` to its components.
 """
 
 from pydantic import TypeAdapter
@@ -19,10 +21,14 @@ from gateway.errors import (
     UnknownAgency,
 )
 from gateway.inbound.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
-from schemas.documents import DocumentFetchRequest
+from gateway.settlement.packets import DOCUMENTS_ROUTE
+from schemas.documents import DocumentFetchRequest, StatementDocumentFetchRequest
 
 DOCUMENTS_PATH = "/v1/agencies/{agency_id}/documents"
+STATEMENT_DOCUMENTS_PATH = DOCUMENTS_ROUTE
+"""``/v1/agencies/{agency_id}/settlement-documents``: the route gateway.server mounts."""
 _INSTANCE = "/v1/agencies/ACME_COLLECT/documents"
+_STATEMENT_INSTANCE = STATEMENT_DOCUMENTS_PATH.format(agency_id="ACME_COLLECT")
 _DIGEST = "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"
 
 _EXAMPLES: tuple[tuple[type[InboundError], str], ...] = (
@@ -43,9 +49,30 @@ _EXAMPLES: tuple[tuple[type[InboundError], str], ...] = (
     (DocumentUnavailable, (DocumentUnavailable.__doc__ or "").strip()),
 )
 
+_STATEMENT_EXAMPLES: tuple[tuple[type[InboundError], str], ...] = (
+    (MalformedPayload, "body is not valid JSON: Invalid JSON: EOF while parsing a value"),
+    (
+        SchemaViolation,
+        "kind: Input should be 'xlsx' or 'pdf'; send {\"statement_id\": ..., "
+        '"kind": "xlsx" or "pdf"}',
+    ),
+    (SignatureInvalid, "No webhook-signature matched a key this agency is trusted with."),
+    (UnknownAgency, "no agency 'ACME_COLECT' fetches documents from this gateway"),
+    (
+        DocumentNotFound,
+        "no pdf document of a settlement statement 12 of ACME_COLLECT",
+    ),
+    (PayloadTooLarge, f"a document request is at most {MAX_REQUEST_BYTES} bytes"),
+    (DocumentUnavailable, (DocumentUnavailable.__doc__ or "").strip()),
+)
 
-def _problems(status: int) -> JsonObject:
-    errors = [(e, detail) for e, detail in _EXAMPLES if e.status == status]
+
+def _problems(
+    status: int,
+    examples: tuple[tuple[type[InboundError], str], ...] = _EXAMPLES,
+    instance: str = _INSTANCE,
+) -> JsonObject:
+    errors = [(e, detail) for e, detail in examples if e.status == status]
     return {
         "description": " ".join((e.__doc__ or "").strip() for e, _ in errors),
         "headers": {"X-Request-Id": {"$ref": "#/components/headers/XRequestId"}},
@@ -60,7 +87,7 @@ def _problems(status: int) -> JsonObject:
                             "title": e.title,
                             "status": e.status,
                             "detail": detail,
-                            "instance": _INSTANCE,
+                            "instance": instance,
                         },
                     }
                     for e, detail in errors
@@ -126,9 +153,70 @@ def documents_operation() -> JsonObject:
     }
 
 
+def statement_documents_operation() -> JsonObject:
+    """The ``post`` operation of ``STATEMENT_DOCUMENTS_PATH``."""
+    return {
+        "operationId": "fetchStatementDocument",
+        "tags": ["documents"],
+        "summary": "Fetch the XLSX or the signed PDF of one of your settlement statements",
+        "description": "Signed exactly like your events (Standard Webhooks v1.0, your inbound "
+        "keys; use a fresh webhook-id per request). The `settlement.statement` packet lists "
+        "each document with its `kind`, `name`, `sha256` and this path in `fetch`. Only your "
+        "own statements: another agency's statement, an unknown one or a kind it does not "
+        "have is answered 404 alike. The bytes are the stored ones, checked against their "
+        "SHA-256 before they leave (also sent as Repr-Digest); check them against the "
+        "packet's `sha256`. Every request, served or refused, is recorded with its "
+        "X-Request-Id.",
+        "parameters": [
+            {"$ref": "#/components/parameters/AgencyId"},
+            {"$ref": "#/components/parameters/WebhookId"},
+            {"$ref": "#/components/parameters/WebhookTimestamp"},
+            {"$ref": "#/components/parameters/WebhookSignature"},
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/StatementDocumentFetchRequest"},
+                    "example": {"statement_id": 12, "kind": "pdf"},
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The document's bytes, exactly as listed in the packet.",
+                "headers": {
+                    "Repr-Digest": {
+                        "description": "RFC 9530: the SHA-256 of the bytes, base64",
+                        "schema": {"type": "string", "example": _DIGEST},
+                    },
+                    "Content-Disposition": {
+                        "description": "attachment, with the document's name (RFC 6266)",
+                        "schema": {"type": "string"},
+                    },
+                    "X-Request-Id": {"$ref": "#/components/headers/XRequestId"},
+                },
+                "content": {
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                        "schema": {"type": "string", "contentMediaType": "*/*"}
+                    },
+                    "application/pdf": {"schema": {"type": "string", "contentMediaType": "*/*"}},
+                },
+            },
+            **{
+                str(status): _problems(status, _STATEMENT_EXAMPLES, _STATEMENT_INSTANCE)
+                for status in sorted({e.status for e, _ in _STATEMENT_EXAMPLES})
+            },
+        },
+    }
+
+
 def schemas() -> JsonObject:
-    """Component schemas the operation refers to."""
-    return {"DocumentFetchRequest": TypeAdapter(DocumentFetchRequest).json_schema()}
+    """Component schemas the operations refer to."""
+    return {
+        "DocumentFetchRequest": TypeAdapter(DocumentFetchRequest).json_schema(),
+        "StatementDocumentFetchRequest": TypeAdapter(StatementDocumentFetchRequest).json_schema(),
+    }
 
 
 HEADERS: JsonObject = {
@@ -138,4 +226,11 @@ HEADERS: JsonObject = {
     }
 }
 
-__all__ = ["DOCUMENTS_PATH", "HEADERS", "documents_operation", "schemas"]
+__all__ = [
+    "DOCUMENTS_PATH",
+    "HEADERS",
+    "STATEMENT_DOCUMENTS_PATH",
+    "documents_operation",
+    "schemas",
+    "statement_documents_operation",
+]

@@ -312,7 +312,10 @@ def openapi_document() -> JsonObject:
         },
         "tags": [
             {"name": "events", "description": "Agency to gateway."},
-            {"name": "documents", "description": "Agencies fetch their placements' documents."},
+            {
+                "name": "documents",
+                "description": "Agencies fetch their placements' and statements' documents.",
+            },
             {"name": "packets", "description": "Gateway to agency (webhooks)."},
             {"name": "operations", "description": "Probes and metrics for the lender's ops."},
             console_api.TAG_DOC,
@@ -320,6 +323,9 @@ def openapi_document() -> JsonObject:
         "paths": {
             EVENTS_PATH: {"post": _events_operation()},
             document_api.DOCUMENTS_PATH: {"post": document_api.documents_operation()},
+            document_api.STATEMENT_DOCUMENTS_PATH: {
+                "post": document_api.statement_documents_operation()
+            },
             "/healthz": _probe("Liveness probe", _status_json("The process is running.", "ok")),
             "/readyz": _probe(
                 "Readiness probe",

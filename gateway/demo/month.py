@@ -15,9 +15,9 @@ points, as an operator and the agencies would:
    attributes every receipt: each one must be attributed or named unattributable with a
    reason (``unaccounted_receipts`` empty), or the demo fails.
 2. Each agency with a ``[commission]`` schedule gets its statement for the month, built and
-   issued (the ``settlement.statement`` packet goes out on its channel: webhook and email
-   agencies; its XLSX and PDF are written to ``var/demo/statements/``, what ops hand an SFTP
-   agency, which is not sent statements yet). The first webhook
+   issued (the ``settlement.statement`` packet goes out on its channel: a webhook packet, a
+   law firm's letter, an SFTP agency's SETTLEMENT batch; its XLSX and PDF are also written
+   to ``var/demo/statements/``, as ``settlement export`` does). The first webhook
    agency with lines confirms its statement and the next one disputes its first line, each by
    an event signed with its sandbox keys through the real inbound service (like
    ``waiver_act``); the dispute opens a ``settlement_disputed`` mismatch.

@@ -22,6 +22,7 @@ from rich.console import Console
 from gateway.bootstrap import build, load_config
 from gateway.clock import to_datetime
 from gateway.config.agencies import WebhookAgency
+from gateway.demo.annual import run_annual
 from gateway.demo.case_life import (
     CaseLife,
     approve_escalations,
@@ -53,6 +54,7 @@ from gateway.evidence.bundle import export_case, verify_bundle
 from gateway.keys import generate_missing
 from gateway.privacy.deletion import deletion_status
 from gateway.reconciliation.sla import run_sla_checks
+from gateway.register.importing import configured_file, import_register
 from gateway.runtime import checkpoint, run_workers, web_server
 from gateway.sandbox.document_check import lender_certificate
 from gateway.sandbox.partners import start_webhook_sandbox
@@ -139,6 +141,18 @@ async def run_demo(
         gateway = build(settings, agencies)
         stack.push_async_callback(gateway.aclose)
         await upgrade(gateway.db)
+        # The register admits the demo's agencies before anything is allocated to them.
+        if (register_file := configured_file(settings)) is not None:
+            admitted = await import_register(
+                gateway.db,
+                register_file,
+                actor="demo",
+                now=to_datetime(gateway.clock.now()),
+                configured=agencies,
+            )
+            notes.append(
+                f"register: {len(admitted.admitted)} agencies admitted from {register_file}"
+            )
         server = settings.server
         try:
             url = await stack.enter_async_context(web_server(gateway, server.host, server.port))
@@ -261,6 +275,14 @@ async def run_demo(
             f"{len(month.statements)} statements (documents under {demo_dir / 'statements'}), "
             f"in {time.perf_counter() - month_started:.1f} s"
         )
+        # A year of history for the agencies, then each agency's annual evaluation.
+        annual = await run_annual(gateway, demo_dir, seed=options.seed)
+        notes.append(
+            f"annual evaluation: {sum(annual.history.placements.values())} placements of "
+            f"history over {len(annual.history.months)} months; reports "
+            + ", ".join(f"{a} {r['recommendation']}" for a, r in sorted(annual.reports.items()))
+            + f" (documents under {demo_dir / 'evaluations'}), in {annual.seconds:.1f} s"
+        )
 
         horizon = to_datetime(gateway.clock.now()) + timedelta(days=7)
         async with gateway.db.transaction() as conn:
@@ -307,12 +329,19 @@ async def run_demo(
         )
         summary["lifecycle"] = life.as_json()
         summary["month"] = month.as_json()
+        summary["annual"] = annual.as_json()
         summary["notes"] = notes
         if options.as_json:
             console.print_json(json.dumps(summary, default=str))
         else:
             print_summary(console, summary)
-        if not verification.ok or not bundle_ok or not life.ok() or month.problems():
+        if (
+            not verification.ok
+            or not bundle_ok
+            or not life.ok()
+            or month.problems()
+            or annual.problems()
+        ):
             raise SystemExit(1)
         if not options.once:
             console.print(

@@ -30,13 +30,22 @@ REPLY_COLUMNS: tuple[str, ...] = (
     "revision",
     "sha256",
     "line_nos",
+    "channel",
+    "outcome",
+    "party",
+    "purpose",
+    "collector_id",
+    "recording_ref",
 )
 """The reply sheet's columns, in order. ``request_id`` to ``until`` carry waiver, instalment
 and pause requests (``request_id``; a plan's ``instalments`` and first due date ``start``,
 monthly; a pause's ``start`` and ``until``); the last four answer a settlement statement
 (its ``statement_id`` and ``revision``; a confirmation's ``sha256``; a dispute's
 ``line_nos``, separated by ``;``, ``,`` or spaces, with ``reason`` and the commission
-claimed in ``amount``). Sheets filled in before a column existed still read."""
+claimed in ``amount``); ``channel`` to ``recording_ref`` report a contact attempt (made at
+``occurred_at``; effective when ``outcome`` is ``reached``; ``party`` the debtor when empty,
+a third party's ``purpose``, the collector and the call recording). Sheets filled in before
+a column existed still read."""
 
 HEADER_ALIASES = {
     "事件": "event_type",
@@ -68,6 +77,13 @@ HEADER_ALIASES = {
     "sha256": "sha256",
     "哈希": "sha256",
     "行号": "line_nos",
+    "渠道": "channel",
+    "联系方式": "channel",
+    "结果": "outcome",
+    "联系对象": "party",
+    "目的": "purpose",
+    "催收员": "collector_id",
+    "录音编号": "recording_ref",
 }
 EVENT_ALIASES = {
     "ack": "placement.acknowledged",
@@ -97,7 +113,22 @@ EVENT_ALIASES = {
     "结算确认": "settlement.confirmed",
     "settlement_disputed": "settlement.disputed",
     "结算异议": "settlement.disputed",
+    "complaint": "complaint.received",
+    "投诉": "complaint.received",
+    "contact": "contact.attempted",
+    "联系": "contact.attempted",
+    "催收联系": "contact.attempted",
 }
+PARTY_ALIASES = {
+    "债务人": "debtor",
+    "本人": "debtor",
+    "担保人": "guarantor",
+    "第三方": "third_party",
+    "third party": "third_party",
+}
+"""What the ``party`` column may say besides the wire's own words."""
+PURPOSE_ALIASES = {"查找": "locate", "找人": "locate", "催收": "debt", "债务": "debt"}
+"""What the ``purpose`` column may say besides ``locate`` and ``debt``."""
 ACTION_ALIASES = {
     "律师函": "lawyer_letter",
     "起诉": "suit_filed",
@@ -176,6 +207,8 @@ __all__ = [
     "HEADER_ALIASES",
     "MAX_DIGITS",
     "NEEDS_COURT_CASE",
+    "PARTY_ALIASES",
+    "PURPOSE_ALIASES",
     "REPLY_COLUMNS",
     "amount_minor",
     "column_name",

@@ -18,6 +18,8 @@ A ``settlement.confirmed`` row (结算确认) names the statement (``statement_i
 and the ``sha256`` it agrees to; ``settlement.disputed`` (结算异议) its ``line_nos``, ``reason``
 and the commission claimed in ``amount``. Neither is about a placement: ``placement_id`` is
 left empty and the reply's placement is not used.
+A ``complaint.received`` row (投诉) gives the ``channel`` the debtor complained by and what they
+said in ``reason``; the lender opens a complaint from it (gateway.complaints).
 
 Every problem is reported with its line (CSV/XLSX row, JSON item, form block) and field;
 rows without problems still become events, so one bad line does not hold back the rest.
@@ -39,6 +41,8 @@ from gateway.inbound.reply_sheet import (
     DELETION_METHODS,
     EVENT_ALIASES,
     NEEDS_COURT_CASE,
+    PARTY_ALIASES,
+    PURPOSE_ALIASES,
     amount_minor,
     column_name,
     moment,
@@ -175,6 +179,24 @@ def _event_dict(row: Mapping[str, str], defaults: RowDefaults) -> dict[str, obje
             pause_until=_day(need("until"), "until", defaults),
             reason=need("reason"),
         )
+    elif event_type == "complaint.received":
+        # the debtor's words go in the reason column; channel says how they complained
+        data.update(channel=need("channel"), summary=need("reason"))
+    elif event_type == "contact.attempted":
+        outcome = need("outcome").lower()
+        data.update(
+            channel=need("channel").lower(),
+            outcome=outcome,
+            attempted_at=when.isoformat(),
+            effective=outcome == "reached",
+        )
+        if party := row.get("party", "").strip():
+            data["party"] = PARTY_ALIASES.get(party, PARTY_ALIASES.get(party.lower(), party))
+        if purpose := row.get("purpose", "").strip():
+            data["purpose"] = PURPOSE_ALIASES.get(purpose, purpose.lower())
+        for name in ("collector_id", "recording_ref"):
+            if value := row.get(name, "").strip():
+                data[name] = value
     else:
         known = ", ".join(sorted(set(EVENT_ALIASES.values())))
         raise _FieldError("event_type", f"unknown event {raw_type!r}; use one of {known}")

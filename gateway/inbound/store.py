@@ -40,6 +40,7 @@ from gateway.errors import (
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.inbound.problems import PROBLEM_CONTENT_TYPE, problem_body
 from gateway.ports import Clock
+from gateway.reconciliation.contact_rules import ContactRules
 from gateway.reconciliation.event_rules import event_placement_id
 from gateway.reconciliation.kinds import MismatchDraft
 from gateway.reconciliation.recorder import IncomingEvent, apply_events, insert_mismatches
@@ -100,10 +101,18 @@ class InboundStore:
         channel: the channel name stored with each message.
     """
 
-    def __init__(self, *, db: Database, clock: Clock, channel: str) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        channel: str,
+        contact_rules: ContactRules | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._channel = channel
+        self._contact_rules = contact_rules
 
     async def commit(self, batch: Sequence[VerifiedMessage]) -> list[InboundResponse]:
         """Store a batch in one transaction; return one answer per message, in order."""
@@ -253,7 +262,7 @@ class InboundStore:
                     and (ev := batch[n].event) is not None
                 ]
                 if incoming:
-                    await apply_events(conn, incoming, now=now)
+                    await apply_events(conn, incoming, now=now, contact_rules=self._contact_rules)
                 if conflicts:
                     await insert_mismatches(
                         conn,

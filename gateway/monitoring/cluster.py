@@ -16,8 +16,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
@@ -26,9 +26,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.complaints.states import OPEN_STATES as WAITING
+from gateway.complaints.store import COMPLAINTS
 from gateway.notices.service import notice_counts
 from gateway.reconciliation.kinds import MISMATCH_KINDS
 from gateway.reconciliation.sla import SLA_KINDS
+from gateway.register.standing import expiring
+from gateway.register.store import read_register
 from gateway.store.database import Database
 from gateway.store.recon_tables import ReconRun
 from gateway.store.tables import (
@@ -79,6 +83,10 @@ class ClusterSnapshot:
     disabled: dict[str, bool]
     last_run: LastRun | None
     taken_at: float = 0.0
+    complaints: dict[str, int] = field(default_factory=lambda: {"no": 0, "yes": 0})
+    """Complaints waiting for an answer, by whether they are past their deadline."""
+    expiry_days: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(agency, contract or qualification kind) → days until it ends (negative: ended)."""
 
 
 def _agency(agency_id: str, known: Mapping[str, str]) -> str:
@@ -154,6 +162,15 @@ async def read_cluster(
         if agency_id in agencies:
             disabled[agency_id] = bool(off)
 
+    k = COMPLAINTS.c
+    complaints = {"no": 0, "yes": 0}
+    # ix_complaints_state_deadline: bounded by the complaints waiting, not by history.
+    late = k.deadline_at < datetime.fromtimestamp(now, UTC)
+    rows = await conn.execute(
+        sa.select(late, sa.func.count()).where(k.state.in_(sorted(WAITING))).group_by(late)
+    )
+    complaints.update({"yes" if past else "no": int(n) for past, n in rows.all()})
+
     return ClusterSnapshot(
         outbox=outbox,
         oldest_pending_age=0.0 if oldest_created is None else max(0.0, now - oldest_created),
@@ -165,7 +182,19 @@ async def read_cluster(
         disabled=disabled,
         last_run=await _last_run(conn),
         taken_at=now,
+        complaints=complaints,
+        expiry_days=await _expiry_days(conn, datetime.fromtimestamp(now, UTC).date()),
     )
+
+
+async def _expiry_days(conn: AsyncConnection, today: date) -> dict[tuple[str, str], float]:
+    """Days left on each register entry's contract and required qualifications (agencies
+    neither terminated nor blacklisted): two small queries on the register."""
+    entries = await read_register(conn)
+    return {
+        (e.agency_id, e.subject.removeprefix("qualification:")): float(e.days_left)
+        for e in expiring(entries.values(), today, horizon_days=1_000_000)
+    }
 
 
 async def _last_run(conn: AsyncConnection) -> LastRun | None:
@@ -255,6 +284,18 @@ def families(snapshot: ClusterSnapshot | None) -> Iterator[GaugeMetricFamily]:
         "1 when deliveries to the agency are stopped (it answered 410 or ops disabled it)",
         ["agency"],
         {(agency_id,): float(off) for agency_id, off in sorted(snapshot.disabled.items())},
+    )
+    yield _labelled(
+        "gateway_complaints_waiting",
+        "Complaints waiting for an answer (open or investigating), overdue=yes past their deadline",
+        ["overdue"],
+        {(flag,): n for flag, n in sorted(snapshot.complaints.items())},
+    )
+    yield _labelled(
+        "gateway_register_expiry_days",
+        "Days until an agency's contract or required qualification ends (negative: ended)",
+        ["agency", "kind"],
+        dict(sorted(snapshot.expiry_days.items())),
     )
     run = snapshot.last_run
     run_state = GaugeMetricFamily(

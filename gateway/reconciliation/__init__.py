@@ -2,7 +2,9 @@
 
 ``kinds`` is the vocabulary (mismatch kinds, severities, drafts, expectations); new mismatch
 kinds start there. On arrival, ``event_rules`` judges each event against the placement and
-``recorder`` applies the decisions in the inbound transaction. In the batch run (``engine``,
+``recorder`` applies the decisions in the inbound transaction, with contact attempts
+judged for conduct by ``conduct_rules`` (its store side is gateway.conduct.arrival). In the
+batch run (``engine``,
 its run records in ``runs``, its reads in ``sources``), set-based passes re-derive the event
 checks and apply the contact rules in DuckDB (``columnar``, tested against the pure
 references ``event_audit`` and ``contact_rules``), match payments three ways (``three_way``

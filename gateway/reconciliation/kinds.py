@@ -49,6 +49,10 @@ SEVERITY = {
     "unapproved_waiver": "high",
     "settlement_disputed": "medium",
     "attribution_disputed": "medium",
+    "third_party_contact": "high",
+    "contact_during_hold": "high",
+    "contact_during_dispute": "high",
+    "recording_qa_failed": "medium",
 }
 MISMATCH_KINDS = tuple(SEVERITY)
 

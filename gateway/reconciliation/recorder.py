@@ -15,7 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.cases.outcomes import PlacementEnding, follow_outcomes, placement_ending
+from gateway.complaints import store as complaint_store
 from gateway.concessions import requests as concession_requests
+from gateway.conduct import arrival as conduct_arrival
+from gateway.reconciliation.contact_rules import ContactRules
 from gateway.reconciliation.event_rules import assess, event_money, event_placement_id
 from gateway.reconciliation.kinds import (
     RULE_VERSION,
@@ -219,10 +222,16 @@ def _meets_at(event: AgencyEvent) -> datetime:
 
 
 async def apply_events(
-    conn: AsyncConnection, incoming: Sequence[IncomingEvent], *, now: datetime
+    conn: AsyncConnection,
+    incoming: Sequence[IncomingEvent],
+    *,
+    now: datetime,
+    contact_rules: ContactRules | None = None,
 ) -> list[int]:
     """Reconcile events in order and write everything in the caller's transaction.
 
+    Contact attempts are judged for conduct as they arrive (gateway.conduct.arrival); with
+    ``contact_rules`` also for quiet hours and caps, else those are left to the batch run.
     Returns the new agency event ids, in input order.
     """
     views = await load_views(
@@ -348,6 +357,21 @@ async def apply_events(
         now=now,
     )
     mismatches += await settlement_answers.on_arrival(
+        conn,
+        [
+            (i.agency_id, eid, i.event, d.applied)
+            for i, eid, d in zip(incoming, event_ids, decisions, strict=True)
+        ],
+        now=now,
+    )
+    contacts = [
+        (i.agency_id, eid, i.event, b, d.applied)
+        for i, eid, b, d in zip(incoming, event_ids, befores, decisions, strict=True)
+        if i.event.type == "contact.attempted"
+    ]
+    if contacts:
+        mismatches += await conduct_arrival.on_arrival(conn, contacts, rules=contact_rules, now=now)
+    await complaint_store.on_arrival(
         conn,
         [
             (i.agency_id, eid, i.event, d.applied)

@@ -18,6 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.reconciliation.kinds import MismatchDraft
 from gateway.reconciliation.recorder import EXPECTATIONS, E, X, insert_mismatches
+from gateway.store.recon_tables import LenderPayment
+from gateway.store.settlement_tables import Attribution
+
+_ATTRIBUTIONS = Attribution.__table__  # type: ignore[attr-defined]
+_RECEIPTS = LenderPayment.__table__  # type: ignore[attr-defined]
+_A, _R = _ATTRIBUTIONS.c, _RECEIPTS.c
 
 SLA_KINDS = {
     "ack": "missing_ack",
@@ -29,8 +35,14 @@ SLA_KINDS = {
 
 
 async def meet_promises_by_sum(conn: AsyncConnection, *, now: datetime) -> int:
-    """Meet every due promise whose payments in its window (less reversals) add up to its
-    lower bound: a debtor may keep a promise in several instalments."""
+    """Meet every due promise (and every instalment of an approved plan) whose payments in
+    its window add up to its lower bound: a debtor may keep a promise in several
+    instalments. The payments are the agency's reports (less reversals) or, whichever is
+    more, the lender's own receipts attributed to the placement (``attributions``, rows
+    ``active`` or ``settled``; a disputed one counts once decided) and received in the
+    window: under ``lender_collects`` the debtor pays the lender, and an instalment paid
+    that way is kept whether or not the agency reports it. The two are never added, so a
+    payment both received and reported counts once."""
     signed = sa.case((E.event_type == "payment.reversed", -E.amount_minor), else_=E.amount_minor)
     paid = (
         sa.select(sa.func.coalesce(sa.func.sum(signed), 0))
@@ -43,6 +55,18 @@ async def meet_promises_by_sum(conn: AsyncConnection, *, now: datetime) -> int:
         )
         .scalar_subquery()
     )
+    received = (
+        sa.select(sa.func.coalesce(sa.func.sum(_A.amount_minor), 0))
+        .select_from(_ATTRIBUTIONS.join(_RECEIPTS, _R.id == _A.receipt_id))
+        .where(
+            _A.placement_id == X.placement_id,
+            _A.state.in_(["active", "settled"]),
+            sa.or_(X.currency.is_(None), _A.currency == X.currency),
+            _R.received_at >= X.window_start,
+            _R.received_at <= X.due_at,
+        )
+        .scalar_subquery()
+    )
     result = await conn.execute(
         EXPECTATIONS.update()
         .where(
@@ -51,7 +75,7 @@ async def meet_promises_by_sum(conn: AsyncConnection, *, now: datetime) -> int:
             X.due_at < now,
             X.amount_lower_minor.is_not(None),
             X.window_start.is_not(None),
-            paid >= X.amount_lower_minor,
+            sa.or_(paid >= X.amount_lower_minor, received >= X.amount_lower_minor),
         )
         .values(state="met")
     )

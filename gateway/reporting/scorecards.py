@@ -4,8 +4,10 @@ allocation weights ops set.
 
 A scorecard covers the placements *placed* in ``[start, end)`` and follows them to now:
 
-* volume: placements, the balance placed and collected per currency, the recovery rate
-  (collected / placed, in basis points) and how many were recalled;
+* volume: placements, the balance placed and collected per currency (the lender-received
+  money attributed to them, gateway.reporting.stratified; an ``agency_remits`` agency's
+  reconciled collections), the recovery rate (collected / placed, in basis points) and how
+  many were recalled;
 * service: acknowledgements and first activity within the agency's SLA, promises to pay
   kept, and deletions of ended placements' personal data confirmed in time
   (gateway.privacy.deletion), each as met / breached (an expectation still open and not yet due
@@ -17,13 +19,14 @@ A scorecard covers the placements *placed* in ``[start, end)`` and follows them 
 reads those counts with three grouped queries, whatever the number of placements.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.reporting.stratified import recovered_per_placement, recovery, remitting_agencies
 from gateway.store.database import Database
 from gateway.store.tables import Expectation, Mismatch, Placement
 
@@ -39,7 +42,15 @@ SERVICE = {
     "deletion": "deletions",
 }
 """Expectation kind → scorecard service line."""
-CONDUCT = frozenset({"contact_rule_violation", "activity_after_recall"})
+CONDUCT = frozenset(
+    {
+        "contact_rule_violation",
+        "activity_after_recall",
+        "third_party_contact",
+        "contact_during_hold",
+        "contact_during_dispute",
+    }
+)
 """Mismatch kinds that are the agency's conduct toward debtors."""
 REPORTING = frozenset(
     {
@@ -186,12 +197,31 @@ async def scorecards(
     strategy: str | None = None,
 ) -> list[Scorecard]:
     """The scorecards of the placements placed in ``[start, end)`` (see module), only those
-    allocation drew by ``strategy`` (champion or challenger) when one is given."""
+    allocation drew by ``strategy`` (champion or challenger) when one is given. Collected is
+    the lender-received money attributed to the placements; with ``agency_ids`` a mapping of
+    configurations, an ``agency_remits`` agency's is its reconciled ``collected_minor``."""
     in_period = sa.and_(P.placed_at >= start, P.placed_at < end)
     if strategy is not None:
         in_period = sa.and_(in_period, P.strategy == strategy)
+    remitting = remitting_agencies(agency_ids if isinstance(agency_ids, Mapping) else None)
+    received = recovered_per_placement(start, end)
+    recalled = sa.func.sum(sa.case((P.recalled_at.is_not(None), 1), else_=0))
     async with db.snapshot() as conn:
-        placed = (await conn.execute(placement_totals(in_period))).all()
+        placed = (
+            await conn.execute(
+                sa.select(
+                    P.agency_id,
+                    P.currency,
+                    sa.func.count(),
+                    sa.func.sum(P.balance_minor),
+                    sa.func.sum(recovery(received, remitting)),
+                    recalled,
+                )
+                .select_from(PLACEMENTS.outerjoin(received, received.c.placement_id == P.id))
+                .where(in_period)
+                .group_by(P.agency_id, P.currency)
+            )
+        ).all()
         expected = (
             await conn.execute(
                 sa.select(X.agency_id, X.kind, X.state, sa.func.count())

@@ -48,7 +48,7 @@ from gateway.config.settings import FourEyesSection
 from gateway.dispatch import outbox
 from gateway.dispatch.packets import render_amended
 from gateway.dispatch.queue import queue_packets
-from gateway.errors import ApprovalRequired, GatewayError, NotFound
+from gateway.errors import ApprovalRequired, GatewayError, NotFound, SettlementError
 from gateway.evidence.log import LeafInput, append_leaves_sequenced
 from gateway.ports import Clock, VouchedReplies
 from gateway.resolutions.facts import count_matching, load_facts, select_ids
@@ -381,6 +381,8 @@ class ResolutionService:
     ) -> dict[str, Any]:
         """Do what the action does besides the state change; return what changed."""
         name = request.action
+        if name == "accept" and f.kind == "attribution_disputed":
+            return await _move_attribution(conn, f, request, now=now)
         if name == "accept":
             if f.inbound_id is not None:
                 return await self._vouch(conn, f, now=now)
@@ -451,6 +453,29 @@ class ResolutionService:
             "balance_minor": {"before": f.balance_minor, "after": balance},
             "packet_dedupe_key": packet.dedupe_key,
         }
+
+
+async def _move_attribution(
+    conn: AsyncConnection, f: MismatchFacts, request: ActionRequest, *, now: datetime
+) -> dict[str, Any]:
+    """Accepting an attribution dispute moves the receipt's unsettled shares to the
+    placement the agency named (or the request's ``placement_id``)."""
+    found = await attribution_disputes.disputed_receipt(conn, f.id)
+    if found is None:
+        raise ActionRefused(f"mismatch {f.id}: the dispute names no receipt to move")
+    receipt, claimed = found
+    try:
+        moved = await attribution_disputes.move_share(
+            conn,
+            receipt,
+            to_placement_id=request.placement_id or claimed,
+            reason=request.reason,
+            actor=request.actor,
+            now=now,
+        )
+    except SettlementError as exc:
+        raise ActionRefused(f"mismatch {f.id}: {exc}") from None
+    return moved.as_dict()
 
 
 async def _accept(conn: AsyncConnection, f: MismatchFacts, *, now: datetime) -> dict[str, Any]:

@@ -143,7 +143,13 @@ def _accept_unverified_reply(f: MismatchFacts) -> Adjustment | None:
     return Adjustment(apply_reply=True) if f.inbound_id is not None else None
 
 
+def _accept_attribution_claim(f: MismatchFacts) -> Adjustment | None:
+    # The share moves to the placement the agency named (gateway.settlement.disputes).
+    return Adjustment()
+
+
 ACCEPT_RULES: Final[dict[str, Callable[[MismatchFacts], Adjustment | None]]] = {
+    "attribution_disputed": _accept_attribution_claim,
     "ack_balance_differs": _accept_ack_balance,
     "statement_balance_drift": _accept_statement_drift,
     "conflicting_duplicate": _accept_unapplied_payment,
@@ -169,6 +175,9 @@ class ActionRequest:
     approval_id: int | None = None
     """``write_off`` and ``accept`` above the four-eyes amount: the approved request to run
     under (gateway.approvals)."""
+    placement_id: str | None = None
+    """``accept`` of an ``attribution_disputed`` only: move the share to this placement of
+    the receipt's case instead of the one the agency named."""
 
 
 def refusal(spec: ActionSpec, f: MismatchFacts, request: ActionRequest | None = None) -> str | None:

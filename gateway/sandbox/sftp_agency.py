@@ -14,6 +14,8 @@ writes a result file (some rows deliberately faulty) and an inventory statement 
 Processed batches move to ``received/``. A ``data.deletion_requested`` record is answered in
 the next result file with a ``data.deleted`` row (method ``deleted``, a ``DEL-...``
 reference), and the placement leaves the agency's inventory: it holds no data on it.
+A ``SETTLEMENT`` batch (monthly statements) is checked like the others and each statement's
+revision and SHA-256 noted in ``statements``; it is not answered (ops or a test confirm).
 """
 
 import asyncio
@@ -134,6 +136,8 @@ class SandboxSftpAgency:
         self.stats = FileAgencyStats()
         self.files_by_packet: dict[str, list[str]] = {}
         self.deleted: set[str] = set()
+        self.statements: dict[int, tuple[int, str]] = {}
+        """Settlement statements received: id → (revision, SHA-256)."""
         self._clock: Clock = clock or SystemClock()
         self._decrypt = decrypt
         self._rng = random.Random(seed)
@@ -218,6 +222,13 @@ class SandboxSftpAgency:
                     self._decrypt(data, plain)
                     if sha256_hex(plain.read_bytes()) != item["plaintext_sha256"]:
                         return self._reject(base, "plaintext sha256 differs from the manifest")
+                if packet_type == "settlement.statement":
+                    rows = self._statement_rows(plain)
+                    if plain != data:
+                        plain.unlink()
+                    if rows != item["record_count"]:
+                        return self._reject(base, f"{item['name']}: record count differs")
+                    continue
                 found = self._packets(plain, packet_type, item["name"], now)
                 if plain != data:
                     plain.unlink()
@@ -284,6 +295,24 @@ class SandboxSftpAgency:
         if trailer is not None and trailer.record_count != len(packets):
             return None
         return packets
+
+    def _statement_rows(self, path: Path) -> int | None:
+        """Read a SETTLEMENT file: note each statement's revision and SHA-256 (what a
+        confirmation names) in ``statements``; the rows read, or None when one is bad."""
+        rows = 0
+        with path.open("rb") as stream:
+            for row in read_records(stream, self.section.layout, "settlement.statement"):
+                if isinstance(row, Trailer):
+                    continue
+                if not isinstance(row, ParsedRecord):
+                    return None
+                rows += 1
+                data = row.record.get("data", {})
+                if row.record.get("row", "SUMMARY") == "SUMMARY":
+                    sid = int(data["statement_id"])
+                    self.statements[sid] = (int(data["revision"]), str(data["sha256"]))
+                    self.stats.packets_by_type["settlement.statement"] += 1
+        return rows
 
     def _apply(self, packet: CasePacket, file_name: str) -> CaseFile | None:
         packet_id = packet.data.packet_id

@@ -6,8 +6,9 @@ The outbox keys packets by placement; a statement belongs to no placement, so it
 row's placement id is ``statement:<id>`` (never a real placement id, which is ``PL-...``).
 Webhook agencies get the packet and fetch its documents (gateway.settlement.fetch); email
 agencies (law firms) get it as a ``settlement_statement`` letter with the XLSX and the PDF
-attached (adapters.email: ``statement_documents`` below); SFTP agencies are not sent it yet:
-ops hand them the files from ``settlement export``.
+attached (adapters.email: ``statement_documents`` below); SFTP agencies get it in a
+``SETTLEMENT`` batch, one row per line and a summary row in their layout, with the XLSX and
+the PDF in the batch's documents folder (adapters.sftp: ``statement_document_rows``).
 """
 
 import hashlib
@@ -16,7 +17,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.config.agencies import AgencyConfig, EmailAgency, WebhookAgency
+from gateway.config.agencies import AgencyConfig
 from gateway.dispatch.packets import RenderedPacket, dedupe_key, packet_bytes
 from gateway.dispatch.queue import queue_packets
 from gateway.errors import SettlementError
@@ -101,22 +102,21 @@ def render_statement(agency_id: str, view: StatementView, *, at: datetime) -> Re
 async def queue_statement(
     conn: AsyncConnection, agency: AgencyConfig, view: StatementView, now: datetime
 ) -> None:
-    """Queue the packet for a webhook or email agency (see the module docstring)."""
-    if not isinstance(agency, WebhookAgency | EmailAgency):
-        return
+    """Queue the packet on the agency's channel (see the module docstring)."""
     packet = render_statement(agency.id, view, at=now)
     await queue_packets(conn, [(agency, outbox_key(view.statement["id"]), packet)], now=now)
 
 
-async def statement_documents(
+async def statement_document_rows(
     conn: AsyncConnection, agency_id: str, statement_id: int
-) -> list[tuple[str, str, str, bytes]]:
-    """(kind, file name, SHA-256, bytes) of an agency's statement's documents, XLSX first;
-    the bytes are checked against their SHA-256 (SettlementError naming the statement)."""
+) -> list[tuple[int, str, str, str, bytes]]:
+    """(document id, kind, file name, SHA-256, bytes) of an agency's statement's documents,
+    XLSX first; the bytes are checked against their SHA-256 (SettlementError naming the
+    statement). Another agency's statement has none."""
     d, s = DOCUMENTS.c, STATEMENTS.c
     rows = (
         await conn.execute(
-            sa.select(d.kind, d.name, d.sha256, d.body)
+            sa.select(d.id, d.kind, d.name, d.sha256, d.body)
             .join(STATEMENTS, s.id == d.statement_id)
             .where(d.statement_id == statement_id, s.agency_id == agency_id)
             .order_by(d.kind.desc())
@@ -130,8 +130,17 @@ async def statement_documents(
                 f"statement {statement_id}: its {row.kind} document does not match its "
                 "recorded SHA-256; it was not sent"
             )
-        out.append((str(row.kind), str(row.name), str(row.sha256), body))
+        out.append((int(row.id), str(row.kind), str(row.name), str(row.sha256), body))
     return out
+
+
+async def statement_documents(
+    conn: AsyncConnection, agency_id: str, statement_id: int
+) -> list[tuple[str, str, str, bytes]]:
+    """(kind, file name, SHA-256, bytes) of an agency's statement's documents, XLSX first
+    (``statement_document_rows`` without the ids)."""
+    rows = await statement_document_rows(conn, agency_id, statement_id)
+    return [(kind, name, sha, body) for _, kind, name, sha, body in rows]
 
 
 __all__ = [
@@ -140,5 +149,6 @@ __all__ = [
     "outbox_key",
     "queue_statement",
     "render_statement",
+    "statement_document_rows",
     "statement_documents",
 ]

@@ -44,7 +44,8 @@ class Attribution(SQLModel, table=True):
     paid_on: date = Field(description="the day the lender received the money")
     rule: str = Field(
         max_length=32,
-        description="held | grace_old | grace_shared | unattributable",
+        description="held | grace_old | grace_shared | unattributable | moved (by the lender, "
+        "after a dispute: gateway.settlement.disputes.move_share)",
     )
     reason: str | None = Field(default=None, max_length=500)
     state: str = Field(default="active", max_length=16, description="active|disputed|settled")

@@ -133,6 +133,8 @@ def placed(keyed: Path, tmp_path_factory: pytest.TempPathFactory) -> Placed:
     """Keys, schema, a generated intake file imported and allocated (shared; tests copy it)."""
     workspace = copy_workspace(keyed, tmp_path_factory.mktemp("placed"))
     assert cli(workspace, "db", "upgrade").code == 0
+    # The shipped config enforces the register (README "Agency register").
+    assert cli(workspace, "register", "import").code == 0
     write_csv(generate_accounts(ACCOUNTS, seed=11, as_of=date(2026, 3, 1)), workspace / "acc.csv")
     intake = cli(workspace, "intake", "acc.csv", "--json")
     allocate = cli(workspace, "allocate", "--json")

@@ -6,6 +6,8 @@ lender receipt attributed or named unattributable, a statement per agency that r
 the cent with the attributions and the agency's schedule (recomputed here, independently of
 gateway.settlement), one disputed line with its mismatch, one waiver approved, one rejected."""
 
+import hashlib
+import json
 import sqlite3
 import tomllib
 from datetime import date
@@ -74,6 +76,52 @@ def test_the_demo_moves_cases_through_their_life(request: pytest.FixtureRequest)
         ).fetchone()[0]
         assert again == 0
         check_month(con, workspace, summary["month"])
+        check_annual(con, workspace, summary["annual"])
+
+
+def check_annual(con: sqlite3.Connection, workspace: Path, annual: dict[str, Any]) -> None:
+    """The year of history and an evaluation of every agency, each with its three documents
+    (checked against the stored rows, independently of gateway.evaluation)."""
+    assert annual["problems"] == [], annual
+    history = annual["history"]
+    assert len(history["months"]) == 12 and history["statements"] > 0
+    con.row_factory = sqlite3.Row
+    placed = {
+        r["agency_id"]: r["n"]
+        for r in con.execute(
+            "SELECT agency_id, count(*) AS n FROM placements WHERE id LIKE 'HIST-%' "
+            "GROUP BY agency_id"
+        )
+    }
+    assert placed == history["placements"] and len(placed) >= 3
+    recovered = {
+        r["agency_id"]: r["amount"]
+        for r in con.execute(
+            "SELECT agency_id, sum(amount_minor) AS amount FROM attributions "
+            "WHERE placement_id LIKE 'HIST-%' GROUP BY agency_id"
+        )
+    }
+    assert recovered == history["recovered_minor"]
+    agencies = {
+        tomllib.loads(f.read_text(encoding="utf-8"))["id"]
+        for f in (workspace / "config" / "agencies").glob("*.toml")
+    }
+    assert set(annual["reports"]) == agencies
+    rows = {
+        r["agency_id"]: r
+        for r in con.execute("SELECT agency_id, figures, canonical_sha256 FROM evaluation_reports")
+    }
+    for agency_id, report in annual["reports"].items():
+        figures = rows[agency_id]["figures"]
+        assert hashlib.sha256(figures.encode()).hexdigest() == report["sha256"]
+        assert json.loads(figures)["performance"]["placements"] == placed.get(agency_id, 0)
+        for kind, path in report["documents"].items():
+            body = Path(path).read_bytes()
+            assert body.startswith(b"PK" if kind == "xlsx" else b"%PDF-"), (agency_id, kind)
+    # The history's weakest profile (most violations, upheld complaints) is not renewed.
+    weakest = max(history["violations"], key=lambda a: history["violations"][a])
+    assert annual["reports"][weakest]["recommendation"] != "renew"
+    assert "high_violations" in annual["reports"][weakest]["reasons"]
 
 
 def _half_up(numerator: int, denominator: int) -> int:

@@ -80,6 +80,7 @@ def workspace(tmp_path: Path) -> Iterator[Path]:
     repoint(ws)
     assert cli(ws, "keys", "generate").code == 0
     assert cli(ws, "db", "upgrade").code == 0
+    assert cli(ws, "register", "import").code == 0
     write_csv(generate_accounts(150, seed=5, as_of=date(2026, 3, 1)), ws / "acc.csv")
     assert cli(ws, "intake", "acc.csv", "--json").code == 0
     assert cli(ws, "allocate", "--json").code == 0

@@ -84,6 +84,8 @@ def write_firm_config(
                             "evidence_signing_key": {"file": "keys/evidence.key"},
                             "evidence_origin": "gateway.test/evidence",
                         },
+                        # The firm needs no register entry (README "Agency register").
+                        "register": {"enforce": False},
                     },
                 ),
             ]

@@ -139,6 +139,8 @@ async def start_world(
                     },
                     "dispatch": {"poll_interval_seconds": 0.1, **(dispatch or {})},
                     "documents": {"letters": "off", "statements": False},
+                    # The agency needs no register entry (README "Agency register").
+                    "register": {"enforce": False},
                     **(sections or {}),
                 }
             )

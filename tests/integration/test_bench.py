@@ -11,6 +11,9 @@ import pytest
 
 from gateway.bench import webhook_in, webhook_out
 from gateway.bench.dataset import SeededPlacement
+from gateway.config.settings import ReconciliationSection
+from gateway.reconciliation.conduct_rules import ContactSeen, contact_rule_breaks
+from gateway.reconciliation.contact_rules import ContactRules
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +132,20 @@ def test_event_mix_is_accepted_without_mismatches_by_construction() -> None:
             assert e["type"] in ("placement.acknowledged", "contact.attempted")
     assert paid and all(total <= 2_500 for total in paid.values())
     assert {e["data"]["placement_id"] for e in events} <= {p.placement_id for p in fresh + worked}
+    # Contacts are judged on arrival too: none in quiet hours or over a cap.
+    contacts = [
+        ContactSeen(
+            n,
+            "AGY",
+            e["data"]["placement_id"],
+            "",
+            datetime.fromisoformat(e["data"]["attempted_at"]),
+            e["data"]["channel"],
+            e["data"]["effective"],
+        ).facts()
+        for n, e in enumerate(events)
+        if e["type"] == "contact.attempted"
+    ]
+    rules = ContactRules.from_settings(ReconciliationSection())
+    debtors = {p.placement_id: p.placement_id for p in worked}
+    assert contacts and contact_rule_breaks(contacts, [], debtors, rules) == []

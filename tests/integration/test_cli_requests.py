@@ -6,6 +6,7 @@ viewer and an unknown user refused, a rejection without a reason refused, and th
 import asyncio
 import hashlib
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,10 @@ from gateway.clock import to_datetime
 from gateway.config.agencies import WebhookAgency
 from gateway.keys import sandbox_keys
 from gateway.signing import sign
+from gateway.store.tables import Placement
 from tests.case_world import account, write_intake
+
+PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
 
 PASSWORD = "correct horse battery staple"
 AGENCY = "AGY_ONE"
@@ -83,6 +87,22 @@ async def placement_ids(config_path: Path) -> list[str]:
             return list(
                 (await conn.execute(sa.text("select id from placements order by id"))).scalars()
             )
+    finally:
+        await gateway.aclose()
+
+
+async def placed_at(config_path: Path, placement_id: str) -> datetime:
+    settings, agencies = load_config(config_path, base_dir=config_path.parent)
+    gateway = build(settings, agencies)
+    try:
+        async with gateway.db.connect() as conn:
+            found = (
+                await conn.execute(
+                    sa.select(PLACEMENTS.c.placed_at).where(PLACEMENTS.c.id == placement_id)
+                )
+            ).scalar_one()
+        assert isinstance(found, datetime)
+        return found.replace(microsecond=0)
     finally:
         await gateway.aclose()
 
@@ -155,3 +175,43 @@ def test_requests_are_listed_shown_and_decided_by_the_person_named(
     assert json.loads(run("requests", "list", "--json").output) == []
     every = json.loads(run("requests", "list", "--all", "--json").output)
     assert [r["state"] for r in every] == ["approved", "rejected"]
+
+
+def test_attributions_resolve_keeps_or_refuses_and_names_why(run: Any, tmp_path: Path) -> None:
+    """``attributions resolve``: the lender's decision on an agency's dispute of a lender
+    receipt, by the person named: --keep dismisses the dispute and the rows count again;
+    with no open dispute, or a move nowhere, it exits 1 saying why."""
+    write_intake(tmp_path / "day1.csv", [account(1)])
+    assert run("--as", "ana", "intake", str(tmp_path / "day1.csv")).exit_code == 0
+    assert run("--as", "ana", "allocate", "--json").exit_code == 0
+    [pid] = asyncio.run(placement_ids(run.config_path))
+    feed = tmp_path / "feed.csv"
+    received = (asyncio.run(placed_at(run.config_path, pid)) + timedelta(hours=1)).isoformat()
+    feed.write_text(
+        "payment_id,kind,amount_minor,currency,received_at,placement_id\n"
+        f"RC-1,debtor,5000,CNY,{received},{pid}\n",
+        encoding="utf-8",
+    )
+    assert run("payments", "import", str(feed)).exit_code == 0
+    assert run("reconcile", "--json").exit_code == 0
+    nothing = run("--as", "ana", "attributions", "resolve", "RC-1", "--keep", "--reason", "x")
+    assert nothing.exit_code == 1 and "has no open attribution dispute" in nothing.output
+    dispute = {"placement_id": pid, "receipt_id": "RC-1", "reason": "ours, and more"}
+    asyncio.run(post_events(run.config_path, [("attribution.disputed", dispute)]))
+    shown = json.loads(run("attributions", "show", "RC-1", "--json").output)
+    assert [(r["state"], r["rule"]) for r in shown] == [("disputed", "held")]
+    both = run("--as", "ana", "attributions", "resolve", "RC-1", "--reason", "x")
+    assert both.exit_code == 2 and "--keep or --move-to" in both.output
+    nowhere = run(
+        "--as", "ana", "attributions", "resolve", "RC-1", "--move-to", pid, "--reason", "x"
+    )
+    assert nowhere.exit_code == 1 and f"no share to move to {pid}" in nowhere.output, nowhere.output
+    kept = run(
+        "--as", "ana", "attributions", "resolve", "RC-1", "--keep", "--reason", "our call",
+        "--json",
+    )  # fmt: skip
+    assert kept.exit_code == 0, kept.output
+    [done] = json.loads(kept.output)["done"]
+    assert done["action"] == "dismiss" and done["details"] == {"released_attributions": 1}
+    shown = json.loads(run("attributions", "show", "RC-1", "--json").output)
+    assert [(r["state"], r["placement_id"]) for r in shown] == [("active", pid)]

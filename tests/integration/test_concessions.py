@@ -22,12 +22,15 @@ from gateway.concessions.decisions import ConcessionService
 from gateway.concessions.requests import REQUESTS, get_request, list_requests
 from gateway.config.settings import FourEyesSection
 from gateway.errors import ConcessionRefused
+from gateway.reconciliation.payment_feed import import_feed
 from gateway.reconciliation.sla import run_sla_checks
+from gateway.store.settlement_tables import Attribution
 from gateway.store.tables import Expectation, Mismatch
 from tests.case_world import START, CaseWorld, account, build_case_world
 
 MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
 EXPECTATIONS = Expectation.__table__  # type: ignore[attr-defined]
+ATTRIBUTIONS = Attribution.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -430,3 +433,75 @@ async def test_a_run_raises_the_term_breaks_arrival_missed_and_never_twice(
     again = await engine.run(full=True)
     assert "unapproved_waiver" not in again.run.counts.get("new", ())
     assert len(await mismatches(world, "unapproved_waiver")) == 2
+
+
+async def test_an_instalment_the_lender_received_is_kept_though_the_agency_reports_nothing(
+    world: CaseWorld, tmp_path: Path
+) -> None:
+    """Under ``lender_collects`` the debtor pays the lender: an approved plan's instalment is
+    met by the lender's receipt attributed to the placement in the instalment's window, with
+    no ``payment.reported`` from the agency; a receipt short of the next instalment does not
+    meet it, and a receipt and its report never count twice."""
+    [p] = await placed(world)
+    first = START.date() + timedelta(days=5)
+    await world.post(
+        "instalment.requested",
+        {
+            "placement_id": p["id"],
+            "request_id": "RQ-L",
+            "instalments": 3,
+            "first_due_date": first.isoformat(),
+            "frequency": "monthly",
+            "total": cny(300_000),
+            "reason": "salary is monthly",
+        },
+    )
+    await service(world).decide("AGY_ONE/RQ-L", approve=True, person=LI)
+
+    def receipt(payment_id: str, amount: int, when: datetime) -> str:
+        return f"{payment_id},debtor,{amount},CNY,{when.isoformat()},{p['case_id']}"
+
+    feed = tmp_path / "lender-feed.csv"
+    feed.write_text(
+        "payment_id,kind,amount_minor,currency,received_at,case_id\n"
+        + receipt("LR-1", 100_000, START + timedelta(days=3))
+        + "\n"
+        + receipt("LR-2", 60_000, START + timedelta(days=20))
+        + "\n",
+        encoding="utf-8",
+    )
+    move_to(world, START + timedelta(days=21))
+    imported = await import_feed(feed, db=world.db, now=to_datetime(world.clock.now()))
+    assert imported.errors == []
+    await world.gateway.recon_engine().run()
+    credited = await world.rows(
+        sa.select(ATTRIBUTIONS.c.placement_id, ATTRIBUTIONS.c.amount_minor).order_by(
+            ATTRIBUTIONS.c.id
+        )
+    )
+    assert credited == [
+        {"placement_id": p["id"], "amount_minor": 100_000},
+        {"placement_id": p["id"], "amount_minor": 60_000},
+    ]
+    # The agency reports the second receipt too: it still counts once (60,000 < 100,000).
+    await world.post(
+        "payment.reported",
+        {
+            "placement_id": p["id"],
+            "payment_id": "PAY-LR-2",
+            "amount": cny(60_000),
+            "paid_at": (START + timedelta(days=20)).isoformat(),
+        },
+    )
+    move_to(world, START + timedelta(days=5 + 31 + 3))
+    async with world.db.transaction() as conn:
+        await run_sla_checks(conn, now=to_datetime(world.clock.now()))
+    states = {
+        r["ref"]: r["state"]
+        for r in await world.rows(
+            sa.select(EXPECTATIONS.c.ref, EXPECTATIONS.c.state).where(
+                EXPECTATIONS.c.ref.like("plan:RQ-L:%")
+            )
+        )
+    }
+    assert states == {"plan:RQ-L:1": "met", "plan:RQ-L:2": "breached", "plan:RQ-L:3": "open"}

@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from email.policy import SMTP, default as default_policy
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -27,12 +28,20 @@ from adapters.email.imap import close_imap
 from adapters.email.inbox_store import mailbox_position
 from adapters.email.mailbox import MailboxReader, build_mailbox_reader, client_tls_context
 from adapters.email.reply_signature import fingerprint
-from adapters.email.smime import Signer, encrypt, load_certificate, load_signer, sign_message
+from adapters.email.smime import (
+    Signer,
+    decrypt,
+    encrypt,
+    load_certificate,
+    load_signer,
+    sign_message,
+)
 from adapters.email.triage import VouchedReplyReader
 from gateway.allocation.placements import PlacementService
 from gateway.clock import ManualClock
+from gateway.concessions.decisions import ConcessionService
 from gateway.config.agencies import EmailAgency
-from gateway.config.settings import AllocationSection
+from gateway.config.settings import AllocationSection, ConcessionsSection, FourEyesSection
 from gateway.console import accounts
 from gateway.console.timeline import case_timeline
 from gateway.dispatch.dispatcher import Dispatcher
@@ -94,6 +103,8 @@ class World:
     placements: list[str]
     dovecot: ThrowawayDovecot
     firm: Signer
+    dispatcher: Dispatcher | None = None
+    capture: Capture | None = None
 
     async def append(self, raw: bytes, *, signed: bool = True) -> bytes:
         """Put a message in the firm-facing mailbox, signed by the firm unless told not to;
@@ -187,6 +198,8 @@ async def world(
             [p for p, *_ in placed],  # type: ignore[misc]
             dovecot,
             firm_signer(base),
+            dispatcher,
+            capture,
         )
     finally:
         await session.close()
@@ -531,7 +544,9 @@ async def test_a_bounce_marks_the_dispatch_dead_with_its_reason(world: World):
     assert mail["state"] == "bounced" and "unknown" in mail["bounce_reason"]
 
 
-async def test_a_firm_asks_for_a_waiver_a_plan_and_a_pause_in_its_reply_sheet(world: World):
+async def test_a_firm_asks_for_a_waiver_a_plan_and_a_pause_in_its_reply_sheet(
+    world: World,
+) -> None:
     from gateway.concessions.requests import list_requests
 
     sent = world.sent[0]
@@ -556,3 +571,35 @@ async def test_a_firm_asks_for_a_waiver_a_plan_and_a_pause_in_its_reply_sheet(wo
     ]
     pause = found["ZY-P1"].terms
     assert (str(pause.pause_from), str(pause.pause_until)) == ("2026-03-05", "2026-03-20")
+    # The lender decides; each decision reaches the firm as a signed, encrypted letter.
+    decide = ConcessionService(
+        db=world.db,
+        clock=ManualClock(START),
+        agencies={FIRM: world.agency},
+        concessions=ConcessionsSection(),
+        four_eyes=FourEyesSection(),
+    )
+    staff = SimpleNamespace(name="li", role="operator")
+    await decide.decide(found["ZY-W1"].id, approve=False, person=staff, reason="减免过多")
+    await decide.decide(found["ZY-I1"].id, approve=True, person=staff)
+    await decide.decide(found["ZY-P1"].id, approve=True, person=staff)
+    assert world.dispatcher is not None and world.capture is not None
+    before = len(world.capture.messages)
+    stats = await world.dispatcher.drain_once()
+    assert (stats.delivered, stats.dead) == (3, 0)
+    firm = firm_signer(world.base)
+    letters = [
+        "\n".join(
+            part.get_content()
+            for part in message_from_bytes(
+                decrypt(raw, firm.cert, firm.key),  # type: ignore[arg-type]
+                policy=default_policy,
+            ).walk()
+            if part.get_content_type() in ("text/plain", "text/html")
+        )
+        for raw in world.capture.messages[before:]
+    ]
+    assert len(letters) == 3
+    for request_id in ("ZY-W1", "ZY-I1", "ZY-P1"):
+        assert any(request_id in text for text in letters), request_id
+    assert any("ZY-W1" in text and "减免过多" in text for text in letters), "the reason is told"

@@ -31,6 +31,7 @@ from gateway.dispatch.outbox import counts_by_state
 from gateway.intake.service import import_file
 from gateway.keys import generate_missing, sandbox_keys
 from gateway.reconciliation.sla import run_sla_checks
+from gateway.register.importing import import_register
 from gateway.runtime import bound_socket, checkpoint, web_server
 from gateway.sandbox.document_check import lender_certificate
 from gateway.sandbox.partners import start_webhook_sandbox
@@ -343,6 +344,13 @@ async def test_every_channel_crosses_a_splitting_network(tmp_path: Path, databas
         gateway = build(settings, agencies)
         stack.push_async_callback(gateway.aclose)
         await upgrade(gateway.db)
+        # The shipped config enforces the register: admit its agencies as the demo does.
+        await import_register(
+            gateway.db,
+            tmp_path / "config" / "register.toml",
+            actor="test",
+            now=datetime.now(UTC),
+        )
         url = URL(await stack.enter_async_context(web_server(gateway, "127.0.0.1", 0)))
         assert url.port is not None
         proxied = str(url.with_port(await through("http gateway", url.port)))

@@ -7,6 +7,7 @@ it; a confirmation of another hash is stored and changes nothing. Skipped where 
 cannot be started."""
 
 import hashlib
+import json
 from datetime import date
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -146,9 +147,27 @@ async def test_the_letter_carries_the_signed_statement_files_and_a_confirming_re
     assert sha in body.get_content()
 
     wrong = f"结算确认,,{sid},1,{'0' * 64},,,,"
-    await world.append(reply(letter, sheet="\r\n".join([HEADER, wrong]) + "\r\n"))
+    unknown = f"结算异议,,{sid + 99},1,,1,不对,1.00,CNY"
+    await world.append(reply(letter, sheet="\r\n".join([HEADER, wrong, unknown]) + "\r\n"))
     assert (await world.reader.poll()).kinds == {"reply": 1}
     assert await _state(world, sid) == "issued", "another hash changes nothing"
+    # Never dropped silently: both answers are refused rows of the reply, in front of ops.
+    async with world.db.snapshot() as conn:
+        detail, theirs = (
+            await conn.execute(
+                sa.text("SELECT detail, theirs FROM mismatches WHERE kind = 'unparsed_reply'")
+            )
+        ).one()
+        outcome = (
+            await conn.execute(sa.text("SELECT detail FROM mail_replies ORDER BY id DESC"))
+        ).scalar()
+    assert f"settlement.confirmed: sha256: statement {sid} revision 1 has SHA-256 {sha}" in detail
+    errors = json.loads(theirs)["errors"]
+    assert errors[1] == (
+        f"settlement.disputed: statement_id: agency {FIRM} has no settlement statement {sid + 99}"
+    )
+    assert json.loads(theirs)["events_applied"] == 2
+    assert outcome is not None and "settlement.disputed: statement_id" in outcome
     right = f"结算确认,,{sid},1,{sha},,,,"
     await world.append(
         reply(letter, sheet="\r\n".join([HEADER, right]) + "\r\n", message_id="<c2@zhengyi.test>")

@@ -20,9 +20,16 @@ import sqlalchemy as sa
 from adapters.sftp.batches import Manifest, ManifestFile, done_marker, sha256_hex
 from adapters.sftp.layouts import ParsedRecord, RecordWriter
 from adapters.sftp.parsing import read_records
+from gateway.config.commission import CommissionSection
+from gateway.settlement.documents import renderer as statement_renderer
+from gateway.settlement.packets import queue_statement
+from gateway.settlement.statements import StatementService
+from gateway.store.migrate import upgrade
 from gateway.store.tables import InboundMessage
 from gateway.store.transfer_tables import FilePickup, RemoteFile
 from tests.integration.sftp_harness import AGENCY_ID, SftpWorld, seed, start_world
+from tests.integration.test_settlement_statements import MARCH
+from tests.settlement_world import SCHEDULE, seed as settlement_seed
 
 pytestmark = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed")
 
@@ -257,3 +264,43 @@ async def test_a_result_signed_by_a_signing_subkey_of_the_pinned_key_is_read(
         assert await pickup.poll_once() == {"done": 1}
     finally:
         await gateway.aclose()
+
+
+async def test_a_statement_batch_and_its_documents_are_encrypted_to_the_pinned_key(
+    world: SftpWorld, parties: tuple[Party, Party]
+) -> None:
+    """A SETTLEMENT batch goes out like the others when the agency's files are encrypted:
+    the data file and the statement's XLSX and PDF, each decrypting (signed by us) to the
+    bytes the manifest and the statement name."""
+    agency, lender = parties
+    gateway = world.gateway()
+    try:
+        await upgrade(gateway.db)
+        await settlement_seed(gateway.db, AGENCY_ID, MARCH)
+        sftp = world.agency.model_copy(
+            update={"commission": CommissionSection.model_validate(SCHEDULE)}
+        )
+        statements = StatementService(
+            gateway.db,
+            {AGENCY_ID: sftp},
+            gateway.clock,
+            renderer=statement_renderer(None),
+            sender=queue_statement,
+        )
+        sid = await statements.build(AGENCY_ID, "2026-03", actor="ops:ann")
+        sha = await statements.issue(sid, actor="ops:bob")
+        assert (await (await gateway.dispatcher()).drain_once()).delivered == 1
+    finally:
+        await gateway.aclose()
+    [data] = [n for n in world.files("inbox") if "_SETTLEMENT_" in n and n.endswith(".pgp")]
+    base = data.split(".")[0]
+    manifest = json.loads((world.path("inbox") / f"{base}.manifest.json").read_bytes())
+    plain = agency.gpg.decrypt((world.path("inbox") / data).read_bytes())
+    assert plain.ok and plain.valid and plain.fingerprint == lender.fingerprint
+    assert sha in plain.data.decode() and b"SUMMARY" in plain.data
+    assert {d["kind"] for d in manifest["documents"]} == {"xlsx", "pdf"}
+    for doc in manifest["documents"]:
+        assert doc["path"].endswith(".pgp") and doc["encryption"] == "openpgp"
+        opened = agency.gpg.decrypt((world.path("inbox") / doc["path"]).read_bytes())
+        assert opened.ok and opened.valid
+        assert sha256(opened.data) == doc["plaintext_sha256"]

@@ -46,14 +46,8 @@ def test_names_follow_the_convention_and_sort_by_date_and_sequence() -> None:
     assert temp_path(NAMING, f"inbox/{names.data}") == f"inbox/.{names.data}.part"
 
 
-NOT_ON_SFTP = {"settlement.statement"}
-"""Packets the SFTP channel does not carry yet: ``queue_statement`` queues the monthly
-statement for webhook and email agencies only; an SFTP agency gets its files from
-``settlement export`` (README, "Commission and settlement statements")."""
-
-
 def test_every_packet_type_has_a_file_type_and_default_columns() -> None:
-    assert set(FILE_TYPES) == set(WIRE_PACKET_TYPES) - NOT_ON_SFTP
+    assert set(FILE_TYPES) == set(WIRE_PACKET_TYPES)
     assert set(FILE_TYPES) <= set(DEFAULT_COLUMNS)
     assert PACKET_TYPES["DELETION"] == "data.deletion_requested"
     names = batch_names(

@@ -682,3 +682,58 @@ def test_an_sftp_agency_with_a_trailer_takes_placements_in_one_currency() -> Non
     raw["eligibility"]["currencies"] = ["CNY", "USD"]
     with pytest.raises(ValidationError, match="one control total"):
         parse_agency(raw)
+
+
+def test_a_statement_in_a_fixed_width_file_is_all_its_rows_or_none() -> None:
+    """The writer writes a statement's rows together: one that does not fit leaves the
+    whole statement out (never a statement in part), with the line and column."""
+    layout = fixed_layout(encoding="utf-8")
+    packet = {
+        "type": "settlement.statement",
+        "data": {
+            "packet_id": "k",
+            "statement_id": 7,
+            "revision": 2,
+            "month": "2026-03",
+            "sha256": "a" * 64,
+            "recovered": {"amount_minor": 300, "currency": "CNY"},
+            "commission": {"amount_minor": 30, "currency": "CNY"},
+            "adjustments": {"amount_minor": 0, "currency": "CNY"},
+            "fees": {"amount_minor": 0, "currency": "CNY"},
+            "total": {"amount_minor": 30, "currency": "CNY"},
+            "withheld": {"amount_minor": 0, "currency": "CNY"},
+            "lines": [
+                {
+                    "line_no": 1,
+                    "placement_id": "P1",
+                    "amount": {"amount_minor": 100, "currency": "CNY"},
+                },
+                {
+                    "line_no": 2,
+                    "placement_id": "P2",
+                    "amount": {"amount_minor": 200, "currency": "CNY"},
+                },
+            ],
+        },
+    }
+    wide = json.loads(json.dumps(packet))
+    wide["data"]["lines"][1]["rule"] = "x" * 65
+    writer = RecordWriter(layout, "settlement.statement")
+    head = writer.start()
+    chunk, errors = writer.write_parsed([b"", b""], [wide, packet])
+    assert [(n, e.line, e.field) for n, e in errors] == [(0, 2, "RULE")]
+    assert writer.lines_written == 3
+    body = head + chunk + writer.finish()
+    lines = body.decode().splitlines()
+    assert len(lines) == 3 + 1 and lines[-1].startswith("TRAILER000000000003")
+    assert lines[-1].endswith("300".rjust(20, "0"))
+    parsed = [
+        r.record
+        for r in read_records(io.BytesIO(body), layout, "settlement.statement")
+        if isinstance(r, ParsedRecord)
+    ]
+    assert [(r["row"], r["data"].get("line_no")) for r in parsed] == [
+        ("LINE", 1),
+        ("LINE", 2),
+        ("SUMMARY", None),
+    ]

@@ -30,7 +30,7 @@ from gateway.contracts.wire_schemas import (
     json_schemas,
 )
 from gateway.errors import InboundError
-from gateway.inbound.problems import PROBLEM_BASE
+from gateway.inbound.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from schemas.base import MAX_MINOR
 from schemas.events import AGENCY_EVENT_ADAPTER, EVENT_EXAMPLES, EVENT_TYPES, example_event
 from schemas.packets import PACKET_TYPES, CasePacket
@@ -299,3 +299,22 @@ def test_protocol_doc_signing_examples_reproduce_the_test_vectors() -> None:
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
         "v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZdpXwVLPo3mNl8EM+m7TBAg==",
     ]
+
+
+def test_openapi_describes_the_statement_document_fetch_the_server_mounts() -> None:
+    """``POST /v1/agencies/{agency_id}/settlement-documents`` (gateway.settlement.fetch) is in
+    the document, at the route gateway.server mounts, with its request schema and example and
+    the problems it answers (never 410: a statement's documents do not expire)."""
+    from gateway.server import STATEMENT_DOCUMENTS_ROUTE
+    from schemas.documents import StatementDocumentFetchRequest
+
+    document = openapi_document()
+    operation = document["paths"][STATEMENT_DOCUMENTS_ROUTE]["post"]
+    body = operation["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/StatementDocumentFetchRequest"}
+    StatementDocumentFetchRequest.model_validate(body["example"], strict=True)
+    assert "StatementDocumentFetchRequest" in document["components"]["schemas"]
+    assert set(operation["responses"]) == {"200", "400", "401", "404", "413", "422", "503"}
+    examples = operation["responses"]["404"]["content"][PROBLEM_CONTENT_TYPE]["examples"]
+    assert "document-not-found" in examples
+    assert all(e["value"]["instance"].endswith("/settlement-documents") for e in examples.values())
