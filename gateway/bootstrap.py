@@ -56,8 +56,8 @@ from gateway.privacy.debtor_keys import KeyingResult, key_debtors
 from gateway.privacy.deletion import SweepResult, request_deletions
 from gateway.privacy.pii import PiiKeyRing
 from gateway.reconciliation import columnar_worker
-from gateway.reconciliation.contact_rules import ContactRules
 from gateway.reconciliation.engine import ReconEngine
+from gateway.reconciliation.recorder import ArrivalPolicy
 from gateway.register.gate import RegisterGate
 from gateway.resolutions.actions import ResolutionService
 from gateway.settlement.documents import renderer as statement_renderer
@@ -119,6 +119,7 @@ class Gateway:
                 clock=self.clock.now,
                 db=self.db,
                 documents=self.documents,
+                settings=self.settings,
             )
             for agency in self.agencies.values():
                 self._adapters[agency.id] = ADAPTERS[agency.channel](agency, context)
@@ -200,7 +201,9 @@ class Gateway:
             placements=self.placements,
             agencies=self.agencies,
             clock=self.clock,
-            vouched_replies=VouchedReplyReader(base_dir=self.settings.base_dir),
+            vouched_replies=VouchedReplyReader(
+                base_dir=self.settings.base_dir, arrival=ArrivalPolicy.of(self.settings)
+            ),
             four_eyes=self.settings.four_eyes,
         )
 
@@ -553,7 +556,7 @@ def build(
             clock=clock,
             metrics=metrics,
             max_body_bytes=settings.server.max_body_bytes,
-            contact_rules=ContactRules.from_settings(settings.reconciliation),
+            arrival=ArrivalPolicy.of(settings),
         ),
         cases=CaseService(db=db, placements=placements, clock=clock),
         expiry=ExpiryService(

@@ -16,6 +16,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.config.agencies import EmailAgency, RetrySection
+from gateway.config.settings import GatewaySettings
 from gateway.errors import DeliveryError, DocumentError
 from gateway.store.database import Database
 
@@ -126,6 +127,9 @@ class AdapterContext:
         documents: the lender's document store, for channels that deliver the placements'
             document packs themselves (SFTP batches, law-firm mail); None when none is
             configured (a pack's store documents then cannot be sent).
+        settings: the lender's settings, for the rules channels judge events by as they
+            arrive (quiet hours and caps, complaint deadlines); None leaves quiet hours and
+            caps to the batch run and gives complaints the statutory default.
     """
 
     base_dir: Path
@@ -133,6 +137,7 @@ class AdapterContext:
     clock: Callable[[], float]
     db: Database | None = None
     documents: DocumentSource | None = None
+    settings: GatewaySettings | None = None
 
 
 class Clock(Protocol):

@@ -26,6 +26,7 @@ from gateway.errors import GatewayError, RunInProgress
 from gateway.evidence.log import SEQUENCE_BATCH, sequence_all, sequence_staged
 from gateway.monitoring.polls import metered
 from gateway.ports import InboundPoller, PollingChannel
+from gateway.reconciliation.recorder import ArrivalPolicy
 from gateway.reconciliation.sla import run_sla_checks
 from gateway.register.lapse import check_register
 from gateway.server import create_app
@@ -183,7 +184,11 @@ def mailbox_readers(gateway: Gateway) -> list[MailboxReader]:
     """One IMAP reader per law firm with an ``[email.imap]`` section, enabled or not."""
     return [
         build_mailbox_reader(
-            agency, base_dir=gateway.settings.base_dir, db=gateway.db, clock=gateway.clock.now
+            agency,
+            base_dir=gateway.settings.base_dir,
+            db=gateway.db,
+            clock=gateway.clock.now,
+            arrival=ArrivalPolicy.of(gateway.settings),
         )
         for agency in gateway.agencies.values()
         # Not only firms taking new cases: one whose contract ended still returns cases and

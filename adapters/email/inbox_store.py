@@ -27,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.reconciliation.kinds import MismatchDraft
-from gateway.reconciliation.recorder import IncomingEvent, apply_events, insert_mismatches
+from gateway.reconciliation.recorder import (
+    ArrivalPolicy,
+    IncomingEvent,
+    apply_events,
+    insert_mismatches,
+)
 from gateway.settlement import answers as settlement_answers
 from gateway.store.database import dialect_insert
 from gateway.store.mail_tables import MailboxState, MailReply
@@ -231,6 +236,8 @@ async def apply_reply_events(
     inbound_id: int,
     events: Sequence[AgencyEvent],
     now: datetime,
+    *,
+    arrival: ArrivalPolicy | None = None,
 ) -> list[str]:
     """Reconcile a reply's events in order and return the answers refused. A settlement
     answer (``settlement.confirmed`` / ``settlement.disputed``) is checked against its
@@ -245,14 +252,16 @@ async def apply_reply_events(
             pending.append(IncomingEvent(agency_id, inbound_id, event, now))
             continue
         if pending:
-            await apply_events(conn, pending, now=now)
+            await apply_events(conn, pending, now=now, policy=arrival)
             pending = []
         refusal = await settlement_answers.event_problem(conn, agency_id, event)
         if refusal is not None:
             refused.append(f"{event.type}: {refusal.field}: {refusal.reason}")
-        await apply_events(conn, [IncomingEvent(agency_id, inbound_id, event, now)], now=now)
+        await apply_events(
+            conn, [IncomingEvent(agency_id, inbound_id, event, now)], now=now, policy=arrival
+        )
     if pending:
-        await apply_events(conn, pending, now=now)
+        await apply_events(conn, pending, now=now, policy=arrival)
     return refused
 
 
@@ -273,6 +282,7 @@ async def record_sheet(
     events: Sequence[AgencyEvent],
     refused_lines: int,
     now: datetime,
+    arrival: ArrivalPolicy | None = None,
 ) -> SheetImport:
     """A sheet handed over outside the live channels: stored raw (external id = its hash,
     so importing it twice changes nothing), then its events reconciled like any reply's."""
@@ -290,7 +300,7 @@ async def record_sheet(
     )
     if not new or not events:
         return SheetImport(inbound_id, new, 0)
-    refused = await apply_reply_events(conn, agency_id, inbound_id, events, now)
+    refused = await apply_reply_events(conn, agency_id, inbound_id, events, now, arrival=arrival)
     if refused:
         event_type = events[0].type if len(events) == 1 else None
         await set_inbound_status(conn, inbound_id, "partial", event_type)

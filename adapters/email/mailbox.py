@@ -29,6 +29,7 @@ from adapters.email.reply_signature import ReplyOpener, build_reply_opener
 from adapters.email.triage import MailTriage
 from gateway.config.agencies import EmailAgency
 from gateway.errors import GatewayError
+from gateway.reconciliation.recorder import ArrivalPolicy
 from gateway.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class MailboxReader:
         tls: the TLS context that verifies the IMAP server.
         opener: decrypts replies and checks their signatures (adapters.email.reply_signature).
         clock: returns Unix time.
+        arrival: the lender's rules events are judged by as they arrive (None: quiet hours
+            and caps are left to the batch run).
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class MailboxReader:
         tls: ssl.SSLContext,
         opener: ReplyOpener,
         clock: Callable[[], float],
+        arrival: ArrivalPolicy | None = None,
     ) -> None:
         if agency.email.imap is None:
             raise GatewayError(f"{agency.id}: no [email.imap] section; nothing to read")
@@ -80,7 +84,7 @@ class MailboxReader:
         self._tls = tls
         self._opener = opener
         self._clock = clock
-        self._triage = MailTriage(agency=agency, mailbox=self._imap.mailbox)
+        self._triage = MailTriage(agency=agency, mailbox=self._imap.mailbox, arrival=arrival)
 
     @property
     def agency_id(self) -> str:
@@ -196,9 +200,15 @@ def client_tls_context(ca_file: Path | None) -> ssl.SSLContext:
 
 
 def build_mailbox_reader(
-    agency: EmailAgency, *, base_dir: Path, db: Database, clock: Callable[[], float]
+    agency: EmailAgency,
+    *,
+    base_dir: Path,
+    db: Database,
+    clock: Callable[[], float],
+    arrival: ArrivalPolicy | None = None,
 ) -> MailboxReader:
-    """Resolve the firm's IMAP password, trust anchors and our S/MIME key; build its reader."""
+    """Resolve the firm's IMAP password, trust anchors and our S/MIME key; build its reader
+    (``arrival``: the lender's rules the replies' events are judged by as they arrive)."""
     imap = agency.email.imap
     if imap is None:
         raise GatewayError(f"{agency.id}: no [email.imap] section; nothing to read")
@@ -216,6 +226,7 @@ def build_mailbox_reader(
         tls=client_tls_context(path(imap.ca_file)),
         opener=build_reply_opener(agency, base_dir=base_dir),
         clock=clock,
+        arrival=arrival,
     )
 
 

@@ -36,6 +36,7 @@ from adapters.email.reply import ReadMessage, read_message, reply_events, subjec
 from adapters.email.reply_signature import OpenedReply, ReplyOpener, build_reply_opener
 from gateway.config.agencies import EmailAgency
 from gateway.inbound.sheets import RowDefaults
+from gateway.reconciliation.recorder import ArrivalPolicy
 
 CHANNEL = "email"
 
@@ -46,11 +47,15 @@ class MailTriage:
     Args:
         agency: the firm.
         mailbox: the IMAP mailbox the messages are read from (their UIDs count in it).
+        arrival: the lender's rules the replies' events are judged by as they arrive.
     """
 
-    def __init__(self, *, agency: EmailAgency, mailbox: str) -> None:
+    def __init__(
+        self, *, agency: EmailAgency, mailbox: str, arrival: ArrivalPolicy | None = None
+    ) -> None:
         self._agency = agency
         self._mailbox = mailbox
+        self._arrival = arrival
 
     async def process(
         self,
@@ -180,7 +185,7 @@ class MailTriage:
         refused: list[str] = []
         if parsed.events:
             refused = await mail_inbox_store.apply_reply_events(
-                conn, self._agency.id, inbound_id, parsed.events, now
+                conn, self._agency.id, inbound_id, parsed.events, now, arrival=self._arrival
             )
         message_id = matched[0].message_id
         if parsed.errors or refused or not parsed.events:
@@ -274,15 +279,17 @@ class MailTriage:
 @dataclass(frozen=True, slots=True)
 class VouchedReplyReader:
     """The email channel's ``gateway.ports.VouchedReplies``: opens the stored reply with the
-    firm's reply opener (keys found from ``base_dir``) and reads it like a signed one."""
+    firm's reply opener (keys found from ``base_dir``) and reads it like a signed one,
+    judging its events by ``arrival`` (the lender's rules)."""
 
     base_dir: Path
+    arrival: ArrivalPolicy | None = None
 
     async def read(
         self, conn: AsyncConnection, agency: EmailAgency, inbound_id: int, *, now: datetime
     ) -> tuple[str, str, int]:
         opener = build_reply_opener(agency, base_dir=self.base_dir)
-        return await vouched_reply(conn, agency, inbound_id, opener, now=now)
+        return await vouched_reply(conn, agency, inbound_id, opener, now=now, arrival=self.arrival)
 
 
 async def vouched_reply(
@@ -292,6 +299,7 @@ async def vouched_reply(
     opener: ReplyOpener,
     *,
     now: datetime,
+    arrival: ArrivalPolicy | None = None,
 ) -> tuple[str, str, int]:
     """Read the stored reply ``inbound_id`` whose signature did not vouch for it, because ops
     has (they confirmed it with the firm): opened with ``opener.open_vouched`` (decrypted,
@@ -312,7 +320,7 @@ async def vouched_reply(
     opened = await opener.open_vouched(raw)
     if not opened.readable:
         return "unverified", opened.detail, 0
-    triage = MailTriage(agency=agency, mailbox=agency.email.imap.mailbox)
+    triage = MailTriage(agency=agency, mailbox=agency.email.imap.mailbox, arrival=arrival)
     message = read_message(raw, None if opened.content is raw else opened.content)
     kind, detail, _matched, events = await triage._reply(conn, message, inbound_id, now)
     await mail_inbox_store.set_inbound_status(conn, inbound_id, kind, None)

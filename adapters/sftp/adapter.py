@@ -36,6 +36,7 @@ from gateway.ports import (
     OutboundPacket,
     Receipt,
 )
+from gateway.reconciliation.recorder import ArrivalPolicy
 from gateway.store.database import Database
 
 _READ_CHUNK = 256 * 1024
@@ -57,6 +58,7 @@ class SftpAdapter:
         clock: Callable[[], float],
         pgp_keys: dict[str, str | None] | None = None,
         documents: DocumentSource | None = None,
+        arrival: ArrivalPolicy | None = None,
     ) -> None:
         cfg = agency.sftp
         self.agency = agency
@@ -83,6 +85,7 @@ class SftpAdapter:
             spool_dir=spool_dir / "in",
             clock=clock,
             pgp=self.pgp,
+            arrival=arrival,
         )
 
     async def pgp(self) -> Pgp | None:
@@ -180,6 +183,7 @@ def build_sftp_adapter(agency: AgencyConfig, context: AdapterContext) -> SftpAda
         clock=context.clock,
         pgp_keys=pgp_keys,
         documents=context.documents,
+        arrival=None if context.settings is None else ArrivalPolicy.of(context.settings),
     )
 
 

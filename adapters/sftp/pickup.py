@@ -50,6 +50,7 @@ from gateway.clock import to_datetime
 from gateway.config.agencies import SftpAgency
 from gateway.errors import DeliveryError, EndpointGone
 from gateway.ports import RemoteEntry, RemoteFolder, RemoteSession
+from gateway.reconciliation.recorder import ArrivalPolicy
 from gateway.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ class ResultPickup:
         clock: returns Unix time.
         pgp: the agency's OpenPGP keys, or None.
         worker: names this process in claims.
+        arrival: the lender's rules the events are judged by as they arrive (None: quiet
+            hours and caps are left to the batch run).
     """
 
     def __init__(
@@ -97,8 +100,10 @@ class ResultPickup:
         clock: Callable[[], float],
         pgp: PgpProvider,
         worker: str = "gateway",
+        arrival: ArrivalPolicy | None = None,
     ) -> None:
         self._db = db
+        self._arrival = arrival
         self._agency = agency
         self._cfg = agency.sftp
         self._remote = remote
@@ -259,7 +264,9 @@ class ResultPickup:
                 signed,
                 manifest_count,
             )
-            committed = await store.commit_file(self._db, stored, self._cfg.layout, now=self._now())
+            committed = await store.commit_file(
+                self._db, stored, self._cfg.layout, now=self._now(), arrival=self._arrival
+            )
             if committed is None:
                 earlier = await store.earlier_copy(self._db, self._agency.id, sha, claim.pickup_id)
                 if earlier is None:

@@ -35,7 +35,7 @@ from adapters.sftp.result_rows import (
 from gateway.config.layouts import LayoutSection, RecordKind
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.ports import RemoteEntry
-from gateway.reconciliation.recorder import IncomingEvent, apply_events
+from gateway.reconciliation.recorder import ArrivalPolicy, IncomingEvent, apply_events
 from gateway.settlement import answers as settlement_answers
 from gateway.store.database import Database
 from gateway.store.tables import AgencyStatus, InboundMessage
@@ -288,10 +288,16 @@ def _take(items: Iterator[Any], n: int) -> list[Any]:
 
 
 async def commit_file(
-    db: Database, stored: StoredFile, layout: LayoutSection, *, now: datetime
+    db: Database,
+    stored: StoredFile,
+    layout: LayoutSection,
+    *,
+    now: datetime,
+    arrival: ArrivalPolicy | None = None,
 ) -> tuple[str, FileTally] | None:
-    """Store, parse and reconcile in one transaction (see module docstring); returns the
-    pickup's state and tally, or None when the same bytes were committed concurrently."""
+    """Store, parse and reconcile in one transaction (see module docstring), judging the
+    events by ``arrival`` (the lender's rules); returns the pickup's state and tally, or None
+    when the same bytes were committed concurrently."""
     tally = FileTally()
     body = await asyncio.to_thread(stored.raw.read_bytes)
     kind: RecordKind = "statement" if stored.kind == "statement" else "result"
@@ -311,13 +317,16 @@ async def commit_file(
                     )
                     if event is not None:
                         await apply_events(
-                            conn, [IncomingEvent(stored.agency_id, inbound_id, event, now)], now=now
+                            conn,
+                            [IncomingEvent(stored.agency_id, inbound_id, event, now)],
+                            now=now,
+                            policy=arrival,
                         )
                 else:
                     events = result_lines(rows, layout, tally)
                     while chunk := await asyncio.to_thread(_take, events, EVENT_CHUNK):
                         await _apply_chunk(
-                            conn, stored.agency_id, inbound_id, chunk, layout, tally, now
+                            conn, stored.agency_id, inbound_id, chunk, layout, tally, now, arrival
                         )
                 tally.check_counts(stored.manifest_count)
                 state = (
@@ -366,6 +375,7 @@ async def _apply_chunk(
     layout: LayoutSection,
     tally: FileTally,
     now: datetime,
+    arrival: ArrivalPolicy | None,
 ) -> None:
     """Apply a chunk of rows in order. A settlement answer is checked against its statement
     as it stands after the rows before it (gateway.settlement.answers) and applied alone: one
@@ -377,15 +387,17 @@ async def _apply_chunk(
             pending.append(IncomingEvent(agency_id, inbound_id, event, now))
             continue
         if pending:
-            await apply_events(conn, pending, now=now)
+            await apply_events(conn, pending, now=now, policy=arrival)
             pending = []
         refusal = await settlement_answers.event_problem(conn, agency_id, event)
         if refusal is not None:
             column = column_for(layout, "result", ["data", refusal.field])
             refuse_row(tally, line, column, f"{event.type}: {refusal.reason}")
-        await apply_events(conn, [IncomingEvent(agency_id, inbound_id, event, now)], now=now)
+        await apply_events(
+            conn, [IncomingEvent(agency_id, inbound_id, event, now)], now=now, policy=arrival
+        )
     if pending:
-        await apply_events(conn, pending, now=now)
+        await apply_events(conn, pending, now=now, policy=arrival)
 
 
 async def _store_raw(conn: AsyncConnection, stored: StoredFile, body: bytes, now: datetime) -> int:

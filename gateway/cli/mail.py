@@ -13,6 +13,7 @@ from gateway.cli.context import console, err_console, open_gateway, run_async
 from gateway.config.agencies import EmailAgency
 from gateway.errors import ConfigError
 from gateway.inbound.sheets import RowDefaults, parse_sheet
+from gateway.reconciliation.recorder import ArrivalPolicy
 
 
 @click.group()
@@ -45,7 +46,11 @@ async def mail_poll(ctx: click.Context, agency_ids: tuple[str, ...], as_json: bo
             if agency_ids and agency.id not in agency_ids:
                 continue
             reader = build_mailbox_reader(
-                agency, base_dir=gateway.settings.base_dir, db=gateway.db, clock=gateway.clock.now
+                agency,
+                base_dir=gateway.settings.base_dir,
+                db=gateway.db,
+                clock=gateway.clock.now,
+                arrival=ArrivalPolicy.of(gateway.settings),
             )
             stats = await reader.poll()
             results[agency.id] = {
@@ -122,6 +127,7 @@ async def events_import(
                     events=parsed.events,
                     refused_lines=len(parsed.errors),
                     now=now,
+                    arrival=ArrivalPolicy.of(gateway.settings),
                 )
     finally:
         await gateway.aclose()

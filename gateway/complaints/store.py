@@ -75,8 +75,9 @@ class DeadlinePolicy:
 
 
 DEFAULT_POLICY = DeadlinePolicy()
-"""The statutory default (15 days, Shanghai), used on arrival of an agency's event: the
-inbound path carries no configuration."""
+"""The statutory default (15 days, Shanghai), for tools that run without the lender's
+settings; the gateway's channels pass ``[complaints]`` (gateway.reconciliation.recorder's
+``ArrivalPolicy``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,10 +459,12 @@ async def on_arrival(
     conn: AsyncConnection,
     items: Sequence[tuple[str, int, AgencyEvent, bool]],
     *,
+    policy: DeadlinePolicy = DEFAULT_POLICY,
     now: datetime,
 ) -> list[tuple[ComplaintRecord, bool]]:
     """Open a complaint for each applied ``complaint.received`` among (agency id, event id,
-    event, applied), in the inbound transaction; other events cost nothing. The source
+    event, applied), in the inbound transaction, due as ``policy`` (``[complaints]``) says;
+    other events cost nothing. The source
     reference is the agency and its event id, so a repeated delivery (which inbound already
     answers as a duplicate) never opens a second one."""
     news = [
@@ -483,7 +486,7 @@ async def on_arrival(
     return await insert_complaints(
         conn,
         await attribute(conn, news),
-        policy=DEFAULT_POLICY,
+        policy=policy,
         actor="inbound",
         now=now,
     )

@@ -45,7 +45,7 @@ from gateway.errors import (
 from gateway.inbound.store import InboundResponse, InboundStore, VerifiedMessage, problem_response
 from gateway.metrics import Metrics
 from gateway.ports import Clock
-from gateway.reconciliation.contact_rules import ContactRules
+from gateway.reconciliation.recorder import ArrivalPolicy
 from gateway.signing import VerifyingKey, read_headers, verify
 from gateway.store.database import Database
 from schemas.events import AGENCY_EVENT_ADAPTER, AgencyEvent
@@ -127,7 +127,8 @@ class InboundService:
         max_body_bytes: larger bodies are refused with 413.
         channel: the channel name stored with each message.
         max_batch: the most messages one group commit takes.
-        contact_rules: quiet hours and caps judged on arrival (None: by the batch run only).
+        arrival: the lender's rules judged as events arrive (quiet hours and caps, complaint
+            deadlines); None leaves quiet hours and caps to the batch run.
     """
 
     def __init__(
@@ -140,9 +141,9 @@ class InboundService:
         max_body_bytes: int,
         channel: str = "webhook",
         max_batch: int = 256,
-        contact_rules: ContactRules | None = None,
+        arrival: ArrivalPolicy | None = None,
     ) -> None:
-        self._store = InboundStore(db=db, clock=clock, channel=channel, contact_rules=contact_rules)
+        self._store = InboundStore(db=db, clock=clock, channel=channel, arrival=arrival)
         self._trust = trust
         self._clock = clock
         self._metrics = metrics

@@ -40,10 +40,14 @@ from gateway.errors import (
 from gateway.evidence.log import LeafInput, append_leaves
 from gateway.inbound.problems import PROBLEM_CONTENT_TYPE, problem_body
 from gateway.ports import Clock
-from gateway.reconciliation.contact_rules import ContactRules
 from gateway.reconciliation.event_rules import event_placement_id
 from gateway.reconciliation.kinds import MismatchDraft
-from gateway.reconciliation.recorder import IncomingEvent, apply_events, insert_mismatches
+from gateway.reconciliation.recorder import (
+    ArrivalPolicy,
+    IncomingEvent,
+    apply_events,
+    insert_mismatches,
+)
 from gateway.settlement import answers as settlement_answers
 from gateway.store.database import Database
 from gateway.store.driver_sql import insert_numbered
@@ -107,12 +111,12 @@ class InboundStore:
         db: Database,
         clock: Clock,
         channel: str,
-        contact_rules: ContactRules | None = None,
+        arrival: ArrivalPolicy | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._channel = channel
-        self._contact_rules = contact_rules
+        self._arrival = arrival
 
     async def commit(self, batch: Sequence[VerifiedMessage]) -> list[InboundResponse]:
         """Store a batch in one transaction; return one answer per message, in order."""
@@ -262,7 +266,7 @@ class InboundStore:
                     and (ev := batch[n].event) is not None
                 ]
                 if incoming:
-                    await apply_events(conn, incoming, now=now, contact_rules=self._contact_rules)
+                    await apply_events(conn, incoming, now=now, policy=self._arrival)
                 if conflicts:
                     await insert_mismatches(
                         conn,

@@ -8,8 +8,9 @@ gateway.dispatch.hooks. An event that ends a case's open placement moves the cas
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,6 +19,7 @@ from gateway.cases.outcomes import PlacementEnding, follow_outcomes, placement_e
 from gateway.complaints import store as complaint_store
 from gateway.concessions import requests as concession_requests
 from gateway.conduct import arrival as conduct_arrival
+from gateway.config.settings import GatewaySettings
 from gateway.reconciliation.contact_rules import ContactRules
 from gateway.reconciliation.event_rules import assess, event_money, event_placement_id
 from gateway.reconciliation.kinds import (
@@ -221,19 +223,46 @@ def _meets_at(event: AgencyEvent) -> datetime:
     return event.data.paid_at if isinstance(event, PaymentReported) else event.timestamp
 
 
+@dataclass(frozen=True, slots=True)
+class ArrivalPolicy:
+    """The lender's rules judged as events arrive, on every channel: quiet hours and caps
+    (``contact_rules``; None leaves them to the batch run) and complaint deadlines."""
+
+    contact_rules: ContactRules | None = None
+    complaints: complaint_store.DeadlinePolicy = field(
+        default_factory=lambda: complaint_store.DEFAULT_POLICY
+    )
+
+    @classmethod
+    def of(cls, settings: GatewaySettings) -> "ArrivalPolicy":
+        """``[reconciliation]``'s contact rules and ``[complaints]``' deadlines."""
+        zone = ZoneInfo(settings.reconciliation.timezone)
+        return cls(
+            ContactRules.from_settings(settings.reconciliation),
+            complaint_store.DeadlinePolicy.of(settings.complaints, zone),
+        )
+
+
+DEFAULT_ARRIVAL = ArrivalPolicy()
+"""Without the lender's settings (tools replaying stored files): caps and quiet hours are
+left to the batch run and complaints get the statutory 15 days in Shanghai time."""
+
+
 async def apply_events(
     conn: AsyncConnection,
     incoming: Sequence[IncomingEvent],
     *,
     now: datetime,
-    contact_rules: ContactRules | None = None,
+    policy: ArrivalPolicy | None = None,
 ) -> list[int]:
     """Reconcile events in order and write everything in the caller's transaction.
 
     Contact attempts are judged for conduct as they arrive (gateway.conduct.arrival); with
-    ``contact_rules`` also for quiet hours and caps, else those are left to the batch run.
+    ``policy.contact_rules`` also for quiet hours and caps, else those are left to the batch
+    run. A ``complaint.received`` opens a complaint with ``policy.complaints``' deadline.
     Returns the new agency event ids, in input order.
     """
+    policy = policy or DEFAULT_ARRIVAL
     views = await load_views(
         conn, (pid for i in incoming if (pid := event_placement_id(i.event)) is not None)
     )
@@ -370,13 +399,16 @@ async def apply_events(
         if i.event.type == "contact.attempted"
     ]
     if contacts:
-        mismatches += await conduct_arrival.on_arrival(conn, contacts, rules=contact_rules, now=now)
+        mismatches += await conduct_arrival.on_arrival(
+            conn, contacts, rules=policy.contact_rules, now=now
+        )
     await complaint_store.on_arrival(
         conn,
         [
             (i.agency_id, eid, i.event, d.applied)
             for i, eid, d in zip(incoming, event_ids, decisions, strict=True)
         ],
+        policy=policy.complaints,
         now=now,
     )
     await insert_mismatches(conn, mismatches, now=now)
@@ -427,7 +459,9 @@ async def insert_expectation_rows(
 
 
 __all__ = [
+    "DEFAULT_ARRIVAL",
     "SEVERITY",
+    "ArrivalPolicy",
     "IncomingEvent",
     "apply_events",
     "expectation_row",

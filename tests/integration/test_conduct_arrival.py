@@ -29,6 +29,7 @@ from gateway.metrics import Metrics
 from gateway.privacy.pii import PiiKeyRing
 from gateway.reconciliation.contact_rules import ContactRules
 from gateway.reconciliation.engine import ReconEngine
+from gateway.reconciliation.recorder import ArrivalPolicy
 from gateway.server import create_app
 from gateway.signing import SigningKey, sign
 from gateway.store.case_tables import CaseHold
@@ -115,7 +116,7 @@ async def world(
         clock=clock,
         metrics=Metrics(),
         max_body_bytes=8192,
-        contact_rules=ContactRules.from_settings(SETTINGS),
+        arrival=ArrivalPolicy(ContactRules.from_settings(SETTINGS)),
     )
     client = await aiohttp_client(create_app(inbound=inbound, db=db, metrics_=inbound._metrics))
     world = World(client, db, clock, signing, agencies, [(p[0], p[1]) for p in placed])

@@ -1,12 +1,14 @@
 """Conduct on arrival over SFTP, against a real asyncssh server on loopback (the sandbox
 server): the result file's PARTY, PURPOSE, COLLECTOR_ID and RECORDING_REF columns reach
 the stored event, and a third party contacted about the debt and a contact on a case with
-a standing hold each raise their violation as the file is committed."""
+a standing hold each raise their violation as the file is committed, and so does a call in
+the quiet hours (the channel gets the lender's contact rules)."""
 
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -130,3 +132,43 @@ async def test_conduct_columns_of_a_result_file_raise_violations_on_arrival(
     assert sorted(found) == sorted(
         [("third_party_contact", debt, AGENCY_ID), ("contact_during_hold", on_hold, AGENCY_ID)]
     )
+
+
+async def test_a_call_in_the_quiet_hours_of_a_result_file_is_raised_as_the_file_arrives(
+    world: SftpWorld, gateway: Gateway
+) -> None:
+    """The SFTP channel gets the lender's contact rules: a call at 23:xx in Shanghai breaks
+    the quiet hours on arrival, before any batch run, and the batch run adds nothing."""
+    async with gateway.db.connect() as conn:
+        (pid,) = (
+            await conn.execute(sa.text("SELECT id FROM placements ORDER BY id LIMIT 1"))
+        ).one()
+    zone = ZoneInfo(gateway.settings.reconciliation.timezone)
+    local = datetime.now(UTC).astimezone(zone)
+    late = local.replace(hour=23, minute=5, second=0, microsecond=0)
+    if late > local:
+        late -= timedelta(days=1)
+    at = late.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data = {"placement_id": pid, "channel": "call", "outcome": "no_answer"}
+    data.update(attempted_at=at, effective="false")
+    body = render(world, "result", [{"type": "contact.attempted", "timestamp": at, "data": data}])
+    put(world, f"{AGENCY_ID}_LENDERX_RESULT_20260301_0002.csv", body)
+    assert await (await pickup_of(gateway)).poll_once() == {"done": 1}
+
+    async def quiet_breaks() -> list[str]:
+        async with gateway.db.connect() as conn:
+            return list(
+                (
+                    await conn.execute(
+                        sa.select(MISMATCHES.c.detail).where(
+                            MISMATCHES.c.kind == "contact_rule_violation"
+                        )
+                    )
+                ).scalars()
+            )
+
+    [detail] = await quiet_breaks()
+    assert "quiet" in detail
+    report = await gateway.recon_engine().run()
+    assert report.as_dict()["counts"]["contacts"]["violations"] == 1
+    assert len(await quiet_breaks()) == 1
