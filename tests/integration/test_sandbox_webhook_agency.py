@@ -22,6 +22,7 @@ from gateway.sandbox import (
     SandboxWebhookAgency,
     plan_placement,
 )
+from gateway.sandbox.agency_script import LENDER_QUIET_HOURS
 from gateway.signing import (
     SigningKey,
     VerifyingKey,
@@ -613,3 +614,27 @@ def test_a_deletion_request_drops_the_rest_of_the_script_and_is_confirmed() -> N
     body = AGENCY_EVENT_ADAPTER.validate_json(deleted.body)
     assert body.type == "data.deleted" and body.data.placement_id == "PL-erase"
     assert body.data.method == "deleted" and body.data.reference
+
+
+def test_the_sandbox_agency_writes_instead_of_calling_in_the_quiet_hours() -> None:
+    """At 23:30 in Shanghai the scripted calls, texts and visits go out as emails (the
+    gateway would rightly raise them on arrival); at 10:30 they are what the script says."""
+    night = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
+    day = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)  # 10:30 in Shanghai
+    assert LENDER_QUIET_HOURS.covers(night) and not LENDER_QUIET_HOURS.covers(day)
+
+    def channels(at: datetime) -> list[str]:
+        planner = EventPlanner(agency_id=AGENCY, seed=7, fault_rate=0.0, max_contacts_per_debtor=99)
+        seen = []
+        for i in range(40):
+            case = planner.on_packet(created(f"PL-q{i}"))
+            assert case is not None
+            while (event := planner.next_event(case, at)) is not None:
+                if event.type == "contact.attempted":
+                    seen.append(json.loads(event.body)["data"]["channel"])
+        return seen
+
+    by_night, by_day = channels(night), channels(day)
+    assert len(by_night) == len(by_day) > 0
+    assert set(by_night) <= {"email", "letter"}
+    assert {"call", "sms"} <= set(by_day)
