@@ -55,7 +55,11 @@ _L: Final[dict[str, tuple[str, str]]] = {
     "placed": ("委案金额", "Placed"),
     "recovered": ("回款（出借人实收并归属）", "Recovered (received by the lender, attributed)"),
     "recovery": ("回收率", "Recovery rate"),
-    "expected": ("同业在同层的预期回款", "Peers' recovery on the same strata"),
+    "expected": (
+        "可比层回款 / 同业在同层的预期回款",
+        "Recovered in the strata compared / peers' recovery on the same placements",
+    ),
+    "compared": ("可比层 / 全部层", "Strata compared / all strata"),
     "relative": ("相对同业", "Relative to peers"),
     "curve": ("回收曲线（按委案后月数累计）", "Vintage curve (cumulative, months since placement)"),
     "sla": ("四、服务时效", "4. SLA record"),
@@ -181,9 +185,20 @@ def report_pdf(figures: Mapping[str, Any], sha256: str, lang: str, chart: bytes 
     row("placed", f"{major(perf['placed_minor'])} {cur}")
     row("recovered", f"{major(perf['recovered_minor'])} {cur}")
     row("recovery", pct(perf["recovery_bps"]))
-    expected = perf["expected_minor"]
-    row("expected", "-" if expected is None else f"{major(expected)} {cur}")
-    row("relative", pct(perf["relative_bps"]))
+    expected, compared = perf["expected_minor"], perf["compared_recovered_minor"]
+    row(
+        "expected",
+        "-"
+        if expected is None or compared is None
+        else f"{major(compared)} / {major(expected)} {cur}",
+    )
+    row("compared", f"{perf['strata_compared']} / {perf['strata_total']}")
+    interval = perf["relative_interval_bps"]
+    row(
+        "relative",
+        pct(perf["relative_bps"])
+        + ("" if interval is None else f" ({pct(interval[0])} - {pct(interval[1])})"),
+    )
     text(label("curve", lang), indent=12)
     if chart is not None and perf["curve"]:
         if y < 260:
@@ -241,9 +256,17 @@ def report_xlsx(figures: Mapping[str, Any], sha256: str) -> bytes:
         ("回款 Recovered", major(perf["recovered_minor"])),
         ("回收率(基点) Recovery bps", perf["recovery_bps"]),
         (
+            "可比层回款 Recovered in strata compared",
+            None
+            if perf["compared_recovered_minor"] is None
+            else major(perf["compared_recovered_minor"]),
+        ),
+        (
             "同业预期 Peers' expected",
             None if perf["expected_minor"] is None else major(perf["expected_minor"]),
         ),
+        ("可比层数 Strata compared", perf["strata_compared"]),
+        ("全部层数 Strata", perf["strata_total"]),
         ("相对同业(基点) Relative bps", perf["relative_bps"]),
         ("高严重度违规 High violations", comp["high_violations"]),
         ("投诉收到 Complaints received", c["received"]),

@@ -160,6 +160,10 @@ class Report:
     recovery_bps: int | None
     expected_minor: int | None
     """what its peers would have recovered on its placements, stratum by stratum"""
+    compared_recovered_minor: int | None
+    """what it recovered in the strata compared (the side ``expected_minor`` is set against)"""
+    strata_compared: int
+    """how many of its strata had enough placements on both sides to compare"""
     relative_bps: int | None
     """recovered / expected, in bps (10,000 = as good as its peers)"""
     high_violations: int
@@ -201,6 +205,9 @@ class Report:
                 "recovered_minor": self.recovered_minor,
                 "recovery_bps": self.recovery_bps,
                 "expected_minor": self.expected_minor,
+                "compared_recovered_minor": self.compared_recovered_minor,
+                "strata_compared": self.strata_compared,
+                "strata_total": len(i.strata),
                 "relative_bps": self.relative_bps,
                 "relative_interval_bps": None
                 if i.ratio_interval_bps is None
@@ -256,6 +263,10 @@ def _rate(met: int, breached: int) -> int | None:
     return None if decided == 0 else met * 10_000 // decided
 
 
+def _compared(s: Stratum) -> bool:
+    return s.comparable and s.peer_placed_minor > 0 and s.placed_minor > 0
+
+
 def peers_expected(strata: Iterable[Stratum]) -> tuple[int, int] | None:
     """(recovered, expected) over the strata peers share: expected is the agency's placed
     balance in each stratum times its peers' recovery rate there. None when no stratum has
@@ -263,7 +274,7 @@ def peers_expected(strata: Iterable[Stratum]) -> tuple[int, int] | None:
     recovered = expected = 0
     shared = False
     for s in strata:
-        if not s.comparable or s.peer_placed_minor <= 0 or s.placed_minor <= 0:
+        if not _compared(s):
             continue
         shared = True
         recovered += s.recovered_minor
@@ -328,6 +339,8 @@ def evaluate(inputs: Inputs, rules: EvaluationSection) -> Report:
         recovered_minor=recovered,
         recovery_bps=None if placed == 0 else recovered * 10_000 // placed,
         expected_minor=expected,
+        compared_recovered_minor=None if vs_peers is None else vs_peers[0],
+        strata_compared=sum(1 for s in inputs.strata if _compared(s)),
         relative_bps=relative,
         high_violations=high,
         upheld_per_10k=upheld_10k,
