@@ -22,6 +22,8 @@ def count(workspace: Path, table: str) -> int:
 def test_preview_then_allocate(request: pytest.FixtureRequest) -> None:
     workspace: Path = request.getfixturevalue("keyed_copy")
     assert cli(workspace, "db", "upgrade").code == 0
+    # The shipped config enforces the register (README "Agency register").
+    assert cli(workspace, "register", "import").code == 0
     write_csv(generate_accounts(120, seed=7, as_of=date(2026, 3, 1)), workspace / "acc.csv")
     assert cli(workspace, "intake", "acc.csv", "--json").code == 0
 
