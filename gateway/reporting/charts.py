@@ -4,17 +4,21 @@ its own (Agg and SVG canvases; no pyplot, no display, safe in threads).
 
 Chinese labels need a CJK family: Noto Sans CJK SC or WenQuanYi Micro Hei when installed,
 else DejaVu Sans (the Chinese glyphs are then missing, the chart still renders).
+
+matplotlib is imported when a chart is drawn, not with this module: every command and the
+console import the reporting package, and matplotlib (with numpy) would add a second or more
+to each start.
 """
 
 import io
 from collections.abc import Sequence
 from functools import cache
-
-from matplotlib import font_manager
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from typing import TYPE_CHECKING
 
 from gateway.reporting.strata import Curve
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Micro Hei")
 FALLBACK_FAMILY = "DejaVu Sans"
@@ -27,6 +31,8 @@ LABELS = {
 @cache
 def font_family() -> str:
     """The first CJK family installed, else the fallback."""
+    from matplotlib import font_manager
+
     installed = {f.name for f in font_manager.fontManager.ttflist}
     for family in CJK_FAMILIES:
         if family in installed:
@@ -34,7 +40,10 @@ def font_family() -> str:
     return FALLBACK_FAMILY
 
 
-def _figure(curves: Sequence[Curve], *, lang: str, title: str | None) -> Figure:
+def _figure(curves: Sequence[Curve], *, lang: str, title: str | None) -> "Figure":
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     xlabel, ylabel, default_title = LABELS.get(lang, LABELS["en"])
     family = font_family()
     fig = Figure(figsize=(7.5, 4.2), dpi=100)
