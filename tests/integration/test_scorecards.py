@@ -29,7 +29,15 @@ async def test_scorecard_counts_follow_the_placements_of_the_period(
 ) -> None:
     config, settings, agencies = make_config(
         database_url=database_url,
-        agencies={"AGA": {"url": "http://127.0.0.1:9/a"}, "AGB": {"url": "http://127.0.0.1:9/b"}},
+        # Agencies that collect and remit: recovery is what they reconciled (under
+        # lender_collects it is the lender's attributed receipts, test_fair_scorecards.py).
+        agencies={
+            name: {
+                "url": f"http://127.0.0.1:9/{name}",
+                "settlement": {"money_model": "agency_remits"},
+            }
+            for name in ("AGA", "AGB")
+        },
     )
     gateway = build(settings, agencies)
     try:
