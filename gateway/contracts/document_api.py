@@ -97,31 +97,39 @@ def _problems(
     }
 
 
-def documents_operation() -> JsonObject:
-    """The ``post`` operation of ``DOCUMENTS_PATH``."""
+_SIGNED_PARAMETERS = [
+    {"$ref": "#/components/parameters/AgencyId"},
+    {"$ref": "#/components/parameters/WebhookId"},
+    {"$ref": "#/components/parameters/WebhookTimestamp"},
+    {"$ref": "#/components/parameters/WebhookSignature"},
+]
+_BYTES = {"type": "string", "contentMediaType": "*/*"}
+
+
+def _fetch_operation(
+    *,
+    operation_id: str,
+    summary: str,
+    description: str,
+    request: tuple[str, JsonObject],
+    media_types: tuple[str, ...],
+    problems: JsonObject,
+) -> JsonObject:
+    """A signed document fetch: the agency's signed JSON request, the stored bytes back with
+    their digest, or a problem."""
+    schema, example = request
     return {
-        "operationId": "fetchDocument",
+        "operationId": operation_id,
         "tags": ["documents"],
-        "summary": "Fetch one document of a placement you hold",
-        "description": "Signed exactly like your events (Standard Webhooks v1.0, your inbound "
-        "keys; use a fresh webhook-id per request). Only documents listed in the "
-        "placement's `documents`, only for your own placements, and only while the "
-        "placement is open: after a recall or the end of the placement the answer is 410. "
-        "A placement you do not hold is answered 404 like one that does not exist. Check "
-        "the bytes against the descriptor's size and sha256 (also sent as Repr-Digest). "
-        "Every request, served or refused, is recorded with its X-Request-Id.",
-        "parameters": [
-            {"$ref": "#/components/parameters/AgencyId"},
-            {"$ref": "#/components/parameters/WebhookId"},
-            {"$ref": "#/components/parameters/WebhookTimestamp"},
-            {"$ref": "#/components/parameters/WebhookSignature"},
-        ],
+        "summary": summary,
+        "description": description,
+        "parameters": _SIGNED_PARAMETERS,
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": {"$ref": "#/components/schemas/DocumentFetchRequest"},
-                    "example": {"placement_id": "PL-AC1000000001-1", "document_id": 42},
+                    "schema": {"$ref": f"#/components/schemas/{schema}"},
+                    "example": example,
                 }
             },
         },
@@ -139,27 +147,42 @@ def documents_operation() -> JsonObject:
                     },
                     "X-Request-Id": {"$ref": "#/components/headers/XRequestId"},
                 },
-                "content": {
-                    "application/octet-stream": {
-                        "schema": {"type": "string", "contentMediaType": "*/*"}
-                    }
-                },
+                "content": {media: {"schema": _BYTES} for media in media_types},
             },
-            **{
-                str(status): _problems(status)
-                for status in sorted({e.status for e, _ in _EXAMPLES})
-            },
+            **problems,
         },
     }
 
 
+def documents_operation() -> JsonObject:
+    """The ``post`` operation of ``DOCUMENTS_PATH``."""
+    return _fetch_operation(
+        operation_id="fetchDocument",
+        summary="Fetch one document of a placement you hold",
+        description="Signed exactly like your events (Standard Webhooks v1.0, your inbound "
+        "keys; use a fresh webhook-id per request). Only documents listed in the "
+        "placement's `documents`, only for your own placements, and only while the "
+        "placement is open: after a recall or the end of the placement the answer is 410. "
+        "A placement you do not hold is answered 404 like one that does not exist. Check "
+        "the bytes against the descriptor's size and sha256 (also sent as Repr-Digest). "
+        "Every request, served or refused, is recorded with its X-Request-Id.",
+        request=(
+            "DocumentFetchRequest",
+            {"placement_id": "PL-AC1000000001-1", "document_id": 42},
+        ),
+        media_types=("application/octet-stream",),
+        problems={
+            str(status): _problems(status) for status in sorted({e.status for e, _ in _EXAMPLES})
+        },
+    )
+
+
 def statement_documents_operation() -> JsonObject:
     """The ``post`` operation of ``STATEMENT_DOCUMENTS_PATH``."""
-    return {
-        "operationId": "fetchStatementDocument",
-        "tags": ["documents"],
-        "summary": "Fetch the XLSX or the signed PDF of one of your settlement statements",
-        "description": "Signed exactly like your events (Standard Webhooks v1.0, your inbound "
+    return _fetch_operation(
+        operation_id="fetchStatementDocument",
+        summary="Fetch the XLSX or the signed PDF of one of your settlement statements",
+        description="Signed exactly like your events (Standard Webhooks v1.0, your inbound "
         "keys; use a fresh webhook-id per request). The `settlement.statement` packet lists "
         "each document with its `kind`, `name`, `sha256` and this path in `fetch`. Only your "
         "own statements: another agency's statement, an unknown one or a kind it does not "
@@ -167,48 +190,16 @@ def statement_documents_operation() -> JsonObject:
         "SHA-256 before they leave (also sent as Repr-Digest); check them against the "
         "packet's `sha256`. Every request, served or refused, is recorded with its "
         "X-Request-Id.",
-        "parameters": [
-            {"$ref": "#/components/parameters/AgencyId"},
-            {"$ref": "#/components/parameters/WebhookId"},
-            {"$ref": "#/components/parameters/WebhookTimestamp"},
-            {"$ref": "#/components/parameters/WebhookSignature"},
-        ],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/StatementDocumentFetchRequest"},
-                    "example": {"statement_id": 12, "kind": "pdf"},
-                }
-            },
+        request=("StatementDocumentFetchRequest", {"statement_id": 12, "kind": "pdf"}),
+        media_types=(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "application/pdf",
+        ),
+        problems={
+            str(status): _problems(status, _STATEMENT_EXAMPLES, _STATEMENT_INSTANCE)
+            for status in sorted({e.status for e, _ in _STATEMENT_EXAMPLES})
         },
-        "responses": {
-            "200": {
-                "description": "The document's bytes, exactly as listed in the packet.",
-                "headers": {
-                    "Repr-Digest": {
-                        "description": "RFC 9530: the SHA-256 of the bytes, base64",
-                        "schema": {"type": "string", "example": _DIGEST},
-                    },
-                    "Content-Disposition": {
-                        "description": "attachment, with the document's name (RFC 6266)",
-                        "schema": {"type": "string"},
-                    },
-                    "X-Request-Id": {"$ref": "#/components/headers/XRequestId"},
-                },
-                "content": {
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
-                        "schema": {"type": "string", "contentMediaType": "*/*"}
-                    },
-                    "application/pdf": {"schema": {"type": "string", "contentMediaType": "*/*"}},
-                },
-            },
-            **{
-                str(status): _problems(status, _STATEMENT_EXAMPLES, _STATEMENT_INSTANCE)
-                for status in sorted({e.status for e, _ in _STATEMENT_EXAMPLES})
-            },
-        },
-    }
+    )
 
 
 def schemas() -> JsonObject:
