@@ -30,7 +30,7 @@ from gateway.complaints.store import ComplaintFilter, complaint_leaf
 from gateway.console.api import PREFIX, reply
 from gateway.console.guards import api, page
 from gateway.console.i18n import _
-from gateway.console.rendering import render
+from gateway.console.rendering import download, render
 from gateway.console.services import CONSOLE_KEY, ConsoleServices, read_form
 from gateway.console.sessions import Principal
 from gateway.errors import ActionRefused, GatewayError, NotFound
@@ -228,7 +228,7 @@ async def complaint_report(request: web.Request, principal: Principal) -> web.St
     return web.Response(
         body=data,
         content_type=MEDIA_TYPE,
-        headers={"Content-Disposition": f'attachment; filename="complaints-{month}.xlsx"'},
+        headers=download(f"complaints-{month}.xlsx"),
     )
 
 

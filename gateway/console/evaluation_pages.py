@@ -9,14 +9,12 @@ reason, share for a reduced share); a second person of the checker role ``POST
 gateway.evaluation.service). A refusal shows the page again with the reason.
 """
 
-from urllib.parse import quote
-
 from aiohttp import web
 
 from gateway.clock import to_datetime
 from gateway.console.guards import page
 from gateway.console.i18n import _
-from gateway.console.rendering import render
+from gateway.console.rendering import download, render
 from gateway.console.services import CONSOLE_KEY, read_form
 from gateway.console.sessions import Principal
 from gateway.errors import GatewayError, NotFound
@@ -81,7 +79,7 @@ async def evaluation_document(request: web.Request, principal: Principal) -> web
     return web.Response(
         body=data,
         content_type=MEDIA_TYPES[kind],
-        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"},
+        headers=download(name),
     )
 
 

@@ -7,6 +7,7 @@ few lines of JS), served from memory.
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -90,6 +91,11 @@ def render(
     return web.Response(status=status, text=html, content_type="text/html", charset="utf-8")
 
 
+def download(name: str) -> dict[str, str]:
+    """Headers that make a response a download named ``name`` (RFC 6266, UTF-8 names)."""
+    return {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"}
+
+
 def error_page(principal: Principal | None, status: int, title: str, message: str) -> web.Response:
     return render("error.html", principal, status=status, title=title, message=message)
 
@@ -113,6 +119,7 @@ async def static_file(request: web.Request) -> web.Response:
 
 
 __all__ = [
+    "download",
     "environment",
     "error_page",
     "money",

@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from gateway.console.guards import page
 from gateway.console.i18n import LANGUAGES, _, current
-from gateway.console.rendering import render
+from gateway.console.rendering import download, render
 from gateway.console.services import CONSOLE_KEY, ConsoleServices
 from gateway.console.sessions import Principal
 from gateway.errors import GatewayError
@@ -98,7 +98,7 @@ async def curves_download(request: web.Request, principal: Principal) -> web.Str
     lang, title = LANGUAGES[current().language], _("Vintage curves")
     kind = request.match_info["kind"]
     name = f"vintage-curves-{start:%Y%m%d}-{end:%Y%m%d}.{kind}"
-    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    headers = download(name)
     if kind == "png":
         png = await asyncio.to_thread(curves_png, curves, lang=lang, title=title)
         return web.Response(body=png, content_type="image/png", headers=headers)

@@ -9,13 +9,11 @@
 gateway.settlement.statements does the work.
 """
 
-from urllib.parse import quote
-
 from aiohttp import web
 
 from gateway.console.guards import page
 from gateway.console.i18n import _
-from gateway.console.rendering import render
+from gateway.console.rendering import download, render
 from gateway.console.services import CONSOLE_KEY, read_form
 from gateway.console.sessions import Principal
 from gateway.errors import GatewayError, NotFound
@@ -82,7 +80,7 @@ async def statement_document(request: web.Request, principal: Principal) -> web.
     return web.Response(
         body=data,
         content_type=MEDIA_TYPES[kind],
-        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"},
+        headers=download(name),
     )
 
 
