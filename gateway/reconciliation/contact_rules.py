@@ -58,6 +58,15 @@ class ContactRules:
             max_calls_per_7_days=section.max_calls_per_7_days,
         )
 
+    def quiet_at(self, at: datetime, channel: str) -> bool:
+        """Whether a contact on ``channel`` at ``at`` breaks the quiet hours (one contact;
+        ``check_contacts`` judges many at once the same way)."""
+        if channel not in INTRUSIVE:
+            return False
+        sod = _seconds(at.astimezone(self.zone).time())
+        start, end = _seconds(self.quiet_start), _seconds(self.quiet_end)
+        return (sod >= start or sod < end) if start > end else (start <= sod < end)
+
     def describe(self) -> dict[str, object]:
         return {
             "timezone": str(self.zone),

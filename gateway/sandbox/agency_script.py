@@ -21,10 +21,11 @@ import json
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final, Literal
-from zoneinfo import ZoneInfo
 
+from gateway.config.settings import ReconciliationSection
+from gateway.reconciliation.contact_rules import ContactRules
 from schemas.events import ContactChannel, ContactOutcome
 from schemas.packets import (
     CasePacket,
@@ -59,27 +60,8 @@ PLACEMENT_FAULTS: Final[tuple[FaultKind, ...]] = (
 StepKind = Literal["ack", "contact", "promise", "payment", "return", "close", "delete"]
 _CHANNELS: Final[tuple[ContactChannel, ...]] = ("call", "call", "sms", "app", "visit")
 _MISSES: Final[tuple[ContactOutcome, ...]] = ("no_answer", "left_message", "wrong_number")
-_INTRUSIVE: Final = frozenset({"call", "sms", "visit", "app"})
-
-
-@dataclass(frozen=True, slots=True)
-class QuietHours:
-    """When a compliant agency does not call, text or visit (the lender's quiet hours, local
-    time): it writes instead."""
-
-    zone: ZoneInfo
-    start: time
-    end: time
-
-    def covers(self, at: datetime) -> bool:
-        local = at.astimezone(self.zone).time()
-        if self.start <= self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-
-LENDER_QUIET_HOURS: Final = QuietHours(ZoneInfo("Asia/Shanghai"), time(22), time(8))
-"""The gateway's default ``[reconciliation]`` quiet hours."""
+LENDER_RULES: Final = ContactRules.from_settings(ReconciliationSection())
+"""The gateway's default ``[reconciliation]`` contact rules (quiet hours 22:00-08:00)."""
 _OUTCOMES: Final = ("paid", "partial", "returned", "open")
 _OUTCOME_WEIGHTS: Final = (30, 30, 15, 25)
 _FAULT_STEP: Final[dict[FaultKind, StepKind]] = {
@@ -180,8 +162,8 @@ class EventPlanner:
 
     Contacts are capped per debtor (``max_contacts_per_debtor``) so that a debtor holding
     several accounts at this agency does not trip the gateway's contact rules by accident,
-    and inside ``quiet_hours`` a planned call, text, visit or app message goes out as an
-    email: the agency keeps the rules, whatever the time of day the sandbox runs.
+    and inside the quiet hours of ``rules`` a planned call, text, visit or app message goes
+    out as an email: the agency keeps the rules, whatever the time of day the sandbox runs.
     """
 
     def __init__(
@@ -191,10 +173,10 @@ class EventPlanner:
         seed: int,
         fault_rate: float,
         max_contacts_per_debtor: int = 3,
-        quiet_hours: QuietHours = LENDER_QUIET_HOURS,
+        rules: ContactRules = LENDER_RULES,
     ) -> None:
         self.agency_id = agency_id
-        self.quiet_hours = quiet_hours
+        self.rules = rules
         self.seed = seed
         self.fault_rate = fault_rate
         self.max_contacts_per_debtor = max_contacts_per_debtor
@@ -335,7 +317,7 @@ class EventPlanner:
             if self._contacts[case.debtor_id] >= self.max_contacts_per_debtor:
                 return None
             self._contacts[case.debtor_id] += 1
-            if step.channel in _INTRUSIVE and self.quiet_hours.covers(now):
+            if self.rules.quiet_at(now, step.channel):
                 channel, outcome = "email", "left_message"
             else:
                 channel, outcome = step.channel, step.outcome
@@ -406,13 +388,12 @@ def plan_placement(
 
 
 __all__ = [
-    "LENDER_QUIET_HOURS",
+    "LENDER_RULES",
     "PLACEMENT_FAULTS",
     "CaseFile",
     "EventPlanner",
     "FaultKind",
     "PlannedEvent",
-    "QuietHours",
     "Step",
     "plan_placement",
 ]

@@ -22,7 +22,7 @@ from gateway.sandbox import (
     SandboxWebhookAgency,
     plan_placement,
 )
-from gateway.sandbox.agency_script import LENDER_QUIET_HOURS
+from gateway.sandbox.agency_script import LENDER_RULES
 from gateway.signing import (
     SigningKey,
     VerifyingKey,
@@ -621,7 +621,8 @@ def test_the_sandbox_agency_writes_instead_of_calling_in_the_quiet_hours() -> No
     gateway would rightly raise them on arrival); at 10:30 they are what the script says."""
     night = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
     day = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)  # 10:30 in Shanghai
-    assert LENDER_QUIET_HOURS.covers(night) and not LENDER_QUIET_HOURS.covers(day)
+    assert LENDER_RULES.quiet_at(night, "call") and not LENDER_RULES.quiet_at(day, "call")
+    assert not LENDER_RULES.quiet_at(night, "email")
 
     def channels(at: datetime) -> list[str]:
         planner = EventPlanner(agency_id=AGENCY, seed=7, fault_rate=0.0, max_contacts_per_debtor=99)
