@@ -15,7 +15,7 @@ This module is the bottom layer (no store, no config): the methods take plain va
 """
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -184,6 +184,15 @@ class Metrics:
         channel = self.channel(agency_id)
         self.deliveries.labels(agency_id, channel, outcome).inc(count)
         self.delivery_latency.labels(agency_id, channel).observe(seconds)
+
+    def attempts(self, agency_id: str, outcome: str, seconds: Sequence[float]) -> None:
+        """Attempts to one agency that ended in ``outcome``, one exchange of ``seconds`` each:
+        ``attempted`` for a whole group of outcomes, each label set looked up once."""
+        channel = self.channel(agency_id)
+        self.deliveries.labels(agency_id, channel, outcome).inc(len(seconds))
+        latency = self.delivery_latency.labels(agency_id, channel)
+        for each in seconds:
+            latency.observe(each)
 
     def polled(
         self, source: str, agency_id: str, results: Mapping[str, int] | None, *, at: float

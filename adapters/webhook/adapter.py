@@ -90,14 +90,16 @@ class WebhookAdapter:
             total=endpoint.timeout_seconds,
             sock_connect=endpoint.connect_timeout_seconds,
         )
-        self._user_agent = f"agency-gateway/{__version__}"
+        self._fixed_headers = {
+            "content-type": "application/json",
+            "user-agent": f"agency-gateway/{__version__}",
+        }
 
     async def send(self, packet: OutboundPacket) -> Receipt:
         agency_id = self._recipient
         timestamp = int(self._clock())
         headers = {
-            "content-type": "application/json",
-            "user-agent": self._user_agent,
+            **self._fixed_headers,
             "webhook-id": packet.dedupe_key,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(packet.dedupe_key, timestamp, packet.payload, self._keys),
@@ -112,7 +114,11 @@ class WebhookAdapter:
             ) as response:
                 body = await response.content.read(RESPONSE_KEEP_BYTES)
                 status = response.status
-                retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
+                retry_after = (
+                    None
+                    if 200 <= status < 300
+                    else parse_retry_after(response.headers.get("retry-after"), self._clock())
+                )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise TransientDeliveryError(
                 f"{agency_id}: cannot connect to {self._endpoint.url}: {exc}",

@@ -9,7 +9,8 @@ finished while its previous commit ran (gateway.dispatch.records: attempts with 
 evidence leaves, state changes fenced by lease token, the domain hooks, failure handling by
 error type). An agency's answer is on record within about one commit of arriving, so a crash
 re-sends only what was truly in flight, not every packet of the batch. Two lanes overlap one
-batch's claim with another's sending and recording.
+batch's claim with another's sending and recording; they take turns writing (one claim or one
+recorded group at a time) on SQLite, so a group grows while the other lane's commit runs.
 """
 
 import asyncio
@@ -18,7 +19,9 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -88,7 +91,15 @@ class Dispatcher:
         self._lease_seconds = lease_seconds
         self._lanes = max(1, lanes)
         self.worker_id = worker_id or default_worker_id()
-        self._limits = {a.id: asyncio.Semaphore(a.retry.concurrency) for a in agencies.values()}
+        self._concurrency = {a.id: a.retry.concurrency for a in agencies.values()}
+        self._limits = {a: asyncio.Semaphore(n) for a, n in self._concurrency.items()}
+        self._writing: AbstractAsyncContextManager[None] = (
+            asyncio.Lock() if db.is_sqlite else nullcontext()
+        )
+        """Taken for each claim and each recorded group. On SQLite the lanes take turns
+        writing: it has one writer anyway, and a lane that waits here neither sleeps in
+        SQLite's busy handler (1, 2, 5, 10 ms… a retry) nor holds back the outcomes that
+        gather for its next group meanwhile. PostgreSQL lets the lanes write side by side."""
         self.circuits = {
             a.id: CircuitBreaker(a.retry.circuit_failure_threshold, a.retry.circuit_reset_seconds)
             for a in agencies.values()
@@ -176,7 +187,7 @@ class Dispatcher:
 
     async def run_batch(self) -> DrainStats | None:
         """Claim, send and record one batch; None when nothing was due."""
-        async with self._db.transaction() as conn:
+        async with self._writing, self._db.transaction() as conn:
             items = await outbox.claim(
                 conn,
                 worker=self.worker_id,
@@ -196,25 +207,36 @@ class Dispatcher:
 
     async def _send_and_record(self, items: Sequence[ClaimedItem]) -> DrainStats:
         """Send every item concurrently and record the outcomes as they complete (group
-        commit; see the module docstring)."""
+        commit; see the module docstring).
+
+        Each agency's items are sent by as many senders as it takes requests at once, each
+        taking the next item when its last one is answered: a task per item would park
+        most of a batch on the agency's semaphore, and those waiting tasks live long
+        enough to be swept by the garbage collector's older generations."""
         done: asyncio.Queue[SendOutcome] = asyncio.Queue()
         stats = DrainStats()
+        queues: dict[str, deque[ClaimedItem]] = {}
+        for item in items:
+            queues.setdefault(item.agency_id, deque()).append(item)
 
-        async def send(item: ClaimedItem) -> None:
-            done.put_nowait(await self._send_one(item))
+        async def sender(queue: deque[ClaimedItem]) -> None:
+            while queue:
+                done.put_nowait(await self._send_one(queue.popleft()))
 
         async def record() -> None:
             left = len(items)
             while left:
                 group = [await done.get()]
-                while not done.empty():
-                    group.append(done.get_nowait())
-                stats.add(await self._recorder.record(group))
+                async with self._writing:
+                    while not done.empty():
+                        group.append(done.get_nowait())
+                    stats.add(await self._recorder.record(group))
                 left -= len(group)
 
         async with asyncio.TaskGroup() as tg:
-            for item in items:
-                tg.create_task(send(item))
+            for agency_id, queue in queues.items():
+                for _ in range(min(len(queue), self._concurrency[agency_id])):
+                    tg.create_task(sender(queue))
             tg.create_task(record())
         return stats
 
@@ -222,8 +244,8 @@ class Dispatcher:
         adapter = self._adapters[item.agency_id]
         packet = packet_of(item)
         async with self._limits[item.agency_id]:
-            started = self._now()
-            request_ts = int(self._clock.now())
+            now = self._clock.now()
+            started, request_ts = to_datetime(now), int(now)
             t0 = time.perf_counter()
             try:
                 receipt = await adapter.send(packet)

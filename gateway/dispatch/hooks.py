@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.config.agencies import AgencyConfig
@@ -20,41 +21,70 @@ from gateway.lifecycle import ACTIVITY_EVENTS
 from gateway.reconciliation.kinds import MismatchDraft, NewExpectation
 from gateway.reconciliation.recorder import EXPECTATIONS, E, X, expectation_row, insert_mismatches
 from gateway.store.database import dialect_insert
+from gateway.store.driver_sql import execute_rows
 from gateway.store.tables import Mismatch
+
+ARRIVALS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("ack", frozenset({"placement.acknowledged"})),
+    ("first_activity", ACTIVITY_EVENTS),
+)
+"""Each expectation a delivery opens, with the events that meet it."""
+ARRIVAL_TYPES = sorted(set().union(*(types for _, types in ARRIVALS)))
 
 
 async def meet_arrived(
     conn: AsyncConnection, placement_ids: Sequence[str] | sa.Select[tuple[str]]
 ) -> None:
     """An agency may answer faster than we record the delivery: meet at once the ack and
-    first-activity expectations of ``placement_ids`` whose events already arrived."""
-    for kind, types in (
-        ("ack", ["placement.acknowledged"]),
-        ("first_activity", sorted(ACTIVITY_EVENTS)),
-    ):
+    first-activity expectations of ``placement_ids`` whose events already arrived.
+
+    The placements with such an event, usually none, are looked up first, in one query by the
+    events' placement index; only theirs are updated. An UPDATE naming the placements
+    directly would let SQLite's planner pick the (state, due) index and read every open
+    expectation, on every delivery.
+    """
+    wanted = placement_ids if isinstance(placement_ids, sa.Select) else list(placement_ids)
+    if not isinstance(wanted, sa.Select) and not wanted:
+        return
+    answered = await conn.execute(
+        sa.select(E.placement_id, E.event_type)
+        .distinct()
+        .where(E.placement_id.in_(wanted), E.applied, E.event_type.in_(ARRIVAL_TYPES))
+    )
+    arrived_types: dict[str, set[str]] = {}
+    for placement_id, event_type in answered.all():
+        arrived_types.setdefault(placement_id, set()).add(event_type)
+    for kind, types in ARRIVALS:
+        ids = sorted(p for p, seen in arrived_types.items() if seen & types)
+        if not ids:
+            continue
         arrived = (
             sa.select(E.id)
-            .where(E.placement_id == X.placement_id, E.applied, E.event_type.in_(types))
+            .where(E.placement_id == X.placement_id, E.applied, E.event_type.in_(sorted(types)))
             .limit(1)
             .scalar_subquery()
         )
-        ids: Sequence[str] = placement_ids if isinstance(placement_ids, Sequence) else []
-        if isinstance(placement_ids, sa.Select):
-            # Only placements with such an event, usually none: looked up first, so the
-            # update goes by the expectations' unique index, never through all open ones.
-            sub = placement_ids.subquery()
-            answered = sa.select(sub.c[0]).where(
-                sa.exists().where(E.placement_id == sub.c[0], E.applied, E.event_type.in_(types))
-            )
-            ids = list((await conn.execute(answered)).scalars().all())
-        if ids:
-            await conn.execute(
-                EXPECTATIONS.update()
-                .where(
-                    X.placement_id.in_(ids), X.kind == kind, X.state == "open", arrived.is_not(None)
-                )
-                .values(state="met", met_by_event_id=arrived)
-            )
+        await conn.execute(
+            EXPECTATIONS.update()
+            .where(X.placement_id.in_(ids), X.kind == kind, X.state == "open", arrived.is_not(None))
+            .values(state="met", met_by_event_id=arrived)
+        )
+
+
+_OPENING: dict[str, sa.Insert] = {}
+
+
+def _opening(dialect: str) -> sa.Insert:
+    """The INSERT of delivered placements' expectations on ``dialect`` (an existing
+    (placement, kind, ref) is kept), built once: ``execute_rows`` then skips SQLAlchemy's
+    per-row parameter work."""
+    stmt = _OPENING.get(dialect)
+    if stmt is None:
+        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        stmt = _OPENING[dialect] = insert(EXPECTATIONS).on_conflict_do_nothing(
+            index_elements=["placement_id", "kind", "ref"]
+        )
+    return stmt
 
 
 MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
@@ -92,12 +122,7 @@ class ReconciliationHooks:
                     )
                 )
         if rows:
-            await conn.execute(
-                dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
-                    index_elements=["placement_id", "kind", "ref"]
-                ),
-                rows,
-            )
+            await execute_rows(conn, _opening(conn.dialect.name), rows)
             await meet_arrived(conn, sorted({str(r["placement_id"]) for r in rows}))
 
     async def on_delivered_rows(

@@ -105,43 +105,24 @@ async def claim(
     exclude_agencies: Iterable[str] = (),
 ) -> list[ClaimedItem]:
     """Lease up to ``limit`` due items (see module rules)."""
-    excluded = list(exclude_agencies)
-    due: sa.ScalarSelect[int] | sa.TextualSelect
-    if conn.dialect.name == "sqlite":
-        due = _sqlite_due(now=now, limit=limit, excluded=excluded)
-    else:
-        # The literal state lets the planner prove the partial index's condition.
-        select = (
-            sa.select(OC.id)
-            .where(OC.state == sa.literal_column("'pending'"), OC.run_at <= now)
-            .order_by(OC.run_at, OC.id)
-            .limit(limit)
-        )
-        if excluded:
-            select = select.where(OC.agency_id.not_in(excluded))
-        due = select.with_for_update(skip_locked=True).scalar_subquery()
-    stmt = (
-        OUTBOX.update()
-        .where(OC.id.in_(due))
-        .values(
-            state="leased",
-            lease_owner=worker,
-            lease_token=OC.lease_token + 1,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=OC.attempts + 1,
-        )
-        .returning(
-            OC.id,
-            OC.dedupe_key,
-            OC.agency_id,
-            OC.placement_id,
-            OC.packet_type,
-            OC.packet_version,
-            OC.payload,
-            OC.attempts,
-            OC.max_attempts,
-            OC.lease_token,
-        )
+    stmt = claim_statement(
+        conn.dialect.name,
+        worker=worker,
+        limit=limit,
+        lease_seconds=lease_seconds,
+        now=now,
+        exclude_agencies=exclude_agencies,
+    ).returning(
+        OC.id,
+        OC.dedupe_key,
+        OC.agency_id,
+        OC.placement_id,
+        OC.packet_type,
+        OC.packet_version,
+        OC.payload,
+        OC.attempts,
+        OC.max_attempts,
+        OC.lease_token,
     )
     result = await conn.execute(stmt)
     sealer = sealer_of(conn)
@@ -162,6 +143,45 @@ async def claim(
     ]
     items.sort(key=lambda i: i.id)
     return items
+
+
+def claim_statement(
+    dialect: str,
+    *,
+    worker: str,
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+    exclude_agencies: Iterable[str] = (),
+) -> sa.Update:
+    """The UPDATE of a claim (see module rules), for the caller to say what it returns."""
+    excluded = list(exclude_agencies)
+    due: sa.ScalarSelect[int] | sa.TextualSelect
+    if dialect == "sqlite":
+        due = _sqlite_due(now=now, limit=limit, excluded=excluded)
+    else:
+        # The literal state lets the planner prove the partial index's condition.
+        select = (
+            sa.select(OC.id)
+            .where(OC.state == sa.literal_column("'pending'"), OC.run_at <= now)
+            .order_by(OC.run_at, OC.id)
+            .limit(limit)
+        )
+        if excluded:
+            select = select.where(OC.agency_id.not_in(excluded))
+        due = select.with_for_update(skip_locked=True).scalar_subquery()
+    update: sa.Update = (
+        OUTBOX.update()
+        .where(OC.id.in_(due))
+        .values(
+            state="leased",
+            lease_owner=worker,
+            lease_token=OC.lease_token + 1,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=OC.attempts + 1,
+        )
+    )
+    return update
 
 
 def _seal(sealer: PayloadSealer | None, dedupe_key: str, payload: bytes) -> bytes:
@@ -223,31 +243,36 @@ def _sqlite_due(*, now: datetime, limit: int, excluded: Sequence[str]) -> sa.Tex
     return text.columns(OC.id)
 
 
+_MARK_DELIVERED = (
+    OUTBOX.update()
+    .where(
+        # The plain id list lets SQLite use the primary key; a row-value IN alone scans the
+        # whole outbox on every batch.
+        OC.id.in_(sa.bindparam("ids", expanding=True)),
+        sa.tuple_(OC.id, OC.lease_token).in_(sa.bindparam("leases", expanding=True)),
+        OC.state == "leased",
+    )
+    .values(
+        state="delivered",
+        delivered_at=sa.bindparam("now", type_=OC.delivered_at.type),
+        lease_owner=None,
+        lease_expires_at=None,
+        last_error=None,
+    )
+    .returning(OC.id)
+)
+"""Built once: the group commit runs it every few milliseconds, and building it (an IN of
+row values coerced one by one) cost more than running it."""
+
+
 async def mark_delivered(
     conn: AsyncConnection, leases: Sequence[tuple[int, int]], *, now: datetime
 ) -> set[int]:
     """Complete (id, lease_token) pairs; return the ids whose lease still held."""
     if not leases:
         return set()
-    stmt = (
-        OUTBOX.update()
-        .where(
-            # The plain id list lets SQLite use the primary key; a row-value IN alone scans
-            # the whole outbox on every batch.
-            OC.id.in_([item_id for item_id, _ in leases]),
-            sa.tuple_(OC.id, OC.lease_token).in_(list(leases)),
-            OC.state == "leased",
-        )
-        .values(
-            state="delivered",
-            delivered_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-            last_error=None,
-        )
-        .returning(OC.id)
-    )
-    return set((await conn.execute(stmt)).scalars().all())
+    params = {"ids": [item_id for item_id, _ in leases], "leases": list(leases), "now": now}
+    return set((await conn.execute(_MARK_DELIVERED, params)).scalars().all())
 
 
 async def mark_failed(
@@ -320,6 +345,7 @@ __all__ = [
     "ClaimedItem",
     "NewItem",
     "claim",
+    "claim_statement",
     "counts_by_state",
     "due_count",
     "enqueue",

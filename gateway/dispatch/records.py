@@ -285,8 +285,11 @@ class DeliveryRecorder:
                 await self._hooks.on_dead(conn, alone, now=now)
             crash_point("dispatch.before_outcome_commit")
         if self._metrics is not None:
+            latencies: dict[tuple[str, str], list[float]] = {}
             for o in outcomes:
-                self._metrics.attempted(o.item.agency_id, o.outcome, o.duration_ms / 1000)
+                latencies.setdefault((o.item.agency_id, o.outcome), []).append(o.duration_ms / 1000)
+            for (agency_id, outcome), seconds in latencies.items():
+                self._metrics.attempts(agency_id, outcome, seconds)
         failed: dict[int, list[SendOutcome]] = {}
         for o in outcomes:
             if o.error is not None:
