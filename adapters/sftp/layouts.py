@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from adapters.sftp.row_code import InlineForms, compile_cells
 from gateway.config.layouts import ColumnSpec, LayoutSection, RecordKind
 from schemas.base import decimal_text, minor_exponent
 
@@ -200,6 +201,8 @@ def getter(path: tuple[str, ...]) -> Getter:
 
 
 Formatter = Callable[[Any, Mapping[str, Any]], str]
+_WRITTEN_TIMESTAMPS = 4096
+"""Timestamp texts a column remembers the written form of."""
 
 
 def _formatter(
@@ -236,14 +239,23 @@ def _formatter(
             return str(value)
         return date.fromisoformat(str(value)).strftime(layout.date_format)
 
+    # A file's timestamps repeat (a run of placements shares its placed_at): each text is
+    # parsed and written once per column.
+    written: dict[str, str] = {}
+
     def timestamp(value: Any, _record: Mapping[str, Any]) -> str:
         if value is None:
             return ""
         text_value = str(value)
         if layout.timestamp_format == ISO_TIMESTAMP and len(text_value) == 20:
             return text_value
+        if (known := written.get(text_value)) is not None:
+            return known
         moment = datetime.fromisoformat(text_value).astimezone(zone)
-        return moment.strftime(layout.timestamp_format)
+        if len(written) >= _WRITTEN_TIMESTAMPS:
+            written.clear()
+        text = written[text_value] = moment.strftime(layout.timestamp_format)
+        return text
 
     def boolean(value: Any, _record: Mapping[str, Any]) -> str:
         return "" if value is None else ("true" if value else "false")
@@ -323,6 +335,17 @@ class RecordWriter:
         self._cells = [
             (c, getter(path_of(c)), _formatter(c, layout, money_paths)) for c in self.columns
         ]
+        # The same cells, one generated function per writer (adapters.sftp.row_code).
+        self._compiled = compile_cells(
+            self.columns,
+            [fmt for _, _, fmt in self._cells],
+            InlineForms(
+                iso_dates=layout.date_format == ISO_DATE,
+                iso_timestamps=layout.timestamp_format == ISO_TIMESTAMP,
+                minor_money=layout.money_format == "minor",
+                list_separator=layout.list_separator,
+            ),
+        )
         self._encoding = "utf-8" if layout.encoding == "utf-8-sig" else layout.encoding
         self._eol = _line_end(layout)
         self._lines_written = 0
@@ -428,12 +451,18 @@ class RecordWriter:
             return ("\n".join(lines) + "\n").encode() if lines else b"", errors
         rows: list[list[str]] = []
         fixed: list[bytes] = []
+        compiled = self._compiled
         for n, record in enumerate(records):
             if (refused := self._one_currency(record)) is not None:
                 errors.append((n, refused))
                 continue
             try:
-                cells = [fmt(get(record), record) for _, get, fmt in self._cells]
+                try:
+                    cells = compiled(record)
+                except Exception:
+                    # Not the common case (or a bad cell): the generic path gives the row,
+                    # or raises the row's error.
+                    cells = [fmt(get(record), record) for _, get, fmt in self._cells]
                 if self.layout.format == "fixed":
                     fixed.append(
                         b"".join(
@@ -470,6 +499,20 @@ class RecordWriter:
         return self._csv_lines([[TRAILER_TAG, str(count), str(total)]])
 
     def _csv_lines(self, rows: list[list[str]]) -> bytes:
+        delimiter, eol = self.layout.delimiter, self._eol
+        widths = [len(row) for row in rows]
+        if rows and min(widths) > 1:
+            # Most chunks need no quoting: joined, they hold no quote, no line break but the
+            # rows' own and no delimiter but the rows' own, so the csv writer would write
+            # exactly the joined lines (it quotes a row of one empty field: none here).
+            text = eol.join([delimiter.join(row) for row in rows]) + eol
+            if (
+                '"' not in text
+                and text.count("\n") == len(rows)
+                and text.count("\r") == (len(rows) if "\r" in eol else 0)
+                and text.count(delimiter) == sum(widths) - len(rows)
+            ):
+                return text.encode(self._encoding)
         # Line breaks inside a cell become \n, which the writer quotes; a bare \r would not be
         # quoted (Python < 3.12) and would split the row for every reader.
         rows = [
@@ -477,7 +520,7 @@ class RecordWriter:
             for row in rows
         ]
         buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=self.layout.delimiter, lineterminator=self._eol)
+        writer = csv.writer(buffer, delimiter=delimiter, lineterminator=eol)
         writer.writerows(rows)
         return buffer.getvalue().encode(self._encoding)
 

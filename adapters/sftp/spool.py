@@ -117,8 +117,11 @@ class SpoolBatch:
         written = []
         for n, i in enumerate(i for i in range(len(payloads)) if i not in failed):
             written.append((i, self.records + n + 1, before + n + 1))
-            if b'"documents"' in payloads[i]:  # most packets list none: skip the lookup
-                self.documents += documents_of(records[i])
+            record = records[i]
+            # Most packets list no document (an empty list): skip the lookup.
+            if type(record) is dict and type(data := record.get("data")) is dict:
+                if data.get("documents"):
+                    self.documents += documents_of(record)
         self.records += len(written)
         self.rows += len(written)
         return written, [(i, str(e)) for i, e in errors]

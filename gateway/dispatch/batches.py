@@ -7,13 +7,18 @@ reports them; per item only its lease token is held in memory. Every chunk is cl
 an owner tag unique to this batch run: a delivered file batch is recorded in bulk,
 set-based (gateway.dispatch.batch_records), and the tag fences that recording as lease tokens fence
 single items. Whatever the adapter does not report gets the batch's failure.
+
+The cyclic garbage collector is paused while a batch runs (``collector_paused``).
 """
 
+import gc
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
+from operator import itemgetter
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,13 +35,32 @@ from gateway.errors import (
     TransientDeliveryError,
 )
 from gateway.ports import BatchChannelAdapter, BatchDelivered, Clock, OutboundPacket, Receipt
-from gateway.store.database import Database
+from gateway.store.database import Database, sealer_of
 
 log = logging.getLogger(__name__)
 
 OUTBOX = outbox.OUTBOX
+OC = OUTBOX.c
 BATCH_CLAIM_CHUNK = 2000
 """Items per claim when a batch channel is drained."""
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector out of a batch run. Every chunk's packets,
+    parsed records and rows outlive two young collections, so a 100,000-case batch promotes
+    about a million objects and triggers a full collection every 60,000 of them, each one
+    walking the whole interpreter's heap again: a quarter of the batch's CPU, for a run that
+    makes almost no reference cycles. Reference counting still frees everything as usual
+    (peak memory stays flat in batch size). The collector is given back as the caller had it,
+    however the run ends (as gateway.reconciliation.engine does for a run)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class BatchDrain:
@@ -74,6 +98,10 @@ class BatchDrain:
     async def run(self, agency_id: str, adapter: BatchChannelAdapter) -> DrainStats:
         """Claim the agency's due items (at most ``adapter.batch_limit``), stage them in
         one batch, deliver it and record the outcomes as the adapter reports them."""
+        with collector_paused():
+            return await self._run(agency_id, adapter)
+
+    async def _run(self, agency_id: str, adapter: BatchChannelAdapter) -> DrainStats:
         leases: dict[int, int] = {}
         lease_seconds = max(float(self._lease_seconds), adapter.lease_seconds)
         # The claim's own owner tag fences the bulk recording of delivered batches.
@@ -91,20 +119,14 @@ class BatchDrain:
                 async with self._db.transaction() as conn:
                     if others is None:
                         others = await self._other_agencies(conn, agency_id)
-                    claimed = await outbox.claim(
-                        conn,
-                        worker=owner,
-                        limit=limit,
-                        lease_seconds=lease_seconds,
-                        now=self._now(),
-                        exclude_agencies=others,
+                    claimed, packets, tokens = await self._claim(
+                        conn, agency_id, owner, limit, lease_seconds, others
                     )
-                    items = await self._release_strays(conn, claimed, agency_id)
-                if not items:
+                if not packets:
                     break
-                leases.update((i.id, i.lease_token) for i in items)
-                await builder.stage([packet_of(i) for i in items])
-                if len(claimed) < limit:
+                leases.update(zip([p.outbox_id for p in packets], tokens, strict=True))
+                await builder.stage(packets)
+                if claimed < limit:
                     break
             if not leases:
                 return stats
@@ -182,21 +204,55 @@ class BatchDrain:
         )
         return set(rows.scalars().all())
 
-    async def _release_strays(
-        self, conn: AsyncConnection, items: Sequence[ClaimedItem], agency_id: str
-    ) -> list[ClaimedItem]:
-        """Items of an agency that queued after ``_other_agencies`` ran go straight back."""
-        for item in items:
-            if item.agency_id != agency_id:
+    async def _claim(
+        self,
+        conn: AsyncConnection,
+        agency_id: str,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        others: set[str],
+    ) -> tuple[int, list[OutboundPacket], list[int]]:
+        """One chunk of the batch claim: (items claimed, the agency's packets in id order,
+        their lease tokens). Only what a packet and its lease need is read (the claim of
+        ``gateway.dispatch.outbox`` with fewer columns, as plain rows: per item, building a
+        ``ClaimedItem`` cost more than claiming it). Items of an agency that queued after
+        ``_other_agencies`` ran go straight back."""
+        stmt = outbox.claim_statement(
+            conn.dialect.name,
+            worker=owner,
+            limit=limit,
+            lease_seconds=lease_seconds,
+            now=self._now(),
+            exclude_agencies=others,
+        ).returning(
+            OC.id,
+            OC.dedupe_key,
+            OC.agency_id,
+            OC.packet_type,
+            OC.payload,
+            OC.attempts,
+            OC.lease_token,
+        )
+        rows = sorted((await conn.execute(stmt)).all(), key=itemgetter(0))
+        sealer = sealer_of(conn)
+        packets: list[OutboundPacket] = []
+        tokens: list[int] = []
+        for item_id, key, agency, packet_type, stored, attempts, token in rows:
+            if agency != agency_id:
                 await outbox.mark_failed(
                     conn,
-                    item_id=item.id,
-                    lease_token=item.lease_token,
+                    item_id=item_id,
+                    lease_token=token,
                     state="pending",
                     error=f"released from a {agency_id} batch claim",
                     run_at=self._now(),
                 )
-        return [i for i in items if i.agency_id == agency_id]
+                continue
+            payload = outbox.open_stored(sealer, key, stored)
+            packets.append(OutboundPacket(item_id, key, agency, packet_type, payload, attempts))
+            tokens.append(token)
+        return len(rows), packets, tokens
 
     async def _batch_outcomes(
         self,
