@@ -8,6 +8,7 @@ placement's dispute opened, and (for calls, when the contact rules are given) th
 of the cases and their stored attempts of the last ``_HISTORY`` days.
 """
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -40,6 +41,39 @@ _HISTORY: Final = timedelta(days=9)
 """How far back (by the event's time) stored attempts can share a cap with a new one: the
 rolling 7 days, a local day and a day's skew between an attempt and its report."""
 _CALLS: Final = frozenset({"call"})
+
+# Built once: a group commit runs them every few milliseconds, and building the expressions
+# cost more than SQLite's work.
+_HOLDS_SQL: Final = sa.select(HC.case_id, HC.code, HC.placed_at, HC.released_at).where(
+    HC.case_id.in_(sa.bindparam("cases", expanding=True)),
+    HC.placed_at <= sa.bindparam("latest"),
+    sa.or_(HC.released_at.is_(None), HC.released_at > sa.bindparam("earliest")),
+)
+_DISPUTED_SINCE_SQL: Final = (
+    sa.select(E.placement_id, sa.func.max(E.occurred_at))
+    .where(
+        E.placement_id.in_(sa.bindparam("pids", expanding=True)),
+        E.event_type == "dispute.opened",
+        E.applied,
+    )
+    .group_by(E.placement_id)
+)
+_DEBTOR_PLACEMENTS_SQL: Final = (
+    sa.select(P.id, C.debtor_id, P.agency_id)
+    .select_from(PLACEMENTS.join(CASES, C.id == P.case_id))
+    .where(
+        C.debtor_id.in_(
+            sa.select(C.debtor_id)
+            .where(C.id.in_(sa.bindparam("cases", expanding=True)))
+            .scalar_subquery()
+        )
+    )
+)
+_STORED_CONTACTS_SQL: Final = sa.select(E.id, E.agency_id, E.placement_id, E.data).where(
+    E.placement_id.in_(sa.bindparam("pids", expanding=True)),
+    E.event_type == "contact.attempted",
+    E.occurred_at >= sa.bindparam("since"),
+)
 
 Arrival = tuple[str, int, AgencyEvent, PlacementView | None, bool]
 """(agency id, event id, event, the placement before it, applied) of one arriving event."""
@@ -92,28 +126,15 @@ async def on_arrival(
     latest = max(c.attempted_at for c in seen)
     holds: dict[str, list[HoldSpan]] = {}
     rows = await conn.execute(
-        sa.select(HC.case_id, HC.code, HC.placed_at, HC.released_at).where(
-            HC.case_id.in_(sorted({c.case_id for c in seen})),
-            HC.placed_at <= latest,
-            sa.or_(HC.released_at.is_(None), HC.released_at > earliest),
-        )
+        _HOLDS_SQL,
+        {"cases": sorted({c.case_id for c in seen}), "latest": latest, "earliest": earliest},
     )
     for case_id, code, placed_at, released_at in rows.all():
         holds.setdefault(case_id, []).append(HoldSpan(case_id, code, placed_at, released_at))
     disputed = sorted({c.placement_id for c in seen if c.disputed})
     if disputed:
         since: dict[str, datetime] = dict(
-            (
-                await conn.execute(
-                    sa.select(E.placement_id, sa.func.max(E.occurred_at))
-                    .where(
-                        E.placement_id.in_(disputed),
-                        E.event_type == "dispute.opened",
-                        E.applied,
-                    )
-                    .group_by(E.placement_id)
-                )
-            ).all()
+            (await conn.execute(_DISPUTED_SINCE_SQL, {"pids": disputed})).all()
         )
         seen = [
             replace(c, disputed_since=since.get(c.placement_id)) if c.disputed else c for c in seen
@@ -136,44 +157,41 @@ async def _rule_breaks(
     debtors: dict[str, str] = {}
     history: list[ContactFacts] = []
     if calls:
-        cases = sorted({c.case_id for c in calls})
-        of_debtors = sa.select(C.debtor_id).where(C.id.in_(cases)).scalar_subquery()
         since = min(c.attempted_at for c in calls) - _HISTORY
         rows = await conn.execute(
-            sa.select(P.id, C.debtor_id, P.agency_id)
-            .select_from(PLACEMENTS.join(CASES, C.id == P.case_id))
-            .where(C.debtor_id.in_(of_debtors))
+            _DEBTOR_PLACEMENTS_SQL, {"cases": sorted({c.case_id for c in calls})}
         )
         holders: dict[str, str] = {}
         for pid, debtor, holder in rows.all():
             debtors[pid], holders[pid] = debtor, holder
-        stored = await conn.execute(
-            sa.select(E.id, E.agency_id, E.placement_id, E.data).where(
-                E.placement_id.in_(sorted(debtors)),
-                E.event_type == "contact.attempted",
-                E.occurred_at >= since,
-            )
-        )
+        stored = await conn.execute(_STORED_CONTACTS_SQL, {"pids": sorted(debtors), "since": since})
         for eid, agency_id, pid, data in stored.all():
             if holders.get(pid) != agency_id:
                 continue  # refused as wrong_agency, by the batch run too
-            fact = _facts(eid, agency_id, pid, data)
-            if fact is not None:
-                history.append(fact)
+            judged = _judged(data)
+            if judged is not None:
+                history.append((eid, agency_id, pid, *judged))
     new = [c.facts() for c in applied]
     for c in applied:
         debtors.setdefault(c.placement_id, "")  # quiet hours need no debtor
     return contact_rule_breaks(new, history, debtors, rules)
 
 
-def _facts(eid: int, agency_id: str, pid: str, data: str) -> ContactFacts | None:
+@functools.lru_cache(maxsize=16_384)
+def _judged(data: str) -> tuple[int, int] | None:
+    """(at_s, contact code) of a stored attempt's ``data``, as ContactSeen.facts gives them.
+
+    Every group commit with calls reads the debtors' recent attempts again, so the same
+    stored rows come back batch after batch; keyed by the stored JSON itself, the answer
+    cannot go stale, and a row costs a dictionary look-up instead of a parse."""
     try:
         d = json.loads(data)
         at = datetime.fromisoformat(d["attempted_at"])
-        seen = ContactSeen(eid, agency_id, pid, "", at, d["channel"], bool(d["effective"]))
+        seen = ContactSeen(0, "", "", "", at, d["channel"], bool(d["effective"]))
     except (KeyError, TypeError, ValueError):
         return None  # not a contact the batch run can judge either
-    return seen.facts()
+    _, _, _, at_s, code = seen.facts()
+    return at_s, code
 
 
 __all__ = ["Arrival", "on_arrival"]

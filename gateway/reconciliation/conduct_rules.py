@@ -111,8 +111,13 @@ def _by(c: ContactSeen) -> str:
 def judge_contact(c: ContactSeen, holds: Sequence[HoldSpan] = ()) -> list[Break]:
     """The conduct breaks of one contact, given the holds ever placed on its case."""
     found: list[Break] = []
+    standing = [h for h in holds if h.covers(c.attempted_at)]
+    third_party = c.party == "third_party" and c.purpose != "locate"
+    disputed = c.disputed and (c.disputed_since is None or c.attempted_at >= c.disputed_since)
+    if not (third_party or standing or disputed):
+        return found  # most contacts: nothing to word
     when = f"{c.attempted_at:%Y-%m-%d %H:%M} UTC"
-    if c.party == "third_party" and c.purpose != "locate":
+    if third_party:
         about = "about the debt" if c.purpose == "debt" else "without saying it only located"
         found.append(
             Break(
@@ -127,7 +132,6 @@ def judge_contact(c: ContactSeen, holds: Sequence[HoldSpan] = ()) -> list[Break]
                 ),
             )
         )
-    standing = [h for h in holds if h.covers(c.attempted_at)]
     if standing:
         codes = sorted({h.code for h in standing})
         found.append(
@@ -144,7 +148,7 @@ def judge_contact(c: ContactSeen, holds: Sequence[HoldSpan] = ()) -> list[Break]
                 ),
             )
         )
-    if c.disputed and (c.disputed_since is None or c.attempted_at >= c.disputed_since):
+    if disputed:
         since = c.disputed_since.isoformat() if c.disputed_since else None
         found.append(
             Break(

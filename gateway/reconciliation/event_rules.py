@@ -40,6 +40,7 @@ transaction, so several events for one placement in one batch see each other's e
 import functools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -91,6 +92,13 @@ def event_money(event: AgencyEvent) -> Money | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _money_text(amount_minor: int, currency: str) -> str:
+    """``str(Money(...))`` of a placement's figures: the same few balances come back in batch
+    after batch, and building the model costs more than the rest of a rule."""
+    return str(Money(amount_minor=amount_minor, currency=currency))
+
+
 def event_placement_id(event: AgencyEvent) -> str | None:
     if isinstance(event, StatementSubmitted | SettlementConfirmed | SettlementDisputed):
         return None  # agency-wide: an inventory, or an answer to a settlement statement
@@ -119,7 +127,7 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
     ours: dict[str, object] = {
         "agency_id": placement.agency_id,
         "state": placement.state,
-        "balance": str(Money(amount_minor=placement.balance_minor, currency=placement.currency)),
+        "balance": _money_text(placement.balance_minor, placement.currency),
     }
     if placement.agency_id != agency_id:
         return Decision(
@@ -180,13 +188,13 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
             ],
         )
     decision = Decision(applied=True)
-    updated = replace(placement, state=new_state)
+    # What changes on the placement, applied with one ``replace`` at the end.
+    updated: dict[str, Any] = {"state": new_state}
     if isinstance(event, PlacementAcknowledged):
         decision.meets.append("ack")
         acked = event.data.balance.amount_minor
-        updated = replace(
-            updated, acked_balance_minor=acked, agency_case_ref=event.data.agency_case_ref
-        )
+        updated["acked_balance_minor"] = acked
+        updated["agency_case_ref"] = event.data.agency_case_ref
         if acked != placement.balance_minor:
             decision.mismatches.append(
                 MismatchDraft(
@@ -241,7 +249,8 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
             )
         payments[event.data.payment_id] = amount
         collected = placement.collected_minor + amount
-        updated = replace(updated, collected_minor=collected, payments=tuple(payments.items()))
+        updated["collected_minor"] = collected
+        updated["payments"] = tuple(payments.items())
         decision.meets.append("promise_payment")
         decision.mismatches.extend(_payment_conflicts(event, agency_id, placement, ours, theirs))
         if collected > placement.balance_minor:
@@ -279,14 +288,11 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
             del payments[event.data.payment_id]
         else:
             payments[event.data.payment_id] = paid - amount  # a partial reversal
-        updated = replace(
-            updated,
-            collected_minor=placement.collected_minor - amount,
-            payments=tuple(payments.items()),
-        )
+        updated["collected_minor"] = placement.collected_minor - amount
+        updated["payments"] = tuple(payments.items())
     if isinstance(event, CaseClosed | CaseReturned):
         decision.mismatches.extend(_ending_conflicts(event, agency_id, placement, ours, theirs))
-    decision.placement = updated
+    decision.placement = replace(placement, **updated)
     return decision
 
 

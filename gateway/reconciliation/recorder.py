@@ -13,6 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.cases.outcomes import PlacementEnding, follow_outcomes, placement_ending
@@ -34,6 +35,7 @@ from gateway.store.database import dialect_insert
 from gateway.store.driver_sql import execute_rows, insert_numbered
 from gateway.store.tables import AgencyEventRow, Expectation, Mismatch, Placement
 from gateway.store.types import UtcDateTime
+from schemas.base import Money
 from schemas.events import (
     AgencyEvent,
     PaymentReported,
@@ -47,6 +49,66 @@ EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
 EXPECTATIONS = Expectation.__table__  # type: ignore[attr-defined]
 MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
 P, E, X, M = PLACEMENTS.c, EVENTS.c, EXPECTATIONS.c, MISMATCHES.c
+
+# The statements of every group commit, built once: building the expressions (operators,
+# coercions, cache keys) cost more than SQLite's work on them.
+_VIEWS_SQL = sa.select(
+    P.id,
+    P.case_id,
+    P.agency_id,
+    P.state,
+    P.currency,
+    P.balance_minor,
+    P.collected_minor,
+    P.acked_balance_minor,
+    P.agency_case_ref,
+    P.placed_at,
+).where(P.id.in_(sa.bindparam("ids", expanding=True)))
+_PAYMENTS_SQL = (
+    sa.select(E.placement_id, E.event_type, E.ref, E.amount_minor)
+    .where(
+        E.placement_id.in_(sa.bindparam("ids", expanding=True)),
+        E.applied,
+        E.event_type.in_(["payment.reported", "payment.reversed"]),
+    )
+    .order_by(E.id)
+)
+_UPDATE_PLACEMENT_SQL = (
+    PLACEMENTS.update()
+    .where(P.id == sa.bindparam("pid"))
+    .values(
+        state=sa.bindparam("st"),
+        collected_minor=sa.bindparam("col"),
+        acked_balance_minor=sa.bindparam("ack"),
+        agency_case_ref=sa.bindparam("ref"),
+        updated_at=sa.bindparam("now", type_=UtcDateTime()),
+    )
+)
+_MEET_SQL = (
+    EXPECTATIONS.update()
+    .where(
+        X.placement_id == sa.bindparam("b_pid"),
+        X.kind == sa.bindparam("b_kind"),
+        sa.or_(X.state == "open", X.state == "breached"),
+        # Bounds: one payment meets a promise on its own only when it is large enough and
+        # inside the window; partial payments are summed by the SLA check.
+        sa.or_(
+            X.amount_lower_minor.is_(None),
+            X.amount_lower_minor <= sa.bindparam("b_amount", type_=sa.BigInteger()),
+        ),
+        sa.or_(
+            X.window_start.is_(None),
+            X.window_start <= sa.bindparam("b_at", type_=UtcDateTime()),
+        ),
+    )
+    .values(state="met", met_by_event_id=sa.bindparam("b_eid"))
+)
+_INSERT_EXPECTATIONS = {
+    dialect: insert(EXPECTATIONS).on_conflict_do_nothing(
+        index_elements=["placement_id", "kind", "ref"]
+    )
+    for dialect, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,32 +219,9 @@ async def load_views(
     ids = sorted(set(placement_ids))
     if not ids:
         return {}
-    rows = (
-        await conn.execute(
-            sa.select(
-                P.id,
-                P.case_id,
-                P.agency_id,
-                P.state,
-                P.currency,
-                P.balance_minor,
-                P.collected_minor,
-                P.acked_balance_minor,
-                P.agency_case_ref,
-                P.placed_at,
-            ).where(P.id.in_(ids))
-        )
-    ).all()
+    rows = (await conn.execute(_VIEWS_SQL, {"ids": ids})).all()
     payments: dict[str, dict[str, int]] = {}
-    pay_rows = await conn.execute(
-        sa.select(E.placement_id, E.event_type, E.ref, E.amount_minor)
-        .where(
-            E.placement_id.in_(ids),
-            E.applied,
-            E.event_type.in_(["payment.reported", "payment.reversed"]),
-        )
-        .order_by(E.id)
-    )
+    pay_rows = await conn.execute(_PAYMENTS_SQL, {"ids": ids})
     for pid, etype, ref, amount in pay_rows.all():
         book = payments.setdefault(pid, {})
         if etype == "payment.reported":
@@ -254,25 +293,33 @@ async def apply_events(
     *,
     now: datetime,
     policy: ArrivalPolicy | None = None,
+    views: Mapping[str, PlacementView] | None = None,
 ) -> list[int]:
     """Reconcile events in order and write everything in the caller's transaction.
 
     Contact attempts are judged for conduct as they arrive (gateway.conduct.arrival); with
     ``policy.contact_rules`` also for quiet hours and caps, else those are left to the batch
     run. A ``complaint.received`` opens a complaint with ``policy.complaints``' deadline.
+    ``views`` are the placements as ``load_views`` read them in this transaction, when the
+    caller already did (at least every placement the events name); None reads them here.
     Returns the new agency event ids, in input order.
     """
     policy = policy or DEFAULT_ARRIVAL
-    views = await load_views(
-        conn, (pid for i in incoming if (pid := event_placement_id(i.event)) is not None)
-    )
+    if views is None:
+        views = await load_views(
+            conn, (pid for i in incoming if (pid := event_placement_id(i.event)) is not None)
+        )
     original = dict(views)
+    views = dict(views)
     event_rows = []
     decisions = []
     befores = []
+    named: list[tuple[str | None, Money | None]] = []  # (placement id, money) per event
     endings: list[PlacementEnding] = []
     for item in incoming:
         pid = event_placement_id(item.event)
+        money = event_money(item.event)
+        named.append((pid, money))
         before = views.get(pid) if pid else None
         befores.append(before)
         decision = assess(item.event, item.agency_id, before)
@@ -281,7 +328,6 @@ async def apply_events(
             if (ending := placement_ending(item.event, before, decision.placement)) is not None:
                 endings.append(ending)
         decisions.append(decision)
-        money = event_money(item.event)
         event_rows.append(
             {
                 "inbound_id": item.inbound_id,
@@ -303,15 +349,7 @@ async def apply_events(
     if changed:
         await execute_rows(
             conn,
-            PLACEMENTS.update()
-            .where(P.id == sa.bindparam("pid"))
-            .values(
-                state=sa.bindparam("st"),
-                collected_minor=sa.bindparam("col"),
-                acked_balance_minor=sa.bindparam("ack"),
-                agency_case_ref=sa.bindparam("ref"),
-                updated_at=now,
-            ),
+            _UPDATE_PLACEMENT_SQL,
             [
                 {
                     "pid": v.id,
@@ -319,6 +357,7 @@ async def apply_events(
                     "col": v.collected_minor,
                     "ack": v.acked_balance_minor,
                     "ref": v.agency_case_ref,
+                    "now": now,
                 }
                 for v in changed
             ],
@@ -327,9 +366,9 @@ async def apply_events(
     meets = []
     new_expectations = []
     mismatches: list[concession_requests.MismatchRow] = []
-    for item, decision, event_id in zip(incoming, decisions, event_ids, strict=True):
-        pid = event_placement_id(item.event)
-        money = event_money(item.event)
+    for item, decision, event_id, (pid, money) in zip(
+        incoming, decisions, event_ids, named, strict=True
+    ):
         for kind in decision.meets:
             meets.append(
                 {
@@ -347,27 +386,7 @@ async def apply_events(
                 (f"{draft.kind}:event:{event_id}", draft, item.agency_id, event_id, None)
             )
     if meets:
-        await execute_rows(
-            conn,
-            EXPECTATIONS.update()
-            .where(
-                X.placement_id == sa.bindparam("b_pid"),
-                X.kind == sa.bindparam("b_kind"),
-                sa.or_(X.state == "open", X.state == "breached"),
-                # Bounds: one payment meets a promise on its own only when it is large
-                # enough and inside the window; partial payments are summed by the SLA check.
-                sa.or_(
-                    X.amount_lower_minor.is_(None),
-                    X.amount_lower_minor <= sa.bindparam("b_amount", type_=sa.BigInteger()),
-                ),
-                sa.or_(
-                    X.window_start.is_(None),
-                    X.window_start <= sa.bindparam("b_at", type_=UtcDateTime()),
-                ),
-            )
-            .values(state="met", met_by_event_id=sa.bindparam("b_eid")),
-            meets,
-        )
+        await execute_rows(conn, _MEET_SQL, meets)
     await insert_expectation_rows(conn, new_expectations)
     mismatches += await concession_requests.on_arrival(
         conn,
@@ -449,13 +468,8 @@ async def insert_expectation_rows(
 ) -> None:
     """Insert rows of ``expectation_row``'s shape; an existing (placement, kind, ref) is
     left alone."""
-    await execute_rows(
-        conn,
-        dialect_insert(conn, EXPECTATIONS).on_conflict_do_nothing(
-            index_elements=["placement_id", "kind", "ref"]
-        ),
-        rows,
-    )
+    dialect = "sqlite" if conn.dialect.name == "sqlite" else "postgresql"  # dialect_insert's
+    await execute_rows(conn, _INSERT_EXPECTATIONS[dialect], rows)
 
 
 __all__ = [

@@ -14,7 +14,9 @@ group commit that runs the same five statements every few milliseconds compiles 
 them after the first.
 
 ``insert_numbered`` returns the new ids in input order on both backends; ``bulk_insert``
-takes rows as plain tuples for the fastest path (intake, evidence leaves).
+takes rows as plain tuples for the fastest path (intake, evidence leaves). On SQLite the
+statements go to the driver's thread without the engine's execution machinery
+(gateway.store.sqlite_driver.run_statement).
 """
 
 import operator
@@ -27,6 +29,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.cache_key import CacheKey
 from sqlalchemy.sql.compiler import Compiled, SQLCompiler
+
+from gateway.store.sqlite_driver import run_statement
 
 Processor = Callable[[Any], Any] | None
 
@@ -47,6 +51,9 @@ class _Plan:
 
 
 _PLANS: dict[Hashable, _Plan] = {}
+_NOTHING = object()
+_MAX_IDS: dict[sa.Table, str] = {}
+"""``SELECT max(id)`` of each table ``insert_numbered`` numbered on SQLite."""
 
 
 def driver_processor(column: sa.ColumnElement[Any], dialect: Dialect) -> Processor:
@@ -116,13 +123,23 @@ async def execute_rows(
             value = carried[name]
             template[position] = process(value) if process is not None else value
     params = []
+    # The last value each processor converted, by identity: rows of one batch often share a
+    # datetime object (the commit's ``now``), and converting a datetime costs microseconds.
+    last: list[tuple[object, object]] = [(_NOTHING, None)] * plan.width
     for row in rows:
         values = list(template)
         for position, name, convert in plan.per_row:
             value = row[name]
-            values[position] = convert(value) if convert is not None else value
+            if convert is None:
+                values[position] = value
+                continue
+            seen, converted = last[position]
+            if seen is not value:
+                converted = convert(value)
+                last[position] = (value, converted)
+            values[position] = converted
         params.append(tuple(values))
-    await conn.exec_driver_sql(plan.sql, params)
+    await run_statement(conn, plan.sql, params, many=True)
 
 
 def _insert_sql(table: sa.Table, names: tuple[str, ...], dialect: Dialect) -> tuple[str, list[int]]:
@@ -169,7 +186,7 @@ async def bulk_insert(
     else:
         pick = operator.itemgetter(*picks)
         params = [pick((*row, *tail)) for row in rows]
-    await conn.exec_driver_sql(sql, params)
+    await run_statement(conn, sql, params, many=True)
 
 
 async def insert_numbered(
@@ -185,7 +202,11 @@ async def insert_numbered(
     if not rows:
         return []
     if conn.dialect.name == "sqlite":
-        last = (await conn.execute(sa.select(sa.func.max(table.c.id)))).scalar()
+        max_id = _MAX_IDS.get(table)
+        if max_id is None:
+            max_id = str(sa.select(sa.func.max(table.c.id)).compile(dialect=conn.dialect))
+            _MAX_IDS[table] = max_id
+        [(last,)] = await run_statement(conn, max_id, None, many=False) or [(None,)]
         start = (last or 0) + 1
         ids = list(range(start, start + len(rows)))
         await execute_rows(

@@ -15,6 +15,11 @@ cursor buffers them. Server-side cursors (``stream_results``) keep aiosqlite's c
 
 ``gateway.store.database.Database`` passes :func:`dbapi` as the engine's ``module``; the URL
 stays ``sqlite+aiosqlite``.
+
+:func:`run_statement` goes one step further for statements the caller already rendered
+(gateway.store.driver_sql's batched inserts and updates): inside a transaction it hands the
+statement to the driver's thread from the event loop itself, without SQLAlchemy's greenlet
+and execution context, which together cost several times the trip.
 """
 
 import collections
@@ -28,6 +33,8 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util.concurrency import await_
 
 _Outcome = tuple[Any, list[Any] | None, int, int | None]
@@ -136,4 +143,34 @@ def dbapi() -> AsyncAdapt_aiosqlite_dbapi:
     return _Dbapi(aiosqlite, sqlite3)
 
 
-__all__ = ["OneTripCursor", "dbapi"]
+async def run_statement(
+    conn: AsyncConnection, operation: str, parameters: Any, *, many: bool
+) -> list[Any] | None:
+    """One driver-level statement in ``conn``'s transaction; its rows (plain tuples) or None.
+
+    On a connection of this module the statement goes from the event loop straight to
+    aiosqlite's thread: no greenlet and no SQLAlchemy execution context, which cost several
+    times the trip itself. SQLite's errors come back as SQLAlchemy's (``IntegrityError`` and
+    so on, parameters hidden), as through the engine. Elsewhere (PostgreSQL) it is
+    ``exec_driver_sql``.
+    """
+    sync = conn.sync_connection
+    # Outside a transaction the engine must begin one first (a bare statement would commit
+    # on its own).
+    in_transaction = sync is not None and conn.in_transaction()
+    adapted: object = sync.connection.dbapi_connection if sync and in_transaction else None
+    if not isinstance(adapted, _Connection):
+        result = await conn.exec_driver_sql(operation, parameters)
+        return [tuple(row) for row in result.all()] if result.returns_rows else None
+    driver: Any = adapted._connection  # aiosqlite.Connection (its _execute is untyped)
+    try:
+        _, rows, _, _ = await driver._execute(_run, driver._conn, operation, parameters, many)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(
+            operation, parameters, error, sqlite3.Error, hide_parameters=True, dialect=conn.dialect
+        ) from error
+    found: list[Any] | None = rows
+    return found
+
+
+__all__ = ["OneTripCursor", "dbapi", "run_statement"]

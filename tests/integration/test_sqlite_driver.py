@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from gateway.store.database import Database
-from gateway.store.sqlite_driver import OneTripCursor
+from gateway.store.sqlite_driver import OneTripCursor, run_statement
 
 METADATA = sa.MetaData()
 NOTES = sa.Table(
@@ -60,3 +60,24 @@ async def test_a_refused_statement_raises_and_rolls_the_transaction_back(
             await conn.execute(NOTES.insert().values(key="x", n=2))
     async with notes_db.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(NOTES))).scalar() == 0
+
+
+async def test_a_statement_run_at_the_driver_is_part_of_the_transaction(
+    notes_db: Database,
+) -> None:
+    """``run_statement`` skips the engine but not the transaction: its rows land, its reads
+    see them, and a refusal is SQLAlchemy's IntegrityError (parameters hidden) that rolls
+    back the whole transaction."""
+    insert = "INSERT INTO driver_notes (key, n) VALUES (?, ?)"
+    async with notes_db.transaction() as conn:
+        assert await run_statement(conn, insert, [("a", 1), ("b", 2)], many=True) is None
+        read = "SELECT key, n FROM driver_notes ORDER BY id"
+        assert await run_statement(conn, read, None, many=False) == [("a", 1), ("b", 2)]
+    with pytest.raises(IntegrityError) as refused:
+        async with notes_db.transaction() as conn:
+            await run_statement(conn, insert, [("c", 3)], many=True)
+            await run_statement(conn, insert, [("a", 9)], many=True)
+    assert "parameters hidden" in str(refused.value)
+    async with notes_db.connect() as conn:
+        keys = (await conn.execute(sa.select(NOTES.c.key).order_by(NOTES.c.id))).scalars()
+        assert list(keys) == ["a", "b"]
