@@ -27,16 +27,21 @@ counts, per section, the records classified, the breaks found and the breaks new
 
 The events pass runs in a worker process of its own (gateway.reconciliation.columnar_worker:
 DuckDB's copy of SQLite must not share a process with the gateway's); only its breaks, counts
-and the payments come back. The cyclic garbage collector is paused for
-the run (``_collector_paused``).
+and the payments come back. While it works, this process reads what needs no answer of it:
+the re-check of promises and settled closes against approved terms
+(gateway.concessions.audit) and the attribution of the receipts, which the payments pass
+then records (a run resumed after its events pass works the attribution out there). Two
+processes, two CPUs; nothing is written out of its pass or out of order. The cyclic
+garbage collector is paused for the run (``_collector_paused``).
 """
 
+import asyncio
 import gc
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -138,6 +143,7 @@ class ReconEngine:
         )
         self._contact_rules = ContactRules.from_settings(settings)
         self._audits: dict[int, EventPass] = {}
+        self._credited: dict[int, attribution_pass.AttributionOutcome] = {}
 
     def describe(self) -> dict[str, Any]:
         """The settings a run applies (hashed into its ``rules_sha256``)."""
@@ -178,6 +184,8 @@ class ReconEngine:
                     await steps[name](run)
                     report.seconds[name] = time.perf_counter() - started
         except Exception as exc:
+            self._audits.pop(run.id, None)
+            self._credited.pop(run.id, None)
             await recon_runs.finish(
                 self._db, run, now=self._now(), error=f"{type(exc).__name__}: {exc}"
             )
@@ -243,19 +251,34 @@ class ReconEngine:
             int(run.checkpoint.get("after_id", run.after_event_id)) if commit else run.upto_event_id
         )
         window = self._settings.batch_events
-        found = await columnar_worker.run_events_pass(
-            columnar_worker.EventsJob(
-                url=self._db.url,
-                run_id=run.id,
-                after=run.after_event_id,
-                upto=run.upto_event_id,
-                emit_after=resume_after,
-                window=window,
-                rules=self._contact_rules if commit else None,
-            )
+        job = columnar_worker.EventsJob(
+            url=self._db.url,
+            run_id=run.id,
+            after=run.after_event_id,
+            upto=run.upto_event_id,
+            emit_after=resume_after,
+            window=window,
+            rules=self._contact_rules if commit else None,
         )
         if not commit:
-            return found
+            return await columnar_worker.run_events_pass(job)
+        # While the worker's DuckDB works, this process reads what needs no answer of it:
+        # promises and settled closes against approved terms (gateway.concessions.audit),
+        # and the attribution of the receipts the payments pass records. Nothing here
+        # writes; the commits below come in the same order as ever.
+        pending = asyncio.ensure_future(columnar_worker.run_events_pass(job))
+        try:
+            async with self._db.snapshot() as read:
+                terms = await concession_audit.term_breaks(
+                    read, after_event_id=run.after_event_id, upto_event_id=run.upto_event_id
+                )
+                self._credited[run.id] = await self._attribute(read, run)
+        except BaseException:
+            pending.cancel()
+            with suppress(Exception, asyncio.CancelledError):
+                await pending
+            raise
+        found = await pending
         for w in sorted(found.breaks.keys() | found.counts.keys()):
             run.count("classified", found.counts.get(w, Counter()))
             after_id = min((w + 1) * window - 1, run.upto_event_id)
@@ -268,12 +291,8 @@ class ReconEngine:
             (b.dedupe_key, b) for b in found.violations if (b.event_id or 0) > run.after_event_id
         ]
         run.count("contacts", {"checked": found.contacts, "violations": len(violations)})
-        # Promises and settled closes against approved terms (gateway.concessions.audit),
-        # committed with the contact violations and the same checkpoint.
-        async with self._db.snapshot() as read:
-            terms = await concession_audit.term_breaks(
-                read, after_event_id=run.after_event_id, upto_event_id=run.upto_event_id
-            )
+        # Promises and settled closes against approved terms (read above), committed with
+        # the contact violations and the same checkpoint.
         violations += [(key, Break(eid, agency, draft)) for key, draft, agency, eid, _ in terms]
         await self._commit(run, violations, checkpoint={"pass": "payments"})
         self._audits[run.id] = found
@@ -305,13 +324,9 @@ class ReconEngine:
                     sa.select(F.id, F.source, F.sha256).where(F.id.in_(sorted(outcome.feeds)))
                 )
                 feeds = [{"feed_id": i, "source": s, "sha256": h} for i, s, h in rows.all()]
-            credited = await attribution_pass.attribute_receipts(
-                read,
-                self._agencies,
-                upto_payment_id=run.upto_payment_id,
-                zone=ZoneInfo(self._settings.timezone),
-                now=self._now(),
-            )
+            credited = self._credited.pop(run.id, None)
+            if credited is None:  # a run resumed after its events pass
+                credited = await self._attribute(read, run)
         run.inputs["payment_feeds"] = feeds
         run.count("matches", outcome.counts())
         run.count("attributions", credited.counts())
@@ -322,6 +337,20 @@ class ReconEngine:
             await attribution_pass.record(conn, credited, run_id=run.id, now=now)
 
         await self._commit(run, outcome.breaks, checkpoint={"pass": "statements"}, extra=links)
+
+    async def _attribute(
+        self, read: AsyncConnection, run: Run
+    ) -> attribution_pass.AttributionOutcome:
+        """The receipts of the run not attributed yet, attributed (no writes): worked out
+        while the events pass runs, recorded by the payments pass; the packets it renders
+        carry the time it was worked out."""
+        return await attribution_pass.attribute_receipts(
+            read,
+            self._agencies,
+            upto_payment_id=run.upto_payment_id,
+            zone=ZoneInfo(self._settings.timezone),
+            now=self._now(),
+        )
 
     # 3. agency inventory statements
 
