@@ -11,21 +11,40 @@ Each side gets a fresh store (a SQLite file, or a database created on the Postgr
 ``webhook-id``). A fleet of ``workers`` dispatcher processes drains the outbox as ``serve``
 does (gateway.bench.chaos_workers).
 
-The kills are planned before either side runs, the same for both: ``kills`` points drawn at
-random over the run's progress (distinct ids the agencies have received). At a random moment
-up to ``KILL_JITTER_SECONDS`` after the agencies pass a point, a random worker that holds
-leases (one that is dispatching, not one still starting) is SIGKILLed and a fresh one
-started. Right after the kill the benchmark reads which packets the dead worker held under
-lease; once the run is over, gateway.bench.chaos_tally tells for each kill how many of those
-had reached an agency, in flight (no answer yet) or answered but not recorded, and checks
-that every duplicate is one of them.
+The kills are planned before either side runs, the same for both, by one of two profiles:
+
+* ``burst`` (the default, the harsh one): every packet is due at once, so the workers
+  dispatch flat out, and ``kills`` points are drawn at random over the run's progress
+  (distinct ids the agencies have received). At a random moment up to
+  ``KILL_JITTER_SECONDS`` after the agencies pass a point, a random worker that holds leases
+  (one that is dispatching, not one idle or still starting) is SIGKILLed. Every kill lands
+  mid-dispatch, with the most in flight and unrecorded that the settings allow.
+* ``steady`` (issue 15's profile): an intake hands placements to the dispatcher at a steady
+  ``rate`` a second, as production's intake does: the packets are held back until the first
+  workers are up, then come due one every ``1 / rate`` seconds in the order they were
+  queued. The kills land at uniformly random times over the run (``placements / rate``
+  seconds), each on a random live worker, dispatching or idle, as crashes do.
+
+Each kill is followed by another worker in the victim's place: one started ahead in standby,
+at once (``standby``; by default under ``steady`` only, whose kills can come faster than a
+worker starts on a loaded machine), else a fresh one, forked in well under a second
+(gateway.bench.chaos_workers.Fleet). Right after the kill the benchmark reads which packets
+the dead worker held under lease; once the run is over, gateway.bench.chaos_tally tells for
+each kill how many of those had reached an agency, in flight (no answer yet) or answered but
+not recorded, and checks that every duplicate is one of them. From the workers' recording
+logs (gateway.bench.chaos_workers.TimedRecorder) it also tells how long answers waited
+before they were on record, and under ``steady`` whether the workers kept up with the
+intake (how long after it was due each packet first arrived).
 
 So a kill's cost is what it catches unrecorded: requests in flight, at most the agencies'
 ``concurrency`` each, which no way of recording can avoid (nobody knows whether they
 arrived; the agency deduplicates them on ``webhook-id``), plus answers not yet committed,
 which is what the recording decides: about one commit's worth with group commit, up to two
 whole batches (one per lane) without. The duplicate rate (duplicates / distinct ids) is that
-cost times the kill density, ``kills / placements``.
+cost times the kill density, ``kills / placements``. Under ``steady`` a kill catches what one
+worker has unrecorded at a random moment: its share of the rate times how long a packet
+stays unrecorded (the agency's answer time plus the answer-to-commit time), so the rate and
+the agency's latency set the cost much as the recording does.
 
 Nothing may be lost and no id may arrive with different bytes.
 """
@@ -34,13 +53,26 @@ import asyncio
 import random
 import statistics
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from gateway.bench.chaos_tally import Kill, KillTally, Lease, Tally, tally
+from gateway.bench.chaos_tally import (
+    Arrival,
+    Kill,
+    KillTally,
+    Lease,
+    Recorded,
+    Tally,
+    answer_to_commit,
+    spread_ms,
+    tally,
+)
 from gateway.bench.chaos_workers import (
     ChaosSetup,
     Fleet,
@@ -49,14 +81,18 @@ from gateway.bench.chaos_workers import (
     agency_ids,
     chaos_agency,
     make_keys,
+    read_timings,
     scratch_store,
     seed,
 )
 from gateway.bench.counting_agency import AgencyServers, CountingAgency
 from gateway.bench.report import Progress, context, load_average
+from gateway.clock import to_datetime
 from gateway.dispatch.outbox import OUTBOX, counts_by_state
 from gateway.errors import GatewayError
+from gateway.evidence.log import sequence_all
 from gateway.keys import sandbox_keys
+from gateway.runtime import run_sequencer
 from gateway.store.database import Database
 
 TARGET_DUPLICATE_RATE = 0.005
@@ -67,6 +103,13 @@ WATCH_SECONDS = 0.02
 KILL_JITTER_SECONDS = 0.5
 """A kill lands at a random moment up to this long after its point."""
 SIDES: tuple[tuple[str, Recording], ...] = (("baseline", "whole-batch"), ("ours", "group-commit"))
+Profile = Literal["burst", "steady"]
+HELD_BACK = timedelta(days=1)
+"""How far ahead the steady intake's packets are due until it hands them over."""
+INTAKE_LEAD_SECONDS = 0.5
+"""The steady intake's first packet is due this long after the schedule is written."""
+SEQUENCE_EVERY_SECONDS = 0.2
+"""The benchmark's evidence sequencer, as ``[cluster] sequence_every_seconds``."""
 
 OC = OUTBOX.c
 
@@ -76,6 +119,73 @@ def plan_kills(packets: int, kills: int, rng: random.Random) -> list[int]:
     if packets < 2:
         return []
     return sorted(rng.sample(range(1, packets), min(kills, packets - 1)))
+
+
+def plan_kill_times(seconds: float, kills: int, rng: random.Random) -> list[float]:
+    """``kills`` moments (seconds after the intake's first packet), uniform over a run of
+    ``seconds``."""
+    return sorted(rng.uniform(0, seconds) for _ in range(kills))
+
+
+@dataclass(frozen=True, slots=True)
+class KillPlan:
+    """When the kills land: after progress ``points`` (``burst``) or at ``times`` seconds
+    into a steady intake of ``rate`` packets a second (``steady``)."""
+
+    profile: Profile
+    points: tuple[int, ...] = ()
+    times: tuple[float, ...] = ()
+    rate: float = 0.0
+
+    @classmethod
+    def make(
+        cls, profile: Profile, *, packets: int, kills: int, rate: float, rng: random.Random
+    ) -> "KillPlan":
+        if profile == "burst":
+            return cls(profile, points=tuple(plan_kills(packets, kills, rng)))
+        return cls(profile, times=tuple(plan_kill_times(packets / rate, kills, rng)), rate=rate)
+
+    def within(self, packets: int) -> "KillPlan":
+        """The plan for a run of ``packets`` (a point past the last packet cannot happen)."""
+        points = tuple(p for p in self.points if p < packets)
+        times = tuple(t for t in self.times if t < packets / self.rate) if self.rate else ()
+        return KillPlan(self.profile, points, times, self.rate)
+
+    def __len__(self) -> int:
+        return len(self.points) + len(self.times)
+
+
+async def hold_back(db: Database) -> None:
+    """Make every packet due only far in the future (the steady intake hands them over)."""
+    async with db.transaction() as conn:
+        later = to_datetime(time.time()) + HELD_BACK
+        await conn.execute(OUTBOX.update().values(run_at=later))
+
+
+async def hand_over(db: Database, rate: float) -> dict[str, float]:
+    """The steady intake: packet ``i`` (in queue order) comes due ``i / rate`` seconds after
+    a moment just ahead; return when each packet is due (Unix seconds), by dedupe key."""
+    start = time.time() + INTAKE_LEAD_SECONDS
+    async with db.transaction() as conn:
+        rows = (await conn.execute(sa.select(OC.id, OC.dedupe_key).order_by(OC.id))).all()
+        due = {key: start + i / rate for i, (_, key) in enumerate(rows)}
+        await conn.execute(
+            OUTBOX.update().where(OC.id == sa.bindparam("item")),
+            [{"item": item, "run_at": to_datetime(due[key])} for item, key in rows],
+        )
+    return due
+
+
+def intake_report(due: dict[str, float], arrivals: dict[str, list[Arrival]]) -> dict[str, Any]:
+    """Whether the workers kept up with the steady intake: how long after it was due each
+    packet first reached its agency, and the rate the agencies saw over the run."""
+    lag = [arrivals[key][0].received_at - at for key, at in due.items() if key in arrivals]
+    first = [copies[0].received_at for copies in arrivals.values()]
+    seconds = max(first) - min(due.values()) if first and due else 0.0
+    return {
+        "due_to_first_arrival_ms": spread_ms(lag),
+        "delivered_rate_per_second": round(len(first) / seconds, 1) if seconds > 0 else None,
+    }
 
 
 async def held_leases(db: Database, worker_id: str, lease_seconds: int) -> tuple[Lease, ...]:
@@ -99,15 +209,16 @@ async def outbox_keys(db: Database) -> list[str]:
 
 
 class Chaos:
-    """The killing side of one run: SIGKILLs a random dispatching worker each time the
-    agencies pass the next planned point, and notes what the dead worker held."""
+    """The killing side of one run (module docstring): SIGKILLs a worker at each point or
+    moment of the plan, and notes what the dead worker held. Under ``steady`` it is also the
+    intake: it hands the packets over once the first workers are up."""
 
     def __init__(
         self,
         *,
         servers: AgencyServers,
         db: Database,
-        plan: list[int],
+        plan: KillPlan,
         lease_seconds: int,
         rng: random.Random,
         say: Progress,
@@ -121,9 +232,29 @@ class Chaos:
         self._say = say
         self._side = side
         self.kills: list[Kill] = []
+        self.due: dict[str, float] = {}
+        """When each packet came due, under the steady intake."""
 
     async def __call__(self, fleet: Fleet) -> None:
-        for n, point in enumerate(self._plan, start=1):
+        victims = (
+            self._after_points(fleet) if self._plan.profile == "burst" else self._at_times(fleet)
+        )
+        n = 0
+        async for victim in victims:
+            n += 1
+            assert victim.worker_id is not None
+            at, progress = time.time(), self._servers.distinct
+            await fleet.kill(victim)
+            leases = await held_leases(self._db, victim.worker_id, self._lease_seconds)
+            self.kills.append(Kill(victim.worker_id, at, progress, leases))
+            self._say(
+                f"{self._side}: kill {n}/{len(self._plan)} at {progress} ids received, "
+                f"{len(leases)} leases held"
+            )
+
+    async def _after_points(self, fleet: Fleet) -> AsyncIterator[Worker]:
+        """``burst``: a random dispatching worker, a random moment after each point."""
+        for point in self._plan.points:
             while self._servers.distinct < point:
                 if fleet.done:
                     return
@@ -136,15 +267,28 @@ class Chaos:
                 # sends, answers and commits is random too.
                 await asyncio.sleep(self._rng.uniform(0, KILL_JITTER_SECONDS))
                 victim = await self._dispatching(fleet)
-            assert victim.worker_id is not None
-            at, progress = time.time(), self._servers.distinct
-            await fleet.kill(victim)
-            leases = await held_leases(self._db, victim.worker_id, self._lease_seconds)
-            self.kills.append(Kill(victim.worker_id, at, progress, leases))
-            self._say(
-                f"{self._side}: kill {n}/{len(self._plan)} at {progress} ids received, "
-                f"{len(leases)} leases held"
-            )
+            yield victim
+
+    async def _at_times(self, fleet: Fleet) -> AsyncIterator[Worker]:
+        """``steady``: hand the packets over once the fleet is up, then a random live worker
+        at each planned moment."""
+        while len(fleet.victims()) < fleet.size:
+            if fleet.done:
+                return
+            await asyncio.sleep(WATCH_SECONDS)
+        self.due = await hand_over(self._db, self._plan.rate)
+        start = min(self.due.values(), default=time.time())
+        self._say(f"{self._side}: intake handing over {self._plan.rate:g} packets a second")
+        for moment in self._plan.times:
+            await asyncio.sleep(max(0.0, start + moment - time.time()))
+            while not fleet.victims():
+                # Every worker is a fresh one still starting: the crash waits for one.
+                if fleet.done:
+                    return
+                await asyncio.sleep(WATCH_SECONDS)
+            if fleet.done:
+                return
+            yield self._rng.choice(fleet.victims())
 
     async def _dispatching(self, fleet: Fleet) -> Worker | None:
         """A random worker that holds leases (is dispatching), if any."""
@@ -160,6 +304,13 @@ class Chaos:
         return self._rng.choice(victims) if victims else None
 
 
+async def sequencing(db: Database, fleet_done: asyncio.Event) -> None:
+    """The evidence sequencer of a fleet that stages its leaves (gateway.runtime), until the
+    fleet is done, then once more for what was staged last."""
+    await run_sequencer(db, fleet_done, idle_seconds=SEQUENCE_EVERY_SECONDS)
+    await sequence_all(db)
+
+
 async def run_side(
     base: ChaosSetup,
     recording: Recording,
@@ -167,7 +318,8 @@ async def run_side(
     side: str,
     placements: int,
     workers: int,
-    plan: list[int],
+    plan: KillPlan,
+    standby: int,
     server_url: str | None,
     seed_value: int,
     latency: float,
@@ -184,28 +336,40 @@ async def run_side(
             for agency_id, _ in base.endpoints
         ]
     )
+    timings = base.workdir / f"timings-{side}"
+    timings.mkdir()
     await servers.start()
     try:
         async with scratch_store(server_url, base.workdir, side) as url:
-            setup = base.with_run(url, list(servers.urls.items()), recording)
+            setup = base.with_run(url, list(servers.urls.items()), recording, timings)
             say(f"{side}: seeding {placements} placements")
             await seed(setup, placements, seed=seed_value)
             db = Database(url, base_dir=base.workdir)
             try:
                 packets = await outbox_keys(db)
+                if plan.profile == "steady":
+                    await hold_back(db)
                 chaos = Chaos(
                     servers=servers,
                     db=db,
-                    plan=[p for p in plan if p < len(packets)],
+                    plan=plan.within(len(packets)),
                     lease_seconds=base.lease_seconds,
                     rng=random.Random(seed_value),
                     say=say,
                     side=side,
                 )
-                fleet = Fleet(setup, workers)
+                fleet = Fleet(setup, workers, standby)
+                fleet_done = asyncio.Event()
+                staging = base.stage_evidence and not db.is_sqlite
+                sequencer = asyncio.create_task(sequencing(db, fleet_done)) if staging else None
                 say(f"{side}: {workers} workers dispatching {len(packets)} packets")
-                started = time.perf_counter()
-                await fleet.run(chaos)
+                started, load_before = time.perf_counter(), load_average()
+                try:
+                    await fleet.run(chaos)
+                finally:
+                    fleet_done.set()
+                    if sequencer is not None:
+                        await sequencer
                 seconds = time.perf_counter() - started
                 async with db.connect() as conn:
                     states = await counts_by_state(conn)
@@ -214,12 +378,17 @@ async def run_side(
     finally:
         await servers.aclose()
     changed = {key for a in servers.agencies for key in a.changed}
-    result = tally(packets, servers.arrivals(), chaos.kills, changed=changed)
+    arrivals = servers.arrivals()
+    result = tally(packets, arrivals, chaos.kills, changed=changed)
+    recorded = [
+        Recorded(line["begin"], line["commit"], line["keys"], line["answered"])
+        for line in read_timings(timings)
+    ]
     say(
         f"{side}: {result.duplicates} duplicates in {result.distinct} ids, "
         f"{len(chaos.kills)} kills, {seconds:.1f} s"
     )
-    return side_report(
+    report = side_report(
         result,
         seconds=seconds,
         states=states,
@@ -227,6 +396,11 @@ async def run_side(
         workers_started=fleet.spawned,
         recording=recording,
     )
+    if chaos.due:
+        report["intake"] = intake_report(chaos.due, arrivals)
+    report["answer_to_commit"] = answer_to_commit(recorded, arrivals)
+    report["load_average"] = {"before": load_before, "after": load_average()}
+    return report
 
 
 def side_report(
@@ -299,18 +473,30 @@ async def run(
     batch_size: int = 50,
     lease_seconds: int = 10,
     agency_latency_ms: int = 50,
+    profile: Profile = "burst",
+    rate: float = 100.0,
+    standby: int | None = None,
+    stage_evidence: bool = True,
     database_url: str | None = None,
     seed_value: int = 20260101,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run the benchmark; return the report (see the module docstring)."""
+    """Run the benchmark; return the report (see the module docstring). ``rate`` (packets a
+    second) is the ``steady`` intake's; ``standby`` workers wait, started, to replace a
+    killed one at once (default: none under ``burst``, ``workers`` under ``steady``, whose
+    kills come every few seconds, faster than a worker starts on a loaded machine);
+    ``stage_evidence`` as ``[cluster] stage_evidence``."""
     if placements < 10 or kills < 0 or not 1 <= workers <= 4 or not 1 <= agencies <= 8:
         raise GatewayError("placements must be >= 10, kills >= 0, workers 1-4, agencies 1-8")
-    if agency_latency_ms < 0:
-        raise GatewayError("agency_latency_ms must not be negative")
+    if agency_latency_ms < 0 or rate <= 0:
+        raise GatewayError("agency_latency_ms must not be negative, rate must be positive")
+    if standby is None:
+        standby = 0 if profile == "burst" else workers
     say = Progress(progress, "chaos-dispatch")
     started, load_at_start = time.perf_counter(), load_average()
-    plan = plan_kills(placements, kills, random.Random(seed_value))
+    plan = KillPlan.make(
+        profile, packets=placements, kills=kills, rate=rate, rng=random.Random(seed_value)
+    )
     sides: dict[str, dict[str, Any]] = {}
     with TemporaryDirectory(prefix="gateway-bench-chaos-") as tmp:
         base = ChaosSetup(
@@ -320,6 +506,7 @@ async def run(
             concurrency=concurrency,
             batch_size=batch_size,
             lease_seconds=lease_seconds,
+            stage_evidence=stage_evidence,
         )
         make_keys(base)
         for side, recording in SIDES:
@@ -330,6 +517,7 @@ async def run(
                 placements=placements,
                 workers=workers,
                 plan=plan,
+                standby=standby,
                 server_url=database_url,
                 seed_value=seed_value,
                 latency=agency_latency_ms / 1000,
@@ -355,6 +543,10 @@ async def run(
             side: {k: sides[side]["at_kills"][k] for k in ("in_flight", "answered_not_recorded")}
             for side in ("ours", "baseline")
         },
+        "agency_answer_to_commit_ms": {
+            side: sides[side]["answer_to_commit"]["agency_answer_to_commit_ms"]
+            for side in ("ours", "baseline")
+        },
         "ratio": round(per_kill / baseline_per_kill, 3) if per_kill and baseline_per_kill else None,
         "nothing_lost": ours["ids_lost"] == 0 == baseline["ids_lost"],
         "no_changed_bytes": ours["ids_changed_bytes"] == 0 == baseline["ids_changed_bytes"],
@@ -368,13 +560,28 @@ async def run(
             "(group commit)",
             "baseline": "the same, but a batch's outcomes recorded once after its last send",
             "workers": workers,
+            "standby_workers": standby,
             "agencies": agencies,
             "agency_retry_concurrency": concurrency,
             "dispatch_batch_size": batch_size,
             "dispatch_lanes": 2,
             "lease_seconds": lease_seconds,
-            "kill_points": "uniform over distinct ids received, the same for both sides; each kill "
-            f"up to {KILL_JITTER_SECONDS} s after its point, of a worker holding leases",
+            "profile": profile,
+            "kill_points": (
+                "uniform over distinct ids received, the same for both sides; each kill up to "
+                f"{KILL_JITTER_SECONDS} s after its point, of a worker holding leases"
+                if profile == "burst"
+                else "uniform in time over the intake's run, the same moments for both sides; "
+                "each of a random live worker, dispatching or idle"
+            ),
+            "intake": (
+                "every packet due at once"
+                if profile == "burst"
+                else f"{rate:g} packets a second, from when the first workers are up"
+            ),
+            "evidence": "staged, one sequencer (serve's default on PostgreSQL)"
+            if stage_evidence and database_url is not None
+            else "appended under the evidence lock by each recorder",
             "agency": "aiohttp on loopback: verify the signature, log every copy, answer 200",
             "agency_latency_ms": agency_latency_ms,
             "seed": seed_value,
@@ -394,4 +601,15 @@ def _database_kind(database_url: str | None) -> str:
     return "postgresql (asyncpg), a database created for each side and dropped after"
 
 
-__all__ = ["TARGET_DUPLICATE_RATE", "Chaos", "plan_kills", "run", "run_side"]
+__all__ = [
+    "TARGET_DUPLICATE_RATE",
+    "Chaos",
+    "KillPlan",
+    "Profile",
+    "hand_over",
+    "hold_back",
+    "plan_kill_times",
+    "plan_kills",
+    "run",
+    "run_side",
+]

@@ -16,10 +16,17 @@ duplicates nothing.
 
 A duplicate no kill explains (``unexplained``) would be a packet sent twice for another
 reason, e.g. a lease that expired under a live worker: a healthy run has none.
+
+How long an answer stays unrecorded (``answer_to_commit``) is what a kill at a random moment
+catches of it: from the agency's answer to the worker seeing it (``transit``), then waiting
+for a recording transaction to begin (``wait``: the commit before it, in group commit; the
+rest of the batch, without), then that transaction (``commit``).
 """
 
-from collections.abc import Collection, Mapping, Sequence
+import statistics
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -147,4 +154,76 @@ def tally(
     )
 
 
-__all__ = ["Arrival", "Kill", "KillTally", "Lease", "Tally", "tally", "tally_kill"]
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One recording transaction of a worker: when it began and committed (Unix seconds),
+    and for each outcome it recorded, the packet's dedupe key and when the worker had its
+    answer."""
+
+    begin: float
+    commit: float
+    keys: Sequence[str]
+    answered: Sequence[float]
+
+
+def spread_ms(seconds: Sequence[float]) -> dict[str, float] | None:
+    """Mean, median, 90th percentile and max of ``seconds``, in milliseconds."""
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+    return {
+        "mean": round(statistics.fmean(ordered) * 1000, 1),
+        "median": round(statistics.median(ordered) * 1000, 1),
+        "p90": round(ordered[int(0.9 * (len(ordered) - 1))] * 1000, 1),
+        "max": round(ordered[-1] * 1000, 1),
+    }
+
+
+def answer_to_commit(
+    recorded: Iterable[Recorded], arrivals: Mapping[str, Sequence[Arrival]]
+) -> dict[str, Any]:
+    """How long answers waited to be on record (module docstring), over every outcome the
+    workers recorded; ``transit`` pairs each with the copy the agency answered last before
+    the worker had it."""
+    transit: list[float] = []
+    wait: list[float] = []
+    commit: list[float] = []
+    total: list[float] = []
+    groups: list[int] = []
+    for r in recorded:
+        groups.append(len(r.keys))
+        for key, answered in zip(r.keys, r.answered, strict=True):
+            wait.append(max(0.0, r.begin - answered))
+            commit.append(r.commit - r.begin)
+            # The worker's clock reading (ms) may fall a hair before the agency's.
+            sent = [
+                a.answered_at
+                for a in arrivals.get(key, ())
+                if a.answered_at is not None and a.answered_at <= answered + 0.002
+            ]
+            if sent:
+                transit.append(max(0.0, answered - max(sent)))
+                total.append(r.commit - max(sent))
+    return {
+        "outcomes": len(wait),
+        "transactions": len(groups),
+        "outcomes_per_transaction": round(statistics.fmean(groups), 2) if groups else None,
+        "transit_ms": spread_ms(transit),
+        "wait_ms": spread_ms(wait),
+        "commit_ms": spread_ms(commit),
+        "agency_answer_to_commit_ms": spread_ms(total),
+    }
+
+
+__all__ = [
+    "Arrival",
+    "Kill",
+    "KillTally",
+    "Lease",
+    "Recorded",
+    "Tally",
+    "answer_to_commit",
+    "spread_ms",
+    "tally",
+    "tally_kill",
+]

@@ -2,6 +2,7 @@
 baseline measured in the same run."""
 
 import json
+from typing import Literal
 
 import click
 
@@ -177,6 +178,37 @@ def bench_letters(letters: int, workers: int | None) -> None:
     help="How long the counting agencies take to answer.",
 )
 @click.option(
+    "--profile",
+    type=click.Choice(["burst", "steady"]),
+    default="burst",
+    show_default=True,
+    help="burst: every packet due at once, each kill mid-dispatch after a random progress "
+    "point (harsh). steady: an intake hands over --rate packets a second and the kills land "
+    "at uniformly random times on any live worker (issue 15's chaos).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=100.0,
+    show_default=True,
+    help="Packets handed to the dispatcher a second under --profile steady.",
+)
+@click.option(
+    "--standby",
+    type=click.IntRange(0, 4),
+    default=None,
+    help="Workers started ahead that replace a killed one at once. Default: 0 under burst, "
+    "--workers under steady.",
+)
+@click.option(
+    "--evidence",
+    type=click.Choice(["staged", "locked"]),
+    default="staged",
+    show_default=True,
+    help="On PostgreSQL: staged as serve does ([cluster] stage_evidence), or appended under "
+    "the evidence lock by every recorder.",
+)
+@click.option(
     "--database-url",
     help="A postgresql:// URL: each side runs in a database created on that server and "
     "dropped afterwards (needs CREATEDB). Default: SQLite files in a temp dir.",
@@ -193,6 +225,10 @@ async def bench_chaos_dispatch(
     batch_size: int,
     lease_seconds: int,
     agency_latency_ms: int,
+    profile: Literal["burst", "steady"],
+    rate: float,
+    standby: int | None,
+    evidence: str,
     database_url: str | None,
     seed_value: int,
     progress: bool,
@@ -211,6 +247,10 @@ async def bench_chaos_dispatch(
         batch_size=batch_size,
         lease_seconds=lease_seconds,
         agency_latency_ms=agency_latency_ms,
+        profile=profile,
+        rate=rate,
+        standby=standby,
+        stage_evidence=evidence == "staged",
         database_url=database_url,
         seed_value=seed_value,
         progress=progress,
