@@ -17,12 +17,15 @@ import aiohttp
 from aiohttp import web
 
 from gateway.bench.child import HOST, STOP, Finished, ParentLink, Ready, peak_rss_mb
+from gateway.runtime import settle_heap
 
 
 async def serve_app(link: ParentLink, app: web.Application) -> None:
-    """Child side: serve ``app`` on loopback, say ``Ready(port)``, run until told to stop."""
+    """Child side: serve ``app`` on loopback, say ``Ready(port)``, run until told to stop.
+    The heap is settled first, as ``serve`` does (the baseline's too, so both sides match)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    settle_heap()
     try:
         site = web.TCPSite(runner, HOST, 0)
         await site.start()
@@ -104,6 +107,7 @@ async def post_payloads(
     and record nothing; report the time from the first POST to the last answer."""
     headers = {"content-type": "application/json"}
     requests = [PreparedRequest(path, headers, body) for body in payloads]
+    settle_heap()  # as the gateway's sender does (bench webhook-out)
     cpu0 = time.process_time()
     result = await post_all(base_url, requests, concurrency=concurrency)
     cpu = time.process_time() - cpu0

@@ -46,6 +46,7 @@ from gateway.bench.load import post_payloads, serve_bare
 from gateway.bench.report import Progress, context, load_average, rate, summarise
 from gateway.dispatch.outbox import open_payload
 from gateway.errors import GatewayError
+from gateway.runtime import settle_heap
 from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, Expectation, OutboxItem
 
 TARGET_RATIO = 0.7
@@ -64,6 +65,7 @@ async def dispatching_sender(link: ParentLink, setup: BenchSetup) -> None:
         if not await gateway.db.ping():
             raise GatewayError(f"benchmark store {setup.database_path} cannot be opened")
         dispatcher = await gateway.dispatcher()
+        settle_heap()  # as ``serve`` does once built
         cpu0, started = time.process_time(), time.perf_counter()
         stats = await dispatcher.drain_once()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0

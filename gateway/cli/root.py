@@ -116,12 +116,13 @@ async def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the inbound API, the dispatcher and the schedulers until interrupted."""
     import signal
 
-    from gateway.runtime import run_workers, web_server
+    from gateway.runtime import run_workers, settle_heap, web_server
 
     gateway = await open_gateway(ctx)
     # Cases written before migration 0015, or keyed under a retired PII key, become
     # findable by debtor id in the console.
     await gateway.key_debtors()
+    settle_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
