@@ -8,7 +8,6 @@ and runs the dispatcher; the schedulers and pollers run in the one process holdi
 """
 
 import asyncio
-import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,18 +33,6 @@ from gateway.server import create_app
 from gateway.store.database import Database
 
 log = logging.getLogger(__name__)
-
-
-def settle_heap() -> None:
-    """Move what start-up built (modules, config, compiled statements, the app) out of the
-    collector's reach: call once a long-running process is built, before it serves.
-
-    Those objects live as long as the process, yet every full collection walks them again: a
-    serving process spent some 10-15% of its CPU there (py-spy, ``bench webhook-out``).
-    ``gc.freeze`` puts them in the permanent generation; the collector still runs for
-    everything allocated afterwards (CPython's documented pattern: collect, then freeze)."""
-    gc.collect()
-    gc.freeze()
 
 
 @asynccontextmanager
@@ -362,7 +349,6 @@ __all__ = [
     "run_schedules",
     "run_sequencer",
     "run_workers",
-    "settle_heap",
     "sla_checks",
     "web_server",
 ]

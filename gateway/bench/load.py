@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.bench.child import HOST, STOP, Finished, ParentLink, Ready, peak_rss_mb
-from gateway.runtime import settle_heap
+from gateway.heap import settle_heap
 
 
 async def serve_app(link: ParentLink, app: web.Application) -> None:

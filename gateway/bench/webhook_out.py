@@ -46,7 +46,7 @@ from gateway.bench.load import post_payloads, serve_bare
 from gateway.bench.report import Progress, context, load_average, rate, summarise
 from gateway.dispatch.outbox import open_payload
 from gateway.errors import GatewayError
-from gateway.runtime import settle_heap
+from gateway.heap import settle_heap
 from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, Expectation, OutboxItem
 
 TARGET_RATIO = 0.7

@@ -116,7 +116,8 @@ async def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the inbound API, the dispatcher and the schedulers until interrupted."""
     import signal
 
-    from gateway.runtime import run_workers, settle_heap, web_server
+    from gateway.heap import settle_heap
+    from gateway.runtime import run_workers, web_server
 
     gateway = await open_gateway(ctx)
     # Cases written before migration 0015, or keyed under a retired PII key, become

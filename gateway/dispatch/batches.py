@@ -8,15 +8,13 @@ an owner tag unique to this batch run: a delivered file batch is recorded in bul
 set-based (gateway.dispatch.batch_records), and the tag fences that recording as lease tokens fence
 single items. Whatever the adapter does not report gets the batch's failure.
 
-The cyclic garbage collector is paused while a batch runs (``collector_paused``).
+The cyclic garbage collector is paused while a batch runs (gateway.heap).
 """
 
-import gc
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from operator import itemgetter
 
@@ -34,6 +32,7 @@ from gateway.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from gateway.heap import collector_paused
 from gateway.ports import BatchChannelAdapter, BatchDelivered, Clock, OutboundPacket, Receipt
 from gateway.store.database import Database, sealer_of
 
@@ -43,24 +42,6 @@ OUTBOX = outbox.OUTBOX
 OC = OUTBOX.c
 BATCH_CLAIM_CHUNK = 2000
 """Items per claim when a batch channel is drained."""
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Keep Python's cyclic garbage collector out of a batch run. Every chunk's packets,
-    parsed records and rows outlive two young collections, so a 100,000-case batch promotes
-    about a million objects and triggers a full collection every 60,000 of them, each one
-    walking the whole interpreter's heap again: a quarter of the batch's CPU, for a run that
-    makes almost no reference cycles. Reference counting still frees everything as usual
-    (peak memory stays flat in batch size). The collector is given back as the caller had it,
-    however the run ends (as gateway.reconciliation.engine does for a run)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class BatchDrain:

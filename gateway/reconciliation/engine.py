@@ -32,16 +32,15 @@ the re-check of promises and settled closes against approved terms
 (gateway.concessions.audit) and the attribution of the receipts, which the payments pass
 then records (a run resumed after its events pass works the attribution out there). Two
 processes, two CPUs; nothing is written out of its pass or out of order. The cyclic
-garbage collector is paused for the run (``_collector_paused``).
+garbage collector is paused for the run (gateway.heap).
 """
 
 import asyncio
-import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,6 +55,7 @@ from gateway.config.agencies import AgencyConfig
 from gateway.config.settings import ReconciliationSection
 from gateway.crashpoints import crash_point
 from gateway.evidence.log import EvidenceLog, LeafInput, append_leaves
+from gateway.heap import collector_paused
 from gateway.ports import Clock
 from gateway.reconciliation import (
     columnar_worker,
@@ -80,22 +80,6 @@ from gateway.store.recon_tables import PaymentFeed
 log = logging.getLogger(__name__)
 
 FEEDS = PaymentFeed.__table__  # type: ignore[attr-defined]
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Keep Python's cyclic garbage collector out of a run. A run holds millions of
-    long-lived tuples (placements, the events' state) and every full collection walks all
-    of them again: about a sixth of a run at a million events, for a run that makes almost
-    no reference cycles. Reference counting still frees everything as usual. The collector
-    is given back as the caller had it, however the run ends."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @dataclass(slots=True)
@@ -178,7 +162,7 @@ class ReconEngine:
             "expectations": self._expectations,
         }
         try:
-            with _collector_paused():
+            with collector_paused():
                 for name in PASSES[PASSES.index(run.next_pass) : -1]:
                     started = time.perf_counter()
                     await steps[name](run)
