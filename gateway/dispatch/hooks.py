@@ -12,16 +12,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.config.agencies import AgencyConfig
 from gateway.dispatch.outbox import ClaimedItem
 from gateway.lifecycle import ACTIVITY_EVENTS
 from gateway.reconciliation.kinds import MismatchDraft, NewExpectation
-from gateway.reconciliation.recorder import EXPECTATIONS, E, X, expectation_row, insert_mismatches
+from gateway.reconciliation.recorder import (
+    EXPECTATIONS,
+    E,
+    X,
+    expectation_row,
+    insert_expectation_rows,
+    insert_mismatches,
+)
 from gateway.store.database import dialect_insert
-from gateway.store.driver_sql import execute_rows
 from gateway.store.tables import Mismatch
 
 ARRIVALS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -71,22 +76,6 @@ async def meet_arrived(
         )
 
 
-_OPENING: dict[str, sa.Insert] = {}
-
-
-def _opening(dialect: str) -> sa.Insert:
-    """The INSERT of delivered placements' expectations on ``dialect`` (an existing
-    (placement, kind, ref) is kept), built once: ``execute_rows`` then skips SQLAlchemy's
-    per-row parameter work."""
-    stmt = _OPENING.get(dialect)
-    if stmt is None:
-        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        stmt = _OPENING[dialect] = insert(EXPECTATIONS).on_conflict_do_nothing(
-            index_elements=["placement_id", "kind", "ref"]
-        )
-    return stmt
-
-
 MISMATCHES = Mismatch.__table__  # type: ignore[attr-defined]
 M = MISMATCHES.c
 
@@ -122,7 +111,7 @@ class ReconciliationHooks:
                     )
                 )
         if rows:
-            await execute_rows(conn, _opening(conn.dialect.name), rows)
+            await insert_expectation_rows(conn, rows)
             await meet_arrived(conn, sorted({str(r["placement_id"]) for r in rows}))
 
     async def on_delivered_rows(
