@@ -6,6 +6,7 @@ up front, so two processes never deadlock upgrading a read lock. PostgreSQL uses
 ``FOR UPDATE SKIP LOCKED`` for outbox claims (see gateway/dispatch/outbox.py).
 """
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,7 +55,11 @@ class PayloadSealer(Protocol):
     def unseal(self, blob: bytes, *, bound_to: str) -> bytes: ...
 
 
+PING_AFTER_IDLE_SECONDS = 30.0
+"""A pooled PostgreSQL connection that sat idle longer than this is pinged before it is used;
+one in steady use is not (see ``Database``)."""
 _SEALER = "gateway_sealer"
+_IDLE_SINCE = "gateway_idle_since"
 STAGE_EVIDENCE = "gateway_stage_evidence"
 """Connection info key: leaves of this connection are staged (Database.stage_evidence)."""
 
@@ -64,6 +69,33 @@ def sealer_of(conn: AsyncConnection) -> PayloadSealer | None:
     as some tests and tools do)."""
     sealer: PayloadSealer | None = conn.info.get(_SEALER)
     return sealer
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Pessimistic disconnect handling for connections that sat idle in the pool.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout, and asyncpg's ping is three round
+    trips (BEGIN, an empty query, ROLLBACK): on a busy pool that was a third of a delivery's
+    recording transaction. A connection used moments ago was alive then, so only one idle
+    for ``PING_AFTER_IDLE_SECONDS`` (across a database restart or a firewall's idle timeout,
+    say) is pinged; a dead one is replaced before anyone uses it (``DisconnectionError``
+    makes the pool connect afresh). A connection that dies while in steady use fails its
+    transaction, as it would with ``pool_pre_ping`` too, and SQLAlchemy then drops the whole
+    pool, so the caller's retry gets a fresh connection."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise sa.exc.DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
 class Database:
@@ -98,8 +130,10 @@ class Database:
             # One trip to aiosqlite's thread per statement (gateway.store.sqlite_driver).
             kwargs["module"] = sqlite_driver.dbapi()
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if not self.is_sqlite:
+            _ping_idle_connections(self.engine)
         self.sealer = sealer
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
