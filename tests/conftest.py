@@ -81,16 +81,30 @@ async def throwaway_postgres(server_url: str) -> AsyncIterator[str]:
             await admin.close()
 
 
+@asynccontextmanager
+async def postgres_or_skip() -> AsyncIterator[str]:
+    """``throwaway_postgres`` on the server of ``PG_ENV``; the test is skipped without it."""
+    server = os.environ.get(PG_ENV)
+    if not server:
+        pytest.skip(f"{PG_ENV} is not set")
+    async with throwaway_postgres(server) as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A URL of an empty database: SQLite always, PostgreSQL when the env var is set."""
     if request.param == "sqlite":
         yield "sqlite:///" + str(tmp_path / "gateway.db")
         return
-    server = os.environ.get(PG_ENV)
-    if not server:
-        pytest.skip(f"{PG_ENV} is not set")
-    async with throwaway_postgres(server) as url:
+    async with postgres_or_skip() as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A URL of an empty PostgreSQL database, for tests that need PostgreSQL itself."""
+    async with postgres_or_skip() as url:
         yield url
 
 

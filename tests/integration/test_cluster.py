@@ -4,9 +4,8 @@ processes with failover, allocation rounds that cannot overlap, and evidence lea
 without the log's lock and sequenced in order (PostgreSQL)."""
 
 import asyncio
-import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -30,7 +29,7 @@ from gateway.store.cluster_tables import ClusterRun
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 from gateway.store.tables import EvidenceLeaf
-from tests.conftest import PG_ENV, ConfigFactory, throwaway_postgres
+from tests.conftest import ConfigFactory
 
 RUNS = ClusterRun.__table__  # type: ignore[attr-defined]
 LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
@@ -178,15 +177,6 @@ async def seqs(db: Database) -> list[tuple[int, str]]:
     async with db.connect() as conn:
         rows = await conn.execute(sa.select(LEAVES.c.seq, LEAVES.c.ref).order_by(LEAVES.c.seq))
         return [(int(s), str(r)) for s, r in rows]
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    server = os.environ.get(PG_ENV)
-    if not server:
-        pytest.skip(f"{PG_ENV} is not set")
-    async with throwaway_postgres(server) as url:
-        yield url
 
 
 @pytest.mark.postgres

@@ -6,7 +6,6 @@ scheduled job ever ran in two processes at once."""
 import asyncio
 import itertools
 import json
-import os
 import random
 from collections import defaultdict
 from datetime import datetime
@@ -33,7 +32,6 @@ from gateway.evidence.log import staged_count
 from gateway.store.cluster_tables import ClusterRun
 from gateway.store.database import Database
 from gateway.store.tables import DeliveryAttempt, EvidenceLeaf, InboundMessage, OutboxItem
-from tests.conftest import PG_ENV, throwaway_postgres
 
 pytestmark = pytest.mark.postgres
 
@@ -48,15 +46,6 @@ LEAVES = EvidenceLeaf.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxItem.__table__  # type: ignore[attr-defined]
 INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
 ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-async def postgres_url():
-    server = os.environ.get(PG_ENV)
-    if not server:
-        pytest.skip(f"{PG_ENV} is not set")
-    async with throwaway_postgres(server) as url:
-        yield url
 
 
 async def chaos_under_load(

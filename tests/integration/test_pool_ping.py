@@ -2,9 +2,6 @@
 replaced when it is dead; one in steady use is not pinged (asyncpg's ping is three round
 trips, a third of a delivery's recording transaction)."""
 
-import os
-from collections.abc import AsyncIterator
-
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
@@ -13,18 +10,8 @@ from sqlalchemy.engine import make_url
 
 from gateway.store import database
 from gateway.store.database import Database
-from tests.conftest import PG_ENV, throwaway_postgres
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    server = os.environ.get(PG_ENV)
-    if not server:
-        pytest.skip(f"{PG_ENV} is not set")
-    async with throwaway_postgres(server) as url:
-        yield url
 
 
 @pytest.fixture
@@ -63,9 +50,9 @@ async def _terminate(url: str, pid: int) -> None:
 
 
 async def test_connections_in_steady_use_are_not_pinged(
-    pg_url: str, pings: list[int], monkeypatch: pytest.MonkeyPatch
+    postgres_url: str, pings: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = Database(pg_url, pool_size=1)
+    db = Database(postgres_url, pool_size=1)
     try:
         first = await _backend(db)
         for _ in range(5):
@@ -81,13 +68,13 @@ async def test_connections_in_steady_use_are_not_pinged(
 
 
 async def test_an_idle_dead_connection_is_replaced_before_use(
-    pg_url: str, pings: list[int], monkeypatch: pytest.MonkeyPatch
+    postgres_url: str, pings: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 0.0)
-    db = Database(pg_url, pool_size=1)
+    db = Database(postgres_url, pool_size=1)
     try:
         dead = await _backend(db)
-        await _terminate(pg_url, dead)
+        await _terminate(postgres_url, dead)
         # The ping finds it gone and the pool connects afresh: the caller sees nothing.
         alive = await _backend(db)
         assert alive != dead
@@ -97,12 +84,12 @@ async def test_an_idle_dead_connection_is_replaced_before_use(
 
 
 async def test_a_recently_used_dead_connection_fails_once_then_recovers(
-    pg_url: str, pings: list[int]
+    postgres_url: str, pings: list[int]
 ) -> None:
-    db = Database(pg_url, pool_size=1)
+    db = Database(postgres_url, pool_size=1)
     try:
         dead = await _backend(db)
-        await _terminate(pg_url, dead)
+        await _terminate(postgres_url, dead)
         # Not idle long enough to be pinged: the transaction fails, as it would mid-use ...
         with pytest.raises(sa.exc.DBAPIError):
             await _backend(db)
