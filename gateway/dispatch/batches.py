@@ -248,33 +248,13 @@ class BatchDrain:
             return []
         async with self._db.snapshot() as conn:
             rows = await conn.execute(
-                sa.select(
-                    OUTBOX.c.id,
-                    OUTBOX.c.dedupe_key,
-                    OUTBOX.c.agency_id,
-                    OUTBOX.c.placement_id,
-                    OUTBOX.c.packet_type,
-                    OUTBOX.c.packet_version,
-                    OUTBOX.c.attempts,
-                    OUTBOX.c.max_attempts,
-                ).where(OUTBOX.c.id.in_(sorted(ours)))
+                sa.select(*outbox.ITEM_COLUMNS).where(OUTBOX.c.id.in_(sorted(ours)))
             )
             found = rows.all()
         duration = int((time.perf_counter() - t0) * 1000)
         outcomes = []
         for r in found:
-            item = ClaimedItem(
-                r.id,
-                r.dedupe_key,
-                r.agency_id,
-                r.placement_id,
-                r.packet_type,
-                r.packet_version,
-                b"",
-                r.attempts,
-                r.max_attempts,
-                leases.pop(r.id),
-            )
+            item = outbox.claimed_item(r, b"", leases.pop(r.id))
             result = ours[r.id]
             if isinstance(result, Receipt):
                 outcomes.append(

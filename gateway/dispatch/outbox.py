@@ -22,6 +22,7 @@ Rules
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,6 +60,35 @@ class ClaimedItem:
     attempts: int
     max_attempts: int
     lease_token: int
+
+
+ITEM_COLUMNS = (
+    OC.id,
+    OC.dedupe_key,
+    OC.agency_id,
+    OC.placement_id,
+    OC.packet_type,
+    OC.packet_version,
+    OC.attempts,
+    OC.max_attempts,
+)
+"""The outbox columns a ``ClaimedItem`` holds besides its payload and lease token."""
+
+
+def claimed_item(row: Any, payload: bytes, lease_token: int) -> ClaimedItem:
+    """The ``ClaimedItem`` of a row that has ``ITEM_COLUMNS``."""
+    return ClaimedItem(
+        row.id,
+        row.dedupe_key,
+        row.agency_id,
+        row.placement_id,
+        row.packet_type,
+        row.packet_version,
+        payload,
+        row.attempts,
+        row.max_attempts,
+        lease_token,
+    )
 
 
 async def enqueue(
@@ -112,33 +142,11 @@ async def claim(
         lease_seconds=lease_seconds,
         now=now,
         exclude_agencies=exclude_agencies,
-    ).returning(
-        OC.id,
-        OC.dedupe_key,
-        OC.agency_id,
-        OC.placement_id,
-        OC.packet_type,
-        OC.packet_version,
-        OC.payload,
-        OC.attempts,
-        OC.max_attempts,
-        OC.lease_token,
-    )
+    ).returning(*ITEM_COLUMNS, OC.payload, OC.lease_token)
     result = await conn.execute(stmt)
     sealer = sealer_of(conn)
     items = [
-        ClaimedItem(
-            r.id,
-            r.dedupe_key,
-            r.agency_id,
-            r.placement_id,
-            r.packet_type,
-            r.packet_version,
-            open_stored(sealer, r.dedupe_key, r.payload),
-            r.attempts,
-            r.max_attempts,
-            r.lease_token,
-        )
+        claimed_item(r, open_stored(sealer, r.dedupe_key, r.payload), r.lease_token)
         for r in result.all()
     ]
     items.sort(key=lambda i: i.id)
@@ -339,6 +347,7 @@ async def counts_by_state(conn: AsyncConnection) -> dict[str, int]:
 
 
 __all__ = [
+    "ITEM_COLUMNS",
     "OUTBOX",
     "URGENT_PACKET_TYPES",
     "URGENT_RUN_AT",
@@ -346,6 +355,7 @@ __all__ = [
     "NewItem",
     "claim",
     "claim_statement",
+    "claimed_item",
     "counts_by_state",
     "due_count",
     "enqueue",
