@@ -178,18 +178,16 @@ class Metrics:
     def channel(self, agency_id: str) -> str:
         return self.channels.get(agency_id, "-")
 
-    def attempted(self, agency_id: str, outcome: str, seconds: float, *, count: int = 1) -> None:
-        """``count`` delivery attempts ended in ``outcome`` after one exchange of ``seconds``
-        (a file batch is one exchange for all its members)."""
+    def attempts(
+        self, agency_id: str, outcome: str, seconds: Sequence[float], *, count: int | None = None
+    ) -> None:
+        """Delivery attempts to one agency that ended in ``outcome``, one per exchange of
+        ``seconds`` unless ``count`` says how many the exchanges carried (a file batch is one
+        exchange for all its members); each label set is looked up once."""
         channel = self.channel(agency_id)
-        self.deliveries.labels(agency_id, channel, outcome).inc(count)
-        self.delivery_latency.labels(agency_id, channel).observe(seconds)
-
-    def attempts(self, agency_id: str, outcome: str, seconds: Sequence[float]) -> None:
-        """Attempts to one agency that ended in ``outcome``, one exchange of ``seconds`` each:
-        ``attempted`` for a whole group of outcomes, each label set looked up once."""
-        channel = self.channel(agency_id)
-        self.deliveries.labels(agency_id, channel, outcome).inc(len(seconds))
+        self.deliveries.labels(agency_id, channel, outcome).inc(
+            len(seconds) if count is None else count
+        )
         latency = self.delivery_latency.labels(agency_id, channel)
         for each in seconds:
             latency.observe(each)

@@ -196,7 +196,7 @@ class DeliveryRecorder:
                 )
             held.extend(page)
         if self._metrics is not None:
-            self._metrics.attempted(agency_id, "delivered", duration_ms / 1000, count=len(held))
+            self._metrics.attempts(agency_id, "delivered", [duration_ms / 1000], count=len(held))
         return held
 
     async def record(

@@ -324,7 +324,7 @@ async def test_metrics_answer_without_the_database_and_say_the_cluster_numbers_a
     missing = tmp_path / "no-such-folder" / "gateway.db"
     db = Database(f"sqlite:///{missing}")
     metrics = Metrics(channels={"AGY": "webhook"})
-    metrics.attempted("AGY", "delivered", 0.02)
+    metrics.attempts("AGY", "delivered", [0.02])
     inbound = InboundService(
         db=db, trust={}, clock=ManualClock(START.timestamp()), metrics=metrics, max_body_bytes=1024
     )
