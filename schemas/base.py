@@ -108,9 +108,15 @@ class Money(StrictModel):
     currency: CurrencyCode
 
     def __str__(self) -> str:
-        sign = "-" if self.amount_minor < 0 else ""
-        whole, minor = divmod(abs(self.amount_minor), 100)
-        return f"{self.currency} {sign}{whole:,}.{minor:02d}"
+        return money_text(self.amount_minor, self.currency)
+
+
+def money_text(amount_minor: int, currency: str) -> str:
+    """How an amount reads in messages and mismatch details (``CNY 1,234.50``): what
+    ``str(Money(...))`` gives, without building the model, for figures already checked."""
+    sign = "-" if amount_minor < 0 else ""
+    whole, minor = divmod(abs(amount_minor), 100)
+    return f"{currency} {sign}{whole:,}.{minor:02d}"
 
 
 class _BoundedMoney(Money):
@@ -148,4 +154,5 @@ __all__ = [
     "StrictModel",
     "UtcDatetime",
     "WireDate",
+    "money_text",
 ]

@@ -31,7 +31,7 @@ from gateway.errors import NotFound
 from gateway.reconciliation.kinds import MismatchDraft, PlacementView
 from gateway.store.concession_tables import ConcessionRequest
 from gateway.store.database import dialect_insert
-from schemas.base import Money
+from schemas.base import money_text
 from schemas.events import (
     AgencyEvent,
     CaseClosed,
@@ -213,10 +213,6 @@ async def approved_terms(
     return found
 
 
-def _money(minor: int, currency: str) -> str:
-    return str(Money(amount_minor=minor, currency=currency))
-
-
 def term_mismatches(
     checks: Sequence[tuple[str, int, AgencyEvent, PlacementView]],
     approved: Mapping[str, list[tuple[Terms, date | None]]],
@@ -228,8 +224,8 @@ def term_mismatches(
         terms = approved.get(before.id, [])
         outstanding = before.balance_minor - before.collected_minor
         ours: dict[str, object] = {
-            "balance": _money(before.balance_minor, before.currency),
-            "collected": _money(before.collected_minor, before.currency),
+            "balance": money_text(before.balance_minor, before.currency),
+            "collected": money_text(before.collected_minor, before.currency),
             "approved_terms": len(terms),
         }
         if isinstance(event, PromiseMade):
@@ -247,7 +243,7 @@ def term_mismatches(
                 before.id,
                 f"{agency_id} recorded promise {event.data.promise_id} of "
                 f"{event.data.amount} by {event.data.promised_date} on {before.id}, below the "
-                f"{_money(outstanding, before.currency)} outstanding and matching no approved "
+                f"{money_text(outstanding, before.currency)} outstanding and matching no approved "
                 "waiver or instalment plan",
                 ours,
                 {
@@ -269,8 +265,8 @@ def term_mismatches(
                 "unapproved_waiver",
                 before.id,
                 f"{agency_id} closed {before.id} as settled with "
-                f"{_money(before.collected_minor, before.currency)} of "
-                f"{_money(before.balance_minor, before.currency)} collected, and no approved "
+                f"{money_text(before.collected_minor, before.currency)} of "
+                f"{money_text(before.balance_minor, before.currency)} collected, and no approved "
                 "waiver covers the difference",
                 ours,
                 {"type": event.type, "reason": event.data.reason},

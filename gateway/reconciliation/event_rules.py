@@ -46,7 +46,7 @@ from pydantic import BaseModel
 
 from gateway.lifecycle import ACTIVITY_EVENTS, next_placement_state
 from gateway.reconciliation.kinds import MismatchDraft, NewExpectation, PlacementView
-from schemas.base import Money
+from schemas.base import Money, money_text
 from schemas.events import (
     AgencyEvent,
     CaseClosed,
@@ -92,13 +92,6 @@ def event_money(event: AgencyEvent) -> Money | None:
     return None
 
 
-@functools.lru_cache(maxsize=4096)
-def _money_text(amount_minor: int, currency: str) -> str:
-    """``str(Money(...))`` of a placement's figures: the same few balances come back in batch
-    after batch, and building the model costs more than the rest of a rule."""
-    return str(Money(amount_minor=amount_minor, currency=currency))
-
-
 def event_placement_id(event: AgencyEvent) -> str | None:
     if isinstance(event, StatementSubmitted | SettlementConfirmed | SettlementDisputed):
         return None  # agency-wide: an inventory, or an answer to a settlement statement
@@ -127,7 +120,7 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
     ours: dict[str, object] = {
         "agency_id": placement.agency_id,
         "state": placement.state,
-        "balance": _money_text(placement.balance_minor, placement.currency),
+        "balance": money_text(placement.balance_minor, placement.currency),
     }
     if placement.agency_id != agency_id:
         return Decision(
@@ -201,7 +194,7 @@ def assess(event: AgencyEvent, agency_id: str, placement: PlacementView | None) 
                     "ack_balance_differs",
                     pid,
                     f"{agency_id} loaded {event.data.balance}, we sent "
-                    f"{Money(amount_minor=placement.balance_minor, currency=placement.currency)}",
+                    f"{money_text(placement.balance_minor, placement.currency)}",
                     ours,
                     theirs,
                     acked - placement.balance_minor,
