@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.concessions.requests import REQUESTS, MismatchRow, R, term_mismatches, terms_of_row
 from gateway.concessions.rules import Terms
 from gateway.reconciliation.kinds import PlacementView
+from gateway.reconciliation.sources import json_text
 from gateway.store.tables import AgencyEventRow, Placement
 from schemas.events import AGENCY_EVENT_ADAPTER, AgencyEvent
 
 EVENTS = AgencyEventRow.__table__  # type: ignore[attr-defined]
 PLACEMENTS = Placement.__table__  # type: ignore[attr-defined]
 E, P = EVENTS.c, PLACEMENTS.c
-_CHECKED = ("promise.made", "case.closed")
 _MONEY = ("payment.reported", "payment.reversed")
 
 
@@ -51,12 +51,30 @@ async def term_breaks(
     Three reads, each a join on the range's candidate events rather than a list of ids (a
     run of a million events has tens of thousands): the candidates with their placements,
     the money reported on those placements up to the range's end, and the terms approved on
-    them."""
+    them. The candidates are the closes as ``settled`` and the promises on placements with
+    approved terms: with none, any promise keeps to the terms
+    (gateway.concessions.rules.promise_within_terms), so it is not read at all."""
+    terms_approved = (
+        sa.select(R.id)
+        .where(
+            R.placement_id == E.placement_id,
+            R.state == "approved",
+            R.kind != "pause",
+            R.decided_at.is_not(None),
+        )
+        .exists()
+    )
     in_range = (
         E.id > after_event_id,
         E.id <= upto_event_id,
         E.applied,
-        E.event_type.in_(_CHECKED),
+        sa.or_(
+            sa.and_(E.event_type == "promise.made", terms_approved),
+            sa.and_(
+                E.event_type == "case.closed",
+                json_text(E.data, "reason", conn.dialect.name) == "settled",
+            ),
+        ),
     )
     touched = sa.select(E.placement_id).where(*in_range)
     candidates = (

@@ -435,6 +435,47 @@ async def test_a_run_raises_the_term_breaks_arrival_missed_and_never_twice(
     assert len(await mismatches(world, "unapproved_waiver")) == 2
 
 
+async def test_a_run_raises_a_short_promise_on_an_approved_plan_and_passes_ordinary_ones(
+    world: CaseWorld,
+) -> None:
+    """The run re-checks promises only where terms were approved: a promise short of the
+    approved plan is raised again after its arrival break is lost; a promise of part of the
+    balance on a placement with nothing approved, before or after, is an ordinary promise."""
+    [p, q] = await placed(world, 2)
+    first = START.date() + timedelta(days=5)
+    await world.post(
+        "instalment.requested",
+        {
+            "placement_id": p["id"],
+            "request_id": "RQ-R",
+            "instalments": 3,
+            "first_due_date": first.isoformat(),
+            "frequency": "monthly",
+            "total": cny(300_000),
+            "reason": "salary is monthly",
+        },
+    )
+    await service(world).decide("AGY_ONE/RQ-R", approve=True, person=LI)
+    for placement, promise_id in ((p, "PR-S"), (q, "PR-Q")):
+        await world.post(
+            "promise.made",
+            {
+                "placement_id": placement["id"],
+                "promise_id": promise_id,
+                "amount": cny(60_000),
+                "promised_date": first.isoformat(),
+            },
+        )
+    [short] = await mismatches(world, "unapproved_terms")
+    assert short["placement_id"] == p["id"]
+    async with world.db.transaction() as conn:
+        await conn.execute(MISMATCHES.delete().where(MISMATCHES.c.kind == "unapproved_terms"))
+    run = await world.gateway.recon_engine().run(full=True)
+    assert run.run.counts["new"].get("unapproved_terms") == 1
+    [again] = await mismatches(world, "unapproved_terms")
+    assert (again["placement_id"], json.loads(again["theirs"])["promise_id"]) == (p["id"], "PR-S")
+
+
 async def test_an_instalment_the_lender_received_is_kept_though_the_agency_reports_nothing(
     world: CaseWorld, tmp_path: Path
 ) -> None:
