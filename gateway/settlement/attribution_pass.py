@@ -160,6 +160,9 @@ async def attribute_receipts(
     case_ids = sorted({r.case_id for r in rows if r.case_id})
     held, known = await _tenures(conn, case_ids)
     grace = grace_terms(agencies.values())
+    # Packets go to ``lender_collects`` agencies only (_packets): a case none of them ever
+    # held needs no look at its holders for them.
+    collecting = {a.id for a in agencies.values() if a.settlement.money_model == "lender_collects"}
     by_placement = {h.tenure.placement_id: h for hs in held.values() for h in hs}
     for row in rows:
         received = _aware(row.received_at)
@@ -183,7 +186,7 @@ async def attribute_receipts(
         shares = attribute(receipt, tenures, grace, ended_on=ended_on)
         check_shares(receipt, shares)
         out.shares.extend(shares)
-        if receipt.kind == "debtor" and tenures:
+        if receipt.kind == "debtor" and tenures and any(t.agency_id in collecting for t in tenures):
             out.packets.extend(
                 _packets(receipt, row.payment_id, shares, tenures, by_placement, agencies, now)
             )
