@@ -7,10 +7,14 @@ every item concurrently, at most ``concurrency`` at a time per agency → record
 they complete, by group commit: one writer records, in ONE transaction, whatever outcomes
 finished while its previous commit ran (gateway.dispatch.records: attempts with receipts,
 evidence leaves, state changes fenced by lease token, the domain hooks, failure handling by
-error type). An agency's answer is on record within about one commit of arriving, so a crash
-re-sends only what was truly in flight, not every packet of the batch. Two lanes overlap one
-batch's claim with another's sending and recording; they take turns writing (one claim or one
-recorded group at a time) on SQLite, so a group grows while the other lane's commit runs.
+error type). While the recorder keeps up, an agency's answer is on record within about one
+commit of arriving, so a crash re-sends only what was in flight and the last commit's
+answers, not every packet of the batch. When sending outpaces recording (every packet due at
+once, an agency answering at once), answers queue for the recorder and a crash re-sends the
+queue, up to a batch a lane (README's performance section has the measurements). Two lanes
+overlap one batch's claim with another's sending and recording; they take turns writing (one
+claim or one recorded group at a time) on SQLite, so a group grows while the other lane's
+commit runs.
 """
 
 import asyncio
