@@ -228,6 +228,7 @@ def make_dispatcher(
     worker_id: str = "worker-1",
     batch_size: int = 50,
     lease_seconds: float = 60,
+    hooks: ReconciliationHooks | None = None,
 ) -> Dispatcher:
     adapters: dict[str, ChannelAdapter] = {
         a.id: WebhookAdapter(agency=a, keys=[rx.signing[a.id]], session=session, clock=rx.clock.now)
@@ -237,7 +238,7 @@ def make_dispatcher(
         db=db,
         adapters=adapters,
         agencies=rx.agencies,
-        hooks=ReconciliationHooks(agencies=rx.agencies),
+        hooks=hooks or ReconciliationHooks(agencies=rx.agencies),
         clock=rx.clock,
         batch_size=batch_size,
         lease_seconds=lease_seconds,
@@ -597,6 +598,47 @@ async def test_per_agency_concurrency_limit_is_respected(
     stats = await make_dispatcher(db, receiver, session).drain_once()
     assert stats.delivered == 12
     assert receiver.max_in_flight == 3
+
+
+class SlowRecording(ReconciliationHooks):
+    """The domain hooks, with the first recorded group held until ``release``: a recorder
+    that has fallen behind the agency's answers."""
+
+    def __init__(self, agencies: Mapping[str, WebhookAgency]) -> None:
+        super().__init__(agencies=agencies)
+        self.recording = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def on_delivered(self, conn: Any, items: Any, *, now: datetime) -> None:
+        self.recording.set()
+        await self.release.wait()
+        await super().on_delivered(conn, items, now=now)
+
+
+async def test_senders_wait_for_a_recorder_that_falls_behind(
+    db: Database,
+    receiver: Receiver,
+    session: aiohttp.ClientSession,
+    clock: ManualClock,
+    seed_placements: Seeder,
+) -> None:
+    """An agency that answers faster than the gateway records gets at most two packets a
+    sender ahead of the record, not the rest of the batch: what a crash at that moment
+    would send again. Once the recorder catches up, the batch goes out whole."""
+    agency = receiver.register("AGY_A", retry={"concurrency": 2})
+    await seed_placements(db, {agency.id: agency}, 30, clock)
+    hooks = SlowRecording(receiver.agencies)
+    drain = asyncio.create_task(
+        make_dispatcher(db, receiver, session, batch_size=30, hooks=hooks).drain_once()
+    )
+    await asyncio.wait_for(hooks.recording.wait(), 30)
+    for _ in range(50):  # time for senders that would not wait to run on
+        await asyncio.sleep(0.01)
+    assert len(receiver.seen) == 4  # 2 senders x UNRECORDED_PER_SENDER
+    hooks.release.set()
+    stats = await asyncio.wait_for(drain, 60)
+    assert stats.delivered == 30
+    assert len({s.webhook_id for s in receiver.seen}) == len(receiver.seen) == 30
 
 
 async def test_the_reaper_returns_expired_leases(
