@@ -55,8 +55,9 @@ committed while the next gathers, so the senders never wait on a recorder that k
 When sending outpaces recording (every packet due at once, an agency answering at once),
 the senders wait for the recorder instead of running through the rest of the batch, and a
 crash re-sends at most these and the requests in flight. Measured (README, crash recovery):
-duplicates a kill 48.9 -> 26.8 under ``bench chaos-dispatch`` with agencies answering at
-once, and no change to ``bench webhook-out``'s rate; one per sender cost a third of it."""
+duplicates a kill 48.9 -> 26.8 and 31.5 under ``bench chaos-dispatch`` with agencies
+answering at once, and no change to ``bench webhook-out``'s rate; one per sender cost a third
+of it."""
 
 
 def default_worker_id() -> str:
