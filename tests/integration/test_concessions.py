@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,25 @@ async def mismatches(world: CaseWorld, kind: str) -> list[dict[str, Any]]:
     return await world.rows(
         sa.select(MISMATCHES).where(MISMATCHES.c.kind == kind).order_by(MISMATCHES.c.id)
     )
+
+
+async def request_plan(world: CaseWorld, placement: dict[str, Any], request_id: str) -> date:
+    """The agency asks for three monthly instalments of 3,000.00 in all on ``placement``;
+    returns the first one's due date."""
+    first = START.date() + timedelta(days=5)
+    await world.post(
+        "instalment.requested",
+        {
+            "placement_id": placement["id"],
+            "request_id": request_id,
+            "instalments": 3,
+            "first_due_date": first.isoformat(),
+            "frequency": "monthly",
+            "total": cny(300_000),
+            "reason": "salary is monthly",
+        },
+    )
+    return first
 
 
 async def test_a_waiver_approved_and_one_rejected_are_both_told_to_the_agency(
@@ -269,19 +288,7 @@ async def test_an_approved_plan_expects_each_instalment_and_a_missed_one_is_a_br
     world: CaseWorld,
 ) -> None:
     [p] = await placed(world)
-    first = START.date() + timedelta(days=5)
-    await world.post(
-        "instalment.requested",
-        {
-            "placement_id": p["id"],
-            "request_id": "RQ-I",
-            "instalments": 3,
-            "first_due_date": first.isoformat(),
-            "frequency": "monthly",
-            "total": cny(300_000),
-            "reason": "salary is monthly",
-        },
-    )
+    first = await request_plan(world, p, "RQ-I")
     # Before the plan is approved a promise of part of the balance is an ordinary promise;
     # once it is, a promise must keep to an instalment: less than one is flagged.
     promise = {
@@ -442,19 +449,7 @@ async def test_a_run_raises_a_short_promise_on_an_approved_plan_and_passes_ordin
     approved plan is raised again after its arrival break is lost; a promise of part of the
     balance on a placement with nothing approved, before or after, is an ordinary promise."""
     [p, q] = await placed(world, 2)
-    first = START.date() + timedelta(days=5)
-    await world.post(
-        "instalment.requested",
-        {
-            "placement_id": p["id"],
-            "request_id": "RQ-R",
-            "instalments": 3,
-            "first_due_date": first.isoformat(),
-            "frequency": "monthly",
-            "total": cny(300_000),
-            "reason": "salary is monthly",
-        },
-    )
+    first = await request_plan(world, p, "RQ-R")
     await service(world).decide("AGY_ONE/RQ-R", approve=True, person=LI)
     for placement, promise_id in ((p, "PR-S"), (q, "PR-Q")):
         await world.post(
@@ -484,19 +479,7 @@ async def test_an_instalment_the_lender_received_is_kept_though_the_agency_repor
     no ``payment.reported`` from the agency; a receipt short of the next instalment does not
     meet it, and a receipt and its report never count twice."""
     [p] = await placed(world)
-    first = START.date() + timedelta(days=5)
-    await world.post(
-        "instalment.requested",
-        {
-            "placement_id": p["id"],
-            "request_id": "RQ-L",
-            "instalments": 3,
-            "first_due_date": first.isoformat(),
-            "frequency": "monthly",
-            "total": cny(300_000),
-            "reason": "salary is monthly",
-        },
-    )
+    await request_plan(world, p, "RQ-L")
     await service(world).decide("AGY_ONE/RQ-L", approve=True, person=LI)
 
     def receipt(payment_id: str, amount: int, when: datetime) -> str:
