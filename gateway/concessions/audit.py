@@ -54,16 +54,9 @@ async def term_breaks(
     them. The candidates are the closes as ``settled`` and the promises on placements with
     approved terms: with none, any promise keeps to the terms
     (gateway.concessions.rules.promise_within_terms), so it is not read at all."""
-    terms_approved = (
-        sa.select(R.id)
-        .where(
-            R.placement_id == E.placement_id,
-            R.state == "approved",
-            R.kind != "pause",
-            R.decided_at.is_not(None),
-        )
-        .exists()
-    )
+    # Terms that count against promises and closes: approved waivers and plans.
+    in_force = (R.state == "approved", R.kind != "pause", R.decided_at.is_not(None))
+    terms_approved = sa.select(R.id).where(R.placement_id == E.placement_id, *in_force).exists()
     in_range = (
         E.id > after_event_id,
         E.id <= upto_event_id,
@@ -98,13 +91,7 @@ async def term_breaks(
             .order_by(E.id)
         )
     ).all()
-    events = [(row, _event(row)) for row in candidates]
-    events = [
-        (row, ev)
-        for row, ev in events
-        if ev.type == "promise.made" or getattr(ev.data, "reason", "") == "settled"
-    ]
-    if not events:
+    if not candidates:
         return []
     # Per placement, the ids of its money events in order and the running total after each:
     # what the agency had reported collected before an event is one bisection away.
@@ -128,16 +115,11 @@ async def term_breaks(
         totals.append((totals[-1] if totals else 0) + sign * int(amount or 0))
     approved: dict[str, list[tuple[Terms, date | None, datetime]]] = defaultdict(list)
     for r in (
-        await conn.execute(
-            sa.select(REQUESTS).where(R.placement_id.in_(touched), R.state == "approved")
-        )
+        await conn.execute(sa.select(REQUESTS).where(R.placement_id.in_(touched), *in_force))
     ).all():
-        if r.kind != "pause" and r.decided_at is not None:
-            approved[r.placement_id].append((terms_of_row(r), r.valid_until, r.decided_at))
-    checks: list[tuple[str, int, AgencyEvent, PlacementView]] = []
-    standing: dict[str, list[tuple[Terms, date | None]]] = {}
+        approved[r.placement_id].append((terms_of_row(r), r.valid_until, r.decided_at))
     found: list[MismatchRow] = []
-    for row, event in events:
+    for row in candidates:
         pid = row.placement_id
         before = bisect_left(money_ids.get(pid, ()), row.id)
         view = PlacementView(
@@ -151,16 +133,10 @@ async def term_breaks(
             None,
             None,
         )
-        terms = approved.get(pid)
-        if terms is None:
-            # Nothing approved on the placement: the check does not depend on when the
-            # event came, so it joins one batch with the others like it.
-            checks.append((row.agency_id, row.id, event, view))
-            continue
-        at_arrival = {pid: [(t, until) for t, until, at in terms if at <= row.received_at]}
-        found += term_mismatches([(row.agency_id, row.id, event, view)], at_arrival)
-    found += term_mismatches(checks, standing)
-    found.sort(key=lambda m: m[3] or 0)
+        at_arrival = {
+            pid: [(t, until) for t, until, at in approved.get(pid, ()) if at <= row.received_at]
+        }
+        found += term_mismatches([(row.agency_id, row.id, _event(row), view)], at_arrival)
     return found
 
 
